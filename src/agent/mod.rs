@@ -1,0 +1,3 @@
+//! The node agent: a `Filesystem` over a local Linux `/proc`.
+
+pub mod summary;

@@ -1,0 +1,1434 @@
+//! The node summary file: every process of a node, and the node's clock and
+//! identity facts, in one read.
+//!
+//! Reading `/proc/<pid>/status` for 200 processes over 9P, times thousands of
+//! nodes, is the slow path. The agent therefore serves one synthesized file
+//! ([`FILE_PATH`], `/.gproc/ps` in its tree) that [`generate`] builds from the
+//! local `/proc` on every read, and the aggregator decodes with [`parse`].
+//! The simulator builds the same bytes from synthetic data with
+//! [`NodeSummary::encode`].
+//!
+//! # Format (`gproc-ps 1`)
+//!
+//! Plain text, one record per line, lines ended by `\n`, the whole file valid
+//! UTF-8. Fields are separated by one space (the parser also accepts runs of
+//! spaces). Every line starts with a tag saying what it is:
+//!
+//! ```text
+//! gproc-ps 1
+//! hostname n17
+//! arch x86_64
+//! kernel 6.1.0-18-amd64
+//! boot_time 1700000000
+//! clk_tck 100
+//! page_size 4096
+//! uptime 12345.67
+//! idle 98765.43
+//! time 1700012345.678901
+//! cpus 64
+//! mem_total_kb 263921340
+//! mem_free_kb 101234500
+//! mem_available_kb 200123456
+//! loadavg 0.52 0.58 0.59 2 1234
+//! # pid ppid ruid euid user state utime stime rss vsize start threads comm argc argv...
+//! p 1 0 0 0 root S 120 340 3000 170000000 5 1 systemd 2 /sbin/init splash
+//! p 2 0 0 0 root S 0 0 0 0 5 1 kthreadd 0
+//! p 4242 1 1000 1000 alice R 9000 12 51200 2147483648 81234 8 my\sjob 3 ./my\sjob --name \-
+//! end 3
+//! ```
+//!
+//! - Line 1 is the magic `gproc-ps` and the format's major version. A parser
+//!   refuses any other major version; compatible additions (new header keys,
+//!   new line tags, new trailing fields) never change it.
+//! - Header lines are `key value...`:
+//!   `hostname`, `arch` (uname machine), `kernel` (uname release) are
+//!   escaped strings; `boot_time` (unix seconds, `btime` of `/proc/stat`),
+//!   `clk_tck` (`sysconf(_SC_CLK_TCK)`, positive), `page_size` (bytes,
+//!   positive), `cpus` (online CPUs in `/proc/stat`), `mem_total_kb`,
+//!   `mem_free_kb` are integers; `uptime` and `idle` (seconds, from
+//!   `/proc/uptime`) and `time` (unix seconds of the snapshot, with
+//!   fraction) are finite decimals; `loadavg` is `one five fifteen running
+//!   total` as in `/proc/loadavg`. All of these are required.
+//!   `mem_available_kb` is optional (kernels before 3.14 lack it).
+//! - `p` lines are processes, in pid order, with these fields:
+//!   `pid ppid ruid euid user state utime stime rss vsize start threads comm
+//!   argc arg1 ... argN`: `user` is the name of the *effective* uid as
+//!   resolved on the node (the uid in decimal when it has no name), as `ps`
+//!   shows it; `state` is the one-character state of `stat`; `utime`,
+//!   `stime` and `start` (time after boot) are clock ticks; `rss` is in
+//!   pages and `vsize` in bytes; `threads` the number of threads; `comm` the
+//!   escaped `comm` of `stat`; `argc` the number of arguments that follow,
+//!   each one escaped field (so arguments stay distinct, empty ones too).
+//!   `argc` is `0` for kernel threads, zombies and processes whose
+//!   `cmdline` could not be read.
+//! - `end N` closes the file; `N` is the number of `p` lines. A file without
+//!   it, or with the wrong count, was truncated and is rejected. Nothing after
+//!   it is read.
+//! - Blank lines, `#` comments and lines with an unknown tag are ignored, and
+//!   so are fields past the ones listed above (after the arguments of a `p`
+//!   line): a newer agent stays readable by an older aggregator. A later
+//!   duplicate header key replaces an earlier one.
+//!
+//! Escaping (strings only: `hostname`, `arch`, `kernel`, `user`, `state`,
+//! `comm`, each argument): `\\` is a backslash, `\s` a space, `\t` a tab,
+//! `\n` a newline, `\xHH` (two hex digits) any other byte: the writer uses it
+//! for control characters (C0, DEL, C1, so a terminal is safe) and for bytes
+//! that are not valid UTF-8. A field that is exactly `\-` is the empty
+//! string. Any other backslash sequence is an error. Other bytes stand for
+//! themselves, so printable UTF-8 (`café`) stays readable.
+//!
+//! `cmdline` is split at NUL bytes after dropping trailing NULs (the padding
+//! that `setproctitle` leaves), so `a\0\0b\0` gives the arguments `a`, ``
+//! and `b`.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::ffi::CStr;
+use std::fmt::Display;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use procfs::process::Process;
+use procfs::{FromRead, FromReadSI, KernelStats, LoadAverage, Meminfo, ProcError, Uptime};
+
+/// Where the agent serves the summary, relative to the root of its tree.
+pub const FILE_PATH: &str = "/.gproc/ps";
+
+/// First token of line 1: tells a summary from any other file.
+pub const MAGIC: &str = "gproc-ps";
+
+/// Major version written by [`NodeSummary::encode`] and the only one
+/// [`parse`] reads. Compatible additions do not change it.
+pub const VERSION: u32 = 1;
+
+/// Longest piece of hostile input quoted back in an error message.
+const QUOTE_MAX: usize = 40;
+
+/// What can go wrong building or reading a summary.
+#[derive(Debug, thiserror::Error)]
+pub enum SummaryError {
+    /// A node-wide file (`stat`, `uptime`, `meminfo`, `loadavg`) or the
+    /// process directory itself could not be read: no summary is possible.
+    #[error("reading {}: {source}", path.display())]
+    Read {
+        /// The file under the proc root.
+        path: PathBuf,
+        /// What procfs reported.
+        #[source]
+        source: ProcError,
+    },
+    /// The bytes are not a well-formed summary.
+    #[error("line {line}: {msg}")]
+    Parse {
+        /// 1-based line number.
+        line: usize,
+        /// What was expected, and what was found.
+        msg: String,
+    },
+    /// A summary of a major version this build cannot read.
+    #[error(
+        "line 1: unsupported {} version `{found}` (this build reads version {})",
+        MAGIC,
+        VERSION
+    )]
+    Version {
+        /// The version token as written (escaped, shortened).
+        found: String,
+    },
+}
+
+impl SummaryError {
+    /// The 1-based line a parse error is about, `None` for read errors.
+    pub fn line(&self) -> Option<usize> {
+        match self {
+            SummaryError::Read { .. } => None,
+            SummaryError::Parse { line, .. } => Some(*line),
+            SummaryError::Version { .. } => Some(1),
+        }
+    }
+}
+
+/// `/proc/loadavg`: the run-queue averages and the scheduling entity counts.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct LoadAvg {
+    /// 1-minute load average.
+    pub one: f64,
+    /// 5-minute load average.
+    pub five: f64,
+    /// 15-minute load average.
+    pub fifteen: f64,
+    /// Runnable threads now.
+    pub running: u32,
+    /// Threads that exist.
+    pub total: u32,
+}
+
+/// One decoded summary: the node's facts and every process it had.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeSummary {
+    /// The node's hostname (`/proc/sys/kernel/hostname`).
+    pub hostname: String,
+    /// Machine architecture as uname reports it (`x86_64`, `ppc64`, ...):
+    /// the aggregator must not assume its own.
+    pub arch: String,
+    /// Kernel release (uname `-r`).
+    pub kernel: String,
+    /// Boot time, unix seconds (`btime`).
+    pub boot_time: u64,
+    /// Clock ticks per second: the unit of `utime`, `stime`, `start_ticks`.
+    pub clk_tck: u64,
+    /// Page size in bytes: the unit of `rss_pages`.
+    pub page_size: u64,
+    /// Seconds since boot when the snapshot was taken.
+    pub uptime: f64,
+    /// Summed idle seconds of all CPUs.
+    pub idle: f64,
+    /// Unix time of the snapshot, with fraction: lets the aggregator compute
+    /// %CPU between two summaries and spot a node with a wrong clock.
+    pub time: f64,
+    /// Online CPUs.
+    pub cpus: u32,
+    /// `MemTotal`, KiB.
+    pub mem_total_kb: u64,
+    /// `MemFree`, KiB.
+    pub mem_free_kb: u64,
+    /// `MemAvailable`, KiB; `None` on kernels that lack it.
+    pub mem_available_kb: Option<u64>,
+    /// `/proc/loadavg`.
+    pub loadavg: LoadAvg,
+    /// The processes (not threads), in pid order.
+    pub procs: Vec<ProcEntry>,
+}
+
+/// One process as the summary carries it; units are the node's (see
+/// [`NodeSummary`] for `clk_tck` and `page_size`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ProcEntry {
+    /// Process id (in the node's pid namespace).
+    pub pid: i32,
+    /// Parent's pid; 0 for init and kthreadd.
+    pub ppid: i32,
+    /// Real uid.
+    pub ruid: u32,
+    /// Effective uid.
+    pub euid: u32,
+    /// Name of `euid` on the node (decimal uid when it has none): names are
+    /// resolved where the password database is.
+    pub user: String,
+    /// State letter from `stat` (`R`, `S`, `D`, `Z`, `T`, `I`, ...).
+    pub state: char,
+    /// User-mode CPU time, clock ticks.
+    pub utime: u64,
+    /// Kernel-mode CPU time, clock ticks.
+    pub stime: u64,
+    /// Resident set size, pages.
+    pub rss_pages: u64,
+    /// Virtual memory size, bytes.
+    pub vsize: u64,
+    /// Start time, clock ticks after boot.
+    pub start_ticks: u64,
+    /// Number of threads.
+    pub threads: i64,
+    /// `comm` exactly as the kernel has it (any bytes; see [`Self::comm_lossy`]).
+    pub comm: Vec<u8>,
+    /// `argv` exactly, one element per argument; empty for kernel threads.
+    pub cmdline: Vec<Vec<u8>>,
+}
+
+impl ProcEntry {
+    /// User plus system CPU time in seconds. A zero `clk_tck` (never valid)
+    /// counts as 1 rather than dividing by zero.
+    pub fn cpu_seconds(&self, clk_tck: u64) -> f64 {
+        self.utime.saturating_add(self.stime) as f64 / clk_tck.max(1) as f64
+    }
+
+    /// Start time as unix seconds (with fraction), given the node's boot
+    /// time and tick rate.
+    pub fn start_time_unix(&self, boot_time: u64, clk_tck: u64) -> f64 {
+        boot_time as f64 + self.start_ticks as f64 / clk_tck.max(1) as f64
+    }
+
+    /// Resident set size in bytes.
+    pub fn rss_bytes(&self, page_size: u64) -> u64 {
+        self.rss_pages.saturating_mul(page_size)
+    }
+
+    /// `comm` as text, invalid UTF-8 replaced.
+    pub fn comm_lossy(&self) -> Cow<'_, str> {
+        String::from_utf8_lossy(&self.comm)
+    }
+
+    /// The command as `ps` shows it: arguments joined by spaces, or `[comm]`
+    /// when there are none (kernel threads, zombies). Control characters
+    /// become `?`, as in `ps`, so the result is safe on a terminal.
+    pub fn cmdline_display(&self) -> String {
+        let raw = if self.cmdline.is_empty() {
+            format!("[{}]", self.comm_lossy())
+        } else {
+            let args: Vec<Cow<'_, str>> = self
+                .cmdline
+                .iter()
+                .map(|a| String::from_utf8_lossy(a))
+                .collect();
+            args.join(" ")
+        };
+        raw.chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Encoding
+
+/// Appends `bytes` escaped as one field (see the module doc).
+fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+    if bytes.is_empty() {
+        out.extend_from_slice(b"\\-");
+        return;
+    }
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.extend_from_slice(b"\\\\"),
+                ' ' => out.extend_from_slice(b"\\s"),
+                '\t' => out.extend_from_slice(b"\\t"),
+                '\n' => out.extend_from_slice(b"\\n"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        hex_escape(out, b);
+                    }
+                }
+                c => {
+                    let mut buf = [0u8; 4];
+                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+                }
+            }
+        }
+        for &b in chunk.invalid() {
+            hex_escape(out, b);
+        }
+    }
+}
+
+fn hex_escape(out: &mut Vec<u8>, b: u8) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(&[
+        b'\\',
+        b'x',
+        HEX[usize::from(b >> 4)],
+        HEX[usize::from(b & 15)],
+    ]);
+}
+
+/// Appends ` value` (space first).
+fn put(out: &mut Vec<u8>, v: impl Display) {
+    // Writing to a Vec cannot fail.
+    let _ = write!(out, " {v}");
+}
+
+/// Appends ` value` for a float; non-finite values (which `parse` refuses)
+/// are written as 0 so that `encode` output always parses.
+fn put_f64(out: &mut Vec<u8>, v: f64) {
+    put(out, if v.is_finite() { v } else { 0.0 });
+}
+
+/// Appends ` escaped`.
+fn put_esc(out: &mut Vec<u8>, bytes: &[u8]) {
+    out.push(b' ');
+    escape_into(out, bytes);
+}
+
+impl NodeSummary {
+    /// The file's bytes. [`generate`] is collect + `encode`; the simulator
+    /// calls this on synthetic data to serve the same file.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(512 + self.procs.len() * 128);
+        let _ = writeln!(out, "{MAGIC} {VERSION}");
+        let line = |out: &mut Vec<u8>, key: &str| {
+            out.extend_from_slice(key.as_bytes());
+        };
+        line(&mut out, "hostname");
+        put_esc(&mut out, self.hostname.as_bytes());
+        line(&mut out, "\narch");
+        put_esc(&mut out, self.arch.as_bytes());
+        line(&mut out, "\nkernel");
+        put_esc(&mut out, self.kernel.as_bytes());
+        line(&mut out, "\nboot_time");
+        put(&mut out, self.boot_time);
+        line(&mut out, "\nclk_tck");
+        put(&mut out, self.clk_tck);
+        line(&mut out, "\npage_size");
+        put(&mut out, self.page_size);
+        line(&mut out, "\nuptime");
+        put_f64(&mut out, self.uptime);
+        line(&mut out, "\nidle");
+        put_f64(&mut out, self.idle);
+        line(&mut out, "\ntime");
+        put_f64(&mut out, self.time);
+        line(&mut out, "\ncpus");
+        put(&mut out, self.cpus);
+        line(&mut out, "\nmem_total_kb");
+        put(&mut out, self.mem_total_kb);
+        line(&mut out, "\nmem_free_kb");
+        put(&mut out, self.mem_free_kb);
+        if let Some(avail) = self.mem_available_kb {
+            line(&mut out, "\nmem_available_kb");
+            put(&mut out, avail);
+        }
+        let l = &self.loadavg;
+        line(&mut out, "\nloadavg");
+        put_f64(&mut out, l.one);
+        put_f64(&mut out, l.five);
+        put_f64(&mut out, l.fifteen);
+        put(&mut out, l.running);
+        put(&mut out, l.total);
+        out.extend_from_slice(
+            b"\n# pid ppid ruid euid user state utime stime rss vsize start threads comm argc argv...\n",
+        );
+        for p in &self.procs {
+            out.push(b'p');
+            put(&mut out, p.pid);
+            put(&mut out, p.ppid);
+            put(&mut out, p.ruid);
+            put(&mut out, p.euid);
+            put_esc(&mut out, p.user.as_bytes());
+            let mut buf = [0u8; 4];
+            put_esc(&mut out, p.state.encode_utf8(&mut buf).as_bytes());
+            put(&mut out, p.utime);
+            put(&mut out, p.stime);
+            put(&mut out, p.rss_pages);
+            put(&mut out, p.vsize);
+            put(&mut out, p.start_ticks);
+            put(&mut out, p.threads);
+            put_esc(&mut out, &p.comm);
+            put(&mut out, p.cmdline.len());
+            for arg in &p.cmdline {
+                put_esc(&mut out, arg);
+            }
+            out.push(b'\n');
+        }
+        let _ = writeln!(out, "end {}", self.procs.len());
+        out
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Parsing
+
+/// Space-separated tokens of one line; runs of spaces count as one.
+struct Tokens<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for Tokens<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let start = self.rest.iter().position(|&b| b != b' ')?;
+        let rest = &self.rest[start..];
+        let end = rest.iter().position(|&b| b == b' ').unwrap_or(rest.len());
+        let (tok, after) = rest.split_at(end);
+        self.rest = after;
+        Some(tok)
+    }
+}
+
+/// Hostile bytes made printable and short for an error message.
+fn quote(bytes: &[u8]) -> String {
+    let mut esc = Vec::new();
+    escape_into(&mut esc, bytes);
+    let s = String::from_utf8_lossy(&esc);
+    if s.chars().count() > QUOTE_MAX {
+        let short: String = s.chars().take(QUOTE_MAX).collect();
+        format!("`{short}...`")
+    } else {
+        format!("`{s}`")
+    }
+}
+
+/// Undoes [`escape_into`]; `None` on a malformed escape.
+fn unescape(tok: &[u8]) -> Option<Vec<u8>> {
+    if tok == b"\\-" {
+        return Some(Vec::new());
+    }
+    let mut out = Vec::with_capacity(tok.len());
+    let mut it = tok.iter().copied();
+    while let Some(b) = it.next() {
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        match it.next()? {
+            b'\\' => out.push(b'\\'),
+            b's' => out.push(b' '),
+            b't' => out.push(b'\t'),
+            b'n' => out.push(b'\n'),
+            b'x' => {
+                let hi = char::from(it.next()?).to_digit(16)?;
+                let lo = char::from(it.next()?).to_digit(16)?;
+                // Both digits are < 16, so the value fits a byte.
+                out.push(u8::try_from(hi * 16 + lo).ok()?);
+            }
+            _ => return None,
+        }
+    }
+    Some(out)
+}
+
+/// The tokens of one line, with the line number for errors.
+struct Fields<'a> {
+    toks: Tokens<'a>,
+    line: usize,
+}
+
+impl<'a> Fields<'a> {
+    fn err(&self, msg: String) -> SummaryError {
+        SummaryError::Parse {
+            line: self.line,
+            msg,
+        }
+    }
+
+    fn token(&mut self, what: &str) -> Result<&'a [u8], SummaryError> {
+        match self.toks.next() {
+            Some(t) => Ok(t),
+            None => Err(self.err(format!("expected {what}, found end of line"))),
+        }
+    }
+
+    fn num<T: std::str::FromStr>(&mut self, what: &str) -> Result<T, SummaryError> {
+        let tok = self.token(what)?;
+        std::str::from_utf8(tok)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| self.err(format!("expected {what}, found {}", quote(tok))))
+    }
+
+    fn positive(&mut self, what: &str) -> Result<u64, SummaryError> {
+        let v: u64 = self.num(what)?;
+        if v == 0 {
+            return Err(self.err(format!("expected {what}, found `0`")));
+        }
+        Ok(v)
+    }
+
+    fn float(&mut self, what: &str) -> Result<f64, SummaryError> {
+        let tok = self.token(what)?;
+        std::str::from_utf8(tok)
+            .ok()
+            .and_then(|s| s.parse::<f64>().ok())
+            .filter(|v| v.is_finite())
+            .ok_or_else(|| self.err(format!("expected {what}, found {}", quote(tok))))
+    }
+
+    fn bytes(&mut self, what: &str) -> Result<Vec<u8>, SummaryError> {
+        let tok = self.token(what)?;
+        unescape(tok).ok_or_else(|| {
+            self.err(format!(
+                "expected {what} (escaped as \\\\ \\s \\t \\n \\xHH \\-), found {}",
+                quote(tok)
+            ))
+        })
+    }
+
+    fn string(&mut self, what: &str) -> Result<String, SummaryError> {
+        let b = self.bytes(what)?;
+        Ok(String::from_utf8(b)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+    }
+
+    fn char(&mut self, what: &str) -> Result<char, SummaryError> {
+        let s = self.string(what)?;
+        let mut chars = s.chars();
+        match (chars.next(), chars.next()) {
+            (Some(c), None) => Ok(c),
+            _ => Err(self.err(format!(
+                "expected {what} (one character), found {}",
+                quote(s.as_bytes())
+            ))),
+        }
+    }
+}
+
+/// Header values seen so far; required ones are checked at `end`.
+#[derive(Default)]
+struct Header {
+    hostname: Option<String>,
+    arch: Option<String>,
+    kernel: Option<String>,
+    boot_time: Option<u64>,
+    clk_tck: Option<u64>,
+    page_size: Option<u64>,
+    uptime: Option<f64>,
+    idle: Option<f64>,
+    time: Option<f64>,
+    cpus: Option<u32>,
+    mem_total_kb: Option<u64>,
+    mem_free_kb: Option<u64>,
+    mem_available_kb: Option<u64>,
+    loadavg: Option<LoadAvg>,
+}
+
+fn parse_proc(f: &mut Fields<'_>) -> Result<ProcEntry, SummaryError> {
+    let pid = f.num("pid")?;
+    let ppid = f.num("ppid")?;
+    let ruid = f.num("ruid")?;
+    let euid = f.num("euid")?;
+    let user = f.string("user")?;
+    let state = f.char("state")?;
+    let utime = f.num("utime (ticks)")?;
+    let stime = f.num("stime (ticks)")?;
+    let rss_pages = f.num("rss (pages)")?;
+    let vsize = f.num("vsize (bytes)")?;
+    let start_ticks = f.num("start (ticks)")?;
+    let threads = f.num("threads")?;
+    let comm = f.bytes("comm")?;
+    let argc: usize = f.num("argc")?;
+    // No allocation sized by the untrusted argc: each argument must exist.
+    let mut cmdline = Vec::new();
+    for i in 1..=argc {
+        cmdline.push(f.bytes(&format!("argument {i} of {argc}"))?);
+    }
+    Ok(ProcEntry {
+        pid,
+        ppid,
+        ruid,
+        euid,
+        user,
+        state,
+        utime,
+        stime,
+        rss_pages,
+        vsize,
+        start_ticks,
+        threads,
+        comm,
+        cmdline,
+    })
+}
+
+/// Decodes a summary. Never panics, whatever the bytes: a node can send
+/// anything. Errors name the line and what was expected there.
+pub fn parse(bytes: &[u8]) -> Result<NodeSummary, SummaryError> {
+    let mut lines = bytes.split(|&b| b == b'\n').zip(1usize..);
+    let first = lines.next().map(|(l, _)| l).unwrap_or_default();
+    let mut f = Fields {
+        toks: Tokens { rest: first },
+        line: 1,
+    };
+    let magic = f.toks.next().unwrap_or_default();
+    if magic != MAGIC.as_bytes() {
+        return Err(f.err(format!(
+            "expected `{MAGIC} {VERSION}` (a gproc node summary), found {}",
+            quote(first)
+        )));
+    }
+    let version = f.token("format version")?;
+    if version != VERSION.to_string().as_bytes() {
+        return Err(SummaryError::Version {
+            found: quote(version).trim_matches('`').to_string(),
+        });
+    }
+
+    let mut h = Header::default();
+    let mut procs = Vec::new();
+    let mut end_line = None;
+    let mut last_line = 1;
+    for (line, n) in lines {
+        last_line = n;
+        let mut f = Fields {
+            toks: Tokens { rest: line },
+            line: n,
+        };
+        let Some(tag) = f.toks.next() else {
+            continue;
+        };
+        match tag {
+            b"p" => procs.push(parse_proc(&mut f)?),
+            b"hostname" => h.hostname = Some(f.string("hostname")?),
+            b"arch" => h.arch = Some(f.string("arch")?),
+            b"kernel" => h.kernel = Some(f.string("kernel release")?),
+            b"boot_time" => h.boot_time = Some(f.num("boot time (unix seconds)")?),
+            b"clk_tck" => h.clk_tck = Some(f.positive("clock ticks per second (> 0)")?),
+            b"page_size" => h.page_size = Some(f.positive("page size in bytes (> 0)")?),
+            b"uptime" => h.uptime = Some(f.float("uptime (seconds)")?),
+            b"idle" => h.idle = Some(f.float("idle time (seconds)")?),
+            b"time" => h.time = Some(f.float("snapshot time (unix seconds)")?),
+            b"cpus" => h.cpus = Some(f.num("number of CPUs")?),
+            b"mem_total_kb" => h.mem_total_kb = Some(f.num("MemTotal (kB)")?),
+            b"mem_free_kb" => h.mem_free_kb = Some(f.num("MemFree (kB)")?),
+            b"mem_available_kb" => h.mem_available_kb = Some(f.num("MemAvailable (kB)")?),
+            b"loadavg" => {
+                h.loadavg = Some(LoadAvg {
+                    one: f.float("1-minute load average")?,
+                    five: f.float("5-minute load average")?,
+                    fifteen: f.float("15-minute load average")?,
+                    running: f.num("running thread count")?,
+                    total: f.num("total thread count")?,
+                })
+            }
+            b"end" => {
+                let count: usize = f.num("process count")?;
+                if count != procs.len() {
+                    return Err(f.err(format!(
+                        "expected {count} process lines as `end` says, found {}",
+                        procs.len()
+                    )));
+                }
+                end_line = Some(n);
+                break;
+            }
+            _ => {} // comment, or a tag from a newer agent
+        }
+    }
+    let Some(end) = end_line else {
+        return Err(SummaryError::Parse {
+            line: last_line,
+            msg: "expected an `end` line; the summary is truncated".to_string(),
+        });
+    };
+    let missing = |key: &str| SummaryError::Parse {
+        line: end,
+        msg: format!("expected a `{key}` header line before `end`"),
+    };
+    Ok(NodeSummary {
+        hostname: h.hostname.ok_or_else(|| missing("hostname"))?,
+        arch: h.arch.ok_or_else(|| missing("arch"))?,
+        kernel: h.kernel.ok_or_else(|| missing("kernel"))?,
+        boot_time: h.boot_time.ok_or_else(|| missing("boot_time"))?,
+        clk_tck: h.clk_tck.ok_or_else(|| missing("clk_tck"))?,
+        page_size: h.page_size.ok_or_else(|| missing("page_size"))?,
+        uptime: h.uptime.ok_or_else(|| missing("uptime"))?,
+        idle: h.idle.ok_or_else(|| missing("idle"))?,
+        time: h.time.ok_or_else(|| missing("time"))?,
+        cpus: h.cpus.ok_or_else(|| missing("cpus"))?,
+        mem_total_kb: h.mem_total_kb.ok_or_else(|| missing("mem_total_kb"))?,
+        mem_free_kb: h.mem_free_kb.ok_or_else(|| missing("mem_free_kb"))?,
+        mem_available_kb: h.mem_available_kb,
+        loadavg: h.loadavg.ok_or_else(|| missing("loadavg"))?,
+        procs,
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Collecting from a proc tree
+
+/// A whole small proc file, bytes untouched: procfs's own `Stat` and
+/// `cmdline()` decode lossily, and the summary must carry `comm` and
+/// arguments exactly.
+struct Raw(Vec<u8>);
+
+impl FromRead for Raw {
+    fn from_read<R: Read>(mut r: R) -> procfs::ProcResult<Self> {
+        let mut buf = Vec::with_capacity(2048);
+        r.read_to_end(&mut buf)?;
+        Ok(Raw(buf))
+    }
+}
+
+/// The fields the summary takes from `/proc/<pid>/stat`.
+struct StatFields {
+    comm: Vec<u8>,
+    state: char,
+    ppid: i32,
+    utime: u64,
+    stime: u64,
+    threads: i64,
+    start_ticks: u64,
+    vsize: u64,
+    rss_pages: u64,
+}
+
+/// Parses `stat`. `comm` is what lies between the first `(` and the last
+/// `)`, so a `comm` holding `) ` cannot shift the fields after it.
+fn parse_stat(buf: &[u8]) -> Option<StatFields> {
+    let open = buf.iter().position(|&b| b == b'(')?;
+    let close = buf.iter().rposition(|&b| b == b')')?;
+    let comm = buf.get(open + 1..close)?.to_vec();
+    let mut f = [&b""[..]; 22];
+    let mut toks = buf[close + 1..]
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|t| !t.is_empty());
+    for slot in f.iter_mut() {
+        *slot = toks.next()?;
+    }
+    fn n<T: std::str::FromStr>(t: &[u8]) -> Option<T> {
+        std::str::from_utf8(t).ok()?.parse().ok()
+    }
+    // f[0] is field 3 of proc_pid_stat(5), so field k is f[k - 3].
+    let state = match f[0] {
+        [c] => char::from(*c),
+        _ => return None,
+    };
+    Some(StatFields {
+        comm,
+        state,
+        ppid: n(f[1])?,
+        utime: n(f[11])?,
+        stime: n(f[12])?,
+        threads: n(f[17])?,
+        start_ticks: n(f[19])?,
+        vsize: n(f[20])?,
+        // Signed in the kernel's format; never negative in practice.
+        rss_pages: n::<i64>(f[21])?.max(0).unsigned_abs(),
+    })
+}
+
+/// Real and effective uid from the `Uid:` line of `status`.
+fn parse_uids(status: &[u8]) -> Option<(u32, u32)> {
+    let line = status
+        .split(|&b| b == b'\n')
+        .find_map(|l| l.strip_prefix(b"Uid:"))?;
+    let mut toks = line
+        .split(|b| b.is_ascii_whitespace())
+        .filter(|t| !t.is_empty())
+        .map(|t| std::str::from_utf8(t).ok()?.parse::<u32>().ok());
+    Some((toks.next()??, toks.next()??))
+}
+
+/// argv from raw `cmdline` bytes: trailing NUL padding dropped, then one
+/// argument per NUL-separated piece (empty arguments kept).
+fn split_cmdline(raw: &[u8]) -> Vec<Vec<u8>> {
+    let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    if end == 0 {
+        return Vec::new();
+    }
+    raw[..end].split(|&b| b == 0).map(<[u8]>::to_vec).collect()
+}
+
+/// The name of `uid` in the node's password database (NSS, via
+/// `getpwuid_r`), or the uid in decimal when it has none.
+fn user_name(uid: u32) -> String {
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: `passwd` is plain old data; all-zero is a valid value.
+        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
+        let mut result: *mut libc::passwd = std::ptr::null_mut();
+        // SAFETY: every pointer is valid for the call and `buf.len()` is
+        // the size of the buffer it points to.
+        let rc = unsafe {
+            libc::getpwuid_r(
+                uid,
+                &mut pwd,
+                buf.as_mut_ptr().cast(),
+                buf.len(),
+                &mut result,
+            )
+        };
+        if rc == libc::ERANGE && buf.len() < 1 << 20 {
+            buf.resize(buf.len() * 2, 0);
+            continue;
+        }
+        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
+            return uid.to_string();
+        }
+        // SAFETY: on success `pw_name` points to a NUL-terminated string
+        // inside `buf`, which is still alive.
+        let name = unsafe { CStr::from_ptr(pwd.pw_name) };
+        return String::from_utf8_lossy(name.to_bytes()).into_owned();
+    }
+}
+
+/// uname(2): (nodename, release, machine), the fallback for the sysctl
+/// files when a test root lacks them.
+fn uname() -> Option<(String, String, String)> {
+    // SAFETY: `utsname` is plain old data; all-zero is a valid value.
+    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
+    // SAFETY: `u` is a valid, writable utsname.
+    if unsafe { libc::uname(&mut u) } != 0 {
+        return None;
+    }
+    let field = |f: &[libc::c_char]| {
+        let bytes: Vec<u8> = f
+            .iter()
+            .take_while(|&&c| c != 0)
+            .map(|&c| c.to_ne_bytes()[0])
+            .collect();
+        String::from_utf8_lossy(&bytes).into_owned()
+    };
+    Some((field(&u.nodename), field(&u.release), field(&u.machine)))
+}
+
+/// A one-line sysctl file under `root/sys/kernel`, trimmed.
+fn sysctl(root: &Path, name: &str) -> Option<String> {
+    let s = std::fs::read(root.join("sys/kernel").join(name)).ok()?;
+    let s = String::from_utf8_lossy(&s).trim().to_string();
+    (!s.is_empty()).then_some(s)
+}
+
+fn read_err(root: &Path, name: &str) -> impl FnOnce(ProcError) -> SummaryError {
+    let path = root.join(name);
+    move |source| SummaryError::Read { path, source }
+}
+
+/// Rounds a kernel load average (two decimals in `/proc/loadavg`, an `f32`
+/// in procfs) so that it prints as the kernel wrote it.
+fn load(v: f32) -> f64 {
+    (f64::from(v) * 100.0).round() / 100.0
+}
+
+/// One process, or `None` if it vanished while being read.
+fn collect_proc(p: &Process, users: &mut HashMap<u32, String>) -> Option<ProcEntry> {
+    // `stat` is world-readable: failing to read it means the process is gone.
+    let stat = parse_stat(&p.read::<_, Raw>("stat").ok()?.0)?;
+    let (ruid, euid) = match p.read::<_, Raw>("status") {
+        Ok(Raw(s)) => parse_uids(&s)?,
+        // Unreadable but present (e.g. an LSM): the directory's owner is
+        // the effective uid, the best that is left.
+        Err(ProcError::PermissionDenied(_)) => {
+            let uid = p.uid().ok()?;
+            (uid, uid)
+        }
+        Err(_) => return None,
+    };
+    // Unreadable `cmdline` (permissions, or the process exiting) only costs
+    // the arguments: `ps` then shows `[comm]`.
+    let cmdline = p
+        .read::<_, Raw>("cmdline")
+        .map(|Raw(c)| split_cmdline(&c))
+        .unwrap_or_default();
+    let user = users.entry(euid).or_insert_with(|| user_name(euid)).clone();
+    Some(ProcEntry {
+        pid: p.pid(),
+        ppid: stat.ppid,
+        ruid,
+        euid,
+        user,
+        state: stat.state,
+        utime: stat.utime,
+        stime: stat.stime,
+        rss_pages: stat.rss_pages,
+        vsize: stat.vsize,
+        start_ticks: stat.start_ticks,
+        threads: stat.threads,
+        comm: stat.comm,
+        cmdline,
+    })
+}
+
+/// Collects a snapshot of the proc tree at `root` (normally `/proc`).
+///
+/// Per process it reads `stat`, `status` (for the uids only) and `cmdline`
+/// once each. Processes that vanish during the scan are left out; an
+/// unreadable `cmdline` leaves only the arguments out. The node-wide files
+/// (`stat`, `uptime`, `meminfo`, `loadavg`) must be readable.
+pub fn collect(root: &Path) -> Result<NodeSummary, SummaryError> {
+    let ks = KernelStats::from_file(root.join("stat"), procfs::current_system_info())
+        .map_err(read_err(root, "stat"))?;
+    let mem = Meminfo::from_file(root.join("meminfo")).map_err(read_err(root, "meminfo"))?;
+    let la = LoadAverage::from_file(root.join("loadavg")).map_err(read_err(root, "loadavg"))?;
+    let up = Uptime::from_file(root.join("uptime")).map_err(read_err(root, "uptime"))?;
+    // Taken right after `uptime` so that `time - uptime` is the boot time.
+    let time = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| (d.as_secs_f64() * 1e6).round() / 1e6);
+    let (node, release, machine) = uname().unwrap_or_default();
+
+    let mut users = HashMap::new();
+    let mut procs: Vec<ProcEntry> = procfs::process::all_processes_with_root(root)
+        .map_err(read_err(root, ""))?
+        .filter_map(|p| collect_proc(&p.ok()?, &mut users))
+        .collect();
+    procs.sort_by_key(|p| p.pid);
+
+    Ok(NodeSummary {
+        hostname: sysctl(root, "hostname").unwrap_or(node),
+        arch: sysctl(root, "arch")
+            .or_else(|| (!machine.is_empty()).then_some(machine))
+            .unwrap_or_else(|| std::env::consts::ARCH.to_string()),
+        kernel: sysctl(root, "osrelease").unwrap_or(release),
+        boot_time: ks.btime,
+        clk_tck: procfs::ticks_per_second().max(1),
+        page_size: procfs::page_size().max(1),
+        uptime: up.uptime,
+        idle: up.idle,
+        time,
+        cpus: u32::try_from(ks.cpu_time.len()).unwrap_or(u32::MAX),
+        mem_total_kb: mem.mem_total / 1024,
+        mem_free_kb: mem.mem_free / 1024,
+        mem_available_kb: mem.mem_available.map(|v| v / 1024),
+        loadavg: LoadAvg {
+            one: load(la.one),
+            five: load(la.five),
+            fifteen: load(la.fifteen),
+            running: la.cur,
+            total: la.max,
+        },
+        procs,
+    })
+}
+
+/// The summary file's bytes for the proc tree at `root`: [`collect`] then
+/// [`NodeSummary::encode`]. Runs on every read of the file.
+pub fn generate(root: &Path) -> Result<Vec<u8>, SummaryError> {
+    Ok(collect(root)?.encode())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn sample() -> NodeSummary {
+        NodeSummary {
+            hostname: "n17".into(),
+            arch: "x86_64".into(),
+            kernel: "6.1.0-18-amd64".into(),
+            boot_time: 1_700_000_000,
+            clk_tck: 100,
+            page_size: 4096,
+            uptime: 12345.67,
+            idle: 98765.43,
+            time: 1_700_012_345.678901,
+            cpus: 64,
+            mem_total_kb: 263_921_340,
+            mem_free_kb: 101_234_500,
+            mem_available_kb: Some(200_123_456),
+            loadavg: LoadAvg {
+                one: 0.52,
+                five: 0.58,
+                fifteen: 0.59,
+                running: 2,
+                total: 1234,
+            },
+            procs: vec![
+                ProcEntry {
+                    pid: 1,
+                    ppid: 0,
+                    ruid: 0,
+                    euid: 0,
+                    user: "root".into(),
+                    state: 'S',
+                    utime: 120,
+                    stime: 340,
+                    rss_pages: 3000,
+                    vsize: 170_000_000,
+                    start_ticks: 5,
+                    threads: 1,
+                    comm: b"systemd".to_vec(),
+                    cmdline: vec![b"/sbin/init".to_vec(), b"splash".to_vec()],
+                },
+                ProcEntry {
+                    pid: 2,
+                    user: "root".into(),
+                    state: 'S',
+                    start_ticks: 5,
+                    threads: 1,
+                    comm: b"kthreadd".to_vec(),
+                    ..ProcEntry::default()
+                },
+                ProcEntry {
+                    pid: 4242,
+                    ppid: 1,
+                    ruid: 1000,
+                    euid: 1000,
+                    user: "alice".into(),
+                    state: 'R',
+                    utime: 9000,
+                    stime: 12,
+                    rss_pages: 51200,
+                    vsize: 2_147_483_648,
+                    start_ticks: 81234,
+                    threads: 8,
+                    comm: b"my job".to_vec(),
+                    cmdline: vec![b"./my job".to_vec(), b"--name".to_vec(), Vec::new()],
+                },
+            ],
+        }
+    }
+
+    /// The module doc's example is what `encode` writes.
+    #[test]
+    fn encode_matches_documented_example() {
+        let text = String::from_utf8(sample().encode()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "gproc-ps 1");
+        assert!(lines.contains(&"loadavg 0.52 0.58 0.59 2 1234"));
+        assert!(lines.contains(&"time 1700012345.678901"));
+        assert!(
+            lines.contains(
+                &"p 1 0 0 0 root S 120 340 3000 170000000 5 1 systemd 2 /sbin/init splash"
+            )
+        );
+        assert!(lines.contains(&"p 2 0 0 0 root S 0 0 0 0 5 1 kthreadd 0"));
+        assert!(lines.contains(
+            &"p 4242 1 1000 1000 alice R 9000 12 51200 2147483648 81234 8 my\\sjob 3 ./my\\sjob --name \\-"
+        ));
+        assert_eq!(*lines.last().unwrap(), "end 3");
+    }
+
+    #[test]
+    fn round_trip() {
+        let s = sample();
+        assert_eq!(parse(&s.encode()).unwrap(), s);
+        let mut no_avail = s.clone();
+        no_avail.mem_available_kb = None;
+        no_avail.procs.clear();
+        assert_eq!(parse(&no_avail.encode()).unwrap(), no_avail);
+    }
+
+    #[test]
+    fn escapes() {
+        let mut out = Vec::new();
+        escape_into(
+            &mut out,
+            b"a b\tc\nd\\e\0f\x1b\xffg\x7f caf\xc3\xa9 \xc2\x85",
+        );
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "a\\sb\\tc\\nd\\\\e\\x00f\\x1b\\xffg\\x7f\\scaf\u{e9}\\s\\xc2\\x85"
+        );
+        assert_eq!(
+            unescape(&out).unwrap(),
+            b"a b\tc\nd\\e\0f\x1b\xffg\x7f caf\xc3\xa9 \xc2\x85"
+        );
+        for bad in [&b"\\"[..], b"\\q", b"\\x", b"\\x4", b"\\xzz", b"a\\-"] {
+            assert_eq!(unescape(bad), None, "{bad:?}");
+        }
+        assert_eq!(unescape(b"\\-").unwrap(), b"");
+    }
+
+    #[test]
+    fn helpers() {
+        let s = sample();
+        let job = &s.procs[2];
+        assert_eq!(job.cpu_seconds(100), 90.12);
+        assert!((job.start_time_unix(s.boot_time, s.clk_tck) - 1_700_000_812.34).abs() < 1e-6);
+        assert_eq!(job.rss_bytes(4096), 51200 * 4096);
+        assert_eq!(job.cmdline_display(), "./my job --name ");
+        assert_eq!(s.procs[1].cmdline_display(), "[kthreadd]");
+        assert_eq!(job.cpu_seconds(0), 9012.0);
+        let evil = ProcEntry {
+            cmdline: vec![b"rm\x1b[2J".to_vec(), b"\xff".to_vec()],
+            ..ProcEntry::default()
+        };
+        assert_eq!(evil.cmdline_display(), "rm?[2J \u{fffd}");
+    }
+
+    #[test]
+    fn forward_compatible() {
+        let text = String::from_utf8(sample().encode()).unwrap();
+        let mut newer = String::new();
+        for line in text.lines() {
+            newer.push_str(line);
+            if line.starts_with("p ") || line.starts_with("loadavg") || line.starts_with("cpus") {
+                newer.push_str(" 42 future\\sfield");
+            }
+            newer.push('\n');
+            if line.starts_with("hostname") {
+                newer.push_str("gpu_count 8\nnuma_nodes 0-1 2-3\n\n# a comment\n");
+            }
+        }
+        newer.push_str("t 4242 4243 R\n");
+        newer = newer.replace("end 3\n", "t 1 1 S\nend 3\nanything at all \\q\n");
+        assert_eq!(parse(newer.as_bytes()).unwrap(), sample());
+    }
+
+    fn err_line(text: &str) -> (usize, String) {
+        let e = parse(text.as_bytes()).unwrap_err();
+        (e.line().unwrap(), e.to_string())
+    }
+
+    #[test]
+    fn errors_carry_line_numbers() {
+        let good = String::from_utf8(sample().encode()).unwrap();
+        let line_of = |prefix: &str| good.lines().position(|l| l.starts_with(prefix)).unwrap() + 1;
+
+        let (n, msg) = err_line(&good.replace("clk_tck 100", "clk_tck fast"));
+        assert_eq!(n, line_of("clk_tck"));
+        assert!(msg.contains("expected clock ticks per second"), "{msg}");
+        assert!(msg.contains("`fast`"), "{msg}");
+
+        let (n, msg) = err_line(&good.replace("clk_tck 100", "clk_tck 0"));
+        assert_eq!(n, line_of("clk_tck"), "{msg}");
+
+        let (n, msg) = err_line(&good.replace(" kthreadd 0", ""));
+        assert_eq!(n, line_of("p 2 "));
+        assert!(msg.contains("expected comm, found end of line"), "{msg}");
+
+        let (n, msg) = err_line(&good.replace("systemd 2 ", "systemd 9 "));
+        assert_eq!(n, line_of("p 1 "));
+        assert!(msg.contains("expected argument 3 of 9"), "{msg}");
+
+        let (n, msg) = err_line(&good.replace("systemd", "sys\\qtemd"));
+        assert_eq!(n, line_of("p 1 "));
+        assert!(msg.contains("expected comm"), "{msg}");
+
+        let (n, msg) = err_line(&good.replace(" R 9000", " RR 9000"));
+        assert_eq!(n, line_of("p 4242 "));
+        assert!(msg.contains("one character"), "{msg}");
+
+        let (n, msg) = err_line(&good.replace("mem_free_kb 101234500\n", ""));
+        assert_eq!(n, line_of("end") - 1);
+        assert!(msg.contains("`mem_free_kb`"), "{msg}");
+
+        let (n, msg) = err_line(&good.replace("end 3", "end 4"));
+        assert_eq!(n, line_of("end"));
+        assert!(msg.contains("expected 4 process lines"), "{msg}");
+
+        let cut = &good[..good.find("p 4242").unwrap()];
+        let (n, msg) = err_line(cut);
+        assert!(msg.contains("truncated"), "{msg}");
+        assert_eq!(n, cut.lines().count() + 1);
+
+        let (n, msg) = err_line("Name:\tbash\n");
+        assert_eq!(n, 1);
+        assert!(msg.contains("expected `gproc-ps 1`"), "{msg}");
+
+        let e = parse(b"gproc-ps 2\n").unwrap_err();
+        assert!(matches!(e, SummaryError::Version { .. }), "{e}");
+        assert_eq!(e.line(), Some(1));
+
+        assert_eq!(err_line("").0, 1);
+        assert_eq!(err_line("gproc-ps").0, 1);
+    }
+
+    #[test]
+    fn stat_and_status_parsing() {
+        let stat = b"77 (a) b (c)) R 1 77 77 0 -1 4194560 100 0 0 0 11 22 0 0 20 0 3 0 555 1234567 89 18446744073709551615\n";
+        let s = parse_stat(stat).unwrap();
+        assert_eq!(s.comm, b"a) b (c)");
+        assert_eq!((s.state, s.ppid, s.utime, s.stime), ('R', 1, 11, 22));
+        assert_eq!(
+            (s.threads, s.start_ticks, s.vsize, s.rss_pages),
+            (3, 555, 1234567, 89)
+        );
+        assert!(parse_stat(b"77 (x) R 1 2").is_none());
+        assert!(parse_stat(b")(").is_none());
+        assert_eq!(
+            parse_uids(b"Name:\tx\nUid:\t1000\t0\t0\t0\nGid:\t1\t1\t1\t1\n"),
+            Some((1000, 0))
+        );
+        assert_eq!(parse_uids(b"Name:\tx\n"), None);
+        assert_eq!(split_cmdline(b""), Vec::<Vec<u8>>::new());
+        assert_eq!(split_cmdline(b"\0\0"), Vec::<Vec<u8>>::new());
+        assert_eq!(
+            split_cmdline(b"a\0\0b c\0\0\0"),
+            vec![b"a".to_vec(), Vec::new(), b"b c".to_vec()]
+        );
+        assert_eq!(
+            split_cmdline(b"nginx: worker"),
+            vec![b"nginx: worker".to_vec()]
+        );
+    }
+
+    /// Reads `/proc/<pid>/stat` directly, independently of `parse_stat`.
+    fn direct_stat(pid: &str) -> (i32, Vec<u8>) {
+        let raw = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
+        let close = raw.iter().rposition(|&b| b == b')').unwrap();
+        let open = raw.iter().position(|&b| b == b'(').unwrap();
+        let rest = String::from_utf8_lossy(&raw[close + 2..]).into_owned();
+        let ppid = rest.split(' ').nth(1).unwrap().parse().unwrap();
+        (ppid, raw[open + 1..close].to_vec())
+    }
+
+    #[test]
+    fn generate_from_real_proc() {
+        let start = std::time::Instant::now();
+        let bytes = generate(Path::new("/proc")).unwrap();
+        let took = start.elapsed();
+        let s = parse(&bytes).unwrap();
+        eprintln!(
+            "generate(/proc): {} processes, {} bytes in {took:?}",
+            s.procs.len(),
+            bytes.len()
+        );
+        assert!(s.clk_tck > 0 && s.page_size > 0 && s.cpus > 0);
+        assert!(s.mem_total_kb > 0 && s.boot_time > 0 && !s.kernel.is_empty());
+        assert!(s.procs.windows(2).all(|w| w[0].pid < w[1].pid));
+
+        let me = std::process::id() as i32;
+        let p = s.procs.iter().find(|p| p.pid == me).expect("self listed");
+        let (ppid, comm) = direct_stat("self");
+        assert_eq!(p.ppid, ppid);
+        assert_eq!(p.comm, comm);
+        // SAFETY: getuid/geteuid cannot fail.
+        let (uid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
+        assert_eq!((p.ruid, p.euid), (uid, euid));
+        assert_eq!(p.user, user_name(euid));
+        assert!(p.threads >= 1);
+        let argv0 = std::env::args_os().next().unwrap();
+        assert_eq!(p.cmdline[0], argv0.as_encoded_bytes());
+        assert!(p.start_ticks > 0 && p.vsize > 0 && p.rss_pages > 0);
+        let started = p.start_time_unix(s.boot_time, s.clk_tck);
+        assert!(started <= s.time + 2.0, "{started} vs {}", s.time);
+
+        let init = s.procs.iter().find(|p| p.pid == 1).expect("pid 1 listed");
+        let (ppid, comm) = direct_stat("1");
+        assert_eq!((init.ppid, &init.comm), (ppid, &comm));
+    }
+
+    #[test]
+    fn generate_from_other_root() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::write(root.join("stat"), "cpu  1 2 3 4 5 6 7 0 0 0\ncpu0 1 2 3 4 5 6 7 0 0 0\ncpu1 1 2 3 4 5 6 7 0 0 0\nctxt 10\nbtime 1700000000\nprocesses 5\n").unwrap();
+        std::fs::write(
+            root.join("meminfo"),
+            "MemTotal: 2048 kB\nMemFree: 1024 kB\n",
+        )
+        .unwrap();
+        std::fs::write(root.join("loadavg"), "0.50 0.25 1.00 3/99 4242\n").unwrap();
+        std::fs::write(root.join("uptime"), "100.50 180.25\n").unwrap();
+        std::fs::create_dir_all(root.join("sys/kernel")).unwrap();
+        std::fs::write(root.join("sys/kernel/hostname"), "fake7\n").unwrap();
+        std::fs::write(root.join("sys/kernel/arch"), "ppc64\n").unwrap();
+        let p = root.join("4242");
+        std::fs::create_dir(&p).unwrap();
+        std::fs::write(
+            &p.join("stat"),
+            b"4242 (we\xffird job) S 1 4242 4242 0 -1 0 0 0 0 0 7 3 0 0 20 0 2 0 900 4096 10 0\n",
+        )
+        .unwrap();
+        std::fs::write(&p.join("status"), "Name:\tx\nUid:\t0\t0\t0\t0\n").unwrap();
+        std::fs::write(&p.join("cmdline"), b"a\xfe\0b\tc\0").unwrap();
+        // Vanished mid-scan: no stat.
+        std::fs::create_dir(root.join("4243")).unwrap();
+
+        let s = parse(&generate(root).unwrap()).unwrap();
+        assert_eq!((s.hostname.as_str(), s.arch.as_str()), ("fake7", "ppc64"));
+        assert_eq!(
+            (s.boot_time, s.cpus, s.mem_total_kb, s.mem_available_kb),
+            (1_700_000_000, 2, 2048, None)
+        );
+        assert_eq!(
+            s.loadavg,
+            LoadAvg {
+                one: 0.5,
+                five: 0.25,
+                fifteen: 1.0,
+                running: 3,
+                total: 99
+            }
+        );
+        assert_eq!((s.uptime, s.idle), (100.5, 180.25));
+        assert_eq!(s.procs.len(), 1);
+        let p = &s.procs[0];
+        assert_eq!(p.comm, b"we\xffird job");
+        assert_eq!(p.cmdline, vec![b"a\xfe".to_vec(), b"b\tc".to_vec()]);
+        assert_eq!(
+            (p.pid, p.ppid, p.utime, p.stime, p.threads),
+            (4242, 1, 7, 3, 2)
+        );
+        assert_eq!(
+            (p.start_ticks, p.vsize, p.rss_pages, p.user.as_str()),
+            (900, 4096, 10, "root")
+        );
+
+        std::fs::remove_file(root.join("uptime")).unwrap();
+        let e = generate(root).unwrap_err();
+        assert!(e.to_string().contains("uptime"), "{e}");
+    }
+
+    fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            proptest::collection::vec(any::<u8>(), 0..24),
+            proptest::collection::vec(
+                prop_oneof![
+                    Just(b' '),
+                    Just(b'\\'),
+                    Just(b'\n'),
+                    Just(b'\t'),
+                    Just(0u8),
+                    Just(b'-'),
+                    Just(0xc3),
+                    Just(0xa9)
+                ],
+                0..12
+            ),
+        ]
+    }
+
+    fn arb_proc() -> impl Strategy<Value = ProcEntry> {
+        (
+            (
+                any::<i32>(),
+                any::<i32>(),
+                any::<u32>(),
+                any::<u32>(),
+                any::<String>(),
+                any::<char>(),
+            ),
+            (
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<u64>(),
+                any::<i64>(),
+            ),
+            arb_bytes(),
+            proptest::collection::vec(arb_bytes(), 0..5),
+        )
+            .prop_map(
+                |(
+                    (pid, ppid, ruid, euid, user, state),
+                    (utime, stime, rss_pages, vsize, start_ticks, threads),
+                    comm,
+                    cmdline,
+                )| ProcEntry {
+                    pid,
+                    ppid,
+                    ruid,
+                    euid,
+                    user,
+                    state,
+                    utime,
+                    stime,
+                    rss_pages,
+                    vsize,
+                    start_ticks,
+                    threads,
+                    comm,
+                    cmdline,
+                },
+            )
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_procs_round_trip(
+            procs in proptest::collection::vec(arb_proc(), 0..6),
+            hostname in any::<String>(),
+            uptime in -1e12f64..1e12,
+            avail in proptest::option::of(any::<u64>()),
+        ) {
+            let mut s = sample();
+            s.procs = procs;
+            s.hostname = hostname;
+            s.uptime = uptime;
+            s.mem_available_kb = avail;
+            let bytes = s.encode();
+            prop_assert!(std::str::from_utf8(&bytes).is_ok());
+            prop_assert_eq!(parse(&bytes).unwrap(), s);
+        }
+
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let _ = parse(&bytes);
+            let mut with_magic = b"gproc-ps 1\n".to_vec();
+            with_magic.extend_from_slice(&bytes);
+            let _ = parse(&with_magic);
+        }
+
+        #[test]
+        fn mangled_summaries_never_panic(
+            cut in any::<prop::sample::Index>(),
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 0..8),
+        ) {
+            let mut bytes = sample().encode();
+            for (at, b) in edits {
+                let i = at.index(bytes.len());
+                bytes[i] = b;
+            }
+            let _ = parse(&bytes);
+            // Cutting anything more than the final newline loses `end N`.
+            let mut cut_short = sample().encode();
+            cut_short.truncate(cut.index(cut_short.len() - 1));
+            prop_assert!(parse(&cut_short).is_err());
+        }
+    }
+}

@@ -1,0 +1,19 @@
+//! gproc: a cluster-wide `/proc` served over 9P.
+//!
+//! # Layout
+//!
+//! - [`proto`]: the 9P wire format (9P2000, 9P2000.u, 9P2000.L). Pure: no I/O.
+//! - [`server`]: the [`server::Filesystem`] trait, per-connection sessions
+//!   (fids, tags, flush) and the TCP/Unix listeners.
+//! - [`client`]: one async 9P connection, shared by the CLI and the node pool.
+//! - [`agent`]: a `Filesystem` over a local Linux `/proc`, plus the node
+//!   summary file.
+//! - [`config`]: the TOML configuration, hostlists and durations.
+//! - [`cli`]: the `gproc` subcommands.
+
+pub mod agent;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod proto;
+pub mod server;
