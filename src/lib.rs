@@ -8,6 +8,7 @@
 //! - [`client`]: one async 9P connection, shared by the CLI and the node pool.
 //! - [`agent`]: a `Filesystem` over a local Linux `/proc`, plus the node
 //!   summary file.
+//! - [`net`]: endpoint addresses (`host:port`, `unix:/path`).
 //! - [`config`]: the TOML configuration, hostlists and durations.
 //! - [`cli`]: the `gproc` subcommands.
 
@@ -15,5 +16,6 @@ pub mod agent;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod net;
 pub mod proto;
 pub mod server;

@@ -1,3 +1,491 @@
-//! The node agent: a `Filesystem` over a local Linux `/proc`.
+//! The node agent: a read-only [`Filesystem`] over a local Linux `/proc`
+//! (or any directory given as the root), plus the synthesized node summary
+//! file `/.gproc/ps` (see [`summary`]).
+//!
+//! Rules that make /proc work over 9P:
+//! - a file is read whole when it is opened, and reads are served from that
+//!   snapshot, so a client reading in chunks never sees a torn file;
+//! - files report length 0 and `qid.version` 0, so Linux v9fs reads them
+//!   directly even under `cache=loose`;
+//! - `qid.path` is the inode number, which procfs keeps unique;
+//! - symlinks (`exe`, `cwd`, `fd/N`, `self`) are links: walked to, never
+//!   followed. Opening one is refused (ELOOP), because following `fd/N` as
+//!   root would hand out any file a process has open;
+//! - a process that vanishes mid-way gives ENOENT, not EIO or ESRCH.
 
 pub mod summary;
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::proto::{DirEntry, Qid, errno, qt};
+use crate::server::{
+    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Time, qid_type_from_mode, s_if,
+};
+
+/// Largest snapshot taken of one file. /proc has files that claim to be
+/// huge (`kcore`); reading stops here.
+pub const MAX_FILE_BYTES: usize = 64 << 20;
+
+/// The directory holding gproc's synthesized files.
+pub const GPROC_DIR: &str = ".gproc";
+/// The node summary file inside [`GPROC_DIR`].
+pub const SUMMARY_FILE: &str = "ps";
+
+/// Files never read: reading `kmsg` blocks and consumes the kernel log.
+const DENIED: &[&str] = &["kmsg"];
+
+/// qid.path space of synthesized files: procfs inode numbers are 32-bit,
+/// so the top bit never collides with them.
+const SYNTH_QID: u64 = 1 << 63;
+
+/// Which file a fid names.
+#[derive(Debug, Clone)]
+enum Node {
+    /// A path under the root ("" is the root itself).
+    Real(PathBuf),
+    /// `/.gproc`.
+    GprocDir,
+    /// `/.gproc/ps`.
+    Summary,
+}
+
+/// An opened file's contents, taken at open time.
+#[derive(Debug)]
+enum Snapshot {
+    File(Bytes),
+    Dir(Vec<DirEntry>),
+}
+
+/// Per-fid state: which file, and its snapshot once opened.
+#[derive(Debug, Clone)]
+pub struct AgentFid {
+    node: Node,
+    qid: Qid,
+    snap: Option<Arc<Snapshot>>,
+}
+
+/// A `Filesystem` over a local proc tree.
+pub struct ProcFs {
+    /// The tree served (normally `/proc`).
+    root: PathBuf,
+    /// uid/gid -> name, for 9P2000 stat records (resolved once each).
+    names: Mutex<HashMap<(bool, u32), Option<String>>>,
+}
+
+impl ProcFs {
+    /// Serves the tree under `root`.
+    ///
+    /// # Errors
+    /// `root` is not a readable directory.
+    pub fn new(root: impl Into<PathBuf>) -> std::io::Result<Self> {
+        let root = root.into();
+        let md = fs::metadata(&root)?;
+        if !md.is_dir() {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                format!("{} is not a directory", root.display()),
+            ));
+        }
+        Ok(Self {
+            root,
+            names: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn abs(&self, rel: &Path) -> PathBuf {
+        self.root.join(rel)
+    }
+
+    fn qid_of(md: &fs::Metadata) -> Qid {
+        Qid {
+            ty: qid_type_from_mode(md.mode()),
+            version: 0,
+            path: md.ino(),
+        }
+    }
+
+    fn synth_qid(node: &Node) -> Qid {
+        match node {
+            Node::GprocDir => Qid {
+                ty: qt::DIR,
+                version: 0,
+                path: SYNTH_QID | 1,
+            },
+            _ => Qid {
+                ty: qt::FILE,
+                version: 0,
+                path: SYNTH_QID | 2,
+            },
+        }
+    }
+
+    fn name_of(&self, group: bool, id: u32) -> Option<String> {
+        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
+        names
+            .entry((group, id))
+            .or_insert_with(|| lookup_name(group, id))
+            .clone()
+    }
+
+    fn meta_from(&self, md: &fs::Metadata, name: String) -> Meta {
+        let mode = md.mode();
+        let size = if mode & s_if::FMT == s_if::REG {
+            0
+        } else {
+            md.size()
+        };
+        Meta {
+            qid: Self::qid_of(md),
+            name,
+            mode,
+            uid: md.uid(),
+            gid: md.gid(),
+            uname: self.name_of(false, md.uid()),
+            gname: self.name_of(true, md.gid()),
+            nlink: md.nlink(),
+            rdev: md.rdev(),
+            size,
+            blocks: 0,
+            atime: Time {
+                sec: md.atime().max(0) as u64,
+                nsec: md.atime_nsec().max(0) as u64,
+            },
+            mtime: Time {
+                sec: md.mtime().max(0) as u64,
+                nsec: md.mtime_nsec().max(0) as u64,
+            },
+            ctime: Time {
+                sec: md.ctime().max(0) as u64,
+                nsec: md.ctime_nsec().max(0) as u64,
+            },
+        }
+    }
+
+    fn synth_meta(&self, node: &Node) -> Meta {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| Time {
+                sec: d.as_secs(),
+                nsec: d.subsec_nanos() as u64,
+            })
+            .unwrap_or_default();
+        let (mode, name, nlink) = match node {
+            Node::GprocDir => (s_if::DIR | 0o555, GPROC_DIR, 2),
+            _ => (s_if::REG | 0o444, SUMMARY_FILE, 1),
+        };
+        Meta {
+            qid: Self::synth_qid(node),
+            name: name.into(),
+            mode,
+            uname: Some("root".into()),
+            gname: Some("root".into()),
+            nlink,
+            atime: now,
+            mtime: now,
+            ctime: now,
+            ..Meta::default()
+        }
+    }
+}
+
+/// Maps errors of a vanished process to ENOENT: procfs answers ESRCH (or
+/// ENOENT) when the process exited between walk and read.
+fn vanished(e: std::io::Error, what: &Path) -> FsError {
+    let mut fe = FsError::from(e);
+    if fe.errno == errno::ESRCH {
+        fe.errno = errno::ENOENT;
+    }
+    fe.with(what.display().to_string())
+}
+
+/// Resolves a uid or gid through the system's user database.
+fn lookup_name(group: bool, id: u32) -> Option<String> {
+    let mut buf = vec![0u8; 4096];
+    // SAFETY: getpwuid_r/getgrgid_r write into `pw`/`gr` and `buf`, both
+    // owned here and large enough per the size passed; the returned name
+    // pointer points into `buf` and is copied out before `buf` is dropped.
+    unsafe {
+        if group {
+            let mut gr: libc::group = std::mem::zeroed();
+            let mut out: *mut libc::group = std::ptr::null_mut();
+            let rc = libc::getgrgid_r(id, &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut out);
+            if rc != 0 || out.is_null() || gr.gr_name.is_null() {
+                return None;
+            }
+            Some(
+                std::ffi::CStr::from_ptr(gr.gr_name)
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        } else {
+            let mut pw: libc::passwd = std::mem::zeroed();
+            let mut out: *mut libc::passwd = std::ptr::null_mut();
+            let rc = libc::getpwuid_r(id, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut out);
+            if rc != 0 || out.is_null() || pw.pw_name.is_null() {
+                return None;
+            }
+            Some(
+                std::ffi::CStr::from_ptr(pw.pw_name)
+                    .to_string_lossy()
+                    .into_owned(),
+            )
+        }
+    }
+}
+
+/// Reads a whole file without following a final symlink and without
+/// blocking on FIFOs; stops at [`MAX_FILE_BYTES`].
+fn read_whole(path: &Path) -> std::io::Result<Vec<u8>> {
+    let f = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let md = f.metadata()?;
+    if !md.is_file() {
+        return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let mut out = Vec::with_capacity(4096);
+    f.take(MAX_FILE_BYTES as u64).read_to_end(&mut out)?;
+    Ok(out)
+}
+
+/// Lists a directory as readdir entries with stable cookies: `.` and `..`
+/// first, then the entries in the order the kernel gave them; an entry's
+/// cookie is its index + 1.
+fn list_dir(path: &Path, self_qid: Qid, extra: Option<DirEntry>) -> std::io::Result<Vec<DirEntry>> {
+    use std::os::unix::fs::DirEntryExt;
+    let mut out = vec![
+        DirEntry {
+            qid: self_qid,
+            offset: 0,
+            ty: 4,
+            name: ".".into(),
+        },
+        DirEntry {
+            qid: self_qid,
+            offset: 0,
+            ty: 4,
+            name: "..".into(),
+        },
+    ];
+    out.extend(extra);
+    for ent in fs::read_dir(path)? {
+        let Ok(ent) = ent else { continue };
+        let Some(name) = ent.file_name().to_str().map(str::to_string) else {
+            continue; // not representable as a 9P string
+        };
+        let ft = ent.file_type().ok();
+        let (ty, qty) = match ft {
+            Some(t) if t.is_dir() => (4, qt::DIR),
+            Some(t) if t.is_symlink() => (10, qt::SYMLINK),
+            Some(t) if t.is_file() => (8, qt::FILE),
+            _ => (0, qt::FILE),
+        };
+        out.push(DirEntry {
+            qid: Qid {
+                ty: qty,
+                version: 0,
+                path: ent.ino(),
+            },
+            offset: 0,
+            ty,
+            name,
+        });
+    }
+    for (i, e) in out.iter_mut().enumerate() {
+        e.offset = i as u64 + 1;
+    }
+    Ok(out)
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> FsResult<T> + Send + 'static,
+) -> FsResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(FsError::IO.with(format!("worker failed: {e}"))))
+}
+
+impl Filesystem for ProcFs {
+    type Fid = AgentFid;
+
+    async fn attach(&self, req: &AttachRequest) -> FsResult<(AgentFid, Qid)> {
+        let a = req.aname.trim_end_matches('/');
+        if !(a.is_empty() || a == "/proc" || Path::new(a) == self.root) {
+            return Err(FsError::NOENT.with(format!(
+                "no tree named {:?} (use \"\" or \"/proc\")",
+                req.aname
+            )));
+        }
+        let md = fs::metadata(&self.root)?;
+        let qid = Self::qid_of(&md);
+        Ok((
+            AgentFid {
+                node: Node::Real(PathBuf::new()),
+                qid,
+                snap: None,
+            },
+            qid,
+        ))
+    }
+
+    async fn walk(&self, dir: &AgentFid, name: &str) -> FsResult<(AgentFid, Qid)> {
+        let node = match (&dir.node, name) {
+            (Node::Real(p), "..") => {
+                let mut p = p.clone();
+                p.pop(); // at the root this stays the root
+                Node::Real(p)
+            }
+            (Node::Real(p), GPROC_DIR) if p.as_os_str().is_empty() => Node::GprocDir,
+            (Node::Real(p), _) => Node::Real(p.join(name)),
+            (Node::GprocDir, "..") => Node::Real(PathBuf::new()),
+            (Node::GprocDir, SUMMARY_FILE) => Node::Summary,
+            _ => return Err(FsError::NOENT),
+        };
+        let qid = match &node {
+            Node::Real(p) => {
+                let abs = self.abs(p);
+                Self::qid_of(&fs::symlink_metadata(&abs).map_err(|e| vanished(e, &abs))?)
+            }
+            n => Self::synth_qid(n),
+        };
+        Ok((
+            AgentFid {
+                node,
+                qid,
+                snap: None,
+            },
+            qid,
+        ))
+    }
+
+    async fn getattr(&self, fid: &AgentFid) -> FsResult<Meta> {
+        match &fid.node {
+            Node::Real(p) => {
+                let abs = self.abs(p);
+                let md = fs::symlink_metadata(&abs).map_err(|e| vanished(e, &abs))?;
+                let name = p
+                    .file_name()
+                    .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
+                    .unwrap_or_else(|| "/".into());
+                Ok(self.meta_from(&md, name))
+            }
+            n => Ok(self.synth_meta(n)),
+        }
+    }
+
+    async fn open(&self, fid: &AgentFid, flags: OpenFlags) -> FsResult<(AgentFid, Qid)> {
+        if flags.write || flags.truncate {
+            return Err(FsError::ROFS);
+        }
+        let snap = match &fid.node {
+            Node::Summary => {
+                let root = self.root.clone();
+                let data = blocking(move || {
+                    summary::generate(&root)
+                        .map_err(|e| FsError::IO.with(format!("node summary: {e}")))
+                })
+                .await?;
+                Snapshot::File(Bytes::from(data))
+            }
+            Node::GprocDir => Snapshot::Dir(vec![
+                DirEntry {
+                    qid: fid.qid,
+                    offset: 1,
+                    ty: 4,
+                    name: ".".into(),
+                },
+                DirEntry {
+                    qid: fid.qid,
+                    offset: 2,
+                    ty: 4,
+                    name: "..".into(),
+                },
+                DirEntry {
+                    qid: Self::synth_qid(&Node::Summary),
+                    offset: 3,
+                    ty: 8,
+                    name: SUMMARY_FILE.into(),
+                },
+            ]),
+            Node::Real(p) => {
+                if fid.qid.is_symlink() {
+                    return Err(FsError::new(errno::ELOOP)
+                        .with("symlinks are read with readlink, not opened"));
+                }
+                if p.file_name()
+                    .is_some_and(|n| DENIED.iter().any(|d| OsStr::new(d) == n))
+                    && p.parent().is_some_and(|d| d.as_os_str().is_empty())
+                {
+                    return Err(FsError::ACCES.with(format!("{} is not served", p.display())));
+                }
+                let abs = self.abs(p);
+                let qid = fid.qid;
+                let is_root = p.as_os_str().is_empty();
+                blocking(move || {
+                    if qid.is_dir() {
+                        let extra = is_root.then(|| DirEntry {
+                            qid: ProcFs::synth_qid(&Node::GprocDir),
+                            offset: 0,
+                            ty: 4,
+                            name: GPROC_DIR.into(),
+                        });
+                        list_dir(&abs, qid, extra)
+                            .map(Snapshot::Dir)
+                            .map_err(|e| vanished(e, &abs))
+                    } else {
+                        read_whole(&abs)
+                            .map(|d| Snapshot::File(Bytes::from(d)))
+                            .map_err(|e| vanished(e, &abs))
+                    }
+                })
+                .await?
+            }
+        };
+        let mut opened = fid.clone();
+        opened.snap = Some(Arc::new(snap));
+        Ok((opened, fid.qid))
+    }
+
+    async fn read(&self, fid: &AgentFid, offset: u64, count: u32) -> FsResult<Bytes> {
+        match fid.snap.as_deref() {
+            Some(Snapshot::File(b)) => {
+                let start = (offset.min(b.len() as u64)) as usize;
+                let end = start.saturating_add(count as usize).min(b.len());
+                Ok(b.slice(start..end))
+            }
+            Some(Snapshot::Dir(_)) => Err(FsError::ISDIR),
+            None => Err(FsError::BADF),
+        }
+    }
+
+    async fn readdir(&self, fid: &AgentFid, offset: u64, _count: u32) -> FsResult<Vec<DirEntry>> {
+        match fid.snap.as_deref() {
+            Some(Snapshot::Dir(ents)) => {
+                // Cookies are index + 1, so a cookie is where to resume.
+                let start = (offset.min(ents.len() as u64)) as usize;
+                Ok(ents[start..].to_vec())
+            }
+            Some(Snapshot::File(_)) => Err(FsError::NOTDIR),
+            None => Err(FsError::BADF),
+        }
+    }
+
+    async fn readlink(&self, fid: &AgentFid) -> FsResult<String> {
+        let Node::Real(p) = &fid.node else {
+            return Err(FsError::INVAL);
+        };
+        let abs = self.abs(p);
+        let t = fs::read_link(&abs).map_err(|e| vanished(e, &abs))?;
+        Ok(String::from_utf8_lossy(t.as_os_str().as_bytes()).into_owned())
+    }
+}

@@ -10,6 +10,7 @@
 //! All integers are little-endian on the wire whatever the host: the codec
 //! only uses `bytes`' explicit `_le` accessors.
 
+pub mod errno;
 mod frame;
 mod messages;
 mod records;

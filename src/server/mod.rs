@@ -1,1 +1,344 @@
-//! TODO(skeleton): filled in by the server work.
+//! The 9P server core: the [`Filesystem`] trait that the agent, the
+//! simulator and the aggregator implement, the per-connection [`session`]
+//! that enforces the protocol before a filesystem sees a request, and the
+//! TCP/Unix [`listener`].
+//!
+//! The shape follows Plan 9's lib9p `Srv`: one method per operation, with
+//! the protocol bookkeeping (fid table, tags, flush, walk semantics, dialect
+//! differences) written once in the session. Methods take dialect-neutral
+//! arguments and return typed results; the session turns them into
+//! 9P2000, 9P2000.u or 9P2000.L replies.
+
+pub mod listener;
+pub mod session;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use thiserror::Error;
+
+use crate::proto::{self, DirEntry, Qid, Statfs, errno};
+
+pub use listener::{Server, ServerConfig};
+
+/// An error a filesystem returns: an errno (sent as is in 9P2000.L, with
+/// its string in .u, as its string in 9P2000) and optional context for logs.
+#[derive(Debug, Clone, Error, PartialEq, Eq)]
+#[error("{}{}", errno::to_string(*.errno), .context.as_deref().map(|c| format!(": {c}")).unwrap_or_default())]
+pub struct FsError {
+    /// Linux errno.
+    pub errno: u32,
+    /// What failed, for logs; never sent to the client.
+    pub context: Option<String>,
+}
+
+impl FsError {
+    /// An error with just an errno.
+    pub const fn new(errno: u32) -> Self {
+        Self {
+            errno,
+            context: None,
+        }
+    }
+
+    /// Adds context for logs.
+    pub fn with(mut self, context: impl Into<String>) -> Self {
+        self.context = Some(context.into());
+        self
+    }
+
+    /// No such file (or it vanished).
+    pub const NOENT: FsError = FsError::new(errno::ENOENT);
+    /// Permission denied.
+    pub const ACCES: FsError = FsError::new(errno::EACCES);
+    /// Not a directory.
+    pub const NOTDIR: FsError = FsError::new(errno::ENOTDIR);
+    /// Is a directory.
+    pub const ISDIR: FsError = FsError::new(errno::EISDIR);
+    /// Invalid argument.
+    pub const INVAL: FsError = FsError::new(errno::EINVAL);
+    /// Read-only file system.
+    pub const ROFS: FsError = FsError::new(errno::EROFS);
+    /// Not supported.
+    pub const OPNOTSUPP: FsError = FsError::new(errno::EOPNOTSUPP);
+    /// I/O error.
+    pub const IO: FsError = FsError::new(errno::EIO);
+    /// Bad fid.
+    pub const BADF: FsError = FsError::new(errno::EBADF);
+}
+
+impl From<std::io::Error> for FsError {
+    fn from(e: std::io::Error) -> Self {
+        let errno = match e.raw_os_error() {
+            Some(n) if n > 0 => n as u32,
+            _ => match e.kind() {
+                std::io::ErrorKind::NotFound => errno::ENOENT,
+                std::io::ErrorKind::PermissionDenied => errno::EACCES,
+                std::io::ErrorKind::TimedOut => errno::ETIMEDOUT,
+                std::io::ErrorKind::InvalidInput => errno::EINVAL,
+                _ => errno::EIO,
+            },
+        };
+        FsError {
+            errno,
+            context: Some(e.to_string()),
+        }
+    }
+}
+
+/// Result of a filesystem operation.
+pub type FsResult<T> = Result<T, FsError>;
+
+/// Who is on the other end of a connection, as far as the transport knows.
+#[derive(Debug, Clone, Default)]
+pub struct Peer {
+    /// Printable address for logs (`127.0.0.1:40000`, `unix:pid=123`).
+    pub addr: String,
+    /// The peer's uid from `SO_PEERCRED` (Unix sockets only): the one
+    /// identity a client cannot forge.
+    pub uid: Option<u32>,
+    /// The peer's primary gid from `SO_PEERCRED`.
+    pub gid: Option<u32>,
+}
+
+/// The arguments of `Tattach`, plus who sent it.
+#[derive(Debug, Clone)]
+pub struct AttachRequest {
+    /// User name the client claims.
+    pub uname: String,
+    /// Which tree (the agent accepts "" and "/proc").
+    pub aname: String,
+    /// Numeric user the client claims (.u/.L); `NONUNAME` if none.
+    pub n_uname: u32,
+    /// The connection's transport identity.
+    pub peer: Arc<Peer>,
+}
+
+/// How a file is opened, independent of dialect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenFlags {
+    /// Wants to read.
+    pub read: bool,
+    /// Wants to write.
+    pub write: bool,
+    /// Wants truncation.
+    pub truncate: bool,
+}
+
+impl OpenFlags {
+    /// Read-only.
+    pub const READ: OpenFlags = OpenFlags {
+        read: true,
+        write: false,
+        truncate: false,
+    };
+
+    /// From a 9P2000/.u `Topen` mode.
+    pub fn from_9p(mode: u8) -> Self {
+        let (read, write) = match mode & 3 {
+            proto::om::READ | proto::om::EXEC => (true, false),
+            proto::om::WRITE => (false, true),
+            _ => (true, true),
+        };
+        OpenFlags {
+            read,
+            write,
+            truncate: mode & proto::om::TRUNC != 0,
+        }
+    }
+
+    /// From Linux open flags in `Tlopen`.
+    pub fn from_linux(flags: u32) -> Self {
+        let acc = flags & 3;
+        OpenFlags {
+            read: acc == 0 || acc == 2,
+            write: acc == 1 || acc == 2,
+            truncate: flags & 0o1000 != 0,
+        }
+    }
+}
+
+/// A timestamp: seconds and nanoseconds since the epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Time {
+    /// Seconds.
+    pub sec: u64,
+    /// Nanoseconds.
+    pub nsec: u64,
+}
+
+/// A file's metadata, dialect-neutral: the session builds `Rgetattr` (.L)
+/// or a stat record (9P2000/.u) from it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Meta {
+    /// The file's qid.
+    pub qid: Qid,
+    /// Last path element ("/" for the root).
+    pub name: String,
+    /// Linux `st_mode`: `S_IF*` type bits and permissions.
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Owner name for 9P2000 stat records; the number when `None`.
+    pub uname: Option<String>,
+    /// Group name for 9P2000 stat records; the number when `None`.
+    pub gname: Option<String>,
+    /// Link count.
+    pub nlink: u64,
+    /// Device number.
+    pub rdev: u64,
+    /// Size in bytes: 0 for /proc-style files, whose size is unknown until
+    /// read.
+    pub size: u64,
+    /// 512-byte blocks.
+    pub blocks: u64,
+    /// Access time.
+    pub atime: Time,
+    /// Modification time.
+    pub mtime: Time,
+    /// Status change time.
+    pub ctime: Time,
+}
+
+/// Linux `S_IF*` file type bits.
+pub mod s_if {
+    /// Mask of the type bits.
+    pub const FMT: u32 = 0o170000;
+    /// Directory.
+    pub const DIR: u32 = 0o040000;
+    /// Regular file.
+    pub const REG: u32 = 0o100000;
+    /// Symbolic link.
+    pub const LNK: u32 = 0o120000;
+    /// Character device.
+    pub const CHR: u32 = 0o020000;
+    /// Block device.
+    pub const BLK: u32 = 0o060000;
+    /// FIFO.
+    pub const FIFO: u32 = 0o010000;
+    /// Socket.
+    pub const SOCK: u32 = 0o140000;
+}
+
+/// Linux `DT_*` type for a readdir entry, from `S_IF*` bits.
+pub fn dt_from_mode(mode: u32) -> u8 {
+    match mode & s_if::FMT {
+        s_if::DIR => 4,
+        s_if::REG => 8,
+        s_if::LNK => 10,
+        s_if::CHR => 2,
+        s_if::BLK => 6,
+        s_if::FIFO => 1,
+        s_if::SOCK => 12,
+        _ => 0,
+    }
+}
+
+/// qid.type for a file of `S_IF*` mode.
+pub fn qid_type_from_mode(mode: u32) -> u8 {
+    match mode & s_if::FMT {
+        s_if::DIR => proto::qt::DIR,
+        s_if::LNK => proto::qt::SYMLINK,
+        _ => proto::qt::FILE,
+    }
+}
+
+/// A tree served over 9P. Implemented by the agent (a local `/proc`), the
+/// simulator and the aggregator.
+///
+/// Per-fid state is `Self::Fid`, returned by [`attach`](Self::attach),
+/// [`walk`](Self::walk) and [`open`](Self::open) and owned by the session;
+/// methods get a shared reference, so state is immutable and needs no
+/// locks. Opening returns a new state (typically holding a snapshot of the
+/// file) that replaces the walked one.
+///
+/// Concurrency: the session runs requests of one connection concurrently,
+/// so every method may be called concurrently, including on the same fid
+/// state. The session guarantees the protocol rules before a call: the fid
+/// exists, a walk starts from an unopened directory, reads are on opened
+/// fids, names contain no `/`.
+pub trait Filesystem: Send + Sync + 'static {
+    /// Per-fid state. `Clone` serves `Twalk` with no names (fid cloning).
+    type Fid: Clone + Send + Sync + 'static;
+
+    /// Attaches to the root of the tree named by `req.aname`.
+    fn attach(
+        &self,
+        req: &AttachRequest,
+    ) -> impl Future<Output = FsResult<(Self::Fid, Qid)>> + Send;
+
+    /// Walks one element from a directory. `..` at the root stays at the
+    /// root.
+    fn walk(
+        &self,
+        dir: &Self::Fid,
+        name: &str,
+    ) -> impl Future<Output = FsResult<(Self::Fid, Qid)>> + Send;
+
+    /// Metadata of the file.
+    fn getattr(&self, fid: &Self::Fid) -> impl Future<Output = FsResult<Meta>> + Send;
+
+    /// Opens the file; the returned state replaces the fid's.
+    fn open(
+        &self,
+        fid: &Self::Fid,
+        flags: OpenFlags,
+    ) -> impl Future<Output = FsResult<(Self::Fid, Qid)>> + Send;
+
+    /// Reads from an opened file. An empty result is end of file.
+    fn read(
+        &self,
+        fid: &Self::Fid,
+        offset: u64,
+        count: u32,
+    ) -> impl Future<Output = FsResult<Bytes>> + Send;
+
+    /// Entries of an opened directory starting at cookie `offset` (0: the
+    /// beginning; otherwise the `offset` of an entry returned before, which
+    /// resumes right after that entry). Returning at least as many entries as
+    /// fit in `count` bytes is enough; an empty list is the end. `.` and
+    /// `..` are included where the tree wants them (the session hides them
+    /// from 9P2000 directory reads).
+    fn readdir(
+        &self,
+        fid: &Self::Fid,
+        offset: u64,
+        count: u32,
+    ) -> impl Future<Output = FsResult<Vec<DirEntry>>> + Send;
+
+    /// Target of a symbolic link.
+    fn readlink(&self, _fid: &Self::Fid) -> impl Future<Output = FsResult<String>> + Send {
+        async { Err(FsError::INVAL) }
+    }
+
+    /// File system statistics (`df`). The default is what v9fs needs:
+    /// V9FS_MAGIC and non-zero block size and name length.
+    fn statfs(&self, _fid: &Self::Fid) -> impl Future<Output = FsResult<Statfs>> + Send {
+        async {
+            Ok(Statfs {
+                ty: proto::V9FS_MAGIC,
+                bsize: 4096,
+                namelen: 255,
+                ..Statfs::default()
+            })
+        }
+    }
+
+    /// Writes to an opened file. Read-only trees keep the default.
+    fn write(
+        &self,
+        _fid: &Self::Fid,
+        _offset: u64,
+        _data: Bytes,
+    ) -> impl Future<Output = FsResult<u32>> + Send {
+        async { Err(FsError::ROFS) }
+    }
+
+    /// The fid is forgotten. Dropping the state is usually enough.
+    fn clunk(&self, _fid: Self::Fid) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}

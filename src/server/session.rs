@@ -1,0 +1,897 @@
+//! One 9P connection on the server side: version negotiation, the fid
+//! table, tags and flush, walk semantics and dialect translation. The
+//! protocol rules are checked here, once, before a [`Filesystem`] method is
+//! called.
+//!
+//! Requests run concurrently: each is a task registered in the tag table
+//! under a unique request id. A finished request *commits* under the
+//! session lock: if its tag is still registered it is retired, its fid
+//! effect applied and its reply queued, all at once; if `Tflush` or
+//! `Tversion` removed it first, the result is dropped. So no reply is ever
+//! sent after the `Rflush` that cancelled it, and a flushed `Twalk` never
+//! binds its new fid (lib9p's ordering, `srv.c`).
+
+use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use futures::{FutureExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::AbortHandle;
+use tokio_util::codec::FramedRead;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::{AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Peer, s_if};
+use crate::proto::{
+    self, Attr, Dialect, Frame, FrameCodec, IOHDRSZ, MAXWELEM, NOFID, Qid, Rmessage, Stat,
+    Tmessage, errno, parse_header,
+};
+
+/// Per-connection limits.
+#[derive(Debug, Clone)]
+pub struct SessionLimits {
+    /// Largest msize offered in `Rversion`.
+    pub max_msize: u32,
+    /// Fids one connection may hold; more is answered with EMFILE.
+    pub max_fids: usize,
+    /// Requests in flight per connection; beyond it the session stops
+    /// reading (backpressure) instead of queueing without bound.
+    pub max_in_flight: usize,
+    /// How long half a frame may sit unfinished before the connection is
+    /// closed (a client that sends part of a message and goes silent).
+    pub partial_frame_timeout: Duration,
+}
+
+impl Default for SessionLimits {
+    fn default() -> Self {
+        Self {
+            max_msize: 1 << 20,
+            max_fids: 65536,
+            max_in_flight: 1024,
+            partial_frame_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// A fid's entry in the table.
+struct FidEntry<S> {
+    /// The filesystem's state for it.
+    state: S,
+    /// Its qid (the last one walked to, or the opened file's).
+    qid: Qid,
+    /// Opened (and how), or only walked.
+    opened: Option<OpenFlags>,
+    /// Position of a 9P2000/.u directory read: (next byte offset, cookie).
+    /// A tokio mutex: held across the filesystem calls of one read, which
+    /// serializes reads of one directory fid as the protocol requires.
+    dir_cursor: tokio::sync::Mutex<(u64, u64)>,
+}
+
+impl<S> FidEntry<S> {
+    fn new(state: S, qid: Qid, opened: Option<OpenFlags>) -> Arc<Self> {
+        Arc::new(Self {
+            state,
+            qid,
+            opened,
+            dir_cursor: tokio::sync::Mutex::new((0, 0)),
+        })
+    }
+}
+
+/// What a finished request does to the fid table when it commits.
+enum Effect<S> {
+    None,
+    /// Bind a new fid (attach, walk to a different newfid).
+    Insert(u32, Arc<FidEntry<S>>),
+    /// Replace the fid's entry if it is still `old` (open, walk in place).
+    Replace(u32, Arc<FidEntry<S>>, Arc<FidEntry<S>>),
+}
+
+/// Session state behind one short-held std mutex (never across `.await`).
+struct State<S> {
+    fids: HashMap<u32, Arc<FidEntry<S>>>,
+    /// In-flight requests: tag -> (request id, abort handle once spawned).
+    tags: HashMap<u16, (u64, Option<AbortHandle>)>,
+    /// Negotiated dialect; `None` before `Tversion`.
+    dialect: Option<Dialect>,
+    msize: u32,
+    next_id: u64,
+}
+
+/// A reply on its way to the writer task.
+struct Outgoing {
+    tag: u16,
+    msg: Rmessage,
+    dialect: Dialect,
+    msize: u32,
+}
+
+struct Shared<F: Filesystem> {
+    fs: Arc<F>,
+    peer: Arc<Peer>,
+    limits: SessionLimits,
+    state: Mutex<State<F::Fid>>,
+    tx: mpsc::UnboundedSender<Outgoing>,
+}
+
+/// Serves one connection until it closes, a framing error occurs, or
+/// `shutdown` fires.
+pub async fn serve_connection<F, T>(
+    fs: Arc<F>,
+    io: T,
+    peer: Peer,
+    limits: SessionLimits,
+    shutdown: CancellationToken,
+) where
+    F: Filesystem,
+    T: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (rd, wr) = tokio::io::split(io);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let conn_done = shutdown.child_token();
+    let writer = tokio::spawn(write_loop(wr, rx, conn_done.clone()));
+    let peer = Arc::new(peer);
+    let shared = Arc::new(Shared {
+        fs,
+        peer: peer.clone(),
+        state: Mutex::new(State {
+            fids: HashMap::new(),
+            tags: HashMap::new(),
+            dialect: None,
+            msize: limits.max_msize,
+            next_id: 0,
+        }),
+        limits: limits.clone(),
+        tx,
+    });
+    let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
+    let mut frames = FramedRead::new(rd, FrameCodec::new(limits.max_msize));
+    loop {
+        let next = if frames.read_buffer().is_empty() {
+            tokio::select! {
+                f = frames.next() => f,
+                _ = conn_done.cancelled() => break,
+            }
+        } else {
+            tokio::select! {
+                f = tokio::time::timeout(limits.partial_frame_timeout, frames.next()) => match f {
+                    Ok(f) => f,
+                    Err(_) => {
+                        warn!(peer = %peer.addr, "closing connection: partial frame unfinished for {:?}", limits.partial_frame_timeout);
+                        break;
+                    }
+                },
+                _ = conn_done.cancelled() => break,
+            }
+        };
+        let frame = match next {
+            None => break,
+            Some(Ok(f)) => f,
+            Some(Err(e)) => {
+                warn!(peer = %peer.addr, "closing connection: {e}");
+                break;
+            }
+        };
+        let Ok(permit) = in_flight.clone().acquire_owned().await else {
+            break;
+        };
+        if let Some(new_max) = shared.dispatch(frame, permit) {
+            frames.decoder_mut().max_size = new_max;
+        }
+    }
+    // Abort what is still running and release every fid.
+    let fids = {
+        let mut st = lock(&shared.state);
+        for (_, (_, h)) in st.tags.drain() {
+            if let Some(h) = h {
+                h.abort();
+            }
+        }
+        std::mem::take(&mut st.fids)
+    };
+    for (_, e) in fids {
+        if let Ok(e) = Arc::try_unwrap(e) {
+            shared.fs.clunk(e.state).await;
+        }
+    }
+    drop(shared);
+    conn_done.cancel();
+    let _ = writer.await;
+    debug!(peer = %peer.addr, "connection closed");
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding this lock cannot leave the maps inconsistent
+    // (every critical section is a few map operations), so poisoning is
+    // ignored rather than taking the whole connection down.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+async fn write_loop<W: AsyncWrite>(
+    wr: W,
+    mut rx: mpsc::UnboundedReceiver<Outgoing>,
+    done: CancellationToken,
+) {
+    let mut wr = Box::pin(wr);
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    loop {
+        let first = tokio::select! {
+            m = rx.recv() => m,
+            _ = done.cancelled() => {
+                // Drain what is already queued, then stop.
+                rx.close();
+                rx.recv().await
+            }
+        };
+        let Some(first) = first else { break };
+        encode_reply(first, &mut buf);
+        // Batch whatever else is ready into one write.
+        while buf.len() < 256 * 1024 {
+            match rx.try_recv() {
+                Ok(m) => encode_reply(m, &mut buf),
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = wr.write_all(&buf).await {
+            debug!("write failed, closing connection: {e}");
+            done.cancel();
+            break;
+        }
+        buf.clear();
+        if wr.flush().await.is_err() {
+            done.cancel();
+            break;
+        }
+    }
+    let _ = wr.shutdown().await;
+}
+
+/// Encodes a reply; one that cannot be encoded or exceeds msize becomes an
+/// error reply, so the client always gets an answer for its tag.
+fn encode_reply(o: Outgoing, buf: &mut BytesMut) {
+    let start = buf.len();
+    let res = Frame {
+        tag: o.tag,
+        msg: o.msg,
+    }
+    .encode(o.dialect, buf);
+    let fail = match res {
+        Err(e) => Some(FsError::new(errno::EIO).with(format!("reply does not encode: {e}"))),
+        Ok(()) if buf.len() - start > o.msize as usize => {
+            buf.truncate(start);
+            Some(FsError::new(errno::EMSGSIZE).with("reply larger than msize"))
+        }
+        Ok(()) => None,
+    };
+    if let Some(e) = fail {
+        warn!(tag = o.tag, "{e}");
+        let _ = Frame {
+            tag: o.tag,
+            msg: error_reply(o.dialect, &e),
+        }
+        .encode(o.dialect, buf);
+    }
+}
+
+/// The error reply for a dialect: Rlerror in .L, Rerror with errno in .u,
+/// Rerror string in 9P2000.
+pub fn error_reply(d: Dialect, e: &FsError) -> Rmessage {
+    match d {
+        Dialect::P2000L => Rmessage::Lerror(proto::Rlerror { ecode: e.errno }),
+        _ => Rmessage::Error(proto::Rerror {
+            ename: errno::to_string(e.errno),
+            errno: e.errno,
+        }),
+    }
+}
+
+type Reply<S> = (FsResult<Rmessage>, Effect<S>);
+
+impl<F: Filesystem> Shared<F> {
+    fn send(&self, tag: u16, msg: Rmessage, dialect: Dialect, msize: u32) {
+        // The receiver is gone only when the connection is closing.
+        let _ = self.tx.send(Outgoing {
+            tag,
+            msg,
+            dialect,
+            msize,
+        });
+    }
+
+    /// Handles one frame. Returns a new frame limit after `Tversion`.
+    fn dispatch(
+        self: &Arc<Self>,
+        frame: Bytes,
+        permit: tokio::sync::OwnedSemaphorePermit,
+    ) -> Option<u32> {
+        let (dialect, msize) = {
+            let st = lock(&self.state);
+            (st.dialect, st.msize)
+        };
+        // Before Tversion we decode as 9P2000 and answer in it.
+        let d = dialect.unwrap_or(Dialect::P2000);
+        let tag = match parse_header(&frame) {
+            Ok(h) => h.tag,
+            Err(_) => return None, // FrameCodec never yields < 7 bytes
+        };
+        let msg = match Frame::<Tmessage>::decode(frame, d) {
+            Ok(f) => f.msg,
+            Err(e) => {
+                debug!(peer = %self.peer.addr, tag, "bad message: {e}");
+                let err = match e {
+                    proto::DecodeError::UnknownType { .. } => FsError::OPNOTSUPP,
+                    _ => FsError::new(errno::EBADMSG),
+                };
+                self.send(tag, error_reply(d, &err), d, msize);
+                return None;
+            }
+        };
+        if let Tmessage::Version(v) = msg {
+            return Some(self.version(tag, v));
+        }
+        let Some(d) = dialect else {
+            let e = FsError::new(errno::EPROTO).with("request before Tversion");
+            self.send(tag, error_reply(d, &e), d, msize);
+            return None;
+        };
+        match msg {
+            Tmessage::Flush(f) => {
+                self.flush(tag, f.oldtag, d, msize);
+                return None;
+            }
+            Tmessage::Clunk(c) => {
+                let r = self.clunk(c.fid).map(|_| Rmessage::Clunk);
+                self.reply_now(tag, r, d, msize);
+                return None;
+            }
+            Tmessage::Remove(c) => {
+                // remove(5): the fid is clunked even when the remove fails.
+                let r = self.clunk(c.fid).and(Err(FsError::ROFS));
+                self.reply_now(tag, r, d, msize);
+                return None;
+            }
+            _ => {}
+        }
+        // Register the tag before spawning so that a fast request cannot
+        // commit before it is known.
+        let id = {
+            let mut st = lock(&self.state);
+            if st.tags.contains_key(&tag) {
+                drop(st);
+                warn!(peer = %self.peer.addr, tag, "tag already in use");
+                self.send(tag, error_reply(d, &FsError::new(errno::EBUSY)), d, msize);
+                return None;
+            }
+            st.next_id += 1;
+            let id = st.next_id;
+            st.tags.insert(tag, (id, None));
+            id
+        };
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            let res = AssertUnwindSafe(me.handle(msg, d, msize))
+                .catch_unwind()
+                .await;
+            let (r, eff) = res.unwrap_or_else(|_| {
+                warn!("filesystem panicked while handling a request; answering EIO");
+                (Err(FsError::IO), Effect::None)
+            });
+            me.commit(tag, id, r, eff, d, msize);
+            drop(permit);
+        });
+        let mut st = lock(&self.state);
+        if let Some((i, h)) = st.tags.get_mut(&tag) {
+            if *i == id {
+                *h = Some(task.abort_handle());
+            }
+        }
+        None
+    }
+
+    /// Retires the tag, applies the fid effect and queues the reply, unless
+    /// the request was flushed meanwhile.
+    fn commit(
+        &self,
+        tag: u16,
+        id: u64,
+        r: FsResult<Rmessage>,
+        eff: Effect<F::Fid>,
+        d: Dialect,
+        msize: u32,
+    ) {
+        let mut st = lock(&self.state);
+        match st.tags.get(&tag) {
+            Some((i, _)) if *i == id => {
+                st.tags.remove(&tag);
+            }
+            _ => return, // flushed or reset: no reply, no effect
+        }
+        let r = match (r, eff) {
+            (Ok(m), Effect::Insert(fid, e)) => {
+                if st.fids.contains_key(&fid) {
+                    Err(FsError::new(errno::EBADF).with(format!("fid {fid} already in use")))
+                } else if st.fids.len() >= self.limits.max_fids {
+                    Err(FsError::new(errno::EMFILE).with("too many fids on this connection"))
+                } else {
+                    st.fids.insert(fid, e);
+                    Ok(m)
+                }
+            }
+            (Ok(m), Effect::Replace(fid, old, new)) => {
+                if st.fids.get(&fid).is_some_and(|cur| Arc::ptr_eq(cur, &old)) {
+                    st.fids.insert(fid, new);
+                    Ok(m)
+                } else {
+                    Err(FsError::new(errno::EBADF).with(format!("fid {fid} was clunked meanwhile")))
+                }
+            }
+            (r, _) => r,
+        };
+        let msg = match r {
+            Ok(m) => m,
+            Err(e) => {
+                debug!(tag, "error reply: {e}");
+                error_reply(d, &e)
+            }
+        };
+        // Queued under the lock: a Tflush that takes the lock next finds the
+        // tag retired and its Rflush is queued after this reply.
+        self.send(tag, msg, d, msize);
+    }
+
+    fn reply_now(&self, tag: u16, r: FsResult<Rmessage>, d: Dialect, msize: u32) {
+        let msg = r.unwrap_or_else(|e| error_reply(d, &e));
+        self.send(tag, msg, d, msize);
+    }
+
+    /// version(5): negotiates, and resets the session: every outstanding
+    /// request is aborted and every fid clunked.
+    fn version(&self, tag: u16, v: proto::Tversion) -> u32 {
+        let negotiated = Dialect::negotiate(&v.version);
+        let msize = v.msize.min(self.limits.max_msize);
+        let old_fids = {
+            let mut st = lock(&self.state);
+            for (_, (_, h)) in st.tags.drain() {
+                if let Some(h) = h {
+                    h.abort();
+                }
+            }
+            let fids = std::mem::take(&mut st.fids);
+            if msize < proto::MIN_MSIZE {
+                st.dialect = None;
+            } else {
+                st.dialect = negotiated;
+                st.msize = msize;
+            }
+            fids
+        };
+        let fs = self.fs.clone();
+        tokio::spawn(async move {
+            for (_, e) in old_fids {
+                if let Ok(e) = Arc::try_unwrap(e) {
+                    fs.clunk(e.state).await;
+                }
+            }
+        });
+        let reply_d = negotiated.unwrap_or(Dialect::P2000);
+        if msize < proto::MIN_MSIZE {
+            let e = FsError::INVAL.with(format!("msize {} below {}", v.msize, proto::MIN_MSIZE));
+            self.send(
+                tag,
+                error_reply(reply_d, &e),
+                reply_d,
+                self.limits.max_msize,
+            );
+            return self.limits.max_msize;
+        }
+        let version = negotiated
+            .map(Dialect::version_string)
+            .unwrap_or("unknown")
+            .to_string();
+        debug!(peer = %self.peer.addr, client = %v.version, %version, msize, "version");
+        self.send(
+            tag,
+            Rmessage::Version(proto::Rversion { msize, version }),
+            reply_d,
+            msize,
+        );
+        msize
+    }
+
+    /// flush(5): cancels `oldtag` if it is still running; Rflush is queued
+    /// after any reply the old request already committed.
+    fn flush(&self, tag: u16, oldtag: u16, d: Dialect, msize: u32) {
+        let mut st = lock(&self.state);
+        if let Some((_, Some(h))) = st.tags.remove(&oldtag) {
+            h.abort();
+        }
+        self.send(tag, Rmessage::Flush, d, msize);
+    }
+
+    fn clunk(&self, fid: u32) -> FsResult<()> {
+        let e = lock(&self.state).fids.remove(&fid).ok_or(FsError::BADF)?;
+        if let Ok(e) = Arc::try_unwrap(e) {
+            let fs = self.fs.clone();
+            tokio::spawn(async move { fs.clunk(e.state).await });
+        }
+        Ok(())
+    }
+
+    fn fid(&self, fid: u32) -> FsResult<Arc<FidEntry<F::Fid>>> {
+        lock(&self.state)
+            .fids
+            .get(&fid)
+            .cloned()
+            .ok_or_else(|| FsError::BADF.with(format!("unknown fid {fid}")))
+    }
+
+    fn fid_free(&self, fid: u32) -> FsResult<()> {
+        if fid == NOFID {
+            return Err(FsError::BADF.with("NOFID cannot be bound"));
+        }
+        if lock(&self.state).fids.contains_key(&fid) {
+            return Err(FsError::BADF.with(format!("fid {fid} already in use")));
+        }
+        Ok(())
+    }
+
+    fn opened(&self, fid: u32) -> FsResult<Arc<FidEntry<F::Fid>>> {
+        let e = self.fid(fid)?;
+        if e.opened.is_none() {
+            return Err(FsError::BADF.with(format!("fid {fid} is not open")));
+        }
+        Ok(e)
+    }
+
+    async fn handle(&self, msg: Tmessage, d: Dialect, msize: u32) -> Reply<F::Fid> {
+        match self.handle_inner(msg, d, msize).await {
+            Ok(r) => r,
+            Err(e) => (Err(e), Effect::None),
+        }
+    }
+
+    async fn handle_inner(&self, msg: Tmessage, d: Dialect, msize: u32) -> FsResult<Reply<F::Fid>> {
+        use Tmessage as T;
+        let ok = |m: Rmessage| Ok((Ok(m), Effect::None));
+        match msg {
+            T::Auth(_) => {
+                // No authentication is configured: diod answers ENOENT here
+                // since 1.0.14 (errno 0 confused the kernel), and clients
+                // then attach with afid = NOFID.
+                Err(FsError::NOENT.with("authentication not required"))
+            }
+            T::Attach(a) => {
+                if a.afid != NOFID {
+                    return Err(FsError::BADF.with("no authentication fid exists"));
+                }
+                self.fid_free(a.fid)?;
+                let req = AttachRequest {
+                    uname: a.uname,
+                    aname: a.aname,
+                    n_uname: a.n_uname,
+                    peer: self.peer.clone(),
+                };
+                let (state, qid) = self.fs.attach(&req).await?;
+                Ok((
+                    Ok(Rmessage::Attach(proto::Rattach { qid })),
+                    Effect::Insert(a.fid, FidEntry::new(state, qid, None)),
+                ))
+            }
+            T::Walk(w) => self.walk(w).await,
+            T::Open(o) => self.open(o.fid, OpenFlags::from_9p(o.mode), d, msize).await,
+            T::Lopen(o) => {
+                self.open(o.fid, OpenFlags::from_linux(o.flags), d, msize)
+                    .await
+            }
+            T::Read(r) => {
+                let e = self.opened(r.fid)?;
+                if !e.opened.is_some_and(|o| o.read) {
+                    return Err(FsError::BADF.with("fid not open for reading"));
+                }
+                let count = r.count.min(msize - IOHDRSZ);
+                if e.qid.is_dir() {
+                    if d == Dialect::P2000L {
+                        return Err(FsError::ISDIR);
+                    }
+                    let data = self.dir_read(&e, r.offset, count, d).await?;
+                    return ok(Rmessage::Read(proto::Rread { data }));
+                }
+                let data = self.fs.read(&e.state, r.offset, count).await?;
+                let data = if data.len() > count as usize {
+                    data.slice(..count as usize)
+                } else {
+                    data
+                };
+                ok(Rmessage::Read(proto::Rread { data }))
+            }
+            T::Readdir(r) => {
+                let e = self.opened(r.fid)?;
+                if !e.qid.is_dir() {
+                    return Err(FsError::NOTDIR);
+                }
+                let count = r.count.min(msize - IOHDRSZ);
+                let ents = self.fs.readdir(&e.state, r.offset, count).await?;
+                let (rep, _) = proto::Rreaddir::pack(&ents, count);
+                ok(Rmessage::Readdir(rep))
+            }
+            T::Write(w) => {
+                let e = self.opened(w.fid)?;
+                if !e.opened.is_some_and(|o| o.write) {
+                    return Err(FsError::BADF.with("fid not open for writing"));
+                }
+                let count = self.fs.write(&e.state, w.offset, w.data).await?;
+                ok(Rmessage::Write(proto::Rwrite { count }))
+            }
+            T::Getattr(g) => {
+                let e = self.fid(g.fid)?;
+                let m = self.fs.getattr(&e.state).await?;
+                ok(Rmessage::Getattr(proto::Rgetattr {
+                    attr: meta_to_attr(&m),
+                }))
+            }
+            T::Stat(s) => {
+                let e = self.fid(s.fid)?;
+                let stat = self.stat_of(&e.state, d).await?;
+                ok(Rmessage::Stat(proto::Rstat { stat }))
+            }
+            T::Readlink(r) => {
+                let e = self.fid(r.fid)?;
+                let target = self.fs.readlink(&e.state).await?;
+                ok(Rmessage::Readlink(proto::Rreadlink { target }))
+            }
+            T::Statfs(s) => {
+                let e = self.fid(s.fid)?;
+                let statfs = self.fs.statfs(&e.state).await?;
+                ok(Rmessage::Statfs(proto::Rstatfs { statfs }))
+            }
+            T::Xattrwalk(x) => {
+                self.fid(x.fid)?;
+                // Linux v9fs probes system.posix_acl_* on every inode under
+                // access=client; ENODATA/EOPNOTSUPP mean "no ACL", any other
+                // error fails the lookup with EIO (fs/9p/acl.c). diod
+                // answers EOPNOTSUPP on /proc too.
+                Err(FsError::OPNOTSUPP)
+            }
+            T::Fsync(f) => {
+                self.fid(f.fid)?;
+                ok(Rmessage::Fsync)
+            }
+            T::Lock(l) => {
+                self.fid(l.fid)?;
+                // Read-only tree: nothing to conflict with.
+                ok(Rmessage::Lock(proto::Rlock { status: 0 }))
+            }
+            T::Getlock(g) => {
+                self.fid(g.fid)?;
+                ok(Rmessage::Getlock(proto::Rgetlock {
+                    lock_type: 2, // F_UNLCK: no conflicting lock
+                    start: g.start,
+                    length: g.length,
+                    proc_id: g.proc_id,
+                    client_id: g.client_id,
+                }))
+            }
+            T::Create(_)
+            | T::Wstat(_)
+            | T::Lcreate(_)
+            | T::Symlink(_)
+            | T::Mknod(_)
+            | T::Rename(_)
+            | T::Setattr(_)
+            | T::Xattrcreate(_)
+            | T::Link(_)
+            | T::Mkdir(_)
+            | T::Renameat(_)
+            | T::Unlinkat(_) => Err(FsError::ROFS),
+            // Handled inline by dispatch.
+            T::Version(_) | T::Flush(_) | T::Clunk(_) | T::Remove(_) => Err(FsError::INVAL),
+        }
+    }
+
+    /// walk(5), written once for every filesystem: at most MAXWELEM names;
+    /// an error on the first name is an error; a later failure is a partial
+    /// Rwalk and newfid stays unbound; no names clones the fid.
+    async fn walk(&self, w: proto::Twalk) -> FsResult<Reply<F::Fid>> {
+        let e = self.fid(w.fid)?;
+        // walk(5) forbids walking an open fid, but diod's clients (diodls -l)
+        // walk entries from the opened directory fid and diod allows it, so
+        // we do too when the walk binds a new fid; the new fid is unopened.
+        if e.opened.is_some() && w.newfid == w.fid {
+            return Err(FsError::BADF.with("cannot walk an open fid in place"));
+        }
+        if w.wnames.len() > MAXWELEM {
+            return Err(FsError::INVAL.with(format!(
+                "{} names in one walk (max {MAXWELEM})",
+                w.wnames.len()
+            )));
+        }
+        if w.newfid != w.fid {
+            self.fid_free(w.newfid)?;
+        }
+        let mut cur = e.state.clone();
+        let mut qid = e.qid;
+        let mut wqids = Vec::with_capacity(w.wnames.len());
+        for (i, name) in w.wnames.iter().enumerate() {
+            let step = if !qid.is_dir() {
+                Err(FsError::NOTDIR)
+            } else if name.is_empty() || name.contains('/') || name.contains('\0') {
+                Err(FsError::NOENT.with(format!("invalid name {name:?}")))
+            } else if name == "." {
+                Ok((cur.clone(), qid))
+            } else {
+                self.fs.walk(&cur, name).await
+            };
+            match step {
+                Ok((s, q)) => {
+                    cur = s;
+                    qid = q;
+                    wqids.push(q);
+                }
+                Err(err) if i == 0 => return Err(err),
+                Err(_) => break,
+            }
+        }
+        let full = wqids.len() == w.wnames.len();
+        let reply = Ok(Rmessage::Walk(proto::Rwalk { wqids }));
+        if !full {
+            return Ok((reply, Effect::None));
+        }
+        let entry = FidEntry::new(cur, qid, None);
+        let eff = if w.newfid == w.fid {
+            Effect::Replace(w.fid, e, entry)
+        } else {
+            Effect::Insert(w.newfid, entry)
+        };
+        Ok((reply, eff))
+    }
+
+    async fn open(
+        &self,
+        fid: u32,
+        flags: OpenFlags,
+        _d: Dialect,
+        msize: u32,
+    ) -> FsResult<Reply<F::Fid>> {
+        let e = self.fid(fid)?;
+        if e.opened.is_some() {
+            return Err(FsError::BADF.with(format!("fid {fid} already open")));
+        }
+        if e.qid.is_dir() && flags.write {
+            return Err(FsError::ISDIR);
+        }
+        let (state, qid) = self.fs.open(&e.state, flags).await?;
+        let iounit = msize - IOHDRSZ;
+        let entry = FidEntry::new(state, qid, Some(flags));
+        let reply = match _d {
+            Dialect::P2000L => Rmessage::Lopen(proto::Rlopen { qid, iounit }),
+            _ => Rmessage::Open(proto::Ropen { qid, iounit }),
+        };
+        Ok((Ok(reply), Effect::Replace(fid, e, entry)))
+    }
+
+    /// A 9P2000/.u directory read: whole stat records, never split; the
+    /// offset must be 0 or the end of the previous read (read(5)).
+    async fn dir_read(
+        &self,
+        e: &FidEntry<F::Fid>,
+        offset: u64,
+        count: u32,
+        d: Dialect,
+    ) -> FsResult<Bytes> {
+        let mut cur = e.dir_cursor.lock().await;
+        if offset == 0 {
+            *cur = (0, 0);
+        } else if offset != cur.0 {
+            return Err(FsError::INVAL.with(format!(
+                "directory read at offset {offset}, expected 0 or {}",
+                cur.0
+            )));
+        }
+        let mut out = BytesMut::new();
+        let mut cookie = cur.1;
+        'fill: loop {
+            let ents = self.fs.readdir(&e.state, cookie, count).await?;
+            if ents.is_empty() {
+                break;
+            }
+            for ent in ents {
+                if ent.name == "." || ent.name == ".." {
+                    cookie = ent.offset;
+                    continue;
+                }
+                let st = match self.fs.walk(&e.state, &ent.name).await {
+                    Ok((child, _)) => match self.stat_of(&child, d).await {
+                        Ok(st) => st,
+                        Err(_) => {
+                            cookie = ent.offset;
+                            continue; // vanished between readdir and stat
+                        }
+                    },
+                    Err(_) => {
+                        cookie = ent.offset;
+                        continue;
+                    }
+                };
+                if out.len() + st.size(d) > count as usize {
+                    break 'fill;
+                }
+                st.encode_to(d, &mut out)
+                    .map_err(|err| FsError::IO.with(err.to_string()))?;
+                cookie = ent.offset;
+            }
+        }
+        let data = out.freeze();
+        *cur = (cur.0 + data.len() as u64, cookie);
+        Ok(data)
+    }
+
+    async fn stat_of(&self, fid: &F::Fid, d: Dialect) -> FsResult<Stat> {
+        let m = self.fs.getattr(fid).await?;
+        let extension = if d == Dialect::P2000u && m.mode & s_if::FMT == s_if::LNK {
+            self.fs.readlink(fid).await.unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(meta_to_stat(&m, d, extension))
+    }
+}
+
+/// `Rgetattr` from metadata. v9fs asks for BASIC; we fill all of it.
+pub fn meta_to_attr(m: &Meta) -> Attr {
+    Attr {
+        valid: proto::getattr::BASIC,
+        qid: m.qid,
+        mode: m.mode,
+        uid: m.uid,
+        gid: m.gid,
+        nlink: m.nlink,
+        rdev: m.rdev,
+        size: m.size,
+        blksize: 4096,
+        blocks: m.blocks,
+        atime_sec: m.atime.sec,
+        atime_nsec: m.atime.nsec,
+        mtime_sec: m.mtime.sec,
+        mtime_nsec: m.mtime.nsec,
+        ctime_sec: m.ctime.sec,
+        ctime_nsec: m.ctime.nsec,
+        ..Attr::default()
+    }
+}
+
+/// A 9P2000/.u stat record from metadata.
+pub fn meta_to_stat(m: &Meta, d: Dialect, extension: String) -> Stat {
+    use proto::dm;
+    let mut mode = m.mode & 0o777;
+    match m.mode & s_if::FMT {
+        s_if::DIR => mode |= dm::DIR,
+        s_if::LNK if d == Dialect::P2000u => mode |= dm::SYMLINK,
+        s_if::CHR | s_if::BLK if d == Dialect::P2000u => mode |= dm::DEVICE,
+        s_if::FIFO if d == Dialect::P2000u => mode |= dm::NAMEDPIPE,
+        s_if::SOCK if d == Dialect::P2000u => mode |= dm::SOCKET,
+        _ => {}
+    }
+    let uname = m.uname.clone().unwrap_or_else(|| m.uid.to_string());
+    let gname = m.gname.clone().unwrap_or_else(|| m.gid.to_string());
+    Stat {
+        ty: 0,
+        dev: 0,
+        qid: m.qid,
+        mode,
+        atime: m.atime.sec.min(u32::MAX as u64) as u32,
+        mtime: m.mtime.sec.min(u32::MAX as u64) as u32,
+        length: if m.qid.is_dir() { 0 } else { m.size },
+        name: m.name.clone(),
+        uid: uname.clone(),
+        gid: gname,
+        muid: uname,
+        extension,
+        n_uid: m.uid,
+        n_gid: m.gid,
+        n_muid: m.uid,
+    }
+}
