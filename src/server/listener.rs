@@ -68,10 +68,10 @@ impl Listener {
                     }
                     std::fs::remove_file(p).map_err(ctx)?;
                 }
-                if let Some(dir) = p.parent() {
-                    if !dir.as_os_str().is_empty() {
-                        std::fs::create_dir_all(dir).map_err(ctx)?;
-                    }
+                if let Some(dir) = p.parent()
+                    && !dir.as_os_str().is_empty()
+                {
+                    std::fs::create_dir_all(dir).map_err(ctx)?;
                 }
                 let l = UnixListener::bind(p).map_err(ctx)?;
                 use std::os::unix::fs::PermissionsExt;

@@ -342,3 +342,6 @@ pub trait Filesystem: Send + Sync + 'static {
         async {}
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -150,24 +150,28 @@ pub async fn serve_connection<F, T>(
     });
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut frames = FramedRead::new(rd, FrameCodec::new(limits.max_msize));
-    loop {
-        let next = if frames.read_buffer().is_empty() {
+    // A frame left half-sent across two ticks of the partial-frame timer
+    // closes the connection. FramedRead::next is cancel-safe: bytes already
+    // read stay buffered when the timer wins the select.
+    let mut stalled = false;
+    'conn: loop {
+        let next = loop {
             tokio::select! {
-                f = frames.next() => f,
-                _ = conn_done.cancelled() => break,
-            }
-        } else {
-            tokio::select! {
-                f = tokio::time::timeout(limits.partial_frame_timeout, frames.next()) => match f {
-                    Ok(f) => f,
-                    Err(_) => {
+                f = frames.next() => break f,
+                _ = conn_done.cancelled() => break 'conn,
+                _ = tokio::time::sleep(limits.partial_frame_timeout) => {
+                    if frames.read_buffer().is_empty() {
+                        stalled = false;
+                    } else if stalled {
                         warn!(peer = %peer.addr, "closing connection: partial frame unfinished for {:?}", limits.partial_frame_timeout);
-                        break;
+                        break 'conn;
+                    } else {
+                        stalled = true;
                     }
-                },
-                _ = conn_done.cancelled() => break,
+                }
             }
         };
+        stalled = false;
         let frame = match next {
             None => break,
             Some(Ok(f)) => f,
@@ -384,10 +388,10 @@ impl<F: Filesystem> Shared<F> {
             drop(permit);
         });
         let mut st = lock(&self.state);
-        if let Some((i, h)) = st.tags.get_mut(&tag) {
-            if *i == id {
-                *h = Some(task.abort_handle());
-            }
+        if let Some((i, h)) = st.tags.get_mut(&tag)
+            && *i == id
+        {
+            *h = Some(task.abort_handle());
         }
         None
     }

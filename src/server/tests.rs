@@ -1,0 +1,712 @@
+//! Session tests: raw frames through an in-memory duplex pipe against a
+//! small test filesystem, asserting the protocol rules the session
+//! enforces before any filesystem sees a request.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::session::{SessionLimits, serve_connection};
+use super::*;
+use crate::proto::{self, *};
+
+/// `/` holds `a` (file "hello"), `d/` (holding `b`), `slow` (a file whose
+/// open waits for `release`) and `boom` (whose open panics).
+struct TestFs {
+    release: Arc<Notify>,
+}
+
+#[derive(Clone, Debug)]
+struct TFid {
+    path: String,
+}
+
+fn q(path: &str) -> Qid {
+    let ty = if path.is_empty() || path == "d" {
+        qt::DIR
+    } else {
+        qt::FILE
+    };
+    Qid {
+        ty,
+        version: 0,
+        path: path.len() as u64 + if path == "d/b" { 100 } else { 0 },
+    }
+}
+
+impl Filesystem for TestFs {
+    type Fid = TFid;
+
+    async fn attach(&self, req: &AttachRequest) -> FsResult<(TFid, Qid)> {
+        if req.aname == "bad" {
+            return Err(FsError::NOENT);
+        }
+        Ok((
+            TFid {
+                path: String::new(),
+            },
+            q(""),
+        ))
+    }
+
+    async fn walk(&self, dir: &TFid, name: &str) -> FsResult<(TFid, Qid)> {
+        let p = match (dir.path.as_str(), name) {
+            (_, "..") => dir
+                .path
+                .rsplit_once('/')
+                .map(|(a, _)| a.to_string())
+                .unwrap_or_default(),
+            ("", "a" | "d" | "slow" | "boom") => name.to_string(),
+            ("d", "b") => "d/b".to_string(),
+            _ => return Err(FsError::NOENT),
+        };
+        Ok((TFid { path: p.clone() }, q(&p)))
+    }
+
+    async fn getattr(&self, fid: &TFid) -> FsResult<Meta> {
+        let qid = q(&fid.path);
+        let mode = if qid.is_dir() {
+            s_if::DIR | 0o555
+        } else {
+            s_if::REG | 0o444
+        };
+        Ok(Meta {
+            qid,
+            name: fid.path.rsplit('/').next().unwrap_or("/").to_string(),
+            mode,
+            nlink: 1,
+            ..Meta::default()
+        })
+    }
+
+    async fn open(&self, fid: &TFid, _flags: OpenFlags) -> FsResult<(TFid, Qid)> {
+        match fid.path.as_str() {
+            "slow" => self.release.notified().await,
+            "boom" => panic!("test panic"),
+            _ => {}
+        }
+        Ok((
+            TFid {
+                path: fid.path.clone(),
+            },
+            q(&fid.path),
+        ))
+    }
+
+    async fn read(&self, fid: &TFid, offset: u64, count: u32) -> FsResult<Bytes> {
+        let data: &[u8] = if fid.path == "a" { b"hello" } else { b"" };
+        let s = (offset as usize).min(data.len());
+        let e = (s + count as usize).min(data.len());
+        Ok(Bytes::copy_from_slice(&data[s..e]))
+    }
+
+    async fn readdir(&self, fid: &TFid, offset: u64, _count: u32) -> FsResult<Vec<DirEntry>> {
+        let names: &[&str] = if fid.path.is_empty() {
+            &["a", "d", "slow", "boom"]
+        } else {
+            &["b"]
+        };
+        Ok(names
+            .iter()
+            .enumerate()
+            .skip(offset as usize)
+            .map(|(i, n)| DirEntry {
+                qid: q(n),
+                offset: i as u64 + 1,
+                ty: 8,
+                name: (*n).to_string(),
+            })
+            .collect())
+    }
+}
+
+struct Conn {
+    io: DuplexStream,
+    d: Dialect,
+    release: Arc<Notify>,
+}
+
+fn start() -> Conn {
+    start_with(SessionLimits::default())
+}
+
+fn start_with(limits: SessionLimits) -> Conn {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let release = Arc::new(Notify::new());
+    let fs = Arc::new(TestFs {
+        release: release.clone(),
+    });
+    let peer = Peer {
+        addr: "test".into(),
+        uid: None,
+        gid: None,
+    };
+    tokio::spawn(serve_connection(
+        fs,
+        b,
+        peer,
+        limits,
+        CancellationToken::new(),
+    ));
+    Conn {
+        io: a,
+        d: Dialect::P2000L,
+        release,
+    }
+}
+
+impl Conn {
+    async fn send(&mut self, tag: u16, m: Tmessage) {
+        let b = Frame { tag, msg: m }.to_bytes(self.d).unwrap();
+        self.io.write_all(&b).await.unwrap();
+    }
+
+    async fn send_raw(&mut self, b: &[u8]) {
+        self.io.write_all(b).await.unwrap();
+    }
+
+    /// The next reply, or None if the connection closed.
+    async fn recv(&mut self) -> Option<Frame<Rmessage>> {
+        let mut hdr = [0u8; 4];
+        tokio::time::timeout(Duration::from_secs(5), self.io.read_exact(&mut hdr))
+            .await
+            .expect("reply timeout")
+            .ok()?;
+        let n = u32::from_le_bytes(hdr) as usize;
+        let mut buf = BytesMut::zeroed(n);
+        buf[..4].copy_from_slice(&hdr);
+        self.io.read_exact(&mut buf[4..]).await.ok()?;
+        Some(Frame::decode(buf.freeze(), self.d).unwrap())
+    }
+
+    async fn rpc(&mut self, tag: u16, m: Tmessage) -> Rmessage {
+        self.send(tag, m).await;
+        let r = self.recv().await.expect("connection closed");
+        assert_eq!(r.tag, tag);
+        r.msg
+    }
+
+    async fn version(&mut self, v: &str) -> Rversion {
+        match self
+            .rpc(
+                NOTAG,
+                Tmessage::Version(Tversion {
+                    msize: 65536,
+                    version: v.into(),
+                }),
+            )
+            .await
+        {
+            Rmessage::Version(r) => {
+                if let Some(d) = Dialect::negotiate(&r.version) {
+                    self.d = d;
+                }
+                r
+            }
+            m => panic!("{m:?}"),
+        }
+    }
+
+    async fn attach(&mut self, fid: u32) -> Rmessage {
+        self.rpc(
+            1,
+            Tmessage::Attach(Tattach {
+                fid,
+                afid: NOFID,
+                uname: "u".into(),
+                aname: "".into(),
+                n_uname: 0,
+            }),
+        )
+        .await
+    }
+
+    async fn walk(&mut self, fid: u32, newfid: u32, names: &[&str]) -> Rmessage {
+        let wnames = names.iter().map(|s| s.to_string()).collect();
+        self.rpc(
+            2,
+            Tmessage::Walk(Twalk {
+                fid,
+                newfid,
+                wnames,
+            }),
+        )
+        .await
+    }
+}
+
+fn errno_of(m: &Rmessage) -> u32 {
+    match m {
+        Rmessage::Lerror(e) => e.ecode,
+        Rmessage::Error(e) => e.errno,
+        m => panic!("expected an error, got {m:?}"),
+    }
+}
+
+#[tokio::test]
+async fn version_is_negotiated_by_prefix_and_msize_capped() {
+    let mut c = start_with(SessionLimits {
+        max_msize: 8192,
+        ..SessionLimits::default()
+    });
+    let r = c.version("9P2000.L.Google.7").await;
+    assert_eq!((r.version.as_str(), r.msize), ("9P2000.L", 8192));
+    let r = c.version("9P2000.u").await;
+    assert_eq!(r.version, "9P2000.u");
+    let r = c.version("9P2000").await;
+    assert_eq!(r.version, "9P2000");
+    let r = c.version("HTTP/1.1").await;
+    assert_eq!(r.version, "unknown");
+}
+
+#[tokio::test]
+async fn requests_before_version_are_refused_and_connection_survives() {
+    let mut c = start();
+    c.d = Dialect::P2000;
+    let r = c.attach(0).await;
+    assert!(matches!(r, Rmessage::Error(_)), "{r:?}");
+    c.version("9P2000.L").await;
+    assert!(matches!(c.attach(0).await, Rmessage::Attach(_)));
+}
+
+#[tokio::test]
+async fn walk_rules() {
+    let mut c = start();
+    c.version("9P2000.L").await;
+    c.attach(0).await;
+    // `..` at the root stays at the root.
+    match c.walk(0, 1, &[".."]).await {
+        Rmessage::Walk(w) => assert_eq!(w.wqids, vec![q("")]),
+        m => panic!("{m:?}"),
+    }
+    // First element fails: an error, newfid unbound.
+    assert_eq!(errno_of(&c.walk(0, 2, &["nope"]).await), errno::ENOENT);
+    assert_eq!(
+        errno_of(&c.rpc(3, Tmessage::Clunk(Tclunk { fid: 2 })).await),
+        errno::EBADF
+    );
+    // A later element fails: partial Rwalk, newfid unbound.
+    match c.walk(0, 2, &["d", "nope"]).await {
+        Rmessage::Walk(w) => assert_eq!(w.wqids.len(), 1),
+        m => panic!("{m:?}"),
+    }
+    assert_eq!(
+        errno_of(&c.rpc(3, Tmessage::Clunk(Tclunk { fid: 2 })).await),
+        errno::EBADF
+    );
+    // Walking through a file stops there: partial walk.
+    assert!(matches!(c.walk(0, 2, &["a", "x"]).await, Rmessage::Walk(w) if w.wqids.len() == 1));
+    // Walking from a file as the first step is ENOTDIR.
+    assert!(matches!(c.walk(0, 6, &["a"]).await, Rmessage::Walk(_)));
+    assert_eq!(errno_of(&c.walk(6, 7, &["x"]).await), errno::ENOTDIR);
+    // 17 names are refused.
+    let names = ["d"; 17];
+    assert_eq!(errno_of(&c.walk(0, 3, &names).await), errno::EINVAL);
+    // newfid already in use.
+    assert!(matches!(c.walk(0, 4, &["d"]).await, Rmessage::Walk(_)));
+    assert_eq!(errno_of(&c.walk(0, 4, &["a"]).await), errno::EBADF);
+    // Cloning with no names, and walking in place.
+    assert!(matches!(c.walk(4, 5, &[]).await, Rmessage::Walk(w) if w.wqids.is_empty()));
+    assert!(matches!(c.walk(5, 5, &["b"]).await, Rmessage::Walk(w) if w.wqids == vec![q("d/b")]));
+}
+
+#[tokio::test]
+async fn open_read_and_fid_rules() {
+    let mut c = start();
+    c.version("9P2000.L").await;
+    c.attach(0).await;
+    c.walk(0, 1, &["a"]).await;
+    // Reading an unopened fid.
+    let r = c
+        .rpc(
+            3,
+            Tmessage::Read(Tread {
+                fid: 1,
+                offset: 0,
+                count: 100,
+            }),
+        )
+        .await;
+    assert_eq!(errno_of(&r), errno::EBADF);
+    assert!(matches!(
+        c.rpc(3, Tmessage::Lopen(Tlopen { fid: 1, flags: 0 })).await,
+        Rmessage::Lopen(_)
+    ));
+    // Opening twice.
+    assert_eq!(
+        errno_of(&c.rpc(3, Tmessage::Lopen(Tlopen { fid: 1, flags: 0 })).await),
+        errno::EBADF
+    );
+    match c
+        .rpc(
+            3,
+            Tmessage::Read(Tread {
+                fid: 1,
+                offset: 1,
+                count: 100,
+            }),
+        )
+        .await
+    {
+        Rmessage::Read(r) => assert_eq!(&r.data[..], b"ello"),
+        m => panic!("{m:?}"),
+    }
+    match c
+        .rpc(
+            3,
+            Tmessage::Read(Tread {
+                fid: 1,
+                offset: 5,
+                count: 100,
+            }),
+        )
+        .await
+    {
+        Rmessage::Read(r) => assert!(r.data.is_empty(), "EOF is an empty Rread"),
+        m => panic!("{m:?}"),
+    }
+    // Unknown fid; duplicate attach fid; clunk twice.
+    assert_eq!(
+        errno_of(
+            &c.rpc(
+                3,
+                Tmessage::Getattr(Tgetattr {
+                    fid: 99,
+                    request_mask: 0x7ff
+                })
+            )
+            .await
+        ),
+        errno::EBADF
+    );
+    assert_eq!(errno_of(&c.attach(0).await), errno::EBADF);
+    assert!(matches!(
+        c.rpc(3, Tmessage::Clunk(Tclunk { fid: 1 })).await,
+        Rmessage::Clunk
+    ));
+    assert_eq!(
+        errno_of(&c.rpc(3, Tmessage::Clunk(Tclunk { fid: 1 })).await),
+        errno::EBADF
+    );
+    // Write-ish operations on a read-only tree.
+    let r = c
+        .rpc(
+            3,
+            Tmessage::Mkdir(Tmkdir {
+                dfid: 0,
+                name: "x".into(),
+                mode: 0o755,
+                gid: 0,
+            }),
+        )
+        .await;
+    assert_eq!(errno_of(&r), errno::EROFS);
+    // The ACL probe v9fs sends on every inode gets EOPNOTSUPP, never EIO.
+    let r = c
+        .rpc(
+            3,
+            Tmessage::Xattrwalk(Txattrwalk {
+                fid: 0,
+                newfid: 9,
+                name: "system.posix_acl_access".into(),
+            }),
+        )
+        .await;
+    assert_eq!(errno_of(&r), errno::EOPNOTSUPP);
+    // Statfs answers V9FS_MAGIC with non-zero sizes.
+    match c.rpc(3, Tmessage::Statfs(Tstatfs { fid: 0 })).await {
+        Rmessage::Statfs(s) => {
+            assert!(s.statfs.ty == V9FS_MAGIC && s.statfs.bsize > 0 && s.statfs.namelen > 0)
+        }
+        m => panic!("{m:?}"),
+    }
+}
+
+#[tokio::test]
+async fn errors_take_the_form_of_the_dialect() {
+    for (v, d) in [
+        ("9P2000.L", Dialect::P2000L),
+        ("9P2000.u", Dialect::P2000u),
+        ("9P2000", Dialect::P2000),
+    ] {
+        let mut c = start();
+        c.version(v).await;
+        c.attach(0).await;
+        let r = c.walk(0, 1, &["nope"]).await;
+        match (d, r) {
+            (Dialect::P2000L, Rmessage::Lerror(e)) => assert_eq!(e.ecode, errno::ENOENT),
+            (Dialect::P2000u, Rmessage::Error(e)) => {
+                assert_eq!((e.ename.as_str(), e.errno), ("file does not exist", 2))
+            }
+            (Dialect::P2000, Rmessage::Error(e)) => assert_eq!(e.ename, "file does not exist"),
+            (d, r) => panic!("{d}: {r:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn readdir_cookies_resume_from_any_entry() {
+    let mut c = start();
+    c.version("9P2000.L").await;
+    c.attach(0).await;
+    c.walk(0, 1, &[]).await;
+    c.rpc(3, Tmessage::Lopen(Tlopen { fid: 1, flags: 0 })).await;
+    let all = match c
+        .rpc(
+            3,
+            Tmessage::Readdir(Treaddir {
+                fid: 1,
+                offset: 0,
+                count: 8000,
+            }),
+        )
+        .await
+    {
+        Rmessage::Readdir(r) => DirEntry::decode_all(r.data).unwrap(),
+        m => panic!("{m:?}"),
+    };
+    assert_eq!(
+        all.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        ["a", "d", "slow", "boom"]
+    );
+    let rest = match c
+        .rpc(
+            3,
+            Tmessage::Readdir(Treaddir {
+                fid: 1,
+                offset: all[1].offset,
+                count: 8000,
+            }),
+        )
+        .await
+    {
+        Rmessage::Readdir(r) => DirEntry::decode_all(r.data).unwrap(),
+        m => panic!("{m:?}"),
+    };
+    assert_eq!(rest, all[2..].to_vec());
+    // A small count returns whole entries only.
+    match c
+        .rpc(
+            3,
+            Tmessage::Readdir(Treaddir {
+                fid: 1,
+                offset: 0,
+                count: 30,
+            }),
+        )
+        .await
+    {
+        Rmessage::Readdir(r) => assert_eq!(DirEntry::decode_all(r.data).unwrap().len(), 1),
+        m => panic!("{m:?}"),
+    }
+}
+
+#[tokio::test]
+async fn dir_read_in_9p2000_returns_whole_stat_records() {
+    let mut c = start();
+    c.version("9P2000").await;
+    c.attach(0).await;
+    c.walk(0, 1, &[]).await;
+    c.rpc(
+        3,
+        Tmessage::Open(Topen {
+            fid: 1,
+            mode: om::READ,
+        }),
+    )
+    .await;
+    let mut names = Vec::new();
+    let mut off = 0u64;
+    loop {
+        let r = c
+            .rpc(
+                3,
+                Tmessage::Read(Tread {
+                    fid: 1,
+                    offset: off,
+                    count: 80,
+                }),
+            )
+            .await;
+        let Rmessage::Read(r) = r else {
+            panic!("{r:?}")
+        };
+        if r.data.is_empty() {
+            break;
+        }
+        off += r.data.len() as u64;
+        names.extend(
+            Stat::decode_dir(Dialect::P2000, r.data)
+                .unwrap()
+                .into_iter()
+                .map(|s| s.name),
+        );
+    }
+    assert_eq!(names, ["a", "d", "slow", "boom"]);
+    // An offset that is neither 0 nor the end of the previous read.
+    let r = c
+        .rpc(
+            3,
+            Tmessage::Read(Tread {
+                fid: 1,
+                offset: 3,
+                count: 80,
+            }),
+        )
+        .await;
+    assert!(matches!(r, Rmessage::Error(_)));
+}
+
+#[tokio::test]
+async fn flush_cancels_and_rflush_comes_after_no_reply() {
+    let mut c = start();
+    c.version("9P2000.L").await;
+    c.attach(0).await;
+    c.walk(0, 1, &["slow"]).await;
+    c.send(10, Tmessage::Lopen(Tlopen { fid: 1, flags: 0 }))
+        .await;
+    // A slow request does not block others on the same connection.
+    assert!(matches!(c.walk(0, 2, &["a"]).await, Rmessage::Walk(_)));
+    c.send(11, Tmessage::Flush(Tflush { oldtag: 10 })).await;
+    let r = c.recv().await.unwrap();
+    assert_eq!((r.tag, r.msg), (11, Rmessage::Flush));
+    // Releasing the slow open now must not produce a reply for tag 10,
+    // and the fid was not opened.
+    c.release.notify_waiters();
+    let r = c
+        .rpc(
+            12,
+            Tmessage::Read(Tread {
+                fid: 1,
+                offset: 0,
+                count: 10,
+            }),
+        )
+        .await;
+    assert_eq!(errno_of(&r), errno::EBADF, "the flushed open had no effect");
+    // Flushing an unknown tag still gets Rflush.
+    assert_eq!(
+        c.rpc(13, Tmessage::Flush(Tflush { oldtag: 999 })).await,
+        Rmessage::Flush
+    );
+}
+
+#[tokio::test]
+async fn a_panicking_filesystem_answers_eio_and_keeps_serving() {
+    let mut c = start();
+    c.version("9P2000.L").await;
+    c.attach(0).await;
+    c.walk(0, 1, &["boom"]).await;
+    assert_eq!(
+        errno_of(&c.rpc(3, Tmessage::Lopen(Tlopen { fid: 1, flags: 0 })).await),
+        errno::EIO
+    );
+    assert!(matches!(c.walk(0, 2, &["a"]).await, Rmessage::Walk(_)));
+}
+
+#[tokio::test]
+async fn malformed_messages_error_only_that_request() {
+    let mut c = start();
+    c.version("9P2000.L").await;
+    // Unknown type 200.
+    c.send_raw(&[7, 0, 0, 0, 200, 5, 0]).await;
+    let r = c.recv().await.unwrap();
+    assert_eq!((r.tag, errno_of(&r.msg)), (5, errno::EOPNOTSUPP));
+    // A truncated Tattach body.
+    c.send_raw(&[9, 0, 0, 0, 104, 6, 0, 1, 0]).await;
+    let r = c.recv().await.unwrap();
+    assert_eq!((r.tag, errno_of(&r.msg)), (6, errno::EBADMSG));
+    // A 9P2000-only message in .L.
+    c.send_raw(&[12, 0, 0, 0, 112, 7, 0, 0, 0, 0, 0, 0]).await;
+    assert_eq!(errno_of(&c.recv().await.unwrap().msg), errno::EOPNOTSUPP);
+    assert!(
+        matches!(c.attach(0).await, Rmessage::Attach(_)),
+        "the connection still serves"
+    );
+}
+
+#[tokio::test]
+async fn oversized_or_undersized_frames_close_the_connection() {
+    for raw in [&[0xff, 0xff, 0xff, 0xff, 100, 0, 0][..], &[3, 0, 0, 0][..]] {
+        let mut c = start();
+        c.version("9P2000.L").await;
+        c.send_raw(raw).await;
+        assert!(c.recv().await.is_none());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn half_a_frame_then_silence_is_closed_after_the_deadline() {
+    let mut c = start_with(SessionLimits {
+        partial_frame_timeout: Duration::from_secs(3),
+        ..SessionLimits::default()
+    });
+    c.version("9P2000.L").await;
+    c.send_raw(&[20, 0, 0, 0, 104]).await;
+    tokio::time::advance(Duration::from_secs(7)).await;
+    assert!(c.recv().await.is_none());
+}
+
+#[tokio::test]
+async fn fid_limit_answers_emfile() {
+    let mut c = start_with(SessionLimits {
+        max_fids: 3,
+        ..SessionLimits::default()
+    });
+    c.version("9P2000.L").await;
+    c.attach(0).await;
+    assert!(matches!(c.walk(0, 1, &[]).await, Rmessage::Walk(_)));
+    assert!(matches!(c.walk(0, 2, &[]).await, Rmessage::Walk(_)));
+    assert_eq!(errno_of(&c.walk(0, 3, &[]).await), errno::EMFILE);
+}
+
+#[tokio::test]
+async fn version_resets_fids() {
+    let mut c = start();
+    c.version("9P2000.L").await;
+    c.attach(0).await;
+    c.version("9P2000.L").await;
+    assert_eq!(errno_of(&c.walk(0, 1, &[]).await), errno::EBADF);
+    assert!(matches!(c.attach(0).await, Rmessage::Attach(_)));
+}
+
+#[tokio::test]
+async fn many_attaches_per_connection() {
+    let mut c = start();
+    c.version("9P2000.L").await;
+    for fid in 0..10 {
+        assert!(matches!(c.attach(fid).await, Rmessage::Attach(_)));
+    }
+}
+
+#[test]
+fn meta_converts_to_each_dialect() {
+    let m = Meta {
+        qid: Qid {
+            ty: qt::SYMLINK,
+            version: 0,
+            path: 5,
+        },
+        name: "exe".into(),
+        mode: s_if::LNK | 0o777,
+        uid: 7,
+        ..Meta::default()
+    };
+    let st = session::meta_to_stat(&m, Dialect::P2000u, "/bin/sh".into());
+    assert_eq!(st.mode, proto::dm::SYMLINK | 0o777);
+    assert_eq!(
+        (st.uid.as_str(), st.n_uid, st.extension.as_str()),
+        ("7", 7, "/bin/sh")
+    );
+    let st = session::meta_to_stat(&m, Dialect::P2000, String::new());
+    assert_eq!(st.mode, 0o777, "9P2000 has no symlink bit");
+    let a = session::meta_to_attr(&m);
+    assert_eq!(
+        (a.mode, a.qid.path, a.valid),
+        (s_if::LNK | 0o777, 5, getattr::BASIC)
+    );
+}
