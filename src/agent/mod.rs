@@ -489,3 +489,187 @@ impl Filesystem for ProcFs {
         Ok(String::from_utf8_lossy(t.as_os_str().as_bytes()).into_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::server::Peer;
+
+    fn attach_req() -> AttachRequest {
+        AttachRequest {
+            uname: "root".into(),
+            aname: "/proc".into(),
+            n_uname: 0,
+            peer: Arc::new(Peer::default()),
+        }
+    }
+
+    async fn walk_path(fs: &ProcFs, path: &str) -> FsResult<AgentFid> {
+        let (mut f, _) = fs.attach(&attach_req()).await?;
+        for n in path.split('/').filter(|s| !s.is_empty()) {
+            f = fs.walk(&f, n).await?.0;
+        }
+        Ok(f)
+    }
+
+    async fn read_all(fs: &ProcFs, path: &str) -> FsResult<Vec<u8>> {
+        let f = walk_path(fs, path).await?;
+        let (o, _) = fs.open(&f, OpenFlags::READ).await?;
+        let mut out = Vec::new();
+        loop {
+            let b = fs.read(&o, out.len() as u64, 7).await?;
+            if b.is_empty() {
+                return Ok(out);
+            }
+            out.extend_from_slice(&b);
+        }
+    }
+
+    fn tree() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        fs::write(d.path().join("loadavg"), "0.1 0.2 0.3 1/2 3\n").unwrap();
+        fs::create_dir(d.path().join("42")).unwrap();
+        fs::write(d.path().join("42/status"), "Name:\tx\n").unwrap();
+        std::os::unix::fs::symlink("/etc/hostname", d.path().join("42/exe")).unwrap();
+        std::os::unix::fs::symlink("42", d.path().join("self")).unwrap();
+        fs::write(d.path().join("kmsg"), "secret").unwrap();
+        d
+    }
+
+    #[tokio::test]
+    async fn reads_whole_files_in_chunks_and_reports_length_zero() {
+        let d = tree();
+        let fs = ProcFs::new(d.path()).unwrap();
+        assert_eq!(read_all(&fs, "42/status").await.unwrap(), b"Name:\tx\n");
+        let m = fs
+            .getattr(&walk_path(&fs, "loadavg").await.unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            (m.size, m.qid.version, m.mode & s_if::FMT),
+            (0, 0, s_if::REG)
+        );
+    }
+
+    #[tokio::test]
+    async fn snapshot_is_taken_at_open() {
+        let d = tree();
+        let fs = ProcFs::new(d.path()).unwrap();
+        let f = walk_path(&fs, "loadavg").await.unwrap();
+        let (o, _) = fs.open(&f, OpenFlags::READ).await.unwrap();
+        fs::write(d.path().join("loadavg"), "changed").unwrap();
+        assert_eq!(
+            &fs.read(&o, 0, 100).await.unwrap()[..],
+            b"0.1 0.2 0.3 1/2 3\n"
+        );
+    }
+
+    #[tokio::test]
+    async fn symlinks_are_links_never_followed() {
+        let d = tree();
+        let fs = ProcFs::new(d.path()).unwrap();
+        let exe = walk_path(&fs, "42/exe").await.unwrap();
+        assert!(exe.qid.is_symlink());
+        assert_eq!(fs.readlink(&exe).await.unwrap(), "/etc/hostname");
+        assert_eq!(
+            fs.open(&exe, OpenFlags::READ).await.unwrap_err().errno,
+            errno::ELOOP
+        );
+        let m = fs.getattr(&exe).await.unwrap();
+        assert_eq!(m.mode & s_if::FMT, s_if::LNK);
+    }
+
+    #[tokio::test]
+    async fn read_only_and_denied_files() {
+        let d = tree();
+        let fs = ProcFs::new(d.path()).unwrap();
+        let f = walk_path(&fs, "loadavg").await.unwrap();
+        let w = OpenFlags {
+            read: false,
+            write: true,
+            truncate: false,
+        };
+        assert_eq!(fs.open(&f, w).await.unwrap_err().errno, errno::EROFS);
+        let k = walk_path(&fs, "kmsg").await.unwrap();
+        assert_eq!(
+            fs.open(&k, OpenFlags::READ).await.unwrap_err().errno,
+            errno::EACCES
+        );
+    }
+
+    #[tokio::test]
+    async fn attach_names_and_dotdot_at_root() {
+        let d = tree();
+        let fs = ProcFs::new(d.path()).unwrap();
+        for a in ["", "/proc", "/proc/"] {
+            let req = AttachRequest {
+                aname: a.into(),
+                ..attach_req()
+            };
+            assert!(fs.attach(&req).await.is_ok(), "{a:?}");
+        }
+        let req = AttachRequest {
+            aname: "/etc".into(),
+            ..attach_req()
+        };
+        assert_eq!(fs.attach(&req).await.unwrap_err().errno, errno::ENOENT);
+        let (root, rq) = fs.attach(&attach_req()).await.unwrap();
+        let (up, uq) = fs.walk(&root, "..").await.unwrap();
+        assert_eq!(uq, rq);
+        assert_eq!(
+            fs.walk(&up, "loadavg").await.unwrap().1,
+            walk_path(&fs, "loadavg").await.unwrap().qid
+        );
+    }
+
+    #[tokio::test]
+    async fn root_listing_has_stable_cookies_and_the_summary_dir() {
+        let d = tree();
+        let fs = ProcFs::new(d.path()).unwrap();
+        let root = walk_path(&fs, "").await.unwrap();
+        let (o, _) = fs.open(&root, OpenFlags::READ).await.unwrap();
+        let all = fs.readdir(&o, 0, 8192).await.unwrap();
+        let names: Vec<_> = all.iter().map(|e| e.name.as_str()).collect();
+        assert_eq!(&names[..3], [".", "..", GPROC_DIR]);
+        assert!(names.contains(&"42") && names.contains(&"self") && names.contains(&"loadavg"));
+        for (i, e) in all.iter().enumerate() {
+            assert_eq!(
+                fs.readdir(&o, e.offset, 8192).await.unwrap(),
+                all[i + 1..].to_vec()
+            );
+        }
+        let self_ent = all.iter().find(|e| e.name == "self").unwrap();
+        assert_eq!(self_ent.ty, 10, "DT_LNK");
+        let qids: std::collections::HashSet<_> = all[2..].iter().map(|e| e.qid.path).collect();
+        assert_eq!(qids.len(), all.len() - 2, "qid.path unique per entry");
+    }
+
+    #[tokio::test]
+    async fn summary_file_is_served_from_the_real_proc() {
+        let fs = ProcFs::new("/proc").unwrap();
+        let data = read_all(&fs, ".gproc/ps").await.unwrap();
+        let s = summary::parse(&data).unwrap();
+        assert!(s.procs.iter().any(|p| p.pid == std::process::id() as i32));
+    }
+
+    #[tokio::test]
+    async fn a_process_that_exits_gives_enoent() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let fs = ProcFs::new("/proc").unwrap();
+        let path = format!("{}/status", child.id());
+        let f = walk_path(&fs, &path).await.unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        assert_eq!(
+            fs.open(&f, OpenFlags::READ).await.unwrap_err().errno,
+            errno::ENOENT
+        );
+        assert_eq!(
+            walk_path(&fs, &path).await.unwrap_err().errno,
+            errno::ENOENT
+        );
+    }
+}
