@@ -9,10 +9,12 @@
 //! - [`agent`]: a `Filesystem` over a local Linux `/proc`, plus the node
 //!   summary file.
 //! - [`net`]: endpoint addresses (`host:port`, `unix:/path`).
+//! - [`cache`]: node data kept under per-path rules (moka).
 //! - [`config`]: the TOML configuration, hostlists and durations.
 //! - [`cli`]: the `gproc` subcommands.
 
 pub mod agent;
+pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod config;

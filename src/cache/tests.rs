@@ -1,0 +1,186 @@
+//! Cache rule tests with a controllable node: time is tokio's paused clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use super::*;
+use crate::config::{ByteSize, CacheRule};
+
+#[derive(Clone, Debug, PartialEq)]
+struct Val(String);
+
+impl Weigh for Val {
+    fn weight(&self) -> usize {
+        self.0.len()
+    }
+}
+
+fn policy(rules: &[(&str, Ttl, Option<Duration>)]) -> CachePolicy {
+    CachePolicy {
+        default_ttl: Ttl::For(Duration::from_secs(1)),
+        max_bytes: ByteSize(1 << 20),
+        max_entry_bytes: ByteSize(1000),
+        rules: rules
+            .iter()
+            .map(|(p, t, s)| CacheRule::new(p, *t, *s).unwrap())
+            .collect(),
+    }
+}
+
+/// A node file whose content changes on demand and counts its reads.
+#[derive(Clone, Default)]
+struct Node {
+    version: Arc<AtomicU64>,
+    reads: Arc<AtomicU64>,
+    fail: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Node {
+    fn load(&self) -> impl std::future::Future<Output = Result<Val, String>> + Send + 'static {
+        let n = self.clone();
+        async move {
+            n.reads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if n.fail.load(Ordering::SeqCst) {
+                return Err("node down".to_string());
+            }
+            Ok(Val(format!("v{}", n.version.load(Ordering::SeqCst))))
+        }
+    }
+}
+
+fn key(path: &str) -> Key {
+    Key {
+        node: 1,
+        kind: Kind::Data,
+        path: path.into(),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn cached_path_serves_cached_bytes_until_its_ttl_ends() {
+    let c = Cache::new(policy(&[(
+        "/*/status",
+        Ttl::For(Duration::from_secs(2)),
+        None,
+    )]));
+    let n = Node::default();
+    let (v, f) = c.get_or_load(key("/1/status"), || n.load()).await.unwrap();
+    assert_eq!((v, f), (Val("v0".into()), Freshness::Loaded));
+    n.version.store(1, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_millis(1500)).await;
+    let (v, f) = c.get_or_load(key("/1/status"), || n.load()).await.unwrap();
+    assert_eq!((v, f), (Val("v0".into()), Freshness::Fresh));
+    tokio::time::advance(Duration::from_millis(600)).await;
+    let (v, _) = c.get_or_load(key("/1/status"), || n.load()).await.unwrap();
+    assert_eq!(v, Val("v1".into()));
+    assert_eq!(n.reads.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn never_path_always_reads_the_node() {
+    let c = Cache::new(policy(&[("/*/maps", Ttl::Never, None)]));
+    let n = Node::default();
+    for i in 0..3 {
+        n.version.store(i, Ordering::SeqCst);
+        let (v, f) = c.get_or_load(key("/1/maps"), || n.load()).await.unwrap();
+        assert_eq!((v, f), (Val(format!("v{i}")), Freshness::Loaded));
+    }
+    assert_eq!(n.reads.load(Ordering::SeqCst), 3);
+    assert_eq!(c.stats().bypass.load(Ordering::Relaxed), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_readers_cause_one_node_read() {
+    let c = Cache::new(policy(&[]));
+    let n = Node::default();
+    let mut tasks = Vec::new();
+    for _ in 0..50 {
+        let (c, n) = (c.clone(), n.clone());
+        tasks.push(tokio::spawn(async move {
+            c.get_or_load(key("/loadavg"), || n.load()).await.unwrap().0
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), Val("v0".into()));
+    }
+    assert_eq!(n.reads.load(Ordering::SeqCst), 1);
+    assert_eq!(c.stats().node_reads.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn errors_are_not_cached() {
+    let c = Cache::new(policy(&[]));
+    let n = Node::default();
+    n.fail.store(true, Ordering::SeqCst);
+    assert!(c.get_or_load(key("/uptime"), || n.load()).await.is_err());
+    n.fail.store(false, Ordering::SeqCst);
+    assert!(c.get_or_load(key("/uptime"), || n.load()).await.is_ok());
+    assert_eq!(n.reads.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn stale_rule_serves_old_data_while_refreshing_and_while_the_node_is_down() {
+    let c = Cache::new(policy(&[(
+        "/*/stat",
+        Ttl::For(Duration::from_secs(1)),
+        Some(Duration::from_secs(30)),
+    )]));
+    let n = Node::default();
+    c.get_or_load(key("/1/stat"), || n.load()).await.unwrap();
+    n.fail.store(true, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(5)).await;
+    let (v, f) = c.get_or_load(key("/1/stat"), || n.load()).await.unwrap();
+    assert_eq!(v, Val("v0".into()));
+    assert!(matches!(f, Freshness::Stale(age) if age >= Duration::from_secs(5)));
+    // The node comes back: the next stale read triggers a refresh that
+    // replaces the entry.
+    n.fail.store(false, Ordering::SeqCst);
+    n.version.store(7, Ordering::SeqCst);
+    c.get_or_load(key("/1/stat"), || n.load()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let (v, f) = c.get_or_load(key("/1/stat"), || n.load()).await.unwrap();
+    assert_eq!((v, f), (Val("v7".into()), Freshness::Fresh));
+    // Past TTL + stale, the entry is not served.
+    n.fail.store(true, Ordering::SeqCst);
+    tokio::time::advance(Duration::from_secs(40)).await;
+    assert!(c.get_or_load(key("/1/stat"), || n.load()).await.is_err());
+}
+
+#[tokio::test]
+async fn the_byte_bound_holds() {
+    let mut p = policy(&[]);
+    p.default_ttl = Ttl::For(Duration::from_secs(60));
+    p.max_bytes = ByteSize(10_000);
+    let c: Cache<Val> = Cache::new(p);
+    for i in 0..1000 {
+        let v = Val("x".repeat(500));
+        c.get_or_load(key(&format!("/{i}/status")), || async move {
+            Ok::<_, String>(v)
+        })
+        .await
+        .unwrap();
+    }
+    c.sync().await;
+    let (_, bytes) = c.usage();
+    assert!(
+        bytes <= 10_000,
+        "cache holds {bytes} bytes over a 10000 bound"
+    );
+}
+
+#[tokio::test]
+async fn entries_over_the_entry_bound_are_served_but_not_kept() {
+    let c: Cache<Val> = Cache::new(policy(&[]));
+    let n = AtomicU64::new(0);
+    for _ in 0..2 {
+        let v = Val("y".repeat(5000));
+        n.fetch_add(1, Ordering::SeqCst);
+        let (got, f) = c
+            .get_or_load(key("/big"), || async move { Ok::<_, String>(v) })
+            .await
+            .unwrap();
+        assert_eq!((got.0.len(), f), (5000, Freshness::Loaded));
+    }
+}
