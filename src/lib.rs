@@ -6,6 +6,7 @@
 //! - [`server`]: the [`server::Filesystem`] trait, per-connection sessions
 //!   (fids, tags, flush) and the TCP/Unix listeners.
 //! - [`client`]: one async 9P connection, shared by the CLI and the node pool.
+//! - [`pool`]: connections to every node, limits, deadlines, reconnects.
 //! - [`agent`]: a `Filesystem` over a local Linux `/proc`, plus the node
 //!   summary file.
 //! - [`net`]: endpoint addresses (`host:port`, `unix:/path`).
@@ -19,5 +20,8 @@ pub mod cli;
 pub mod client;
 pub mod config;
 pub mod net;
+pub mod pool;
 pub mod proto;
 pub mod server;
+pub mod tree;
+pub mod view;

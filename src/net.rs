@@ -14,26 +14,100 @@ pub enum Address {
     Unix(PathBuf),
 }
 
+/// Longest Unix socket path the kernel accepts (`sun_path` is 108 bytes,
+/// one of them the terminating NUL). A longer path fails only at bind or
+/// connect time, with a confusing error, so it is checked when parsed.
+pub const MAX_UNIX_PATH: usize = 107;
+
+impl Address {
+    /// Parses `host:port`, `[::1]:port` or `unix:/absolute/path`. Port 0
+    /// (any free port) is accepted for listeners.
+    ///
+    /// # Errors
+    /// A message that says what was expected.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(path) = s.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err(format!(
+                    "invalid address {s:?}: a unix socket path must be absolute, e.g. \"unix:/run/gproc/gproc.sock\""
+                ));
+            }
+            if path.len() > MAX_UNIX_PATH {
+                return Err(format!(
+                    "invalid address {s:?}: unix socket path is {} bytes, the kernel limit is {MAX_UNIX_PATH}",
+                    path.len()
+                ));
+            }
+            if path.contains('\0') {
+                return Err(format!("invalid address {s:?}: NUL in path"));
+            }
+            return Ok(Address::Unix(PathBuf::from(path)));
+        }
+        let expected = "expected \"host:port\", \"[ipv6]:port\" or \"unix:/path\"";
+        let port = if let Some(rest) = s.strip_prefix('[') {
+            let Some((h, p)) = rest.split_once(']') else {
+                return Err(format!("invalid address {s:?}: unclosed '[': {expected}"));
+            };
+            let Some(p) = p.strip_prefix(':') else {
+                return Err(format!("invalid address {s:?}: missing port: {expected}"));
+            };
+            if h.is_empty()
+                || !h
+                    .chars()
+                    .all(|c| c.is_ascii_hexdigit() || ":.%".contains(c))
+            {
+                return Err(format!("invalid address {s:?}: bad IPv6 address {h:?}"));
+            }
+            p
+        } else {
+            let Some((h, p)) = s.rsplit_once(':') else {
+                return Err(format!("invalid address {s:?}: missing port: {expected}"));
+            };
+            if h.contains(':') {
+                return Err(format!(
+                    "invalid address {s:?}: put an IPv6 address in brackets, e.g. \"[::1]:5640\""
+                ));
+            }
+            if h.is_empty() {
+                return Err(format!("invalid address {s:?}: missing host: {expected}"));
+            }
+            if let Some(c) = h
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || "-._".contains(*c)))
+            {
+                return Err(format!(
+                    "invalid address {s:?}: character {c:?} in host name"
+                ));
+            }
+            p
+        };
+        match p_port(port) {
+            Some(_) => Ok(Address::Tcp(s.to_string())),
+            None => Err(format!(
+                "invalid address {s:?}: port {port:?} is not a number from 0 to 65535"
+            )),
+        }
+    }
+
+    /// Whether this is a TCP address (which needs authentication or an
+    /// explicit `auth = "none"`).
+    pub fn is_tcp(&self) -> bool {
+        matches!(self, Address::Tcp(_))
+    }
+}
+
+fn p_port(p: &str) -> Option<u16> {
+    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    p.parse::<u16>().ok()
+}
+
 impl FromStr for Address {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, String> {
-        if let Some(p) = s.strip_prefix("unix:") {
-            if p.is_empty() {
-                return Err(format!(
-                    "{s:?}: empty Unix socket path (expected unix:/path)"
-                ));
-            }
-            return Ok(Address::Unix(PathBuf::from(p)));
-        }
-        match s.rsplit_once(':') {
-            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
-                Ok(Address::Tcp(s.to_string()))
-            }
-            _ => Err(format!(
-                "{s:?}: expected host:port (e.g. 127.0.0.1:5640) or unix:/path/to.sock"
-            )),
-        }
+        Address::parse(s)
     }
 }
 
@@ -62,6 +136,8 @@ mod tests {
             Ok(Address::Unix("/run/g.sock".into()))
         );
         assert!("unix:".parse::<Address>().is_err());
+        assert!("unix:relative.sock".parse::<Address>().is_err());
+        assert!("::1:564".parse::<Address>().is_err(), "IPv6 needs brackets");
         assert!("localhost".parse::<Address>().is_err());
         assert!("h:99999".parse::<Address>().is_err());
         assert_eq!(Address::Unix("/x".into()).to_string(), "unix:/x");

@@ -207,6 +207,11 @@ fn vanished(e: std::io::Error, what: &Path) -> FsError {
     fe.with(what.display().to_string())
 }
 
+/// The name of a uid in this machine's user database (NSS).
+pub fn user_name(uid: u32) -> Option<String> {
+    lookup_name(false, uid)
+}
+
 /// Resolves a uid or gid through the system's user database.
 fn lookup_name(group: bool, id: u32) -> Option<String> {
     let mut buf = vec![0u8; 4096];

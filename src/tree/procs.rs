@@ -1,0 +1,203 @@
+//! Per-node process tables: from the agent's summary file in one read, or,
+//! for nodes without one (diod, Plan 9 style), from per-process reads of
+//! `stat`, `status` and `cmdline` plus the node-wide files.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use procfs::FromRead;
+
+use crate::agent::summary::{LoadAvg, NodeSummary, ProcEntry};
+use crate::pool::Node;
+use crate::server::FsResult;
+
+use super::Tree;
+
+/// Per-process reads in flight per node on the fallback path.
+const FALLBACK_CONCURRENCY: usize = 16;
+
+impl Tree {
+    /// The node's processes and facts: the summary file where the node
+    /// serves one, else assembled from per-process files.
+    pub(crate) async fn node_summary(&self, node: &Arc<Node>) -> FsResult<Arc<NodeSummary>> {
+        if !self.lacks_summary(node.index) {
+            match self.node_parsed_summary(node).await {
+                Ok(s) => return Ok(s),
+                Err(e) if e.errno == crate::proto::errno::ENOENT => {
+                    self.mark_no_summary(node.index)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        self.summary_from_files(node).await
+    }
+
+    async fn summary_from_files(&self, node: &Arc<Node>) -> FsResult<Arc<NodeSummary>> {
+        let root = self.node_list(node, "/").await?;
+        let (stat, uptime, meminfo, loadavg) = tokio::join!(
+            self.node_read(node, "/stat"),
+            self.node_read(node, "/uptime"),
+            self.node_read(node, "/meminfo"),
+            self.node_read(node, "/loadavg"),
+        );
+        let mut s = NodeSummary {
+            hostname: node.spec.name.clone(),
+            arch: String::new(),
+            kernel: String::new(),
+            boot_time: 0,
+            // USER_HZ is 100 on every Linux architecture userspace sees; a
+            // node without the summary file cannot tell us otherwise.
+            clk_tck: 100,
+            page_size: 4096,
+            uptime: 0.0,
+            idle: 0.0,
+            time: now_unix(),
+            cpus: 0,
+            mem_total_kb: 0,
+            mem_free_kb: 0,
+            mem_available_kb: None,
+            loadavg: LoadAvg {
+                one: 0.0,
+                five: 0.0,
+                fifteen: 0.0,
+                running: 0,
+                total: 0,
+            },
+            procs: Vec::new(),
+        };
+        if let Ok(b) = stat {
+            // Only two facts are needed; parsing by hand avoids procfs's
+            // need for the *local* tick rate to build KernelStats.
+            let text = String::from_utf8_lossy(&b);
+            for line in text.lines() {
+                if let Some(v) = line.strip_prefix("btime ") {
+                    s.boot_time = v.trim().parse().unwrap_or(0);
+                } else if line.starts_with("cpu")
+                    && line.as_bytes().get(3).is_some_and(u8::is_ascii_digit)
+                {
+                    s.cpus += 1;
+                }
+            }
+        }
+        if let Ok(b) = uptime {
+            let text = String::from_utf8_lossy(&b);
+            let mut it = text
+                .split_whitespace()
+                .filter_map(|v| v.parse::<f64>().ok());
+            s.uptime = it.next().unwrap_or(0.0);
+            s.idle = it.next().unwrap_or(0.0);
+        }
+        if let Ok(b) = meminfo
+            && let Ok(m) = procfs::Meminfo::from_read(&b[..])
+        {
+            s.mem_total_kb = m.mem_total / 1024;
+            s.mem_free_kb = m.mem_free / 1024;
+            s.mem_available_kb = m.mem_available.map(|v| v / 1024);
+        }
+        if let Ok(b) = loadavg
+            && let Ok(l) = procfs::LoadAverage::from_read(&b[..])
+        {
+            s.loadavg = LoadAvg {
+                one: l.one as f64,
+                five: l.five as f64,
+                fifteen: l.fifteen as f64,
+                running: l.cur,
+                total: l.max,
+            };
+        }
+        let pids: Vec<i32> = root
+            .iter()
+            .filter_map(|e| e.name.parse::<i32>().ok())
+            .collect();
+        let mut procs: Vec<ProcEntry> = futures::stream::iter(pids)
+            .map(|pid| self.proc_from_files(node, pid))
+            .buffer_unordered(FALLBACK_CONCURRENCY)
+            .filter_map(|p| async move { p })
+            .collect()
+            .await;
+        procs.sort_by_key(|p| p.pid);
+        s.procs = procs;
+        Ok(Arc::new(s))
+    }
+
+    /// One process from its files; `None` when it vanished or is unreadable.
+    async fn proc_from_files(&self, node: &Arc<Node>, pid: i32) -> Option<ProcEntry> {
+        let (p_stat, p_status, p_cmdline) = (
+            format!("/{pid}/stat"),
+            format!("/{pid}/status"),
+            format!("/{pid}/cmdline"),
+        );
+        let (stat, status, cmdline) = tokio::join!(
+            self.node_read(node, &p_stat),
+            self.node_read(node, &p_status),
+            self.node_read(node, &p_cmdline),
+        );
+        let st = procfs::process::Stat::from_read(&stat.ok()?[..]).ok()?;
+        let (ruid, euid) = status
+            .ok()
+            .and_then(|b| procfs::process::Status::from_read(&b[..]).ok())
+            .map(|s| (s.ruid, s.euid))
+            .unwrap_or((u32::MAX, u32::MAX));
+        let cmdline = cmdline.map(|b| split_cmdline(&b)).unwrap_or_default();
+        Some(ProcEntry {
+            pid,
+            ppid: st.ppid,
+            ruid,
+            euid,
+            user: self.user_name(euid),
+            state: st.state,
+            utime: st.utime,
+            stime: st.stime,
+            rss_pages: st.rss,
+            vsize: st.vsize,
+            start_ticks: st.starttime,
+            threads: st.num_threads,
+            comm: st.comm.into_bytes(),
+            cmdline,
+        })
+    }
+
+    /// A uid's name for nodes that do not send names: the aggregator's own
+    /// user database (clusters share one), else the number.
+    fn user_name(&self, uid: u32) -> String {
+        if uid == u32::MAX {
+            return "?".into();
+        }
+        crate::agent::user_name(uid).unwrap_or_else(|| uid.to_string())
+    }
+}
+
+/// `cmdline` bytes to arguments: split at NULs, trailing NULs dropped.
+fn split_cmdline(b: &[u8]) -> Vec<Vec<u8>> {
+    let mut trimmed = b;
+    while let Some(t) = trimmed.strip_suffix(b"\0") {
+        trimmed = t;
+    }
+    if trimmed.is_empty() {
+        return Vec::new();
+    }
+    trimmed.split(|c| *c == 0).map(<[u8]>::to_vec).collect()
+}
+
+/// Seconds since the epoch, now.
+pub(crate) fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cmdline_splits_like_ps() {
+        assert_eq!(
+            split_cmdline(b"a\0\0b\0"),
+            vec![b"a".to_vec(), b"".to_vec(), b"b".to_vec()]
+        );
+        assert!(split_cmdline(b"").is_empty());
+        assert!(split_cmdline(b"\0\0").is_empty());
+    }
+}
