@@ -20,15 +20,16 @@ KERNELS=(6.1 6.12)
 log() { echo "setup-peers: $*"; }
 die() { echo "setup-peers: ERROR: $*" >&2; exit 1; }
 
-TMPDIRS=()
-cleanup() { [ ${#TMPDIRS[@]} -eq 0 ] || rm -rf "${TMPDIRS[@]}"; }
+LOG=$(mktemp "${TMPDIR:-/tmp}/setup-peers.XXXXXX")
+TMPDIRS=("$LOG")
+cleanup() { rm -rf "${TMPDIRS[@]}"; }
 trap cleanup EXIT
 
 APT_UPDATED=0
 apt_update_once() {
     if [ "$APT_UPDATED" = 0 ]; then
         log "apt-get update"
-        timeout 300 apt-get update -qq || die "apt-get update failed"
+        timeout 300 apt-get update -qq >"$LOG" 2>&1 || { tail -20 "$LOG" >&2; die "apt-get update failed"; }
         APT_UPDATED=1
     fi
 }
@@ -72,7 +73,7 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt_update_once
     log "apt-get install ${missing[*]}"
     DEBIAN_FRONTEND=noninteractive timeout 900 apt-get install -y -qq --no-install-recommends "${missing[@]}" \
-        || die "apt-get install ${missing[*]} failed"
+        >"$LOG" 2>&1 || { tail -30 "$LOG" >&2; die "apt-get install ${missing[*]} failed"; }
     # diod's package may start a system service on port 564; the tests use their own instances.
 else
     log "debian packages present: ${!PKGFILE[*]}"
@@ -93,8 +94,8 @@ make_venv() {
     log "creating venv $dir with $spec"
     rm -rf "$dir"
     "$PY" -m venv "$dir" || die "python3 -m venv $dir failed"
-    timeout 600 "$dir/bin/pip" install -q --disable-pip-version-check "$spec" \
-        || die "pip install $spec into $dir failed"
+    timeout 600 "$dir/bin/pip" install -q --disable-pip-version-check "$spec" >"$LOG" 2>&1 \
+        || { tail -30 "$LOG" >&2; die "pip install $spec into $dir failed"; }
     "$dir/bin/python" -c "$check" || die "$spec installed but the import check failed: $check"
 }
 make_venv "$CACHE/venv-p9fs" "$P9FS_SPEC" \
