@@ -7,6 +7,7 @@
 //!   (fids, tags, flush) and the TCP/Unix listeners.
 //! - [`client`]: one async 9P connection, shared by the CLI and the node pool.
 //! - [`pool`]: connections to every node, limits, deadlines, reconnects.
+//! - [`aggregator`]: pool + cache + tree + server assembled from a config.
 //! - [`agent`]: a `Filesystem` over a local Linux `/proc`, plus the node
 //!   summary file.
 //! - [`net`]: endpoint addresses (`host:port`, `unix:/path`).
@@ -15,6 +16,7 @@
 //! - [`cli`]: the `gproc` subcommands.
 
 pub mod agent;
+pub mod aggregator;
 pub mod cache;
 pub mod cli;
 pub mod client;

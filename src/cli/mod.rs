@@ -2,6 +2,9 @@
 //! library. Each subcommand lives in its own module.
 
 mod agent;
+mod inspect;
+mod ps;
+mod serve;
 
 use std::process::ExitCode;
 
@@ -19,6 +22,19 @@ struct Cli {
 enum Command {
     /// Serve this node's /proc over 9P (the node agent).
     Agent(agent::AgentArgs),
+    /// List a directory of a 9P server's tree, like ls.
+    Ls(inspect::LsArgs),
+    /// Print files of a 9P server's tree, like cat.
+    Cat(inspect::CatArgs),
+    /// Describe files of a 9P server's tree, like stat(1).
+    Stat(inspect::StatArgs),
+    /// Run the aggregator: merge every node's /proc into one 9P tree.
+    Serve(serve::ServeArgs),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(serve::ConfigCmd),
+    /// The cluster's processes, like `ps aux` with a NODE column.
+    Ps(ps::PsArgs),
 }
 
 /// Entry point of the `gproc` binary.
@@ -38,6 +54,12 @@ pub fn main() -> ExitCode {
     let res = rt.block_on(async {
         match cli.cmd {
             Command::Agent(a) => agent::run(a).await,
+            Command::Ls(a) => inspect::run_ls(a).await,
+            Command::Cat(a) => inspect::run_cat(a).await,
+            Command::Stat(a) => inspect::run_stat(a).await,
+            Command::Serve(a) => serve::run(a).await,
+            Command::Config(c) => serve::run_config(c),
+            Command::Ps(a) => ps::run(a).await,
         }
     });
     match res {

@@ -1,0 +1,169 @@
+//! Assembles the aggregator from a [`Config`]: the node pool, the cache, the
+//! merged tree and the 9P server on every listen address, and applies
+//! config reloads (SIGHUP) without dropping the connections of nodes that
+//! stay.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::cache::Cache;
+use crate::config::{Config, ConnectMode};
+use crate::net::Address;
+use crate::pool::{NodeSpec, Pool, PoolOptions};
+use crate::server::listener::Listener;
+use crate::server::{Server, ServerConfig};
+use crate::tree::Tree;
+
+/// The pool's node table from the config's.
+pub fn pool_specs(cfg: &Config) -> Vec<NodeSpec> {
+    cfg.nodes
+        .iter()
+        .map(|n| NodeSpec {
+            name: n.name.clone(),
+            address: n.address.clone(),
+            aname: n.aname.clone(),
+            uname: n.uname.clone(),
+            uid: n.uid,
+            dialect: n.dialect,
+        })
+        .collect()
+}
+
+/// The pool's options from the config's.
+pub fn pool_options(cfg: &Config) -> PoolOptions {
+    let p = &cfg.pool;
+    PoolOptions {
+        max_in_flight: p.max_in_flight,
+        max_in_flight_per_node: p.max_in_flight_per_node,
+        request_timeout: p.request_timeout,
+        connect_timeout: p.connect_timeout,
+        reconnect_min: p.reconnect_min,
+        reconnect_max: p.reconnect_max,
+        connect_concurrency: p.connect_concurrency,
+        msize: p.msize,
+    }
+}
+
+/// A running aggregator.
+pub struct Aggregator {
+    /// The merged tree (shared with the server).
+    pub tree: Arc<Tree>,
+    /// The addresses actually bound (with real ports).
+    pub addresses: Vec<Address>,
+    /// Cancel to stop serving.
+    pub shutdown: CancellationToken,
+    /// The server task; ends after `shutdown` once connections drain.
+    pub task: tokio::task::JoinHandle<()>,
+}
+
+impl Aggregator {
+    /// Binds every listen address of `cfg` and starts serving.
+    ///
+    /// # Errors
+    /// An address cannot be bound, or the open-file limit cannot hold the
+    /// configured nodes.
+    pub async fn start(cfg: &Config, shutdown: CancellationToken) -> Result<Aggregator> {
+        let needed = cfg.nodes.len() as u64 + cfg.server.max_connections as u64 + 64;
+        match crate::pool::raise_nofile_limit(needed) {
+            Ok(n) => {
+                info!("open-file limit {n} (needs about {needed}: one per node, one per client)")
+            }
+            Err(e) => warn!("{e}"),
+        }
+        let pool = Pool::new(pool_specs(cfg), pool_options(cfg));
+        let cache = Cache::new(cfg.cache.clone());
+        let tree = Arc::new(Tree::new(pool.clone(), cache, cfg.pool.deadline));
+        let mut scfg = ServerConfig {
+            max_connections: cfg.server.max_connections as usize,
+            unix_mode: cfg.server.socket_mode,
+            ..ServerConfig::default()
+        };
+        scfg.limits.max_msize = cfg.server.msize;
+        let mut listeners = Vec::new();
+        for a in &cfg.server.listen {
+            if a.is_tcp() && cfg.server.auth.is_none() {
+                warn!(
+                    "{a}: TCP clients are not authenticated; every attach gets the administrator's view"
+                );
+            }
+            listeners.push(Listener::bind(a, scfg.unix_mode).await?);
+        }
+        let addresses = listeners.iter().map(Listener::local_addr).collect();
+        if cfg.pool.connect == ConnectMode::Eager {
+            let p = pool.clone();
+            tokio::spawn(async move { p.connect_all().await });
+        }
+        let server = Server::new(tree.clone(), scfg);
+        let sd = shutdown.clone();
+        let task = tokio::spawn(async move { server.serve(listeners, sd).await });
+        info!("aggregating {} nodes", cfg.nodes.len());
+        Ok(Aggregator {
+            tree,
+            addresses,
+            shutdown,
+            task,
+        })
+    }
+
+    /// Applies a new configuration: nodes added and removed (connections to
+    /// unchanged nodes stay), cache rules replaced. Listen addresses and
+    /// limits need a restart; a change there is logged.
+    pub fn reload(&self, old: &Config, new: &Config) {
+        let removed = self.tree.pool().set_nodes(pool_specs(new));
+        for idx in &removed {
+            self.tree.cache().forget_node(*idx);
+        }
+        self.tree.cache().set_policy(new.cache.clone());
+        if old.server != new.server {
+            warn!("[server] changed: listen addresses and limits apply after a restart");
+        }
+        if old.cache.max_bytes != new.cache.max_bytes {
+            warn!("cache.max_bytes changed: applies after a restart");
+        }
+        info!(
+            "configuration reloaded: {} nodes ({} removed or changed), {} cache rules",
+            new.nodes.len(),
+            removed.len(),
+            new.cache.rules.len()
+        );
+    }
+}
+
+/// `gproc serve`: runs until SIGINT/SIGTERM, reloading `path` on SIGHUP.
+///
+/// # Errors
+/// The config is invalid at start (every error is listed) or an address
+/// cannot be bound.
+pub async fn run(path: PathBuf) -> Result<()> {
+    let mut cfg = Config::load(&path)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("invalid configuration, not started")?;
+    for w in &cfg.warnings {
+        warn!("{w}");
+    }
+    let shutdown = crate::server::listener::shutdown_on_signals();
+    let agg = Aggregator::start(&cfg, shutdown.clone()).await?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .context("cannot install the SIGHUP handler")?;
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading {}", path.display());
+                match Config::load(&path) {
+                    Ok(new) => {
+                        agg.reload(&cfg, &new);
+                        cfg = new;
+                    }
+                    Err(e) => error!("reload refused, keeping the running configuration:\n{e}"),
+                }
+            }
+            _ = shutdown.cancelled() => break,
+        }
+    }
+    let _ = agg.task.await;
+    Ok(())
+}

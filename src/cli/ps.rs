@@ -1,0 +1,402 @@
+//! `gproc ps`: the cluster's processes, read from the aggregator's `/ps`,
+//! printed like `ps aux` with a NODE column.
+
+use std::cmp::Ordering;
+use std::io::Write;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::client::{Client, ClientOptions};
+use crate::config::Hostlist;
+use crate::net::Address;
+use crate::tree::tables::{PsRow, format_cputime, format_start};
+
+/// Options of `gproc ps`.
+#[derive(Debug, Args)]
+pub struct PsArgs {
+    /// The aggregator: host:port or unix:/path (default: $GPROC_SERVER, else
+    /// the local socket unix:/run/gproc/gproc.sock).
+    #[arg(long, value_parser = super::agent::parse_addr)]
+    server: Option<Address>,
+    /// Only these users' processes (comma-separated names).
+    #[arg(short = 'u', long = "user", value_delimiter = ',')]
+    users: Vec<String>,
+    /// Only these nodes (a hostlist: n[01-16],login1).
+    #[arg(short = 'n', long = "nodes")]
+    nodes: Option<String>,
+    /// Only these pids (comma-separated).
+    #[arg(short = 'p', long = "pid", value_delimiter = ',')]
+    pids: Vec<i32>,
+    /// Sort keys, comma-separated; prefix `-` for descending
+    /// (e.g. `-cpu,node`). Keys: node user pid ppid cpu mem rss vsz stat
+    /// start time thr command.
+    #[arg(long)]
+    sort: Option<String>,
+    /// Columns to print, comma-separated (same names as --sort).
+    #[arg(short = 'o', long = "output")]
+    columns: Option<String>,
+    /// Print JSON (one array of objects) instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Omit the header line.
+    #[arg(long)]
+    no_header: bool,
+    /// Give up after this long.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Col {
+    Node,
+    User,
+    Pid,
+    Ppid,
+    Cpu,
+    Mem,
+    Rss,
+    Vsz,
+    Stat,
+    Start,
+    Time,
+    Thr,
+    Command,
+}
+
+impl Col {
+    fn parse(s: &str) -> Option<Col> {
+        Some(
+            match s
+                .trim()
+                .trim_start_matches('%')
+                .to_ascii_lowercase()
+                .as_str()
+            {
+                "node" => Col::Node,
+                "user" => Col::User,
+                "pid" => Col::Pid,
+                "ppid" => Col::Ppid,
+                "cpu" | "pcpu" => Col::Cpu,
+                "mem" | "pmem" => Col::Mem,
+                "rss" => Col::Rss,
+                "vsz" => Col::Vsz,
+                "stat" | "state" | "s" => Col::Stat,
+                "start" => Col::Start,
+                "time" => Col::Time,
+                "thr" | "threads" | "nlwp" => Col::Thr,
+                "command" | "cmd" | "args" => Col::Command,
+                _ => return None,
+            },
+        )
+    }
+
+    fn header(self) -> &'static str {
+        match self {
+            Col::Node => "NODE",
+            Col::User => "USER",
+            Col::Pid => "PID",
+            Col::Ppid => "PPID",
+            Col::Cpu => "%CPU",
+            Col::Mem => "%MEM",
+            Col::Rss => "RSS",
+            Col::Vsz => "VSZ",
+            Col::Stat => "STAT",
+            Col::Start => "START",
+            Col::Time => "TIME",
+            Col::Thr => "THR",
+            Col::Command => "COMMAND",
+        }
+    }
+
+    fn right_aligned(self) -> bool {
+        matches!(
+            self,
+            Col::Pid | Col::Ppid | Col::Cpu | Col::Mem | Col::Rss | Col::Vsz | Col::Thr
+        )
+    }
+
+    fn cell(self, r: &PsRow) -> String {
+        match self {
+            Col::Node => r.node.clone(),
+            Col::User => r.user.clone(),
+            Col::Pid => r.pid.to_string(),
+            Col::Ppid => r.ppid.to_string(),
+            Col::Cpu => format!("{:.1}", r.cpu),
+            Col::Mem => format!("{:.1}", r.mem),
+            Col::Rss => r.rss_kb.to_string(),
+            Col::Vsz => r.vsz_kb.to_string(),
+            Col::Stat => r.state.to_string(),
+            Col::Start => format_start(r.start),
+            Col::Time => format_cputime(r.time),
+            Col::Thr => r.threads.to_string(),
+            Col::Command => r.command.clone(),
+        }
+    }
+
+    fn cmp(self, a: &PsRow, b: &PsRow) -> Ordering {
+        match self {
+            Col::Node => crate::config::hostlist::natural_cmp(&a.node, &b.node),
+            Col::User => a.user.cmp(&b.user),
+            Col::Pid => a.pid.cmp(&b.pid),
+            Col::Ppid => a.ppid.cmp(&b.ppid),
+            Col::Cpu => a.cpu.total_cmp(&b.cpu),
+            Col::Mem => a.mem.total_cmp(&b.mem),
+            Col::Rss => a.rss_kb.cmp(&b.rss_kb),
+            Col::Vsz => a.vsz_kb.cmp(&b.vsz_kb),
+            Col::Stat => a.state.cmp(&b.state),
+            Col::Start => a.start.cmp(&b.start),
+            Col::Time => a.time.cmp(&b.time),
+            Col::Thr => a.threads.cmp(&b.threads),
+            Col::Command => a.command.cmp(&b.command),
+        }
+    }
+}
+
+const DEFAULT_COLS: [Col; 11] = [
+    Col::Node,
+    Col::User,
+    Col::Pid,
+    Col::Cpu,
+    Col::Mem,
+    Col::Vsz,
+    Col::Rss,
+    Col::Stat,
+    Col::Start,
+    Col::Time,
+    Col::Command,
+];
+
+fn parse_cols(s: &str) -> Result<Vec<Col>> {
+    s.split(',')
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| {
+            Col::parse(c).with_context(|| {
+                format!("unknown column {c:?} (try node,user,pid,cpu,mem,rss,command)")
+            })
+        })
+        .collect()
+}
+
+fn parse_sort(s: &str) -> Result<Vec<(Col, bool)>> {
+    s.split(',')
+        .filter(|c| !c.trim().is_empty())
+        .map(|c| {
+            let c = c.trim();
+            let (desc, name) = match c.strip_prefix('-') {
+                Some(n) => (true, n),
+                None => (false, c.strip_prefix('+').unwrap_or(c)),
+            };
+            Col::parse(name)
+                .map(|k| (k, desc))
+                .with_context(|| format!("unknown sort key {c:?}"))
+        })
+        .collect()
+}
+
+/// The aggregator's address for commands: `--server`, `$GPROC_SERVER`,
+/// else the default local socket.
+pub(crate) fn server_address(given: Option<Address>) -> Result<Address> {
+    if let Some(a) = given {
+        return Ok(a);
+    }
+    if let Ok(s) = std::env::var("GPROC_SERVER") {
+        return Address::parse(&s).map_err(|e| anyhow::anyhow!("GPROC_SERVER: {e}"));
+    }
+    Address::parse(crate::config::DEFAULT_LISTEN).map_err(|e| anyhow::anyhow!(e))
+}
+
+/// Reads a whole file of the aggregator's tree.
+pub(crate) async fn read_aggregator_file(
+    server: &Address,
+    path: &str,
+    timeout: Duration,
+) -> Result<bytes::Bytes> {
+    let opts = ClientOptions {
+        request_timeout: timeout,
+        connect_timeout: timeout.min(Duration::from_secs(10)),
+        ..ClientOptions::default()
+    };
+    let client = Client::connect(server, opts)
+        .await
+        .with_context(|| format!("cannot reach the aggregator at {server}"))?;
+    let uname = std::env::var("USER").unwrap_or_else(|_| "nobody".into());
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let root = client.attach(&uname, "", Some(uid)).await?;
+    Ok(root.read_all(path).await?)
+}
+
+/// Runs `gproc ps`.
+pub async fn run(a: PsArgs) -> Result<ExitCode> {
+    let cols = match &a.columns {
+        Some(c) => parse_cols(c)?,
+        None => DEFAULT_COLS.to_vec(),
+    };
+    let sort = match &a.sort {
+        Some(s) => parse_sort(s)?,
+        None => Vec::new(),
+    };
+    let hosts = match &a.nodes {
+        Some(h) => Some(Hostlist::parse(h).map_err(|e| anyhow::anyhow!("-n {h:?}: {e}"))?),
+        None => None,
+    };
+    if cols.is_empty() {
+        bail!("-o needs at least one column");
+    }
+    let server = server_address(a.server.clone())?;
+    let data = read_aggregator_file(&server, "ps", a.timeout).await?;
+    let text = String::from_utf8_lossy(&data);
+    let mut missing = 0;
+    let mut rows = Vec::new();
+    for line in text.lines() {
+        if let Some(note) = line.strip_prefix("# ") {
+            eprintln!("gproc ps: {note}");
+            missing += 1;
+            continue;
+        }
+        let Some(r) = PsRow::parse(line) else {
+            continue;
+        };
+        if !a.users.is_empty() && !a.users.contains(&r.user) {
+            continue;
+        }
+        if !a.pids.is_empty() && !a.pids.contains(&r.pid) {
+            continue;
+        }
+        if let Some(h) = &hosts
+            && !h.contains(&r.node)
+        {
+            continue;
+        }
+        rows.push(r);
+    }
+    if !sort.is_empty() {
+        rows.sort_by(|x, y| {
+            for (k, desc) in &sort {
+                let o = k.cmp(x, y);
+                if o != Ordering::Equal {
+                    return if *desc { o.reverse() } else { o };
+                }
+            }
+            Ordering::Equal
+        });
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    if a.json {
+        let list: Vec<serde_json::Value> = rows
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "node": r.node, "pid": r.pid, "ppid": r.ppid, "user": r.user,
+                    "state": r.state.to_string(), "cpu": r.cpu, "mem": r.mem,
+                    "rss_kb": r.rss_kb, "vsz_kb": r.vsz_kb, "start": r.start,
+                    "time": r.time, "threads": r.threads, "command": r.command,
+                })
+            })
+            .collect();
+        serde_json::to_writer_pretty(&mut out, &list)?;
+        writeln!(out)?;
+    } else {
+        write_table(&mut out, &cols, &rows, !a.no_header)?;
+    }
+    out.flush()?;
+    Ok(if missing > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// Aligned columns; the last column is not padded.
+fn write_table(
+    out: &mut impl Write,
+    cols: &[Col],
+    rows: &[PsRow],
+    header: bool,
+) -> std::io::Result<()> {
+    let cells: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| cols.iter().map(|c| c.cell(r)).collect())
+        .collect();
+    let mut width: Vec<usize> = cols.iter().map(|c| c.header().len()).collect();
+    for row in &cells {
+        for (i, c) in row.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let line = |out: &mut dyn Write, vals: &[&str]| -> std::io::Result<()> {
+        let last = vals.len() - 1;
+        for (i, v) in vals.iter().enumerate() {
+            if i == last {
+                writeln!(out, "{v}")?;
+            } else if cols[i].right_aligned() {
+                write!(out, "{v:>w$} ", w = width[i])?;
+            } else {
+                write!(out, "{v:<w$} ", w = width[i])?;
+            }
+        }
+        Ok(())
+    };
+    if header {
+        let h: Vec<&str> = cols.iter().map(|c| c.header()).collect();
+        line(out, &h)?;
+    }
+    for row in &cells {
+        let v: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(out, &v)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(node: &str, pid: i32, cpu: f64) -> PsRow {
+        PsRow {
+            node: node.into(),
+            pid,
+            ppid: 1,
+            user: "alice".into(),
+            state: 'R',
+            cpu,
+            mem: 0.5,
+            rss_kb: 100,
+            vsz_kb: 1000,
+            start: 0,
+            time: 61,
+            threads: 1,
+            command: "a b".into(),
+        }
+    }
+
+    #[test]
+    fn sort_keys_and_columns_parse() {
+        assert_eq!(
+            parse_sort("-%cpu,node").unwrap(),
+            vec![(Col::Cpu, true), (Col::Node, false)]
+        );
+        assert!(parse_sort("bogus").is_err());
+        assert_eq!(
+            parse_cols("node,pid,args").unwrap(),
+            vec![Col::Node, Col::Pid, Col::Command]
+        );
+    }
+
+    #[test]
+    fn table_aligns_and_keeps_the_command_whole() {
+        let mut out = Vec::new();
+        write_table(
+            &mut out,
+            &[Col::Node, Col::Pid, Col::Command],
+            &[row("n1", 5, 1.0), row("n10", 12345, 2.0)],
+            true,
+        )
+        .unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(s, "NODE   PID COMMAND\nn1       5 a b\nn10  12345 a b\n");
+    }
+}

@@ -1,0 +1,48 @@
+//! `gproc serve` and `gproc config check`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{Args, Subcommand};
+
+/// Options of `gproc serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The aggregator's configuration (TOML); see config/gproc.toml.
+    #[arg(long, short)]
+    config: PathBuf,
+}
+
+/// Runs the aggregator until SIGINT/SIGTERM; SIGHUP reloads the config.
+pub async fn run(a: ServeArgs) -> Result<ExitCode> {
+    crate::aggregator::run(a.config).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `gproc config ...`.
+#[derive(Debug, Subcommand)]
+pub enum ConfigCmd {
+    /// Validate a configuration file; every error is listed with its line.
+    Check {
+        /// The file to check.
+        file: PathBuf,
+    },
+}
+
+/// Runs `gproc config check`: exit 0 and a summary when valid, 1 and every
+/// error (`file:line:col: key: message`) when not.
+pub fn run_config(c: ConfigCmd) -> Result<ExitCode> {
+    match c {
+        ConfigCmd::Check { file } => match crate::config::check_file(&file) {
+            Ok(summary) => {
+                println!("{summary}");
+                Ok(ExitCode::SUCCESS)
+            }
+            Err(errors) => {
+                eprintln!("{errors}");
+                Ok(ExitCode::FAILURE)
+            }
+        },
+    }
+}
