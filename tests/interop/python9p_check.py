@@ -9,8 +9,9 @@ Environment: P9_UNAME (default root), P9_MSIZE (default 65536), P9_TIMEOUT
 
 Checks: version, attach, walk, open, read loadavg to EOF in chunks, stat, a
 directory read (whole stat records; lists loadavg, meminfo and pid 1), 1/status
-against the local one, a walk error, concurrent (pipelined) requests on one
-connection, and a raw Tflush of an unknown tag answered by Rflush. Each check
+against the local one, a walk error, a walk through the 'self' symlink,
+concurrent (pipelined) requests on one connection, and a raw Tflush of an
+unknown tag answered by Rflush. Each check
 prints 'PASS name' or 'FAIL name: detail'; the last line is
 'python9p_check: N passed, N failed'; exit 1 if any failed, 2 on usage errors.
 
@@ -227,9 +228,16 @@ class Harness:
         self.clunk_quiet(3)
         raise CheckFailed("walk to a missing name succeeded")
 
+    def c_walk_symlink(self):
+        # 9P2000 has no symlinks, so a 9P2000 client cannot follow /proc/self itself: walking
+        # through it must reach the target (the py9p reference server does)
+        data, _ = self.read_path("self/status", 4096)
+        need(re.search(r"^Pid:\s+\d+$", data.decode(), re.M), "self/status has no Pid line: %r" % data[:60])
+        return "self/status of pid %s" % re.search(r"^Pid:\s+(\d+)$", data.decode(), re.M).group(1)
+
     def c_pipelined(self):
         # several requests in flight at once on one connection, answered by tag
-        files = ["loadavg", "meminfo", "uptime", "1/status", "version", "1/stat", "stat", "self/status"]
+        files = ["loadavg", "meminfo", "uptime", "1/status", "version", "1/stat", "stat", "1/cmdline"]
         errors, results = [], {}
 
         def worker(i, path):
@@ -267,6 +275,7 @@ class Harness:
             self.run("dir-read", self.c_dirread)
             self.run("read-1-status", self.c_status)
             self.run("walk-error", self.c_walk_error)
+            self.run("walk-through-symlink", self.c_walk_symlink)
             self.run("pipelined", self.c_pipelined)
             self.run("flush-unknown-tag", self.c_flush)
         if self.c is not None:

@@ -39,7 +39,7 @@ for t in qemu-system-x86_64 cpio gzip; do
     command -v $t >/dev/null || { echo "run-vm: $t not found; run .ci/setup-peers.sh" >&2; exit 2; }
 done
 BUSYBOX=/bin/busybox
-if [ ! -x "$BUSYBOX" ] || { command -v readelf >/dev/null && readelf -l "$BUSYBOX" | grep -q 'program interpreter'; }; then
+if [ ! -x "$BUSYBOX" ] || [ -n "$(readelf -l "$BUSYBOX" 2>/dev/null | grep 'program interpreter' || true)" ]; then
     echo "run-vm: $BUSYBOX missing or not static (install busybox-static)" >&2
     exit 2
 fi
