@@ -585,7 +585,7 @@ impl<F: Filesystem> Shared<F> {
                     Effect::Insert(a.fid, FidEntry::new(state, qid, None)),
                 ))
             }
-            T::Walk(w) => self.walk(w).await,
+            T::Walk(w) => self.walk(w, d).await,
             T::Open(o) => self.open(o.fid, OpenFlags::from_9p(o.mode), d, msize).await,
             T::Lopen(o) => {
                 self.open(o.fid, OpenFlags::from_linux(o.flags), d, msize)
@@ -699,7 +699,7 @@ impl<F: Filesystem> Shared<F> {
     /// walk(5), written once for every filesystem: at most MAXWELEM names;
     /// an error on the first name is an error; a later failure is a partial
     /// Rwalk and newfid stays unbound; no names clones the fid.
-    async fn walk(&self, w: proto::Twalk) -> FsResult<Reply<F::Fid>> {
+    async fn walk(&self, w: proto::Twalk, d: Dialect) -> FsResult<Reply<F::Fid>> {
         let e = self.fid(w.fid)?;
         // walk(5) forbids walking an open fid, but diod's clients (diodls -l)
         // walk entries from the opened directory fid and diod allows it, so
@@ -727,7 +727,17 @@ impl<F: Filesystem> Shared<F> {
             } else if name == "." {
                 Ok((cur.clone(), qid))
             } else {
-                self.fs.walk(&cur, name).await
+                match self.fs.walk(&cur, name).await {
+                    // 9P2000 has no symlinks, so its clients cannot follow
+                    // /proc/self themselves: walking *through* a link
+                    // follows it when it stays inside the tree.
+                    Ok((s, q))
+                        if d == Dialect::P2000 && q.is_symlink() && i + 1 < w.wnames.len() =>
+                    {
+                        self.follow_in_tree(&cur, s, q).await
+                    }
+                    r => r,
+                }
             };
             match step {
                 Ok((s, q)) => {
@@ -751,6 +761,37 @@ impl<F: Filesystem> Shared<F> {
             Effect::Insert(w.newfid, entry)
         };
         Ok((reply, eff))
+    }
+
+    /// Resolves a symlink whose target is a relative path of plain names
+    /// (`self -> 1234`) by walking it from the link's directory; anything
+    /// else (absolute, `..`, a loop) stays a link and the walk stops there.
+    async fn follow_in_tree(
+        &self,
+        dir: &F::Fid,
+        mut link: F::Fid,
+        mut qid: Qid,
+    ) -> FsResult<(F::Fid, Qid)> {
+        for _ in 0..8 {
+            if !qid.is_symlink() {
+                break;
+            }
+            let target = self.fs.readlink(&link).await?;
+            let names: Vec<&str> = target
+                .split('/')
+                .filter(|n| !n.is_empty() && *n != ".")
+                .collect();
+            if target.starts_with('/') || names.is_empty() || names.contains(&"..") {
+                return Err(FsError::NOENT.with(format!("link to {target:?} leaves the tree")));
+            }
+            let mut cur = dir.clone();
+            let mut q = qid;
+            for n in names {
+                (cur, q) = self.fs.walk(&cur, n).await?;
+            }
+            (link, qid) = (cur, q);
+        }
+        Ok((link, qid))
     }
 
     async fn open(

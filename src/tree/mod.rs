@@ -120,6 +120,9 @@ enum Snap {
 #[derive(Clone)]
 pub struct TreeFid {
     view: Arc<View>,
+    /// Attached to one node's directory (`aname = "/NODE"`): `..` stops
+    /// there, as at any attach root.
+    rooted: bool,
     loc: Loc,
     qid: Qid,
     snap: Option<Arc<Snap>>,
@@ -634,17 +637,46 @@ impl Filesystem for Tree {
     type Fid = TreeFid;
 
     async fn attach(&self, req: &AttachRequest) -> FsResult<(TreeFid, Qid)> {
-        if !(req.aname.is_empty() || req.aname == "/") {
-            return Err(FsError::NOENT.with(format!("no tree named {:?} (use \"\")", req.aname)));
-        }
         // Identity and views: until authentication lands, everyone attached
         // is served the administrator's view.
         let view = View::admin();
-        let qid = synth_qid(ROOT_QID, true);
+        let aname = req.aname.trim_matches('/');
+        if aname.is_empty() {
+            let qid = synth_qid(ROOT_QID, true);
+            return Ok((
+                TreeFid {
+                    view,
+                    rooted: false,
+                    loc: Loc::Root,
+                    qid,
+                    snap: None,
+                },
+                qid,
+            ));
+        }
+        // `aname = "/n17"` attaches straight to one node's /proc: a mount of
+        // it is that node's /proc, so unmodified tools (`ps`) work on it.
+        let node = self
+            .pool
+            .node(aname)
+            .filter(|n| view.sees_node(&n.spec.name))
+            .ok_or_else(|| {
+                FsError::NOENT.with(format!(
+                    "no tree named {:?} (use \"\" or \"/NODE\")",
+                    req.aname
+                ))
+            })?;
+        let qid = node_root_qid(KIND_NODE, node.index);
+        let loc = Loc::Node {
+            node,
+            path: "/".into(),
+            alias: false,
+        };
         Ok((
             TreeFid {
                 view,
-                loc: Loc::Root,
+                rooted: true,
+                loc,
                 qid,
                 snap: None,
             },
@@ -722,6 +754,7 @@ impl Filesystem for Tree {
                 let kind = if *alias { KIND_ALIAS } else { KIND_NODE };
                 if name == ".." {
                     match Self::parent_path(path) {
+                        None if dir.rooted => (dir.loc.clone(), dir.qid),
                         None => (Loc::Root, synth_qid(ROOT_QID, true)),
                         Some(_) if *alias && path.matches('/').count() == 1 => {
                             (Loc::PidDir, synth_qid(PIDDIR_QID, true))
@@ -762,6 +795,7 @@ impl Filesystem for Tree {
         Ok((
             TreeFid {
                 view,
+                rooted: dir.rooted,
                 loc,
                 qid,
                 snap: None,
