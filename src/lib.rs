@@ -7,16 +7,20 @@
 //!   (fids, tags, flush) and the TCP/Unix listeners.
 //! - [`client`]: one async 9P connection, shared by the CLI and the node pool.
 //! - [`pool`]: connections to every node, limits, deadlines, reconnects.
+//! - [`bench`]: the benchmarks behind `gproc bench`.
 //! - [`aggregator`]: pool + cache + tree + server assembled from a config.
 //! - [`agent`]: a `Filesystem` over a local Linux `/proc`, plus the node
 //!   summary file.
 //! - [`net`]: endpoint addresses (`host:port`, `unix:/path`).
 //! - [`cache`]: node data kept under per-path rules (moka).
 //! - [`config`]: the TOML configuration, hostlists and durations.
+//! - [`sim`]: synthetic nodes: deterministic `/proc` trees served over 9P on
+//!   loopback addresses, with churn and fault injection.
 //! - [`cli`]: the `gproc` subcommands.
 
 pub mod agent;
 pub mod aggregator;
+pub mod bench;
 pub mod cache;
 pub mod cli;
 pub mod client;
@@ -25,5 +29,6 @@ pub mod net;
 pub mod pool;
 pub mod proto;
 pub mod server;
+pub mod sim;
 pub mod tree;
 pub mod view;

@@ -2,6 +2,7 @@
 //! library. Each subcommand lives in its own module.
 
 mod agent;
+mod bench;
 mod inspect;
 mod ps;
 mod serve;
@@ -35,6 +36,9 @@ enum Command {
     Config(serve::ConfigCmd),
     /// The cluster's processes, like `ps aux` with a NODE column.
     Ps(ps::PsArgs),
+    /// Benchmarks (the tables of BENCHMARKS.md).
+    #[command(subcommand)]
+    Bench(bench::BenchCmd),
 }
 
 /// Entry point of the `gproc` binary.
@@ -60,6 +64,7 @@ pub fn main() -> ExitCode {
             Command::Serve(a) => serve::run(a).await,
             Command::Config(c) => serve::run_config(c),
             Command::Ps(a) => ps::run(a).await,
+            Command::Bench(c) => bench::run(c).await,
         }
     });
     match res {

@@ -1,0 +1,183 @@
+//! `gproc bench agent`: the node side. Reads every `/proc/<pid>/stat` and
+//! `status` of this machine through 9P, N rounds with K requests in flight,
+//! from `gproc agent` and from `diod -e /proc` started in the same run, and
+//! prints operations per second, latency percentiles, server RSS and CPU,
+//! and the ratio.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use futures::StreamExt;
+
+use super::{cpu_seconds, percentiles, print_table, rss_kib};
+use crate::client::{Client, ClientOptions};
+use crate::net::Address;
+
+/// Settings of the node-side benchmark.
+#[derive(Debug, Clone)]
+pub struct AgentBench {
+    /// Passes over every pid's two files.
+    pub rounds: usize,
+    /// Requests in flight.
+    pub concurrency: usize,
+}
+
+struct Server {
+    name: &'static str,
+    child: Child,
+    addr: Address,
+    aname: &'static str,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn wait_up(addr: &str) -> Result<()> {
+    for _ in 0..200 {
+        if tokio::net::TcpStream::connect(addr).await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    anyhow::bail!("{addr} did not come up")
+}
+
+async fn start_agent() -> Result<Server> {
+    let port = free_port()?;
+    let addr = format!("127.0.0.1:{port}");
+    let exe = std::env::current_exe().context("cannot find the gproc binary")?;
+    let child = Command::new(exe)
+        .args(["agent", "--listen", &addr])
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start gproc agent")?;
+    wait_up(&addr).await?;
+    Ok(Server { name: "gproc agent", child, addr: Address::Tcp(addr), aname: "/proc" })
+}
+
+async fn start_diod() -> Option<Server> {
+    let diod = ["/usr/sbin/diod", "/usr/bin/diod"].into_iter().find(|p| std::path::Path::new(p).exists())?;
+    let port = free_port().ok()?;
+    let addr = format!("127.0.0.1:{port}");
+    let child = Command::new(diod)
+        .args(["-f", "-n", "-l", &addr, "-e", "/proc"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    wait_up(&addr).await.ok()?;
+    Some(Server { name: "diod", child, addr: Address::Tcp(addr), aname: "/proc" })
+}
+
+struct Run {
+    ops: usize,
+    errors: usize,
+    secs: f64,
+    lat: Vec<Duration>,
+    rss_kib: u64,
+    cpu: f64,
+}
+
+async fn run_one(s: &Server, paths: &Arc<Vec<String>>, b: &AgentBench) -> Result<Run> {
+    let client = Client::connect(&s.addr, ClientOptions::default()).await?;
+    let root = Arc::new(client.attach("root", s.aname, Some(0)).await?);
+    // Warm-up pass so both servers start with hot dentries.
+    for p in paths.iter().take(50) {
+        let _ = root.read_all(p).await;
+    }
+    let cpu0 = cpu_seconds(s.child.id());
+    let start = Instant::now();
+    let jobs = (0..b.rounds).flat_map(|_| (0..paths.len()).collect::<Vec<_>>());
+    let results: Vec<(Duration, bool)> = futures::stream::iter(jobs)
+        .map(|i| {
+            let root = root.clone();
+            let paths = paths.clone();
+            async move {
+                let t = Instant::now();
+                let ok = root.read_all(&paths[i]).await.is_ok();
+                (t.elapsed(), ok)
+            }
+        })
+        .buffer_unordered(b.concurrency.max(1))
+        .collect()
+        .await;
+    let secs = start.elapsed().as_secs_f64();
+    let errors = results.iter().filter(|r| !r.1).count();
+    Ok(Run {
+        ops: results.len(),
+        errors,
+        secs,
+        lat: results.into_iter().map(|r| r.0).collect(),
+        rss_kib: rss_kib(s.child.id()),
+        cpu: cpu_seconds(s.child.id()) - cpu0,
+    })
+}
+
+/// Runs the benchmark and prints its table.
+///
+/// # Errors
+/// The agent cannot be started or read.
+pub async fn run(b: AgentBench) -> Result<()> {
+    let mut paths = Vec::new();
+    for e in std::fs::read_dir("/proc")?.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.parse::<u32>().is_ok() {
+            paths.push(format!("{name}/stat"));
+            paths.push(format!("{name}/status"));
+        }
+    }
+    let paths = Arc::new(paths);
+    eprintln!(
+        "bench agent: {} files ({} processes' stat and status) x {} rounds, {} in flight",
+        paths.len(),
+        paths.len() / 2,
+        b.rounds,
+        b.concurrency
+    );
+    let mut servers = vec![start_agent().await?];
+    match start_diod().await {
+        Some(d) => servers.push(d),
+        None => eprintln!("bench agent: diod is not installed; no ratio (apt-get install diod)"),
+    }
+    let mut rows = Vec::new();
+    let mut rates = Vec::new();
+    for s in &servers {
+        eprintln!("bench agent: {} ...", s.name);
+        let r = run_one(s, &paths, &b).await?;
+        let (p50, p99, max) = percentiles(r.lat);
+        let rate = r.ops as f64 / r.secs;
+        rates.push(rate);
+        rows.push(vec![
+            s.name.to_string(),
+            r.ops.to_string(),
+            r.errors.to_string(),
+            format!("{rate:.0}"),
+            format!("{p50:.0}"),
+            format!("{p99:.0}"),
+            format!("{max:.0}"),
+            format!("{:.1}", r.rss_kib as f64 / 1024.0),
+            format!("{:.2}", r.cpu),
+        ]);
+    }
+    println!("\nWhole-file reads (walk, open, read to EOF, clunk) of /proc/<pid>/{{stat,status}}:\n");
+    print_table(
+        &["server", "reads", "errors", "reads/s", "p50 us", "p99 us", "max us", "RSS MiB", "server CPU s"],
+        &rows,
+    );
+    if rates.len() == 2 && rates[1] > 0.0 {
+        println!("\nratio gproc agent / diod: {:.2}x reads per second", rates[0] / rates[1]);
+    }
+    Ok(())
+}
