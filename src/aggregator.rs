@@ -11,12 +11,13 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::cache::Cache;
-use crate::config::{Config, ConnectMode};
+use crate::config::{AuthMode, Config, ConnectMode};
 use crate::net::Address;
 use crate::pool::{NodeSpec, Pool, PoolOptions};
 use crate::server::listener::Listener;
 use crate::server::{Server, ServerConfig};
 use crate::tree::Tree;
+use crate::view::Views;
 
 /// The pool's node table from the config's.
 pub fn pool_specs(cfg: &Config) -> Vec<NodeSpec> {
@@ -76,7 +77,11 @@ impl Aggregator {
         }
         let pool = Pool::new(pool_specs(cfg), pool_options(cfg));
         let cache = Cache::new(cfg.cache.clone());
-        let tree = Arc::new(Tree::new(pool.clone(), cache, cfg.pool.deadline));
+        let views = Views::new(cfg.views.clone());
+        views.spawn_refresher(shutdown.clone());
+        let trust_tcp = cfg.server.auth == Some(AuthMode::None);
+        let tree = Tree::new(pool.clone(), cache, cfg.pool.deadline).with_access(views, trust_tcp);
+        let tree = Arc::new(tree);
         let mut scfg = ServerConfig {
             max_connections: cfg.server.max_connections as usize,
             unix_mode: cfg.server.socket_mode,
@@ -85,10 +90,15 @@ impl Aggregator {
         scfg.limits.max_msize = cfg.server.msize;
         let mut listeners = Vec::new();
         for a in &cfg.server.listen {
-            if a.is_tcp() && cfg.server.auth.is_none() {
-                warn!(
-                    "{a}: TCP clients are not authenticated; every attach gets the administrator's view"
-                );
+            match &cfg.server.auth {
+                Some(AuthMode::None) if a.is_tcp() => {
+                    warn!("{a}: auth = \"none\": TCP clients are trusted to say who they are")
+                }
+                None if a.is_tcp() => warn!(
+                    "{a}: no auth configured: TCP attaches are refused \
+                     (auth = \"munge\", or \"none\" on a trusted network)"
+                ),
+                _ => {}
             }
             listeners.push(Listener::bind(a, scfg.unix_mode).await?);
         }
@@ -118,6 +128,7 @@ impl Aggregator {
             self.tree.cache().forget_node(*idx);
         }
         self.tree.cache().set_policy(new.cache.clone());
+        self.tree.views().set_config(new.views.clone());
         if old.server != new.server {
             warn!("[server] changed: listen addresses and limits apply after a restart");
         }

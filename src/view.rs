@@ -1,12 +1,26 @@
 //! Views: what one identity may see of the cluster.
 //!
-//! An administrator sees everything. A user sees the nodes allotted to them
-//! and, on those nodes, only processes whose real or effective uid is
-//! theirs; node-wide files of their nodes are visible. Invisible things do
-//! not exist for that user: the tree neither lists nor walks to them.
+//! An administrator (uid 0, or a configured user or group member) sees
+//! everything. Anyone else sees the nodes allotted to them (statically in
+//! the config and/or by a periodically run command such as a scheduler
+//! query) and, on those nodes, only processes whose real or effective uid
+//! is theirs; node-wide files of their nodes are visible. Invisible things
+//! do not exist for that user: the tree neither lists nor walks to them.
+//!
+//! Group membership comes from this machine's user database
+//! (`getgrouplist`), never from what a client claims.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::ffi::CString;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::config::hostlist::Hostlist;
+use crate::config::views::{
+    AllotCommand, Allotment, Ident, Principal, ViewsConfig, parse_allot_output,
+};
 
 /// One identity's view of the cluster.
 #[derive(Debug, Clone)]
@@ -15,8 +29,8 @@ pub struct View {
     pub admin: bool,
     /// The user's uid (processes with this real or effective uid are theirs).
     pub uid: u32,
-    /// Nodes the user may see; `None` means all (admins).
-    pub nodes: Option<Arc<HashSet<String>>>,
+    /// Hostlists of the nodes the user may see (ignored for admins).
+    pub nodes: Vec<Hostlist>,
 }
 
 impl View {
@@ -25,22 +39,22 @@ impl View {
         Arc::new(View {
             admin: true,
             uid: 0,
-            nodes: None,
+            nodes: Vec::new(),
         })
     }
 
     /// A user's view: their processes on `nodes`.
-    pub fn user(uid: u32, nodes: HashSet<String>) -> Arc<View> {
+    pub fn user(uid: u32, nodes: Vec<Hostlist>) -> Arc<View> {
         Arc::new(View {
             admin: false,
             uid,
-            nodes: Some(Arc::new(nodes)),
+            nodes,
         })
     }
 
     /// Whether the node exists for this view.
     pub fn sees_node(&self, name: &str) -> bool {
-        self.admin || self.nodes.as_ref().is_none_or(|n| n.contains(name))
+        self.admin || self.nodes.iter().any(|h| h.contains(name))
     }
 
     /// Whether a process with these uids exists for this view.
@@ -49,16 +63,395 @@ impl View {
     }
 }
 
+/// Who is asking: a uid, its name and groups from the user database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Identity {
+    /// The uid.
+    pub uid: u32,
+    /// Its name, when the user database knows it.
+    pub name: Option<String>,
+    /// Primary and supplementary gids, from `getgrouplist`.
+    pub gids: Vec<u32>,
+}
+
+impl Identity {
+    /// Looks `uid` up in this machine's user database.
+    pub fn of_uid(uid: u32) -> Identity {
+        match passwd_by_uid(uid) {
+            Some((name, gid)) => {
+                let gids = group_list(&name, gid);
+                Identity {
+                    uid,
+                    name: Some(name),
+                    gids,
+                }
+            }
+            None => Identity {
+                uid,
+                name: None,
+                gids: Vec::new(),
+            },
+        }
+    }
+
+    /// Looks a user name up; `None` if unknown.
+    pub fn of_name(name: &str) -> Option<Identity> {
+        let uid = uid_by_name(name)?;
+        Some(Identity::of_uid(uid))
+    }
+}
+
+/// The view policy: admins and allotments, with the allotment command's
+/// last good answer.
+pub struct Views {
+    cfg: RwLock<ViewsConfig>,
+    /// Allotments from the command; kept when a run fails.
+    dynamic: RwLock<Vec<Allotment>>,
+}
+
+impl Views {
+    /// A policy from the `[views]` config.
+    pub fn new(cfg: ViewsConfig) -> Arc<Self> {
+        Arc::new(Self {
+            cfg: RwLock::new(cfg),
+            dynamic: RwLock::new(Vec::new()),
+        })
+    }
+
+    /// Everyone is an administrator (tests and the demo).
+    pub fn open() -> Arc<Self> {
+        Self::new(ViewsConfig {
+            admin_users: Vec::new(),
+            admin_groups: Vec::new(),
+            allot: Vec::new(),
+            allot_command: None,
+        })
+    }
+
+    /// Replaces the config (reload); dynamic allotments stay until the next
+    /// run of the (possibly new) command.
+    pub fn set_config(&self, cfg: ViewsConfig) {
+        *self.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+    }
+
+    /// Replaces the dynamic allotments (the command's output).
+    pub fn set_dynamic(&self, a: Vec<Allotment>) {
+        *self.dynamic.write().unwrap_or_else(|p| p.into_inner()) = a;
+    }
+
+    fn is_open(cfg: &ViewsConfig) -> bool {
+        cfg.admin_users.is_empty()
+            && cfg.admin_groups.is_empty()
+            && cfg.allot.is_empty()
+            && cfg.allot_command.is_none()
+    }
+
+    /// The view of `id`.
+    pub fn view_for(&self, id: &Identity) -> Arc<View> {
+        let cfg = self.cfg.read().unwrap_or_else(|p| p.into_inner());
+        if Self::is_open(&cfg) || id.uid == 0 {
+            return View::admin();
+        }
+        let user_is = |i: &Ident| match i {
+            Ident::Id(u) => *u == id.uid,
+            Ident::Name(n) => id.name.as_deref() == Some(n.as_str()),
+        };
+        let in_group = |i: &Ident| match i {
+            Ident::Id(g) => id.gids.contains(g),
+            Ident::Name(n) => gid_by_name(n).is_some_and(|g| id.gids.contains(&g)),
+        };
+        if cfg.admin_users.iter().any(user_is) || cfg.admin_groups.iter().any(in_group) {
+            return View::admin();
+        }
+        let dynamic = self.dynamic.read().unwrap_or_else(|p| p.into_inner());
+        let nodes = cfg
+            .allot
+            .iter()
+            .chain(dynamic.iter())
+            .filter(|a| match &a.who {
+                Principal::User(u) => user_is(u),
+                Principal::Group(g) => in_group(g),
+            })
+            .map(|a| a.nodes.clone())
+            .collect();
+        View::user(id.uid, nodes)
+    }
+
+    /// Runs the allotment command every `refresh` until `shutdown`; a
+    /// failed or slow run keeps the last good allotments and logs why.
+    pub fn spawn_refresher(self: &Arc<Self>, shutdown: CancellationToken) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let cmd = me
+                    .cfg
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .allot_command
+                    .clone();
+                let Some(cmd) = cmd else {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(5)) => continue,
+                        _ = shutdown.cancelled() => return,
+                    }
+                };
+                match run_allot_command(&cmd).await {
+                    Ok((allot, bad)) => {
+                        for b in bad {
+                            warn!("allot_command {:?}: {b}", cmd.argv);
+                        }
+                        info!("allot_command: {} allotments", allot.len());
+                        me.set_dynamic(allot);
+                    }
+                    Err(e) => warn!(
+                        "allot_command {:?} failed, keeping the last allotments: {e}",
+                        cmd.argv
+                    ),
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(cmd.refresh) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+}
+
+/// Runs the command once with its timeout.
+///
+/// # Errors
+/// It cannot start, times out, or exits non-zero.
+pub async fn run_allot_command(
+    cmd: &AllotCommand,
+) -> Result<(Vec<Allotment>, Vec<String>), String> {
+    let (prog, args) = cmd.argv.split_first().ok_or("empty command")?;
+    let child = tokio::process::Command::new(prog)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {prog}: {e}"))?;
+    let out = tokio::time::timeout(cmd.timeout, child.wait_with_output())
+        .await
+        .map_err(|_| format!("no answer within {:?}", cmd.timeout))?
+        .map_err(|e| e.to_string())?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        return Err(format!("{}: {}", out.status, err.trim()));
+    }
+    Ok(parse_allot_output(&String::from_utf8_lossy(&out.stdout)))
+}
+
+/// (name, primary gid) of a uid.
+fn passwd_by_uid(uid: u32) -> Option<(String, u32)> {
+    let mut buf = vec![0u8; 16384];
+    // SAFETY: getpwuid_r writes into `pw` and `buf`, both owned here and of
+    // the sizes passed; the name pointer points into `buf` and is copied out
+    // before `buf` is dropped.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut out) != 0
+            || out.is_null()
+        {
+            return None;
+        }
+        Some((
+            std::ffi::CStr::from_ptr(pw.pw_name)
+                .to_string_lossy()
+                .into_owned(),
+            pw.pw_gid,
+        ))
+    }
+}
+
+/// The uid of a user name.
+pub fn uid_by_name(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    let mut buf = vec![0u8; 16384];
+    // SAFETY: as in `passwd_by_uid`; `c` outlives the call.
+    unsafe {
+        let mut pw: libc::passwd = std::mem::zeroed();
+        let mut out: *mut libc::passwd = std::ptr::null_mut();
+        if libc::getpwnam_r(
+            c.as_ptr(),
+            &mut pw,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut out,
+        ) != 0
+            || out.is_null()
+        {
+            return None;
+        }
+        Some(pw.pw_uid)
+    }
+}
+
+/// The gid of a group name.
+fn gid_by_name(name: &str) -> Option<u32> {
+    let c = CString::new(name).ok()?;
+    let mut buf = vec![0u8; 65536];
+    // SAFETY: getgrnam_r writes into `gr` and `buf`, owned here, of the
+    // sizes passed; `c` outlives the call.
+    unsafe {
+        let mut gr: libc::group = std::mem::zeroed();
+        let mut out: *mut libc::group = std::ptr::null_mut();
+        if libc::getgrnam_r(
+            c.as_ptr(),
+            &mut gr,
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+            &mut out,
+        ) != 0
+            || out.is_null()
+        {
+            return None;
+        }
+        Some(gr.gr_gid)
+    }
+}
+
+/// Every group of a user (NSS `getgrouplist`).
+fn group_list(name: &str, primary: u32) -> Vec<u32> {
+    let Ok(c) = CString::new(name) else {
+        return vec![primary];
+    };
+    let mut n: libc::c_int = 64;
+    loop {
+        let mut groups = vec![0 as libc::gid_t; n as usize];
+        let mut count = n;
+        // SAFETY: `groups` has room for `count` gids; getgrouplist sets
+        // `count` to the number needed when it returns -1.
+        let rc =
+            unsafe { libc::getgrouplist(c.as_ptr(), primary, groups.as_mut_ptr(), &mut count) };
+        if rc >= 0 {
+            groups.truncate(count.max(0) as usize);
+            return groups;
+        }
+        if count <= n || n > 65536 {
+            return vec![primary];
+        }
+        n = count;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn cfg(text: &str) -> ViewsConfig {
+        let full = format!("[[nodes]]\nnames = \"n[1-4]\"\naddress = \"{{name}}:564\"\n{text}");
+        crate::config::Config::from_str(&full, "t.toml")
+            .unwrap()
+            .views
+    }
+
     #[test]
     fn users_see_their_nodes_and_processes_only() {
-        let v = View::user(1000, ["n1".to_string()].into_iter().collect());
+        let v = View::user(1000, vec![Hostlist::parse("n1").unwrap()]);
         assert!(v.sees_node("n1") && !v.sees_node("n2"));
         assert!(v.sees_process(1000, 0) && v.sees_process(0, 1000) && !v.sees_process(0, 0));
         let a = View::admin();
         assert!(a.sees_node("n2") && a.sees_process(0, 0));
+    }
+
+    #[test]
+    fn allotments_by_user_and_group_and_admins() {
+        let views = Views::new(cfg(
+            "[views]\nadmin_users = [\"root\", 4242]\n[[views.allot]]\nuser = 1000\nnodes = \"n[1-2]\"\n\
+             [[views.allot]]\ngroup = 77\nnodes = \"n4\"\n",
+        ));
+        let alice = Identity {
+            uid: 1000,
+            name: Some("alice".into()),
+            gids: vec![1000, 77],
+        };
+        let v = views.view_for(&alice);
+        assert!(
+            !v.admin
+                && v.sees_node("n1")
+                && v.sees_node("n2")
+                && !v.sees_node("n3")
+                && v.sees_node("n4")
+        );
+        let bob = Identity {
+            uid: 1001,
+            name: Some("bob".into()),
+            gids: vec![1001],
+        };
+        assert!(
+            !views.view_for(&bob).sees_node("n1"),
+            "no allotment: no nodes"
+        );
+        assert!(
+            views
+                .view_for(&Identity {
+                    uid: 4242,
+                    name: None,
+                    gids: vec![]
+                })
+                .admin
+        );
+        assert!(
+            views
+                .view_for(&Identity {
+                    uid: 0,
+                    name: None,
+                    gids: vec![]
+                })
+                .admin
+        );
+        // Dynamic allotments add up with the static ones.
+        let (dynamic, _) = parse_allot_output("bob n3\n");
+        views.set_dynamic(dynamic);
+        assert!(views.view_for(&bob).sees_node("n3"));
+    }
+
+    #[test]
+    fn the_user_database_gives_root_and_groups() {
+        let root = Identity::of_uid(0);
+        assert_eq!(root.name.as_deref(), Some("root"));
+        assert!(root.gids.contains(&0));
+        assert_eq!(Identity::of_name("root").map(|i| i.uid), Some(0));
+        assert_eq!(Identity::of_name("no-such-user-gproc"), None);
+    }
+
+    #[tokio::test]
+    async fn allot_command_output_and_failures() {
+        let ok = AllotCommand {
+            argv: vec![
+                "sh".into(),
+                "-c".into(),
+                "echo 'alice n[1-2]'; echo '@grp n3'".into(),
+            ],
+            refresh: Duration::from_secs(60),
+            timeout: Duration::from_secs(5),
+        };
+        let (a, bad) = run_allot_command(&ok).await.unwrap();
+        assert_eq!((a.len(), bad.len()), (2, 0));
+        let fails = AllotCommand {
+            argv: vec!["sh".into(), "-c".into(), "echo boom >&2; exit 3".into()],
+            ..ok.clone()
+        };
+        assert!(
+            run_allot_command(&fails)
+                .await
+                .unwrap_err()
+                .contains("boom")
+        );
+        let slow = AllotCommand {
+            argv: vec!["sleep".into(), "5".into()],
+            timeout: Duration::from_millis(100),
+            ..ok
+        };
+        assert!(
+            run_allot_command(&slow)
+                .await
+                .unwrap_err()
+                .contains("no answer")
+        );
     }
 }

@@ -506,6 +506,7 @@ mod tests {
             aname: "/proc".into(),
             n_uname: 0,
             peer: Arc::new(Peer::default()),
+            auth_uid: None,
         }
     }
 

@@ -212,9 +212,24 @@ impl<V: Weigh> Cache<V> {
     /// The value for `key`, from the cache when the rule for `key.path`
     /// allows it, else from `load`.
     ///
+    /// The work is boxed: moka's load futures are large, and callers join
+    /// several of these, which in debug builds overflowed a 2 MiB stack.
+    ///
     /// # Errors
     /// What `load` returned, when no servable copy exists.
     pub async fn get_or_load<E, Fut>(
+        &self,
+        key: Key,
+        load: impl FnOnce() -> Fut,
+    ) -> Result<(V, Freshness), E>
+    where
+        E: Clone + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Result<V, E>> + Send + 'static,
+    {
+        Box::pin(self.get_or_load_inner(key, load)).await
+    }
+
+    async fn get_or_load_inner<E, Fut>(
         &self,
         key: Key,
         load: impl FnOnce() -> Fut,

@@ -113,6 +113,9 @@ pub struct AttachRequest {
     pub n_uname: u32,
     /// The connection's transport identity.
     pub peer: Arc<Peer>,
+    /// The uid proven by an authentication fid (`Tauth` then `Tattach`
+    /// with that afid), when the server verifies credentials.
+    pub auth_uid: Option<u32>,
 }
 
 /// How a file is opened, independent of dialect.

@@ -13,19 +13,21 @@
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::task::AbortHandle;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::{AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Peer, s_if};
+use crate::auth::Authenticator;
 use crate::proto::{
     self, Attr, Dialect, Frame, FrameCodec, IOHDRSZ, MAXWELEM, NOFID, Qid, Rmessage, Stat,
     Tmessage, errno, parse_header,
@@ -44,6 +46,30 @@ pub struct SessionLimits {
     /// How long half a frame may sit unfinished before the connection is
     /// closed (a client that sends part of a message and goes silent).
     pub partial_frame_timeout: Duration,
+    /// Verifies credentials written to auth fids (`Tauth`); `None` answers
+    /// `Tauth` with an error, as servers without authentication do.
+    pub auth: Option<AuthPolicy>,
+}
+
+/// Authentication of attaches on connections without peer credentials
+/// (TCP; Unix sockets carry the peer's uid).
+#[derive(Clone)]
+pub struct AuthPolicy {
+    /// The verifier (MUNGE).
+    pub verifier: Arc<dyn Authenticator>,
+    /// Refuse a TCP attach that has no auth fid.
+    pub required: bool,
+}
+
+impl std::fmt::Debug for AuthPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "AuthPolicy({}, required: {})",
+            self.verifier.name(),
+            self.required
+        )
+    }
 }
 
 impl Default for SessionLimits {
@@ -53,6 +79,7 @@ impl Default for SessionLimits {
             max_fids: 65536,
             max_in_flight: 1024,
             partial_frame_timeout: Duration::from_secs(30),
+            auth: None,
         }
     }
 }
@@ -94,12 +121,25 @@ enum Effect<S> {
 /// Session state behind one short-held std mutex (never across `.await`).
 struct State<S> {
     fids: HashMap<u32, Arc<FidEntry<S>>>,
+    /// Auth fids and the credential written to each so far.
+    afids: HashMap<u32, Arc<Mutex<Vec<u8>>>>,
     /// In-flight requests: tag -> (request id, abort handle once spawned).
     tags: HashMap<u16, (u64, Option<AbortHandle>)>,
     /// Negotiated dialect; `None` before `Tversion`.
     dialect: Option<Dialect>,
     msize: u32,
     next_id: u64,
+}
+
+/// Replies queued for the writer but not yet written. They count against
+/// `max_in_flight` like running requests: a client that sends requests and
+/// never reads the replies stops being read, instead of having its replies
+/// queued without bound (issue 7, tests/hostile_server.rs).
+#[derive(Default)]
+struct Backlog {
+    queued: AtomicUsize,
+    /// Signalled by the writer after each write.
+    drained: Notify,
 }
 
 /// A reply on its way to the writer task.
@@ -116,6 +156,7 @@ struct Shared<F: Filesystem> {
     limits: SessionLimits,
     state: Mutex<State<F::Fid>>,
     tx: mpsc::UnboundedSender<Outgoing>,
+    backlog: Arc<Backlog>,
 }
 
 /// Serves one connection until it closes, a framing error occurs, or
@@ -133,13 +174,15 @@ pub async fn serve_connection<F, T>(
     let (rd, wr) = tokio::io::split(io);
     let (tx, rx) = mpsc::unbounded_channel();
     let conn_done = shutdown.child_token();
-    let writer = tokio::spawn(write_loop(wr, rx, conn_done.clone()));
+    let backlog = Arc::new(Backlog::default());
+    let writer = tokio::spawn(write_loop(wr, rx, conn_done.clone(), backlog.clone()));
     let peer = Arc::new(peer);
     let shared = Arc::new(Shared {
         fs,
         peer: peer.clone(),
         state: Mutex::new(State {
             fids: HashMap::new(),
+            afids: HashMap::new(),
             tags: HashMap::new(),
             dialect: None,
             msize: limits.max_msize,
@@ -147,6 +190,7 @@ pub async fn serve_connection<F, T>(
         }),
         limits: limits.clone(),
         tx,
+        backlog: backlog.clone(),
     });
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut frames = FramedRead::new(rd, FrameCodec::new(limits.max_msize));
@@ -183,6 +227,16 @@ pub async fn serve_connection<F, T>(
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
+        while backlog.queued.load(Ordering::Acquire) >= limits.max_in_flight {
+            let drained = backlog.drained.notified();
+            if backlog.queued.load(Ordering::Acquire) < limits.max_in_flight {
+                break;
+            }
+            tokio::select! {
+                _ = drained => {}
+                _ = conn_done.cancelled() => break 'conn,
+            }
+        }
         if let Some(new_max) = shared.dispatch(frame, permit) {
             frames.decoder_mut().max_size = new_max;
         }
@@ -219,6 +273,7 @@ async fn write_loop<W: AsyncWrite>(
     wr: W,
     mut rx: mpsc::UnboundedReceiver<Outgoing>,
     done: CancellationToken,
+    backlog: Arc<Backlog>,
 ) {
     let mut wr = Box::pin(wr);
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -233,12 +288,14 @@ async fn write_loop<W: AsyncWrite>(
         };
         let Some(first) = first else { break };
         encode_reply(first, &mut buf);
+        let mut n = 1;
         // Batch whatever else is ready into one write.
         while buf.len() < 256 * 1024 {
             match rx.try_recv() {
                 Ok(m) => encode_reply(m, &mut buf),
                 Err(_) => break,
             }
+            n += 1;
         }
         if let Err(e) = wr.write_all(&buf).await {
             debug!("write failed, closing connection: {e}");
@@ -250,6 +307,8 @@ async fn write_loop<W: AsyncWrite>(
             done.cancel();
             break;
         }
+        backlog.queued.fetch_sub(n, Ordering::AcqRel);
+        backlog.drained.notify_waiters();
     }
     let _ = wr.shutdown().await;
 }
@@ -298,6 +357,7 @@ type Reply<S> = (FsResult<Rmessage>, Effect<S>);
 impl<F: Filesystem> Shared<F> {
     fn send(&self, tag: u16, msg: Rmessage, dialect: Dialect, msize: u32) {
         // The receiver is gone only when the connection is closing.
+        self.backlog.queued.fetch_add(1, Ordering::AcqRel);
         let _ = self.tx.send(Outgoing {
             tag,
             msg,
@@ -465,6 +525,7 @@ impl<F: Filesystem> Shared<F> {
                 }
             }
             let fids = std::mem::take(&mut st.fids);
+            st.afids.clear();
             if msize < proto::MIN_MSIZE {
                 st.dialect = None;
             } else {
@@ -516,7 +577,77 @@ impl<F: Filesystem> Shared<F> {
         self.send(tag, Rmessage::Flush, d, msize);
     }
 
+    fn is_afid(&self, fid: u32) -> bool {
+        lock(&self.state).afids.contains_key(&fid)
+    }
+
+    /// Appends to an auth fid's credential; diod accepts pieces only at
+    /// consecutive offsets, and so do we.
+    fn write_credential(&self, afid: u32, offset: u64, data: &[u8]) -> FsResult<u32> {
+        let buf = lock(&self.state)
+            .afids
+            .get(&afid)
+            .cloned()
+            .ok_or(FsError::BADF)?;
+        let mut b = lock(&buf);
+        if data.is_empty() || offset != b.len() as u64 || b.len() + data.len() > 64 * 1024 {
+            return Err(FsError::IO.with("credential written out of order or too large"));
+        }
+        b.extend_from_slice(data);
+        Ok(data.len() as u32)
+    }
+
+    /// Verifies the attach's auth fid, if any; the credential's uid must
+    /// be the one the attach claims (diod's rule). A TCP attach without
+    /// one is refused when authentication is required.
+    async fn authenticate(&self, a: &proto::Tattach) -> FsResult<Option<u32>> {
+        let Some(policy) = self.limits.auth.clone() else {
+            if a.afid != NOFID {
+                return Err(FsError::BADF.with("no authentication fid exists"));
+            }
+            return Ok(None);
+        };
+        if a.afid == NOFID {
+            if policy.required && self.peer.uid.is_none() {
+                return Err(FsError::new(errno::EPERM).with(format!(
+                    "{}: attach without authentication refused",
+                    self.peer.addr
+                )));
+            }
+            return Ok(None);
+        }
+        let buf = lock(&self.state)
+            .afids
+            .get(&a.afid)
+            .cloned()
+            .ok_or(FsError::BADF)?;
+        let cred = lock(&buf).clone();
+        let v = policy.verifier.clone();
+        let res = tokio::task::spawn_blocking(move || v.verify(&cred))
+            .await
+            .map_err(|e| FsError::IO.with(e.to_string()))?;
+        let c = res.map_err(|e| {
+            warn!(peer = %self.peer.addr, "credential refused: {e}");
+            FsError::new(errno::EPERM).with(e)
+        })?;
+        let claimed = if a.n_uname != proto::NONUNAME {
+            Some(a.n_uname)
+        } else {
+            crate::view::uid_by_name(&a.uname)
+        };
+        if claimed != Some(c.uid) {
+            warn!(peer = %self.peer.addr, "credential of uid {} used to attach as {:?}", c.uid, a.uname);
+            return Err(
+                FsError::new(errno::EPERM).with("credential does not match the attaching user")
+            );
+        }
+        Ok(Some(c.uid))
+    }
+
     fn clunk(&self, fid: u32) -> FsResult<()> {
+        if lock(&self.state).afids.remove(&fid).is_some() {
+            return Ok(());
+        }
         let e = lock(&self.state).fids.remove(&fid).ok_or(FsError::BADF)?;
         if let Ok(e) = Arc::try_unwrap(e) {
             let fs = self.fs.clone();
@@ -562,22 +693,35 @@ impl<F: Filesystem> Shared<F> {
         use Tmessage as T;
         let ok = |m: Rmessage| Ok((Ok(m), Effect::None));
         match msg {
-            T::Auth(_) => {
-                // No authentication is configured: diod answers ENOENT here
-                // since 1.0.14 (errno 0 confused the kernel), and clients
-                // then attach with afid = NOFID.
-                Err(FsError::NOENT.with("authentication not required"))
+            T::Auth(t) => {
+                if self.limits.auth.is_none() {
+                    // No authentication configured: diod answers ENOENT here
+                    // since 1.0.14 (errno 0 confused the kernel), and clients
+                    // then attach with afid = NOFID.
+                    return Err(FsError::NOENT.with("authentication not required"));
+                }
+                self.fid_free(t.afid)?;
+                let mut st = lock(&self.state);
+                if st.afids.contains_key(&t.afid) {
+                    return Err(FsError::BADF.with(format!("fid {} already in use", t.afid)));
+                }
+                st.afids.insert(t.afid, Arc::new(Mutex::new(Vec::new())));
+                let aqid = Qid {
+                    ty: proto::qt::AUTH,
+                    version: 0,
+                    path: 0,
+                };
+                ok(Rmessage::Auth(proto::Rauth { aqid }))
             }
             T::Attach(a) => {
-                if a.afid != NOFID {
-                    return Err(FsError::BADF.with("no authentication fid exists"));
-                }
+                let auth_uid = self.authenticate(&a).await?;
                 self.fid_free(a.fid)?;
                 let req = AttachRequest {
                     uname: a.uname,
                     aname: a.aname,
                     n_uname: a.n_uname,
                     peer: self.peer.clone(),
+                    auth_uid,
                 };
                 let (state, qid) = self.fs.attach(&req).await?;
                 Ok((
@@ -621,6 +765,10 @@ impl<F: Filesystem> Shared<F> {
                 let ents = self.fs.readdir(&e.state, r.offset, count).await?;
                 let (rep, _) = proto::Rreaddir::pack(&ents, count);
                 ok(Rmessage::Readdir(rep))
+            }
+            T::Write(w) if self.is_afid(w.fid) => {
+                let count = self.write_credential(w.fid, w.offset, &w.data)?;
+                ok(Rmessage::Write(proto::Rwrite { count }))
             }
             T::Write(w) => {
                 let e = self.opened(w.fid)?;

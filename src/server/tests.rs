@@ -710,3 +710,138 @@ fn meta_converts_to_each_dialect() {
         (s_if::LNK | 0o777, 5, getattr::BASIC)
     );
 }
+
+/// Accepts credentials of the form `uid=N` (a stand-in for munged).
+struct FakeMunge;
+
+impl crate::auth::Authenticator for FakeMunge {
+    fn verify(&self, cred: &[u8]) -> Result<crate::auth::Credential, String> {
+        let s = std::str::from_utf8(cred).map_err(|e| e.to_string())?;
+        let uid = s
+            .strip_prefix("uid=")
+            .and_then(|u| u.parse().ok())
+            .ok_or("Invalid credential format")?;
+        Ok(crate::auth::Credential { uid, gid: uid })
+    }
+    fn name(&self) -> &'static str {
+        "fake"
+    }
+}
+
+fn auth_limits(required: bool) -> SessionLimits {
+    SessionLimits {
+        auth: Some(session::AuthPolicy {
+            verifier: Arc::new(FakeMunge),
+            required,
+        }),
+        ..SessionLimits::default()
+    }
+}
+
+async fn auth_attach(c: &mut Conn, afid: u32, cred: &[&[u8]], n_uname: u32) -> Rmessage {
+    let r = c
+        .rpc(
+            1,
+            Tmessage::Auth(Tauth {
+                afid,
+                uname: "u".into(),
+                aname: "".into(),
+                n_uname,
+            }),
+        )
+        .await;
+    assert!(
+        matches!(r, Rmessage::Auth(ref a) if a.aqid.ty == qt::AUTH),
+        "{r:?}"
+    );
+    let mut off = 0;
+    for piece in cred {
+        let w = Twrite {
+            fid: afid,
+            offset: off,
+            data: Bytes::copy_from_slice(piece),
+        };
+        assert!(matches!(
+            c.rpc(2, Tmessage::Write(w)).await,
+            Rmessage::Write(_)
+        ));
+        off += piece.len() as u64;
+    }
+    let a = Tattach {
+        fid: 0,
+        afid,
+        uname: "u".into(),
+        aname: "".into(),
+        n_uname,
+    };
+    c.rpc(3, Tmessage::Attach(a)).await
+}
+
+#[tokio::test]
+async fn auth_fid_credential_must_match_the_attaching_user() {
+    let mut c = start_with(auth_limits(true));
+    c.version("9P2000.L").await;
+    // Written in two pieces at consecutive offsets, like diod's clients.
+    assert!(matches!(
+        auth_attach(&mut c, 9, &[b"uid=", b"1000"], 1000).await,
+        Rmessage::Attach(_)
+    ));
+    let mut c = start_with(auth_limits(true));
+    c.version("9P2000.L").await;
+    assert_eq!(
+        errno_of(&auth_attach(&mut c, 9, &[b"uid=1000"], 0).await),
+        errno::EPERM,
+        "claims root"
+    );
+    let mut c = start_with(auth_limits(true));
+    c.version("9P2000.L").await;
+    assert_eq!(
+        errno_of(&auth_attach(&mut c, 9, &[b"forged"], 1000).await),
+        errno::EPERM
+    );
+    // No credential at all: refused when required, on a peer without
+    // kernel credentials (TCP).
+    let mut c = start_with(auth_limits(true));
+    c.version("9P2000.L").await;
+    assert_eq!(errno_of(&c.attach(0).await), errno::EPERM);
+    let mut c = start_with(auth_limits(false));
+    c.version("9P2000.L").await;
+    assert!(matches!(c.attach(0).await, Rmessage::Attach(_)));
+    // Out-of-order credential writes are refused.
+    let mut c = start_with(auth_limits(true));
+    c.version("9P2000.L").await;
+    c.rpc(
+        1,
+        Tmessage::Auth(Tauth {
+            afid: 5,
+            uname: "u".into(),
+            aname: "".into(),
+            n_uname: 1,
+        }),
+    )
+    .await;
+    let w = Twrite {
+        fid: 5,
+        offset: 3,
+        data: Bytes::from_static(b"x"),
+    };
+    assert_eq!(errno_of(&c.rpc(2, Tmessage::Write(w)).await), errno::EIO);
+}
+
+#[tokio::test]
+async fn tauth_without_an_authenticator_is_enoent_like_diod() {
+    let mut c = start();
+    c.version("9P2000.L").await;
+    let r = c
+        .rpc(
+            1,
+            Tmessage::Auth(Tauth {
+                afid: 5,
+                uname: "u".into(),
+                aname: "".into(),
+                n_uname: 1,
+            }),
+        )
+        .await;
+    assert_eq!(errno_of(&r), errno::ENOENT);
+}

@@ -35,9 +35,10 @@ use crate::agent::summary::{self, NodeSummary};
 use crate::cache::{Cache, Key, Kind, Weigh};
 use crate::client::{DirEntryInfo, FileKind, Metadata};
 use crate::pool::{Node, Pool, PoolError};
+use crate::proto::NONUNAME;
 use crate::proto::{DirEntry, Qid, errno, qt};
 use crate::server::{AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Time, s_if};
-use crate::view::View;
+use crate::view::{Identity, View, Views};
 
 /// Names of the synthesized top-level entries; node names may not use them.
 pub const RESERVED: &[&str] = &["nodes", "ps", "load", "stats", "pid"];
@@ -128,6 +129,21 @@ pub struct TreeFid {
     snap: Option<Arc<Snap>>,
 }
 
+impl std::fmt::Debug for TreeFid {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let loc = match &self.loc {
+            Loc::Root => "/".to_string(),
+            Loc::File(s) => format!("/{}", s.name()),
+            Loc::PidDir => "/pid".to_string(),
+            Loc::Node { node, path, .. } => format!("/{}{path}", node.spec.name),
+        };
+        f.debug_struct("TreeFid")
+            .field("loc", &loc)
+            .field("qid", &self.qid)
+            .finish()
+    }
+}
+
 const KIND_NODE: u64 = 1;
 const KIND_ALIAS: u64 = 2;
 const LOW40: u64 = (1 << 40) - 1;
@@ -204,6 +220,19 @@ pub struct Tree {
     /// Nodes found without a summary file, and when; rechecked after a
     /// while (the agent may be installed later).
     no_summary: Mutex<HashMap<u32, Instant>>,
+    /// Who sees what.
+    views: Arc<Views>,
+    /// Trust the user a TCP client claims (`auth = "none"`, a trusted
+    /// network); otherwise an unauthenticated TCP attach is refused.
+    trust_tcp: bool,
+}
+
+/// The uid an attach claims: `n_uname`, else `uname` looked up.
+fn claimed_uid(req: &AttachRequest) -> Option<u32> {
+    if req.n_uname != NONUNAME {
+        return Some(req.n_uname);
+    }
+    crate::view::uid_by_name(&req.uname)
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -217,6 +246,45 @@ impl Tree {
             cache,
             deadline,
             no_summary: Mutex::new(HashMap::new()),
+            views: Views::open(),
+            trust_tcp: true,
+        }
+    }
+
+    /// Sets the access policy: views, and whether unauthenticated TCP
+    /// clients are trusted.
+    pub fn with_access(mut self, views: Arc<Views>, trust_tcp: bool) -> Self {
+        self.views = views;
+        self.trust_tcp = trust_tcp;
+        self
+    }
+
+    /// The view policy.
+    pub fn views(&self) -> &Arc<Views> {
+        &self.views
+    }
+
+    /// Who is attaching: a verified credential; else the Unix socket peer
+    /// (a non-root peer is itself whatever it claims; root, such as the
+    /// kernel mounting with access=client, may name the user); else, on a
+    /// trusted network, the claim; else refused.
+    fn identify(&self, req: &AttachRequest) -> FsResult<Identity> {
+        if let Some(uid) = req.auth_uid {
+            return Ok(Identity::of_uid(uid));
+        }
+        match req.peer.uid {
+            Some(0) => Ok(Identity::of_uid(claimed_uid(req).unwrap_or(0))),
+            Some(uid) => Ok(Identity::of_uid(uid)),
+            None if self.trust_tcp => {
+                let uid = claimed_uid(req).ok_or_else(|| {
+                    FsError::ACCES.with(format!("unknown user {:?} and no numeric uid in the attach", req.uname))
+                })?;
+                Ok(Identity::of_uid(uid))
+            }
+            None => Err(FsError::new(errno::EPERM).with(format!(
+                "{}: TCP attach without authentication refused (configure auth = \"munge\", or auth = \"none\" on a trusted network)",
+                req.peer.addr
+            ))),
         }
     }
 
@@ -513,6 +581,10 @@ impl Tree {
         match &fid.loc {
             Loc::Root => {
                 for s in Synth::ALL {
+                    // Counters of the whole cluster are for administrators.
+                    if s == Synth::Stats && !fid.view.admin {
+                        continue;
+                    }
                     out.push(DirEntry {
                         qid: file_qid(s),
                         offset: 0,
@@ -637,9 +709,8 @@ impl Filesystem for Tree {
     type Fid = TreeFid;
 
     async fn attach(&self, req: &AttachRequest) -> FsResult<(TreeFid, Qid)> {
-        // Identity and views: until authentication lands, everyone attached
-        // is served the administrator's view.
-        let view = View::admin();
+        let id = self.identify(req)?;
+        let view = self.views.view_for(&id);
         let aname = req.aname.trim_matches('/');
         if aname.is_empty() {
             let qid = synth_qid(ROOT_QID, true);
@@ -690,7 +761,10 @@ impl Filesystem for Tree {
             Loc::Root => {
                 if name == ".." {
                     (Loc::Root, dir.qid)
-                } else if let Some(s) = Synth::ALL.into_iter().find(|s| s.name() == name) {
+                } else if let Some(s) = Synth::ALL
+                    .into_iter()
+                    .find(|s| s.name() == name && (view.admin || *s != Synth::Stats))
+                {
                     (Loc::File(s), file_qid(s))
                 } else if name == "pid" {
                     (Loc::PidDir, synth_qid(PIDDIR_QID, true))
@@ -852,14 +926,14 @@ impl Filesystem for Tree {
             return Err(FsError::ROFS);
         }
         let snap = match &fid.loc {
-            Loc::File(s) => Snap::Bytes(self.render(&fid.view, *s).await),
+            Loc::File(s) => Snap::Bytes(Box::pin(self.render(&fid.view, *s)).await),
             Loc::Node { node, path, .. } if !fid.qid.is_dir() => {
                 if fid.qid.is_symlink() {
                     return Err(FsError::new(errno::ELOOP).with("symlinks are read with readlink"));
                 }
                 Snap::Bytes(self.node_read(node, path).await?)
             }
-            _ => Snap::Dir(self.list(fid).await?),
+            _ => Snap::Dir(Box::pin(self.list(fid)).await?),
         };
         let mut o = fid.clone();
         o.snap = Some(Arc::new(snap));

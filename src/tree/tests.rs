@@ -1,1 +1,418 @@
-//! Tree tests.
+//! Tree tests at the handler level: real node servers (the agent over this
+//! machine's /proc, or over a temporary tree) on loopback, the tree called
+//! through its `Filesystem` methods with chosen identities.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use super::*;
+use crate::agent::ProcFs;
+use crate::config::{CachePolicy, CacheRule, Ttl};
+use crate::net::Address;
+use crate::pool::{NodeSpec, PoolOptions};
+use crate::server::listener::Listener;
+use crate::server::{Peer, Server, ServerConfig};
+
+/// Serves `root` with the agent on 127.0.0.1:0; returns the address.
+async fn node(root: &str) -> Address {
+    let l = Listener::bind(&Address::Tcp("127.0.0.1:0".into()), 0o666)
+        .await
+        .unwrap();
+    let addr = l.local_addr();
+    let fs = Arc::new(ProcFs::new(root).unwrap());
+    tokio::spawn(async move {
+        Server::new(fs, ServerConfig::default())
+            .serve(vec![l], CancellationToken::new())
+            .await
+    });
+    addr
+}
+
+fn spec(name: &str, address: Address) -> NodeSpec {
+    NodeSpec {
+        name: name.into(),
+        address,
+        aname: "/proc".into(),
+        uname: "root".into(),
+        uid: 0,
+        dialect: None,
+    }
+}
+
+fn opts() -> PoolOptions {
+    PoolOptions {
+        request_timeout: Duration::from_secs(3),
+        connect_timeout: Duration::from_secs(1),
+        ..PoolOptions::default()
+    }
+}
+
+fn tree(nodes: Vec<NodeSpec>, policy: CachePolicy) -> Tree {
+    Tree::new(
+        Pool::new(nodes, opts()),
+        Cache::new(policy),
+        Duration::from_secs(3),
+    )
+}
+
+fn req(peer_uid: Option<u32>, n_uname: u32, aname: &str) -> AttachRequest {
+    AttachRequest {
+        uname: String::new(),
+        aname: aname.into(),
+        n_uname,
+        peer: Arc::new(Peer {
+            addr: "test".into(),
+            uid: peer_uid,
+            gid: None,
+        }),
+        auth_uid: None,
+    }
+}
+
+async fn walk(t: &Tree, root: &TreeFid, path: &str) -> FsResult<TreeFid> {
+    let mut f = root.clone();
+    for n in path.split('/').filter(|s| !s.is_empty()) {
+        f = t.walk(&f, n).await?.0;
+    }
+    Ok(f)
+}
+
+async fn read(t: &Tree, root: &TreeFid, path: &str) -> FsResult<String> {
+    let f = walk(t, root, path).await?;
+    let (o, _) = t.open(&f, OpenFlags::READ).await?;
+    let mut out = Vec::new();
+    loop {
+        let b = t.read(&o, out.len() as u64, 8192).await?;
+        if b.is_empty() {
+            return Ok(String::from_utf8_lossy(&out).into_owned());
+        }
+        out.extend_from_slice(&b);
+    }
+}
+
+async fn list(t: &Tree, root: &TreeFid, path: &str) -> FsResult<Vec<DirEntry>> {
+    let f = walk(t, root, path).await?;
+    let (o, _) = t.open(&f, OpenFlags::READ).await?;
+    t.readdir(&o, 0, 65536).await
+}
+
+fn names(ents: &[DirEntry]) -> Vec<String> {
+    ents.iter()
+        .map(|e| e.name.clone())
+        .filter(|n| n != "." && n != "..")
+        .collect()
+}
+
+#[tokio::test]
+async fn merged_tree_over_two_nodes_and_a_dead_one() {
+    let (a, b) = (node("/proc").await, node("/proc").await);
+    // Port 1 on loopback: nothing listens, connection refused.
+    let dead = Address::Tcp("127.0.0.1:1".into());
+    let t = tree(
+        vec![spec("n1", a), spec("n2", b), spec("down1", dead)],
+        CachePolicy::default(),
+    );
+    let (root, _) = t.attach(&req(None, 0, "")).await.unwrap();
+
+    let top = names(&list(&t, &root, "/").await.unwrap());
+    assert_eq!(
+        top,
+        ["nodes", "ps", "load", "stats", "pid", "n1", "n2", "down1"]
+    );
+
+    // Each node directory is that node's /proc; the same file on two nodes
+    // has two different qids, and `..` climbs back to the merged root.
+    let s1 = walk(&t, &root, "n1/1/status").await.unwrap();
+    let s2 = walk(&t, &root, "n2/1/status").await.unwrap();
+    assert_ne!(s1.qid.path, s2.qid.path);
+    assert!(
+        read(&t, &root, "n1/1/status")
+            .await
+            .unwrap()
+            .starts_with("Name:")
+    );
+    let up = walk(&t, &root, "n1/..").await.unwrap();
+    assert_eq!(up.qid, root.qid);
+    let qids: HashSet<u64> = list(&t, &root, "n1")
+        .await
+        .unwrap()
+        .iter()
+        .skip(2)
+        .map(|e| e.qid.path)
+        .collect();
+    let qids2: HashSet<u64> = list(&t, &root, "n2")
+        .await
+        .unwrap()
+        .iter()
+        .skip(2)
+        .map(|e| e.qid.path)
+        .collect();
+    assert!(qids.is_disjoint(&qids2), "qid.path unique across nodes");
+
+    // Symlinks stay links.
+    let me = walk(&t, &root, "n1/self").await.unwrap();
+    assert!(me.qid.is_symlink());
+    assert!(t.readlink(&me).await.unwrap().parse::<u32>().is_ok());
+
+    // The process table: both live nodes, the dead one named as missing.
+    let ps = read(&t, &root, "ps").await.unwrap();
+    let rows: Vec<_> = ps.lines().filter_map(tables::PsRow::parse).collect();
+    assert!(rows.iter().any(|r| r.node == "n1" && r.pid == 1));
+    assert!(
+        rows.iter()
+            .any(|r| r.node == "n2" && r.pid == std::process::id() as i32)
+    );
+    assert!(ps.contains("# missing down1:"), "{ps}");
+
+    // /nodes says who is up and down, and why.
+    let nodes = read(&t, &root, "nodes").await.unwrap();
+    assert!(nodes.lines().any(|l| l.starts_with("n1 up ")), "{nodes}");
+    assert!(
+        nodes
+            .lines()
+            .any(|l| l.starts_with("down1 down ") && l.contains("refused")),
+        "{nodes}"
+    );
+
+    // The dead node's directory exists; reading into it is an error.
+    let d = walk(&t, &root, "down1").await.unwrap();
+    assert!(d.qid.is_dir());
+    assert!(t.open(&d, OpenFlags::READ).await.is_err());
+
+    // The global process space.
+    let pid = format!("{}@n2", std::process::id());
+    let pids = names(&list(&t, &root, "pid").await.unwrap());
+    assert!(pids.contains(&pid) && pids.contains(&"1@n1".to_string()));
+    assert!(
+        read(&t, &root, &format!("pid/{pid}/status"))
+            .await
+            .unwrap()
+            .contains("Name:")
+    );
+    let alias = walk(&t, &root, &format!("pid/{pid}")).await.unwrap();
+    let direct = walk(&t, &root, &format!("n2/{}", std::process::id()))
+        .await
+        .unwrap();
+    assert_ne!(
+        alias.qid.path, direct.qid.path,
+        "aliases are distinct directories for v9fs"
+    );
+    assert_eq!(
+        walk(&t, &root, &format!("pid/{pid}/..")).await.unwrap().qid,
+        walk(&t, &root, "pid").await.unwrap().qid
+    );
+
+    // /load has a line per live node.
+    let load = read(&t, &root, "load").await.unwrap();
+    assert!(
+        load.lines().any(|l| l.starts_with("n1 ")) && load.lines().any(|l| l.starts_with("n2 "))
+    );
+}
+
+#[tokio::test]
+async fn attaching_to_a_node_gives_its_proc_with_dotdot_stopping_there() {
+    let t = tree(
+        vec![spec("n1", node("/proc").await)],
+        CachePolicy::default(),
+    );
+    let (r, q) = t.attach(&req(None, 0, "/n1")).await.unwrap();
+    assert_eq!(t.walk(&r, "..").await.unwrap().1, q);
+    assert!(
+        read(&t, &r, "loadavg")
+            .await
+            .unwrap()
+            .split_whitespace()
+            .count()
+            >= 5
+    );
+    assert_eq!(
+        t.attach(&req(None, 0, "/nope")).await.unwrap_err().errno,
+        errno::ENOENT
+    );
+}
+
+#[tokio::test]
+async fn cache_rules_hold_through_the_tree() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("7")).unwrap();
+    std::fs::write(dir.path().join("7/status"), "v1").unwrap();
+    std::fs::write(dir.path().join("7/maps"), "v1").unwrap();
+    let policy = CachePolicy {
+        rules: vec![
+            CacheRule::new("/*/status", Ttl::For(Duration::from_secs(2)), None).unwrap(),
+            CacheRule::new("/*/maps", Ttl::Never, None).unwrap(),
+        ],
+        ..CachePolicy::default()
+    };
+    let t = tree(
+        vec![spec("n1", node(dir.path().to_str().unwrap()).await)],
+        policy,
+    );
+    let (root, _) = t.attach(&req(None, 0, "")).await.unwrap();
+    assert_eq!(read(&t, &root, "n1/7/status").await.unwrap(), "v1");
+    assert_eq!(read(&t, &root, "n1/7/maps").await.unwrap(), "v1");
+    std::fs::write(dir.path().join("7/status"), "v2").unwrap();
+    std::fs::write(dir.path().join("7/maps"), "v2").unwrap();
+    assert_eq!(
+        read(&t, &root, "n1/7/status").await.unwrap(),
+        "v1",
+        "status is cached for its TTL"
+    );
+    assert_eq!(
+        read(&t, &root, "n1/7/maps").await.unwrap(),
+        "v2",
+        "maps is never cached"
+    );
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    assert_eq!(
+        read(&t, &root, "n1/7/status").await.unwrap(),
+        "v2",
+        "fresh after the TTL"
+    );
+}
+
+#[tokio::test]
+async fn concurrent_readers_of_one_path_cause_one_node_read() {
+    let t = Arc::new(tree(
+        vec![spec("n1", node("/proc").await)],
+        CachePolicy::default(),
+    ));
+    let (root, _) = t.attach(&req(None, 0, "")).await.unwrap();
+    walk(&t, &root, "n1/loadavg").await.unwrap(); // warms the listing of /
+    let before = t
+        .cache()
+        .stats()
+        .node_reads
+        .load(std::sync::atomic::Ordering::Relaxed);
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        let (t, root) = (t.clone(), root.clone());
+        tasks.push(tokio::spawn(async move {
+            read(&t, &root, "n1/meminfo").await.unwrap()
+        }));
+    }
+    for task in tasks {
+        assert!(task.await.unwrap().starts_with("MemTotal"));
+    }
+    let after = t
+        .cache()
+        .stats()
+        .node_reads
+        .load(std::sync::atomic::Ordering::Relaxed);
+    assert_eq!(after - before, 1);
+}
+
+/// A process owned by `uid`, for view tests (we run as root in CI).
+fn spawn_as(uid: u32) -> Option<std::process::Child> {
+    use std::os::unix::process::CommandExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("!!! SKIPPED part of the view test: needs root to run a process as uid {uid}");
+        return None;
+    }
+    std::process::Command::new("sleep")
+        .arg("30")
+        .uid(uid)
+        .gid(uid)
+        .spawn()
+        .ok()
+}
+
+#[tokio::test]
+async fn users_see_only_their_processes_on_their_nodes() {
+    let (a, b) = (node("/proc").await, node("/proc").await);
+    let text = "[[nodes]]\nnames = \"n[1-2]\"\naddress = \"{name}:1\"\n\
+                [views]\nadmin_users = [\"root\"]\n\
+                [[views.allot]]\nuser = 64000\nnodes = \"n1\"\n\
+                [[views.allot]]\nuser = 64001\nnodes = \"n1,n2\"\n";
+    let views = Views::new(
+        crate::config::Config::from_str(text, "t.toml")
+            .unwrap()
+            .views,
+    );
+    let t = Tree::new(
+        Pool::new(vec![spec("n1", a), spec("n2", b)], opts()),
+        Cache::new(CachePolicy::default()),
+        Duration::from_secs(3),
+    )
+    .with_access(views, false);
+    let mut child = spawn_as(64000);
+    let pid = child.as_ref().map(|c| c.id() as i32);
+
+    // A non-root Unix peer is itself, whatever it claims.
+    let (u, _) = t.attach(&req(Some(64000), 0, "")).await.unwrap();
+    assert!(!u.view.admin);
+    assert_eq!(
+        names(&list(&t, &u, "/").await.unwrap()),
+        ["nodes", "ps", "load", "pid", "n1"]
+    );
+    for hidden in ["n2", "stats", "n1/1", "n1/1/status", "pid/1@n1"] {
+        assert_eq!(
+            walk(&t, &u, hidden).await.unwrap_err().errno,
+            errno::ENOENT,
+            "{hidden} must not exist"
+        );
+    }
+    assert!(
+        read(&t, &u, "n1/loadavg").await.is_ok(),
+        "node-wide files of their nodes are visible"
+    );
+    let nodes = read(&t, &u, "nodes").await.unwrap();
+    assert!(!nodes.contains("n2"), "{nodes}");
+    let ps = read(&t, &u, "ps").await.unwrap();
+    let rows: Vec<_> = ps.lines().filter_map(tables::PsRow::parse).collect();
+    assert!(rows.iter().all(|r| r.node == "n1"), "{ps}");
+    let listing = names(&list(&t, &u, "n1").await.unwrap());
+    assert!(!listing.contains(&"1".to_string()));
+    if let Some(pid) = pid {
+        assert!(
+            rows.iter().any(|r| r.pid == pid),
+            "their own process is listed: {ps}"
+        );
+        assert!(listing.contains(&pid.to_string()));
+        assert!(
+            read(&t, &u, &format!("n1/{pid}/status"))
+                .await
+                .unwrap()
+                .contains("sleep")
+        );
+        assert!(names(&list(&t, &u, "pid").await.unwrap()).contains(&format!("{pid}@n1")));
+        // Another user sees neither the process nor, by guessing, its files.
+        let (v, _) = t.attach(&req(Some(64001), 0, "")).await.unwrap();
+        assert_eq!(
+            walk(&t, &v, &format!("n1/{pid}")).await.unwrap_err().errno,
+            errno::ENOENT
+        );
+        assert_eq!(
+            walk(&t, &v, &format!("pid/{pid}@n1"))
+                .await
+                .unwrap_err()
+                .errno,
+            errno::ENOENT
+        );
+        assert!(
+            !read(&t, &v, "ps")
+                .await
+                .unwrap()
+                .lines()
+                .filter_map(tables::PsRow::parse)
+                .any(|r| r.pid == pid)
+        );
+    }
+    // Root on the Unix socket may name the user (v9fs access=client).
+    let (r, _) = t.attach(&req(Some(0), 64000, "")).await.unwrap();
+    assert!(!r.view.admin && r.view.uid == 64000);
+    let (adm, _) = t.attach(&req(Some(0), NONUNAME, "")).await.unwrap();
+    assert!(adm.view.admin);
+    // Unauthenticated TCP is refused unless trusted.
+    assert_eq!(
+        t.attach(&req(None, 0, "")).await.unwrap_err().errno,
+        errno::EPERM
+    );
+    if let Some(c) = child.as_mut() {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+}

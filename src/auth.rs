@@ -1,0 +1,181 @@
+//! MUNGE authentication, compatible with diod's (`libdiod/diod_auth.c`):
+//! the client opens an auth fid with `Tauth`, writes the text credential
+//! from `munge_encode` into it at consecutive offsets, and names the afid in
+//! `Tattach`; the server decodes the credential with `munge_decode` and
+//! accepts the attach only if the credential's uid is the one the attach
+//! claims. munged rejects replayed and expired credentials itself.
+//!
+//! libmunge is loaded at run time (`dlopen("libmunge.so.2")`), so gproc
+//! builds and runs without it and only `auth = "munge"` needs it installed;
+//! when it is missing the error says so.
+
+use std::ffi::{CStr, CString, c_char, c_int, c_void};
+use std::sync::OnceLock;
+
+/// The uid and gid a credential proves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Credential {
+    /// The encoding process's uid.
+    pub uid: u32,
+    /// Its gid.
+    pub gid: u32,
+}
+
+/// Verifies credentials written to an auth fid.
+pub trait Authenticator: Send + Sync + 'static {
+    /// Decodes `cred`; blocking (called from a blocking-pool thread).
+    ///
+    /// # Errors
+    /// Why the credential is not acceptable (expired, replayed, bad key...).
+    fn verify(&self, cred: &[u8]) -> Result<Credential, String>;
+
+    /// Name for logs.
+    fn name(&self) -> &'static str;
+}
+
+type DecodeFn = unsafe extern "C" fn(
+    cred: *const c_char,
+    ctx: *mut c_void,
+    buf: *mut *mut c_void,
+    len: *mut c_int,
+    uid: *mut libc::uid_t,
+    gid: *mut libc::gid_t,
+) -> c_int;
+type EncodeFn = unsafe extern "C" fn(
+    cred: *mut *mut c_char,
+    ctx: *mut c_void,
+    buf: *const c_void,
+    len: c_int,
+) -> c_int;
+type StrerrorFn = unsafe extern "C" fn(e: c_int) -> *const c_char;
+
+struct Lib {
+    decode: DecodeFn,
+    encode: EncodeFn,
+    strerror: StrerrorFn,
+}
+
+fn lib() -> Result<&'static Lib, String> {
+    static LIB: OnceLock<Result<Lib, String>> = OnceLock::new();
+    LIB.get_or_init(|| {
+        // SAFETY: dlopen/dlsym with NUL-terminated names; the handle is never
+        // closed, so the function pointers stay valid for the process's life;
+        // the symbols have the C signatures declared above (munge.h).
+        unsafe {
+            let mut h = std::ptr::null_mut();
+            for name in [c"libmunge.so.2", c"libmunge.so"] {
+                h = libc::dlopen(name.as_ptr(), libc::RTLD_NOW);
+                if !h.is_null() {
+                    break;
+                }
+            }
+            if h.is_null() {
+                return Err("libmunge is not installed (apt-get install libmunge2 munge)".into());
+            }
+            let sym = |n: &CStr| {
+                let p = libc::dlsym(h, n.as_ptr());
+                if p.is_null() {
+                    Err(format!("libmunge lacks {}", n.to_string_lossy()))
+                } else {
+                    Ok(p)
+                }
+            };
+            Ok(Lib {
+                decode: std::mem::transmute::<*mut c_void, DecodeFn>(sym(c"munge_decode")?),
+                encode: std::mem::transmute::<*mut c_void, EncodeFn>(sym(c"munge_encode")?),
+                strerror: std::mem::transmute::<*mut c_void, StrerrorFn>(sym(c"munge_strerror")?),
+            })
+        }
+    })
+    .as_ref()
+    .map_err(Clone::clone)
+}
+
+fn strerror(l: &Lib, e: c_int) -> String {
+    // SAFETY: munge_strerror returns a pointer to a static string.
+    unsafe {
+        let p = (l.strerror)(e);
+        if p.is_null() {
+            format!("munge error {e}")
+        } else {
+            CStr::from_ptr(p).to_string_lossy().into_owned()
+        }
+    }
+}
+
+/// Decodes a MUNGE credential with the local munged.
+///
+/// # Errors
+/// libmunge missing, or munged refuses the credential (the message is
+/// libmunge's: "Replayed credential", "Expired credential", ...).
+pub fn munge_decode(cred: &[u8]) -> Result<Credential, String> {
+    let l = lib()?;
+    let text = cred.strip_suffix(b"\0").unwrap_or(cred);
+    let c = CString::new(text).map_err(|_| "credential contains a NUL byte".to_string())?;
+    let (mut buf, mut len, mut uid, mut gid) = (std::ptr::null_mut(), 0, 0, 0);
+    // SAFETY: `c` is NUL-terminated and outlives the call; the out pointers
+    // are valid; a returned payload buffer is malloc'd and freed here.
+    let rc = unsafe {
+        (l.decode)(
+            c.as_ptr(),
+            std::ptr::null_mut(),
+            &mut buf,
+            &mut len,
+            &mut uid,
+            &mut gid,
+        )
+    };
+    if !buf.is_null() {
+        // SAFETY: allocated by libmunge with malloc.
+        unsafe { libc::free(buf) };
+    }
+    if rc != 0 {
+        return Err(strerror(l, rc));
+    }
+    Ok(Credential { uid, gid })
+}
+
+/// Encodes a credential for this process's uid (for clients).
+///
+/// # Errors
+/// libmunge missing or munged not running.
+pub fn munge_encode() -> Result<String, String> {
+    let l = lib()?;
+    let mut out: *mut c_char = std::ptr::null_mut();
+    // SAFETY: `out` receives a malloc'd NUL-terminated string we free.
+    let rc = unsafe { (l.encode)(&mut out, std::ptr::null_mut(), std::ptr::null(), 0) };
+    if rc != 0 || out.is_null() {
+        return Err(strerror(l, rc));
+    }
+    // SAFETY: non-null NUL-terminated string from libmunge, freed once.
+    let s = unsafe {
+        let s = CStr::from_ptr(out).to_string_lossy().into_owned();
+        libc::free(out.cast());
+        s
+    };
+    Ok(s)
+}
+
+/// MUNGE as an [`Authenticator`].
+pub struct Munge;
+
+impl Munge {
+    /// Checks that libmunge can be loaded.
+    ///
+    /// # Errors
+    /// It cannot.
+    pub fn new() -> Result<Self, String> {
+        lib()?;
+        Ok(Munge)
+    }
+}
+
+impl Authenticator for Munge {
+    fn verify(&self, cred: &[u8]) -> Result<Credential, String> {
+        munge_decode(cred)
+    }
+
+    fn name(&self) -> &'static str {
+        "munge"
+    }
+}
