@@ -15,6 +15,7 @@ use crate::config::{AuthMode, Config, ConnectMode};
 use crate::net::Address;
 use crate::pool::{NodeSpec, Pool, PoolOptions};
 use crate::server::listener::Listener;
+use crate::server::session::AuthPolicy;
 use crate::server::{Server, ServerConfig};
 use crate::tree::Tree;
 use crate::view::Views;
@@ -88,6 +89,21 @@ impl Aggregator {
             ..ServerConfig::default()
         };
         scfg.limits.max_msize = cfg.server.msize;
+        match &cfg.server.auth {
+            Some(AuthMode::Munge) => {
+                let m = crate::auth::Munge::new()
+                    .map_err(|e| anyhow::anyhow!("auth = \"munge\": {e}"))?;
+                scfg.limits.auth = Some(AuthPolicy {
+                    verifier: Arc::new(m),
+                    required: true,
+                });
+            }
+            Some(AuthMode::Key(p)) => anyhow::bail!(
+                "auth = key ({}) is not supported yet; use auth = \"munge\", or \"none\" on a trusted network",
+                p.display()
+            ),
+            _ => {}
+        }
         let mut listeners = Vec::new();
         for a in &cfg.server.listen {
             match &cfg.server.auth {

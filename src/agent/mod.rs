@@ -79,6 +79,8 @@ pub struct ProcFs {
     root: PathBuf,
     /// uid/gid -> name, for 9P2000 stat records (resolved once each).
     names: Mutex<HashMap<(bool, u32), Option<String>>>,
+    /// Users allowed to attach (the aggregator's service user), when set.
+    allowed_uids: Option<Vec<u32>>,
 }
 
 impl ProcFs {
@@ -98,7 +100,16 @@ impl ProcFs {
         Ok(Self {
             root,
             names: Mutex::new(HashMap::new()),
+            allowed_uids: None,
         })
+    }
+
+    /// Only these users may attach: a credential-proven uid (TCP with
+    /// MUNGE) or the peer's uid (Unix socket). Others are refused and
+    /// logged.
+    pub fn with_allowed_uids(mut self, uids: Vec<u32>) -> Self {
+        self.allowed_uids = Some(uids);
+        self
     }
 
     fn abs(&self, rel: &Path) -> PathBuf {
@@ -324,6 +335,17 @@ impl Filesystem for ProcFs {
     type Fid = AgentFid;
 
     async fn attach(&self, req: &AttachRequest) -> FsResult<(AgentFid, Qid)> {
+        if let Some(allowed) = &self.allowed_uids {
+            let who = req.auth_uid.or(req.peer.uid);
+            if !who.is_some_and(|u| allowed.contains(&u)) {
+                tracing::warn!(
+                    "{}: attach as {:?} (uid {who:?}) refused: not an allowed user",
+                    req.peer.addr,
+                    req.uname
+                );
+                return Err(FsError::new(errno::EPERM).with("not an allowed user of this agent"));
+            }
+        }
         let a = req.aname.trim_end_matches('/');
         if !(a.is_empty() || a == "/proc" || Path::new(a) == self.root) {
             return Err(FsError::NOENT.with(format!(

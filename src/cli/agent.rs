@@ -9,7 +9,9 @@ use clap::Args;
 
 use crate::agent::ProcFs;
 use crate::net::Address;
+use crate::server::listener::Cidr;
 use crate::server::listener::{Listener, shutdown_on_signals};
+use crate::server::session::AuthPolicy;
 use crate::server::{Server, ServerConfig};
 
 /// Options of `gproc agent`.
@@ -27,6 +29,17 @@ pub struct AgentArgs {
     /// Connections served at once.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// Accept TCP connections only from these addresses or blocks
+    /// (repeatable; e.g. the aggregator's 10.0.0.5 or 10.0.0.0/24).
+    #[arg(long, value_parser = Cidr::parse)]
+    allow: Vec<Cidr>,
+    /// Require MUNGE authentication of TCP clients (diod-compatible).
+    #[arg(long, value_parser = ["munge"])]
+    auth: Option<String>,
+    /// With --auth: the users allowed to attach (repeatable; default root),
+    /// i.e. the aggregator's service user.
+    #[arg(long = "allow-user")]
+    allow_users: Vec<String>,
 }
 
 pub(crate) fn parse_addr(s: &str) -> Result<Address, String> {
@@ -35,12 +48,41 @@ pub(crate) fn parse_addr(s: &str) -> Result<Address, String> {
 
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(a: AgentArgs) -> Result<ExitCode> {
-    let fs = ProcFs::new(&a.root).with_context(|| format!("cannot serve {}", a.root.display()))?;
+    let mut fs =
+        ProcFs::new(&a.root).with_context(|| format!("cannot serve {}", a.root.display()))?;
     let mut cfg = ServerConfig {
         max_connections: a.max_connections,
+        allow: a.allow.clone(),
         ..ServerConfig::default()
     };
     cfg.limits.max_msize = a.msize.max(crate::proto::MIN_MSIZE);
+    if a.auth.is_some() {
+        let m = crate::auth::Munge::new().map_err(|e| anyhow::anyhow!("--auth munge: {e}"))?;
+        cfg.limits.auth = Some(AuthPolicy {
+            verifier: Arc::new(m),
+            required: true,
+        });
+        let names = if a.allow_users.is_empty() {
+            vec!["root".to_string()]
+        } else {
+            a.allow_users.clone()
+        };
+        let mut uids = Vec::new();
+        for n in &names {
+            let uid = n.parse().ok().or_else(|| crate::view::uid_by_name(n));
+            uids.push(uid.with_context(|| format!("--allow-user {n}: no such user"))?);
+        }
+        fs = fs.with_allowed_uids(uids);
+    } else if !a.allow_users.is_empty() {
+        anyhow::bail!(
+            "--allow-user needs --auth munge: without it TCP clients have no proven identity"
+        );
+    }
+    if a.allow.is_empty() && a.auth.is_none() && a.listen.iter().any(Address::is_tcp) {
+        tracing::warn!(
+            "any host that reaches the TCP port can read this node's /proc: use --allow and/or --auth munge"
+        );
+    }
     let mut listeners = Vec::new();
     for addr in &a.listen {
         listeners.push(Listener::bind(addr, cfg.unix_mode).await?);

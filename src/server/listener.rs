@@ -26,6 +26,55 @@ pub struct ServerConfig {
     /// Permissions of Unix sockets we create (0o666: access is decided per
     /// peer uid, not by the socket file).
     pub unix_mode: u32,
+    /// TCP peers allowed to connect (empty: any). Unix socket peers are
+    /// local and always accepted; the session decides what they see.
+    pub allow: Vec<Cidr>,
+}
+
+/// An address block such as `10.0.0.0/8`, `127.0.0.1` or `fd00::/8`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr {
+    net: std::net::IpAddr,
+    bits: u8,
+}
+
+impl Cidr {
+    /// Parses `ADDR` or `ADDR/BITS`.
+    ///
+    /// # Errors
+    /// A message saying what was expected.
+    pub fn parse(s: &str) -> Result<Cidr, String> {
+        let (a, b) = s.split_once('/').unwrap_or((s, ""));
+        let net: std::net::IpAddr = a
+            .parse()
+            .map_err(|_| format!("{s:?}: expected an IP address or ADDR/BITS"))?;
+        let max = if net.is_ipv4() { 32 } else { 128 };
+        let bits = if b.is_empty() {
+            max
+        } else {
+            b.parse().map_err(|_| format!("{s:?}: bad prefix length"))?
+        };
+        if bits > max {
+            return Err(format!("{s:?}: prefix longer than {max} bits"));
+        }
+        Ok(Cidr { net, bits })
+    }
+
+    /// Whether `ip` is in the block (IPv4-mapped IPv6 counts as IPv4).
+    pub fn contains(&self, ip: std::net::IpAddr) -> bool {
+        use std::net::IpAddr;
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        let (a, b, width) = match (self.net, ip) {
+            (IpAddr::V4(n), IpAddr::V4(i)) => (u32::from(n) as u128, u32::from(i) as u128, 32),
+            (IpAddr::V6(n), IpAddr::V6(i)) => (u128::from(n), u128::from(i), 128),
+            _ => return false,
+        };
+        let shift = width - self.bits as u32;
+        shift >= width || (a >> shift) == (b >> shift)
+    }
 }
 
 impl Default for ServerConfig {
@@ -34,6 +83,7 @@ impl Default for ServerConfig {
             limits: SessionLimits::default(),
             max_connections: 4096,
             unix_mode: 0o666,
+            allow: Vec::new(),
         }
     }
 }
@@ -169,6 +219,16 @@ async fn accept_loop<F: Filesystem>(
         match accepted {
             Ok((conn, peer)) => {
                 backoff = Duration::from_millis(5);
+                if let (Conn::Tcp(s), false) = (&conn, cfg.allow.is_empty()) {
+                    let ip = s.peer_addr().map(|a| a.ip());
+                    if !ip.is_ok_and(|ip| cfg.allow.iter().any(|c| c.contains(ip))) {
+                        warn!(
+                            "refusing connection from {}: not in the allowed addresses",
+                            peer.addr
+                        );
+                        continue;
+                    }
+                }
                 let fs = fs.clone();
                 let limits = cfg.limits.clone();
                 let sd = shutdown.clone();
@@ -261,4 +321,38 @@ pub fn shutdown_on_signals() -> CancellationToken {
         t.cancel();
     });
     token
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cidr_blocks() {
+        let c = Cidr::parse("10.1.0.0/16").unwrap();
+        assert!(
+            c.contains("10.1.2.3".parse().unwrap()) && !c.contains("10.2.0.1".parse().unwrap())
+        );
+        assert!(
+            c.contains("::ffff:10.1.9.9".parse().unwrap()),
+            "IPv4-mapped"
+        );
+        assert!(
+            Cidr::parse("127.0.0.1")
+                .unwrap()
+                .contains("127.0.0.1".parse().unwrap())
+        );
+        assert!(
+            !Cidr::parse("127.0.0.1")
+                .unwrap()
+                .contains("127.0.0.2".parse().unwrap())
+        );
+        assert!(
+            Cidr::parse("0.0.0.0/0")
+                .unwrap()
+                .contains("8.8.8.8".parse().unwrap())
+        );
+        assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
+        assert!(Cidr::parse("10.0.0.0/33").is_err() && Cidr::parse("nope").is_err());
+    }
 }

@@ -1,0 +1,267 @@
+//! Identity and per-user views with real credentials: Unix socket peers
+//! (SO_PEERCRED) as root and as unprivileged users, and TCP with MUNGE
+//! (real munged; diod's own clients authenticate with it).
+
+mod common;
+
+use std::os::unix::process::CommandExt;
+use std::process::Command;
+
+use common::*;
+
+const NOBODY: u32 = 65534;
+const USER2: u32 = 64002;
+
+fn as_user(uid: u32, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(gproc())
+        .args(args)
+        .uid(uid)
+        .gid(uid)
+        .output()
+        .expect("run gproc");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn root_or_skip() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    require(
+        "root (to run clients as other users)",
+        unsafe { libc::geteuid() } == 0,
+    )
+}
+
+/// A node (our agent) and an aggregator on TCP + a Unix socket.
+struct Cluster {
+    _agent: Proc,
+    _agg: Proc,
+    tcp: String,
+    unix: String,
+    _dir: tempfile::TempDir,
+}
+
+fn cluster(auth: &str) -> Cluster {
+    let (pa, pg) = (free_port(), free_port());
+    let agent = start_agent(pa);
+    let dir = tempfile::tempdir().unwrap();
+    // World-traversable so the unprivileged test users reach the socket.
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let unix = dir.path().join("g.sock").display().to_string();
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:{pg}\", \"unix:{unix}\"]\nauth = \"{auth}\"\n\n\
+         [[nodes]]\nnames = \"n1\"\naddress = \"127.0.0.1:{pa}\"\n\n\
+         [[nodes]]\nnames = \"n2\"\naddress = \"127.0.0.1:{pa}\"\n\n\
+         [views]\nadmin_users = [\"root\"]\n\n\
+         [[views.allot]]\nuser = {NOBODY}\nnodes = \"n1\"\n\n\
+         [[views.allot]]\nuser = {USER2}\nnodes = \"n1,n2\"\n"
+    );
+    let agg = start_aggregator(dir.path(), &cfg, pg);
+    Cluster {
+        _agent: agent,
+        _agg: agg,
+        tcp: format!("127.0.0.1:{pg}"),
+        unix: format!("unix:{unix}"),
+        _dir: dir,
+    }
+}
+
+#[test]
+fn unix_socket_peers_get_their_own_view() {
+    if !root_or_skip() {
+        return;
+    }
+    let c = cluster("none");
+    // A process of NOBODY's, and one of USER2's.
+    let mut mine = Command::new("sleep")
+        .arg("60")
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .unwrap();
+    let mut theirs = Command::new("sleep")
+        .arg("61")
+        .uid(USER2)
+        .gid(USER2)
+        .spawn()
+        .unwrap();
+    let (mp, tp) = (mine.id(), theirs.id());
+
+    // The admin sees both nodes and both processes.
+    let (ok, ps, err) = as_user(0, &["ps", "--server", &c.unix, "-o", "node,pid"]);
+    assert!(ok, "{err}");
+    assert!(
+        ps.contains(&format!("n2   {tp}"))
+            || ps
+                .lines()
+                .any(|l| l.starts_with("n2") && l.ends_with(&tp.to_string())),
+        "{ps}"
+    );
+
+    // NOBODY sees only n1 and only their own processes.
+    let (ok, ps, err) = as_user(NOBODY, &["ps", "--server", &c.unix, "-o", "node,user,pid"]);
+    assert!(ok, "{err}");
+    let rows: Vec<&str> = ps.lines().skip(1).collect();
+    assert!(rows.iter().all(|l| l.starts_with("n1 ")), "{ps}");
+    assert!(rows.iter().all(|l| l.contains("nobody")), "{ps}");
+    assert!(rows.iter().any(|l| l.ends_with(&mp.to_string())), "{ps}");
+    let (_, ls, _) = as_user(NOBODY, &["ls", "--server", &c.unix, "/"]);
+    assert_eq!(
+        ls.lines().collect::<Vec<_>>(),
+        ["load", "n1", "nodes", "pid", "ps"]
+    );
+    // Guessing paths to others' things gives "does not exist".
+    for p in [
+        format!("n1/{tp}/status"),
+        "n2/loadavg".to_string(),
+        "n1/1/status".to_string(),
+        format!("pid/{tp}@n1"),
+        "stats".to_string(),
+    ] {
+        let (ok, _, err) = as_user(NOBODY, &["cat", "--server", &c.unix, &p]);
+        assert!(!ok && err.contains("does not exist"), "{p}: {err}");
+    }
+    assert!(
+        as_user(
+            NOBODY,
+            &["cat", "--server", &c.unix, &format!("n1/{mp}/status")]
+        )
+        .0
+    );
+    // A non-root peer claiming uid 0 in Tattach is still itself.
+    let (ok, out, err) = as_user(
+        NOBODY,
+        &["cat", "--server", &c.unix, "--uname", "root", "nodes"],
+    );
+    assert!(ok && !out.contains("n2"), "{out}{err}");
+
+    let _ = (mine.kill(), theirs.kill(), mine.wait(), theirs.wait());
+}
+
+#[test]
+fn tcp_needs_munge_and_gets_the_credentials_view() {
+    if !root_or_skip() {
+        return;
+    }
+    let ready = have("munge")
+        && have("diodcat")
+        && Command::new("sh")
+            .args(["-c", "munge -n </dev/null | unmunge >/dev/null"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !require(
+        "munged and diodcat (run .ci/setup-munge.sh and .ci/setup-peers.sh)",
+        ready,
+    ) {
+        return;
+    }
+    let c = cluster("munge");
+    // diodcat authenticates with MUNGE (Tauth, credential written to the afid).
+    let cat = |uid: u32, path: &str| {
+        let out = Command::new("diodcat")
+            .args(["-s", &c.tcp, "-a", "/", path])
+            .uid(uid)
+            .gid(uid)
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, nodes, err) = cat(0, "nodes");
+    assert!(
+        ok && nodes.contains("n1 ") && nodes.contains("n2 "),
+        "{nodes}{err}"
+    );
+    let (ok, nodes, err) = cat(NOBODY, "nodes");
+    assert!(
+        ok && nodes.contains("n1 ") && !nodes.contains("n2 "),
+        "{nodes}{err}"
+    );
+    let (ok, _, _) = cat(NOBODY, "n1/1/status");
+    assert!(!ok, "nobody must not read root's process over TCP either");
+    // Our client sends no credential: refused.
+    let (ok, _, err) = as_user(0, &["cat", "--server", &c.tcp, "nodes"]);
+    assert!(!ok && err.contains("permission denied"), "{err}");
+
+    // Forged and replayed credentials, by hand.
+    let cred = Command::new("munge").arg("-n").output().unwrap().stdout;
+    assert!(
+        raw_attach(&c.tcp, &cred, 0),
+        "a fresh credential is accepted"
+    );
+    assert!(
+        !raw_attach(&c.tcp, &cred, 0),
+        "the same credential again is a replay"
+    );
+    let fresh = Command::new("munge").arg("-n").output().unwrap().stdout;
+    assert!(
+        !raw_attach(&c.tcp, &fresh, 1000),
+        "a root credential cannot attach as uid 1000"
+    );
+    assert!(
+        !raw_attach(&c.tcp, b"MUNGE:forged:", 0),
+        "garbage is refused"
+    );
+}
+
+/// Tversion, Tauth, Twrite of `cred`, Tattach as `uid`: whether attached.
+fn raw_attach(addr: &str, cred: &[u8], uid: u32) -> bool {
+    use gproc::proto::*;
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let d = Dialect::P2000L;
+    let mut rpc = |tag: u16, m: Tmessage| -> Rmessage {
+        let f = Frame { tag, msg: m }.to_bytes(d).unwrap();
+        s.write_all(&f).unwrap();
+        let mut h = [0u8; 4];
+        s.read_exact(&mut h).unwrap();
+        let mut b = vec![0u8; u32::from_le_bytes(h) as usize];
+        b[..4].copy_from_slice(&h);
+        s.read_exact(&mut b[4..]).unwrap();
+        Frame::<Rmessage>::decode(bytes::Bytes::from(b), d)
+            .unwrap()
+            .msg
+    };
+    rpc(
+        NOTAG,
+        Tmessage::Version(Tversion {
+            msize: 65536,
+            version: "9P2000.L".into(),
+        }),
+    );
+    let r = rpc(
+        1,
+        Tmessage::Auth(Tauth {
+            afid: 1,
+            uname: String::new(),
+            aname: String::new(),
+            n_uname: uid,
+        }),
+    );
+    assert!(matches!(r, Rmessage::Auth(_)), "{r:?}");
+    let w = Twrite {
+        fid: 1,
+        offset: 0,
+        data: bytes::Bytes::copy_from_slice(cred),
+    };
+    assert!(matches!(rpc(2, Tmessage::Write(w)), Rmessage::Write(_)));
+    let a = Tattach {
+        fid: 2,
+        afid: 1,
+        uname: String::new(),
+        aname: String::new(),
+        n_uname: uid,
+    };
+    matches!(rpc(3, Tmessage::Attach(a)), Rmessage::Attach(_))
+}
