@@ -39,7 +39,9 @@ impl Drop for Server {
 }
 
 fn free_port() -> Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
 }
 
 async fn wait_up(addr: &str) -> Result<()> {
@@ -64,11 +66,18 @@ async fn start_agent() -> Result<Server> {
         .spawn()
         .context("cannot start gproc agent")?;
     wait_up(&addr).await?;
-    Ok(Server { name: "gproc agent", child, addr: Address::Tcp(addr), aname: "/proc" })
+    Ok(Server {
+        name: "gproc agent",
+        child,
+        addr: Address::Tcp(addr),
+        aname: "/proc",
+    })
 }
 
 async fn start_diod() -> Option<Server> {
-    let diod = ["/usr/sbin/diod", "/usr/bin/diod"].into_iter().find(|p| std::path::Path::new(p).exists())?;
+    let diod = ["/usr/sbin/diod", "/usr/bin/diod"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())?;
     let port = free_port().ok()?;
     let addr = format!("127.0.0.1:{port}");
     let child = Command::new(diod)
@@ -78,7 +87,12 @@ async fn start_diod() -> Option<Server> {
         .spawn()
         .ok()?;
     wait_up(&addr).await.ok()?;
-    Some(Server { name: "diod", child, addr: Address::Tcp(addr), aname: "/proc" })
+    Some(Server {
+        name: "diod",
+        child,
+        addr: Address::Tcp(addr),
+        aname: "/proc",
+    })
 }
 
 struct Run {
@@ -171,13 +185,28 @@ pub async fn run(b: AgentBench) -> Result<()> {
             format!("{:.2}", r.cpu),
         ]);
     }
-    println!("\nWhole-file reads (walk, open, read to EOF, clunk) of /proc/<pid>/{{stat,status}}:\n");
+    println!(
+        "\nWhole-file reads (walk, open, read to EOF, clunk) of /proc/<pid>/{{stat,status}}:\n"
+    );
     print_table(
-        &["server", "reads", "errors", "reads/s", "p50 us", "p99 us", "max us", "RSS MiB", "server CPU s"],
+        &[
+            "server",
+            "reads",
+            "errors",
+            "reads/s",
+            "p50 us",
+            "p99 us",
+            "max us",
+            "RSS MiB",
+            "server CPU s",
+        ],
         &rows,
     );
     if rates.len() == 2 && rates[1] > 0.0 {
-        println!("\nratio gproc agent / diod: {:.2}x reads per second", rates[0] / rates[1]);
+        println!(
+            "\nratio gproc agent / diod: {:.2}x reads per second",
+            rates[0] / rates[1]
+        );
     }
     Ok(())
 }

@@ -19,7 +19,9 @@ pub fn percentiles(mut v: Vec<Duration>) -> (f64, f64, f64) {
 
 /// Resident memory of a process in KiB (`VmRSS`), 0 if unknown.
 pub fn rss_kib(pid: u32) -> u64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return 0 };
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return 0;
+    };
     s.lines()
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.split_whitespace().next())
@@ -29,8 +31,12 @@ pub fn rss_kib(pid: u32) -> u64 {
 
 /// CPU seconds (user + system) a process has used so far.
 pub fn cpu_seconds(pid: u32) -> f64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return 0.0 };
-    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else { return 0.0 };
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some(rest) = s.rfind(')').map(|i| &s[i + 2..]) else {
+        return 0.0;
+    };
     let f: Vec<&str> = rest.split_whitespace().collect();
     let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     // SAFETY: sysconf has no preconditions.
@@ -49,11 +55,21 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
         }
     }
     let line = |cells: Vec<&str>| {
-        let s: Vec<String> = cells.iter().enumerate().map(|(i, c)| format!("{c:>width$}", width = w[i])).collect();
+        let s: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c:>width$}", width = w[i]))
+            .collect();
         println!("| {} |", s.join(" | "));
     };
     line(header.to_vec());
-    println!("|{}|", w.iter().map(|n| format!("{}:", "-".repeat(n + 1))).collect::<Vec<_>>().join("|"));
+    println!(
+        "|{}|",
+        w.iter()
+            .map(|n| format!("{}:", "-".repeat(n + 1)))
+            .collect::<Vec<_>>()
+            .join("|")
+    );
     for r in rows {
         line(r.iter().map(String::as_str).collect());
     }

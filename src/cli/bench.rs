@@ -24,8 +24,15 @@ pub enum BenchCmd {
 /// Runs one benchmark.
 pub async fn run(c: BenchCmd) -> Result<ExitCode> {
     match c {
-        BenchCmd::Agent { rounds, concurrency } => {
-            bench::agent::run(bench::agent::AgentBench { rounds, concurrency }).await?;
+        BenchCmd::Agent {
+            rounds,
+            concurrency,
+        } => {
+            bench::agent::run(bench::agent::AgentBench {
+                rounds,
+                concurrency,
+            })
+            .await?;
         }
     }
     Ok(ExitCode::SUCCESS)
