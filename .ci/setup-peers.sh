@@ -48,6 +48,7 @@ declare -A PKGFILE=(
     [busybox-static]=/bin/busybox
     [cpio]=/usr/bin/cpio
     [xz-utils]=/usr/bin/xz
+    [fuse3]=/usr/bin/fusermount3
 )
 missing=()
 for p in "${!PKGFILE[@]}"; do

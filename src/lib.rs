@@ -16,6 +16,7 @@
 //! - [`config`]: the TOML configuration, hostlists and durations.
 //! - [`sim`]: synthetic nodes: deterministic `/proc` trees served over 9P on
 //!   loopback addresses, with churn and fault injection.
+//! - [`mount`]: `gproc mount`, any 9P tree as a read-only FUSE file system.
 //! - [`cli`]: the `gproc` subcommands.
 
 pub mod agent;
@@ -25,6 +26,7 @@ pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod mount;
 pub mod net;
 pub mod pool;
 pub mod proto;

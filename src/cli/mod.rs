@@ -4,6 +4,7 @@
 mod agent;
 mod bench;
 mod inspect;
+mod mount;
 mod ps;
 mod serve;
 
@@ -36,6 +37,8 @@ enum Command {
     Config(serve::ConfigCmd),
     /// The cluster's processes, like `ps aux` with a NODE column.
     Ps(ps::PsArgs),
+    /// Mount a 9P server's tree (aggregator, agent, diod) read-only with FUSE.
+    Mount(mount::MountArgs),
     /// Benchmarks (the tables of BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -65,6 +68,7 @@ pub fn main() -> ExitCode {
             Command::Config(c) => serve::run_config(c),
             Command::Ps(a) => ps::run(a).await,
             Command::Bench(c) => bench::run(c).await,
+            Command::Mount(a) => mount::run(a).await,
         }
     });
     match res {

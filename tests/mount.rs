@@ -1,0 +1,487 @@
+//! `gproc mount` end to end: a real FUSE mount of an agent and of an
+//! aggregator, read by unmodified tools (ls, find, cat, grep, readlink,
+//! stat, dd, procps ps), compared with what `gproc cat` and the host's
+//! /proc say. Needs /dev/fuse and fusermount3: skipped loudly without
+//! them, failed under `CI=true`.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Proc, free_port, gproc, have, require, start_agent, start_aggregator};
+
+fn fuse_ready() -> bool {
+    require("/dev/fuse", Path::new("/dev/fuse").exists())
+        && require("fusermount3", have("fusermount3"))
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// Runs `sh -c script` under a 60 s timeout.
+fn sh(script: &str) -> Output {
+    Command::new("timeout")
+        .args(["60", "sh", "-c", script])
+        .output()
+        .expect("run sh")
+}
+
+/// `sh` that must succeed; returns stdout.
+fn sh_ok(script: &str) -> String {
+    let o = sh(script);
+    assert!(
+        o.status.success(),
+        "{script:?} failed ({}):\nstdout: {}\nstderr: {}",
+        o.status,
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// `gproc cat --server addr paths...` (must succeed).
+fn gproc_cat(addr: &str, aname: &str, paths: &[&str]) -> Vec<u8> {
+    let o = Command::new(gproc())
+        .args(["cat", "--server", addr, "--aname", aname])
+        .args(paths)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "gproc cat {paths:?}: {o:?}");
+    o.stdout
+}
+
+/// Whether `dir` is a mount point of a gproc FUSE mount.
+fn is_mounted(dir: &Path) -> bool {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let want = dir.to_string_lossy();
+    info.lines().any(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        f.len() > 4 && f[4] == want && l.contains(" - fuse") && l.contains(" gproc:")
+    })
+}
+
+/// A `gproc mount -f` child.
+struct Mount {
+    child: Option<Child>,
+    dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Mount {
+    /// Mounts `addr` (attach name `aname`) on `dir` and waits until the
+    /// mount is there.
+    fn start(addr: &str, aname: &str, dir: &Path) -> Mount {
+        let dir = dir.canonicalize().unwrap();
+        let log = dir.with_extension("log");
+        let child = Command::new(gproc())
+            .args(["mount", addr])
+            .arg(&dir)
+            .args(["-f", "--aname", aname])
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("spawn gproc mount");
+        let mut m = Mount {
+            child: Some(child),
+            dir,
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !is_mounted(&m.dir) {
+            if let Some(st) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
+                panic!(
+                    "gproc mount exited ({st}) before mounting:\n{}",
+                    m.log_text()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "not mounted after 20 s:\n{}",
+                m.log_text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        m
+    }
+
+    fn path(&self, rel: &str) -> String {
+        format!("{}/{rel}", self.dir.display())
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.as_ref().map(|c| c.id()).unwrap_or(0)
+    }
+
+    /// Waits up to 20 s for the mount process to exit.
+    fn wait_exit(&mut self) -> ExitStatus {
+        let mut c = self.child.take().expect("mount process");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                return st;
+            }
+            if Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("gproc mount did not exit:\n{}", self.log_text());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// `fusermount3 -u`, then the mount process must exit 0.
+    fn unmount(mut self) {
+        let o = Command::new("timeout")
+            .args(["20", "fusermount3", "-u"])
+            .arg(&self.dir)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "fusermount3 -u: {o:?}");
+        let st = self.wait_exit();
+        assert!(
+            st.success(),
+            "gproc mount exited with {st}:\n{}",
+            self.log_text()
+        );
+        assert!(!is_mounted(&self.dir));
+    }
+}
+
+impl Drop for Mount {
+    fn drop(&mut self) {
+        if is_mounted(&self.dir) {
+            let _ = Command::new("fusermount3")
+                .args(["-u", "-z"])
+                .arg(&self.dir)
+                .status();
+        }
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A `sleep` child whose /proc directory is stable for the test.
+fn sleeper() -> Proc {
+    Proc(Command::new("sleep").arg("300").spawn().unwrap())
+}
+
+fn pids_of(text: &str) -> BTreeSet<u32> {
+    text.split_whitespace()
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
+fn host_pids() -> BTreeSet<u32> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+#[test]
+fn agent_tree_reads_like_proc_with_unmodified_tools() {
+    if !fuse_ready() {
+        return;
+    }
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _agent = start_agent(port);
+    let tmp = tempfile::tempdir().unwrap();
+    let mp = tmp.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let m = Mount::start(&addr, "", &mp);
+    let s = sleeper();
+    let pid = s.0.id();
+
+    // ls -lR of a pid directory: every entry readable, exit 0.
+    let out = sh_ok(&format!("ls -lR {}", m.path(&pid.to_string())));
+    assert!(out.contains("status") && out.contains("/fd:"), "{out}");
+    // The same names as the host's /proc.
+    let through = sh_ok(&format!("cd {} && find {pid} | sort", m.dir.display()));
+    let host = sh_ok(&format!("cd /proc && find {pid} | sort"));
+    assert_eq!(through, host, "find of a pid directory differs from /proc");
+    // find -maxdepth 1 of pid 1.
+    let out = sh_ok(&format!("find {} -maxdepth 1", m.path("1")));
+    assert!(out.lines().any(|l| l == m.path("1/status")), "{out}");
+    assert!(out.lines().count() > 20, "{out}");
+
+    // cat: size-0 files read whole; contents as gproc cat reads them.
+    let load = sh_ok(&format!("cat {}", m.path("loadavg")));
+    let f: Vec<&str> = load.split_whitespace().collect();
+    assert_eq!(f.len(), 5, "{load}");
+    assert!(f[..3].iter().all(|x| x.parse::<f64>().is_ok()), "{load}");
+    for p in ["version", "1/cmdline", "filesystems", "sys/kernel/ostype"] {
+        let through = std::fs::read(m.path(p)).unwrap();
+        assert!(!through.is_empty(), "{p} read empty");
+        assert_eq!(through, gproc_cat(&addr, "", &[p]), "{p}");
+    }
+    let status = format!("{pid}/status");
+    let via_gproc = String::from_utf8(gproc_cat(&addr, "", &[&status])).unwrap();
+    let through = std::fs::read_to_string(m.path(&status)).unwrap();
+    assert_eq!(
+        through.lines().next(),
+        via_gproc.lines().next(),
+        "Name: line"
+    );
+    // Reads in 7-byte chunks give the same bytes (direct_io, snapshot).
+    let chunked = sh(&format!("dd if={} bs=7 status=none", m.path("version"))).stdout;
+    assert_eq!(chunked, std::fs::read("/proc/version").unwrap());
+
+    // grep -r.
+    let out = sh_ok(&format!("grep -r Name {}", m.path("1/status")));
+    let host = sh_ok("grep -r Name /proc/1/status");
+    assert_eq!(out, host);
+
+    // readlink: self is the agent's own pid, as gproc stat sees it.
+    let target = sh_ok(&format!("readlink {}", m.path("self")));
+    let target = target.trim();
+    assert!(target.parse::<u32>().is_ok(), "{target}");
+    let st = Command::new(gproc())
+        .args(["stat", "--server", &addr, "self"])
+        .output()
+        .unwrap();
+    assert!(
+        String::from_utf8_lossy(&st.stdout).contains(&format!("self -> {target}")),
+        "{st:?}"
+    );
+    assert_eq!(
+        sh_ok(&format!("readlink {}", m.path(&format!("{pid}/exe")))),
+        sh_ok(&format!("readlink /proc/{pid}/exe"))
+    );
+
+    // stat: distinct inode numbers, and they are the server's qid.paths
+    // (procfs inode numbers for the agent).
+    let paths = ["1", "1/status", "loadavg", &status, &pid.to_string()];
+    let list: Vec<String> = paths.iter().map(|p| m.path(p)).collect();
+    let inos = sh_ok(&format!("stat -c %i {}", list.join(" ")));
+    let inos: Vec<&str> = inos.lines().collect();
+    assert_eq!(inos.len(), paths.len());
+    assert_eq!(
+        inos.iter().collect::<BTreeSet<_>>().len(),
+        paths.len(),
+        "{inos:?}"
+    );
+    let host = sh_ok("stat -c %i /proc/loadavg");
+    assert_eq!(inos[2], host.trim());
+
+    // Directory listings larger than one FUSE readdir buffer resume
+    // exactly (about 150 entries, over 4 KiB).
+    let through = sh_ok(&format!("ls -f {} | sort", m.path("sys/net/ipv4")));
+    let host = sh_ok("ls -f /proc/sys/net/ipv4 | sort");
+    assert_eq!(through, host);
+    assert!(through.lines().count() > 100);
+
+    // Errors carry the right errno.
+    let o = sh(&format!("cat {}", m.path("no-such-file")));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("No such file or directory"),
+        "{o:?}"
+    );
+    let o = sh(&format!("echo x > {}", m.path(&format!("{pid}/comm"))));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Read-only file system"),
+        "{o:?}"
+    );
+
+    // procps ps with the mount as /proc, in a private mount namespace.
+    if require("root (unshare -m, mount --bind)", is_root()) && require("unshare", have("unshare"))
+    {
+        let before = host_pids();
+        let aux = sh_ok(&format!(
+            "unshare -m sh -c 'mount --bind {} /proc && ps aux'",
+            m.dir.display()
+        ));
+        assert!(aux.starts_with("USER"), "{aux}");
+        assert!(
+            aux.lines()
+                .any(|l| l.contains("sleep 300") && l.contains(&pid.to_string())),
+            "{aux}"
+        );
+        let ps = sh_ok(&format!(
+            "unshare -m sh -c 'mount --bind {} /proc && ps -eo pid='",
+            m.dir.display()
+        ));
+        let after = host_pids();
+        let stable: BTreeSet<u32> = before.intersection(&after).copied().collect();
+        let seen = pids_of(&ps);
+        let missing: Vec<_> = stable.difference(&seen).collect();
+        assert!(
+            missing.is_empty(),
+            "ps through the mount misses {missing:?}:\n{ps}"
+        );
+    }
+
+    drop(s);
+    m.unmount();
+}
+
+#[test]
+fn aggregator_tree_through_the_mount() {
+    if !fuse_ready() {
+        return;
+    }
+    let (pa, pg) = (free_port(), free_port());
+    let _agent = start_agent(pa);
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:{pg}\"]\nauth = \"none\"\n\n\
+         [[nodes]]\nnames = \"n1\"\naddress = \"127.0.0.1:{pa}\"\n"
+    );
+    let _agg = start_aggregator(cfg_dir.path(), &cfg, pg);
+    let addr = format!("127.0.0.1:{pg}");
+    let tmp = tempfile::tempdir().unwrap();
+    let mp = tmp.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let m = Mount::start(&addr, "", &mp);
+
+    let ps = sh_ok(&format!("cat {}", m.path("ps")));
+    assert!(ps.starts_with("NODE PID"), "{ps}");
+    assert!(ps.lines().any(|l| l.starts_with("n1 1 ")), "{ps}");
+    let nodes = sh_ok(&format!("cat {}", m.path("nodes")));
+    assert!(nodes.lines().any(|l| l.starts_with("n1 up ")), "{nodes}");
+    let ls = sh_ok(&format!("ls {}", m.path("n1/1")));
+    assert!(ls.lines().any(|l| l == "status"), "{ls}");
+    let root = sh_ok(&format!("ls {}", m.dir.display()));
+    for n in ["nodes", "ps", "load", "pid", "n1"] {
+        assert!(root.lines().any(|l| l == n), "{n} missing: {root}");
+    }
+    let name = sh_ok(&format!("grep Name: {}", m.path("n1/1/status")));
+    assert_eq!(name, sh_ok("grep Name: /proc/1/status"));
+    let alias = sh_ok(&format!("ls {}", m.path("pid/1@n1")));
+    assert!(alias.lines().any(|l| l == "status"), "{alias}");
+    // A node directory and its /pid alias are different inodes.
+    let inos = sh_ok(&format!(
+        "stat -c %i {} {}",
+        m.path("n1/1"),
+        m.path("pid/1@n1")
+    ));
+    let inos: BTreeSet<&str> = inos.lines().collect();
+    assert_eq!(inos.len(), 2);
+
+    // One node's /proc attached directly.
+    let mp2 = tmp.path().join("n1");
+    std::fs::create_dir(&mp2).unwrap();
+    let m2 = Mount::start(&addr, "/n1", &mp2);
+    let v = std::fs::read(m2.path("version")).unwrap();
+    assert_eq!(v, std::fs::read("/proc/version").unwrap());
+    m2.unmount();
+    m.unmount();
+}
+
+#[test]
+fn reconnects_after_the_server_restarts_and_unmounts_on_sigterm() {
+    if !fuse_ready() {
+        return;
+    }
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let agent = start_agent(port);
+    let tmp = tempfile::tempdir().unwrap();
+    let mp = tmp.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let mut m = Mount::start(&addr, "", &mp);
+    let version = std::fs::read(m.path("version")).unwrap();
+    let ino = sh_ok(&format!("stat -c %i {}", m.path("version")));
+    // An open file is a snapshot: it reads after the server is gone.
+    let mut open = std::fs::File::open(m.path("version")).unwrap();
+
+    drop(agent);
+    std::thread::sleep(Duration::from_millis(1500)); // past the entry TTL
+    let err = std::fs::read(m.path("version")).unwrap_err();
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::ECONNREFUSED),
+        "a down server: {err}"
+    );
+    let mut snap = Vec::new();
+    std::io::Read::read_to_end(&mut open, &mut snap).unwrap();
+    assert_eq!(snap, version);
+
+    let _agent = start_agent(port);
+    std::thread::sleep(Duration::from_millis(600)); // past the redial backoff
+    assert_eq!(std::fs::read(m.path("version")).unwrap(), version);
+    assert_eq!(
+        sh_ok(&format!("stat -c %i {}", m.path("version"))),
+        ino,
+        "inode numbers survive a reconnect"
+    );
+    assert!(m.log_text().contains("reconnected"), "{}", m.log_text());
+
+    // SIGTERM unmounts. The file still open keeps the mount busy, so it is
+    // detached lazily: gone from the namespace at once, served until the
+    // file is closed, then the process exits 0.
+    sh_ok(&format!("kill -TERM {}", m.pid()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_mounted(&m.dir) {
+        assert!(
+            Instant::now() < deadline,
+            "still mounted:\n{}",
+            m.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut again = Vec::new();
+    std::io::Seek::rewind(&mut open).unwrap();
+    std::io::Read::read_to_end(&mut open, &mut again).unwrap();
+    assert_eq!(again, version, "the open file is served until closed");
+    drop(open);
+    let st = m.wait_exit();
+    assert!(st.success(), "{st}:\n{}", m.log_text());
+}
+
+#[test]
+fn background_mode_returns_once_mounted() {
+    if !fuse_ready() {
+        return;
+    }
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let _agent = start_agent(port);
+    let tmp = tempfile::tempdir().unwrap();
+    let mp = tmp.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let mp = mp.canonicalize().unwrap();
+    let st = Command::new("timeout")
+        .arg("30")
+        .arg(gproc())
+        .args(["mount", &addr])
+        .arg(&mp)
+        .status()
+        .unwrap();
+    assert!(st.success(), "{st}");
+    assert!(is_mounted(&mp), "mounted when the command returns");
+    let v = std::fs::read(mp.join("version")).unwrap();
+    assert_eq!(v, std::fs::read("/proc/version").unwrap());
+    sh_ok(&format!("fusermount3 -u {}", mp.display()));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while is_mounted(&mp) {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A server that is not there: an error, and nothing left mounted.
+    let dead = free_port();
+    let o = Command::new("timeout")
+        .arg("30")
+        .arg(gproc())
+        .args(["mount", &format!("127.0.0.1:{dead}")])
+        .arg(&mp)
+        .output()
+        .unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("refused"),
+        "{o:?}"
+    );
+    assert!(!is_mounted(&mp));
+}
