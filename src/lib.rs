@@ -17,6 +17,7 @@
 //! - [`sim`]: synthetic nodes: deterministic `/proc` trees served over 9P on
 //!   loopback addresses, with churn and fault injection.
 //! - [`mount`]: `gproc mount`, any 9P tree as a read-only FUSE file system.
+//! - [`top`]: `gproc top`, the live cluster view (model, drawing, text).
 //! - [`cli`]: the `gproc` subcommands.
 
 pub mod agent;
@@ -32,5 +33,6 @@ pub mod pool;
 pub mod proto;
 pub mod server;
 pub mod sim;
+pub mod top;
 pub mod tree;
 pub mod view;

@@ -7,6 +7,7 @@ mod inspect;
 mod mount;
 mod ps;
 mod serve;
+mod top;
 
 use std::process::ExitCode;
 
@@ -39,6 +40,8 @@ enum Command {
     Ps(ps::PsArgs),
     /// Mount a 9P server's tree (aggregator, agent, diod) read-only with FUSE.
     Mount(mount::MountArgs),
+    /// A live view of the cluster: nodes, totals, top processes.
+    Top(top::TopArgs),
     /// Benchmarks (the tables of BENCHMARKS.md).
     #[command(subcommand)]
     Bench(bench::BenchCmd),
@@ -69,6 +72,7 @@ pub fn main() -> ExitCode {
             Command::Ps(a) => ps::run(a).await,
             Command::Bench(c) => bench::run(c).await,
             Command::Mount(a) => mount::run(a).await,
+            Command::Top(a) => top::run(a).await,
         }
     });
     match res {

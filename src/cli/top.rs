@@ -1,0 +1,96 @@
+//! `gproc top`: the live cluster view (see [`crate::top`]). Interactive
+//! on a terminal; plain periodic text when stdout is not one.
+
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Result, bail};
+use clap::Args;
+
+use crate::client::ClientOptions;
+use crate::config::Hostlist;
+use crate::mount::{Remote, Target};
+use crate::net::Address;
+use crate::top::{App, Filter, SortKey, Source};
+
+/// Options of `gproc top`.
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// The aggregator: host:port or unix:/path (default: $GPROC_SERVER, else
+    /// the local socket unix:/run/gproc/gproc.sock).
+    #[arg(long, value_parser = super::agent::parse_addr)]
+    server: Option<Address>,
+    /// Time between refreshes.
+    #[arg(long, short = 'd', default_value = "2s", value_parser = humantime::parse_duration)]
+    interval: Duration,
+    /// Rank processes by cpu or mem (keys c and m switch).
+    #[arg(long, default_value = "cpu", value_parser = parse_sort)]
+    sort: SortKey,
+    /// Only these users' processes (comma-separated names).
+    #[arg(short = 'u', long = "user", value_delimiter = ',')]
+    users: Vec<String>,
+    /// Only these nodes (a hostlist: n[01-16],login1).
+    #[arg(short = 'n', long = "nodes")]
+    nodes: Option<String>,
+    /// Stop after this many refreshes (default: run until q, or forever
+    /// in plain mode).
+    #[arg(long)]
+    iterations: Option<u64>,
+    /// Processes listed per refresh in plain mode.
+    #[arg(long, default_value_t = 20)]
+    limit: usize,
+    /// Give up on one read of the aggregator after this long.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    timeout: Duration,
+}
+
+fn parse_sort(s: &str) -> Result<SortKey, String> {
+    SortKey::parse(s).ok_or_else(|| format!("{s:?}: expected cpu or mem"))
+}
+
+/// Runs `gproc top`.
+pub async fn run(a: TopArgs) -> Result<ExitCode> {
+    if a.interval.is_zero() {
+        bail!("--interval must be more than 0");
+    }
+    let hosts = match &a.nodes {
+        Some(h) => Some(Hostlist::parse(h).map_err(|e| anyhow::anyhow!("-n {h:?}: {e}"))?),
+        None => None,
+    };
+    let server = super::ps::server_address(a.server.clone())?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let uid = unsafe { libc::geteuid() };
+    let source = Arc::new(Source::new(Remote::new(Target {
+        addr: server.clone(),
+        aname: String::new(),
+        uname: std::env::var("USER").unwrap_or_else(|_| "nobody".into()),
+        uid: Some(uid),
+        opts: ClientOptions {
+            request_timeout: a.timeout,
+            connect_timeout: a.timeout.min(Duration::from_secs(5)),
+            ..ClientOptions::default()
+        },
+    })));
+    let app = App::new(
+        server.to_string(),
+        a.interval,
+        a.sort,
+        Filter {
+            users: a.users.clone(),
+            hosts,
+        },
+    );
+    if std::io::stdout().is_terminal() {
+        crate::top::run_tui(source, app, a.iterations).await?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut out = std::io::stdout().lock();
+    let ok = crate::top::run_text(&source, &app, a.limit, a.iterations, &mut out).await?;
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}

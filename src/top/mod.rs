@@ -1,0 +1,250 @@
+//! `gproc top`: a live view of the cluster from the aggregator's `/nodes`,
+//! `/load` and `/ps`: nodes up and down, cluster totals, the top
+//! processes by CPU or memory with their node, and a per-node view.
+//!
+//! - [`model`]: parsing the three tables into a [`Snapshot`], filters,
+//!   totals, rankings. Pure.
+//! - [`ui`]: the interactive state ([`App`]), keys, and drawing with
+//!   ratatui (any backend: tests use `TestBackend`).
+//! - [`text`]: the plain form printed when stdout is not a terminal.
+//!
+//! This module only reads: the three files over one 9P connection that
+//! is re-dialled when lost ([`crate::mount::Remote`], shared with
+//! `gproc mount`). `%CPU` is what `/ps` reports: CPU time over the
+//! process's life, as `ps` shows it, not a rate over the last interval.
+
+pub mod model;
+pub mod text;
+pub mod ui;
+
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI32, Ordering};
+use std::time::Duration;
+
+use anyhow::Result;
+use crossterm::event::{Event, KeyEventKind};
+use tokio::sync::mpsc;
+use tokio::time::MissedTickBehavior;
+
+use crate::client::ClientError;
+use crate::mount::Remote;
+pub use model::{Filter, Snapshot, SortKey};
+pub use ui::{Action, App, Mode};
+
+/// Where the tables come from.
+pub struct Source {
+    remote: Remote,
+}
+
+impl Source {
+    /// Reads from the aggregator behind `remote`.
+    pub fn new(remote: Remote) -> Self {
+        Source { remote }
+    }
+
+    /// Reads `/load`, `/ps` and then `/nodes` (after the others, so that
+    /// nodes contacted for them show as up rather than idle).
+    ///
+    /// # Errors
+    /// The aggregator cannot be reached or refuses a read.
+    pub async fn fetch(&self) -> Result<Snapshot, ClientError> {
+        let (load, ps) = self
+            .remote
+            .call(
+                |root| async move { tokio::try_join!(root.read_all("load"), root.read_all("ps")) },
+            )
+            .await?;
+        let nodes = self
+            .remote
+            .call(|root| async move { root.read_all("nodes").await })
+            .await?;
+        Ok(Snapshot::parse(
+            &String::from_utf8_lossy(&nodes),
+            &String::from_utf8_lossy(&load),
+            &String::from_utf8_lossy(&ps),
+        ))
+    }
+}
+
+/// Plain output: a block every `interval`, `iterations` times (forever
+/// if `None`). Returns whether every refresh succeeded; a failed one is
+/// reported on stderr and the next is tried.
+///
+/// # Errors
+/// Writing to `out` fails (a closed pipe ends the command).
+pub async fn run_text(
+    source: &Source,
+    app: &App,
+    limit: usize,
+    iterations: Option<u64>,
+    out: &mut impl Write,
+) -> Result<bool> {
+    let mut tick = tokio::time::interval(app.interval.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut ok = true;
+    let mut done = 0u64;
+    loop {
+        tick.tick().await;
+        match source.fetch().await {
+            Ok(s) => {
+                if done > 0 {
+                    writeln!(out)?;
+                }
+                let shown = s.filtered(&app.filter);
+                out.write_all(text::render(&app.server, &shown, app.sort, limit).as_bytes())?;
+                out.flush()?;
+            }
+            Err(e) => {
+                eprintln!("gproc top: {e}");
+                ok = false;
+            }
+        }
+        done += 1;
+        if iterations.is_some_and(|n| done >= n) {
+            return Ok(ok);
+        }
+    }
+}
+
+/// The refresh in flight's result; never ready if there is none.
+async fn finished<T>(
+    p: &mut Option<tokio::task::JoinHandle<T>>,
+) -> Result<T, tokio::task::JoinError> {
+    match p {
+        Some(h) => h.await,
+        None => std::future::pending().await,
+    }
+}
+
+/// What the key-reading thread sends.
+enum Input {
+    Key(crossterm::event::KeyEvent),
+    Resize,
+}
+
+/// Puts the terminal back however the view ends (error, panic, `q`).
+struct Restore;
+
+impl Drop for Restore {
+    fn drop(&mut self) {
+        let _ = ratatui::try_restore();
+    }
+}
+
+/// The real stderr while the view runs (-1: not redirected).
+static SAVED_STDERR: AtomicI32 = AtomicI32::new(-1);
+
+/// Puts stderr back where it was.
+fn restore_stderr() {
+    let fd = SAVED_STDERR.swap(-1, Ordering::SeqCst);
+    if fd >= 0 {
+        // SAFETY: `fd` is the descriptor dup'ed in `StderrAside::new` and
+        // not closed since (the swap makes this run once).
+        unsafe {
+            libc::dup2(fd, libc::STDERR_FILENO);
+            libc::close(fd);
+        }
+    }
+}
+
+/// Sends stderr to /dev/null while the full-screen view is up: log lines
+/// (a refresh that failed is already shown in the footer) would be drawn
+/// over the screen. A panic puts stderr back before its message.
+struct StderrAside;
+
+impl StderrAside {
+    fn new() -> Self {
+        if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
+            use std::os::fd::AsRawFd;
+            // SAFETY: dup and dup2 on descriptors that are open for the
+            // duration of the calls.
+            let saved = unsafe { libc::dup(libc::STDERR_FILENO) };
+            if saved >= 0 {
+                SAVED_STDERR.store(saved, Ordering::SeqCst);
+                unsafe {
+                    libc::dup2(null.as_raw_fd(), libc::STDERR_FILENO);
+                }
+                let prev = std::panic::take_hook();
+                std::panic::set_hook(Box::new(move |info| {
+                    restore_stderr();
+                    prev(info);
+                }));
+            }
+        }
+        StderrAside
+    }
+}
+
+impl Drop for StderrAside {
+    fn drop(&mut self) {
+        restore_stderr();
+    }
+}
+
+/// The interactive view, until `q` (or `iterations` refreshes).
+///
+/// # Errors
+/// The terminal cannot be set up or drawn on.
+pub async fn run_tui(source: Arc<Source>, mut app: App, iterations: Option<u64>) -> Result<()> {
+    let mut terminal = ratatui::try_init()?;
+    let _restore = Restore;
+    // Dropped before `_restore`: stderr is back before the screen is.
+    let _stderr = StderrAside::new();
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    // crossterm's reads block: a plain thread feeds them to the loop. It
+    // stays blocked in read() after we leave, until the process exits.
+    std::thread::Builder::new()
+        .name("gproc-top-keys".into())
+        .spawn(move || {
+            loop {
+                let ev = match crossterm::event::read() {
+                    Ok(Event::Key(k)) if k.kind != KeyEventKind::Release => Input::Key(k),
+                    Ok(Event::Resize(..)) => Input::Resize,
+                    Ok(_) => continue,
+                    Err(_) => return,
+                };
+                if tx.send(ev).is_err() {
+                    return;
+                }
+            }
+        })?;
+    let mut tick = tokio::time::interval(app.interval.max(Duration::from_millis(100)));
+    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    let mut pending: Option<tokio::task::JoinHandle<Result<Snapshot, ClientError>>> = None;
+    let mut done = 0u64;
+    loop {
+        terminal.draw(|f| ui::draw(f, &app))?;
+        tokio::select! {
+            _ = tick.tick(), if pending.is_none() => {
+                let s = source.clone();
+                pending = Some(tokio::spawn(async move { s.fetch().await }));
+            }
+            r = finished(&mut pending), if pending.is_some() => {
+                pending = None;
+                match r {
+                    Ok(Ok(s)) => app.update(&s),
+                    Ok(Err(e)) => app.error = Some(e.to_string()),
+                    Err(e) => app.error = Some(format!("refresh task failed: {e}")),
+                }
+                done += 1;
+                if iterations.is_some_and(|n| done >= n) {
+                    break;
+                }
+            }
+            ev = rx.recv() => match ev {
+                Some(Input::Key(k)) => match app.key(k) {
+                    Action::Quit => break,
+                    Action::Refresh => tick.reset_immediately(),
+                    Action::Redraw | Action::Ignore => {}
+                },
+                Some(Input::Resize) => {}
+                None => break,
+            },
+        }
+    }
+    if let Some(p) = pending {
+        p.abort();
+    }
+    Ok(())
+}
