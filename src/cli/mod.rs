@@ -3,10 +3,12 @@
 
 mod agent;
 mod bench;
+mod demo;
 mod inspect;
 mod mount;
 mod ps;
 mod serve;
+mod sim;
 mod top;
 
 use std::process::ExitCode;
@@ -40,6 +42,10 @@ enum Command {
     Ps(ps::PsArgs),
     /// Mount a 9P server's tree (aggregator, agent, diod) read-only with FUSE.
     Mount(mount::MountArgs),
+    /// Host many synthetic nodes, each a 9P server on its own loopback address.
+    Sim(sim::SimArgs),
+    /// A simulated cluster with an aggregator over it, in one command.
+    Demo(demo::DemoArgs),
     /// A live view of the cluster: nodes, totals, top processes.
     Top(top::TopArgs),
     /// Benchmarks (the tables of BENCHMARKS.md).
@@ -71,6 +77,8 @@ pub fn main() -> ExitCode {
             Command::Config(c) => serve::run_config(c),
             Command::Ps(a) => ps::run(a).await,
             Command::Bench(c) => bench::run(c).await,
+            Command::Sim(a) => sim::run(a).await,
+            Command::Demo(a) => demo::run(a).await,
             Command::Mount(a) => mount::run(a).await,
             Command::Top(a) => top::run(a).await,
         }

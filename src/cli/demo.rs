@@ -1,0 +1,177 @@
+//! `gproc demo`: a simulated cluster, an aggregator over it, a first look
+//! at the cluster's processes, and the commands to try, in one command
+//! with no configuration.
+
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use crate::aggregator::Aggregator;
+use crate::config::Config;
+use crate::net::Address;
+use crate::server::listener::shutdown_on_signals;
+use crate::sim::{SimCluster, SimOptions};
+use crate::tree::tables::PsRow;
+
+/// Options of `gproc demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Simulated nodes.
+    #[arg(long, default_value_t = 300)]
+    nodes: usize,
+    /// Processes per node.
+    #[arg(long, default_value_t = 100)]
+    procs_per_node: usize,
+    /// Where the aggregator serves 9P over TCP (loopback).
+    #[arg(long, default_value = "127.0.0.1:5640", value_parser = super::agent::parse_addr)]
+    listen: Address,
+    /// The aggregator's Unix socket.
+    #[arg(long, default_value = "/tmp/gproc-demo.sock")]
+    socket: String,
+    /// Print the summary and exit instead of serving (for scripts).
+    #[arg(long)]
+    once: bool,
+}
+
+/// Runs the demo until Ctrl-C.
+pub async fn run(a: DemoArgs) -> Result<ExitCode> {
+    let t0 = Instant::now();
+    eprintln!(
+        "gproc demo: starting {} simulated nodes ({} processes each) on 127.1.x.y ...",
+        a.nodes, a.procs_per_node
+    );
+    // A cluster of a few hundred nodes with a couple that refuse
+    // connections, so the node list shows what a down node looks like.
+    let opts = SimOptions {
+        nodes: a.nodes,
+        procs_per_node: a.procs_per_node,
+        churn_per_min: 6.0,
+        refuse: if a.nodes >= 50 { 0.01 } else { 0.0 },
+        base_port: 0,
+        ..SimOptions::default()
+    };
+    let sim = SimCluster::start(opts)
+        .await
+        .context("cannot start the simulated cluster")?;
+    let config = format!(
+        "[server]\nlisten = [\"{}\", \"unix:{}\"]\n# Loopback only: clients are trusted to say who they are.\nauth = \"none\"\n\n\
+         [pool]\ndeadline = \"3s\"\nrequest_timeout = \"2s\"\nconnect_timeout = \"1s\"\nconnect = \"eager\"\n\n{}",
+        a.listen,
+        a.socket,
+        sim.config_toml()
+    );
+    let cfg = Config::from_str(&config, "demo").map_err(|e| anyhow::anyhow!("{e}"))?;
+    let shutdown = shutdown_on_signals();
+    let agg = Aggregator::start(&cfg, shutdown.clone()).await?;
+    let tcp = agg.addresses.first().cloned().unwrap_or(a.listen.clone());
+    eprintln!(
+        "gproc demo: aggregator serving on {} and unix:{} ({:.1?} so far)",
+        tcp,
+        a.socket,
+        t0.elapsed()
+    );
+
+    let ps = super::ps::read_aggregator_file(&tcp, "ps", Duration::from_secs(30)).await?;
+    let load = super::ps::read_aggregator_file(&tcp, "load", Duration::from_secs(30)).await?;
+    let nodes = super::ps::read_aggregator_file(&tcp, "nodes", Duration::from_secs(30)).await?;
+    print_summary(
+        &String::from_utf8_lossy(&ps),
+        &String::from_utf8_lossy(&load),
+        &String::from_utf8_lossy(&nodes),
+    );
+    eprintln!(
+        "(first cluster-wide ps after {:.1?} from start)",
+        t0.elapsed()
+    );
+
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_else(|_| "gproc".into());
+    println!(
+        "\nThe aggregator keeps serving. Try, in another terminal:\n\
+         \n  {exe} ps --server {tcp} --sort -cpu | head\
+         \n  {exe} ps --server {tcp} -u alice -n sim[0001-0010]\
+         \n  {exe} ls --server {tcp} /\
+         \n  {exe} cat --server {tcp} nodes load\
+         \n  {exe} cat --server {tcp} sim0001/1/status\
+         \n  {exe} ls -l --server unix:{sock} /sim0002/1\
+         \n\nOn a machine with the v9fs module (as root):\
+         \n  mount -t 9p -o trans=tcp,port={port},version=9p2000.L,cache=none,access=any 127.0.0.1 /mnt\
+         \n\nCtrl-C stops it.",
+        sock = a.socket,
+        port = match &tcp {
+            Address::Tcp(s) => s.rsplit(':').next().unwrap_or("5640").to_string(),
+            Address::Unix(_) => "5640".into(),
+        },
+    );
+    if a.once {
+        shutdown.cancel();
+    }
+    shutdown.cancelled().await;
+    eprintln!("gproc demo: stopping");
+    let _ = agg.task.await;
+    sim.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_summary(ps: &str, load: &str, nodes: &str) {
+    let mut rows: Vec<PsRow> = ps.lines().filter_map(PsRow::parse).collect();
+    let up = nodes
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(1) == Some("up"))
+        .count();
+    let total_nodes = nodes
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with('#'))
+        .count();
+    println!(
+        "\n{} processes on {up} of {total_nodes} nodes\n",
+        rows.len()
+    );
+    rows.sort_by(|a, b| b.cpu.total_cmp(&a.cpu));
+    println!("Top processes by CPU:");
+    println!(
+        "{:<8} {:<8} {:>7} {:>5} {:>5} {:>9}  COMMAND",
+        "NODE", "USER", "PID", "%CPU", "%MEM", "RSS"
+    );
+    for r in rows.iter().take(10) {
+        let cmd: String = r.command.chars().take(60).collect();
+        println!(
+            "{:<8} {:<8} {:>7} {:>5.1} {:>5.1} {:>9}  {cmd}",
+            r.node, r.user, r.pid, r.cpu, r.mem, r.rss_kb
+        );
+    }
+    let mut loads: Vec<(&str, f64, &str)> = load
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Some((*f.first()?, f.get(1)?.parse().ok()?, *f.get(6)?))
+        })
+        .collect();
+    loads.sort_by(|a, b| b.1.total_cmp(&a.1));
+    println!("\nBusiest nodes (load1, cpus):");
+    for (n, l, c) in loads.iter().take(5) {
+        println!("  {n:<10} {l:>6.2} {c:>4}");
+    }
+    let down: Vec<&str> = nodes
+        .lines()
+        .skip(1)
+        .filter(|l| l.split_whitespace().nth(1) == Some("down"))
+        .collect();
+    if !down.is_empty() {
+        println!("\nDown nodes:");
+        for l in down {
+            let f: Vec<&str> = l.splitn(7, ' ').collect();
+            println!("  {} {}", f.first().unwrap_or(&""), f.get(6).unwrap_or(&""));
+        }
+    }
+    for l in ps.lines().filter(|l| l.starts_with("# ")) {
+        println!("  {}", &l[2..]);
+    }
+}
