@@ -4,6 +4,7 @@
 //! never asserted.
 
 pub mod agent;
+pub mod cluster;
 
 use std::time::Duration;
 

@@ -19,6 +19,22 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// The aggregator over simulated nodes: connect, fan-out, ps cold/warm,
+    /// RSS per node, CPU per ps, cache hit ratio, vs a naive client.
+    Cluster {
+        /// Node counts, comma-separated (one row each).
+        #[arg(long, default_value = "100,1000,2000", value_delimiter = ',')]
+        nodes: Vec<usize>,
+        /// Processes per node.
+        #[arg(long, default_value_t = 100)]
+        procs_per_node: usize,
+        /// Requests in flight for the naive per-process client.
+        #[arg(long, default_value_t = 256)]
+        naive_concurrency: usize,
+        /// Skip the naive client above this many nodes.
+        #[arg(long, default_value_t = 2000)]
+        naive_max_nodes: usize,
+    },
 }
 
 /// Runs one benchmark.
@@ -33,6 +49,20 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
                 concurrency,
             })
             .await?;
+        }
+        BenchCmd::Cluster {
+            nodes,
+            procs_per_node,
+            naive_concurrency,
+            naive_max_nodes,
+        } => {
+            let b = bench::cluster::ClusterBench {
+                sizes: nodes,
+                procs_per_node,
+                naive_concurrency,
+                naive_max_nodes,
+            };
+            bench::cluster::run(b).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
