@@ -1,0 +1,629 @@
+//! [`SimNodeFs`]: one simulated node's `/proc` as a [`Filesystem`], with
+//! the agent's shapes: length 0 and `qid.version` 0 for files, readdir
+//! cookies = index + 1 with `.` and `..` first, symlinks that are read
+//! with readlink and never opened, the `/.gproc/ps` summary, ENOENT for a
+//! process that exited (or whose pid was reused) since it was walked to.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::model::{NodeModel, ProcRec, Sim, Snapshot};
+use super::render::{self, NodeFile, ProcCtx, ProcFile};
+use super::tables::{Role, user_name};
+use crate::agent::{GPROC_DIR, SUMMARY_FILE};
+use crate::proto::{DirEntry, Qid, errno, qt};
+use crate::server::{AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Time, s_if};
+
+/// qid.path of synthesized files: the agent's values, so a client sees the
+/// same numbers from an agent and from the simulator.
+const SYNTH_QID: u64 = 1 << 63;
+
+/// Which file a fid names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Entry {
+    Root,
+    Node(NodeFile),
+    SelfLink,
+    GprocDir,
+    Summary,
+    /// Something of process `pid` (started at `start`, so a reused pid is
+    /// a different process); `tid` 0 is the process level, otherwise
+    /// `task/<tid>`.
+    Proc {
+        pid: u32,
+        start: u64,
+        tid: u32,
+        item: Item,
+    },
+}
+
+/// A process-level entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Item {
+    Dir,
+    File(ProcFile),
+    TaskDir,
+    FdDir,
+    Fd(u32),
+    Exe,
+    Cwd,
+}
+
+/// A process directory's entries, in the kernel's order.
+const PROC_ITEMS: &[(&str, Item)] = &[
+    ("task", Item::TaskDir),
+    ("fd", Item::FdDir),
+    ("environ", Item::File(ProcFile::Environ)),
+    ("status", Item::File(ProcFile::Status)),
+    ("comm", Item::File(ProcFile::Comm)),
+    ("cmdline", Item::File(ProcFile::Cmdline)),
+    ("stat", Item::File(ProcFile::Stat)),
+    ("statm", Item::File(ProcFile::Statm)),
+    ("maps", Item::File(ProcFile::Maps)),
+    ("cwd", Item::Cwd),
+    ("exe", Item::Exe),
+    ("io", Item::File(ProcFile::Io)),
+];
+
+/// Node-wide files of the root, in listing order.
+const NODE_FILES: &[(&str, NodeFile)] = &[
+    ("cpuinfo", NodeFile::Cpuinfo),
+    ("loadavg", NodeFile::Loadavg),
+    ("meminfo", NodeFile::Meminfo),
+    ("stat", NodeFile::Stat),
+    ("uptime", NodeFile::Uptime),
+    ("version", NodeFile::Version),
+];
+
+impl Item {
+    fn code(self) -> u64 {
+        match self {
+            Item::Dir => 0,
+            Item::File(f) => 1 + f as u64,
+            Item::TaskDir => 9,
+            Item::FdDir => 10,
+            Item::Exe => 11,
+            Item::Cwd => 12,
+            Item::Fd(n) => 16 + u64::from(n),
+        }
+    }
+
+    fn mode(self) -> u32 {
+        match self {
+            Item::Dir | Item::TaskDir => s_if::DIR | 0o555,
+            Item::FdDir => s_if::DIR | 0o500,
+            Item::Fd(_) => s_if::LNK | 0o700,
+            Item::Exe | Item::Cwd => s_if::LNK | 0o777,
+            Item::File(ProcFile::Environ | ProcFile::Io) => s_if::REG | 0o400,
+            Item::File(_) => s_if::REG | 0o444,
+        }
+    }
+
+    fn dt(self) -> u8 {
+        crate::server::dt_from_mode(self.mode())
+    }
+
+    fn qtype(self) -> u8 {
+        crate::server::qid_type_from_mode(self.mode())
+    }
+}
+
+impl Entry {
+    /// A qid.path unique in the node's tree: procfs-like small numbers for
+    /// node files, and for processes `1<<62 | pid<<34 | tid<<12 | item`.
+    fn qid(self) -> Qid {
+        let (ty, path) = match self {
+            Entry::Root => (qt::DIR, 1),
+            Entry::Node(f) => (qt::FILE, 0x100 + f as u64),
+            Entry::SelfLink => (qt::SYMLINK, 0x1ff),
+            Entry::GprocDir => (qt::DIR, SYNTH_QID | 1),
+            Entry::Summary => (qt::FILE, SYNTH_QID | 2),
+            Entry::Proc { pid, tid, item, .. } => (
+                item.qtype(),
+                1 << 62
+                    | (u64::from(pid) & 0x3f_ffff) << 34
+                    | (u64::from(tid) & 0x3f_ffff) << 12
+                    | item.code() & 0xfff,
+            ),
+        };
+        Qid {
+            ty,
+            version: 0,
+            path,
+        }
+    }
+
+    fn is_dir(self) -> bool {
+        self.qid().is_dir()
+    }
+}
+
+/// An opened file's contents, taken at open.
+#[derive(Debug)]
+enum Snap {
+    File(Bytes),
+    Dir(Vec<DirEntry>),
+}
+
+/// Per-fid state: which file, and its snapshot once opened.
+#[derive(Debug, Clone)]
+pub struct SimFid {
+    entry: Entry,
+    snap: Option<Arc<Snap>>,
+}
+
+#[cfg(test)]
+impl SimFid {
+    /// The qid of the named file, for tests.
+    pub(crate) fn entry_qid(&self) -> Qid {
+        self.entry.qid()
+    }
+}
+
+/// One simulated node's `/proc`, served over 9P.
+#[derive(Debug, Clone)]
+pub struct SimNodeFs {
+    sim: Arc<Sim>,
+    index: usize,
+}
+
+impl SimNodeFs {
+    /// Node `index` of `sim`.
+    ///
+    /// # Panics
+    /// `index` is not a node of `sim`.
+    pub fn new(sim: Arc<Sim>, index: usize) -> Self {
+        assert!(index < sim.nodes.len(), "node {index} out of range");
+        Self { sim, index }
+    }
+
+    fn node(&self) -> &NodeModel {
+        &self.sim.nodes[self.index]
+    }
+
+    /// The node's hostname.
+    pub fn hostname(&self) -> String {
+        self.sim.node_name(self.index)
+    }
+
+    /// A slow node sleeps here before answering.
+    async fn delay(&self) {
+        if let Some(d) = self.sim.slow_delay(self.node()) {
+            tokio::time::sleep(d).await;
+        }
+    }
+
+    /// The process an entry belongs to, if it still exists.
+    fn live(&self, pid: u32, start: u64, tid: u32) -> FsResult<(ProcRec, u64)> {
+        let (p, now) = self
+            .node()
+            .process(&self.sim, pid, Some(start))
+            .ok_or_else(|| FsError::NOENT.with(format!("process {pid} exited")))?;
+        if tid != 0 && !p.has_thread(tid) {
+            return Err(FsError::NOENT.with(format!("thread {tid} of {pid} exited")));
+        }
+        Ok((p, now))
+    }
+
+    fn ctx(&self, p: ProcRec, now: u64) -> ProcCtx<'_> {
+        ProcCtx {
+            sim: &self.sim,
+            node: self.node(),
+            p,
+            now,
+        }
+    }
+
+    fn walk_entry(&self, dir: Entry, name: &str) -> FsResult<Entry> {
+        let noent = || FsError::NOENT.with(name.to_string());
+        Ok(match (dir, name) {
+            (_, ".") => dir,
+            (Entry::Root, "..") => Entry::Root,
+            (Entry::Root, GPROC_DIR) if self.node().summary => Entry::GprocDir,
+            (Entry::Root, "self") => Entry::SelfLink,
+            (Entry::Root, _) => {
+                if let Some((_, f)) = NODE_FILES.iter().find(|(n, _)| *n == name) {
+                    return Ok(Entry::Node(*f));
+                }
+                let pid = parse_pid(name).ok_or_else(noent)?;
+                let (p, _) = self
+                    .node()
+                    .process(&self.sim, pid, None)
+                    .ok_or_else(noent)?;
+                Entry::Proc {
+                    pid,
+                    start: p.start,
+                    tid: 0,
+                    item: Item::Dir,
+                }
+            }
+            (Entry::GprocDir, "..") => Entry::Root,
+            (Entry::GprocDir, SUMMARY_FILE) => Entry::Summary,
+            (
+                Entry::Proc {
+                    pid,
+                    start,
+                    tid,
+                    item,
+                },
+                _,
+            ) => {
+                let (p, now) = self.live(pid, start, tid)?;
+                let at = |tid, item| Entry::Proc {
+                    pid,
+                    start,
+                    tid,
+                    item,
+                };
+                match (item, name) {
+                    (Item::Dir, "..") if tid == 0 => Entry::Root,
+                    (Item::Dir, "..") => at(0, Item::TaskDir),
+                    (Item::TaskDir | Item::FdDir, "..") => at(tid, Item::Dir),
+                    (Item::Dir, _) => {
+                        let (_, it) = PROC_ITEMS
+                            .iter()
+                            .find(|(n, it)| *n == name && !(tid != 0 && *it == Item::TaskDir))
+                            .ok_or_else(noent)?;
+                        at(tid, *it)
+                    }
+                    (Item::TaskDir, _) => {
+                        let t = parse_pid(name)
+                            .filter(|&t| p.has_thread(t))
+                            .ok_or_else(noent)?;
+                        at(t, Item::Dir)
+                    }
+                    (Item::FdDir, _) => {
+                        let fd = parse_pid(name)
+                            .filter(|&fd| fd < render::fd_count(&self.ctx(p, now)))
+                            .ok_or_else(noent)?;
+                        at(tid, Item::Fd(fd))
+                    }
+                    _ => return Err(FsError::NOTDIR),
+                }
+            }
+            _ => return Err(noent()),
+        })
+    }
+
+    fn listing(&self, e: Entry) -> FsResult<Vec<DirEntry>> {
+        let qid = e.qid();
+        let mut out = vec![dirent(qid, 4, "."), dirent(qid, 4, "..")];
+        match e {
+            Entry::Root => {
+                let snap = self.node().snapshot(&self.sim);
+                if self.node().summary {
+                    out.push(dirent(Entry::GprocDir.qid(), 4, GPROC_DIR));
+                }
+                for (name, f) in NODE_FILES {
+                    out.push(dirent(Entry::Node(*f).qid(), 8, name));
+                    if *name == "meminfo" {
+                        out.push(dirent(Entry::SelfLink.qid(), 10, "self"));
+                    }
+                }
+                for p in &snap.procs {
+                    let pe = Entry::Proc {
+                        pid: p.pid,
+                        start: p.start,
+                        tid: 0,
+                        item: Item::Dir,
+                    };
+                    out.push(dirent(pe.qid(), 4, &p.pid.to_string()));
+                }
+            }
+            Entry::GprocDir => out.push(dirent(Entry::Summary.qid(), 8, SUMMARY_FILE)),
+            Entry::Proc {
+                pid,
+                start,
+                tid,
+                item,
+            } => {
+                let (p, now) = self.live(pid, start, tid)?;
+                let at = |tid, item| Entry::Proc {
+                    pid,
+                    start,
+                    tid,
+                    item,
+                };
+                match item {
+                    Item::Dir => {
+                        for (name, it) in PROC_ITEMS {
+                            if tid != 0 && *it == Item::TaskDir {
+                                continue;
+                            }
+                            out.push(dirent(at(tid, *it).qid(), it.dt(), name));
+                        }
+                    }
+                    Item::TaskDir => {
+                        for t in p.pid..p.pid + u32::from(p.threads) {
+                            out.push(dirent(at(t, Item::Dir).qid(), 4, &t.to_string()));
+                        }
+                    }
+                    Item::FdDir => {
+                        for fd in 0..render::fd_count(&self.ctx(p, now)) {
+                            out.push(dirent(at(tid, Item::Fd(fd)).qid(), 10, &fd.to_string()));
+                        }
+                    }
+                    _ => return Err(FsError::NOTDIR),
+                }
+            }
+            _ => return Err(FsError::NOTDIR),
+        }
+        for (i, d) in out.iter_mut().enumerate() {
+            d.offset = i as u64 + 1;
+        }
+        Ok(out)
+    }
+
+    fn contents(&self, e: Entry) -> FsResult<Vec<u8>> {
+        match e {
+            Entry::Node(f) => {
+                let snap = self.node().snapshot(&self.sim);
+                Ok(render::node_file(&self.sim, self.node(), &snap, f))
+            }
+            Entry::Summary => Ok(self.summary_at(&self.node().snapshot(&self.sim)).encode()),
+            Entry::Proc {
+                pid,
+                start,
+                tid,
+                item: Item::File(f),
+            } => {
+                let (p, now) = self.live(pid, start, tid)?;
+                let ctx = self.ctx(p, now);
+                let tid = if tid == 0 { pid } else { tid };
+                Ok(match f {
+                    ProcFile::Cmdline => render::cmdline(&ctx),
+                    ProcFile::Comm => render::comm(&ctx),
+                    ProcFile::Environ => render::environ(&ctx),
+                    ProcFile::Io => render::io(&ctx),
+                    ProcFile::Maps => {
+                        let huge = if pid == self.node().huge_pid {
+                            self.sim.opts.huge_bytes
+                        } else {
+                            0
+                        };
+                        render::maps(&ctx, huge)
+                    }
+                    ProcFile::Stat => render::stat(&ctx, tid),
+                    ProcFile::Statm => render::statm(&ctx),
+                    ProcFile::Status => render::status(&ctx, tid),
+                })
+            }
+            _ => Err(FsError::ISDIR),
+        }
+    }
+
+    fn summary_at(&self, snap: &Snapshot) -> crate::agent::summary::NodeSummary {
+        render::summary(&self.sim, self.node(), snap, self.hostname())
+    }
+
+    /// The node summary now, as `/.gproc/ps` would serve it.
+    pub fn summary(&self) -> crate::agent::summary::NodeSummary {
+        self.summary_at(&self.node().snapshot(&self.sim))
+    }
+
+    fn meta(&self, e: Entry) -> FsResult<Meta> {
+        let sim = &self.sim;
+        let node = self.node();
+        let now_ticks = sim.clock.ticks();
+        let wall = |ticks_since_boot: u64| {
+            let ms = (sim.clock.epoch_ms() / 10).saturating_sub(node.uptime0) * 10
+                + ticks_since_boot * 10;
+            Time {
+                sec: ms / 1000,
+                nsec: ms % 1000 * 1_000_000,
+            }
+        };
+        let root_meta = |qid: Qid, name: &str, mode: u32, t: Time| Meta {
+            qid,
+            name: name.to_string(),
+            mode,
+            uname: Some("root".into()),
+            gname: Some("root".into()),
+            nlink: if mode & s_if::FMT == s_if::DIR { 2 } else { 1 },
+            atime: t,
+            mtime: t,
+            ctime: t,
+            ..Meta::default()
+        };
+        let now = wall(node.uptime0 + now_ticks);
+        Ok(match e {
+            Entry::Root => root_meta(e.qid(), "/", s_if::DIR | 0o555, wall(0)),
+            Entry::Node(f) => {
+                let name = NODE_FILES
+                    .iter()
+                    .find(|(_, g)| *g == f)
+                    .map_or("", |(n, _)| n);
+                root_meta(e.qid(), name, s_if::REG | 0o444, now)
+            }
+            Entry::SelfLink => root_meta(e.qid(), "self", s_if::LNK | 0o777, wall(0)),
+            Entry::GprocDir => root_meta(e.qid(), GPROC_DIR, s_if::DIR | 0o555, now),
+            Entry::Summary => root_meta(e.qid(), SUMMARY_FILE, s_if::REG | 0o444, now),
+            Entry::Proc {
+                pid,
+                start,
+                tid,
+                item,
+            } => {
+                let (p, _) = self.live(pid, start, tid)?;
+                let name = match item {
+                    Item::Dir if tid != 0 => tid.to_string(),
+                    Item::Dir => pid.to_string(),
+                    Item::Fd(n) => n.to_string(),
+                    _ => PROC_ITEMS
+                        .iter()
+                        .find(|(_, it)| *it == item)
+                        .map_or_else(String::new, |(n, _)| (*n).to_string()),
+                };
+                let t = wall(p.start);
+                let user = user_name(p.uid);
+                Meta {
+                    qid: e.qid(),
+                    name,
+                    mode: item.mode(),
+                    uid: p.uid,
+                    gid: p.uid,
+                    uname: Some(user.clone()),
+                    gname: Some(user),
+                    nlink: if e.is_dir() { 2 } else { 1 },
+                    atime: t,
+                    mtime: t,
+                    ctime: t,
+                    ..Meta::default()
+                }
+            }
+        })
+    }
+}
+
+fn dirent(qid: Qid, ty: u8, name: &str) -> DirEntry {
+    DirEntry {
+        qid,
+        offset: 0,
+        ty,
+        name: name.to_string(),
+    }
+}
+
+/// A pid, tid or fd as a directory name: decimal, no sign, no leading
+/// zeros (`01` is not a process, as in procfs).
+fn parse_pid(name: &str) -> Option<u32> {
+    if name.is_empty() || name.len() > 10 || !name.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if name.len() > 1 && name.starts_with('0') {
+        return None;
+    }
+    name.parse().ok()
+}
+
+impl Filesystem for SimNodeFs {
+    type Fid = SimFid;
+
+    async fn attach(&self, req: &AttachRequest) -> FsResult<(SimFid, Qid)> {
+        self.delay().await;
+        let a = req.aname.trim_end_matches('/');
+        if !(a.is_empty() || a == "/proc") {
+            return Err(FsError::NOENT.with(format!(
+                "no tree named {:?} (use \"\" or \"/proc\")",
+                req.aname
+            )));
+        }
+        let e = Entry::Root;
+        Ok((
+            SimFid {
+                entry: e,
+                snap: None,
+            },
+            e.qid(),
+        ))
+    }
+
+    async fn walk(&self, dir: &SimFid, name: &str) -> FsResult<(SimFid, Qid)> {
+        self.delay().await;
+        let e = self.walk_entry(dir.entry, name)?;
+        Ok((
+            SimFid {
+                entry: e,
+                snap: None,
+            },
+            e.qid(),
+        ))
+    }
+
+    async fn getattr(&self, fid: &SimFid) -> FsResult<Meta> {
+        self.delay().await;
+        self.meta(fid.entry)
+    }
+
+    async fn open(&self, fid: &SimFid, flags: OpenFlags) -> FsResult<(SimFid, Qid)> {
+        self.delay().await;
+        if flags.write || flags.truncate {
+            return Err(FsError::ROFS);
+        }
+        let e = fid.entry;
+        let snap = match e {
+            Entry::SelfLink
+            | Entry::Proc {
+                item: Item::Exe | Item::Cwd | Item::Fd(_),
+                ..
+            } => {
+                return Err(
+                    FsError::new(errno::ELOOP).with("symlinks are read with readlink, not opened")
+                );
+            }
+            _ if e.is_dir() => Snap::Dir(self.listing(e)?),
+            _ => {
+                // Huge files take a while to render: off the async threads.
+                let this = self.clone();
+                let data = if matches!(e, Entry::Proc { item: Item::File(ProcFile::Maps), pid, .. } if pid == self.node().huge_pid)
+                {
+                    tokio::task::spawn_blocking(move || this.contents(e))
+                        .await
+                        .unwrap_or_else(|j| Err(FsError::IO.with(format!("render failed: {j}"))))?
+                } else {
+                    this.contents(e)?
+                };
+                Snap::File(Bytes::from(data))
+            }
+        };
+        Ok((
+            SimFid {
+                entry: e,
+                snap: Some(Arc::new(snap)),
+            },
+            e.qid(),
+        ))
+    }
+
+    async fn read(&self, fid: &SimFid, offset: u64, count: u32) -> FsResult<Bytes> {
+        self.delay().await;
+        match fid.snap.as_deref() {
+            Some(Snap::File(b)) => {
+                let start = offset.min(b.len() as u64) as usize;
+                let end = start.saturating_add(count as usize).min(b.len());
+                Ok(b.slice(start..end))
+            }
+            Some(Snap::Dir(_)) => Err(FsError::ISDIR),
+            None => Err(FsError::BADF),
+        }
+    }
+
+    async fn readdir(&self, fid: &SimFid, offset: u64, _count: u32) -> FsResult<Vec<DirEntry>> {
+        self.delay().await;
+        match fid.snap.as_deref() {
+            Some(Snap::Dir(ents)) => {
+                let start = offset.min(ents.len() as u64) as usize;
+                Ok(ents[start..].to_vec())
+            }
+            Some(Snap::File(_)) => Err(FsError::NOTDIR),
+            None => Err(FsError::BADF),
+        }
+    }
+
+    async fn readlink(&self, fid: &SimFid) -> FsResult<String> {
+        self.delay().await;
+        match fid.entry {
+            Entry::SelfLink => Ok(self.node().agent_pid.to_string()),
+            Entry::Proc {
+                pid,
+                start,
+                tid,
+                item,
+            } => {
+                let (p, now) = self.live(pid, start, tid)?;
+                let cmd = self.sim.tables.cmd(p.cmd);
+                match item {
+                    Item::Exe if p.role == Role::Kernel => {
+                        Err(FsError::NOENT.with("kernel threads have no exe"))
+                    }
+                    Item::Exe => Ok(cmd.exe.to_string()),
+                    Item::Cwd => Ok(cmd.cwd.to_string()),
+                    Item::Fd(n) => Ok(render::fd_target(&self.ctx(p, now), n)),
+                    _ => Err(FsError::INVAL),
+                }
+            }
+            _ => Err(FsError::INVAL),
+        }
+    }
+}

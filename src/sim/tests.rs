@@ -1,0 +1,529 @@
+//! Handler-level tests of the simulated node: shapes, formats, churn.
+
+use std::sync::Arc;
+use std::time::{Duration, UNIX_EPOCH};
+
+use procfs::FromRead;
+
+use super::model::HZ;
+use super::tables::Role;
+use super::*;
+use crate::agent::summary;
+use crate::proto::errno;
+use crate::server::{AttachRequest, Filesystem, OpenFlags, Peer, s_if};
+
+fn opts(nodes: usize) -> SimOptions {
+    SimOptions {
+        nodes,
+        epoch: Some(UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+        ..SimOptions::default()
+    }
+}
+
+fn attach_req() -> AttachRequest {
+    AttachRequest {
+        uname: "root".into(),
+        aname: "/proc".into(),
+        n_uname: 0,
+        peer: Arc::new(Peer::default()),
+        auth_uid: None,
+    }
+}
+
+async fn walk(fs: &SimNodeFs, path: &str) -> crate::server::FsResult<SimFid> {
+    let (mut f, _) = fs.attach(&attach_req()).await?;
+    for n in path.split('/').filter(|s| !s.is_empty()) {
+        f = fs.walk(&f, n).await?.0;
+    }
+    Ok(f)
+}
+
+async fn read(fs: &SimNodeFs, path: &str) -> crate::server::FsResult<Vec<u8>> {
+    let f = walk(fs, path).await?;
+    let (o, _) = fs.open(&f, OpenFlags::READ).await?;
+    let mut out = Vec::new();
+    loop {
+        let b = fs.read(&o, out.len() as u64, 65536).await?;
+        if b.is_empty() {
+            return Ok(out);
+        }
+        out.extend_from_slice(&b);
+    }
+}
+
+async fn list(fs: &SimNodeFs, path: &str) -> Vec<String> {
+    let f = walk(fs, path).await.unwrap();
+    let (o, _) = fs.open(&f, OpenFlags::READ).await.unwrap();
+    fs.readdir(&o, 0, 65536)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect()
+}
+
+fn node(sim: &Arc<Sim>, i: usize) -> SimNodeFs {
+    SimNodeFs::new(sim.clone(), i)
+}
+
+#[tokio::test(start_paused = true)]
+async fn same_seed_same_bytes() {
+    let a = Arc::new(Sim::new(opts(8)).unwrap());
+    let b = Arc::new(Sim::new(opts(8)).unwrap());
+    for i in 0..8 {
+        for path in ["1/status", ".gproc/ps", "loadavg", "stat", "meminfo"] {
+            let x = read(&node(&a, i), path).await.unwrap();
+            let y = read(&node(&b, i), path).await.unwrap();
+            assert_eq!(x, y, "node {i} {path}");
+        }
+    }
+    let c = Arc::new(Sim::new(SimOptions { seed: 2, ..opts(8) }).unwrap());
+    let mut differ = false;
+    for i in 0..8 {
+        differ |= read(&node(&a, i), ".gproc/ps").await.unwrap()
+            != read(&node(&c, i), ".gproc/ps").await.unwrap();
+    }
+    assert!(differ, "another seed gives another cluster");
+}
+
+#[tokio::test(start_paused = true)]
+async fn files_parse_with_procfs() {
+    // One node per rack of 32: every hardware kind of the seed shows up.
+    let sim = Arc::new(Sim::new(opts(32 * 12)).unwrap());
+    let mut checked = 0;
+    let mut archs = std::collections::BTreeSet::new();
+    for i in (0..12).map(|r| r * 32 + r) {
+        let fs = node(&sim, i);
+        let ps = summary::parse(&read(&fs, ".gproc/ps").await.unwrap()).unwrap();
+        archs.insert((ps.arch.clone(), ps.page_size, ps.kernel.clone()));
+        let mem = procfs::Meminfo::from_read(&read(&fs, "meminfo").await.unwrap()[..]).unwrap();
+        assert_eq!(mem.mem_total, ps.mem_total_kb * 1024);
+        let la = procfs::LoadAverage::from_read(&read(&fs, "loadavg").await.unwrap()[..]).unwrap();
+        assert!(la.max as usize >= ps.procs.len());
+        let ks_text = read(&fs, "stat").await.unwrap();
+        let info = procfs::ExplicitSystemInfo {
+            boot_time_secs: ps.boot_time,
+            ticks_per_second: 100,
+            page_size: ps.page_size,
+            is_little_endian: true,
+        };
+        let ks =
+            <procfs::KernelStats as procfs::FromReadSI>::from_read(&ks_text[..], &info).unwrap();
+        assert_eq!(ks.btime, ps.boot_time);
+        assert_eq!(ks.cpu_time.len(), ps.cpus as usize);
+        let ci = procfs::CpuInfo::from_read(&read(&fs, "cpuinfo").await.unwrap()[..]).unwrap();
+        assert_eq!(ci.num_cores(), ps.cpus as usize);
+        let up = procfs::Uptime::from_read(&read(&fs, "uptime").await.unwrap()[..]).unwrap();
+        assert!((up.uptime - ps.uptime).abs() < 0.01);
+        for p in &ps.procs {
+            let stat_b = read(&fs, &format!("{}/stat", p.pid)).await.unwrap();
+            let st = procfs::process::Stat::from_read(&stat_b[..]).unwrap();
+            assert_eq!(st.pid, p.pid);
+            assert_eq!(st.ppid, p.ppid);
+            assert_eq!(st.comm.as_bytes(), &p.comm[..]);
+            assert_eq!(st.state, p.state);
+            assert_eq!((st.utime, st.stime), (p.utime, p.stime));
+            assert_eq!(st.starttime, p.start_ticks);
+            assert_eq!(st.rss, p.rss_pages);
+            assert_eq!(st.vsize, p.vsize);
+            assert_eq!(st.num_threads, p.threads);
+            assert_eq!(
+                stat_b.iter().filter(|&&b| b == b' ').count() + 1 - comm_spaces(&p.comm),
+                52
+            );
+            let status_b = read(&fs, &format!("{}/status", p.pid)).await.unwrap();
+            let s = procfs::process::Status::from_read(&status_b[..]).unwrap();
+            assert_eq!((s.pid, s.ppid, s.tgid), (p.pid, p.ppid, p.pid));
+            assert_eq!((s.ruid, s.euid), (p.ruid, p.euid));
+            assert_eq!(s.threads as i64, p.threads);
+            if p.cmdline.is_empty() {
+                assert!(s.vmrss.is_none());
+            } else {
+                assert_eq!(s.vmrss.unwrap() / (ps.page_size / 1024), p.rss_pages);
+            }
+            let cmdline = read(&fs, &format!("{}/cmdline", p.pid)).await.unwrap();
+            assert_eq!(super::render::split_cmdline(&cmdline), p.cmdline);
+            let statm = read(&fs, &format!("{}/statm", p.pid)).await.unwrap();
+            let sm = procfs::process::StatM::from_read(&statm[..]).unwrap();
+            assert_eq!(sm.resident, p.rss_pages);
+            let io = read(&fs, &format!("{}/io", p.pid)).await.unwrap();
+            procfs::process::Io::from_read(&io[..]).unwrap();
+            let maps = read(&fs, &format!("{}/maps", p.pid)).await.unwrap();
+            let mm = procfs::process::MemoryMaps::from_read(&maps[..]).unwrap();
+            assert_eq!(
+                mm.0.is_empty(),
+                p.cmdline.is_empty(),
+                "kernel threads map nothing"
+            );
+            let env = read(&fs, &format!("{}/environ", p.pid)).await.unwrap();
+            assert!(env.is_empty() || env.ends_with(b"\0"));
+            for var in env.split(|&b| b == 0).filter(|v| !v.is_empty()) {
+                assert!(var.contains(&b'='), "{:?}", String::from_utf8_lossy(var));
+            }
+            checked += 1;
+        }
+        // Threads.
+        let rank = ps.procs.iter().find(|p| p.threads > 2).unwrap();
+        let tasks = list(&fs, &format!("{}/task", rank.pid)).await;
+        assert_eq!(tasks.len() as i64, rank.threads + 2);
+        let tid = rank.pid + 1;
+        let ts = read(&fs, &format!("{}/task/{tid}/status", rank.pid))
+            .await
+            .unwrap();
+        let ts = procfs::process::Status::from_read(&ts[..]).unwrap();
+        assert_eq!((ts.pid, ts.tgid), (tid, rank.pid));
+        let tst = read(&fs, &format!("{}/task/{tid}/stat", rank.pid))
+            .await
+            .unwrap();
+        assert_eq!(procfs::process::Stat::from_read(&tst[..]).unwrap().pid, tid);
+    }
+    assert!(checked >= 12 * 100);
+    assert!(archs.len() >= 2, "heterogeneous nodes: {archs:?}");
+    assert!(
+        archs.iter().any(|(a, p, _)| a == "aarch64" && *p == 65536),
+        "{archs:?}"
+    );
+}
+
+fn comm_spaces(comm: &[u8]) -> usize {
+    comm.iter().filter(|&&b| b == b' ').count()
+}
+
+#[tokio::test(start_paused = true)]
+async fn summary_matches_listing_and_tree_is_realistic() {
+    let sim = Arc::new(Sim::new(opts(30)).unwrap());
+    let mut users = std::collections::BTreeSet::new();
+    let mut long_cmdline = false;
+    let mut kworker = false;
+    for i in 0..30 {
+        let fs = node(&sim, i);
+        let ps = summary::parse(&read(&fs, ".gproc/ps").await.unwrap()).unwrap();
+        assert_eq!(ps.procs.len(), 100);
+        assert_eq!(ps.hostname, sim.node_name(i));
+        let root = list(&fs, "/").await;
+        assert_eq!(&root[..3], [".", "..", ".gproc"]);
+        let pids: Vec<i32> = root.iter().filter_map(|n| n.parse().ok()).collect();
+        let sum_pids: Vec<i32> = ps.procs.iter().map(|p| p.pid).collect();
+        assert_eq!(pids, sum_pids);
+        let init = &ps.procs[0];
+        assert_eq!(
+            (init.pid, init.ppid, init.comm.as_slice()),
+            (1, 0, &b"systemd"[..])
+        );
+        let known: std::collections::HashSet<i32> = sum_pids.iter().copied().collect();
+        for p in &ps.procs {
+            assert!(
+                p.ppid == 0 || known.contains(&p.ppid),
+                "{} has parent {}",
+                p.pid,
+                p.ppid
+            );
+            if p.ruid >= 1000 {
+                users.insert(p.user.clone());
+            }
+            long_cmdline |= p.cmdline.iter().map(|a| a.len() + 1).sum::<usize>() > 1024;
+            if p.comm.starts_with(b"kworker") {
+                kworker = true;
+                assert!(p.cmdline.is_empty());
+            }
+        }
+        assert!(ps.procs.iter().any(|p| p.comm == b"sshd"));
+        let me = String::from_utf8(read(&fs, "1/comm").await.unwrap()).unwrap();
+        assert_eq!(me, "systemd\n");
+    }
+    assert!(users.len() >= 3, "{users:?}");
+    assert!(long_cmdline && kworker);
+}
+
+#[tokio::test(start_paused = true)]
+async fn agent_shapes() {
+    let sim = Arc::new(Sim::new(opts(2)).unwrap());
+    let fs = node(&sim, 0);
+    // Length 0, version 0, types.
+    for (path, fmt) in [
+        ("loadavg", s_if::REG),
+        ("1", s_if::DIR),
+        ("1/status", s_if::REG),
+        ("1/exe", s_if::LNK),
+        ("1/fd", s_if::DIR),
+        ("1/fd/0", s_if::LNK),
+        ("self", s_if::LNK),
+        (".gproc/ps", s_if::REG),
+    ] {
+        let f = walk(&fs, path).await.unwrap();
+        let m = fs.getattr(&f).await.unwrap();
+        assert_eq!(
+            (m.size, m.qid.version, m.mode & s_if::FMT),
+            (0, 0, fmt),
+            "{path}"
+        );
+    }
+    // Symlinks are read, never opened.
+    let exe = walk(&fs, "1/exe").await.unwrap();
+    assert_eq!(fs.readlink(&exe).await.unwrap(), "/usr/lib/systemd/systemd");
+    assert_eq!(
+        fs.open(&exe, OpenFlags::READ).await.unwrap_err().errno,
+        errno::ELOOP
+    );
+    let slf = walk(&fs, "self").await.unwrap();
+    let agent: u32 = fs.readlink(&slf).await.unwrap().parse().unwrap();
+    let comm = read(&fs, &format!("{agent}/comm")).await.unwrap();
+    assert_eq!(comm, b"gproc\n");
+    assert_eq!(
+        fs.readlink(&walk(&fs, "1/fd/0").await.unwrap())
+            .await
+            .unwrap(),
+        "/dev/null"
+    );
+    let kexe = walk(&fs, "2/exe").await.unwrap();
+    assert_eq!(fs.readlink(&kexe).await.unwrap_err().errno, errno::ENOENT);
+    // Cookies resume after any entry; qids unique.
+    let root = walk(&fs, "").await.unwrap();
+    let (o, _) = fs.open(&root, OpenFlags::READ).await.unwrap();
+    let all = fs.readdir(&o, 0, 8192).await.unwrap();
+    for (i, e) in all.iter().enumerate() {
+        assert_eq!(
+            fs.readdir(&o, e.offset, 8192).await.unwrap(),
+            all[i + 1..].to_vec()
+        );
+    }
+    let qids: std::collections::HashSet<_> = all[2..].iter().map(|e| e.qid.path).collect();
+    assert_eq!(qids.len(), all.len() - 2);
+    // Errors.
+    for bad in [
+        "nope",
+        "01",
+        "999999",
+        "1/nope",
+        "1/task/99999",
+        "1/fd/4000",
+    ] {
+        assert_eq!(
+            walk(&fs, bad).await.unwrap_err().errno,
+            errno::ENOENT,
+            "{bad}"
+        );
+    }
+    let w = OpenFlags {
+        read: false,
+        write: true,
+        truncate: false,
+    };
+    assert_eq!(
+        fs.open(&walk(&fs, "loadavg").await.unwrap(), w)
+            .await
+            .unwrap_err()
+            .errno,
+        errno::EROFS
+    );
+    let mut bad = attach_req();
+    bad.aname = "/etc".into();
+    assert_eq!(fs.attach(&bad).await.unwrap_err().errno, errno::ENOENT);
+    // `..` walks back up.
+    let up = walk(&fs, "1/task/1/..").await.unwrap();
+    assert_eq!(
+        up.entry_qid(),
+        walk(&fs, "1/task").await.unwrap().entry_qid()
+    );
+    let top = walk(&fs, "1/..").await.unwrap();
+    assert_eq!(top.entry_qid(), walk(&fs, "").await.unwrap().entry_qid());
+}
+
+#[tokio::test(start_paused = true)]
+async fn churn_starts_and_ends_processes_deterministically() {
+    let o = SimOptions {
+        churn_per_min: 120.0,
+        ..opts(4)
+    };
+    let a = Arc::new(Sim::new(o.clone()).unwrap());
+    let b = Arc::new(Sim::new(o).unwrap());
+    let before: Vec<Vec<i32>> = futures::future::join_all((0..4).map(|i| {
+        let fs = node(&a, i);
+        async move {
+            let ps = summary::parse(&read(&fs, ".gproc/ps").await.unwrap()).unwrap();
+            ps.procs.iter().map(|p| p.pid).collect()
+        }
+    }))
+    .await;
+    // A process held open across its exit gives ENOENT afterwards.
+    let short = a.nodes[0]
+        .snapshot(&a)
+        .procs
+        .iter()
+        .find(|p| p.role == Role::Short)
+        .map(|p| p.pid);
+    let held = match short {
+        Some(pid) => Some(walk(&node(&a, 0), &format!("{pid}/status")).await.unwrap()),
+        None => None,
+    };
+    tokio::time::advance(Duration::from_secs(600)).await;
+    let mut changed = 0;
+    for (i, before) in before.iter().enumerate() {
+        let x = read(&node(&a, i), ".gproc/ps").await.unwrap();
+        // `b` is read at the same instant: same bytes.
+        let y = read(&node(&b, i), ".gproc/ps").await.unwrap();
+        assert_eq!(x, y);
+        let ps = summary::parse(&x).unwrap();
+        let now: Vec<i32> = ps.procs.iter().map(|p| p.pid).collect();
+        assert!(now.windows(2).all(|w| w[0] < w[1]));
+        let n = now.len() as i64;
+        assert!((n - 100).abs() <= 12, "count {n} stays near 100");
+        if now != *before {
+            changed += 1;
+        }
+        let started: Vec<_> = ps
+            .procs
+            .iter()
+            .filter(|p| !before.contains(&p.pid))
+            .collect();
+        for p in started {
+            assert!(p.start_ticks > ps.uptime as u64 * HZ - 600 * HZ - 100);
+        }
+    }
+    assert!(changed >= 3, "churn changed {changed} of 4 nodes");
+    if let (Some(f), Some(pid)) = (held, short)
+        && a.nodes[0].process(&a, pid, None).is_none()
+    {
+        let fs = node(&a, 0);
+        assert_eq!(
+            fs.open(&f, OpenFlags::READ).await.unwrap_err().errno,
+            errno::ENOENT
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn cpu_and_rss_grow_with_time() {
+    let sim = Arc::new(Sim::new(opts(4)).unwrap());
+    let i = (0..4).find(|&i| sim.nodes[i].job.is_some()).unwrap_or(0);
+    let fs = node(&sim, i);
+    let a = summary::parse(&read(&fs, ".gproc/ps").await.unwrap()).unwrap();
+    tokio::time::advance(Duration::from_secs(120)).await;
+    let b = summary::parse(&read(&fs, ".gproc/ps").await.unwrap()).unwrap();
+    assert!((b.uptime - a.uptime - 120.0).abs() < 0.02);
+    assert!((b.time - a.time - 120.0).abs() < 0.02);
+    let busy = a.procs.iter().max_by_key(|p| p.utime).unwrap();
+    let later = b.procs.iter().find(|p| p.pid == busy.pid).unwrap();
+    assert!(later.utime > busy.utime);
+    let user = a.procs.iter().find(|p| p.ruid >= 1000).unwrap();
+    let later = b.procs.iter().find(|p| p.pid == user.pid).unwrap();
+    assert!(later.rss_pages >= user.rss_pages);
+}
+
+#[test]
+fn faults_are_assigned_from_the_seed() {
+    let o = SimOptions {
+        slow: 0.1,
+        hang: 0.1,
+        die: 0.1,
+        garbage: 0.1,
+        refuse: 0.1,
+        huge: 0.1,
+        no_summary: 0.2,
+        ..opts(100)
+    };
+    let a = Sim::new(o.clone()).unwrap();
+    let b = Sim::new(o.clone()).unwrap();
+    for f in Fault::ALL {
+        let n: Vec<usize> = (0..100).filter(|&i| a.fault(i) == f).collect();
+        assert_eq!(n.len(), 10, "{f:?}");
+        assert_eq!(n, (0..100).filter(|&i| b.fault(i) == f).collect::<Vec<_>>());
+    }
+    assert_eq!((0..100).filter(|&i| !a.has_summary(i)).count(), 20);
+    let c = Sim::new(SimOptions {
+        seed: 9,
+        ..o.clone()
+    })
+    .unwrap();
+    assert!((0..100).any(|i| a.fault(i) != c.fault(i)));
+    // Tiny fractions still pick a node; too many is refused.
+    let t = Sim::new(SimOptions {
+        hang: 0.0001,
+        ..opts(10)
+    })
+    .unwrap();
+    assert_eq!((0..10).filter(|&i| t.fault(i) == Fault::Hang).count(), 1);
+    let e = Sim::new(SimOptions {
+        hang: 0.6,
+        refuse: 0.6,
+        ..opts(10)
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("at most one fault"), "{e}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn huge_node_has_a_huge_maps() {
+    let sim = Arc::new(
+        Sim::new(SimOptions {
+            huge: 0.5,
+            huge_bytes: 3 << 20,
+            ..opts(2)
+        })
+        .unwrap(),
+    );
+    let i = (0..2).find(|&i| sim.fault(i) == Fault::Huge).unwrap();
+    let path = sim.huge_path(i).unwrap();
+    let fs = node(&sim, i);
+    let maps = read(&fs, &path).await.unwrap();
+    assert!(maps.len() >= 3 << 20, "{}", maps.len());
+    assert!(
+        std::str::from_utf8(&maps)
+            .unwrap()
+            .lines()
+            .all(|l| l.len() >= 40)
+    );
+    let other = read(&node(&sim, 1 - i), "1/maps").await.unwrap();
+    assert!(other.len() < 64 << 10);
+}
+
+#[test]
+fn small_and_odd_sizes_build() {
+    for p in [1, 2, 3, 5, 10, 50, 1000] {
+        let sim = Sim::new(SimOptions {
+            procs_per_node: p,
+            ..opts(3)
+        })
+        .unwrap();
+        for i in 0..3 {
+            let s = sim.nodes[i].snapshot(&sim);
+            assert_eq!(s.procs.len(), p, "procs_per_node {p}");
+            assert!(
+                s.procs
+                    .windows(2)
+                    .all(|w| w[0].pid + u32::from(w[0].threads) <= w[1].pid)
+            );
+        }
+    }
+    assert!(
+        Sim::new(SimOptions {
+            nodes: 0,
+            ..opts(1)
+        })
+        .is_err()
+    );
+    assert!(
+        Sim::new(SimOptions {
+            slow: 1.5,
+            ..opts(1)
+        })
+        .is_err()
+    );
+    assert!(
+        Sim::new(SimOptions {
+            first_address: "10.0.0.1".parse().unwrap(),
+            ..opts(1)
+        })
+        .is_err()
+    );
+}
+
+#[test]
+fn memory_per_node_is_small() {
+    // The model's own heap per node: records plus the node struct.
+    let sim = Sim::new(opts(1)).unwrap();
+    let recs =
+        sim.nodes[0].snapshot(&sim).procs.capacity() * std::mem::size_of::<super::model::ProcRec>();
+    assert!(std::mem::size_of::<super::model::ProcRec>() <= 40);
+    assert!(recs + std::mem::size_of_val(&sim.nodes[0]) < 8 << 10);
+}

@@ -1,0 +1,61 @@
+//! The aggregator against a simulated cluster: the config the simulator
+//! writes loads, and `/ps` lists exactly the processes of the nodes that
+//! answer, whether they serve the summary file or only per-process files,
+//! while hanging, garbage and refusing nodes are reported missing.
+
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use gproc::aggregator::Aggregator;
+use gproc::client::{Client, ClientOptions};
+use gproc::config::Config;
+use gproc::sim::{Fault, SimCluster, SimOptions};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn aggregator_lists_every_reachable_process() {
+    let cluster = SimCluster::start(SimOptions {
+        nodes: 24,
+        base_port: 0,
+        first_address: Ipv4Addr::new(127, 6, 0, 1),
+        hang: 0.05,
+        garbage: 0.1,
+        refuse: 0.05,
+        no_summary: 0.15,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\n\n\
+         [pool]\nrequest_timeout = \"5s\"\nconnect_timeout = \"1s\"\ndeadline = \"20s\"\n\n{}",
+        cluster.config_toml()
+    );
+    let cfg = Config::from_str(&text, "sim.toml").unwrap();
+    let stop = CancellationToken::new();
+    let agg = Aggregator::start(&cfg, stop.clone()).await.unwrap();
+    let check = async {
+        let c = Client::connect(&agg.addresses[0], ClientOptions::default())
+            .await
+            .unwrap();
+        let root = c.attach("root", "", Some(0)).await.unwrap();
+        let ps = String::from_utf8(root.read_all("ps").await.unwrap().to_vec()).unwrap();
+        let rows = ps
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.starts_with("NODE "))
+            .count();
+        let notes: Vec<&str> = ps.lines().filter(|l| l.starts_with('#')).collect();
+        assert_eq!(rows, cluster.reachable_processes(), "{notes:#?}");
+        for n in cluster.nodes() {
+            let missing = ps.contains(&format!("# missing {}:", n.name));
+            let expect = matches!(n.fault, Fault::Hang | Fault::Garbage | Fault::Refuse);
+            assert_eq!(missing, expect, "{} ({:?})", n.name, n.fault);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(25), check)
+        .await
+        .expect("the aggregator answers in time");
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(6), agg.task).await;
+    cluster.shutdown().await;
+}
