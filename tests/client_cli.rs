@@ -1,0 +1,150 @@
+//! The `gproc ls/cat/stat` commands, run as the built binary against an
+//! in-process agent serving /proc: output, error messages, exit status.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gproc::agent::ProcFs;
+use gproc::net::Address;
+use gproc::server::listener::Listener;
+use gproc::server::{Server, ServerConfig};
+use tokio_util::sync::CancellationToken;
+
+async fn start_agent() -> (Address, CancellationToken) {
+    let l = Listener::bind(&"127.0.0.1:0".parse().unwrap(), 0o666)
+        .await
+        .unwrap();
+    let addr = l.local_addr();
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        Server::new(
+            Arc::new(ProcFs::new("/proc").unwrap()),
+            ServerConfig::default(),
+        )
+        .serve(vec![l], t)
+        .await
+    });
+    (addr, token)
+}
+
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+/// Runs the binary with a time limit.
+async fn gproc(args: &[&str]) -> Out {
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_gproc"))
+        .args(args)
+        .env("RUST_LOG", "warn")
+        .kill_on_drop(true)
+        .output();
+    let o = tokio::time::timeout(Duration::from_secs(5), child)
+        .await
+        .expect("gproc did not finish in 5 s")
+        .unwrap();
+    Out {
+        code: o.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cat_prints_files_and_names_failures() {
+    let (addr, stop) = start_agent().await;
+    let a = addr.to_string();
+
+    let o = gproc(&["cat", "--server", &a, "loadavg"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    assert_eq!(o.stdout.split_whitespace().count(), 5, "{:?}", o.stdout);
+    assert!(o.stdout.ends_with('\n'));
+
+    // A missing path: reported, the others still printed, exit 1.
+    let o = gproc(&["cat", "--server", &a, "1/statuss", "1/status"]).await;
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr
+            .contains(&format!("gproc: cat {a} /1/statuss: file does not exist\n")),
+        "{}",
+        o.stderr
+    );
+    assert!(o.stdout.starts_with("Name:"), "{}", o.stdout);
+
+    // Every dialect reads the same way.
+    for d in ["9P2000.L", "9P2000.u", "9P2000"] {
+        let o = gproc(&["cat", "--server", &a, "--dialect", d, "1/status"]).await;
+        assert_eq!(o.code, 0, "{d}: {}", o.stderr);
+        assert!(o.stdout.starts_with("Name:"), "{d}");
+    }
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ls_and_stat() {
+    let (addr, stop) = start_agent().await;
+    let a = addr.to_string();
+
+    let o = gproc(&["ls", "--server", &a]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let names: Vec<&str> = o.stdout.lines().collect();
+    assert!(
+        names.contains(&"1") && names.contains(&"loadavg"),
+        "{names:?}"
+    );
+
+    // -l on a symlink shows its target: the agent is this process.
+    for d in ["9P2000.L", "9P2000.u"] {
+        let o = gproc(&["ls", "-l", "--server", &a, "--dialect", d, "self"]).await;
+        assert_eq!(o.code, 0, "{}", o.stderr);
+        assert!(o.stdout.starts_with('l'), "{}", o.stdout);
+        assert!(
+            o.stdout
+                .trim_end()
+                .ends_with(&format!("self -> {}", std::process::id())),
+            "{d}: {}",
+            o.stdout
+        );
+    }
+    let o = gproc(&["ls", "-l", "--server", &a, "1"]).await;
+    assert_eq!(o.code, 0, "{}", o.stderr);
+    let status = o.stdout.lines().find(|l| l.ends_with(" status")).unwrap();
+    assert!(status.starts_with("-r--r--r--"), "{status}");
+
+    let o = gproc(&["stat", "--server", &a, "1", "nope"]).await;
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stdout.contains("  File: 1\n  Type: directory\n"),
+        "{}",
+        o.stdout
+    );
+    assert!(
+        o.stderr
+            .contains(&format!("gproc: stat {a} /nope: file does not exist"))
+    );
+    stop.cancel();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_and_connection_errors() {
+    // No --server: a usage error.
+    let o = gproc(&["cat", "loadavg"]).await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+    let o = gproc(&["ls", "--server", "127.0.0.1:1", "--dialect", "9P2001"]).await;
+    assert_eq!(o.code, 2, "{}", o.stderr);
+
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let a = format!("127.0.0.1:{port}");
+    let o = gproc(&["cat", "--server", &a, "loadavg"]).await;
+    assert_eq!(o.code, 1);
+    assert!(
+        o.stderr.starts_with(&format!("gproc: cat {a}: ")),
+        "{}",
+        o.stderr
+    );
+}
