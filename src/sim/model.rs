@@ -248,13 +248,25 @@ pub(crate) struct NodeModel {
 
 /// The whole simulated cluster without any sockets: deterministic nodes
 /// that [`SimNodeFs`](super::SimNodeFs) serves.
-#[derive(Debug)]
 pub struct Sim {
     pub(crate) opts: SimOptions,
     pub(crate) tables: Tables,
     pub(crate) jobs: Vec<Job>,
     pub(crate) nodes: Vec<NodeModel>,
     pub(crate) clock: Clock,
+}
+
+impl std::fmt::Debug for Sim {
+    /// Short: a derived one would print every process of every node.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sim")
+            .field("nodes", &self.nodes.len())
+            .field("procs_per_node", &self.opts.procs_per_node)
+            .field("seed", &self.opts.seed)
+            .field("jobs", &self.jobs.len())
+            .field("commands", &self.tables.cmds.len())
+            .finish()
+    }
 }
 
 /// Number of nodes a fraction stands for: rounded, but at least one for a
