@@ -220,7 +220,16 @@ pub async fn serve_connection<F, T>(
             None => break,
             Some(Ok(f)) => f,
             Some(Err(e)) => {
-                warn!(peer = %peer.addr, "closing connection: {e}");
+                // A client that exits with replies unread resets the
+                // connection: routine, not worth a warning.
+                match &e {
+                    proto::FrameError::Io(io)
+                        if io.kind() == std::io::ErrorKind::ConnectionReset =>
+                    {
+                        debug!(peer = %peer.addr, "connection reset by the client")
+                    }
+                    _ => warn!(peer = %peer.addr, "closing connection: {e}"),
+                }
                 break;
             }
         };
@@ -763,7 +772,14 @@ impl<F: Filesystem> Shared<F> {
                 }
                 let count = r.count.min(msize - IOHDRSZ);
                 let ents = self.fs.readdir(&e.state, r.offset, count).await?;
-                let (rep, _) = proto::Rreaddir::pack(&ents, count);
+                let (rep, n) = proto::Rreaddir::pack(&ents, count);
+                if n == 0 && !ents.is_empty() {
+                    // An empty reply means "end of directory": never send
+                    // one when an entry exists but does not fit.
+                    return Err(FsError::INVAL.with(format!(
+                        "readdir count {count} too small for the next entry"
+                    )));
+                }
                 ok(Rmessage::Readdir(rep))
             }
             T::Write(w) if self.is_afid(w.fid) => {
@@ -1010,6 +1026,12 @@ impl<F: Filesystem> Shared<F> {
                     }
                 };
                 if out.len() + st.size(d) > count as usize {
+                    if out.is_empty() {
+                        // read(5): an empty reply is the end of the
+                        // directory, so a record that never fits is an error.
+                        return Err(FsError::INVAL
+                            .with(format!("read count {count} too small for a stat record")));
+                    }
                     break 'fill;
                 }
                 st.encode_to(d, &mut out)

@@ -220,6 +220,11 @@ pub struct Tree {
     /// Nodes found without a summary file, and when; rechecked after a
     /// while (the agent may be installed later).
     no_summary: Mutex<HashMap<u32, Instant>>,
+    /// Recently rendered cluster-wide tables per (table, admin, uid): a
+    /// table of 200,000 processes costs CPU to format, and is no fresher
+    /// than the summaries it is built from, so it is kept as long as they
+    /// are (the `/.gproc/ps` rule's TTL).
+    rendered: Mutex<HashMap<(u8, bool, u32), (Instant, Bytes)>>,
     /// Who sees what.
     views: Arc<Views>,
     /// Trust the user a TCP client claims (`auth = "none"`, a trusted
@@ -246,6 +251,7 @@ impl Tree {
             cache,
             deadline,
             no_summary: Mutex::new(HashMap::new()),
+            rendered: Mutex::new(HashMap::new()),
             views: Views::open(),
             trust_tcp: true,
         }
@@ -473,6 +479,35 @@ impl Tree {
     }
 
     async fn render(&self, view: &View, s: Synth) -> Bytes {
+        if !matches!(s, Synth::Ps | Synth::Load) {
+            return self.render_now(view, s).await;
+        }
+        let key = (s as u8, view.admin, view.uid);
+        let ttl = match self.cache.policy().ttl_for(summary::FILE_PATH).ttl {
+            crate::config::Ttl::For(d) => d,
+            crate::config::Ttl::Never => Duration::ZERO,
+        };
+        if let Some((at, b)) = self
+            .rendered
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            && at.elapsed() < ttl
+        {
+            return b.clone();
+        }
+        let started = Instant::now();
+        let b = self.render_now(view, s).await;
+        let mut m = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
+        m.retain(|_, (at, _)| at.elapsed() < ttl);
+        if !ttl.is_zero() {
+            // Stamped with the start: the data is as old as the reads.
+            m.insert(key, (started, b.clone()));
+        }
+        b
+    }
+
+    async fn render_now(&self, view: &View, s: Synth) -> Bytes {
         let mut out = String::new();
         match s {
             Synth::Nodes => {
