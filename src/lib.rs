@@ -9,6 +9,7 @@
 //! - [`pool`]: connections to every node, limits, deadlines, reconnects.
 //! - [`bench`]: the benchmarks behind `gproc bench`.
 //! - [`aggregator`]: pool + cache + tree + server assembled from a config.
+//! - [`auth`]: MUNGE credentials (libmunge loaded at run time).
 //! - [`agent`]: a `Filesystem` over a local Linux `/proc`, plus the node
 //!   summary file.
 //! - [`net`]: endpoint addresses (`host:port`, `unix:/path`).
@@ -22,6 +23,7 @@
 
 pub mod agent;
 pub mod aggregator;
+pub mod auth;
 pub mod bench;
 pub mod cache;
 pub mod cli;
