@@ -240,11 +240,9 @@ impl Inner {
                 let mut f = root.walk(p).await?;
                 let walked = f.qid();
                 f.open(OpenMode::Read).await?;
-                let data = f.read_to_end(max).await;
-                // Clunk now rather than in the background: the snapshot
-                // is all we keep.
-                let _ = f.clunk().await;
-                Ok((walked, data?))
+                // Dropping `f` clunks it in the background: the snapshot
+                // is all we keep, and the reply need not wait for that.
+                Ok((walked, f.read_to_end(max).await?))
             })
             .await
             .map_err(|e| errno_for_inode(&e))?;
@@ -264,9 +262,7 @@ impl Inner {
                 let mut d = root.walk(p).await?;
                 let walked = d.qid();
                 d.open(OpenMode::Read).await?;
-                let list = d.list(max).await;
-                let _ = d.clunk().await;
-                Ok((walked, list?))
+                Ok((walked, d.list(max).await?))
             })
             .await
             .map_err(|e| errno_for_inode(&e))?;
