@@ -487,7 +487,7 @@ impl<F: Filesystem> Shared<F> {
             (Ok(m), Effect::Insert(fid, e)) => {
                 if st.fids.contains_key(&fid) {
                     Err(FsError::new(errno::EBADF).with(format!("fid {fid} already in use")))
-                } else if st.fids.len() >= self.limits.max_fids {
+                } else if st.fids.len() + st.afids.len() >= self.limits.max_fids {
                     Err(FsError::new(errno::EMFILE).with("too many fids on this connection"))
                 } else {
                     st.fids.insert(fid, e);
@@ -713,6 +713,13 @@ impl<F: Filesystem> Shared<F> {
                 let mut st = lock(&self.state);
                 if st.afids.contains_key(&t.afid) {
                     return Err(FsError::BADF.with(format!("fid {} already in use", t.afid)));
+                }
+                // Auth fids count against the fid limit like any other fid:
+                // each can hold a credential of up to 64 KiB.
+                if st.fids.len() + st.afids.len() >= self.limits.max_fids {
+                    return Err(
+                        FsError::new(errno::EMFILE).with("too many fids on this connection")
+                    );
                 }
                 st.afids.insert(t.afid, Arc::new(Mutex::new(Vec::new())));
                 let aqid = Qid {
