@@ -224,7 +224,7 @@ pub struct Tree {
     /// table of 200,000 processes costs CPU to format, and is no fresher
     /// than the summaries it is built from, so it is kept as long as they
     /// are (the `/.gproc/ps` rule's TTL).
-    rendered: Mutex<HashMap<(u8, bool, u32), (Instant, Bytes)>>,
+    rendered: Mutex<HashMap<RenderKey, (Instant, Bytes)>>,
     /// Who sees what.
     views: Arc<Views>,
     /// Trust the user a TCP client claims (`auth = "none"`, a trusted
@@ -239,6 +239,9 @@ fn claimed_uid(req: &AttachRequest) -> Option<u32> {
     }
     crate::view::uid_by_name(&req.uname)
 }
+
+/// A rendered table's key: (table, admin view, uid).
+type RenderKey = (u8, bool, u32);
 
 /// How long a node without a summary file is not asked for it again.
 const NO_SUMMARY_RECHECK: Duration = Duration::from_secs(300);
