@@ -281,6 +281,18 @@ fn agent_tree_reads_like_proc_with_unmodified_tools() {
     let host = sh_ok("ls -f /proc/sys/net/ipv4 | sort");
     assert_eq!(through, host);
     assert!(through.lines().count() > 100);
+    // telldir/seekdir in the middle: the cookie resumes exactly there.
+    if have("perl") {
+        let out = sh_ok(&format!(
+            "perl -e 'opendir(D, $ARGV[0]) or die; my @all = readdir(D); closedir D; \
+             opendir(D, $ARGV[0]) or die; readdir(D) for 1..60; my $pos = telldir(D); \
+             my @a = readdir(D); seekdir(D, $pos); my @b = readdir(D); \
+             print join(\",\", @all[60..$#all]) eq join(\",\", @a) ? \"tail\" : \"bad-tail\", \" \", \
+             join(\",\", @a) eq join(\",\", @b) ? \"seek\" : \"bad-seek\";' {}",
+            m.path("sys/net/ipv4")
+        ));
+        assert_eq!(out, "tail seek");
+    }
 
     // Errors carry the right errno.
     let o = sh(&format!("cat {}", m.path("no-such-file")));

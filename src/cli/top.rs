@@ -55,6 +55,9 @@ pub async fn run(a: TopArgs) -> Result<ExitCode> {
     if a.interval.is_zero() {
         bail!("--interval must be more than 0");
     }
+    if a.iterations == Some(0) {
+        bail!("--iterations must be at least 1");
+    }
     let hosts = match &a.nodes {
         Some(h) => Some(Hostlist::parse(h).map_err(|e| anyhow::anyhow!("-n {h:?}: {e}"))?),
         None => None,

@@ -227,6 +227,12 @@ impl Inner {
             .await
             .map_err(|e| errno_for_inode(&e))?;
         self.same_file(&node, &qid)?;
+        // A 9P2000.u server that cannot read a link (a process's `exe`
+        // without permission) sends an empty stat extension; Linux has no
+        // empty symlinks, so that is an error, not a target.
+        if target.is_empty() {
+            return Err(Errno::EIO);
+        }
         Ok(target)
     }
 

@@ -24,6 +24,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use crossterm::event::{Event, KeyEventKind};
+use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
@@ -213,6 +214,11 @@ pub async fn run_tui(source: Arc<Source>, mut app: App, iterations: Option<u64>)
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut pending: Option<tokio::task::JoinHandle<Result<Snapshot, ClientError>>> = None;
     let mut done = 0u64;
+    // Raw mode turns Ctrl-C into a key; these are for `kill`, so that the
+    // terminal is restored whatever ends the view.
+    let mut sigterm = signal(SignalKind::terminate())?;
+    let mut sighup = signal(SignalKind::hangup())?;
+    let mut keys_open = true;
     loop {
         terminal.draw(|f| ui::draw(f, &app))?;
         tokio::select! {
@@ -232,15 +238,18 @@ pub async fn run_tui(source: Arc<Source>, mut app: App, iterations: Option<u64>)
                     break;
                 }
             }
-            ev = rx.recv() => match ev {
+            ev = rx.recv(), if keys_open => match ev {
                 Some(Input::Key(k)) => match app.key(k) {
                     Action::Quit => break,
                     Action::Refresh => tick.reset_immediately(),
                     Action::Redraw | Action::Ignore => {}
                 },
                 Some(Input::Resize) => {}
-                None => break,
+                // No keyboard (stdin is not a terminal): keep refreshing.
+                None => keys_open = false,
             },
+            _ = sigterm.recv() => break,
+            _ = sighup.recv() => break,
         }
     }
     if let Some(p) = pending {
