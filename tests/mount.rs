@@ -335,6 +335,24 @@ fn agent_tree_reads_like_proc_with_unmodified_tools() {
     }
 
     drop(s);
+
+    // A process that exits: its open status file still reads (snapshot),
+    // fstat on it is ESTALE, and its path is ENOENT (the kernel looks the
+    // name up again after ESTALE).
+    let gone = sleeper();
+    let gpath = m.path(&format!("{}/status", gone.0.id()));
+    let mut open = std::fs::File::open(&gpath).unwrap();
+    drop(gone); // killed and reaped
+    std::thread::sleep(Duration::from_millis(1500)); // past the TTL
+    let e = std::fs::metadata(&gpath).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    let e = open.metadata().unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ESTALE), "{e}");
+    let mut snap = String::new();
+    std::io::Read::read_to_string(&mut open, &mut snap).unwrap();
+    assert!(snap.starts_with("Name:\tsleep"), "{snap}");
+    drop(open);
+
     m.unmount();
 }
 
