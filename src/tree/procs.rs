@@ -109,19 +109,32 @@ impl Tree {
             .iter()
             .filter_map(|e| e.name.parse::<i32>().ok())
             .collect();
-        let mut procs: Vec<ProcEntry> = futures::stream::iter(pids)
+        let results: Vec<FsResult<Option<ProcEntry>>> = futures::stream::iter(pids)
             .map(|pid| self.proc_from_files(node, pid))
             .buffer_unordered(FALLBACK_CONCURRENCY)
-            .filter_map(|p| async move { p })
             .collect()
             .await;
+        // A process that exited is simply gone; any other failure (a
+        // timeout, a lost connection) would silently shorten the table, so
+        // the node is reported instead.
+        let failed = results.iter().filter(|r| r.is_err()).count();
+        if let Some(Err(e)) = results.iter().find(|r| r.is_err()) {
+            return Err(e.clone().with(format!(
+                "{failed} of {} processes unreadable",
+                results.len()
+            )));
+        }
+        let mut procs: Vec<ProcEntry> = results
+            .into_iter()
+            .filter_map(|r| r.ok().flatten())
+            .collect();
         procs.sort_by_key(|p| p.pid);
         s.procs = procs;
         Ok(Arc::new(s))
     }
 
     /// One process from its files; `None` when it vanished or is unreadable.
-    async fn proc_from_files(&self, node: &Arc<Node>, pid: i32) -> Option<ProcEntry> {
+    async fn proc_from_files(&self, node: &Arc<Node>, pid: i32) -> FsResult<Option<ProcEntry>> {
         let (p_stat, p_status, p_cmdline) = (
             format!("/{pid}/stat"),
             format!("/{pid}/status"),
@@ -132,14 +145,21 @@ impl Tree {
             self.node_read(node, &p_status),
             self.node_read(node, &p_cmdline),
         );
-        let st = procfs::process::Stat::from_read(&stat.ok()?[..]).ok()?;
+        let stat = match stat {
+            Ok(b) => b,
+            Err(e) if e.errno == crate::proto::errno::ENOENT => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let Ok(st) = procfs::process::Stat::from_read(&stat[..]) else {
+            return Ok(None); // unparsable: not a process we can show
+        };
         let (ruid, euid) = status
             .ok()
             .and_then(|b| procfs::process::Status::from_read(&b[..]).ok())
             .map(|s| (s.ruid, s.euid))
             .unwrap_or((u32::MAX, u32::MAX));
         let cmdline = cmdline.map(|b| split_cmdline(&b)).unwrap_or_default();
-        Some(ProcEntry {
+        Ok(Some(ProcEntry {
             pid,
             ppid: st.ppid,
             ruid,
@@ -154,7 +174,7 @@ impl Tree {
             threads: st.num_threads,
             comm: st.comm.into_bytes(),
             cmdline,
-        })
+        }))
     }
 
     /// A uid's name for nodes that do not send names: the aggregator's own
