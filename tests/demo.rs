@@ -1,0 +1,48 @@
+//! `gproc demo` starts a simulated cluster and an aggregator, answers
+//! `gproc ps`, and exits cleanly on SIGINT.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+#[test]
+fn demo_serves_ps_and_stops_on_sigint() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("demo.sock");
+    let mut child = Command::new(gproc())
+        .args(["demo", "--nodes", "40", "--procs-per-node", "20", "--listen", &format!("127.0.0.1:{port}")])
+        .arg("--socket")
+        .arg(&sock)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let guard_pid = child.id();
+    wait_for_port(&format!("127.0.0.1:{port}"));
+    let out = Command::new(gproc()).args(["ps", "--server", &format!("127.0.0.1:{port}"), "-o", "node,pid,user"]).output().unwrap();
+    let ps = String::from_utf8_lossy(&out.stdout);
+    assert!(ps.lines().count() > 40 * 10, "{ps}");
+    assert!(ps.lines().any(|l| l.starts_with("sim0001 ")), "{ps}");
+    // The Unix socket answers too.
+    let out = Command::new(gproc()).args(["cat", "--server", &format!("unix:{}", sock.display()), "nodes"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sim0040"));
+
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(guard_pid as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "demo exited with {st}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "demo did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let mut summary = String::new();
+    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut summary).unwrap();
+    assert!(summary.contains("processes on") && summary.contains("Top processes by CPU"), "{summary}");
+}
