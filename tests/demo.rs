@@ -14,7 +14,15 @@ fn demo_serves_ps_and_stops_on_sigint() {
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("demo.sock");
     let mut child = Command::new(gproc())
-        .args(["demo", "--nodes", "40", "--procs-per-node", "20", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "demo",
+            "--nodes",
+            "40",
+            "--procs-per-node",
+            "20",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .arg("--socket")
         .arg(&sock)
         .stdout(Stdio::piped())
@@ -23,12 +31,29 @@ fn demo_serves_ps_and_stops_on_sigint() {
         .unwrap();
     let guard_pid = child.id();
     wait_for_port(&format!("127.0.0.1:{port}"));
-    let out = Command::new(gproc()).args(["ps", "--server", &format!("127.0.0.1:{port}"), "-o", "node,pid,user"]).output().unwrap();
+    let out = Command::new(gproc())
+        .args([
+            "ps",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "-o",
+            "node,pid,user",
+        ])
+        .output()
+        .unwrap();
     let ps = String::from_utf8_lossy(&out.stdout);
     assert!(ps.lines().count() > 40 * 10, "{ps}");
     assert!(ps.lines().any(|l| l.starts_with("sim0001 ")), "{ps}");
     // The Unix socket answers too.
-    let out = Command::new(gproc()).args(["cat", "--server", &format!("unix:{}", sock.display()), "nodes"]).output().unwrap();
+    let out = Command::new(gproc())
+        .args([
+            "cat",
+            "--server",
+            &format!("unix:{}", sock.display()),
+            "nodes",
+        ])
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("sim0040"));
 
     // SAFETY: sending a signal to our own child.
@@ -44,5 +69,8 @@ fn demo_serves_ps_and_stops_on_sigint() {
     }
     let mut summary = String::new();
     std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut summary).unwrap();
-    assert!(summary.contains("processes on") && summary.contains("Top processes by CPU"), "{summary}");
+    assert!(
+        summary.contains("processes on") && summary.contains("Top processes by CPU"),
+        "{summary}"
+    );
 }
