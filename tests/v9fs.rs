@@ -50,7 +50,14 @@ fn linux_v9fs_mounts_the_agent_the_aggregator_and_diod() {
     // The session code is the agent's; three VMs cover what the tree adds
     // (qids, snapshots, cache) on both kernels and both cache modes.
     matrix(pg, "/n1", &[("V9FS_OPTSETS", "cache=none,access=client")]);
-    matrix(pg, "/n1", &[("V9FS_KERNELS", "6.12"), ("V9FS_OPTSETS", "cache=loose,access=client")]);
+    matrix(
+        pg,
+        "/n1",
+        &[
+            ("V9FS_KERNELS", "6.12"),
+            ("V9FS_OPTSETS", "cache=loose,access=client"),
+        ],
+    );
 
     // diod itself, on the newer kernel: the same checks pass on the
     // reference server.
