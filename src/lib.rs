@@ -19,6 +19,7 @@
 //!   loopback addresses, with churn and fault injection.
 //! - [`mount`]: `gproc mount`, any 9P tree as a read-only FUSE file system.
 //! - [`top`]: `gproc top`, the live cluster view (model, drawing, text).
+//! - [`users`]: the user database (NSS lookups).
 //! - [`cli`]: the `gproc` subcommands.
 
 pub mod agent;
@@ -37,4 +38,5 @@ pub mod server;
 pub mod sim;
 pub mod top;
 pub mod tree;
+pub mod users;
 pub mod view;

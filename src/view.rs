@@ -10,7 +10,6 @@
 //! Group membership comes from this machine's user database
 //! (`getgrouplist`), never from what a client claims.
 
-use std::ffi::CString;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -77,9 +76,9 @@ pub struct Identity {
 impl Identity {
     /// Looks `uid` up in this machine's user database.
     pub fn of_uid(uid: u32) -> Identity {
-        match passwd_by_uid(uid) {
+        match crate::users::passwd(uid) {
             Some((name, gid)) => {
-                let gids = group_list(&name, gid);
+                let gids = crate::users::group_list(&name, gid);
                 Identity {
                     uid,
                     name: Some(name),
@@ -96,7 +95,7 @@ impl Identity {
 
     /// Looks a user name up; `None` if unknown.
     pub fn of_name(name: &str) -> Option<Identity> {
-        let uid = uid_by_name(name)?;
+        let uid = crate::users::uid_by_name(name)?;
         Some(Identity::of_uid(uid))
     }
 }
@@ -158,7 +157,7 @@ impl Views {
         };
         let in_group = |i: &Ident| match i {
             Ident::Id(g) => id.gids.contains(g),
-            Ident::Name(n) => gid_by_name(n).is_some_and(|g| id.gids.contains(&g)),
+            Ident::Name(n) => crate::users::gid_by_name(n).is_some_and(|g| id.gids.contains(&g)),
         };
         if cfg.admin_users.iter().any(user_is) || cfg.admin_groups.iter().any(in_group) {
             return View::admin();
@@ -244,99 +243,8 @@ pub async fn run_allot_command(
     Ok(parse_allot_output(&String::from_utf8_lossy(&out.stdout)))
 }
 
-/// (name, primary gid) of a uid.
-fn passwd_by_uid(uid: u32) -> Option<(String, u32)> {
-    let mut buf = vec![0u8; 16384];
-    // SAFETY: getpwuid_r writes into `pw` and `buf`, both owned here and of
-    // the sizes passed; the name pointer points into `buf` and is copied out
-    // before `buf` is dropped.
-    unsafe {
-        let mut pw: libc::passwd = std::mem::zeroed();
-        let mut out: *mut libc::passwd = std::ptr::null_mut();
-        if libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut out) != 0
-            || out.is_null()
-        {
-            return None;
-        }
-        Some((
-            std::ffi::CStr::from_ptr(pw.pw_name)
-                .to_string_lossy()
-                .into_owned(),
-            pw.pw_gid,
-        ))
-    }
-}
-
-/// The uid of a user name.
-pub fn uid_by_name(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    let mut buf = vec![0u8; 16384];
-    // SAFETY: as in `passwd_by_uid`; `c` outlives the call.
-    unsafe {
-        let mut pw: libc::passwd = std::mem::zeroed();
-        let mut out: *mut libc::passwd = std::ptr::null_mut();
-        if libc::getpwnam_r(
-            c.as_ptr(),
-            &mut pw,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut out,
-        ) != 0
-            || out.is_null()
-        {
-            return None;
-        }
-        Some(pw.pw_uid)
-    }
-}
-
-/// The gid of a group name.
-fn gid_by_name(name: &str) -> Option<u32> {
-    let c = CString::new(name).ok()?;
-    let mut buf = vec![0u8; 65536];
-    // SAFETY: getgrnam_r writes into `gr` and `buf`, owned here, of the
-    // sizes passed; `c` outlives the call.
-    unsafe {
-        let mut gr: libc::group = std::mem::zeroed();
-        let mut out: *mut libc::group = std::ptr::null_mut();
-        if libc::getgrnam_r(
-            c.as_ptr(),
-            &mut gr,
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-            &mut out,
-        ) != 0
-            || out.is_null()
-        {
-            return None;
-        }
-        Some(gr.gr_gid)
-    }
-}
-
-/// Every group of a user (NSS `getgrouplist`).
-fn group_list(name: &str, primary: u32) -> Vec<u32> {
-    let Ok(c) = CString::new(name) else {
-        return vec![primary];
-    };
-    let mut n: libc::c_int = 64;
-    loop {
-        let mut groups = vec![0 as libc::gid_t; n as usize];
-        let mut count = n;
-        // SAFETY: `groups` has room for `count` gids; getgrouplist sets
-        // `count` to the number needed when it returns -1.
-        let rc =
-            unsafe { libc::getgrouplist(c.as_ptr(), primary, groups.as_mut_ptr(), &mut count) };
-        if rc >= 0 {
-            groups.truncate(count.max(0) as usize);
-            return groups;
-        }
-        if count <= n || n > 65536 {
-            return vec![primary];
-        }
-        n = count;
-    }
-}
+/// Re-exported for callers that resolve attach names.
+pub use crate::users::uid_by_name;
 
 #[cfg(test)]
 mod tests {

@@ -220,41 +220,14 @@ fn vanished(e: std::io::Error, what: &Path) -> FsError {
 
 /// The name of a uid in this machine's user database (NSS).
 pub fn user_name(uid: u32) -> Option<String> {
-    lookup_name(false, uid)
+    crate::users::user_name(uid)
 }
 
-/// Resolves a uid or gid through the system's user database.
 fn lookup_name(group: bool, id: u32) -> Option<String> {
-    let mut buf = vec![0u8; 4096];
-    // SAFETY: getpwuid_r/getgrgid_r write into `pw`/`gr` and `buf`, both
-    // owned here and large enough per the size passed; the returned name
-    // pointer points into `buf` and is copied out before `buf` is dropped.
-    unsafe {
-        if group {
-            let mut gr: libc::group = std::mem::zeroed();
-            let mut out: *mut libc::group = std::ptr::null_mut();
-            let rc = libc::getgrgid_r(id, &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut out);
-            if rc != 0 || out.is_null() || gr.gr_name.is_null() {
-                return None;
-            }
-            Some(
-                std::ffi::CStr::from_ptr(gr.gr_name)
-                    .to_string_lossy()
-                    .into_owned(),
-            )
-        } else {
-            let mut pw: libc::passwd = std::mem::zeroed();
-            let mut out: *mut libc::passwd = std::ptr::null_mut();
-            let rc = libc::getpwuid_r(id, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut out);
-            if rc != 0 || out.is_null() || pw.pw_name.is_null() {
-                return None;
-            }
-            Some(
-                std::ffi::CStr::from_ptr(pw.pw_name)
-                    .to_string_lossy()
-                    .into_owned(),
-            )
-        }
+    if group {
+        crate::users::group_name(id)
+    } else {
+        crate::users::user_name(id)
     }
 }
 

@@ -83,7 +83,6 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::ffi::CStr;
 use std::fmt::Display;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -804,34 +803,7 @@ fn split_cmdline(raw: &[u8]) -> Vec<Vec<u8>> {
 /// The name of `uid` in the node's password database (NSS, via
 /// `getpwuid_r`), or the uid in decimal when it has none.
 fn user_name(uid: u32) -> String {
-    let mut buf = vec![0u8; 1024];
-    loop {
-        // SAFETY: `passwd` is plain old data; all-zero is a valid value.
-        let mut pwd: libc::passwd = unsafe { std::mem::zeroed() };
-        let mut result: *mut libc::passwd = std::ptr::null_mut();
-        // SAFETY: every pointer is valid for the call and `buf.len()` is
-        // the size of the buffer it points to.
-        let rc = unsafe {
-            libc::getpwuid_r(
-                uid,
-                &mut pwd,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut result,
-            )
-        };
-        if rc == libc::ERANGE && buf.len() < 1 << 20 {
-            buf.resize(buf.len() * 2, 0);
-            continue;
-        }
-        if rc != 0 || result.is_null() || pwd.pw_name.is_null() {
-            return uid.to_string();
-        }
-        // SAFETY: on success `pw_name` points to a NUL-terminated string
-        // inside `buf`, which is still alive.
-        let name = unsafe { CStr::from_ptr(pwd.pw_name) };
-        return String::from_utf8_lossy(name.to_bytes()).into_owned();
-    }
+    crate::users::user_name(uid).unwrap_or_else(|| uid.to_string())
 }
 
 /// uname(2): (nodename, release, machine), the fallback for the sysctl

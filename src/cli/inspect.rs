@@ -356,36 +356,10 @@ impl NameCache {
 }
 
 fn lookup_name(group: bool, id: u32) -> Option<String> {
-    let mut buf = vec![0u8; 16384];
-    // SAFETY: getpwuid_r/getgrgid_r write only into `pw`/`gr` and `buf`,
-    // both owned here, with `buf.len()` passed as its size; the name
-    // pointer points into `buf` and is copied out before `buf` is dropped.
-    unsafe {
-        let name = if group {
-            let mut gr: libc::group = std::mem::zeroed();
-            let mut res: *mut libc::group = std::ptr::null_mut();
-            let rc = libc::getgrgid_r(id, &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut res);
-            if rc != 0 || res.is_null() {
-                return None;
-            }
-            gr.gr_name
-        } else {
-            let mut pw: libc::passwd = std::mem::zeroed();
-            let mut res: *mut libc::passwd = std::ptr::null_mut();
-            let rc = libc::getpwuid_r(id, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut res);
-            if rc != 0 || res.is_null() {
-                return None;
-            }
-            pw.pw_name
-        };
-        if name.is_null() {
-            return None;
-        }
-        Some(
-            std::ffi::CStr::from_ptr(name)
-                .to_string_lossy()
-                .into_owned(),
-        )
+    if group {
+        crate::users::group_name(id)
+    } else {
+        crate::users::user_name(id)
     }
 }
 
