@@ -249,7 +249,6 @@ fn the_example_summary_parses() {
 /// in `gproc config check` (`Config::summary`), and in `Config::from_str`
 /// when a view names it as an unknown node.
 #[test]
-#[ignore = "bug in src/config/hostlist.rs (reported): split_last_digits slices inside a char"]
 fn fuzz_hostlist_compress_of_multibyte_name() {
     let name = std::str::from_utf8(b"a\xd4\x81\xcc\x893").unwrap();
     let list = hostlist::Hostlist::parse(name).unwrap();
@@ -261,7 +260,6 @@ fn fuzz_hostlist_compress_of_multibyte_name() {
 /// The same bug reached from a configuration file: `gproc config check`
 /// (`Config::summary`) of a config naming that node.
 #[test]
-#[ignore = "bug in src/config/hostlist.rs (reported): split_last_digits slices inside a char"]
 fn config_check_of_a_multibyte_node_name() {
     let text = "[[nodes]]\nnames = \"a\u{501}\u{309}3\"\naddress = \"127.0.0.1:5640\"\n";
     let c = Config::from_str(text, "t.toml").unwrap();

@@ -582,9 +582,11 @@ fn ranges_text(nums: &[(u64, &str)]) -> String {
 /// Splits `rack12n007-ib` into (`rack12n`, `007`, `-ib`): the last digit run.
 fn split_last_digits(name: &str) -> Option<(&str, &str, &str)> {
     let end = name.rfind(|c: char| c.is_ascii_digit())? + 1;
+    // The start of the digit run: a byte index on a char boundary even
+    // when the character before the digits is multi-byte.
     let start = name[..end]
-        .rfind(|c: char| !c.is_ascii_digit())
-        .map_or(0, |i| i + 1);
+        .trim_end_matches(|c: char| c.is_ascii_digit())
+        .len();
     Some((&name[..start], &name[start..end], &name[end..]))
 }
 
