@@ -188,33 +188,44 @@ fn tcp_needs_munge_and_gets_the_credentials_view() {
     );
     let (ok, _, _) = cat(NOBODY, "n1/1/status");
     assert!(!ok, "nobody must not read root's process over TCP either");
-    // Our client sends no credential: refused.
-    let (ok, _, err) = as_user(0, &["cat", "--server", &c.tcp, "nodes"]);
-    assert!(!ok && err.contains("permission denied"), "{err}");
+    // Our own client authenticates the same way when the server asks.
+    let (ok, out, err) = as_user(0, &["cat", "--server", &c.tcp, "nodes"]);
+    assert!(ok && out.contains("n2 "), "{out}{err}");
+    let (ok, out, err) = as_user(NOBODY, &["cat", "--server", &c.tcp, "nodes"]);
+    assert!(
+        ok && out.contains("n1 ") && !out.contains("n2 "),
+        "{out}{err}"
+    );
+    // No credential at all: refused.
+    assert!(
+        !raw_attach(&c.tcp, None, 0),
+        "an attach without authentication is refused"
+    );
 
     // Forged and replayed credentials, by hand.
     let cred = Command::new("munge").arg("-n").output().unwrap().stdout;
     assert!(
-        raw_attach(&c.tcp, &cred, 0),
+        raw_attach(&c.tcp, Some(&cred), 0),
         "a fresh credential is accepted"
     );
     assert!(
-        !raw_attach(&c.tcp, &cred, 0),
+        !raw_attach(&c.tcp, Some(&cred), 0),
         "the same credential again is a replay"
     );
     let fresh = Command::new("munge").arg("-n").output().unwrap().stdout;
     assert!(
-        !raw_attach(&c.tcp, &fresh, 1000),
+        !raw_attach(&c.tcp, Some(&fresh), 1000),
         "a root credential cannot attach as uid 1000"
     );
     assert!(
-        !raw_attach(&c.tcp, b"MUNGE:forged:", 0),
+        !raw_attach(&c.tcp, Some(b"MUNGE:forged:"), 0),
         "garbage is refused"
     );
 }
 
-/// Tversion, Tauth, Twrite of `cred`, Tattach as `uid`: whether attached.
-fn raw_attach(addr: &str, cred: &[u8], uid: u32) -> bool {
+/// Tversion, Tauth and Twrite of `cred` (if any), Tattach as `uid`:
+/// whether attached.
+fn raw_attach(addr: &str, cred: Option<&[u8]>, uid: u32) -> bool {
     use gproc::proto::*;
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
@@ -240,6 +251,16 @@ fn raw_attach(addr: &str, cred: &[u8], uid: u32) -> bool {
             version: "9P2000.L".into(),
         }),
     );
+    let Some(cred) = cred else {
+        let a = Tattach {
+            fid: 2,
+            afid: NOFID,
+            uname: String::new(),
+            aname: String::new(),
+            n_uname: uid,
+        };
+        return matches!(rpc(3, Tmessage::Attach(a)), Rmessage::Attach(_));
+    };
     let r = rpc(
         1,
         Tmessage::Auth(Tauth {

@@ -64,6 +64,11 @@ pub struct ClientOptions {
     /// [`FidHandle::read_dir`] accept, so a node cannot make us buffer
     /// without bound (`/proc/kcore` claims to be the size of memory).
     pub max_read_bytes: u64,
+    /// Authenticate with MUNGE when the server asks for it: like diod's
+    /// tools, `attach` first sends `Tauth`; a server that answers `Rauth`
+    /// gets a MUNGE credential of this process written to the auth fid,
+    /// one that answers with an error needs no authentication.
+    pub munge: bool,
 }
 
 impl Default for ClientOptions {
@@ -75,6 +80,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(30),
             max_in_flight: 128,
             max_read_bytes: 64 << 20,
+            munge: true,
         }
     }
 }
@@ -257,14 +263,21 @@ impl Client {
         aname: &str,
         n_uname: Option<u32>,
     ) -> Result<FidHandle> {
-        let fid = self.shared().alloc_fid()?;
         let path = if aname.is_empty() { "/" } else { aname };
+        let afid = self.authenticate(uname, aname, n_uname, path).await?;
+        let fid = match self.shared().alloc_fid() {
+            Ok(f) => f,
+            Err(e) => {
+                self.forget_afid(afid, path).await;
+                return Err(e);
+            }
+        };
         let reply = self
             .shared()
             .rpc(
                 Tmessage::Attach(proto::Tattach {
                     fid,
-                    afid: NOFID,
+                    afid: afid.unwrap_or(NOFID),
                     uname: uname.to_string(),
                     aname: aname.to_string(),
                     n_uname: n_uname.unwrap_or(NONUNAME),
@@ -273,7 +286,9 @@ impl Client {
                 "attach",
                 path,
             )
-            .await?;
+            .await;
+        self.forget_afid(afid, path).await;
+        let reply = reply?;
         let Rmessage::Attach(a) = reply else {
             return Err(self.unexpected("attach", path));
         };
@@ -285,6 +300,91 @@ impl Client {
             iounit: None,
             live: true,
         })
+    }
+
+    /// `Tauth`, and when the server wants authentication, a MUNGE
+    /// credential written to the auth fid. `None`: no authentication.
+    async fn authenticate(
+        &self,
+        uname: &str,
+        aname: &str,
+        n_uname: Option<u32>,
+        path: &str,
+    ) -> Result<Option<u32>> {
+        if !self.options().munge {
+            return Ok(None);
+        }
+        let afid = self.shared().alloc_fid()?;
+        let auth = Tmessage::Auth(proto::Tauth {
+            afid,
+            uname: uname.to_string(),
+            aname: aname.to_string(),
+            n_uname: n_uname.unwrap_or(NONUNAME),
+        });
+        match self.shared().rpc(auth, NewFid::None, "auth", path).await {
+            Ok(Rmessage::Auth(_)) => {}
+            Ok(_) => {
+                self.shared().release_fid_number(afid);
+                return Err(self.unexpected("auth", path));
+            }
+            // The usual answer of a server without authentication.
+            Err(ClientError::Remote { .. }) => {
+                self.shared().release_fid_number(afid);
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        }
+        let cred = match tokio::task::spawn_blocking(crate::auth::munge_encode).await {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
+                self.forget_afid(Some(afid), path).await;
+                return Err(ClientError::Invalid {
+                    server: self.server().to_string(),
+                    path: path.to_string(),
+                    detail: format!("the server asks for MUNGE authentication: {e}"),
+                });
+            }
+            Err(e) => {
+                self.forget_afid(Some(afid), path).await;
+                return Err(ClientError::Invalid {
+                    server: self.server().to_string(),
+                    path: path.to_string(),
+                    detail: e.to_string(),
+                });
+            }
+        };
+        let chunk = (self.msize() - IOHDRSZ) as usize;
+        let mut offset = 0u64;
+        for piece in cred.as_bytes().chunks(chunk.max(1)) {
+            let w = Tmessage::Write(proto::Twrite {
+                fid: afid,
+                offset,
+                data: Bytes::copy_from_slice(piece),
+            });
+            if let Err(e) = self.shared().rpc(w, NewFid::None, "auth", path).await {
+                self.forget_afid(Some(afid), path).await;
+                return Err(e);
+            }
+            offset += piece.len() as u64;
+        }
+        Ok(Some(afid))
+    }
+
+    /// Clunks an auth fid once the attach is done with it.
+    async fn forget_afid(&self, afid: Option<u32>, path: &str) {
+        let Some(fid) = afid else { return };
+        let r = self
+            .shared()
+            .rpc(
+                Tmessage::Clunk(proto::Tclunk { fid }),
+                NewFid::None,
+                "clunk",
+                path,
+            )
+            .await;
+        if matches!(r, Ok(_) | Err(ClientError::Remote { .. })) {
+            self.shared().release_fid_number(fid);
+        }
     }
 
     /// The reader checks reply types against requests, so this is only
