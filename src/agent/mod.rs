@@ -28,7 +28,8 @@ use bytes::Bytes;
 
 use crate::proto::{DirEntry, Qid, errno, qt};
 use crate::server::{
-    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Time, qid_type_from_mode, s_if,
+    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot, Time,
+    qid_type_from_mode, s_if,
 };
 
 /// Largest snapshot taken of one file. /proc has files that claim to be
@@ -56,13 +57,6 @@ enum Node {
     GprocDir,
     /// `/.gproc/ps`.
     Summary,
-}
-
-/// An opened file's contents, taken at open time.
-#[derive(Debug)]
-enum Snapshot {
-    File(Bytes),
-    Dir(Vec<DirEntry>),
 }
 
 /// Per-fid state: which file, and its snapshot once opened.
@@ -457,27 +451,11 @@ impl Filesystem for ProcFs {
     }
 
     async fn read(&self, fid: &AgentFid, offset: u64, count: u32) -> FsResult<Bytes> {
-        match fid.snap.as_deref() {
-            Some(Snapshot::File(b)) => {
-                let start = (offset.min(b.len() as u64)) as usize;
-                let end = start.saturating_add(count as usize).min(b.len());
-                Ok(b.slice(start..end))
-            }
-            Some(Snapshot::Dir(_)) => Err(FsError::ISDIR),
-            None => Err(FsError::BADF),
-        }
+        Snapshot::read(fid.snap.as_deref(), offset, count)
     }
 
     async fn readdir(&self, fid: &AgentFid, offset: u64, _count: u32) -> FsResult<Vec<DirEntry>> {
-        match fid.snap.as_deref() {
-            Some(Snapshot::Dir(ents)) => {
-                // Cookies are index + 1, so a cookie is where to resume.
-                let start = (offset.min(ents.len() as u64)) as usize;
-                Ok(ents[start..].to_vec())
-            }
-            Some(Snapshot::File(_)) => Err(FsError::NOTDIR),
-            None => Err(FsError::BADF),
-        }
+        Snapshot::readdir(fid.snap.as_deref(), offset)
     }
 
     async fn readlink(&self, fid: &AgentFid) -> FsResult<String> {

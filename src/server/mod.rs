@@ -11,6 +11,7 @@
 
 pub mod listener;
 pub mod session;
+mod snapshot;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use thiserror::Error;
 use crate::proto::{self, DirEntry, Qid, Statfs, errno};
 
 pub use listener::{Server, ServerConfig};
+pub use snapshot::Snapshot;
 
 /// An error a filesystem returns: an errno (sent as is in 9P2000.L, with
 /// its string in .u, as its string in 9P2000) and optional context for logs.

@@ -13,7 +13,9 @@ use super::render::{self, NodeFile, ProcCtx, ProcFile};
 use super::tables::{Role, user_name};
 use crate::agent::{GPROC_DIR, SUMMARY_FILE};
 use crate::proto::{DirEntry, Qid, errno, qt};
-use crate::server::{AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Time, s_if};
+use crate::server::{
+    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot as Opened, Time, s_if,
+};
 
 /// qid.path of synthesized files: the agent's values, so a client sees the
 /// same numbers from an agent and from the simulator.
@@ -139,18 +141,11 @@ impl Entry {
     }
 }
 
-/// An opened file's contents, taken at open.
-#[derive(Debug)]
-enum Snap {
-    File(Bytes),
-    Dir(Vec<DirEntry>),
-}
-
 /// Per-fid state: which file, and its snapshot once opened.
 #[derive(Debug, Clone)]
 pub struct SimFid {
     entry: Entry,
-    snap: Option<Arc<Snap>>,
+    snap: Option<Arc<Opened>>,
 }
 
 #[cfg(test)]
@@ -552,7 +547,7 @@ impl Filesystem for SimNodeFs {
                     FsError::new(errno::ELOOP).with("symlinks are read with readlink, not opened")
                 );
             }
-            _ if e.is_dir() => Snap::Dir(self.listing(e)?),
+            _ if e.is_dir() => Opened::Dir(self.listing(e)?),
             _ => {
                 // Huge files take a while to render: off the async threads.
                 let this = self.clone();
@@ -564,7 +559,7 @@ impl Filesystem for SimNodeFs {
                 } else {
                     this.contents(e)?
                 };
-                Snap::File(Bytes::from(data))
+                Opened::File(Bytes::from(data))
             }
         };
         Ok((
@@ -578,27 +573,12 @@ impl Filesystem for SimNodeFs {
 
     async fn read(&self, fid: &SimFid, offset: u64, count: u32) -> FsResult<Bytes> {
         self.delay().await;
-        match fid.snap.as_deref() {
-            Some(Snap::File(b)) => {
-                let start = offset.min(b.len() as u64) as usize;
-                let end = start.saturating_add(count as usize).min(b.len());
-                Ok(b.slice(start..end))
-            }
-            Some(Snap::Dir(_)) => Err(FsError::ISDIR),
-            None => Err(FsError::BADF),
-        }
+        Opened::read(fid.snap.as_deref(), offset, count)
     }
 
     async fn readdir(&self, fid: &SimFid, offset: u64, _count: u32) -> FsResult<Vec<DirEntry>> {
         self.delay().await;
-        match fid.snap.as_deref() {
-            Some(Snap::Dir(ents)) => {
-                let start = offset.min(ents.len() as u64) as usize;
-                Ok(ents[start..].to_vec())
-            }
-            Some(Snap::File(_)) => Err(FsError::NOTDIR),
-            None => Err(FsError::BADF),
-        }
+        Opened::readdir(fid.snap.as_deref(), offset)
     }
 
     async fn readlink(&self, fid: &SimFid) -> FsResult<String> {

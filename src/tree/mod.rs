@@ -37,7 +37,9 @@ use crate::client::{DirEntryInfo, FileKind, Metadata};
 use crate::pool::{Node, Pool, PoolError};
 use crate::proto::NONUNAME;
 use crate::proto::{DirEntry, Qid, errno, qt};
-use crate::server::{AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Time, s_if};
+use crate::server::{
+    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot, Time, s_if,
+};
 use crate::view::{Identity, View, Views};
 
 /// Names of the synthesized top-level entries; node names may not use them.
@@ -111,12 +113,6 @@ enum Loc {
     },
 }
 
-/// An opened fid's snapshot.
-enum Snap {
-    Bytes(Bytes),
-    Dir(Vec<DirEntry>),
-}
-
 /// Per-fid state of the merged tree.
 #[derive(Clone)]
 pub struct TreeFid {
@@ -126,7 +122,7 @@ pub struct TreeFid {
     rooted: bool,
     loc: Loc,
     qid: Qid,
-    snap: Option<Arc<Snap>>,
+    snap: Option<Arc<Snapshot>>,
 }
 
 impl std::fmt::Debug for TreeFid {
@@ -964,14 +960,14 @@ impl Filesystem for Tree {
             return Err(FsError::ROFS);
         }
         let snap = match &fid.loc {
-            Loc::File(s) => Snap::Bytes(Box::pin(self.render(&fid.view, *s)).await),
+            Loc::File(s) => Snapshot::File(Box::pin(self.render(&fid.view, *s)).await),
             Loc::Node { node, path, .. } if !fid.qid.is_dir() => {
                 if fid.qid.is_symlink() {
                     return Err(FsError::new(errno::ELOOP).with("symlinks are read with readlink"));
                 }
-                Snap::Bytes(self.node_read(node, path).await?)
+                Snapshot::File(self.node_read(node, path).await?)
             }
-            _ => Snap::Dir(Box::pin(self.list(fid)).await?),
+            _ => Snapshot::Dir(Box::pin(self.list(fid)).await?),
         };
         let mut o = fid.clone();
         o.snap = Some(Arc::new(snap));
@@ -979,23 +975,11 @@ impl Filesystem for Tree {
     }
 
     async fn read(&self, fid: &TreeFid, offset: u64, count: u32) -> FsResult<Bytes> {
-        match fid.snap.as_deref() {
-            Some(Snap::Bytes(b)) => {
-                let start = offset.min(b.len() as u64) as usize;
-                let end = start.saturating_add(count as usize).min(b.len());
-                Ok(b.slice(start..end))
-            }
-            Some(Snap::Dir(_)) => Err(FsError::ISDIR),
-            None => Err(FsError::BADF),
-        }
+        Snapshot::read(fid.snap.as_deref(), offset, count)
     }
 
     async fn readdir(&self, fid: &TreeFid, offset: u64, _count: u32) -> FsResult<Vec<DirEntry>> {
-        match fid.snap.as_deref() {
-            Some(Snap::Dir(ents)) => Ok(ents[offset.min(ents.len() as u64) as usize..].to_vec()),
-            Some(Snap::Bytes(_)) => Err(FsError::NOTDIR),
-            None => Err(FsError::BADF),
-        }
+        Snapshot::readdir(fid.snap.as_deref(), offset)
     }
 
     async fn readlink(&self, fid: &TreeFid) -> FsResult<String> {
