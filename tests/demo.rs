@@ -30,6 +30,25 @@ fn demo_serves_ps_and_stops_on_sigint() {
         .spawn()
         .unwrap();
     let guard_pid = child.id();
+    // The demo prints its summary, then the commands to try; read stdout
+    // on a thread until the last line of those so the signal below comes
+    // after the summary (the demo also stops cleanly before it).
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut out = String::new();
+        for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+            let Ok(line) = line else { break };
+            out.push_str(&line);
+            out.push('\n');
+            if line.contains("Ctrl-C stops it") {
+                let _ = tx.send(out.clone());
+            }
+        }
+    });
+    let summary = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("demo printed no summary within 60 s");
     wait_for_port(&format!("127.0.0.1:{port}"));
     let out = Command::new(gproc())
         .args([
@@ -67,10 +86,44 @@ fn demo_serves_ps_and_stops_on_sigint() {
         assert!(Instant::now() < deadline, "demo did not stop on SIGINT");
         std::thread::sleep(Duration::from_millis(100));
     }
-    let mut summary = String::new();
-    std::io::Read::read_to_string(child.stdout.as_mut().unwrap(), &mut summary).unwrap();
     assert!(
         summary.contains("processes on") && summary.contains("Top processes by CPU"),
         "{summary}"
     );
+}
+
+/// Ctrl-C while the demo is still reading its first summary stops it
+/// cleanly (exit 0), not with a read error from the aggregator going away.
+#[test]
+fn demo_stops_cleanly_when_interrupted_during_startup() {
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(gproc())
+        .args([
+            "demo",
+            "--nodes",
+            "200",
+            "--procs-per-node",
+            "50",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--socket")
+        .arg(dir.path().join("demo.sock"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    wait_for_port(&format!("127.0.0.1:{port}"));
+    // SAFETY: sending a signal to our own child.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            assert!(st.success(), "demo exited with {st}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "demo did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }

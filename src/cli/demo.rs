@@ -73,9 +73,28 @@ pub async fn run(a: DemoArgs) -> Result<ExitCode> {
         t0.elapsed()
     );
 
-    let ps = super::ps::read_aggregator_file(&tcp, "ps", Duration::from_secs(30)).await?;
-    let load = super::ps::read_aggregator_file(&tcp, "load", Duration::from_secs(30)).await?;
-    let nodes = super::ps::read_aggregator_file(&tcp, "nodes", Duration::from_secs(30)).await?;
+    // Ctrl-C while the first summary is still being read stops the demo
+    // cleanly instead of failing the read of a server that is going away.
+    tokio::select! {
+        r = first_look(&tcp, &a.socket, t0) => r?,
+        () = shutdown.cancelled() => {}
+    }
+    if a.once {
+        shutdown.cancel();
+    }
+    shutdown.cancelled().await;
+    eprintln!("gproc demo: stopping");
+    let _ = agg.task.await;
+    sim.shutdown().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the first cluster-wide tables and prints the summary and the
+/// commands to try.
+async fn first_look(tcp: &Address, socket: &str, t0: Instant) -> Result<()> {
+    let ps = super::ps::read_aggregator_file(tcp, "ps", Duration::from_secs(30)).await?;
+    let load = super::ps::read_aggregator_file(tcp, "load", Duration::from_secs(30)).await?;
+    let nodes = super::ps::read_aggregator_file(tcp, "nodes", Duration::from_secs(30)).await?;
     print_summary(
         &String::from_utf8_lossy(&ps),
         &String::from_utf8_lossy(&load),
@@ -100,20 +119,13 @@ pub async fn run(a: DemoArgs) -> Result<ExitCode> {
          \n\nOn a machine with the v9fs module (as root):\
          \n  mount -t 9p -o trans=tcp,port={port},version=9p2000.L,cache=none,access=any 127.0.0.1 /mnt\
          \n\nCtrl-C stops it.",
-        sock = a.socket,
+        sock = socket,
         port = match &tcp {
             Address::Tcp(s) => s.rsplit(':').next().unwrap_or("5640").to_string(),
             Address::Unix(_) => "5640".into(),
         },
     );
-    if a.once {
-        shutdown.cancel();
-    }
-    shutdown.cancelled().await;
-    eprintln!("gproc demo: stopping");
-    let _ = agg.task.await;
-    sim.shutdown().await;
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn print_summary(ps: &str, load: &str, nodes: &str) {
