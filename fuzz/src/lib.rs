@@ -173,13 +173,7 @@ pub fn check_summary(data: &[u8]) {
 pub fn check_config(text: &str) {
     match Config::from_str(text, "fuzz.toml") {
         Ok(c) => {
-            // Known bug (tests/hostile_input.rs,
-            // fuzz_hostlist_compress_of_multibyte_name): `summary` panics on
-            // non-ASCII node names. Skipped so the fuzzer can look further;
-            // remove once src/config/hostlist.rs is fixed.
-            if c.nodes.iter().all(|n| n.name.is_ascii()) {
-                let _ = c.summary().to_string();
-            }
+            let _ = c.summary().to_string();
             for n in c.nodes.iter().take(4) {
                 let _ = c.node(&n.name);
             }
@@ -205,13 +199,10 @@ pub fn check_hostlist(text: &str) {
             "{text:?} expands to {n:?} but does not contain it"
         );
     }
-    // Known bug (tests/hostile_input.rs,
-    // fuzz_hostlist_compress_of_multibyte_name): `compress` panics on
-    // non-ASCII names; only ASCII names are compressed until it is fixed.
+    // Names a hostlist cannot spell are not compressed.
     if names.is_empty()
         || names.iter().any(|n| {
             n.is_empty()
-                || !n.is_ascii()
                 || n.contains(|c: char| c.is_whitespace() || "[],".contains(c))
         })
     {

@@ -28,7 +28,7 @@ use bytes::Bytes;
 
 use crate::proto::{DirEntry, Qid, errno, qt};
 use crate::server::{
-    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot, Time,
+    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot, SnapshotBudget, Time,
     qid_type_from_mode, s_if,
 };
 
@@ -65,6 +65,8 @@ pub struct AgentFid {
     node: Node,
     qid: Qid,
     snap: Option<Arc<Snapshot>>,
+    /// The connection's snapshot budget, from the attach.
+    budget: SnapshotBudget,
 }
 
 /// A `Filesystem` over a local proc tree.
@@ -327,6 +329,7 @@ impl Filesystem for ProcFs {
                 node: Node::Real(PathBuf::new()),
                 qid,
                 snap: None,
+                budget: req.budget.clone(),
             },
             qid,
         ))
@@ -357,6 +360,7 @@ impl Filesystem for ProcFs {
                 node,
                 qid,
                 snap: None,
+                budget: dir.budget.clone(),
             },
             qid,
         ))
@@ -389,28 +393,31 @@ impl Filesystem for ProcFs {
                         .map_err(|e| FsError::IO.with(format!("node summary: {e}")))
                 })
                 .await?;
-                Snapshot::File(Bytes::from(data))
+                Snapshot::file(Bytes::from(data), &fid.budget)?
             }
-            Node::GprocDir => Snapshot::Dir(vec![
-                DirEntry {
-                    qid: fid.qid,
-                    offset: 1,
-                    ty: 4,
-                    name: ".".into(),
-                },
-                DirEntry {
-                    qid: fid.qid,
-                    offset: 2,
-                    ty: 4,
-                    name: "..".into(),
-                },
-                DirEntry {
-                    qid: Self::synth_qid(&Node::Summary),
-                    offset: 3,
-                    ty: 8,
-                    name: SUMMARY_FILE.into(),
-                },
-            ]),
+            Node::GprocDir => Snapshot::dir(
+                vec![
+                    DirEntry {
+                        qid: fid.qid,
+                        offset: 1,
+                        ty: 4,
+                        name: ".".into(),
+                    },
+                    DirEntry {
+                        qid: fid.qid,
+                        offset: 2,
+                        ty: 4,
+                        name: "..".into(),
+                    },
+                    DirEntry {
+                        qid: Self::synth_qid(&Node::Summary),
+                        offset: 3,
+                        ty: 8,
+                        name: SUMMARY_FILE.into(),
+                    },
+                ],
+                &fid.budget,
+            )?,
             Node::Real(p) => {
                 if fid.qid.is_symlink() {
                     return Err(FsError::new(errno::ELOOP)
@@ -425,6 +432,7 @@ impl Filesystem for ProcFs {
                 let abs = self.abs(p);
                 let qid = fid.qid;
                 let is_root = p.as_os_str().is_empty();
+                let budget = fid.budget.clone();
                 blocking(move || {
                     if qid.is_dir() {
                         let extra = is_root.then(|| DirEntry {
@@ -434,12 +442,12 @@ impl Filesystem for ProcFs {
                             name: GPROC_DIR.into(),
                         });
                         list_dir(&abs, qid, extra)
-                            .map(Snapshot::Dir)
                             .map_err(|e| vanished(e, &abs))
+                            .and_then(|d| Snapshot::dir(d, &budget))
                     } else {
                         read_whole(&abs)
-                            .map(|d| Snapshot::File(Bytes::from(d)))
                             .map_err(|e| vanished(e, &abs))
+                            .and_then(|d| Snapshot::file(Bytes::from(d), &budget))
                     }
                 })
                 .await?
@@ -480,6 +488,7 @@ mod tests {
             n_uname: 0,
             peer: Arc::new(Peer::default()),
             auth_uid: None,
+            budget: crate::server::SnapshotBudget::unlimited(),
         }
     }
 

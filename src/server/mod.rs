@@ -22,7 +22,7 @@ use thiserror::Error;
 use crate::proto::{self, DirEntry, Qid, Statfs, errno};
 
 pub use listener::{Server, ServerConfig};
-pub use snapshot::Snapshot;
+pub use snapshot::{Charge, Meter, Snapshot, SnapshotBudget};
 
 /// An error a filesystem returns: an errno (sent as is in 9P2000.L, with
 /// its string in .u, as its string in 9P2000) and optional context for logs.
@@ -118,6 +118,8 @@ pub struct AttachRequest {
     /// The uid proven by an authentication fid (`Tauth` then `Tattach`
     /// with that afid), when the server verifies credentials.
     pub auth_uid: Option<u32>,
+    /// Where this connection's open snapshots are charged.
+    pub budget: SnapshotBudget,
 }
 
 /// How a file is opened, independent of dialect.

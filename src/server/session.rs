@@ -26,7 +26,10 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::{AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Peer, s_if};
+use super::{
+    AttachRequest, Filesystem, FsError, FsResult, Meta, Meter, OpenFlags, Peer, SnapshotBudget,
+    s_if,
+};
 use crate::auth::Authenticator;
 use crate::proto::{
     self, Attr, Dialect, Frame, FrameCodec, IOHDRSZ, MAXWELEM, NOFID, Qid, Rmessage, Stat,
@@ -49,6 +52,12 @@ pub struct SessionLimits {
     /// Verifies credentials written to auth fids (`Tauth`); `None` answers
     /// `Tauth` with an error, as servers without authentication do.
     pub auth: Option<AuthPolicy>,
+    /// Bytes the open files of one connection may hold (one file of any
+    /// size is always allowed when the connection holds nothing else).
+    pub snapshot_bytes_per_connection: usize,
+    /// Bytes the open files of every connection together may hold: shared
+    /// by every connection served with clones of these limits.
+    pub snapshot_bytes: Arc<Meter>,
 }
 
 /// Authentication of attaches on connections without peer credentials
@@ -80,6 +89,8 @@ impl Default for SessionLimits {
             max_in_flight: 1024,
             partial_frame_timeout: Duration::from_secs(30),
             auth: None,
+            snapshot_bytes_per_connection: 64 << 20,
+            snapshot_bytes: Meter::new(1 << 30),
         }
     }
 }
@@ -154,6 +165,8 @@ struct Shared<F: Filesystem> {
     fs: Arc<F>,
     peer: Arc<Peer>,
     limits: SessionLimits,
+    /// This connection's share of the snapshot bytes.
+    budget: SnapshotBudget,
     state: Mutex<State<F::Fid>>,
     tx: mpsc::UnboundedSender<Outgoing>,
     backlog: Arc<Backlog>,
@@ -188,6 +201,10 @@ pub async fn serve_connection<F, T>(
             msize: limits.max_msize,
             next_id: 0,
         }),
+        budget: SnapshotBudget::new(
+            limits.snapshot_bytes_per_connection,
+            limits.snapshot_bytes.clone(),
+        ),
         limits: limits.clone(),
         tx,
         backlog: backlog.clone(),
@@ -738,6 +755,7 @@ impl<F: Filesystem> Shared<F> {
                     n_uname: a.n_uname,
                     peer: self.peer.clone(),
                     auth_uid,
+                    budget: self.budget.clone(),
                 };
                 let (state, qid) = self.fs.attach(&req).await?;
                 Ok((

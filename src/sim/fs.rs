@@ -14,7 +14,8 @@ use super::tables::{Role, user_name};
 use crate::agent::{GPROC_DIR, SUMMARY_FILE};
 use crate::proto::{DirEntry, Qid, errno, qt};
 use crate::server::{
-    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot as Opened, Time, s_if,
+    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot as Opened,
+    SnapshotBudget, Time, s_if,
 };
 
 /// qid.path of synthesized files: the agent's values, so a client sees the
@@ -146,6 +147,8 @@ impl Entry {
 pub struct SimFid {
     entry: Entry,
     snap: Option<Arc<Opened>>,
+    /// The connection's snapshot budget, from the attach.
+    budget: SnapshotBudget,
 }
 
 #[cfg(test)]
@@ -509,6 +512,7 @@ impl Filesystem for SimNodeFs {
             SimFid {
                 entry: e,
                 snap: None,
+                budget: req.budget.clone(),
             },
             e.qid(),
         ))
@@ -521,6 +525,7 @@ impl Filesystem for SimNodeFs {
             SimFid {
                 entry: e,
                 snap: None,
+                budget: dir.budget.clone(),
             },
             e.qid(),
         ))
@@ -547,7 +552,7 @@ impl Filesystem for SimNodeFs {
                     FsError::new(errno::ELOOP).with("symlinks are read with readlink, not opened")
                 );
             }
-            _ if e.is_dir() => Opened::Dir(self.listing(e)?),
+            _ if e.is_dir() => Opened::dir(self.listing(e)?, &fid.budget)?,
             _ => {
                 // Huge files take a while to render: off the async threads.
                 let this = self.clone();
@@ -559,13 +564,14 @@ impl Filesystem for SimNodeFs {
                 } else {
                     this.contents(e)?
                 };
-                Opened::File(Bytes::from(data))
+                Opened::file(Bytes::from(data), &fid.budget)?
             }
         };
         Ok((
             SimFid {
                 entry: e,
                 snap: Some(Arc::new(snap)),
+                budget: fid.budget.clone(),
             },
             e.qid(),
         ))

@@ -27,6 +27,7 @@ fn attach_req() -> AttachRequest {
         n_uname: 0,
         peer: Arc::new(Peer::default()),
         auth_uid: None,
+        budget: crate::server::SnapshotBudget::unlimited(),
     }
 }
 

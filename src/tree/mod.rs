@@ -38,7 +38,8 @@ use crate::pool::{Node, Pool, PoolError};
 use crate::proto::NONUNAME;
 use crate::proto::{DirEntry, Qid, errno, qt};
 use crate::server::{
-    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot, Time, s_if,
+    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot, SnapshotBudget, Time,
+    s_if,
 };
 use crate::view::{Identity, View, Views};
 
@@ -123,6 +124,8 @@ pub struct TreeFid {
     loc: Loc,
     qid: Qid,
     snap: Option<Arc<Snapshot>>,
+    /// The connection's snapshot budget, from the attach.
+    budget: SnapshotBudget,
 }
 
 impl std::fmt::Debug for TreeFid {
@@ -755,6 +758,7 @@ impl Filesystem for Tree {
                     loc: Loc::Root,
                     qid,
                     snap: None,
+                    budget: req.budget.clone(),
                 },
                 qid,
             ));
@@ -784,6 +788,7 @@ impl Filesystem for Tree {
                 loc,
                 qid,
                 snap: None,
+                budget: req.budget.clone(),
             },
             qid,
         ))
@@ -907,6 +912,7 @@ impl Filesystem for Tree {
                 loc,
                 qid,
                 snap: None,
+                budget: dir.budget.clone(),
             },
             qid,
         ))
@@ -960,14 +966,15 @@ impl Filesystem for Tree {
             return Err(FsError::ROFS);
         }
         let snap = match &fid.loc {
-            Loc::File(s) => Snapshot::File(Box::pin(self.render(&fid.view, *s)).await),
+            // Rendered tables are held by their own cache (one per view).
+            Loc::File(s) => Snapshot::shared_file(Box::pin(self.render(&fid.view, *s)).await),
             Loc::Node { node, path, .. } if !fid.qid.is_dir() => {
                 if fid.qid.is_symlink() {
                     return Err(FsError::new(errno::ELOOP).with("symlinks are read with readlink"));
                 }
-                Snapshot::File(self.node_read(node, path).await?)
+                Snapshot::file(self.node_read(node, path).await?, &fid.budget)?
             }
-            _ => Snapshot::Dir(Box::pin(self.list(fid)).await?),
+            _ => Snapshot::dir(Box::pin(self.list(fid)).await?, &fid.budget)?,
         };
         let mut o = fid.clone();
         o.snap = Some(Arc::new(snap));

@@ -69,6 +69,7 @@ fn req(peer_uid: Option<u32>, n_uname: u32, aname: &str) -> AttachRequest {
             gid: None,
         }),
         auth_uid: None,
+        budget: crate::server::SnapshotBudget::unlimited(),
     }
 }
 
