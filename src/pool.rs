@@ -158,7 +158,9 @@ pub struct NodeStatus {
     pub last_contact: Option<SystemTime>,
     /// The last error, kept after recovery for diagnosis.
     pub last_error: Option<String>,
-    /// Consecutive failed connects.
+    /// Consecutive failures (connects that failed, requests that got no
+    /// answer at all) since the last operation that succeeded; drives the
+    /// reconnect backoff.
     pub failures: u32,
 }
 
@@ -366,7 +368,9 @@ impl Pool {
                 }
                 h.status.state = NodeState::Up;
                 h.status.dialect = Some(root.client().dialect());
-                h.status.failures = 0;
+                // `failures` is reset by the first operation that succeeds,
+                // not by the connect: a node that accepts and then hangs
+                // keeps backing off.
                 h.retry_at = None;
                 *slot = Some(root.clone());
                 Ok(root)
@@ -412,10 +416,15 @@ impl Pool {
     {
         let name = &node.spec.name;
         let deadline = self.opts.request_timeout;
+        // The connection the request went out on, once it did, and how
+        // many replies that connection had received then.
+        let sent_on: std::sync::Mutex<Option<(Arc<FidHandle>, u64)>> = std::sync::Mutex::new(None);
         let work = async {
             let _g = self.global.acquire().await;
             let _n = node.per_node.acquire().await;
             let root = self.root(node).await?;
+            let seen = root.client().replies_received();
+            *sent_on.lock().unwrap_or_else(|p| p.into_inner()) = Some((root.clone(), seen));
             let started = Instant::now();
             let r = op(root.clone()).await;
             match &r {
@@ -423,6 +432,7 @@ impl Pool {
                     let mut h = node.health.lock().unwrap_or_else(|p| p.into_inner());
                     h.status.rtt = Some(started.elapsed());
                     h.status.last_contact = Some(SystemTime::now());
+                    h.status.failures = 0;
                 }
                 Err(e) if e.is_connection_error() => {
                     root.client().close();
@@ -446,12 +456,28 @@ impl Pool {
         match tokio::time::timeout(deadline, work).await {
             Ok(r) => r,
             Err(_) => {
-                let mut h = node.health.lock().unwrap_or_else(|p| p.into_inner());
-                h.status.last_error = Some(format!("no answer within {deadline:?}"));
-                Err(PoolError::Timeout {
+                let e = PoolError::Timeout {
                     node: name.clone(),
                     after: deadline,
-                })
+                };
+                let sent = sent_on.lock().unwrap_or_else(|p| p.into_inner()).take();
+                match sent {
+                    // Sent, and not one reply came back on this node's
+                    // connection for a whole request timeout: it hangs.
+                    // Drop the connection (its other waiters fail now) and
+                    // back off, so the next tables do not wait for it too.
+                    Some((root, seen)) if root.client().replies_received() == seen => {
+                        root.client().close();
+                        self.mark_down(node, &e);
+                    }
+                    // Busy but answering, or never sent (the pool's own
+                    // limits were full): not the node's fault.
+                    _ => {
+                        let mut h = node.health.lock().unwrap_or_else(|p| p.into_inner());
+                        h.status.last_error = Some(format!("no answer within {deadline:?}"));
+                    }
+                }
+                Err(e)
             }
         }
     }

@@ -182,10 +182,14 @@ async fn long_paths_take_several_walks() {
         let (_c, r) = root(&addr, Some(d)).await;
         let s = r.read_all(&p).await.unwrap();
         assert_eq!(name_line(&s), name_line(&local), "{d}");
-        // A failure in a later chunk names the whole path.
-        let bad = format!("{p}/../../../nonexistent/x/y");
+        // A failure in a later chunk names the whole path and gives the
+        // server's reason for the name that failed, not just ENOENT.
+        let bad = format!("{}nonexistent/x/y", p.trim_end_matches("status"));
         let e = r.walk(&bad).await.unwrap_err();
         assert_eq!(e.errno(), errno::ENOENT, "{d}: {e}");
+        assert!(e.to_string().contains(&bad), "{d}: {e}");
+        let e = r.walk(&format!("{p}/../x")).await.unwrap_err();
+        assert_eq!(e.errno(), errno::ENOTDIR, "{d}: {e}");
     }
     stop.cancel();
 }

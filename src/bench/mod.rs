@@ -5,6 +5,7 @@
 
 pub mod agent;
 pub mod cluster;
+pub mod faults;
 
 use std::time::Duration;
 

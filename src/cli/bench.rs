@@ -35,6 +35,25 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 2000)]
         naive_max_nodes: usize,
     },
+    /// Node faults behind the aggregator: what `/ps` and `/nodes` show for
+    /// slow, hanging, flapping, garbage, refusing and huge-file nodes.
+    Faults {
+        /// Simulated nodes.
+        #[arg(long, default_value_t = 200)]
+        nodes: usize,
+        /// Processes per node.
+        #[arg(long, default_value_t = 50)]
+        procs_per_node: usize,
+        /// Fraction of the nodes with each fault.
+        #[arg(long, default_value_t = 0.05)]
+        fraction: f64,
+        /// How long to keep reading.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        duration: std::time::Duration,
+        /// The pool's deadline for a table.
+        #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
+        deadline: std::time::Duration,
+    },
 }
 
 /// Runs one benchmark.
@@ -63,6 +82,24 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
                 naive_max_nodes,
             };
             bench::cluster::run(b).await?;
+        }
+        BenchCmd::Faults {
+            nodes,
+            procs_per_node,
+            fraction,
+            duration,
+            deadline,
+        } => {
+            let b = bench::faults::FaultBench {
+                nodes,
+                procs_per_node,
+                fraction,
+                duration,
+                deadline,
+                ..bench::faults::FaultBench::default()
+            };
+            let r = bench::faults::run(&b).await?;
+            bench::faults::print(&b, &r);
         }
     }
     Ok(ExitCode::SUCCESS)

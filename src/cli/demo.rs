@@ -38,6 +38,7 @@ pub struct DemoArgs {
 /// Runs the demo until Ctrl-C.
 pub async fn run(a: DemoArgs) -> Result<ExitCode> {
     let t0 = Instant::now();
+    let shutdown = shutdown_on_signals();
     eprintln!(
         "gproc demo: starting {} simulated nodes ({} processes each) on 127.1.x.y ...",
         a.nodes, a.procs_per_node
@@ -63,7 +64,6 @@ pub async fn run(a: DemoArgs) -> Result<ExitCode> {
         sim.config_toml()
     );
     let cfg = Config::from_str(&config, "demo").map_err(|e| anyhow::anyhow!("{e}"))?;
-    let shutdown = shutdown_on_signals();
     let agg = Aggregator::start(&cfg, shutdown.clone()).await?;
     let tcp = agg.addresses.first().cloned().unwrap_or(a.listen.clone());
     eprintln!(

@@ -254,7 +254,11 @@ pub async fn run(a: PsArgs) -> Result<ExitCode> {
     for line in text.lines() {
         if let Some(note) = line.strip_prefix("# ") {
             eprintln!("gproc ps: {note}");
-            missing += 1;
+            // Stale rows are shown (and said to be stale); missing nodes
+            // make the listing incomplete, so the exit status says so.
+            if note.starts_with("missing ") {
+                missing += 1;
+            }
             continue;
         }
         let Some(r) = PsRow::parse(line) else {

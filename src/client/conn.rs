@@ -177,6 +177,9 @@ pub(crate) struct Shared {
     permits: Semaphore,
     /// Stops the reader and writer tasks.
     cancel: CancellationToken,
+    /// Replies received so far: lets the pool tell a server that answers
+    /// nothing at all from one that is merely slow at one request.
+    pub(crate) replies: std::sync::atomic::AtomicU64,
 }
 
 fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
@@ -223,6 +226,7 @@ where
         wake_writer: Notify::new(),
         permits: Semaphore::new(opts.max_in_flight.clamp(1, Semaphore::MAX_PERMITS)),
         cancel: CancellationToken::new(),
+        replies: std::sync::atomic::AtomicU64::new(0),
     });
     tokio::spawn(read_loop(shared.clone(), rd, leftover));
     tokio::spawn(write_loop(shared.clone(), wr));
@@ -724,6 +728,9 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut rd: R, mut buf
             match frame_size(&buf, shared.msize) {
                 Ok(Some(n)) => {
                     let frame = buf.split_to(n).freeze();
+                    shared
+                        .replies
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     if let Err(e) = shared.handle_frame(frame) {
                         break Err(e);
                     }

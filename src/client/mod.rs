@@ -231,6 +231,14 @@ impl Client {
         &self.conn.opts
     }
 
+    /// Replies received on this connection so far (any tag, errors
+    /// included).
+    pub fn replies_received(&self) -> u64 {
+        self.shared()
+            .replies
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Whether the connection is dead; every call then fails at once with
     /// [`closed_error`](Self::closed_error).
     pub fn is_closed(&self) -> bool {
@@ -540,7 +548,10 @@ impl FidHandle {
                 &full,
             )
             .await?;
-        let qid = self.check_walk(reply, first.len(), &full)?;
+        let qid = match self.check_walk(reply, first.len(), &full)? {
+            Walked::All(q) => q,
+            Walked::Partial(k) => return Err(self.why_not(names, k, &full).await),
+        };
         let mut h = FidHandle {
             client: self.client.clone(),
             fid: newfid,
@@ -549,7 +560,7 @@ impl FidHandle {
             iounit: None,
             live: true,
         };
-        for chunk in chunks {
+        for (i, chunk) in chunks.enumerate() {
             // In place: newfid == fid moves the fid only if every name is
             // walked (walk(5)); on failure `h` is dropped and clunked.
             let reply = shared
@@ -564,16 +575,46 @@ impl FidHandle {
                     &h.path,
                 )
                 .await?;
-            if let Some(q) = self.check_walk(reply, chunk.len(), &h.path)? {
-                h.qid = q;
+            match self.check_walk(reply, chunk.len(), &h.path)? {
+                Walked::All(Some(q)) => h.qid = q,
+                Walked::All(None) => {}
+                Walked::Partial(k) => {
+                    let reached = (i + 1) * MAXWELEM + k;
+                    return Err(self.why_not(names, reached, &h.path).await);
+                }
             }
         }
         Ok(h)
     }
 
-    /// The last qid of a complete walk; a partial walk is ENOENT (what
-    /// Linux makes of it too).
-    fn check_walk(&self, reply: Rmessage, asked: usize, path: &str) -> Result<Option<Qid>> {
+    /// Why a walk of `names` stopped after `reached` of them. A partial
+    /// `Rwalk` says only that the next name failed, which Linux reports as
+    /// ENOENT; but in a merged tree the reason is often the node behind
+    /// it (down, timed out), so walk to where it stopped and try that one
+    /// name alone: a failing first name gets the server's own error. Only
+    /// failed walks pay for the two extra round trips.
+    async fn why_not(&self, names: &[&str], reached: usize, full: &str) -> ClientError {
+        let not_found = || self.client.remote("walk", full, errno::ENOENT);
+        let Some(next) = names.get(reached) else {
+            return not_found();
+        };
+        let base_path = join_path(&self.path, &names[..reached]);
+        let base = match Box::pin(self.walk_names(&names[..reached], base_path)).await {
+            Ok(h) => h,
+            Err(e) => return e,
+        };
+        match Box::pin(base.walk_names(&[next], full.to_string())).await {
+            // Gone, or there now: the first answer stands.
+            Err(ClientError::Remote { errno: e, .. }) if e != errno::ENOENT => {
+                self.client.remote("walk", full, e)
+            }
+            Err(e) if e.is_connection_error() => e,
+            _ => not_found(),
+        }
+    }
+
+    /// The last qid of a complete walk, or how far a partial one got.
+    fn check_walk(&self, reply: Rmessage, asked: usize, path: &str) -> Result<Walked> {
         let Rmessage::Walk(w) = reply else {
             return Err(self.client.unexpected("walk", path));
         };
@@ -586,9 +627,9 @@ impl FidHandle {
             return Err(e);
         }
         if w.wqids.len() < asked {
-            return Err(self.client.remote("walk", path, errno::ENOENT));
+            return Ok(Walked::Partial(w.wqids.len()));
         }
-        Ok(w.wqids.last().copied())
+        Ok(Walked::All(w.wqids.last().copied()))
     }
 
     /// Opens the fid (`Tlopen` in .L, `Topen` otherwise).
@@ -970,6 +1011,14 @@ impl FidHandle {
         }
         self.walk(path).await?.read_link().await
     }
+}
+
+/// What one `Twalk` reached.
+enum Walked {
+    /// Every name; the last qid (none for a clone).
+    All(Option<Qid>),
+    /// Only this many names.
+    Partial(usize),
 }
 
 #[cfg(test)]

@@ -303,17 +303,20 @@ async fn accept(l: &Listener) -> io::Result<(Conn, Peer)> {
 
 /// A token cancelled on SIGINT or SIGTERM, for daemons' graceful shutdown.
 pub fn shutdown_on_signals() -> CancellationToken {
+    use tokio::signal::unix::{SignalKind, signal};
     let token = CancellationToken::new();
     let t = token.clone();
+    // Installed here, before returning, not in the task: a signal that
+    // arrives before the task first runs would otherwise kill the process
+    // with the default action instead of shutting it down.
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        warn!("cannot install signal handlers; stop with SIGKILL");
+        return token;
+    };
     tokio::spawn(async move {
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            warn!("cannot install signal handlers; stop with SIGKILL");
-            return;
-        };
         tokio::select! {
             _ = int.recv() => info!("SIGINT: shutting down"),
             _ = term.recv() => info!("SIGTERM: shutting down"),

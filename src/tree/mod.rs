@@ -406,7 +406,12 @@ impl Tree {
         }
     }
 
-    async fn node_parsed_summary(&self, node: &Arc<Node>) -> FsResult<Arc<NodeSummary>> {
+    /// The node's parsed summary and, when a `stale` rule let the cache
+    /// serve it past its TTL, its age.
+    async fn node_parsed_summary(
+        &self,
+        node: &Arc<Node>,
+    ) -> FsResult<(Arc<NodeSummary>, Option<Duration>)> {
         let (pool, n) = (self.pool.clone(), node.clone());
         let r = self
             .cache
@@ -428,8 +433,12 @@ impl Tree {
                 },
             )
             .await?;
+        let age = match r.1 {
+            crate::cache::Freshness::Stale(age) => Some(age),
+            _ => None,
+        };
         match r.0 {
-            Value::Summary(s) => Ok(s),
+            Value::Summary(s) => Ok((s, age)),
             _ => Err(FsError::IO.with("cache kind mismatch")),
         }
     }
@@ -444,24 +453,43 @@ impl Tree {
             .collect()
     }
 
-    /// Summaries of every visible node, gathered within the deadline, and
-    /// the nodes that failed with why.
-    async fn gather(
-        &self,
-        view: &View,
-    ) -> (Vec<(Arc<Node>, Arc<NodeSummary>)>, Vec<(String, String)>) {
+    /// Summaries of every visible node, gathered within the deadline; the
+    /// nodes that failed with why; and notes for nodes whose summary is a
+    /// stale copy (allowed by a `stale` rule) with its age and why.
+    async fn gather(&self, view: &View) -> Gathered {
         let nodes = self.visible_nodes(view);
         let mut futs: futures::stream::FuturesUnordered<_> = nodes
             .iter()
             .map(|n| async move {
-                let r = tokio::time::timeout(self.deadline, self.node_summary(n)).await;
+                let r = tokio::time::timeout(self.deadline, self.node_summary_aged(n)).await;
                 (n.clone(), r)
             })
             .collect();
-        let (mut ok, mut missing) = (Vec::new(), Vec::new());
+        let ttl = match self.cache.policy().ttl_for(summary::FILE_PATH).ttl {
+            crate::config::Ttl::For(d) => d,
+            crate::config::Ttl::Never => Duration::ZERO,
+        };
+        let (mut ok, mut missing, mut stale) = (Vec::new(), Vec::new(), Vec::new());
         while let Some((n, r)) = futs.next().await {
             match r {
-                Ok(Ok(s)) => ok.push((n, s)),
+                Ok(Ok((s, age))) => {
+                    // A copy just past its TTL while a refresh runs is
+                    // normal (stale-while-revalidate); say so only when the
+                    // node is down, or up but not refreshed within a
+                    // deadline after the TTL.
+                    if let Some(age) = age {
+                        match n.status().state {
+                            crate::pool::NodeState::Down(r) => {
+                                stale.push((n.spec.name.clone(), age, format!("node down: {r}")));
+                            }
+                            _ if age > ttl + self.deadline => {
+                                stale.push((n.spec.name.clone(), age, "refreshing".into()));
+                            }
+                            _ => {}
+                        }
+                    }
+                    ok.push((n, s));
+                }
                 Ok(Err(e)) => missing.push((n.spec.name.clone(), e.to_string())),
                 Err(_) => missing.push((
                     n.spec.name.clone(),
@@ -477,7 +505,8 @@ impl Tree {
             .collect();
         ok.sort_by_key(|(n, _)| order.get(&n.index).copied().unwrap_or(usize::MAX));
         missing.sort();
-        (ok, missing)
+        stale.sort();
+        Gathered { ok, missing, stale }
     }
 
     async fn render(&self, view: &View, s: Synth) -> Bytes {
@@ -525,7 +554,7 @@ impl Tree {
                 }
             }
             Synth::Ps => {
-                let (ok, missing) = self.gather(view).await;
+                let Gathered { ok, missing, stale } = self.gather(view).await;
                 out.push_str(tables::PS_HEADER);
                 out.push('\n');
                 for (n, s) in &ok {
@@ -535,9 +564,10 @@ impl Tree {
                     }
                 }
                 tables::missing_notes(&mut out, &missing);
+                tables::stale_notes(&mut out, &stale);
             }
             Synth::Load => {
-                let (ok, missing) = self.gather(view).await;
+                let Gathered { ok, missing, stale } = self.gather(view).await;
                 out.push_str(tables::LOAD_HEADER);
                 out.push('\n');
                 for (n, s) in &ok {
@@ -545,6 +575,7 @@ impl Tree {
                     out.push('\n');
                 }
                 tables::missing_notes(&mut out, &missing);
+                tables::stale_notes(&mut out, &stale);
             }
             Synth::Stats => {
                 self.cache.sync().await;
@@ -645,7 +676,7 @@ impl Tree {
                 }
             }
             Loc::PidDir => {
-                let (ok, _) = self.gather(&fid.view).await;
+                let ok = self.gather(&fid.view).await.ok;
                 for (n, s) in ok {
                     for p in s
                         .procs
@@ -740,6 +771,14 @@ fn synth_meta(qid: Qid, name: &str) -> Meta {
         ctime: now,
         ..Meta::default()
     }
+}
+
+/// What [`Tree::gather`] collected.
+struct Gathered {
+    ok: Vec<(Arc<Node>, Arc<NodeSummary>)>,
+    missing: Vec<(String, String)>,
+    /// Node, age of its copy, why it is stale.
+    stale: Vec<(String, Duration, String)>,
 }
 
 impl Filesystem for Tree {

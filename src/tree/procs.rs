@@ -20,6 +20,15 @@ impl Tree {
     /// The node's processes and facts: the summary file where the node
     /// serves one, else assembled from per-process files.
     pub(crate) async fn node_summary(&self, node: &Arc<Node>) -> FsResult<Arc<NodeSummary>> {
+        self.node_summary_aged(node).await.map(|(s, _)| s)
+    }
+
+    /// [`Self::node_summary`], with the age of a stale copy of the summary
+    /// file (served past its TTL under a `stale` rule).
+    pub(crate) async fn node_summary_aged(
+        &self,
+        node: &Arc<Node>,
+    ) -> FsResult<(Arc<NodeSummary>, Option<std::time::Duration>)> {
         if !self.lacks_summary(node.index) {
             match self.node_parsed_summary(node).await {
                 Ok(s) => return Ok(s),
@@ -29,7 +38,7 @@ impl Tree {
                 Err(e) => return Err(e),
             }
         }
-        self.summary_from_files(node).await
+        self.summary_from_files(node).await.map(|s| (s, None))
     }
 
     async fn summary_from_files(&self, node: &Arc<Node>) -> FsResult<Arc<NodeSummary>> {

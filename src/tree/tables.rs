@@ -244,6 +244,18 @@ pub fn missing_notes(out: &mut String, missing: &[(String, String)]) {
     }
 }
 
+/// Appends `# stale NODE: 12.3s old (why)` notes for nodes whose rows
+/// come from a copy past its TTL (a `stale` cache rule allowed it).
+pub fn stale_notes(out: &mut String, stale: &[(String, std::time::Duration, String)]) {
+    for (node, age, why) in stale {
+        let why: String = why
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect();
+        let _ = writeln!(out, "# stale {node}: {:.1}s old ({why})", age.as_secs_f64());
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
