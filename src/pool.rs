@@ -9,8 +9,8 @@
 //! the old one fail cleanly with a "connection closed" error.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use futures::stream::{FuturesUnordered, StreamExt};
@@ -181,6 +181,8 @@ pub struct Node {
     conn: tokio::sync::Mutex<Option<Arc<FidHandle>>>,
     health: Mutex<Health>,
     per_node: Semaphore,
+    /// A background reconnect is waiting for this node's retry time.
+    reconnect_scheduled: AtomicBool,
 }
 
 impl Node {
@@ -202,18 +204,22 @@ pub struct Pool {
     global: Arc<Semaphore>,
     connects: Arc<Semaphore>,
     next_index: AtomicU64,
+    /// Itself, for the background reconnect tasks (which end when the pool
+    /// is dropped).
+    me: Weak<Pool>,
 }
 
 impl Pool {
     /// A pool over `nodes` (nothing is connected yet).
     pub fn new(nodes: Vec<NodeSpec>, opts: PoolOptions) -> Arc<Self> {
-        let pool = Arc::new(Self {
+        let pool = Arc::new_cyclic(|me| Self {
             global: Arc::new(Semaphore::new(opts.max_in_flight.max(1))),
             connects: Arc::new(Semaphore::new(opts.connect_concurrency.max(1))),
             opts,
             nodes: RwLock::new(Arc::new(Vec::new())),
             by_name: RwLock::new(Arc::new(HashMap::new())),
             next_index: AtomicU64::new(1),
+            me: me.clone(),
         });
         pool.set_nodes(nodes);
         pool
@@ -251,6 +257,7 @@ impl Pool {
                         retry_at: None,
                     }),
                     per_node: Semaphore::new(self.opts.max_in_flight_per_node.max(1)),
+                    reconnect_scheduled: AtomicBool::new(false),
                 }),
             };
             map.insert(spec.name.clone(), node.clone());
@@ -308,28 +315,75 @@ impl Pool {
         info!("connected {up} of {total} nodes");
     }
 
-    /// The node's attach root, connecting if needed. Fails fast while the
-    /// node is in backoff.
+    /// The node's attach root, connecting if it was never connected. A
+    /// node that is down fails at once: it is reconnected in the
+    /// background ([`Self::schedule_reconnect`]), so no table or read waits
+    /// for a connect to a node known to be down.
     async fn root(&self, node: &Arc<Node>) -> Result<Arc<FidHandle>, PoolError> {
+        if let Some(e) = Self::down_error(node) {
+            return Err(e);
+        }
+        self.connect(node).await
+    }
+
+    /// The error for a node that is down, with the time to its next
+    /// reconnect attempt.
+    fn down_error(node: &Node) -> Option<PoolError> {
+        let h = node.health.lock().unwrap_or_else(|p| p.into_inner());
+        let NodeState::Down(reason) = &h.status.state else {
+            return None;
+        };
+        Some(PoolError::Down {
+            node: node.spec.name.clone(),
+            reason: reason.clone(),
+            retry_in: h
+                .retry_at
+                .map(|at| at.saturating_duration_since(Instant::now()))
+                .unwrap_or_default(),
+        })
+    }
+
+    /// After a node went down, waits for its retry time and reconnects it
+    /// (once per down period; a failed attempt schedules the next one).
+    fn schedule_reconnect(&self, node: &Arc<Node>) {
+        if node.reconnect_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (me, node) = (self.me.clone(), node.clone());
+        tokio::spawn(async move {
+            let at = node
+                .health
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .retry_at;
+            if let Some(at) = at {
+                tokio::time::sleep_until(at).await;
+            }
+            node.reconnect_scheduled.store(false, Ordering::Release);
+            let Some(pool) = me.upgrade() else {
+                return; // the pool is gone
+            };
+            // Removed or replaced by a reload: not ours to reconnect.
+            if pool
+                .node(&node.spec.name)
+                .is_none_or(|n| n.index != node.index)
+            {
+                return;
+            }
+            if matches!(node.status().state, NodeState::Down(_)) {
+                let _ = pool.connect(&node).await;
+            }
+        });
+    }
+
+    /// Returns the live connection, or connects now (the caller waits).
+    async fn connect(&self, node: &Arc<Node>) -> Result<Arc<FidHandle>, PoolError> {
         let mut slot = node.conn.lock().await;
         if let Some(r) = slot.as_ref() {
             if !r.client().is_closed() {
                 return Ok(r.clone());
             }
             *slot = None;
-        }
-        {
-            let h = node.health.lock().unwrap_or_else(|p| p.into_inner());
-            if let (Some(at), NodeState::Down(reason)) = (h.retry_at, &h.status.state) {
-                let now = Instant::now();
-                if now < at {
-                    return Err(PoolError::Down {
-                        node: node.spec.name.clone(),
-                        reason: reason.clone(),
-                        retry_in: at - now,
-                    });
-                }
-            }
         }
         let _permit = self.connects.acquire().await.map_err(|_| PoolError::Down {
             node: node.spec.name.clone(),
@@ -347,7 +401,12 @@ impl Pool {
         let spec = &node.spec;
         let attempt = async {
             let c = Client::connect(&spec.address, copts).await?;
-            c.attach(&spec.uname, &spec.aname, Some(spec.uid)).await
+            let root = c.attach(&spec.uname, &spec.aname, Some(spec.uid)).await?;
+            // One request past the attach: a node that attaches and then
+            // answers nothing is caught here, in the background, instead
+            // of by the next table that reads it.
+            root.getattr().await?;
+            Ok::<_, ClientError>(root)
         };
         let res = match tokio::time::timeout(self.opts.connect_timeout * 2, attempt).await {
             Ok(r) => r.map_err(|e| PoolError::Client {
@@ -382,7 +441,7 @@ impl Pool {
         }
     }
 
-    fn mark_down(&self, node: &Node, e: &PoolError) {
+    fn mark_down(&self, node: &Arc<Node>, e: &PoolError) {
         let mut h = node.health.lock().unwrap_or_else(|p| p.into_inner());
         h.status.failures = h.status.failures.saturating_add(1);
         let delay = backoff(
@@ -401,6 +460,8 @@ impl Pool {
         }
         h.status.last_error = Some(reason.clone());
         h.status.state = NodeState::Down(reason);
+        drop(h);
+        self.schedule_reconnect(node);
     }
 
     /// Runs `op` against `node`'s attach root under the global and per-node

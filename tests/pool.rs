@@ -1,7 +1,8 @@
 //! The fan-out pool against 200+ real node servers on distinct loopback
 //! addresses: nodes killed mid-run are named and the rest complete; a hung
-//! node does not delay the others past the deadline; restarted nodes come
-//! back after backoff.
+//! node does not delay the others past the deadline, and once down fails
+//! at once while it is reconnected in the background; restarted nodes come
+//! back after backoff without a read having to wait for them.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -9,7 +10,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use gproc::agent::ProcFs;
 use gproc::net::Address;
-use gproc::pool::{NodeSpec, NodeState, Pool, PoolOptions};
+use gproc::pool::{NodeSpec, NodeState, Pool, PoolError, PoolOptions};
 use gproc::server::listener::Listener;
 use gproc::server::{Server, ServerConfig};
 use tokio_util::sync::CancellationToken;
@@ -118,6 +119,28 @@ async fn fan_out_survives_killed_and_hung_nodes_and_recovers() {
     assert!(
         took < deadline + Duration::from_secs(2),
         "the hung node held the fan-out for {took:?}"
+    );
+
+    // The hung node is down now. Reads of it fail at once, even when its
+    // retry time has come: reconnects happen in the background, so no read
+    // waits for a connect to a node known to be down...
+    let h = pool.node(&format!("n{NODES:04}")).unwrap();
+    assert!(
+        matches!(h.status().state, NodeState::Down(_)),
+        "{:?}",
+        h.status()
+    );
+    let before = h.status().failures;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let r = pool
+        .with_node(&h, |root| async move { root.read_all("loadavg").await })
+        .await;
+    assert!(matches!(r, Err(PoolError::Down { .. })), "{r:?}");
+    // ... and keep being attempted, with nobody reading, under backoff.
+    let after = h.status().failures;
+    assert!(
+        after > before,
+        "no background reconnect: {before} -> {after}"
     );
 
     // Kill 20 nodes: their connections close; the next fan-out names them.

@@ -358,7 +358,7 @@ fn record(
 
 async fn read_text(root: &FidHandle, path: &str) -> Result<String> {
     let b = root
-        .read_all(path)
+        .read_all_limited(path, crate::tree::tables::MAX_TABLE_BYTES)
         .await
         .with_context(|| format!("reading /{path} from the aggregator"))?;
     Ok(String::from_utf8_lossy(&b).into_owned())

@@ -226,7 +226,9 @@ pub(crate) async fn read_aggregator_file(
     // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc::geteuid() };
     let root = client.attach(&uname, "", Some(uid)).await?;
-    Ok(root.read_all(path).await?)
+    Ok(root
+        .read_all_limited(path, crate::tree::tables::MAX_TABLE_BYTES)
+        .await?)
 }
 
 /// Runs `gproc ps`.

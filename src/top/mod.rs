@@ -30,6 +30,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::client::ClientError;
 use crate::mount::Remote;
+use crate::tree::tables::MAX_TABLE_BYTES;
 pub use model::{Filter, Snapshot, SortKey};
 pub use ui::{Action, App, Mode};
 
@@ -52,13 +53,16 @@ impl Source {
     pub async fn fetch(&self) -> Result<Snapshot, ClientError> {
         let (load, ps) = self
             .remote
-            .call(
-                |root| async move { tokio::try_join!(root.read_all("load"), root.read_all("ps")) },
-            )
+            .call(|root| async move {
+                tokio::try_join!(
+                    root.read_all_limited("load", MAX_TABLE_BYTES),
+                    root.read_all_limited("ps", MAX_TABLE_BYTES)
+                )
+            })
             .await?;
         let nodes = self
             .remote
-            .call(|root| async move { root.read_all("nodes").await })
+            .call(|root| async move { root.read_all_limited("nodes", MAX_TABLE_BYTES).await })
             .await?;
         Ok(Snapshot::parse(
             &String::from_utf8_lossy(&nodes),

@@ -12,6 +12,12 @@ use std::time::{Duration, UNIX_EPOCH};
 use crate::agent::summary::{NodeSummary, ProcEntry};
 use crate::pool::{NodeState, NodeStatus};
 
+/// Most bytes a client reads of one cluster-wide table. `/ps` is about
+/// 110 bytes per process: 10,000 nodes of 100 processes make 110 MB, past
+/// the client's default limit for a file (64 MiB), and a large cluster
+/// with busy nodes makes several times that.
+pub const MAX_TABLE_BYTES: u64 = 4 << 30;
+
 /// Header of `/ps`.
 pub const PS_HEADER: &str = "NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR COMMAND";
 
