@@ -378,12 +378,47 @@ impl Pool {
 
     /// Returns the live connection, or connects now (the caller waits).
     async fn connect(&self, node: &Arc<Node>) -> Result<Arc<FidHandle>, PoolError> {
+        if let Ok(slot) = node.conn.try_lock()
+            && let Some(r) = slot.as_ref()
+            && !r.client().is_closed()
+        {
+            return Ok(r.clone());
+        }
+        let Some(me) = self.me.upgrade() else {
+            return Err(PoolError::Down {
+                node: node.spec.name.clone(),
+                reason: "pool shut down".into(),
+                retry_in: Duration::ZERO,
+            });
+        };
+        // In a task of its own: a caller that gives up (its request timed
+        // out) must not cancel the attempt, whose outcome (up, or down with
+        // a backoff) is what keeps the next callers from waiting too.
+        let n = node.clone();
+        match tokio::spawn(async move { me.connect_now(&n).await }).await {
+            Ok(r) => r,
+            Err(e) => Err(PoolError::Down {
+                node: node.spec.name.clone(),
+                reason: format!("connect task failed: {e}"),
+                retry_in: Duration::ZERO,
+            }),
+        }
+    }
+
+    async fn connect_now(&self, node: &Arc<Node>) -> Result<Arc<FidHandle>, PoolError> {
         let mut slot = node.conn.lock().await;
         if let Some(r) = slot.as_ref() {
             if !r.client().is_closed() {
                 return Ok(r.clone());
             }
             *slot = None;
+        }
+        // The attempt that held the lock before us may just have failed.
+        if let Some(e) = Self::down_error(node)
+            && let PoolError::Down { retry_in, .. } = &e
+            && !retry_in.is_zero()
+        {
+            return Err(e);
         }
         let _permit = self.connects.acquire().await.map_err(|_| PoolError::Down {
             node: node.spec.name.clone(),
