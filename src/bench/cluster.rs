@@ -37,13 +37,17 @@ pub struct ClusterBench {
     pub naive_concurrency: usize,
     /// Skip the naive client above this many nodes (it takes minutes).
     pub naive_max_nodes: usize,
+    /// TTL of the `/.gproc/ps` rule: longer than a cold `/ps` takes, so
+    /// that the warm read right after it is served from the cache.
+    pub summary_ttl: Duration,
 }
 
 /// Nodes per `gproc sim` child: each node costs it a listener and a
 /// connection, and the open-file limit here is 20,000.
 const NODES_PER_SIM: usize = 4000;
 
-struct Sims(Vec<Child>);
+/// The `gproc sim` children; killed when dropped.
+pub(crate) struct Sims(pub(crate) Vec<Child>);
 
 impl Drop for Sims {
     fn drop(&mut self) {
@@ -55,8 +59,14 @@ impl Drop for Sims {
 }
 
 /// Starts the simulated nodes in child processes; returns them and the
-/// aggregator config for all of them.
-async fn start_sims(n: usize, procs: usize, dir: &std::path::Path) -> Result<(Sims, String)> {
+/// aggregator config for all of them. `extra` goes to every `gproc sim`
+/// (fault fractions, churn), so a benchmark can ask for flapping nodes.
+pub(crate) async fn start_sims(
+    n: usize,
+    procs: usize,
+    dir: &std::path::Path,
+    extra: &[String],
+) -> Result<(Sims, String)> {
     let exe = std::env::current_exe().context("cannot find the gproc binary")?;
     let shards = n.div_ceil(NODES_PER_SIM);
     let mut sims = Sims(Vec::new());
@@ -84,6 +94,7 @@ async fn start_sims(n: usize, procs: usize, dir: &std::path::Path) -> Result<(Si
                 "--seed",
                 &(s + 1).to_string(),
             ])
+            .args(extra)
             .arg("--config-out")
             .arg(&file)
             .env("RUST_LOG", "warn")
@@ -126,7 +137,9 @@ async fn read(addr: &Address, path: &str) -> Result<bytes::Bytes> {
     )
     .await?;
     let root = c.attach("root", "", Some(0)).await?;
-    Ok(root.read_all(path).await?)
+    Ok(root
+        .read_all_limited(path, crate::tree::tables::MAX_TABLE_BYTES)
+        .await?)
 }
 
 /// The naive client: every process's three files from every node, direct.
@@ -190,16 +203,17 @@ pub async fn run(b: ClusterBench) -> Result<()> {
             b.procs_per_node
         );
         let dir = tempfile::tempdir()?;
-        let (sims, nodes) = start_sims(n, b.procs_per_node, dir.path()).await?;
+        let (sims, nodes) = start_sims(n, b.procs_per_node, dir.path(), &[]).await?;
         let port = std::net::TcpListener::bind("127.0.0.1:0")?
             .local_addr()?
             .port();
         let text = format!(
             "[server]\nlisten = [\"127.0.0.1:{port}\"]\nauth = \"none\"\nmax_connections = 64\n\n\
              [pool]\nmax_in_flight = 2048\nrequest_timeout = \"30s\"\ndeadline = \"60s\"\nconnect_concurrency = 256\n\n\
-             # Summaries stay fresh 5 s, so that \"warm\" means cached even when\n\
-             # the cold read itself took more than the default 1 s.\n\
-             [[cache.rule]]\npath = \"/.gproc/ps\"\nttl = \"5s\"\n\n{nodes}"
+             # Summaries stay fresh longer than a cold /ps takes, so that\n\
+             # \"warm\" means cached.\n\
+             [[cache.rule]]\npath = \"/.gproc/ps\"\nttl = \"{}ms\"\n\n{nodes}",
+            b.summary_ttl.as_millis()
         );
         let cfg = Config::from_str(&text, "bench").map_err(|e| anyhow::anyhow!("{e}"))?;
         let rss0 = rss_kib(me);

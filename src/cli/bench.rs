@@ -34,6 +34,10 @@ pub enum BenchCmd {
         /// Skip the naive client above this many nodes.
         #[arg(long, default_value_t = 2000)]
         naive_max_nodes: usize,
+        /// TTL of the summary cache rule; make it longer than a cold `ps`
+        /// takes (10,000 nodes: 30s) so the warm row is a cache hit.
+        #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+        summary_ttl: std::time::Duration,
     },
     /// Node faults behind the aggregator: what `/ps` and `/nodes` show for
     /// slow, hanging, flapping, garbage, refusing and huge-file nodes.
@@ -54,6 +58,10 @@ pub enum BenchCmd {
         #[arg(long, default_value = "3s", value_parser = humantime::parse_duration)]
         deadline: std::time::Duration,
     },
+    /// Many clients against one aggregator (its own process) over flapping
+    /// simulated nodes: ops/s, latencies, errors by cause, RSS over time,
+    /// and optionally a SIGKILL and restart of the aggregator.
+    Load(bench::load::LoadBench),
 }
 
 /// Runs one benchmark.
@@ -74,12 +82,14 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
             procs_per_node,
             naive_concurrency,
             naive_max_nodes,
+            summary_ttl,
         } => {
             let b = bench::cluster::ClusterBench {
                 sizes: nodes,
                 procs_per_node,
                 naive_concurrency,
                 naive_max_nodes,
+                summary_ttl,
             };
             bench::cluster::run(b).await?;
         }
@@ -100,6 +110,9 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
             };
             let r = bench::faults::run(&b).await?;
             bench::faults::print(&b, &r);
+        }
+        BenchCmd::Load(b) => {
+            bench::load::run(b).await?;
         }
     }
     Ok(ExitCode::SUCCESS)
