@@ -224,6 +224,12 @@ pub struct Tree {
     /// than the summaries it is built from, so it is kept as long as they
     /// are (the `/.gproc/ps` rule's TTL).
     rendered: Mutex<HashMap<RenderKey, (Instant, Bytes)>>,
+    /// One rebuild at a time per table and view: readers that find the
+    /// table expired while another rebuilds it wait for that one instead
+    /// of each gathering every node again.
+    rendering: Mutex<HashMap<RenderKey, Arc<tokio::sync::Mutex<()>>>>,
+    /// Cluster-wide tables built so far (`tables_built` in `/stats`).
+    tables_built: std::sync::atomic::AtomicU64,
     /// Who sees what.
     views: Arc<Views>,
     /// Trust the user a TCP client claims (`auth = "none"`, a trusted
@@ -254,6 +260,8 @@ impl Tree {
             deadline,
             no_summary: Mutex::new(HashMap::new()),
             rendered: Mutex::new(HashMap::new()),
+            rendering: Mutex::new(HashMap::new()),
+            tables_built: std::sync::atomic::AtomicU64::new(0),
             views: Views::open(),
             trust_tcp: true,
         }
@@ -518,17 +526,33 @@ impl Tree {
             crate::config::Ttl::For(d) => d,
             crate::config::Ttl::Never => Duration::ZERO,
         };
-        if let Some((at, b)) = self
-            .rendered
+        let fresh = || {
+            self.rendered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .filter(|(at, _)| at.elapsed() < ttl)
+                .map(|(_, b)| b.clone())
+        };
+        if let Some(b) = fresh() {
+            return b;
+        }
+        let gate = self
+            .rendering
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            && at.elapsed() < ttl
-        {
-            return b.clone();
+            .entry(key)
+            .or_default()
+            .clone();
+        let _turn = gate.lock().await;
+        // Rebuilt by the reader we waited for.
+        if let Some(b) = fresh() {
+            return b;
         }
         let started = Instant::now();
         let b = self.render_now(view, s).await;
+        self.tables_built
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut m = self.rendered.lock().unwrap_or_else(|p| p.into_inner());
         m.retain(|_, (at, _)| at.elapsed() < ttl);
         if !ttl.is_zero() {
@@ -586,7 +610,11 @@ impl Tree {
                     .iter()
                     .filter(|n| n.status().state == crate::pool::NodeState::Up)
                     .count();
-                out.push_str(&format!("nodes_total {}\nnodes_up {up}\n", nodes.len()));
+                out.push_str(&format!(
+                    "nodes_total {}\nnodes_up {up}\ntables_built {}\n",
+                    nodes.len(),
+                    self.tables_built.load(std::sync::atomic::Ordering::Relaxed)
+                ));
             }
         }
         Bytes::from(out)

@@ -306,6 +306,40 @@ async fn concurrent_readers_of_one_path_cause_one_node_read() {
     assert_eq!(after - before, 1);
 }
 
+#[tokio::test]
+async fn concurrent_readers_of_an_expired_table_build_it_once() {
+    let t = Arc::new(tree(
+        vec![
+            spec("n1", node("/proc").await),
+            spec("n2", node("/proc").await),
+        ],
+        CachePolicy::default(),
+    ));
+    let (root, _) = t.attach(&req(None, 0, "")).await.unwrap();
+    let built = |stats: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("tables_built "))
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    let before = built(&read(&t, &root, "stats").await.unwrap());
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (t, root) = (t.clone(), root.clone());
+        tasks.push(tokio::spawn(
+            async move { read(&t, &root, "ps").await.unwrap() },
+        ));
+    }
+    let mut tables = Vec::new();
+    for task in tasks {
+        tables.push(task.await.unwrap());
+    }
+    assert!(tables.iter().all(|x| x == &tables[0] && x.contains("n2 ")));
+    // Every reader got the one table the first of them built.
+    assert_eq!(built(&read(&t, &root, "stats").await.unwrap()) - before, 1);
+}
+
 /// A process owned by `uid`, for view tests (we run as root in CI).
 fn spawn_as(uid: u32) -> Option<std::process::Child> {
     use std::os::unix::process::CommandExt;
