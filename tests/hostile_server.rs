@@ -266,6 +266,29 @@ fn errno_of(m: &Rmessage) -> u32 {
     }
 }
 
+/// Sends a burst of `count` requests and counts the replies that `ok`
+/// accepts; every other reply must be EMFILE.
+async fn ok_or_emfile(
+    c: &mut Raw,
+    out: BytesMut,
+    count: usize,
+    ok: impl Fn(&Rmessage) -> bool,
+) -> (usize, usize) {
+    let (mut good, mut emfile, mut n) = (0, 0, 0);
+    c.burst(out, |f| {
+        if ok(&f.msg) {
+            good += 1;
+        } else {
+            assert_eq!(errno_of(&f.msg), errno::EMFILE);
+            emfile += 1;
+        }
+        n += 1;
+        n < count
+    })
+    .await;
+    (good, emfile)
+}
+
 fn wqids(m: &Rmessage) -> Vec<Qid> {
     match m {
         Rmessage::Walk(w) => w.wqids.clone(),
@@ -703,19 +726,7 @@ async fn thousands_of_fids_are_refused_with_emfile() {
         .encode(Dialect::P2000L, &mut out)
         .unwrap();
     }
-    let (mut ok, mut emfile, mut n) = (0, 0, 0);
-    c.burst(out, |f| {
-        match f.msg {
-            Rmessage::Walk(_) => ok += 1,
-            m => {
-                assert_eq!(errno_of(&m), errno::EMFILE);
-                emfile += 1;
-            }
-        }
-        n += 1;
-        n < 5000
-    })
-    .await;
+    let (ok, emfile) = ok_or_emfile(&mut c, out, 5000, |m| matches!(m, Rmessage::Walk(_))).await;
     assert_eq!((ok, emfile), (63, 5000 - 63));
     // Clunking one frees a slot.
     assert!(matches!(
@@ -1034,19 +1045,7 @@ async fn auth_fids_count_against_the_fid_limit() {
         .encode(Dialect::P2000L, &mut out)
         .unwrap();
     }
-    let (mut ok, mut emfile, mut n) = (0, 0, 0);
-    c.burst(out, |f| {
-        match f.msg {
-            Rmessage::Auth(_) => ok += 1,
-            m => {
-                assert_eq!(errno_of(&m), errno::EMFILE);
-                emfile += 1;
-            }
-        }
-        n += 1;
-        n < 5000
-    })
-    .await;
+    let (ok, emfile) = ok_or_emfile(&mut c, out, 5000, |m| matches!(m, Rmessage::Auth(_))).await;
     assert_eq!(
         (ok, emfile),
         (63, 5000 - 63),
