@@ -1,31 +1,18 @@
 //! The `gproc ls/cat/stat` commands, run as the built binary against an
 //! in-process agent serving /proc: output, error messages, exit status.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::Duration;
 
-use gproc::agent::ProcFs;
 use gproc::net::Address;
-use gproc::server::listener::Listener;
-use gproc::server::{Server, ServerConfig};
+use gproc::server::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
+use common::serve_proc;
+
 async fn start_agent() -> (Address, CancellationToken) {
-    let l = Listener::bind(&"127.0.0.1:0".parse().unwrap(), 0o666)
-        .await
-        .unwrap();
-    let addr = l.local_addr();
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        Server::new(
-            Arc::new(ProcFs::new("/proc").unwrap()),
-            ServerConfig::default(),
-        )
-        .serve(vec![l], t)
-        .await
-    });
-    (addr, token)
+    serve_proc(&"127.0.0.1:0".parse().unwrap(), ServerConfig::default()).await
 }
 
 struct Out {

@@ -1,34 +1,24 @@
 //! The client against our own agent serving this machine's /proc, in each
 //! of the three dialects: what it reads must match the local files.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
-use gproc::agent::ProcFs;
 use gproc::client::{Client, ClientError, ClientOptions, FidHandle, FileKind, s_if};
 use gproc::net::Address;
 use gproc::proto::{Dialect, errno};
-use gproc::server::listener::Listener;
-use gproc::server::{Server, ServerConfig};
+use gproc::server::ServerConfig;
 use tokio_util::sync::CancellationToken;
+
+use common::serve_proc;
 
 const DIALECTS: [Dialect; 3] = [Dialect::P2000L, Dialect::P2000u, Dialect::P2000];
 
 /// Serves /proc on 127.0.0.1:<free port> until the token is cancelled.
 async fn start_agent() -> (Address, CancellationToken) {
-    let l = Listener::bind(&"127.0.0.1:0".parse().unwrap(), 0o666)
-        .await
-        .unwrap();
-    let addr = l.local_addr();
-    let token = CancellationToken::new();
-    let fs = ProcFs::new("/proc").unwrap();
-    let t = token.clone();
-    tokio::spawn(async move {
-        Server::new(Arc::new(fs), ServerConfig::default())
-            .serve(vec![l], t)
-            .await
-    });
-    (addr, token)
+    serve_proc(&"127.0.0.1:0".parse().unwrap(), ServerConfig::default()).await
 }
 
 fn opts(d: Option<Dialect>) -> ClientOptions {
@@ -272,17 +262,7 @@ async fn server_shutdown_fails_calls_fast() {
 async fn unix_socket_and_refused_connect() {
     let dir = tempfile::tempdir().unwrap();
     let addr = Address::Unix(dir.path().join("g.sock"));
-    let l = Listener::bind(&addr, 0o600).await.unwrap();
-    let token = CancellationToken::new();
-    let t = token.clone();
-    tokio::spawn(async move {
-        Server::new(
-            Arc::new(ProcFs::new("/proc").unwrap()),
-            ServerConfig::default(),
-        )
-        .serve(vec![l], t)
-        .await
-    });
+    let (_, token) = serve_proc(&addr, ServerConfig::default()).await;
     let (_c, r) = root(&addr, None).await;
     check_loadavg(std::str::from_utf8(&r.read_all("loadavg").await.unwrap()).unwrap());
     token.cancel();

@@ -11,22 +11,24 @@
 //! Every wait is bounded (`recv` gives up after 5 s), so a server that
 //! hangs fails the test instead of hanging it.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
-use gproc::agent::ProcFs;
 use gproc::client::{Client, ClientOptions, FidHandle};
 use gproc::net::Address;
 use gproc::proto::{
     self, Dialect, Frame, NOFID, NOTAG, Qid, Rmessage, Tmessage, Tversion, errno, ty,
 };
-use gproc::server::listener::Listener;
+use gproc::server::ServerConfig;
 use gproc::server::session::{AuthPolicy, SessionLimits};
-use gproc::server::{Server, ServerConfig};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
+
+use common::serve_proc;
 
 /// How long any single reply may take before the test fails.
 const REPLY_WAIT: Duration = Duration::from_secs(5);
@@ -44,24 +46,15 @@ impl Drop for TestServer {
 }
 
 async fn start(limits: SessionLimits, max_connections: usize) -> TestServer {
-    let fs = Arc::new(ProcFs::new("/proc").expect("/proc is readable"));
-    let l = Listener::bind(&Address::Tcp("127.0.0.1:0".into()), 0o666)
-        .await
-        .expect("bind 127.0.0.1:0");
-    let Address::Tcp(addr) = l.local_addr() else {
+    let config = ServerConfig {
+        limits,
+        max_connections,
+        ..ServerConfig::default()
+    };
+    let (bound, shutdown) = serve_proc(&Address::Tcp("127.0.0.1:0".into()), config).await;
+    let Address::Tcp(addr) = bound else {
         unreachable!("a TCP listener has a TCP address")
     };
-    let server = Server::new(
-        fs,
-        ServerConfig {
-            limits,
-            max_connections,
-            ..ServerConfig::default()
-        },
-    );
-    let shutdown = CancellationToken::new();
-    let sd = shutdown.clone();
-    tokio::spawn(async move { server.serve(vec![l], sd).await });
     TestServer { addr, shutdown }
 }
 

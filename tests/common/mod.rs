@@ -145,3 +145,25 @@ pub fn run_script(cmd: &mut Command) -> Output {
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+/// Serves `/proc` with an in-process agent on `addr` (127.0.0.1:0 or a
+/// Unix socket) until the returned token is cancelled; returns the bound
+/// address.
+pub async fn serve_proc(
+    addr: &gproc::net::Address,
+    config: gproc::server::ServerConfig,
+) -> (gproc::net::Address, tokio_util::sync::CancellationToken) {
+    let l = gproc::server::listener::Listener::bind(addr, 0o666)
+        .await
+        .expect("bind the test agent's address");
+    let bound = l.local_addr();
+    let fs = std::sync::Arc::new(gproc::agent::ProcFs::new("/proc").expect("/proc is readable"));
+    let token = tokio_util::sync::CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        gproc::server::Server::new(fs, config)
+            .serve(vec![l], t)
+            .await
+    });
+    (bound, token)
+}
