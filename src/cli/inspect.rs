@@ -33,7 +33,7 @@ pub struct ConnArgs {
     aname: String,
     /// Force a dialect (9P2000.L, 9P2000.u, 9P2000); default: ask for
     /// 9P2000.L and accept what the server offers.
-    #[arg(long, value_parser = parse_dialect)]
+    #[arg(long, value_parser = Dialect::parse)]
     dialect: Option<Dialect>,
     /// User name to attach as (default: $USER).
     #[arg(long)]
@@ -73,15 +73,6 @@ pub struct StatArgs {
     /// Files to describe, relative to the attach root.
     #[arg(required = true)]
     paths: Vec<String>,
-}
-
-fn parse_dialect(s: &str) -> Result<Dialect, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "9p2000.l" | ".l" | "l" => Ok(Dialect::P2000L),
-        "9p2000.u" | ".u" | "u" => Ok(Dialect::P2000u),
-        "9p2000" => Ok(Dialect::P2000),
-        _ => Err(format!("{s:?}: expected 9P2000.L, 9P2000.u or 9P2000")),
-    }
 }
 
 fn euid() -> u32 {
@@ -528,10 +519,10 @@ mod tests {
 
     #[test]
     fn dialect_names() {
-        assert_eq!(parse_dialect("9P2000.L"), Ok(Dialect::P2000L));
-        assert_eq!(parse_dialect("9p2000.u"), Ok(Dialect::P2000u));
-        assert_eq!(parse_dialect("9P2000"), Ok(Dialect::P2000));
-        assert!(parse_dialect("9P2001").is_err());
+        assert_eq!(Dialect::parse("9P2000.L"), Ok(Dialect::P2000L));
+        assert_eq!(Dialect::parse("9p2000.u"), Ok(Dialect::P2000u));
+        assert_eq!(Dialect::parse("9P2000"), Ok(Dialect::P2000));
+        assert!(Dialect::parse("9P2001").is_err());
     }
 
     #[test]

@@ -46,7 +46,7 @@ pub struct MountArgs {
     uname: Option<String>,
     /// Force a dialect (9P2000.L, 9P2000.u, 9P2000); default: ask for
     /// 9P2000.L and accept what the server offers.
-    #[arg(long, value_parser = parse_dialect)]
+    #[arg(long, value_parser = Dialect::parse)]
     dialect: Option<Dialect>,
     /// Give up on a server request after this long.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -58,15 +58,6 @@ pub struct MountArgs {
     /// background mode to wait for its child).
     #[arg(long, hide = true)]
     notify_ready: bool,
-}
-
-fn parse_dialect(s: &str) -> Result<Dialect, String> {
-    match s.to_ascii_lowercase().as_str() {
-        "9p2000.l" | ".l" | "l" => Ok(Dialect::P2000L),
-        "9p2000.u" | ".u" | "u" => Ok(Dialect::P2000u),
-        "9p2000" => Ok(Dialect::P2000),
-        _ => Err(format!("{s:?}: expected 9P2000.L, 9P2000.u or 9P2000")),
-    }
 }
 
 /// Runs `gproc mount`.

@@ -159,15 +159,16 @@ impl Dialect {
     }
 
     /// Parses a dialect name as written in configs and on command lines:
-    /// `9P2000`, `9P2000.u` or `9P2000.L`, in any case.
+    /// `9P2000`, `9P2000.u` or `9P2000.L`, in any case; `.u`/`u` and
+    /// `.L`/`L` are short forms.
     ///
     /// # Errors
     /// A message listing the three names.
     pub fn parse(s: &str) -> Result<Self, String> {
         match s.to_ascii_lowercase().as_str() {
             "9p2000" => Ok(Dialect::P2000),
-            "9p2000.u" => Ok(Dialect::P2000u),
-            "9p2000.l" => Ok(Dialect::P2000L),
+            "9p2000.u" | ".u" | "u" => Ok(Dialect::P2000u),
+            "9p2000.l" | ".l" | "l" => Ok(Dialect::P2000L),
             _ => Err(format!(
                 "invalid dialect {s:?}: expected \"9P2000\", \"9P2000.u\" or \"9P2000.L\""
             )),
