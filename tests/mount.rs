@@ -189,17 +189,24 @@ fn host_pids() -> BTreeSet<u32> {
         .collect()
 }
 
+/// An agent on a free loopback port, and an empty mount point in a
+/// temporary directory (kept while the returned `TempDir` lives).
+fn agent_and_mountpoint() -> (Proc, u16, String, tempfile::TempDir, PathBuf) {
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let agent = start_agent(port);
+    let tmp = tempfile::tempdir().unwrap();
+    let mp = tmp.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    (agent, port, addr, tmp, mp)
+}
+
 #[test]
 fn agent_tree_reads_like_proc_with_unmodified_tools() {
     if !fuse_ready() {
         return;
     }
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let _agent = start_agent(port);
-    let tmp = tempfile::tempdir().unwrap();
-    let mp = tmp.path().join("mnt");
-    std::fs::create_dir(&mp).unwrap();
+    let (_agent, _, addr, _tmp, mp) = agent_and_mountpoint();
     let m = Mount::start(&addr, "", &mp);
     let s = sleeper();
     let pid = s.0.id();
@@ -414,12 +421,7 @@ fn reconnects_after_the_server_restarts_and_unmounts_on_sigterm() {
     if !fuse_ready() {
         return;
     }
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let agent = start_agent(port);
-    let tmp = tempfile::tempdir().unwrap();
-    let mp = tmp.path().join("mnt");
-    std::fs::create_dir(&mp).unwrap();
+    let (agent, port, addr, _tmp, mp) = agent_and_mountpoint();
     let mut m = Mount::start(&addr, "", &mp);
     let version = std::fs::read(m.path("version")).unwrap();
     let ino = sh_ok(&format!("stat -c %i {}", m.path("version")));
@@ -475,12 +477,7 @@ fn background_mode_returns_once_mounted() {
     if !fuse_ready() {
         return;
     }
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let _agent = start_agent(port);
-    let tmp = tempfile::tempdir().unwrap();
-    let mp = tmp.path().join("mnt");
-    std::fs::create_dir(&mp).unwrap();
+    let (_agent, _, addr, _tmp, mp) = agent_and_mountpoint();
     let mp = mp.canonicalize().unwrap();
     let st = Command::new("timeout")
         .arg("30")

@@ -137,21 +137,20 @@ async fn merged_tree_over_two_nodes_and_a_dead_one() {
     );
     let up = walk(&t, &root, "n1/..").await.unwrap();
     assert_eq!(up.qid, root.qid);
-    let qids: HashSet<u64> = list(&t, &root, "n1")
-        .await
-        .unwrap()
-        .iter()
-        .skip(2)
-        .map(|e| e.qid.path)
-        .collect();
-    let qids2: HashSet<u64> = list(&t, &root, "n2")
-        .await
-        .unwrap()
-        .iter()
-        .skip(2)
-        .map(|e| e.qid.path)
-        .collect();
-    assert!(qids.is_disjoint(&qids2), "qid.path unique across nodes");
+    let mut qids = Vec::new();
+    for n in ["n1", "n2"] {
+        let ents = list(&t, &root, n).await.unwrap();
+        qids.push(
+            ents.iter()
+                .skip(2)
+                .map(|e| e.qid.path)
+                .collect::<HashSet<u64>>(),
+        );
+    }
+    assert!(
+        qids[0].is_disjoint(&qids[1]),
+        "qid.path unique across nodes"
+    );
 
     // Symlinks stay links.
     let me = walk(&t, &root, "n1/self").await.unwrap();
