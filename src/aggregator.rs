@@ -11,9 +11,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use crate::cache::Cache;
-use crate::config::{AuthMode, Config, ConnectMode};
+use crate::client::pool::{NodeSpec, Pool, PoolOptions};
+use crate::config::{AuthMode, Config, ConnectMode, PoolConfig};
 use crate::net::Address;
-use crate::pool::{NodeSpec, Pool, PoolOptions};
 use crate::server::listener::Listener;
 use crate::server::session::AuthPolicy;
 use crate::server::{Server, ServerConfig};
@@ -35,9 +35,8 @@ pub fn pool_specs(cfg: &Config) -> Vec<NodeSpec> {
         .collect()
 }
 
-/// The pool's options from the config's.
-pub fn pool_options(cfg: &Config) -> PoolOptions {
-    let p = &cfg.pool;
+/// The pool's options from the config's `[pool]`.
+pub fn pool_options(p: &PoolConfig) -> PoolOptions {
     PoolOptions {
         max_in_flight: p.max_in_flight,
         max_in_flight_per_node: p.max_in_flight_per_node,
@@ -47,6 +46,14 @@ pub fn pool_options(cfg: &Config) -> PoolOptions {
         reconnect_max: p.reconnect_max,
         connect_concurrency: p.connect_concurrency,
         msize: p.msize,
+    }
+}
+
+/// The pool's defaults are the `[pool]` section's, written once, in
+/// [`PoolConfig`].
+impl Default for PoolOptions {
+    fn default() -> Self {
+        pool_options(&PoolConfig::default())
     }
 }
 
@@ -70,13 +77,13 @@ impl Aggregator {
     /// configured nodes.
     pub async fn start(cfg: &Config, shutdown: CancellationToken) -> Result<Aggregator> {
         let needed = cfg.nodes.len() as u64 + cfg.server.max_connections as u64 + 64;
-        match crate::pool::raise_nofile_limit(needed) {
+        match crate::sys::raise_nofile_limit(needed) {
             Ok(n) => {
                 info!("open-file limit {n} (needs about {needed}: one per node, one per client)")
             }
             Err(e) => warn!("{e}"),
         }
-        let pool = Pool::new(pool_specs(cfg), pool_options(cfg));
+        let pool = Pool::new(pool_specs(cfg), pool_options(&cfg.pool));
         let cache = Cache::new(cfg.cache.clone());
         let views = Views::new(cfg.views.clone());
         views.spawn_refresher(shutdown.clone());

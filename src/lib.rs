@@ -5,8 +5,9 @@
 //! - [`proto`]: the 9P wire format (9P2000, 9P2000.u, 9P2000.L). Pure: no I/O.
 //! - [`server`]: the [`server::Filesystem`] trait, per-connection sessions
 //!   (fids, tags, flush) and the TCP/Unix listeners.
-//! - [`client`]: one async 9P connection, shared by the CLI and the node pool.
-//! - [`pool`]: connections to every node, limits, deadlines, reconnects.
+//! - [`client`]: one async 9P connection, shared by the CLI and the node
+//!   pool ([`client::pool`]: connections to every node, limits, deadlines,
+//!   reconnects).
 //! - [`bench`]: the benchmarks behind `gproc bench`.
 //! - [`aggregator`]: pool + cache + tree + server assembled from a config.
 //! - [`auth`]: MUNGE credentials (libmunge loaded at run time).
@@ -19,7 +20,8 @@
 //!   loopback addresses, with churn and fault injection.
 //! - [`mount`]: `gproc mount`, any 9P tree as a read-only FUSE file system.
 //! - [`top`]: `gproc top`, the live cluster view (model, drawing, text).
-//! - [`users`]: the user database (NSS lookups).
+//! - [`sys`]: OS helpers: the user database (NSS lookups), the open-file
+//!   limit, poison-tolerant locks, the pseudo-random generator.
 //! - [`cli`]: the `gproc` subcommands.
 
 pub mod agent;
@@ -32,11 +34,10 @@ pub mod client;
 pub mod config;
 pub mod mount;
 pub mod net;
-pub mod pool;
 pub mod proto;
 pub mod server;
 pub mod sim;
+pub mod sys;
 pub mod top;
 pub mod tree;
-pub mod users;
 pub mod view;

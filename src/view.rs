@@ -76,9 +76,9 @@ pub struct Identity {
 impl Identity {
     /// Looks `uid` up in this machine's user database.
     pub fn of_uid(uid: u32) -> Identity {
-        match crate::users::passwd(uid) {
+        match crate::sys::users::passwd(uid) {
             Some((name, gid)) => {
-                let gids = crate::users::group_list(&name, gid);
+                let gids = crate::sys::users::group_list(&name, gid);
                 Identity {
                     uid,
                     name: Some(name),
@@ -95,7 +95,7 @@ impl Identity {
 
     /// Looks a user name up; `None` if unknown.
     pub fn of_name(name: &str) -> Option<Identity> {
-        let uid = crate::users::uid_by_name(name)?;
+        let uid = crate::sys::users::uid_by_name(name)?;
         Some(Identity::of_uid(uid))
     }
 }
@@ -157,7 +157,9 @@ impl Views {
         };
         let in_group = |i: &Ident| match i {
             Ident::Id(g) => id.gids.contains(g),
-            Ident::Name(n) => crate::users::gid_by_name(n).is_some_and(|g| id.gids.contains(&g)),
+            Ident::Name(n) => {
+                crate::sys::users::gid_by_name(n).is_some_and(|g| id.gids.contains(&g))
+            }
         };
         if cfg.admin_users.iter().any(user_is) || cfg.admin_groups.iter().any(in_group) {
             return View::admin();
@@ -244,7 +246,7 @@ pub async fn run_allot_command(
 }
 
 /// Re-exported for callers that resolve attach names.
-pub use crate::users::uid_by_name;
+pub use crate::sys::users::uid_by_name;
 
 #[cfg(test)]
 mod tests {

@@ -9,8 +9,8 @@ use std::time::{Duration, Instant};
 
 use futures::StreamExt;
 use gproc::agent::ProcFs;
+use gproc::client::pool::{NodeSpec, NodeState, Pool, PoolError, PoolOptions};
 use gproc::net::Address;
-use gproc::pool::{NodeSpec, NodeState, Pool, PoolError, PoolOptions};
 use gproc::server::listener::Listener;
 use gproc::server::{Server, ServerConfig};
 use tokio_util::sync::CancellationToken;

@@ -216,14 +216,14 @@ fn vanished(e: std::io::Error, what: &Path) -> FsError {
 
 /// The name of a uid in this machine's user database (NSS).
 pub fn user_name(uid: u32) -> Option<String> {
-    crate::users::user_name(uid)
+    crate::sys::users::user_name(uid)
 }
 
 fn lookup_name(group: bool, id: u32) -> Option<String> {
     if group {
-        crate::users::group_name(id)
+        crate::sys::users::group_name(id)
     } else {
-        crate::users::user_name(id)
+        crate::sys::users::user_name(id)
     }
 }
 

@@ -803,7 +803,7 @@ fn split_cmdline(raw: &[u8]) -> Vec<Vec<u8>> {
 /// The name of `uid` in the node's password database (NSS, via
 /// `getpwuid_r`), or the uid in decimal when it has none.
 fn user_name(uid: u32) -> String {
-    crate::users::user_name(uid).unwrap_or_else(|| uid.to_string())
+    crate::sys::users::user_name(uid).unwrap_or_else(|| uid.to_string())
 }
 
 /// uname(2): (nodename, release, machine), the fallback for the sysctl

@@ -230,7 +230,7 @@ pub async fn run(b: ClusterBench) -> Result<()> {
             .pool()
             .nodes()
             .iter()
-            .filter(|x| x.status().state == crate::pool::NodeState::Up)
+            .filter(|x| x.status().state == crate::client::pool::NodeState::Up)
             .count();
         let rss_conn = rss_kib(me).saturating_sub(rss0);
 

@@ -348,9 +348,9 @@ impl NameCache {
 
 fn lookup_name(group: bool, id: u32) -> Option<String> {
     if group {
-        crate::users::group_name(id)
+        crate::sys::users::group_name(id)
     } else {
-        crate::users::user_name(id)
+        crate::sys::users::user_name(id)
     }
 }
 

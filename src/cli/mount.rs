@@ -83,6 +83,7 @@ pub async fn run(a: MountArgs) -> Result<ExitCode> {
         .unwrap_or_else(|| "nobody".into());
     let req = MountRequest {
         target: Target {
+            name: a.server.to_string(),
             addr: a.server.clone(),
             aname: a.aname.clone(),
             uname,

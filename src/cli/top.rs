@@ -11,7 +11,7 @@ use clap::Args;
 
 use crate::client::ClientOptions;
 use crate::config::Hostlist;
-use crate::mount::{Remote, Target};
+use crate::mount::{Target, connection};
 use crate::net::Address;
 use crate::top::{App, Filter, SortKey, Source};
 
@@ -65,7 +65,8 @@ pub async fn run(a: TopArgs) -> Result<ExitCode> {
     let server = super::ps::server_address(a.server.clone())?;
     // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc::geteuid() };
-    let source = Arc::new(Source::new(Remote::new(Target {
+    let source = Arc::new(Source::new(connection(Target {
+        name: server.to_string(),
         addr: server.clone(),
         aname: String::new(),
         uname: std::env::var("USER").unwrap_or_else(|_| "nobody".into()),

@@ -20,11 +20,19 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Depends on [`crate::proto`] and [`crate::net`] only.
+//! Also here: the node [`pool`], its per-node [`health`] and the one
+//! re-dialler ([`redial`]) that the pool, the mount and the benchmarks hold
+//! their connections in.
+//!
+//! Depends on [`crate::proto`], [`crate::net`], [`crate::sys`] and
+//! [`crate::auth`] (MUNGE credentials).
 
 mod conn;
 mod error;
+pub mod health;
 mod meta;
+pub mod pool;
+pub mod redial;
 
 use std::sync::Arc;
 use std::time::Duration;

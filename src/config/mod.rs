@@ -150,6 +150,8 @@ pub struct PoolConfig {
     pub msize: u32,
 }
 
+/// The `[pool]` defaults, which are also the node pool's
+/// ([`crate::client::pool::PoolOptions`]): written here only.
 impl Default for PoolConfig {
     fn default() -> Self {
         Self {

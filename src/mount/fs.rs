@@ -1,5 +1,5 @@
 //! The FUSE side: [`GprocFuse`] implements `fuser::Filesystem` over the
-//! [`Remote`] 9P connection.
+//! [`Redialer`] 9P connection.
 //!
 //! fuser calls us synchronously on its session thread. Every operation
 //! that talks to the server is spawned onto the tokio runtime and replies
@@ -23,7 +23,7 @@ use fuser::{
 use tokio::runtime::Handle;
 
 use super::inodes::{Inode, InodeTable, ROOT_INO};
-use super::remote::Remote;
+use crate::client::redial::Redialer;
 use crate::client::{ClientError, FileKind, Metadata, OpenMode};
 use crate::proto::{Qid, errno};
 
@@ -48,7 +48,7 @@ struct Handles {
 
 /// State shared by the session thread and the spawned operations.
 struct Inner {
-    remote: Remote,
+    remote: Redialer,
     inodes: Mutex<InodeTable>,
     handles: Mutex<Handles>,
     next_fh: AtomicU64,
@@ -301,7 +301,7 @@ impl Inner {
 impl GprocFuse {
     /// A file system over `remote`, whose attach root has `root_qid`;
     /// operations run on `rt`.
-    pub fn new(rt: Handle, remote: Remote, root_qid: Qid, s: FuseSettings) -> Self {
+    pub fn new(rt: Handle, remote: Redialer, root_qid: Qid, s: FuseSettings) -> Self {
         GprocFuse {
             rt,
             inner: Arc::new(Inner {

@@ -28,7 +28,6 @@
 
 pub mod fs;
 pub mod inodes;
-pub mod remote;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -37,8 +36,22 @@ use anyhow::{Context, Result, bail};
 use fuser::{Config, MountOption, Session, SessionACL};
 use tokio::signal::unix::{SignalKind, signal};
 
+use crate::client::redial::RedialPolicy;
+pub use crate::client::redial::{Redialer, Target};
 pub use fs::{FuseSettings, GprocFuse};
-pub use remote::{Remote, Target};
+
+/// How long a failed dial is remembered: operations in this window fail
+/// at once with the same error instead of each waiting for a connect
+/// timeout against a server that is down.
+pub const REDIAL_BACKOFF: Duration = Duration::from_millis(500);
+
+/// The connection of a mount (or of `gproc top`) to its server: dialled
+/// and attached on first use and again after it is lost. The mount keeps
+/// no fid open between operations (inodes are paths, open files and
+/// directories are snapshots), so a re-dial needs nothing replayed.
+pub fn connection(target: Target) -> Redialer {
+    Redialer::new(target, RedialPolicy::fixed(REDIAL_BACKOFF))
+}
 
 /// Attribute and entry TTL: how long the kernel trusts a name or a file's
 /// attributes before asking again. /proc changes all the time; one second
@@ -67,7 +80,7 @@ pub struct MountRequest {
 /// not leave a dead mount), the mount fails, or the FUSE session ends with
 /// an error.
 pub async fn mount(req: MountRequest, ready: impl FnOnce()) -> Result<()> {
-    let remote = Remote::new(req.target.clone());
+    let remote = connection(req.target.clone());
     // The client's errors name the server already; no context chain (it
     // would repeat the I/O error's text).
     let root = remote

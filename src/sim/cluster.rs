@@ -23,11 +23,11 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::model::{DieSchedule, GarbageKind, HangKind, Sim};
-use super::rng::Rng;
 use super::{Fault, SimError, SimNodeFs, SimOptions};
 use crate::net::Address;
 use crate::server::Peer;
 use crate::server::session::{SessionLimits, serve_connection};
+use crate::sys::rng::Rng;
 
 /// Pending connections per node listener.
 const BACKLOG: u32 = 1024;
@@ -157,10 +157,10 @@ impl SimCluster {
         // runs short, so that is a warning.
         let listeners = n as u64 + 64;
         let wanted = 2 * n as u64 + 256;
-        let fd_warning = match crate::pool::raise_nofile_limit(wanted) {
+        let fd_warning = match crate::sys::raise_nofile_limit(wanted) {
             Ok(_) => None,
             Err(e) => {
-                crate::pool::raise_nofile_limit(listeners).map_err(|e| {
+                crate::sys::raise_nofile_limit(listeners).map_err(|e| {
                     SimError::FdLimit(format!("cannot host {n} simulated nodes: {e}"))
                 })?;
                 let w = format!("not every simulated node can hold a connection at once: {e}");

@@ -16,13 +16,12 @@
 //!
 //! Depends on [`crate::server`] (to serve), [`crate::agent`] (summary
 //! format and names), [`crate::config`] (hostlist compression) and
-//! [`crate::pool`] (the file descriptor limit).
+//! [`crate::sys`] (the file descriptor limit).
 
 mod cluster;
 mod fs;
 mod model;
 mod render;
-mod rng;
 mod tables;
 
 use std::net::Ipv4Addr;

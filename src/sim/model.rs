@@ -18,9 +18,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use super::rng::{Rng, hash, unit};
 use super::tables::{self, AGENT_DAEMON, APPS, DAEMONS, Job, JobCmd, Role, SHORTS, Tables, USERS};
 use super::{Fault, SimError, SimOptions};
+use crate::sys::rng::{Rng, hash, unit};
 
 /// Clock ticks per second (USER_HZ), the unit of every time in a record.
 pub(crate) const HZ: u64 = 100;

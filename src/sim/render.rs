@@ -13,8 +13,8 @@ use std::fmt::Write as _;
 use crate::agent::summary::{LoadAvg, NodeSummary, ProcEntry};
 
 use super::model::{Arch, CpuModel, HZ, NodeModel, ProcRec, Sim, Snapshot};
-use super::rng::{Rng, hash};
 use super::tables::{Libs, Role, user_name};
+use crate::sys::rng::{Rng, hash};
 
 /// A file of a process (or of one of its threads).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -819,7 +819,8 @@ fn loadavg(sim: &Sim, node: &NodeModel, snap: &Snapshot) -> LoadAvg {
     let minute = snap.now / (60 * HZ);
     let wobble = |k: u64, amp: f64| {
         1.0 + amp
-            * (super::rng::unit(hash(&[sim.opts.seed, u64::from(node.index), minute, k])) - 0.5)
+            * (crate::sys::rng::unit(hash(&[sim.opts.seed, u64::from(node.index), minute, k]))
+                - 0.5)
     };
     let running = snap
         .procs

@@ -9,7 +9,7 @@
 //! - [`text`]: the plain form printed when stdout is not a terminal.
 //!
 //! This module only reads: the three files over one 9P connection that
-//! is re-dialled when lost ([`crate::mount::Remote`], shared with
+//! is re-dialled when lost ([`crate::client::redial::Redialer`], shared with
 //! `gproc mount`). `%CPU` is what `/ps` reports: CPU time over the
 //! process's life, as `ps` shows it, not a rate over the last interval.
 
@@ -29,19 +29,19 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use crate::client::ClientError;
-use crate::mount::Remote;
+use crate::client::redial::Redialer;
 use crate::tree::tables::MAX_TABLE_BYTES;
 pub use model::{Filter, Snapshot, SortKey};
 pub use ui::{Action, App, Mode};
 
 /// Where the tables come from.
 pub struct Source {
-    remote: Remote,
+    remote: Redialer,
 }
 
 impl Source {
     /// Reads from the aggregator behind `remote`.
-    pub fn new(remote: Remote) -> Self {
+    pub fn new(remote: Redialer) -> Self {
         Source { remote }
     }
 

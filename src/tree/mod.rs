@@ -33,8 +33,8 @@ use tokio::time::Instant;
 
 use crate::agent::summary::{self, NodeSummary};
 use crate::cache::{Cache, Key, Kind, Weigh};
+use crate::client::pool::{Node, Pool, PoolError};
 use crate::client::{DirEntryInfo, FileKind, Metadata};
-use crate::pool::{Node, Pool, PoolError};
 use crate::proto::NONUNAME;
 use crate::proto::{DirEntry, Qid, errno, qt};
 use crate::server::{
@@ -466,13 +466,11 @@ impl Tree {
     /// stale copy (allowed by a `stale` rule) with its age and why.
     async fn gather(&self, view: &View) -> Gathered {
         let nodes = self.visible_nodes(view);
-        let mut futs: futures::stream::FuturesUnordered<_> = nodes
-            .iter()
-            .map(|n| async move {
-                let r = tokio::time::timeout(self.deadline, self.node_summary_aged(n)).await;
-                (n.clone(), r)
-            })
-            .collect();
+        let mut futs = self
+            .pool
+            .fan_out_with(&nodes, self.deadline, |n| async move {
+                self.node_summary_aged(&n).await
+            });
         let ttl = match self.cache.policy().ttl_for(summary::FILE_PATH).ttl {
             crate::config::Ttl::For(d) => d,
             crate::config::Ttl::Never => Duration::ZERO,
@@ -480,14 +478,14 @@ impl Tree {
         let (mut ok, mut missing, mut stale) = (Vec::new(), Vec::new(), Vec::new());
         while let Some((n, r)) = futs.next().await {
             match r {
-                Ok(Ok((s, age))) => {
+                Some(Ok((s, age))) => {
                     // A copy just past its TTL while a refresh runs is
                     // normal (stale-while-revalidate); say so only when the
                     // node is down, or up but not refreshed within a
                     // deadline after the TTL.
                     if let Some(age) = age {
                         match n.status().state {
-                            crate::pool::NodeState::Down(r) => {
+                            crate::client::pool::NodeState::Down(r) => {
                                 stale.push((n.spec.name.clone(), age, format!("node down: {r}")));
                             }
                             _ if age > ttl + self.deadline => {
@@ -498,8 +496,8 @@ impl Tree {
                     }
                     ok.push((n, s));
                 }
-                Ok(Err(e)) => missing.push((n.spec.name.clone(), e.to_string())),
-                Err(_) => missing.push((
+                Some(Err(e)) => missing.push((n.spec.name.clone(), e.to_string())),
+                None => missing.push((
                     n.spec.name.clone(),
                     format!("no answer within {:?}", self.deadline),
                 )),
@@ -608,7 +606,7 @@ impl Tree {
                 let nodes = self.pool.nodes();
                 let up = nodes
                     .iter()
-                    .filter(|n| n.status().state == crate::pool::NodeState::Up)
+                    .filter(|n| n.status().state == crate::client::pool::NodeState::Up)
                     .count();
                 out.push_str(&format!(
                     "nodes_total {}\nnodes_up {up}\ntables_built {}\n",

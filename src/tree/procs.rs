@@ -8,7 +8,7 @@ use futures::StreamExt;
 use procfs::FromRead;
 
 use crate::agent::summary::{LoadAvg, NodeSummary, ProcEntry};
-use crate::pool::Node;
+use crate::client::pool::Node;
 use crate::server::FsResult;
 
 use super::Tree;

@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
 use crate::agent::summary::{NodeSummary, ProcEntry};
-use crate::pool::{NodeState, NodeStatus};
+use crate::client::pool::{NodeState, NodeStatus};
 
 /// Most bytes a client reads of one cluster-wide table. `/ps` is about
 /// 110 bytes per process: 10,000 nodes of 100 processes make 110 MB, past

@@ -10,9 +10,9 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::agent::ProcFs;
+use crate::client::pool::{NodeSpec, PoolOptions};
 use crate::config::{CachePolicy, CacheRule, Ttl};
 use crate::net::Address;
-use crate::pool::{NodeSpec, PoolOptions};
 use crate::server::listener::Listener;
 use crate::server::{Peer, Server, ServerConfig};
 

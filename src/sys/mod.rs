@@ -1,0 +1,98 @@
+//! Small helpers over the operating system and the standard library, so
+//! each rule has one home: the user database ([`users`]), the open-file
+//! limit ([`raise_nofile_limit`]), poison-tolerant locks ([`lock`],
+//! [`read`], [`write`]) and the one pseudo-random generator ([`rng`]).
+//!
+//! Depends on nothing else in the crate.
+
+pub mod rng;
+pub mod users;
+
+use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Locks `m`, even if a thread panicked while holding it.
+///
+/// Every lock in gproc guards state that each critical section leaves
+/// consistent (maps, counters, status records), so a panic elsewhere must
+/// not turn into a panic here.
+pub fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Read-locks `l`, even if poisoned (see [`lock`]).
+pub fn read<T: ?Sized>(l: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Write-locks `l`, even if poisoned (see [`lock`]).
+pub fn write<T: ?Sized>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Raises the soft open-file limit as far as the hard limit allows and
+/// checks that `needed` descriptors fit; returns the limit now in force.
+///
+/// # Errors
+/// The hard limit is below `needed`: the message says how many are needed
+/// and how to raise the limit.
+pub fn raise_nofile_limit(needed: u64) -> Result<u64, String> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read/write the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
+            return Err(format!(
+                "getrlimit(RLIMIT_NOFILE): {}",
+                std::io::Error::last_os_error()
+            ));
+        }
+        if lim.rlim_cur < lim.rlim_max {
+            let want = libc::rlimit {
+                rlim_cur: lim.rlim_max,
+                rlim_max: lim.rlim_max,
+            };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
+                lim.rlim_cur = lim.rlim_max;
+            }
+        }
+    }
+    if lim.rlim_cur < needed {
+        return Err(format!(
+            "{needed} file descriptors are needed (one per node plus clients) but the limit is {} \
+             (hard {}); raise it with `ulimit -n` or LimitNOFILE= in the systemd unit",
+            lim.rlim_cur, lim.rlim_max
+        ));
+    }
+    Ok(lim.rlim_cur)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nofile_limit_is_raised_or_explained() {
+        assert!(raise_nofile_limit(16).is_ok());
+        let e = raise_nofile_limit(u64::MAX).unwrap_err();
+        assert!(e.contains("ulimit"), "{e}");
+    }
+
+    #[test]
+    fn locks_survive_poisoning() {
+        let m = std::sync::Arc::new(Mutex::new(1));
+        let l = std::sync::Arc::new(RwLock::new(2));
+        let (m2, l2) = (m.clone(), l.clone());
+        let _ = std::thread::spawn(move || {
+            let _g = m2.lock().unwrap();
+            let _w = l2.write().unwrap();
+            panic!("poison both");
+        })
+        .join();
+        assert!(m.is_poisoned() && l.is_poisoned());
+        *lock(&m) += 1;
+        *write(&l) += 1;
+        assert_eq!((*lock(&m), *read(&l)), (2, 3));
+    }
+}
