@@ -33,10 +33,13 @@ use tokio_util::sync::CancellationToken;
 
 use super::cluster::start_sims;
 use super::{cpu_seconds, percentiles, print_table, rss_kib};
+use crate::client::health::Backoff;
+use crate::client::redial::{DialError, RedialPolicy, Redialer, Target};
 use crate::client::{Client, ClientError, ClientOptions, FidHandle, OpenMode};
 use crate::config::Config;
 use crate::net::Address;
 use crate::proto::errno;
+use crate::sys::{self, rng::Rng};
 
 /// Settings of the load benchmark (also its command-line options).
 #[derive(Debug, Clone, clap::Args)]
@@ -325,34 +328,20 @@ impl Class {
     }
 }
 
-/// xorshift64*: each client picks its own sequence; no crate needed.
-struct Rng(u64);
+/// A random index below `n` (0 when `n` is 0).
+fn below(rng: &mut Rng, n: usize) -> usize {
+    rng.below(n as u64) as usize
+}
 
-impl Rng {
-    fn new(seed: u64) -> Self {
-        Rng(seed.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
-    }
-
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n.max(1) as u64) as usize
-    }
-
-    fn op(&mut self, mix: &Mix) -> Op {
-        let mut r = self.next() % mix.total().max(1);
+impl Mix {
+    /// An operation drawn with the mix's weights.
+    fn pick(&self, rng: &mut Rng) -> Op {
+        let mut r = rng.below(self.total());
         for o in Op::ALL {
-            if r < mix.weight(o) {
+            if r < self.weight(o) {
                 return o;
             }
-            r -= mix.weight(o);
+            r -= self.weight(o);
         }
         Op::Status
     }
@@ -421,16 +410,13 @@ struct Shared {
 
 impl Shared {
     fn targets(&self) -> Arc<Targets> {
-        self.targets
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        sys::read(&self.targets).clone()
     }
 
     /// Keeps the first few errors of a class, with the time into the run
     /// (so that errors can be placed before or after a restart).
     fn example(&self, class: Class, text: String) {
-        let mut ex = self.examples.lock().unwrap_or_else(|e| e.into_inner());
+        let mut ex = sys::lock(&self.examples);
         let v = &mut ex[class as usize];
         if v.len() < EXAMPLES {
             v.push(format!("{:5.1} s  {text}", self.t0.elapsed().as_secs_f64()));
@@ -613,23 +599,57 @@ fn classify(sh: &Shared, op: Op, path: &str, e: &ClientError, recovered: bool) -
     Class::Unexpected
 }
 
-/// Connects until it works or the run ends, with a short backoff.
-async fn reconnect(sh: &Shared, st: &mut ClientStats, recovered: bool) -> Option<FidHandle> {
-    let mut delay = Duration::from_millis(20);
+/// A client's connection: re-dialled after a loss, a failed dial retried
+/// after 20 ms, doubling up to 500 ms until an operation succeeds again.
+fn dialer(addr: &Address) -> Redialer {
+    let target = Target {
+        name: addr.to_string(),
+        addr: addr.clone(),
+        aname: String::new(),
+        uname: "root".into(),
+        uid: Some(0),
+        opts: client_options(),
+    };
+    let backoff = Backoff {
+        min: Duration::from_millis(20),
+        max: Duration::from_millis(500),
+        jitter: false,
+    };
+    Redialer::new(
+        target,
+        RedialPolicy {
+            backoff,
+            ..RedialPolicy::fixed(Duration::ZERO)
+        },
+    )
+}
+
+/// Connects until it works or the run ends, waiting out the backoff.
+async fn reconnect(
+    sh: &Shared,
+    st: &mut ClientStats,
+    recovered: bool,
+    dialer: &Redialer,
+) -> Option<Arc<FidHandle>> {
     loop {
         if Instant::now() >= sh.end || sh.stop.is_cancelled() {
             return None;
         }
-        match connect(&sh.addr).await {
-            Ok(r) => {
+        match dialer.session(None).await {
+            Ok(s) => {
                 if let Some(&kill) = sh.killed.get()
                     && st.reattached_after.is_none()
                 {
                     st.reattached_after = Some(kill.elapsed());
                 }
-                return Some(r);
+                return Some(s.root);
+            }
+            Err(DialError::Backoff { retry_in, .. }) => {
+                let left = sh.end.saturating_duration_since(Instant::now());
+                tokio::time::sleep(retry_in.min(left)).await;
             }
             Err(e) => {
+                let e = e.into_client_error(dialer.target());
                 if sh.killed.get().is_some() && !recovered {
                     st.reconnect_failures += 1;
                 } else {
@@ -639,17 +659,16 @@ async fn reconnect(sh: &Shared, st: &mut ClientStats, recovered: bool) -> Option
                 }
             }
         }
-        let left = sh.end.saturating_duration_since(Instant::now());
-        tokio::time::sleep(delay.min(left)).await;
-        delay = (delay * 2).min(Duration::from_millis(500));
     }
 }
 
 /// One client: operations in a loop until the end of the run.
 async fn client(id: usize, sh: Arc<Shared>) -> ClientStats {
     let mut st = ClientStats::default();
-    let mut rng = Rng::new(id as u64);
-    let mut root: Option<FidHandle> = None;
+    // Each client draws its own sequence.
+    let mut rng = Rng::new(&[id as u64]);
+    let dialer = dialer(&sh.addr);
+    let mut root: Option<Arc<FidHandle>> = None;
     let end = tokio::time::Instant::from_std(sh.end);
     loop {
         if Instant::now() >= sh.end || sh.stop.is_cancelled() {
@@ -657,22 +676,22 @@ async fn client(id: usize, sh: Arc<Shared>) -> ClientStats {
         }
         let recovered = st.back_after.is_some();
         let Some(r) = root.as_ref() else {
-            root = reconnect(&sh, &mut st, recovered).await;
+            root = reconnect(&sh, &mut st, recovered, &dialer).await;
             continue;
         };
-        let op = rng.op(&sh.mix);
+        let op = sh.mix.pick(&mut rng);
         let tg = sh.targets();
         let path = match op {
             Op::Ps => "ps".to_string(),
             Op::Load => "load".to_string(),
             Op::Nodes => "nodes".to_string(),
             Op::ListRoot => "/".to_string(),
-            Op::ListNode => match tg.nodes.get(rng.below(tg.nodes.len())) {
+            Op::ListNode => match tg.nodes.get(below(&mut rng, tg.nodes.len())) {
                 Some(n) => n.clone(),
                 None => continue,
             },
             Op::ListPid | Op::Status | Op::Maps => {
-                let Some(&(n, pid)) = tg.procs.get(rng.below(tg.procs.len())) else {
+                let Some(&(n, pid)) = tg.procs.get(below(&mut rng, tg.procs.len())) else {
                     continue;
                 };
                 let node = tg.nodes.get(n as usize).map_or("", String::as_str);
@@ -694,6 +713,9 @@ async fn client(id: usize, sh: Arc<Shared>) -> ClientStats {
         sh.ops.fetch_add(1, Ordering::Relaxed);
         match res {
             Ok((bytes, notes)) => {
+                dialer
+                    .health()
+                    .succeeded(done - started, std::time::SystemTime::now());
                 k.ok.push(done - started);
                 if matches!(op, Op::ListNode) || op.has_pid() {
                     st.node_ok[usize::from(sh.is_flapping(&path))].push(done - started);
@@ -705,10 +727,7 @@ async fn client(id: usize, sh: Arc<Shared>) -> ClientStats {
                     .collect();
                 if !live.is_empty() {
                     st.incomplete_tables += 1;
-                    let mut ex = sh
-                        .incomplete_examples
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner());
+                    let mut ex = sys::lock(&sh.incomplete_examples);
                     for l in live {
                         if ex.len() < EXAMPLES {
                             let t = sh.t0.elapsed().as_secs_f64();
@@ -1031,7 +1050,7 @@ pub async fn run(b: LoadBench) -> Result<LoadReport> {
                 if let (Ok(n), Ok(p)) = (read_text(r, "nodes").await, read_text(r, "ps").await) {
                     let t = Targets::parse(&n, &p);
                     if !t.procs.is_empty() {
-                        *sh.targets.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(t);
+                        *sys::write(&sh.targets) = Arc::new(t);
                     }
                 }
             }
@@ -1064,9 +1083,9 @@ pub async fn run(b: LoadBench) -> Result<LoadReport> {
                     machine: machine_ticks(),
                 };
                 {
-                    let mut a = agg.lock().unwrap_or_else(|e| e.into_inner());
+                    let mut a = sys::lock(&agg);
                     if let Ok(Some(status)) = a.child.try_wait() {
-                        let mut n = exit_note.lock().unwrap_or_else(|e| e.into_inner());
+                        let mut n = sys::lock(&exit_note);
                         *n = Some(format!(
                             "the aggregator exited on its own at {:.1} s: {status}",
                             s.t.as_secs_f64()
@@ -1111,7 +1130,7 @@ pub async fn run(b: LoadBench) -> Result<LoadReport> {
                 sh.t0.elapsed().as_secs_f64()
             );
             let pid = {
-                let mut a = agg.lock().unwrap_or_else(|e| e.into_inner());
+                let mut a = sys::lock(&agg);
                 a.restart()?;
                 a.child.id()
             };
@@ -1176,14 +1195,10 @@ pub async fn run(b: LoadBench) -> Result<LoadReport> {
 
     let report = build_report(&b, &sh, stats, &samples, elapsed, listening_after);
     let report = LoadReport {
-        incomplete_examples: sh
-            .incomplete_examples
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone(),
+        incomplete_examples: sys::lock(&sh.incomplete_examples).clone(),
         live_nodes_not_up: live_not_up,
         nodes_up_down: (up, down),
-        aggregator_exit: exit_note.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        aggregator_exit: sys::lock(&exit_note).clone(),
         panics,
         ..report
     };
@@ -1291,7 +1306,7 @@ fn build_report(
                 .flatten(),
         })
     });
-    let examples = sh.examples.lock().unwrap_or_else(|e| e.into_inner());
+    let examples = sys::lock(&sh.examples);
     LoadReport {
         ops: rows,
         examples: Class::ALL
@@ -1618,12 +1633,12 @@ mod tests {
 
     #[test]
     fn the_mix_follows_the_weights() {
-        let mut r = Rng::new(3);
+        let mut r = Rng::new(&[3]);
         let mix = Mix::default();
         assert_eq!(mix.total(), 1000);
         let mut n = [0u32; 8];
         for _ in 0..100_000 {
-            n[r.op(&mix).index()] += 1;
+            n[mix.pick(&mut r).index()] += 1;
         }
         for o in Op::ALL {
             let want = mix.weight(o) as f64 * 100.0;

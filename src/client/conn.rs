@@ -18,7 +18,7 @@
 //!   failed walk/attach, which bound nothing).
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
@@ -32,6 +32,7 @@ use super::error::ClientError;
 use crate::proto::{
     self, Dialect, Frame, MIN_MSIZE, Message, NOFID, NOTAG, Rmessage, Tmessage, errno, frame_size,
 };
+use crate::sys::lock;
 
 /// Read-buffer room while requests are in flight. With none in flight the
 /// buffer is released, so an idle connection holds no read buffer at all.
@@ -180,12 +181,6 @@ pub(crate) struct Shared {
     /// Replies received so far: lets the pool tell a server that answers
     /// nothing at all from one that is merely slow at one request.
     pub(crate) replies: std::sync::atomic::AtomicU64,
-}
-
-fn lock(m: &Mutex<State>) -> MutexGuard<'_, State> {
-    // Every critical section leaves the maps consistent, so a poisoned lock
-    // (a panic elsewhere while holding it) is still usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Negotiates the version on a fresh transport, then starts the reader and

@@ -26,6 +26,7 @@ use super::inodes::{Inode, InodeTable, ROOT_INO};
 use crate::client::redial::Redialer;
 use crate::client::{ClientError, FileKind, Metadata, OpenMode};
 use crate::proto::{Qid, errno};
+use crate::sys;
 
 /// One entry of an open directory's snapshot.
 #[derive(Debug, Clone)]
@@ -151,11 +152,7 @@ impl Inner {
     }
 
     fn inode(&self, ino: u64) -> Result<Inode, Errno> {
-        self.inodes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(ino)
-            .ok_or(Errno::ESTALE)
+        sys::lock(&self.inodes).get(ino).ok_or(Errno::ESTALE)
     }
 
     /// Whether a walk to `node`'s path still finds the same file. The root
@@ -163,10 +160,7 @@ impl Inner {
     fn same_file(&self, node: &Inode, qid: &Qid) -> Result<(), Errno> {
         if node.ino == ROOT_INO {
             if node.qid != *qid {
-                self.inodes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .set_root_qid(*qid);
+                sys::lock(&self.inodes).set_root_qid(*qid);
             }
             return Ok(());
         }
@@ -182,7 +176,7 @@ impl Inner {
     }
 
     fn handles(&self) -> std::sync::MutexGuard<'_, Handles> {
-        self.handles.lock().unwrap_or_else(|p| p.into_inner())
+        sys::lock(&self.handles)
     }
 
     async fn lookup(&self, parent: u64, name: &str) -> Result<FileAttr, Errno> {
@@ -194,11 +188,7 @@ impl Inner {
             .call(|root| async move { root.metadata(p).await })
             .await
             .map_err(|e| errno_of(&e))?;
-        let ino = self
-            .inodes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .lookup(parent, &path, meta.qid, meta.kind());
+        let ino = sys::lock(&self.inodes).lookup(parent, &path, meta.qid, meta.kind());
         Ok(self.attr(ino, &meta))
     }
 
@@ -285,7 +275,7 @@ impl Inner {
             name: "..".into(),
         });
         {
-            let t = self.inodes.lock().unwrap_or_else(|p| p.into_inner());
+            let t = sys::lock(&self.inodes);
             items.extend(entries.into_iter().map(|e| DirItem {
                 ino: t.peek(e.qid.path),
                 kind: file_type(e.kind),
@@ -335,11 +325,7 @@ impl Filesystem for GprocFuse {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        self.inner
-            .inodes
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .forget(ino.0, nlookup);
+        sys::lock(&self.inner.inodes).forget(ino.0, nlookup);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {

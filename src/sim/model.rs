@@ -20,6 +20,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::tables::{self, AGENT_DAEMON, APPS, DAEMONS, Job, JobCmd, Role, SHORTS, Tables, USERS};
 use super::{Fault, SimError, SimOptions};
+use crate::sys;
 use crate::sys::rng::{Rng, hash, unit};
 
 /// Clock ticks per second (USER_HZ), the unit of every time in a record.
@@ -886,7 +887,7 @@ impl NodeModel {
     /// The node's processes and counters at the current tick, after
     /// applying any churn due.
     pub(crate) fn snapshot(&self, sim: &Sim) -> Snapshot {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = sys::lock(&self.state);
         let ticks = self.advance(sim, &mut st);
         Snapshot {
             now: self.uptime0 + ticks,
@@ -905,7 +906,7 @@ impl NodeModel {
         pid: u32,
         start: Option<u64>,
     ) -> Option<(ProcRec, u64)> {
-        let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let mut st = sys::lock(&self.state);
         let ticks = self.advance(sim, &mut st);
         let k = st.procs.binary_search_by_key(&pid, |p| p.pid).ok()?;
         let p = st.procs[k];
