@@ -341,16 +341,8 @@ impl NameCache {
     fn get(&mut self, group: bool, id: u32) -> Option<String> {
         self.0
             .entry((group, id))
-            .or_insert_with(|| lookup_name(group, id))
+            .or_insert_with(|| crate::sys::users::id_name(group, id))
             .clone()
-    }
-}
-
-fn lookup_name(group: bool, id: u32) -> Option<String> {
-    if group {
-        crate::sys::users::group_name(id)
-    } else {
-        crate::sys::users::user_name(id)
     }
 }
 

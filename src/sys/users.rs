@@ -27,26 +27,33 @@ unsafe fn owned(p: *const c_char) -> Option<String> {
     (!p.is_null()).then(|| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
 }
 
+/// One `getpw*_r`/`getgr*_r` lookup: `call(entry, buf, len, out)` is the
+/// reentrant function with its key bound, `pick` copies what is wanted out
+/// of the entry found. `E` is `libc::passwd` or `libc::group`.
+fn lookup<E, T>(
+    call: impl Fn(*mut E, *mut c_char, usize, *mut *mut E) -> i32,
+    pick: impl Fn(&E) -> Option<T>,
+) -> Option<T> {
+    with_buffer(|buf| {
+        // SAFETY: `E` is a plain C struct (all zeroes is valid); `call`
+        // writes into it and into `buf` (of the length passed), and the
+        // strings it points to live in `buf`, which `pick` copies out of
+        // before `buf` changes.
+        let mut entry: E = unsafe { std::mem::zeroed() };
+        let mut out: *mut E = std::ptr::null_mut();
+        let rc = call(&mut entry, buf.as_mut_ptr().cast(), buf.len(), &mut out);
+        (rc, if out.is_null() { None } else { pick(&entry) })
+    })
+}
+
 /// (name, primary gid) of a uid.
 pub fn passwd(uid: u32) -> Option<(String, u32)> {
-    with_buffer(|buf| {
-        // SAFETY: `pw` is plain data (zero is valid); getpwuid_r writes into
-        // it and into `buf` (of the length passed); the name points into
-        // `buf` and is copied before `buf` changes.
-        unsafe {
-            let mut pw: libc::passwd = std::mem::zeroed();
-            let mut out: *mut libc::passwd = std::ptr::null_mut();
-            let rc = libc::getpwuid_r(uid, &mut pw, buf.as_mut_ptr().cast(), buf.len(), &mut out);
-            (
-                rc,
-                if out.is_null() {
-                    None
-                } else {
-                    owned(pw.pw_name).map(|n| (n, pw.pw_gid))
-                },
-            )
-        }
-    })
+    lookup(
+        // SAFETY: the pointers come from `lookup`, valid for the call.
+        |pw, b, l, o| unsafe { libc::getpwuid_r(uid, pw, b, l, o) },
+        // SAFETY: `pw_name` is null or a C string in the lookup's buffer.
+        |pw: &libc::passwd| unsafe { owned(pw.pw_name) }.map(|n| (n, pw.pw_gid)),
+    )
 }
 
 /// The name of a uid.
@@ -54,64 +61,45 @@ pub fn user_name(uid: u32) -> Option<String> {
     passwd(uid).map(|(n, _)| n)
 }
 
+/// The name of a uid, or the uid in decimal when it has none (as `ps`
+/// shows owners).
+pub fn user_label(uid: u32) -> String {
+    user_name(uid).unwrap_or_else(|| uid.to_string())
+}
+
+/// The name of a gid (`group`) or of a uid.
+pub fn id_name(group: bool, id: u32) -> Option<String> {
+    if group { group_name(id) } else { user_name(id) }
+}
+
 /// The name of a gid.
 pub fn group_name(gid: u32) -> Option<String> {
-    with_buffer(|buf| {
+    lookup(
         // SAFETY: as in `passwd`, for getgrgid_r.
-        unsafe {
-            let mut gr: libc::group = std::mem::zeroed();
-            let mut out: *mut libc::group = std::ptr::null_mut();
-            let rc = libc::getgrgid_r(gid, &mut gr, buf.as_mut_ptr().cast(), buf.len(), &mut out);
-            (
-                rc,
-                if out.is_null() {
-                    None
-                } else {
-                    owned(gr.gr_name)
-                },
-            )
-        }
-    })
+        |gr, b, l, o| unsafe { libc::getgrgid_r(gid, gr, b, l, o) },
+        // SAFETY: `gr_name` is null or a C string in the lookup's buffer.
+        |gr: &libc::group| unsafe { owned(gr.gr_name) },
+    )
 }
 
 /// The uid of a user name.
 pub fn uid_by_name(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;
-    with_buffer(|buf| {
+    lookup(
         // SAFETY: as in `passwd`, for getpwnam_r; `c` outlives the call.
-        unsafe {
-            let mut pw: libc::passwd = std::mem::zeroed();
-            let mut out: *mut libc::passwd = std::ptr::null_mut();
-            let rc = libc::getpwnam_r(
-                c.as_ptr(),
-                &mut pw,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut out,
-            );
-            (rc, (!out.is_null()).then_some(pw.pw_uid))
-        }
-    })
+        |pw, b, l, o| unsafe { libc::getpwnam_r(c.as_ptr(), pw, b, l, o) },
+        |pw: &libc::passwd| Some(pw.pw_uid),
+    )
 }
 
 /// The gid of a group name.
 pub fn gid_by_name(name: &str) -> Option<u32> {
     let c = CString::new(name).ok()?;
-    with_buffer(|buf| {
+    lookup(
         // SAFETY: as in `passwd`, for getgrnam_r; `c` outlives the call.
-        unsafe {
-            let mut gr: libc::group = std::mem::zeroed();
-            let mut out: *mut libc::group = std::ptr::null_mut();
-            let rc = libc::getgrnam_r(
-                c.as_ptr(),
-                &mut gr,
-                buf.as_mut_ptr().cast(),
-                buf.len(),
-                &mut out,
-            );
-            (rc, (!out.is_null()).then_some(gr.gr_gid))
-        }
-    })
+        |gr, b, l, o| unsafe { libc::getgrnam_r(c.as_ptr(), gr, b, l, o) },
+        |gr: &libc::group| Some(gr.gr_gid),
+    )
 }
 
 /// Every group of a user (`getgrouplist`), the primary one included.
@@ -147,6 +135,9 @@ mod tests {
         assert_eq!(user_name(0).as_deref(), Some("root"));
         assert_eq!(uid_by_name("root"), Some(0));
         assert_eq!(group_name(0).as_deref(), Some("root"));
+        assert_eq!(id_name(true, 0).as_deref(), Some("root"));
+        assert_eq!(user_label(0), "root");
+        assert_eq!(user_label(4_000_000_123), "4000000123");
         assert_eq!(gid_by_name("root"), Some(0));
         assert!(group_list("root", 0).contains(&0));
         assert_eq!(uid_by_name("no-such-user-gproc"), None);
