@@ -8,7 +8,7 @@
 //! - [`client`]: one async 9P connection, shared by the CLI and the node
 //!   pool ([`client::pool`]: connections to every node, limits, deadlines,
 //!   reconnects).
-//! - [`bench`]: the benchmarks behind `gproc bench`.
+//! - [`bench`](mod@bench): the benchmarks behind `gproc bench`.
 //! - [`aggregator`]: pool + cache + tree + server assembled from a config.
 //! - [`auth`]: MUNGE credentials (libmunge loaded at run time).
 //! - [`agent`]: a `Filesystem` over a local Linux `/proc`, plus the node

@@ -117,7 +117,7 @@ pub struct FaultReport {
 }
 
 /// Runs the scenario and returns what was seen. The caller prints it
-/// ([`print`]) or asserts on it.
+/// ([`print()`]) or asserts on it.
 ///
 /// # Errors
 /// The simulator or the aggregator cannot start, or the aggregator itself

@@ -18,7 +18,7 @@
 //!   a connection lost without a restart). The target is zero.
 //!
 //! Pids and nodes come from what the tree lists (`nodes`, `ps`), refreshed
-//! every [`REFRESH`] by a task of its own whose reads are not counted.
+//! every `REFRESH` by a task of its own whose reads are not counted.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};

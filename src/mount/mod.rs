@@ -19,8 +19,8 @@
 //!   (`--ttl`): long enough that `ls -l` does not stat twice, short enough
 //!   that processes appear and vanish as on a local /proc;
 //! - the connection is re-dialled and re-attached on the first operation
-//!   after it is lost (see [`remote`]); nothing on the server outlives an
-//!   operation, so nothing needs replaying.
+//!   after it is lost ([`connection`], a [`Redialer`]); nothing on the
+//!   server outlives an operation, so nothing needs replaying.
 //!
 //! Depends on [`crate::client`] and `fuser`; nothing of the server side.
 //!

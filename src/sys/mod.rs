@@ -1,7 +1,7 @@
 //! Small helpers over the operating system and the standard library, so
 //! each rule has one home: the user database ([`users`]), the open-file
 //! limit ([`raise_nofile_limit`]), poison-tolerant locks ([`lock`],
-//! [`read`], [`write`]) and the one pseudo-random generator ([`rng`]).
+//! [`read`], [`write()`]) and the one pseudo-random generator ([`rng`]).
 //!
 //! Depends on nothing else in the crate.
 
