@@ -30,6 +30,7 @@ pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod format;
 pub mod mount;
 pub mod net;
 pub mod pool;

@@ -31,9 +31,9 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use crate::agent::summary::{self, NodeSummary};
 use crate::cache::{Cache, Key, Kind, Weigh};
 use crate::client::{DirEntryInfo, FileKind, Metadata};
+use crate::format::summary::{self, NodeSummary};
 use crate::pool::{Node, Pool, PoolError};
 use crate::proto::NONUNAME;
 use crate::proto::{DirEntry, Qid, errno, qt};

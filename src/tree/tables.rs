@@ -9,7 +9,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, UNIX_EPOCH};
 
-use crate::agent::summary::{NodeSummary, ProcEntry};
+use crate::format::summary::{NodeSummary, ProcEntry};
 use crate::pool::{NodeState, NodeStatus};
 
 /// Most bytes a client reads of one cluster-wide table. `/ps` is about
