@@ -10,3 +10,4 @@
 //! its format may grow without breaking older readers.
 
 pub mod summary;
+pub mod table;

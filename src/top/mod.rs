@@ -29,8 +29,8 @@ use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
 use crate::client::ClientError;
+use crate::format::table::MAX_TABLE_BYTES;
 use crate::mount::Remote;
-use crate::tree::tables::MAX_TABLE_BYTES;
 pub use model::{Filter, Snapshot, SortKey};
 pub use ui::{Action, App, Mode};
 
