@@ -885,6 +885,8 @@ mod tests {
         assert_eq!(evil.cmdline_display(), "rm?[2J \u{fffd}");
     }
 
+    /// Every addition the module doc allows a newer writer is read by this
+    /// build as if it were not there.
     #[test]
     fn forward_compatible() {
         let text = String::from_utf8(sample().encode()).unwrap();
@@ -901,7 +903,11 @@ mod tests {
         }
         newer.push_str("t 4242 4243 R\n");
         newer = newer.replace("end 3\n", "t 1 1 S\nend 3\nanything at all \\q\n");
+        newer = newer.replacen("gproc-ps 1\n", "gproc-ps 1 minor\\s3\n", 1);
         assert_eq!(parse(newer.as_bytes()).unwrap(), sample());
+        // A later duplicate key replaces an earlier one.
+        let again = newer.replace("end 3\n", "cpus 65\nend 3\n");
+        assert_eq!(parse(again.as_bytes()).unwrap().cpus, 65);
     }
 
     fn err_line(text: &str) -> (usize, String) {
