@@ -11,8 +11,12 @@
 //! - [`bench`](mod@bench): the benchmarks behind `gproc bench`.
 //! - [`aggregator`]: pool + cache + tree + server assembled from a config.
 //! - [`auth`]: MUNGE credentials (libmunge loaded at run time).
+//! - [`format`](mod@format): the text formats gproc binaries exchange, each writer
+//!   beside its parser: the node summary (`/.gproc/ps`) and the `/ps`,
+//!   `/load`, `/nodes` tables. Pure: no I/O, imports nothing else of the
+//!   crate, so every other module (and every front end) may import it.
 //! - [`agent`]: a `Filesystem` over a local Linux `/proc`, plus the node
-//!   summary file.
+//!   summary's collector (the format is [`format::summary`]).
 //! - [`net`]: endpoint addresses (`host:port`, `unix:/path`).
 //! - [`cache`]: node data kept under per-path rules (moka).
 //! - [`config`]: the TOML configuration, hostlists and durations.
@@ -32,6 +36,7 @@ pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod format;
 pub mod mount;
 pub mod net;
 pub mod proto;

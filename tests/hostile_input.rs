@@ -6,8 +6,8 @@
 //! Pure code: no sockets, no tasks.
 
 use bytes::{Bytes, BytesMut};
-use gproc::agent::summary;
 use gproc::config::{Config, hostlist};
+use gproc::format::summary;
 use gproc::proto::{Dialect, DirEntry, Frame, Rmessage, Stat, Tmessage};
 use proptest::prelude::*;
 

@@ -8,8 +8,8 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use gproc::agent::summary;
 use gproc::client::{Client, ClientError, ClientOptions};
+use gproc::format::summary;
 use gproc::sim::{Fault, GarbageKind, HangKind, NodeInfo, SimCluster, SimOptions};
 
 fn opts(first: Ipv4Addr, nodes: usize) -> SimOptions {

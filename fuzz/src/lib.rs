@@ -7,7 +7,7 @@
 //! `tests/hostile_server.rs` or `tests/hostile_client.rs` of the main crate.
 
 use bytes::{Bytes, BytesMut};
-use gproc::agent::summary;
+use gproc::format::summary;
 use gproc::client::{DirEntryInfo, Metadata};
 use gproc::config::{Config, hostlist};
 use gproc::proto::{Dialect, DirEntry, Frame, Rmessage, Rreaddir, Stat, Tmessage};

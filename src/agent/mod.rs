@@ -1,6 +1,7 @@
 //! The node agent: a read-only [`Filesystem`] over a local Linux `/proc`
 //! (or any directory given as the root), plus the synthesized node summary
-//! file `/.gproc/ps` (see [`summary`]).
+//! file `/.gproc/ps` (format in [`crate::format::summary`], built by
+//! [`collect`]).
 //!
 //! Rules that make /proc work over 9P:
 //! - a file is read whole when it is opened, and reads are served from that
@@ -13,7 +14,7 @@
 //!   root would hand out any file a process has open;
 //! - a process that vanishes mid-way gives ENOENT, not EIO or ESRCH.
 
-pub mod summary;
+pub mod collect;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -26,6 +27,7 @@ use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 
+use crate::format::summary::{GPROC_DIR, SUMMARY_FILE};
 use crate::proto::{DirEntry, Qid, errno, qt};
 use crate::server::{
     AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot, SnapshotBudget, Time,
@@ -35,11 +37,6 @@ use crate::server::{
 /// Largest snapshot taken of one file. /proc has files that claim to be
 /// huge (`kcore`); reading stops here.
 pub const MAX_FILE_BYTES: usize = 64 << 20;
-
-/// The directory holding gproc's synthesized files.
-pub const GPROC_DIR: &str = ".gproc";
-/// The node summary file inside [`GPROC_DIR`].
-pub const SUMMARY_FILE: &str = "ps";
 
 /// Files never read: reading `kmsg` blocks and consumes the kernel log.
 const DENIED: &[&str] = &["kmsg"];
@@ -389,7 +386,7 @@ impl Filesystem for ProcFs {
             Node::Summary => {
                 let root = self.root.clone();
                 let data = blocking(move || {
-                    summary::generate(&root)
+                    collect::generate(&root)
                         .map_err(|e| FsError::IO.with(format!("node summary: {e}")))
                 })
                 .await?;
@@ -636,7 +633,7 @@ mod tests {
     async fn summary_file_is_served_from_the_real_proc() {
         let fs = ProcFs::new("/proc").unwrap();
         let data = read_all(&fs, ".gproc/ps").await.unwrap();
-        let s = summary::parse(&data).unwrap();
+        let s = crate::format::summary::parse(&data).unwrap();
         assert!(s.procs.iter().any(|p| p.pid == std::process::id() as i32));
     }
 

@@ -138,7 +138,7 @@ async fn read(addr: &Address, path: &str) -> Result<bytes::Bytes> {
     .await?;
     let root = c.attach("root", "", Some(0)).await?;
     Ok(root
-        .read_all_limited(path, crate::tree::tables::MAX_TABLE_BYTES)
+        .read_all_limited(path, crate::format::table::MAX_TABLE_BYTES)
         .await?)
 }
 

@@ -21,8 +21,8 @@ use super::print_table;
 use crate::aggregator::Aggregator;
 use crate::client::{Client, ClientOptions, FidHandle};
 use crate::config::Config;
+use crate::format::table::{NodeRow, Note, PsRow, Table};
 use crate::sim::{Fault, SimCluster, SimOptions};
-use crate::tree::tables::PsRow;
 
 /// Settings of the fault benchmark.
 #[derive(Debug, Clone)]
@@ -316,49 +316,44 @@ fn record(
         s.missing.resize(round + 1, false);
         s.down.resize(round + 1, false);
     }
-    for line in ps.lines() {
-        if let Some(rest) = line.strip_prefix("# missing ") {
-            if let Some((node, why)) = rest.split_once(": ")
-                && let Some(s) = seen.get_mut(node)
-            {
-                s.missing[round] = true;
-                if matches!(fault_of.get(node), Some(Fault::None | Fault::Huge)) {
-                    report
-                        .healthy_missing
-                        .insert(node.to_string(), why.to_string());
+    // Tables that do not parse count as empty: every node then looks absent.
+    let ps = Table::<PsRow>::parse(ps).unwrap_or_default();
+    for note in &ps.notes {
+        match note {
+            Note::Missing { node, reason } => {
+                if let Some(s) = seen.get_mut(node.as_str()) {
+                    s.missing[round] = true;
+                    if matches!(fault_of.get(node.as_str()), Some(Fault::None | Fault::Huge)) {
+                        report.healthy_missing.insert(node.clone(), reason.clone());
+                    }
                 }
             }
-        } else if let Some(rest) = line.strip_prefix("# stale ") {
-            if let Some((node, note)) = rest.split_once(": ")
-                && let Some(s) = seen.get_mut(node)
-            {
-                let age = note
-                    .split_once("s old")
-                    .and_then(|(a, _)| a.parse::<f64>().ok())
-                    .unwrap_or(0.0);
-                s.stale_age = Some(s.stale_age.unwrap_or(0.0).max(age));
+            Note::Stale { node, age, .. } => {
+                if let Some(s) = seen.get_mut(node.as_str()) {
+                    let age = age.as_secs_f64();
+                    s.stale_age = Some(s.stale_age.unwrap_or(0.0).max(age));
+                }
             }
-        } else if let Some(r) = PsRow::parse(line)
-            && let Some(s) = seen.get_mut(&r.node)
-        {
+            Note::Other(_) => {}
+        }
+    }
+    for r in &ps.rows {
+        if let Some(s) = seen.get_mut(&r.node) {
             s.in_ps[round] = true;
         }
     }
-    for line in nodes.lines().skip(1) {
-        let f: Vec<&str> = line.splitn(7, ' ').collect();
-        if let [name, state, _, _, _, _, err] = f[..]
-            && let Some(s) = seen.get_mut(name)
-            && state == "down"
-        {
+    let nodes = Table::<NodeRow>::parse(nodes).unwrap_or_default();
+    for n in nodes.rows.iter().filter(|n| n.is_down()) {
+        if let Some(s) = seen.get_mut(&n.node) {
             s.down[round] = true;
-            s.reasons.insert(shorten(err));
+            s.reasons.insert(shorten(n.error.as_deref().unwrap_or("-")));
         }
     }
 }
 
 async fn read_text(root: &FidHandle, path: &str) -> Result<String> {
     let b = root
-        .read_all_limited(path, crate::tree::tables::MAX_TABLE_BYTES)
+        .read_all_limited(path, crate::format::table::MAX_TABLE_BYTES)
         .await
         .with_context(|| format!("reading /{path} from the aggregator"))?;
     Ok(String::from_utf8_lossy(&b).into_owned())

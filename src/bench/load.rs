@@ -37,6 +37,7 @@ use crate::client::health::Backoff;
 use crate::client::redial::{DialError, RedialPolicy, Redialer, Target};
 use crate::client::{Client, ClientError, ClientOptions, FidHandle, OpenMode};
 use crate::config::Config;
+use crate::format::table::{NodeRow, Note, PsRow, Row, Table};
 use crate::net::Address;
 use crate::proto::errno;
 use crate::sys::{self, rng::Rng};
@@ -356,25 +357,22 @@ struct Targets {
 }
 
 impl Targets {
-    /// From the texts of `/nodes` and `/ps` (header lines and `#` comments
-    /// skipped; the first column is the node, the second the pid).
+    /// From the texts of `/nodes` and `/ps` (a text that is not such a
+    /// table gives nothing).
     fn parse(nodes: &str, ps: &str) -> Targets {
-        fn rows(t: &str) -> Vec<Vec<&str>> {
-            t.lines()
-                .filter(|l| !l.starts_with('#') && !l.starts_with("NODE "))
-                .map(|l| l.split_whitespace().collect::<Vec<_>>())
-                .filter(|f| !f.is_empty())
-                .collect()
-        }
-        let nodes: Vec<String> = rows(nodes).iter().map(|f| f[0].to_string()).collect();
+        let nodes: Vec<String> = Table::<NodeRow>::parse(nodes)
+            .map(|t| t.rows.into_iter().map(|n| n.node).collect())
+            .unwrap_or_default();
         let index: HashMap<&str, u32> = nodes
             .iter()
             .enumerate()
             .map(|(i, n)| (n.as_str(), i as u32))
             .collect();
-        let procs = rows(ps)
+        let procs = Table::<PsRow>::parse(ps)
+            .map(|t| t.rows)
+            .unwrap_or_default()
             .iter()
-            .filter_map(|f| Some((*index.get(f[0])?, f.get(1)?.parse().ok()?)))
+            .filter_map(|r| Some((*index.get(r.node.as_str())?, u32::try_from(r.pid).ok()?)))
             .collect();
         Targets { nodes, procs }
     }
@@ -552,18 +550,24 @@ fn trailing_comments(tail: &VecDeque<Bytes>) -> Vec<String> {
         .rev()
         .skip_while(|l| l.is_empty())
         .take_while(|l| l.starts_with(b"#"))
-        .filter(|l| l.starts_with(b"# missing ") || l.starts_with(b"# stale "))
         .map(|l| String::from_utf8_lossy(l).into_owned())
+        .filter(|l| {
+            matches!(
+                Note::parse(l),
+                Some(Note::Missing { .. } | Note::Stale { .. })
+            )
+        })
         .collect();
     out.reverse();
     out
 }
 
-/// The node a table comment line is about (`# missing NODE: reason`).
-fn comment_node(line: &str) -> &str {
-    line.split_whitespace()
-        .nth(2)
-        .map_or("", |n| n.trim_end_matches(':'))
+/// The node a table comment line is about (`# missing NODE: reason`), or
+/// an empty string.
+fn comment_node(line: &str) -> String {
+    Note::parse(line)
+        .and_then(|n| n.node().map(str::to_string))
+        .unwrap_or_default()
 }
 
 /// Runs one operation: bytes read (or entries listed) and table comments.
@@ -723,7 +727,7 @@ async fn client(id: usize, sh: Arc<Shared>) -> ClientStats {
                 k.bytes += bytes;
                 let live: Vec<&String> = notes
                     .iter()
-                    .filter(|l| !sh.flapping.contains(comment_node(l)))
+                    .filter(|l| !sh.flapping.contains(&comment_node(l)))
                     .collect();
                 if !live.is_empty() {
                     st.incomplete_tables += 1;
@@ -844,17 +848,16 @@ async fn read_text(root: &FidHandle, path: &str) -> Result<String> {
 /// Up and down counts of `/nodes`, and the non-flapping nodes not up.
 fn node_states(nodes: &str, flapping: &HashSet<String>) -> (usize, usize, Vec<String>) {
     let (mut up, mut down, mut live_not_up) = (0, 0, Vec::new());
-    for l in nodes.lines().skip(1).filter(|l| !l.starts_with('#')) {
-        let f: Vec<&str> = l.split_whitespace().collect();
-        let (Some(name), Some(state)) = (f.first(), f.get(1)) else {
-            continue;
-        };
-        if *state == "up" {
+    let rows = Table::<NodeRow>::parse(nodes)
+        .map(|t| t.rows)
+        .unwrap_or_default();
+    for n in rows {
+        if n.is_up() {
             up += 1;
         } else {
             down += 1;
-            if !flapping.contains(*name) {
-                live_not_up.push(l.to_string());
+            if !flapping.contains(&n.node) {
+                live_not_up.push(n.line());
             }
         }
     }
@@ -1629,6 +1632,7 @@ mod tests {
         let out = trailing_comments(&tail);
         assert_eq!(out, ["# missing n7: gone", "# stale n8: 3s old"]);
         assert_eq!(comment_node(&out[0]), "n7");
+        assert_eq!(comment_node("# other"), "");
     }
 
     #[test]

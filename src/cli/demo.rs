@@ -10,10 +10,10 @@ use clap::Args;
 
 use crate::aggregator::Aggregator;
 use crate::config::Config;
+use crate::format::table::{LoadRow, NodeRow, PsRow, Table};
 use crate::net::Address;
 use crate::server::listener::shutdown_on_signals;
 use crate::sim::{SimCluster, SimOptions};
-use crate::tree::tables::PsRow;
 
 /// Options of `gproc demo`.
 #[derive(Debug, Args)]
@@ -129,17 +129,13 @@ async fn first_look(tcp: &Address, socket: &str, t0: Instant) -> Result<()> {
 }
 
 fn print_summary(ps: &str, load: &str, nodes: &str) {
-    let mut rows: Vec<PsRow> = ps.lines().filter_map(PsRow::parse).collect();
-    let up = nodes
-        .lines()
-        .skip(1)
-        .filter(|l| l.split_whitespace().nth(1) == Some("up"))
-        .count();
-    let total_nodes = nodes
-        .lines()
-        .skip(1)
-        .filter(|l| !l.starts_with('#'))
-        .count();
+    // The aggregator wrote these: a text that is not a table counts as empty.
+    let ps = Table::<PsRow>::parse(ps).unwrap_or_default();
+    let load = Table::<LoadRow>::parse(load).unwrap_or_default();
+    let nodes = Table::<NodeRow>::parse(nodes).unwrap_or_default();
+    let mut rows = ps.rows;
+    let up = nodes.rows.iter().filter(|n| n.is_up()).count();
+    let total_nodes = nodes.rows.len();
     println!(
         "\n{} processes on {up} of {total_nodes} nodes\n",
         rows.len()
@@ -157,33 +153,20 @@ fn print_summary(ps: &str, load: &str, nodes: &str) {
             r.node, r.user, r.pid, r.cpu, r.mem, r.rss_kb
         );
     }
-    let mut loads: Vec<(&str, f64, &str)> = load
-        .lines()
-        .skip(1)
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            Some((*f.first()?, f.get(1)?.parse().ok()?, *f.get(6)?))
-        })
-        .collect();
-    loads.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let mut loads: Vec<&LoadRow> = load.rows.iter().collect();
+    loads.sort_by(|a, b| b.load[0].total_cmp(&a.load[0]));
     println!("\nBusiest nodes (load1, cpus):");
-    for (n, l, c) in loads.iter().take(5) {
-        println!("  {n:<10} {l:>6.2} {c:>4}");
+    for l in loads.iter().take(5) {
+        println!("  {:<10} {:>6.2} {:>4}", l.node, l.load[0], l.cpus);
     }
-    let down: Vec<&str> = nodes
-        .lines()
-        .skip(1)
-        .filter(|l| l.split_whitespace().nth(1) == Some("down"))
-        .collect();
+    let down: Vec<&NodeRow> = nodes.rows.iter().filter(|n| n.is_down()).collect();
     if !down.is_empty() {
         println!("\nDown nodes:");
-        for l in down {
-            let f: Vec<&str> = l.splitn(7, ' ').collect();
-            println!("  {} {}", f.first().unwrap_or(&""), f.get(6).unwrap_or(&""));
+        for n in down {
+            println!("  {} {}", n.node, n.error.as_deref().unwrap_or("-"));
         }
     }
-    for l in ps.lines().filter(|l| l.starts_with("# ")) {
-        println!("  {}", &l[2..]);
+    for n in &ps.notes {
+        println!("  {n}");
     }
 }

@@ -11,8 +11,8 @@ use clap::Args;
 
 use crate::client::{Client, ClientOptions};
 use crate::config::Hostlist;
+use crate::format::table::{Note, PsRow, Table, format_cputime, format_start};
 use crate::net::Address;
-use crate::tree::tables::{PsRow, format_cputime, format_start};
 
 /// Options of `gproc ps`.
 #[derive(Debug, Args)]
@@ -227,7 +227,7 @@ pub(crate) async fn read_aggregator_file(
     let uid = unsafe { libc::geteuid() };
     let root = client.attach(&uname, "", Some(uid)).await?;
     Ok(root
-        .read_all_limited(path, crate::tree::tables::MAX_TABLE_BYTES)
+        .read_all_limited(path, crate::format::table::MAX_TABLE_BYTES)
         .await?)
 }
 
@@ -251,21 +251,18 @@ pub async fn run(a: PsArgs) -> Result<ExitCode> {
     let server = server_address(a.server.clone())?;
     let data = read_aggregator_file(&server, "ps", a.timeout).await?;
     let text = String::from_utf8_lossy(&data);
+    let table = Table::<PsRow>::parse(&text).context("reading /ps")?;
     let mut missing = 0;
-    let mut rows = Vec::new();
-    for line in text.lines() {
-        if let Some(note) = line.strip_prefix("# ") {
-            eprintln!("gproc ps: {note}");
-            // Stale rows are shown (and said to be stale); missing nodes
-            // make the listing incomplete, so the exit status says so.
-            if note.starts_with("missing ") {
-                missing += 1;
-            }
-            continue;
+    for note in &table.notes {
+        eprintln!("gproc ps: {note}");
+        // Stale rows are shown (and said to be stale); missing nodes
+        // make the listing incomplete, so the exit status says so.
+        if matches!(note, Note::Missing { .. }) {
+            missing += 1;
         }
-        let Some(r) = PsRow::parse(line) else {
-            continue;
-        };
+    }
+    let mut rows = Vec::new();
+    for r in table.rows {
         if !a.users.is_empty() && !a.users.contains(&r.user) {
             continue;
         }

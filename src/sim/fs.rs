@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::model::{NodeModel, ProcRec, Sim, Snapshot};
 use super::render::{self, NodeFile, ProcCtx, ProcFile};
 use super::tables::{Role, user_name};
-use crate::agent::{GPROC_DIR, SUMMARY_FILE};
+use crate::format::summary::{GPROC_DIR, SUMMARY_FILE};
 use crate::proto::{DirEntry, Qid, errno, qt};
 use crate::server::{
     AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot as Opened,
@@ -391,12 +391,12 @@ impl SimNodeFs {
         }
     }
 
-    fn summary_at(&self, snap: &Snapshot) -> crate::agent::summary::NodeSummary {
+    fn summary_at(&self, snap: &Snapshot) -> crate::format::summary::NodeSummary {
         render::summary(&self.sim, self.node(), snap, self.hostname())
     }
 
     /// The node summary now, as `/.gproc/ps` would serve it.
-    pub fn summary(&self) -> crate::agent::summary::NodeSummary {
+    pub fn summary(&self) -> crate::format::summary::NodeSummary {
         self.summary_at(&self.node().snapshot(&self.sim))
     }
 

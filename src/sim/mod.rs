@@ -14,8 +14,8 @@
 //!   Linux), injects faults (slow, hanging, dying, garbage-answering,
 //!   refusing nodes, huge files) and writes the matching aggregator config.
 //!
-//! Depends on [`crate::server`] (to serve), [`crate::agent`] (summary
-//! format and names), [`crate::config`] (hostlist compression) and
+//! Depends on [`crate::server`] (to serve), [`crate::format`] (the
+//! summary format), [`crate::config`] (hostlist compression) and
 //! [`crate::sys`] (the file descriptor limit).
 
 mod cluster;

@@ -10,7 +10,7 @@
 
 use std::fmt::Write as _;
 
-use crate::agent::summary::{LoadAvg, NodeSummary, ProcEntry};
+use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
 
 use super::model::{Arch, CpuModel, HZ, NodeModel, ProcRec, Sim, Snapshot};
 use super::tables::{Libs, Role, user_name};
@@ -1129,14 +1129,4 @@ pub(crate) fn summary(
         loadavg: loadavg(sim, node, snap),
         procs,
     }
-}
-
-/// `cmdline` split at NULs after dropping the trailing ones, as the agent
-/// does.
-pub(crate) fn split_cmdline(raw: &[u8]) -> Vec<Vec<u8>> {
-    let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    if end == 0 {
-        return Vec::new();
-    }
-    raw[..end].split(|&b| b == 0).map(<[u8]>::to_vec).collect()
 }

@@ -8,7 +8,7 @@ use procfs::FromRead;
 use super::model::HZ;
 use super::tables::Role;
 use super::*;
-use crate::agent::summary;
+use crate::format::summary;
 use crate::proto::errno;
 use crate::server::{AttachRequest, Filesystem, OpenFlags, Peer, s_if};
 
@@ -143,7 +143,7 @@ async fn files_parse_with_procfs() {
                 assert_eq!(s.vmrss.unwrap() / (ps.page_size / 1024), p.rss_pages);
             }
             let cmdline = read(&fs, &format!("{}/cmdline", p.pid)).await.unwrap();
-            assert_eq!(super::render::split_cmdline(&cmdline), p.cmdline);
+            assert_eq!(crate::format::summary::split_cmdline(&cmdline), p.cmdline);
             let statm = read(&fs, &format!("{}/statm", p.pid)).await.unwrap();
             let sm = procfs::process::StatM::from_read(&statm[..]).unwrap();
             assert_eq!(sm.resident, p.rss_pages);

@@ -30,7 +30,7 @@ use tokio::time::MissedTickBehavior;
 
 use crate::client::ClientError;
 use crate::client::redial::Redialer;
-use crate::tree::tables::MAX_TABLE_BYTES;
+use crate::format::table::MAX_TABLE_BYTES;
 pub use model::{Filter, Snapshot, SortKey};
 pub use ui::{Action, App, Mode};
 

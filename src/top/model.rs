@@ -1,5 +1,5 @@
 //! The data behind `gproc top`: the aggregator's `/nodes`, `/load` and
-//! `/ps` parsed into one [`Snapshot`], filtered by user and hostlist,
+//! `/ps` parsed (by [`crate::format::table`]) into one [`Snapshot`], filtered by user and hostlist,
 //! with cluster totals and process rankings. No I/O and no drawing, so
 //! all of it is unit-tested on text.
 
@@ -8,118 +8,7 @@ use std::time::SystemTime;
 
 use crate::config::Hostlist;
 use crate::config::hostlist::natural_cmp;
-use crate::tree::tables::PsRow;
-
-/// One `/nodes` line.
-#[derive(Debug, Clone, PartialEq)]
-pub struct NodeRow {
-    /// Node name.
-    pub name: String,
-    /// `up`, `down`, `idle` (never contacted yet), or what a newer
-    /// aggregator says.
-    pub state: String,
-    /// The node's 9P address.
-    pub address: String,
-    /// Round-trip time in milliseconds, if measured.
-    pub rtt_ms: Option<f64>,
-    /// Why the node is down, or its last error (`-`: none).
-    pub error: String,
-}
-
-impl NodeRow {
-    /// Parses a `/nodes` line; `None` for the header, notes and malformed
-    /// lines. Columns: NODE STATE ADDRESS DIALECT RTT_MS LAST_CONTACT
-    /// ERROR, the last being the rest of the line.
-    pub fn parse(line: &str) -> Option<NodeRow> {
-        if line.starts_with('#') || line.starts_with("NODE ") {
-            return None;
-        }
-        let mut it = line.splitn(7, ' ');
-        let name = it.next().filter(|s| !s.is_empty())?.to_string();
-        let state = it.next()?.to_string();
-        let address = it.next()?.to_string();
-        let _dialect = it.next()?;
-        let rtt_ms = it.next()?.parse().ok();
-        let _contact = it.next()?;
-        let error = it.next().unwrap_or("-").to_string();
-        Some(NodeRow {
-            name,
-            state,
-            address,
-            rtt_ms,
-            error,
-        })
-    }
-
-    /// Whether the aggregator reaches the node.
-    pub fn is_up(&self) -> bool {
-        self.state == "up"
-    }
-
-    /// Whether the aggregator failed to reach it.
-    pub fn is_down(&self) -> bool {
-        self.state == "down"
-    }
-}
-
-/// One `/load` line: the node's Supermon-style numbers.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LoadRow {
-    /// Node name.
-    pub node: String,
-    /// Load averages over 1, 5 and 15 minutes.
-    pub load: [f64; 3],
-    /// Runnable tasks.
-    pub running: u64,
-    /// All tasks.
-    pub tasks: u64,
-    /// CPUs.
-    pub cpus: u64,
-    /// Memory in MiB: total, used, available.
-    pub mem_total_mb: u64,
-    /// Used memory, MiB.
-    pub mem_used_mb: u64,
-    /// Available memory, MiB.
-    pub mem_avail_mb: u64,
-    /// Processes.
-    pub procs: u64,
-    /// Uptime as the aggregator prints it (`Dd+HH:MM`).
-    pub uptime: String,
-}
-
-impl LoadRow {
-    /// Parses a `/load` line (`None` for header, notes, malformed lines).
-    pub fn parse(line: &str) -> Option<LoadRow> {
-        if line.starts_with('#') || line.starts_with("NODE ") {
-            return None;
-        }
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 12 {
-            return None;
-        }
-        Some(LoadRow {
-            node: f[0].to_string(),
-            load: [f[1].parse().ok()?, f[2].parse().ok()?, f[3].parse().ok()?],
-            running: f[4].parse().ok()?,
-            tasks: f[5].parse().ok()?,
-            cpus: f[6].parse().ok()?,
-            mem_total_mb: f[7].parse().ok()?,
-            mem_used_mb: f[8].parse().ok()?,
-            mem_avail_mb: f[9].parse().ok()?,
-            procs: f[10].parse().ok()?,
-            uptime: f[11].to_string(),
-        })
-    }
-
-    /// Used memory as a percentage of the total.
-    pub fn mem_pct(&self) -> f64 {
-        if self.mem_total_mb == 0 {
-            0.0
-        } else {
-            self.mem_used_mb as f64 * 100.0 / self.mem_total_mb as f64
-        }
-    }
-}
+use crate::format::table::{LoadRow, NodeRow, Note, PsRow, Table};
 
 /// How processes are ranked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -196,8 +85,9 @@ pub struct Snapshot {
     pub load: Vec<LoadRow>,
     /// `/ps`.
     pub procs: Vec<PsRow>,
-    /// The tables' `#` notes (nodes missing from a table and why).
-    pub notes: Vec<String>,
+    /// The tables' `#` notes (nodes missing from a table and why), once
+    /// each.
+    pub notes: Vec<Note>,
     /// When it was read.
     pub taken: Option<SystemTime>,
 }
@@ -223,29 +113,24 @@ pub struct Totals {
     pub load1: f64,
 }
 
-/// Adds the `#` notes of `text` to `out`, once each (`/load` and `/ps`
-/// both report a missing node).
-fn notes_of(text: &str, out: &mut Vec<String>) {
-    for n in text.lines().filter_map(|l| l.strip_prefix('#')) {
-        let n = n.trim();
-        if !n.is_empty() && !out.iter().any(|o| o == n) {
-            out.push(n.to_string());
-        }
-    }
-}
-
 impl Snapshot {
-    /// Parses the three files' texts. Lines that do not parse are
-    /// skipped: a newer aggregator may add columns at the end.
+    /// Parses the three files' texts. A text that is not such a table
+    /// counts as empty, and lines that are not rows are skipped.
     pub fn parse(nodes: &str, load: &str, ps: &str) -> Snapshot {
-        let mut notes = Vec::new();
-        for t in [load, ps] {
-            notes_of(t, &mut notes);
+        let nodes = Table::<NodeRow>::parse(nodes).unwrap_or_default();
+        let load = Table::<LoadRow>::parse(load).unwrap_or_default();
+        let ps = Table::<PsRow>::parse(ps).unwrap_or_default();
+        // `/load` and `/ps` both report a missing node: once is enough.
+        let mut notes: Vec<Note> = Vec::new();
+        for n in load.notes.into_iter().chain(ps.notes) {
+            if !notes.contains(&n) {
+                notes.push(n);
+            }
         }
         Snapshot {
-            nodes: nodes.lines().filter_map(NodeRow::parse).collect(),
-            load: load.lines().filter_map(LoadRow::parse).collect(),
-            procs: ps.lines().filter_map(PsRow::parse).collect(),
+            nodes: nodes.rows,
+            load: load.rows,
+            procs: ps.rows,
             notes,
             taken: Some(SystemTime::now()),
         }
@@ -257,7 +142,7 @@ impl Snapshot {
             nodes: self
                 .nodes
                 .iter()
-                .filter(|n| f.node(&n.name))
+                .filter(|n| f.node(&n.node))
                 .cloned()
                 .collect(),
             load: self
@@ -311,7 +196,7 @@ impl Snapshot {
     /// Node names to list: those of `/nodes`, plus any that only `/load`
     /// knows (an aggregator whose `/nodes` failed to read).
     pub fn node_names(&self) -> Vec<String> {
-        let mut names: Vec<String> = self.nodes.iter().map(|n| n.name.clone()).collect();
+        let mut names: Vec<String> = self.nodes.iter().map(|n| n.node.clone()).collect();
         for l in &self.load {
             if !names.contains(&l.node) {
                 names.push(l.node.clone());
@@ -322,7 +207,7 @@ impl Snapshot {
 
     /// The `/nodes` row of `name`.
     pub fn node(&self, name: &str) -> Option<&NodeRow> {
-        self.nodes.iter().find(|n| n.name == name)
+        self.nodes.iter().find(|n| n.node == name)
     }
 }
 
@@ -377,14 +262,20 @@ pub(crate) mod tests {
         assert!(s.nodes[0].is_up() && s.nodes[2].is_down());
         assert_eq!(s.nodes[0].rtt_ms, Some(0.42));
         assert_eq!(
-            s.nodes[2].error,
-            "10.0.0.3:5640: Connection refused (os error 111)"
+            s.nodes[2].error.as_deref(),
+            Some("10.0.0.3:5640: Connection refused (os error 111)")
         );
         assert_eq!(s.load.len(), 2);
         assert_eq!(s.load[0].cpus, 16);
-        assert_eq!(s.load[1].uptime, "3d+02:00");
+        assert_eq!(s.load[1].uptime.to_string(), "3d+02:00");
         assert_eq!(s.procs.len(), 5);
-        assert_eq!(s.notes, vec!["missing n3: connection refused"]);
+        assert_eq!(
+            s.notes,
+            vec![Note::Missing {
+                node: "n3".into(),
+                reason: "connection refused".into()
+            }]
+        );
         assert_eq!(s.node_names(), vec!["n1", "n2", "n3"]);
     }
 

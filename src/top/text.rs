@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use super::model::{Snapshot, SortKey};
 use super::ui::totals_text;
-use crate::tree::tables::format_cputime;
+use crate::format::table::format_cputime;
 
 /// One refresh as text: title, totals, the node table, then the first
 /// `limit` processes by `sort`.

@@ -14,7 +14,7 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Row, Table, TableState};
 
 use super::model::{Filter, Snapshot, SortKey, human_kb, human_mb};
-use crate::tree::tables::format_cputime;
+use crate::format::table::format_cputime;
 
 /// What the screen shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -280,8 +280,7 @@ fn draw_nodes(f: &mut Frame<'_>, app: &App, area: Rect) {
         let err = app
             .snap
             .node(name)
-            .filter(|n| n.error != "-")
-            .map(|n| n.error.clone())
+            .and_then(|n| n.error.clone())
             .unwrap_or_default();
         Row::new(vec![
             Span::raw(name.clone()),
@@ -293,7 +292,7 @@ fn draw_nodes(f: &mut Frame<'_>, app: &App, area: Rect) {
             Span::raw(num(l.map(|l| format!("{:.0}%", l.mem_pct())))),
             Span::raw(num(l.map(|l| human_mb(l.mem_total_mb)))),
             Span::raw(num(l.map(|l| l.procs.to_string()))),
-            Span::raw(num(l.map(|l| l.uptime.clone()))),
+            Span::raw(num(l.map(|l| l.uptime.to_string()))),
             Span::raw(err),
         ])
     });
@@ -360,9 +359,9 @@ fn draw_node_detail(f: &mut Frame<'_>, app: &App, name: &str, area: Rect) {
         }
         None => lines.push(Line::from("no load figures")),
     }
-    if let Some(n) = node.filter(|n| n.error != "-") {
+    if let Some(error) = node.and_then(|n| n.error.as_ref()) {
         lines.push(Line::from(Span::styled(
-            format!("error: {}", n.error),
+            format!("error: {error}"),
             Style::new().fg(Color::Red),
         )));
     }

@@ -31,10 +31,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use tokio::time::Instant;
 
-use crate::agent::summary::{self, NodeSummary};
 use crate::cache::{Cache, Key, Kind, Weigh};
 use crate::client::pool::{Node, Pool, PoolError};
 use crate::client::{DirEntryInfo, FileKind, Metadata};
+use crate::format::summary::{self, NodeSummary};
+use crate::format::table::{LOAD_HEADER, NODES_HEADER, PS_HEADER, Row};
 use crate::proto::NONUNAME;
 use crate::proto::{DirEntry, Qid, errno, qt};
 use crate::server::{
@@ -564,24 +565,23 @@ impl Tree {
         let mut out = String::new();
         match s {
             Synth::Nodes => {
-                out.push_str(tables::NODES_HEADER);
+                out.push_str(NODES_HEADER);
                 out.push('\n');
                 for n in self.visible_nodes(view) {
-                    out.push_str(&tables::nodes_line(
-                        &n.spec.name,
-                        &n.spec.address.to_string(),
-                        &n.status(),
-                    ));
+                    out.push_str(
+                        &tables::node_row(&n.spec.name, &n.spec.address.to_string(), &n.status())
+                            .line(),
+                    );
                     out.push('\n');
                 }
             }
             Synth::Ps => {
                 let Gathered { ok, missing, stale } = self.gather(view).await;
-                out.push_str(tables::PS_HEADER);
+                out.push_str(PS_HEADER);
                 out.push('\n');
                 for (n, s) in &ok {
                     for p in s.procs.iter().filter(|p| view.sees_process(p.ruid, p.euid)) {
-                        out.push_str(&tables::PsRow::from_proc(&n.spec.name, s, p).line());
+                        out.push_str(&tables::ps_row(&n.spec.name, s, p).line());
                         out.push('\n');
                     }
                 }
@@ -590,10 +590,10 @@ impl Tree {
             }
             Synth::Load => {
                 let Gathered { ok, missing, stale } = self.gather(view).await;
-                out.push_str(tables::LOAD_HEADER);
+                out.push_str(LOAD_HEADER);
                 out.push('\n');
                 for (n, s) in &ok {
-                    out.push_str(&tables::load_line(&n.spec.name, s));
+                    out.push_str(&tables::load_row(&n.spec.name, s).line());
                     out.push('\n');
                 }
                 tables::missing_notes(&mut out, &missing);

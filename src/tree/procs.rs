@@ -7,8 +7,8 @@ use std::sync::Arc;
 use futures::StreamExt;
 use procfs::FromRead;
 
-use crate::agent::summary::{LoadAvg, NodeSummary, ProcEntry};
 use crate::client::pool::Node;
+use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
 use crate::server::FsResult;
 
 use super::Tree;
@@ -192,20 +192,8 @@ impl Tree {
         if uid == u32::MAX {
             return "?".into();
         }
-        crate::agent::user_name(uid).unwrap_or_else(|| uid.to_string())
+        crate::sys::users::user_label(uid)
     }
-}
-
-/// `cmdline` bytes to arguments: split at NULs, trailing NULs dropped.
-fn split_cmdline(b: &[u8]) -> Vec<Vec<u8>> {
-    let mut trimmed = b;
-    while let Some(t) = trimmed.strip_suffix(b"\0") {
-        trimmed = t;
-    }
-    if trimmed.is_empty() {
-        return Vec::new();
-    }
-    trimmed.split(|c| *c == 0).map(<[u8]>::to_vec).collect()
 }
 
 /// Seconds since the epoch, now.
@@ -214,19 +202,4 @@ pub(crate) fn now_unix() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs_f64())
         .unwrap_or(0.0)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cmdline_splits_like_ps() {
-        assert_eq!(
-            split_cmdline(b"a\0\0b\0"),
-            vec![b"a".to_vec(), b"".to_vec(), b"b".to_vec()]
-        );
-        assert!(split_cmdline(b"").is_empty());
-        assert!(split_cmdline(b"\0\0").is_empty());
-    }
 }

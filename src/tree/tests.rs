@@ -12,6 +12,7 @@ use super::*;
 use crate::agent::ProcFs;
 use crate::client::pool::{NodeSpec, PoolOptions};
 use crate::config::{CachePolicy, CacheRule, Ttl};
+use crate::format::table::{PsRow, Table};
 use crate::net::Address;
 use crate::server::listener::Listener;
 use crate::server::{Peer, Server, ServerConfig};
@@ -159,7 +160,7 @@ async fn merged_tree_over_two_nodes_and_a_dead_one() {
 
     // The process table: both live nodes, the dead one named as missing.
     let ps = read(&t, &root, "ps").await.unwrap();
-    let rows: Vec<_> = ps.lines().filter_map(tables::PsRow::parse).collect();
+    let rows = Table::<PsRow>::parse(&ps).unwrap().rows;
     assert!(rows.iter().any(|r| r.node == "n1" && r.pid == 1));
     assert!(
         rows.iter()
@@ -396,7 +397,7 @@ async fn users_see_only_their_processes_on_their_nodes() {
     let nodes = read(&t, &u, "nodes").await.unwrap();
     assert!(!nodes.contains("n2"), "{nodes}");
     let ps = read(&t, &u, "ps").await.unwrap();
-    let rows: Vec<_> = ps.lines().filter_map(tables::PsRow::parse).collect();
+    let rows = Table::<PsRow>::parse(&ps).unwrap().rows;
     assert!(rows.iter().all(|r| r.node == "n1"), "{ps}");
     let listing = names(&list(&t, &u, "n1").await.unwrap());
     assert!(!listing.contains(&"1".to_string()));
@@ -426,12 +427,12 @@ async fn users_see_only_their_processes_on_their_nodes() {
                 .errno,
             errno::ENOENT
         );
+        let theirs = read(&t, &v, "ps").await.unwrap();
         assert!(
-            !read(&t, &v, "ps")
-                .await
+            !Table::<PsRow>::parse(&theirs)
                 .unwrap()
-                .lines()
-                .filter_map(tables::PsRow::parse)
+                .rows
+                .iter()
                 .any(|r| r.pid == pid)
         );
     }

@@ -1,0 +1,13 @@
+//! The text formats gproc binaries exchange, each writer beside its parser:
+//!
+//! - [`summary`]: the node summary file `/.gproc/ps` an agent (or the
+//!   simulator) serves and the aggregator reads;
+//! - [`table`]: the aggregator's `/ps`, `/load` and `/nodes` tables that
+//!   `gproc ps`, `gproc top`, the benchmarks and scripts read.
+//!
+//! Pure: no I/O, no async, and nothing else of the crate, so any binary (a
+//! newer or older one included) can depend on it. Each module's doc says how
+//! its format may grow without breaking older readers.
+
+pub mod summary;
+pub mod table;

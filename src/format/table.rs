@@ -1,0 +1,1085 @@
+//! The aggregator's tables: `/ps`, `/load` and `/nodes`.
+//!
+//! # Format
+//!
+//! Plain text, lines ended by `\n`. The first line that is neither blank
+//! nor a note is the header: the column names, separated by spaces. Every
+//! later line is a row, or a note when it starts with `#`. The cells of a
+//! row are separated by spaces (readers accept runs of them); no cell holds
+//! whitespace, except the last column (`COMMAND` of `/ps`, `ERROR` of
+//! `/nodes`), which is the rest of the line and may hold spaces. A cell of
+//! `-` means "none" (no round-trip time yet, no error).
+//!
+//! ```text
+//! NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR COMMAND
+//! n1 4242 1 alice R 99.5 1.2 51200 2097152 2026-11-26T05:07:16Z 1:02:03 8 ./my job --name x
+//! # missing n3: connection refused
+//! # stale n4: 12.3s old (deadline exceeded)
+//! ```
+//!
+//! Notes say what a table leaves out or qualifies, one per line:
+//! `# missing NODE: reason` (the node has no rows: it failed or timed out)
+//! and `# stale NODE: AGEs old (reason)` (its rows come from a copy past its
+//! cache TTL, which a `stale` cache rule allowed). They follow the rows.
+//!
+//! The columns are [`PS_HEADER`], [`LOAD_HEADER`] and [`NODES_HEADER`];
+//! [`PsRow`], [`LoadRow`] and [`NodeRow`] are the rows, each written by its
+//! `line` and read by [`Table::parse`].
+//!
+//! # Extending it without breaking older readers
+//!
+//! Readers ([`Table::parse`], so `gproc ps`, `gproc top`, the benchmarks)
+//! find columns **by header name**, never by position, so:
+//!
+//! - a new column goes anywhere **before the last column** (the last one is
+//!   the rest of the line, so it must stay last); an older reader ignores a
+//!   column it does not know;
+//! - a reader that finds a column it knows missing, or a cell it cannot
+//!   read, uses the column's default (0, empty, none), so a column may be
+//!   dropped or a value written as `-`; only the columns that identify a
+//!   row (`NODE`, and `PID` in `/ps`) are required, and a table whose header
+//!   lacks one is refused;
+//! - a cell's syntax never changes (units, time formats); a new meaning is a
+//!   new column;
+//! - any line starting with `#` is a note, and a note kind a reader does not
+//!   know is kept as [`Note::Other`], never read as a row. So new kinds of
+//!   notes start with `#` and a word of their own.
+//!
+//! Scripts that split rows by position (`awk '{print $2}'`) keep working
+//! too when a new column goes right before the last one, after all others.
+
+use std::fmt::{self, Write as _};
+use std::str::FromStr;
+use std::time::{Duration, UNIX_EPOCH};
+
+/// Most bytes a client reads of one cluster-wide table. `/ps` is about
+/// 110 bytes per process: 10,000 nodes of 100 processes make 110 MB, past
+/// the client's default limit for a file (64 MiB), and a large cluster
+/// with busy nodes makes several times that.
+pub const MAX_TABLE_BYTES: u64 = 4 << 30;
+
+/// Header of `/ps`.
+pub const PS_HEADER: &str = "NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR COMMAND";
+
+/// Header of `/load`.
+pub const LOAD_HEADER: &str =
+    "NODE LOAD1 LOAD5 LOAD15 RUNNING TASKS CPUS MEM_TOTAL_MB MEM_USED_MB MEM_AVAIL_MB PROCS UPTIME";
+
+/// Header of `/nodes`.
+pub const NODES_HEADER: &str = "NODE STATE ADDRESS DIALECT RTT_MS LAST_CONTACT ERROR";
+
+// ---------------------------------------------------------------------------
+// Rows
+
+/// A kind of table row: its header, how a row is written and how it is read
+/// back from the cells of a parsed line.
+pub trait Row: Sized {
+    /// The header this build writes: column names separated by one space.
+    /// Cell indexes given to [`Cells::get`] are positions in it.
+    const HEADER: &'static str;
+    /// Columns a line cannot be a row without; a header lacking one is
+    /// refused.
+    const REQUIRED: &'static [&'static str];
+
+    /// The row as one line (no newline), cells made safe for the format.
+    fn line(&self) -> String;
+
+    /// The row from its cells; `None` when a required cell is unreadable.
+    fn read(cells: &Cells<'_>) -> Option<Self>;
+}
+
+/// The cells of one row, by the position of their column in the reader's
+/// [`Row::HEADER`] (whatever the order in the table read).
+#[derive(Debug)]
+pub struct Cells<'a> {
+    cells: Vec<Option<&'a str>>,
+}
+
+impl<'a> Cells<'a> {
+    /// The cell of column `i` of [`Row::HEADER`]; `None` when the table has
+    /// no such column.
+    pub fn get(&self, i: usize) -> Option<&'a str> {
+        self.cells.get(i).copied().flatten()
+    }
+
+    /// Column `i` read by `f`; `None` when absent, `-` or unreadable.
+    fn opt<T>(&self, i: usize, f: impl FnOnce(&str) -> Option<T>) -> Option<T> {
+        self.get(i).filter(|c| *c != "-").and_then(f)
+    }
+
+    /// Column `i` parsed, its type's default when absent or unreadable.
+    fn num<T: FromStr + Default>(&self, i: usize) -> T {
+        self.opt(i, |c| c.parse().ok()).unwrap_or_default()
+    }
+
+    /// Column `i` as text, empty when absent.
+    fn text(&self, i: usize) -> String {
+        self.get(i).unwrap_or_default().to_string()
+    }
+}
+
+/// One process as `/ps` shows it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PsRow {
+    /// Node name.
+    pub node: String,
+    /// Process id on that node.
+    pub pid: i32,
+    /// Parent pid.
+    pub ppid: i32,
+    /// Effective user's name.
+    pub user: String,
+    /// State letter.
+    pub state: char,
+    /// CPU use over the process's life, percent of one CPU (one decimal).
+    pub cpu: f64,
+    /// Resident memory, percent of the node's memory (one decimal).
+    pub mem: f64,
+    /// Resident set, KiB.
+    pub rss_kb: u64,
+    /// Virtual size, KiB.
+    pub vsz_kb: u64,
+    /// Start time, unix seconds.
+    pub start: u64,
+    /// CPU time consumed, seconds.
+    pub time: u64,
+    /// Threads.
+    pub threads: i64,
+    /// Command line (or `[comm]`).
+    pub command: String,
+}
+
+impl Row for PsRow {
+    const HEADER: &'static str = PS_HEADER;
+    const REQUIRED: &'static [&'static str] = &["NODE", "PID"];
+
+    fn line(&self) -> String {
+        let state = if self.state.is_whitespace() {
+            '?'
+        } else {
+            self.state
+        };
+        let command: String = self
+            .command
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        format!(
+            "{} {} {} {} {} {:.1} {:.1} {} {} {} {} {} {}",
+            cell(&self.node),
+            self.pid,
+            self.ppid,
+            cell(&self.user),
+            state,
+            self.cpu,
+            self.mem,
+            self.rss_kb,
+            self.vsz_kb,
+            format_start(self.start),
+            format_cputime(self.time),
+            self.threads,
+            if command.is_empty() { "?" } else { &command }
+        )
+    }
+
+    fn read(c: &Cells<'_>) -> Option<Self> {
+        Some(PsRow {
+            node: c.get(0).filter(|n| !n.is_empty())?.to_string(),
+            pid: c.get(1)?.parse().ok()?,
+            ppid: c.num(2),
+            user: c.text(3),
+            state: c.opt(4, |s| s.chars().next()).unwrap_or('?'),
+            cpu: c.num(5),
+            mem: c.num(6),
+            rss_kb: c.num(7),
+            vsz_kb: c.num(8),
+            start: c.opt(9, parse_start).unwrap_or_default(),
+            time: c.opt(10, parse_cputime).unwrap_or_default(),
+            threads: c.num(11),
+            command: c.text(12),
+        })
+    }
+}
+
+/// One node's figures as `/load` shows them (Supermon's per-node numbers).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct LoadRow {
+    /// Node name.
+    pub node: String,
+    /// Load averages over 1, 5 and 15 minutes (two decimals).
+    pub load: [f64; 3],
+    /// Runnable tasks.
+    pub running: u64,
+    /// All tasks.
+    pub tasks: u64,
+    /// CPUs.
+    pub cpus: u64,
+    /// Total memory, MiB.
+    pub mem_total_mb: u64,
+    /// Used memory, MiB.
+    pub mem_used_mb: u64,
+    /// Available memory, MiB.
+    pub mem_avail_mb: u64,
+    /// Processes.
+    pub procs: u64,
+    /// Time since boot.
+    pub uptime: Uptime,
+}
+
+impl LoadRow {
+    /// Used memory as a percentage of the total.
+    pub fn mem_pct(&self) -> f64 {
+        if self.mem_total_mb == 0 {
+            0.0
+        } else {
+            self.mem_used_mb as f64 * 100.0 / self.mem_total_mb as f64
+        }
+    }
+}
+
+impl Row for LoadRow {
+    const HEADER: &'static str = LOAD_HEADER;
+    const REQUIRED: &'static [&'static str] = &["NODE"];
+
+    fn line(&self) -> String {
+        format!(
+            "{} {:.2} {:.2} {:.2} {} {} {} {} {} {} {} {}",
+            cell(&self.node),
+            self.load[0],
+            self.load[1],
+            self.load[2],
+            self.running,
+            self.tasks,
+            self.cpus,
+            self.mem_total_mb,
+            self.mem_used_mb,
+            self.mem_avail_mb,
+            self.procs,
+            self.uptime,
+        )
+    }
+
+    fn read(c: &Cells<'_>) -> Option<Self> {
+        Some(LoadRow {
+            node: c.get(0).filter(|n| !n.is_empty())?.to_string(),
+            load: [c.num(1), c.num(2), c.num(3)],
+            running: c.num(4),
+            tasks: c.num(5),
+            cpus: c.num(6),
+            mem_total_mb: c.num(7),
+            mem_used_mb: c.num(8),
+            mem_avail_mb: c.num(9),
+            procs: c.num(10),
+            uptime: c.num(11),
+        })
+    }
+}
+
+/// Time since boot to the minute, as `/load` prints it: `Dd+HH:MM`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default)]
+pub struct Uptime {
+    /// Whole minutes since boot.
+    pub minutes: u64,
+}
+
+impl Uptime {
+    /// From seconds (a node's `/proc/uptime`); negative counts as 0.
+    pub fn from_secs(secs: f64) -> Uptime {
+        Uptime {
+            minutes: secs.max(0.0) as u64 / 60,
+        }
+    }
+}
+
+impl fmt::Display for Uptime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let m = self.minutes;
+        write!(f, "{}d+{:02}:{:02}", m / 1440, m / 60 % 24, m % 60)
+    }
+}
+
+impl FromStr for Uptime {
+    type Err = ();
+
+    fn from_str(s: &str) -> Result<Uptime, ()> {
+        let (d, hm) = s.split_once("d+").ok_or(())?;
+        let (h, m) = hm.split_once(':').ok_or(())?;
+        let n = |v: &str| v.parse::<u64>().ok();
+        let minutes = || {
+            n(d)?
+                .checked_mul(1440)?
+                .checked_add(n(h)?.checked_mul(60)?)?
+                .checked_add(n(m)?)
+        };
+        minutes().map(|minutes| Uptime { minutes }).ok_or(())
+    }
+}
+
+/// One node as `/nodes` shows it: the aggregator's connection to it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct NodeRow {
+    /// Node name.
+    pub node: String,
+    /// `up`, `down`, `idle` (never contacted yet), or what a newer
+    /// aggregator says.
+    pub state: String,
+    /// The node's 9P address.
+    pub address: String,
+    /// The 9P dialect spoken (`9P2000.L`, ...), once connected.
+    pub dialect: Option<String>,
+    /// Round-trip time in milliseconds (two decimals), if measured.
+    pub rtt_ms: Option<f64>,
+    /// Last successful exchange, unix seconds.
+    pub last_contact: Option<u64>,
+    /// Why the node is down, or its last error.
+    pub error: Option<String>,
+}
+
+impl NodeRow {
+    /// Whether the aggregator reaches the node.
+    pub fn is_up(&self) -> bool {
+        self.state == "up"
+    }
+
+    /// Whether the aggregator failed to reach it.
+    pub fn is_down(&self) -> bool {
+        self.state == "down"
+    }
+}
+
+impl Row for NodeRow {
+    const HEADER: &'static str = NODES_HEADER;
+    const REQUIRED: &'static [&'static str] = &["NODE"];
+
+    fn line(&self) -> String {
+        let rtt = self
+            .rtt_ms
+            .map(|r| format!("{r:.2}"))
+            .unwrap_or_else(|| "-".into());
+        let contact = self
+            .last_contact
+            .map(format_start)
+            .unwrap_or_else(|| "-".into());
+        let err = self.error.as_deref().map_or_else(|| "-".into(), one_line);
+        format!(
+            "{} {} {} {} {rtt} {contact} {err}",
+            cell(&self.node),
+            cell(&self.state),
+            cell(&self.address),
+            self.dialect.as_deref().map_or_else(|| "-".into(), cell),
+        )
+    }
+
+    fn read(c: &Cells<'_>) -> Option<Self> {
+        Some(NodeRow {
+            node: c.get(0).filter(|n| !n.is_empty())?.to_string(),
+            state: c.text(1),
+            address: c.text(2),
+            dialect: c.opt(3, |d| Some(d.to_string())),
+            rtt_ms: c.opt(4, |r| r.parse().ok()),
+            last_contact: c.opt(5, parse_start),
+            error: c.opt(6, |e| (!e.is_empty()).then(|| e.to_string())),
+        })
+    }
+}
+
+/// A cell that is not the last one: whitespace (which would split the cell
+/// or the line) becomes `?`, and an empty cell is `?`, so the columns stay
+/// where the header says.
+fn cell(s: &str) -> String {
+    if s.is_empty() {
+        return "?".into();
+    }
+    s.replace(char::is_whitespace, "?")
+}
+
+/// Free text at the end of a line (an error, a note's reason): control
+/// characters, newlines included, become spaces.
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// RFC 3339 UTC to the second: unambiguous across time zones, sorts as text.
+pub fn format_start(unix: u64) -> String {
+    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
+}
+
+fn parse_start(s: &str) -> Option<u64> {
+    let t = humantime::parse_rfc3339(s).ok()?;
+    t.duration_since(UNIX_EPOCH).ok().map(|d| d.as_secs())
+}
+
+/// CPU time as `H:MM:SS`, hours unbounded (ps's TIME).
+pub fn format_cputime(secs: u64) -> String {
+    format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+}
+
+fn parse_cputime(s: &str) -> Option<u64> {
+    let mut it = s.split(':');
+    let (h, m, sec) = (
+        it.next()?.parse::<u64>().ok()?,
+        it.next()?.parse::<u64>().ok()?,
+        it.next()?.parse::<u64>().ok()?,
+    );
+    h.checked_mul(3600)?
+        .checked_add(m.checked_mul(60)?)?
+        .checked_add(sec)
+}
+
+// ---------------------------------------------------------------------------
+// Notes
+
+/// A `#` line of a table.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Note {
+    /// `# missing NODE: reason`: the node has no rows in the table.
+    Missing {
+        /// The node.
+        node: String,
+        /// Why (an error, a timeout).
+        reason: String,
+    },
+    /// `# stale NODE: 12.3s old (reason)`: the node's rows come from a copy
+    /// past its TTL, which a `stale` cache rule allowed.
+    Stale {
+        /// The node.
+        node: String,
+        /// How far past its TTL the copy was (a tenth of a second in the
+        /// text).
+        age: Duration,
+        /// Why no fresh copy was read.
+        reason: String,
+    },
+    /// Any other note: its text after `#` and spaces. A kind this build does
+    /// not know, from a newer aggregator.
+    Other(String),
+}
+
+impl Note {
+    /// The note of a `#` line; `None` for any other line.
+    pub fn parse(line: &str) -> Option<Note> {
+        let text = line.strip_prefix('#')?.trim_start();
+        let parsed = if let Some(rest) = text.strip_prefix("missing ") {
+            rest.split_once(": ").map(|(node, reason)| Note::Missing {
+                node: node.to_string(),
+                reason: reason.to_string(),
+            })
+        } else if let Some(rest) = text.strip_prefix("stale ") {
+            rest.split_once(": ").and_then(|(node, tail)| {
+                let (age, after) = tail.split_once("s old")?;
+                // Milliseconds, so that the tenths written read back exactly.
+                let ms = (age.parse::<f64>().ok()? * 1000.0).round();
+                let age = (0.0..1e15)
+                    .contains(&ms)
+                    .then(|| Duration::from_millis(ms as u64))?;
+                let after = after.trim();
+                let reason = after
+                    .strip_prefix('(')
+                    .and_then(|r| r.strip_suffix(')'))
+                    .unwrap_or(after);
+                Some(Note::Stale {
+                    node: node.to_string(),
+                    age,
+                    reason: reason.to_string(),
+                })
+            })
+        } else {
+            None
+        };
+        Some(parsed.unwrap_or_else(|| Note::Other(text.to_string())))
+    }
+
+    /// The node a note is about, if it is about one.
+    pub fn node(&self) -> Option<&str> {
+        match self {
+            Note::Missing { node, .. } | Note::Stale { node, .. } => Some(node),
+            Note::Other(_) => None,
+        }
+    }
+
+    /// Appends the note as a line, newline included.
+    pub fn write(&self, out: &mut String) {
+        // Writing to a String cannot fail.
+        let _ = writeln!(out, "# {self}");
+    }
+}
+
+/// The note's text, without the `# ` of its line.
+impl fmt::Display for Note {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Note::Missing { node, reason } => {
+                write!(f, "missing {}: {}", cell(node), one_line(reason))
+            }
+            Note::Stale { node, age, reason } => write!(
+                f,
+                "stale {}: {:.1}s old ({})",
+                cell(node),
+                age.as_secs_f64(),
+                one_line(reason)
+            ),
+            Note::Other(text) => f.write_str(&one_line(text)),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Reading a table
+
+/// A table read by [`Table::parse`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table<R> {
+    /// The rows, in the table's order.
+    pub rows: Vec<R>,
+    /// The notes, in the table's order.
+    pub notes: Vec<Note>,
+    /// Lines that were neither rows nor notes (too few cells, or a required
+    /// cell unreadable).
+    pub skipped: usize,
+}
+
+impl<R> Default for Table<R> {
+    fn default() -> Self {
+        Table {
+            rows: Vec::new(),
+            notes: Vec::new(),
+            skipped: 0,
+        }
+    }
+}
+
+/// Why a text is not a table of the kind asked for.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum TableError {
+    /// No header line: the text is empty or holds only notes.
+    #[error("no header line (expected one like `{expected}`)")]
+    NoHeader {
+        /// The header this build writes.
+        expected: &'static str,
+    },
+    /// The header lacks a column that identifies a row.
+    #[error("the header lacks the {column} column: `{header}`")]
+    MissingColumn {
+        /// The column.
+        column: &'static str,
+        /// The header found (shortened).
+        header: String,
+    },
+}
+
+impl<R: Row> Table<R> {
+    /// Reads a table, finding columns by header name (see the module doc
+    /// for what is tolerated). Never panics, whatever the text.
+    pub fn parse(text: &str) -> Result<Table<R>, TableError> {
+        let known: Vec<&str> = R::HEADER.split(' ').collect();
+        let mut table = Table::default();
+        // For each column of the table read: its index in `known`.
+        let mut columns: Option<Vec<Option<usize>>> = None;
+        for line in text.lines() {
+            if let Some(note) = Note::parse(line) {
+                table.notes.push(note);
+                continue;
+            }
+            if line.trim().is_empty() {
+                continue;
+            }
+            let Some(cols) = &columns else {
+                let names: Vec<&str> = line.split_whitespace().collect();
+                if let Some(column) = R::REQUIRED.iter().find(|c| !names.contains(c)) {
+                    return Err(TableError::MissingColumn {
+                        column,
+                        header: line.chars().take(120).collect(),
+                    });
+                }
+                columns = Some(
+                    names
+                        .iter()
+                        .map(|n| known.iter().position(|k| k == n))
+                        .collect(),
+                );
+                continue;
+            };
+            let mut cells = Cells {
+                cells: vec![None; known.len()],
+            };
+            if split_row(line, cols, &mut cells) {
+                match R::read(&cells) {
+                    Some(r) => table.rows.push(r),
+                    None => table.skipped += 1,
+                }
+            } else {
+                table.skipped += 1;
+            }
+        }
+        if columns.is_none() {
+            return Err(TableError::NoHeader {
+                expected: R::HEADER,
+            });
+        }
+        Ok(table)
+    }
+}
+
+/// Splits `line` into the cells of `cols` (the last one the rest of the
+/// line); false when it has too few cells.
+fn split_row<'a>(line: &'a str, cols: &[Option<usize>], cells: &mut Cells<'a>) -> bool {
+    let Some((last, firsts)) = cols.split_last() else {
+        return false;
+    };
+    let mut rest = line.trim_start_matches(' ');
+    for col in firsts {
+        let Some(end) = rest.find(' ') else {
+            // The last cell may be empty, but every other one is there.
+            if rest.is_empty() {
+                return false;
+            }
+            if let Some(k) = col {
+                cells.cells[*k] = Some(rest);
+            }
+            rest = "";
+            continue;
+        };
+        if let Some(k) = col {
+            cells.cells[*k] = Some(&rest[..end]);
+        }
+        rest = rest[end..].trim_start_matches(' ');
+    }
+    if let Some(k) = last {
+        cells.cells[*k] = Some(rest);
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ps_row() -> PsRow {
+        PsRow {
+            node: "n01".into(),
+            pid: 4242,
+            ppid: 1,
+            user: "alice".into(),
+            state: 'R',
+            cpu: 99.5,
+            mem: 1.2,
+            rss_kb: 51200,
+            vsz_kb: 2097152,
+            start: 1_795_669_636,
+            time: 3723,
+            threads: 8,
+            command: "./my job  --name x".into(),
+        }
+    }
+
+    fn load_row() -> LoadRow {
+        LoadRow {
+            node: "n01".into(),
+            load: [4.8, 4.85, 4.28],
+            running: 6,
+            tasks: 199,
+            cpus: 16,
+            mem_total_mb: 64000,
+            mem_used_mb: 32000,
+            mem_avail_mb: 32000,
+            procs: 3,
+            uptime: Uptime {
+                minutes: 3 * 1440 + 2 * 60 + 7,
+            },
+        }
+    }
+
+    fn node_row() -> NodeRow {
+        NodeRow {
+            node: "n3".into(),
+            state: "down".into(),
+            address: "10.0.0.3:5640".into(),
+            dialect: None,
+            rtt_ms: None,
+            last_contact: Some(1_795_669_636),
+            error: Some("10.0.0.3:5640: Connection refused (os error 111)".into()),
+        }
+    }
+
+    /// A table as the tree writes one: header, rows, notes.
+    fn write<R: Row>(rows: &[R], notes: &[Note]) -> String {
+        let mut out = format!("{}\n", R::HEADER);
+        for r in rows {
+            out.push_str(&r.line());
+            out.push('\n');
+        }
+        for n in notes {
+            n.write(&mut out);
+        }
+        out
+    }
+
+    #[test]
+    fn lines_are_the_documented_bytes() {
+        assert_eq!(
+            ps_row().line(),
+            "n01 4242 1 alice R 99.5 1.2 51200 2097152 2026-11-26T05:07:16Z 1:02:03 8 ./my job  --name x"
+        );
+        assert_eq!(
+            load_row().line(),
+            "n01 4.80 4.85 4.28 6 199 16 64000 32000 32000 3 3d+02:07"
+        );
+        assert_eq!(
+            node_row().line(),
+            "n3 down 10.0.0.3:5640 - - 2026-11-26T05:07:16Z 10.0.0.3:5640: Connection refused (os error 111)"
+        );
+        let up = NodeRow {
+            state: "up".into(),
+            dialect: Some("9P2000.L".into()),
+            rtt_ms: Some(0.4213),
+            error: None,
+            ..node_row()
+        };
+        assert_eq!(
+            up.line(),
+            "n3 up 10.0.0.3:5640 9P2000.L 0.42 2026-11-26T05:07:16Z -"
+        );
+        let mut out = String::new();
+        Note::Missing {
+            node: "n3".into(),
+            reason: "refused\nagain".into(),
+        }
+        .write(&mut out);
+        Note::Stale {
+            node: "n4".into(),
+            age: Duration::from_millis(12_345),
+            reason: "deadline".into(),
+        }
+        .write(&mut out);
+        assert_eq!(
+            out,
+            "# missing n3: refused again\n# stale n4: 12.3s old (deadline)\n"
+        );
+    }
+
+    #[test]
+    fn cells_that_would_break_the_line_are_replaced() {
+        let r = PsRow {
+            user: "a b".into(),
+            state: ' ',
+            command: "rm\x1b[2J\n".into(),
+            ..ps_row()
+        };
+        let line = r.line();
+        assert!(line.contains(" a?b ? "), "{line}");
+        assert!(line.ends_with(" rm?[2J?"), "{line}");
+        let empty = PsRow {
+            command: String::new(),
+            ..ps_row()
+        };
+        assert!(empty.line().ends_with(" 8 ?"));
+    }
+
+    #[test]
+    fn tables_round_trip() {
+        let notes = vec![
+            Note::Missing {
+                node: "n3".into(),
+                reason: "connection refused".into(),
+            },
+            Note::Stale {
+                node: "n4".into(),
+                age: Duration::from_millis(3_000),
+                reason: "deadline exceeded (2s)".into(),
+            },
+            Note::Other("a note of a newer kind".into()),
+        ];
+        let ps = vec![
+            ps_row(),
+            PsRow {
+                pid: 1,
+                command: "[kthreadd]".into(),
+                ..ps_row()
+            },
+        ];
+        let t = Table::<PsRow>::parse(&write(&ps, &notes)).unwrap();
+        assert_eq!((t.rows, t.notes, t.skipped), (ps, notes.clone(), 0));
+        let load = vec![load_row()];
+        let t = Table::<LoadRow>::parse(&write(&load, &notes)).unwrap();
+        assert_eq!((t.rows, t.notes), (load, notes));
+        let nodes = vec![
+            node_row(),
+            NodeRow {
+                node: "n1".into(),
+                state: "up".into(),
+                dialect: Some("9P2000.u".into()),
+                rtt_ms: Some(0.42),
+                error: None,
+                ..node_row()
+            },
+        ];
+        let t = Table::<NodeRow>::parse(&write(&nodes, &[])).unwrap();
+        assert_eq!(t.rows, nodes);
+    }
+
+    #[test]
+    fn columns_are_found_by_name() {
+        // Reordered, with a column this build does not know, and a last
+        // column that is not COMMAND: COMMAND is then one cell.
+        let text = "PID FUTURE NODE USER %CPU COMMAND START STAT NEWEST\n\
+                    4242 x n01 alice 99.5 ./job 2026-11-26T05:07:16Z R what ever\n\
+                    # missing n2: down\n";
+        let t = Table::<PsRow>::parse(text).unwrap();
+        assert_eq!(
+            t.rows,
+            vec![PsRow {
+                node: "n01".into(),
+                pid: 4242,
+                user: "alice".into(),
+                state: 'R',
+                cpu: 99.5,
+                start: 1_795_669_636,
+                command: "./job".into(),
+                ..PsRow::default()
+            }]
+        );
+        assert_eq!(t.notes[0].node(), Some("n2"));
+
+        let text = "NODE STATE GPUS ADDRESS RTT_MS ERROR\n\
+                    n1 up 8 10.0.0.1:5640 0.50 -\n\
+                    n2 down 0 10.0.0.2:5640 - timed out after 2s\n";
+        let t = Table::<NodeRow>::parse(text).unwrap();
+        assert_eq!(t.rows.len(), 2);
+        assert!(t.rows[0].is_up() && t.rows[1].is_down());
+        assert_eq!(t.rows[0].rtt_ms, Some(0.5));
+        assert_eq!(t.rows[0].dialect, None, "absent column: default");
+        assert_eq!(t.rows[1].error.as_deref(), Some("timed out after 2s"));
+
+        let text = "UPTIME CPUS NODE EXTRA LOAD1\n1d+00:01 4 n9 ? 0.25\n";
+        let t = Table::<LoadRow>::parse(text).unwrap();
+        assert_eq!(
+            t.rows,
+            vec![LoadRow {
+                node: "n9".into(),
+                load: [0.25, 0.0, 0.0],
+                cpus: 4,
+                uptime: Uptime { minutes: 1441 },
+                ..LoadRow::default()
+            }]
+        );
+    }
+
+    #[test]
+    fn unreadable_cells_default_and_rows_without_identity_are_skipped() {
+        let text = format!(
+            "{PS_HEADER}\n\
+             a1 1 0 root S 0 0 1 1 0 0 1 init\n\
+             a1 x 0 root S 0 0 1 1 0 0 1 no pid\n\
+             short line\n\
+             \n\
+             a2 7 1 root S - - 1 1 - - 1\n"
+        );
+        let t = Table::<PsRow>::parse(&text).unwrap();
+        assert_eq!(t.skipped, 2);
+        assert_eq!(t.rows.len(), 2);
+        assert_eq!((t.rows[0].start, t.rows[0].time), (0, 0));
+        assert_eq!(t.rows[0].command, "init");
+        assert_eq!((t.rows[1].pid, t.rows[1].cpu), (7, 0.0));
+        assert_eq!(t.rows[1].command, "");
+    }
+
+    #[test]
+    fn texts_that_are_not_tables() {
+        assert_eq!(
+            Table::<PsRow>::parse("").unwrap_err(),
+            TableError::NoHeader {
+                expected: PS_HEADER
+            }
+        );
+        assert!(matches!(
+            Table::<PsRow>::parse("# missing n1: x\n"),
+            Err(TableError::NoHeader { .. })
+        ));
+        assert!(matches!(
+            Table::<PsRow>::parse("NODE USER\nn1 root\n"),
+            Err(TableError::MissingColumn { column: "PID", .. })
+        ));
+        assert!(matches!(
+            Table::<LoadRow>::parse("Name:\tbash\n"),
+            Err(TableError::MissingColumn { column: "NODE", .. })
+        ));
+    }
+
+    #[test]
+    fn notes_parse() {
+        assert_eq!(Note::parse("n1 up"), None);
+        assert_eq!(
+            Note::parse("# stale n8: 3s old"),
+            Some(Note::Stale {
+                node: "n8".into(),
+                age: Duration::from_secs(3),
+                reason: String::new()
+            })
+        );
+        assert_eq!(
+            Note::parse("# stale n8: soon"),
+            Some(Note::Other("stale n8: soon".into()))
+        );
+        assert_eq!(
+            Note::parse("# missing n7"),
+            Some(Note::Other("missing n7".into()))
+        );
+        assert_eq!(
+            Note::parse("#missing n7: gone").and_then(|n| n.node().map(str::to_string)),
+            Some("n7".into())
+        );
+        assert_eq!(Note::parse("# stale n8: -1s old ()").unwrap().node(), None);
+    }
+
+    #[test]
+    fn uptime_and_times() {
+        assert_eq!(Uptime::from_secs(-5.0), Uptime { minutes: 0 });
+        assert_eq!(Uptime::from_secs(90061.9).to_string(), "1d+01:01");
+        assert_eq!("1d+01:01".parse(), Ok(Uptime { minutes: 1501 }));
+        assert!("1d01:01".parse::<Uptime>().is_err());
+        assert!("99999999999999999d+00:00".parse::<Uptime>().is_err());
+        assert_eq!(format_cputime(3723), "1:02:03");
+        assert_eq!(parse_cputime("1:02:03"), Some(3723));
+        assert_eq!(parse_cputime("99999999999999999:0:0"), None);
+        assert_eq!(
+            parse_start(&format_start(1_795_669_636)),
+            Some(1_795_669_636)
+        );
+    }
+
+    /// A cell value the writer keeps as it is (no whitespace, not empty).
+    fn token() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9._:@\\[\\]-]{1,12}".prop_filter("`-` is none", |s| s != "-")
+    }
+
+    /// Free text that survives as a last column (no control characters, no
+    /// leading space).
+    fn tail() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9(][a-zA-Z0-9 ._:()\u{e9}-]{0,30}"
+    }
+
+    fn arb_ps() -> impl Strategy<Value = PsRow> {
+        (
+            (token(), any::<i32>(), any::<i32>(), token()),
+            (
+                "[A-Za-z]",
+                0u32..100_000,
+                0u32..10_000,
+                any::<u64>(),
+                any::<u64>(),
+            ),
+            (0u64..253_402_300_799, any::<u64>(), any::<i64>(), tail()),
+        )
+            .prop_map(
+                |(
+                    (node, pid, ppid, user),
+                    (state, cpu, mem, rss_kb, vsz_kb),
+                    (start, time, threads, command),
+                )| PsRow {
+                    node,
+                    pid,
+                    ppid,
+                    user,
+                    state: state.chars().next().unwrap_or('R'),
+                    cpu: f64::from(cpu) / 10.0,
+                    mem: f64::from(mem) / 10.0,
+                    rss_kb,
+                    vsz_kb,
+                    start,
+                    time,
+                    threads,
+                    command,
+                },
+            )
+    }
+
+    fn arb_load() -> impl Strategy<Value = LoadRow> {
+        (
+            token(),
+            [0u32..100_000, 0u32..100_000, 0u32..100_000],
+            (any::<u64>(), any::<u64>(), any::<u64>()),
+            (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
+            0u64..1 << 40,
+        )
+            .prop_map(
+                |(node, load, (running, tasks, cpus), (total, used, avail, procs), minutes)| {
+                    LoadRow {
+                        node,
+                        load: load.map(|l| f64::from(l) / 100.0),
+                        running,
+                        tasks,
+                        cpus,
+                        mem_total_mb: total,
+                        mem_used_mb: used,
+                        mem_avail_mb: avail,
+                        procs,
+                        uptime: Uptime { minutes },
+                    }
+                },
+            )
+    }
+
+    fn arb_node() -> impl Strategy<Value = NodeRow> {
+        (
+            (token(), token(), token()),
+            proptest::option::of(token()),
+            proptest::option::of(0u32..1_000_000),
+            proptest::option::of(0u64..253_402_300_799),
+            proptest::option::of(tail()),
+        )
+            .prop_map(
+                |((node, state, address), dialect, rtt, last_contact, error)| NodeRow {
+                    node,
+                    state,
+                    address,
+                    dialect,
+                    rtt_ms: rtt.map(|r| f64::from(r) / 100.0),
+                    last_contact,
+                    error: error.filter(|e| e != "-"),
+                },
+            )
+    }
+
+    fn arb_note() -> impl Strategy<Value = Note> {
+        prop_oneof![
+            (token(), tail()).prop_map(|(node, reason)| Note::Missing { node, reason }),
+            (token(), 0u64..1_000_000, tail()).prop_map(|(node, tenths, reason)| Note::Stale {
+                node,
+                age: Duration::from_millis(tenths * 100),
+                reason
+            }),
+            "[a-z][a-z ]{0,20}[a-z]"
+                .prop_filter("other kinds", |t| !t.starts_with("missing ")
+                    && !t.starts_with("stale "))
+                .prop_map(Note::Other),
+        ]
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_tables_round_trip(
+            ps in proptest::collection::vec(arb_ps(), 0..8),
+            load in proptest::collection::vec(arb_load(), 0..8),
+            nodes in proptest::collection::vec(arb_node(), 0..8),
+            notes in proptest::collection::vec(arb_note(), 0..4),
+        ) {
+            let t = Table::<PsRow>::parse(&write(&ps, &notes)).unwrap();
+            prop_assert_eq!(t, Table { rows: ps, notes: notes.clone(), skipped: 0 });
+            let t = Table::<LoadRow>::parse(&write(&load, &notes)).unwrap();
+            prop_assert_eq!(t, Table { rows: load, notes: notes.clone(), skipped: 0 });
+            let t = Table::<NodeRow>::parse(&write(&nodes, &notes)).unwrap();
+            prop_assert_eq!(t, Table { rows: nodes, notes, skipped: 0 });
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics(text in "\\PC{0,200}", header in 0usize..3) {
+            let text = format!("{}\n{text}", [PS_HEADER, LOAD_HEADER, NODES_HEADER][header]);
+            let _ = Table::<PsRow>::parse(&text);
+            let _ = Table::<LoadRow>::parse(&text);
+            let _ = Table::<NodeRow>::parse(&text);
+        }
+    }
+}
