@@ -1220,7 +1220,7 @@ impl Vanish {
                 Ok(0)
             }
             Vanish::Churn { dir } => {
-                for _ in 0..300 {
+                for _ in 0..50 {
                     let ents = root.read_dir(dir).await.map_err(|e| e.to_string())?;
                     let now: HashSet<String> = ents.iter().map(|e| join(dir, &e.name)).collect();
                     if let Some(i) = (0..v.candidates.len())
@@ -1230,7 +1230,9 @@ impl Vanish {
                     }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                 }
-                Err(format!("no process of {dir:?} exited within 30 s of churn"))
+                Err(format!(
+                    "no held process of {dir:?} exited within 5 s of churn"
+                ))
             }
         }
     }
@@ -1245,20 +1247,31 @@ async fn enoent_vanished(t: &Target, d: Dialect) -> Check {
     // without a stat per entry, which matters for the uncached tree.
     let (_c, root) = client(t, Dialect::P2000L).await?;
     let (mut r, _) = Raw::open(t, d, 65536).await?;
-    let mut v = t.spec.vanish.prepare(&root).await?;
-    ensure!(!v.candidates.is_empty(), "nothing that could vanish");
-    let mut held = Vec::new();
-    for (i, c) in v.candidates.iter().enumerate() {
-        held.push(r.walk_all(1, 1000 + i as u32, &comps(c)).await.is_ok());
-    }
-    ensure!(
-        held.iter().any(|h| *h),
-        "every candidate vanished before it was walked"
-    );
-    let i = t.spec.vanish.vanish(&mut v, &root, &held).await?;
-    let gone = v.candidates[i].clone();
+    // Churn ends only the short commands, which may live a fraction of a
+    // second: a round that holds none of the ones that exit is tried again.
+    let mut attempt = 0u32;
+    let (gone, fid) = loop {
+        attempt += 1;
+        let base = 1000 * attempt;
+        let mut v = t.spec.vanish.prepare(&root).await?;
+        ensure!(!v.candidates.is_empty(), "nothing that could vanish");
+        let mut held = Vec::new();
+        for (i, c) in v.candidates.iter().enumerate() {
+            held.push(r.walk_all(1, base + i as u32, &comps(c)).await.is_ok());
+        }
+        match t.spec.vanish.vanish(&mut v, &root, &held).await {
+            Ok(i) => break (v.candidates[i].clone(), base + i as u32),
+            Err(e) if attempt >= 6 => return Err(format!("{e} ({attempt} rounds)")),
+            Err(_) => {
+                for (i, h) in held.iter().enumerate() {
+                    if *h {
+                        r.clunk(base + i as u32).await?;
+                    }
+                }
+            }
+        }
+    };
     let names = comps(&gone);
-    let fid = 1000 + i as u32;
     // A fresh walk.
     let m = r.walk(1, 90, &names).await?;
     match (&m, names.len()) {
