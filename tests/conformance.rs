@@ -29,9 +29,9 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use gproc::agent::ProcFs;
 use gproc::cache::Cache;
+use gproc::client::pool::{NodeSpec, Pool, PoolOptions};
 use gproc::client::{Client, ClientOptions, FidHandle, FileKind};
 use gproc::config::{CachePolicy, Ttl};
-use gproc::pool::{NodeSpec, Pool, PoolOptions};
 use gproc::proto::{
     self, Dialect, DirEntry, Frame, IOHDRSZ, NOFID, Qid, Rmessage, Stat, Tmessage, errno,
 };
