@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs MUNGE and starts munged for the authentication tests
-# (tests/views.rs). Idempotent; as root.
+# (tests/it/views.rs). Idempotent; as root.
 set -euo pipefail
 if ! command -v munged >/dev/null || ! command -v munge >/dev/null; then
   echo "setup-munge: installing munge"

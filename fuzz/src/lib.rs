@@ -4,7 +4,7 @@
 //! code under test merely rejects.
 //!
 //! Every crash these find becomes a test with the exact bytes in
-//! `tests/hostile_server.rs` or `tests/hostile_client.rs` of the main crate.
+//! `tests/it/hostile_server.rs` or `tests/it/hostile_client.rs` of the main crate.
 
 use bytes::{Bytes, BytesMut};
 use gproc::format::summary;

@@ -6,7 +6,7 @@
 //! their age, the node list's state and reason, what a direct read of a
 //! node file gets, and how long every `/ps` took against the deadline.
 //!
-//! The same [`run`] backs `tests/node_faults.rs`, which asserts on the
+//! The same [`run`] backs `tests/it/node_faults.rs`, which asserts on the
 //! report, so the published figures and the CI checks come from one code
 //! path.
 

@@ -145,7 +145,7 @@ struct State<S> {
 /// Replies queued for the writer but not yet written. They count against
 /// `max_in_flight` like running requests: a client that sends requests and
 /// never reads the replies stops being read, instead of having its replies
-/// queued without bound (issue 7, tests/hostile_server.rs).
+/// queued without bound (issue 7, tests/it/hostile_server.rs).
 #[derive(Default)]
 struct Backlog {
     queued: AtomicUsize,

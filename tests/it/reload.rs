@@ -2,12 +2,11 @@
 //! running config kept; a good one adds and removes nodes without dropping
 //! the connections of nodes that stay.
 
-mod common;
 
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 fn nodes(addr: &str) -> String {
     let out = Command::new(gproc())

@@ -2,12 +2,11 @@
 //! port: every client's next call fails with a connection error at once,
 //! not a hang, and after reconnecting every client works again. And a
 //! config with several errors is refused at start with every error listed
-//! (SIGHUP with a bad file is tests/reload.rs).
+//! (SIGHUP with a bad file is tests/it/reload.rs).
 //!
 //! Real binaries on 127.0.0.0/8 only; deadlines are generous and only
 //! guard against hangs, never measure speed.
 
-mod common;
 
 use std::net::TcpStream;
 use std::path::Path;
@@ -16,7 +15,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use gproc::client::{Client, ClientError, ClientOptions, FidHandle};
 use gproc::net::Address;
 

@@ -1,7 +1,6 @@
 //! The `gproc ls/cat/stat` commands, run as the built binary against an
 //! in-process agent serving /proc: output, error messages, exit status.
 
-mod common;
 
 use std::time::Duration;
 
@@ -9,7 +8,7 @@ use gproc::net::Address;
 use gproc::server::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
-use common::serve_proc;
+use crate::common::serve_proc;
 
 async fn start_agent() -> (Address, CancellationToken) {
     serve_proc(&"127.0.0.1:0".parse().unwrap(), ServerConfig::default()).await

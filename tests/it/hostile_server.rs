@@ -11,7 +11,6 @@
 //! Every wait is bounded (`recv` gives up after 5 s), so a server that
 //! hangs fails the test instead of hanging it.
 
-mod common;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -28,7 +27,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
 
-use common::serve_proc;
+use crate::common::serve_proc;
 
 /// How long any single reply may take before the test fails.
 const REPLY_WAIT: Duration = Duration::from_secs(5);

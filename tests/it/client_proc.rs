@@ -1,7 +1,6 @@
 //! The client against our own agent serving this machine's /proc, in each
 //! of the three dialects: what it reads must match the local files.
 
-mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +11,7 @@ use gproc::proto::{Dialect, errno};
 use gproc::server::ServerConfig;
 use tokio_util::sync::CancellationToken;
 
-use common::serve_proc;
+use crate::common::serve_proc;
 
 const DIALECTS: [Dialect; 3] = [Dialect::P2000L, Dialect::P2000u, Dialect::P2000];
 

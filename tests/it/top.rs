@@ -1,11 +1,10 @@
 //! `gproc top` in plain mode (stdout not a terminal) against a real
 //! aggregator over a real agent, plus one node that is down.
 
-mod common;
 
 use std::process::{Command, Output};
 
-use common::{free_port, gproc, start_agent, start_aggregator};
+use crate::common::{free_port, gproc, start_agent, start_aggregator};
 
 fn top(addr: &str, extra: &[&str]) -> Output {
     Command::new("timeout")

@@ -2,12 +2,11 @@
 //! (SO_PEERCRED) as root and as unprivileged users, and TCP with MUNGE
 //! (real munged; diod's own clients authenticate with it).
 
-mod common;
 
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 const NOBODY: u32 = 65534;
 const USER2: u32 = 64002;

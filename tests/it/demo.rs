@@ -1,12 +1,11 @@
 //! `gproc demo` starts a simulated cluster and an aggregator, answers
 //! `gproc ps`, and exits cleanly on SIGINT.
 
-mod common;
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 
 #[test]
 fn demo_serves_ps_and_stops_on_sigint() {

@@ -5,11 +5,10 @@
 //! (tests/v9fs/guest-check.sh). One test, run step by step, because each VM
 //! takes a core.
 
-mod common;
 
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn matrix(port: u16, aname: &str, env: &[(&str, &str)]) {
     let mut cmd = Command::new("bash");

@@ -5,11 +5,10 @@
 //! against the aggregator's node directories. The checks compare what they
 //! read with this machine's /proc; see tests/interop/README.md.
 
-mod common;
 
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 fn py9p_ready() -> bool {
     require(

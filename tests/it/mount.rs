@@ -4,14 +4,13 @@
 //! /proc say. Needs /dev/fuse and fusermount3: skipped loudly without
 //! them, failed under `CI=true`.
 
-mod common;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Proc, free_port, gproc, have, require, start_agent, start_aggregator};
+use crate::common::{Proc, free_port, gproc, have, require, start_agent, start_aggregator};
 
 fn fuse_ready() -> bool {
     require("/dev/fuse", Path::new("/dev/fuse").exists())

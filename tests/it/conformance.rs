@@ -15,7 +15,6 @@
 //! replies, exact `Rread` sizes and directory reads at chosen offsets and
 //! counts use raw frames encoded with `gproc::proto`.
 
-mod common;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
@@ -437,12 +436,12 @@ fn diod() -> Option<Target> {
     let bin = ["/usr/sbin/diod", "/usr/bin/diod"]
         .into_iter()
         .find(|p| Path::new(p).exists());
-    if !common::require("diod", bin.is_some()) {
+    if !crate::common::require("diod", bin.is_some()) {
         return None;
     }
     let dir = tempfile::tempdir().unwrap();
     let big = make_tree(dir.path());
-    let port = common::free_port();
+    let port = crate::common::free_port();
     let listen = format!("127.0.0.1:{port}");
     let child = Command::new(bin?)
         .args(["-f", "-n", "-l", &listen, "-e"])
@@ -454,7 +453,7 @@ fn diod() -> Option<Target> {
         .spawn()
         .expect("spawn diod");
     let kid = Kid(child);
-    common::wait_for_port(&listen);
+    crate::common::wait_for_port(&listen);
     let spec = tree_spec(dir.path(), big);
     Some(Target {
         name: "diod",

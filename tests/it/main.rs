@@ -1,0 +1,31 @@
+//! gproc's integration tests, one binary (one link, one process start per
+//! run): each module drives real things (loopback servers, the `gproc`
+//! binary, diod, the Python 9P clients, munged, the kernel's v9fs under
+//! qemu) and skips loudly, or fails under CI, when a peer is missing.
+//!
+//! Run one area with `cargo test --test it MODULE::`, e.g.
+//! `cargo test --test it views::`.
+
+mod common;
+
+mod client_cli;
+mod client_diod;
+mod client_faults;
+mod client_proc;
+mod conformance;
+mod demo;
+mod hostile_client;
+mod hostile_input;
+mod hostile_server;
+mod interop;
+mod mount;
+mod node_faults;
+mod pool;
+mod reload;
+mod restart;
+mod sim_aggregator;
+mod sim_cluster;
+mod sim_scale;
+mod top;
+mod v9fs;
+mod views;
