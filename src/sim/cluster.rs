@@ -173,7 +173,11 @@ impl SimCluster {
         let sim = Arc::new(Sim::new(opts)?);
         let shutdown = CancellationToken::new();
         let (done_tx, done_rx) = mpsc::channel(1);
-        let limits = SessionLimits::default();
+        // Like an agent without --auth: whoever connects, as whom they say.
+        let limits = SessionLimits {
+            access: crate::server::AccessPolicy::believing_claims(),
+            ..SessionLimits::default()
+        };
         let mut nodes = Vec::with_capacity(n);
         let mut single_address = false;
         for (i, &own_ip) in ips.iter().enumerate() {

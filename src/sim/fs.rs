@@ -14,8 +14,7 @@ use super::tables::{Role, user_name};
 use crate::agent::{GPROC_DIR, SUMMARY_FILE};
 use crate::proto::{DirEntry, Qid, errno, qt};
 use crate::server::{
-    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot as Opened,
-    SnapshotBudget, Time, s_if,
+    AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, Meta, OpenFlags, Time, s_if,
 };
 
 /// qid.path of synthesized files: the agent's values, so a client sees the
@@ -142,17 +141,14 @@ impl Entry {
     }
 }
 
-/// Per-fid state: which file, and its snapshot once opened.
-#[derive(Debug, Clone)]
-pub struct SimFid {
+/// Where a fid is: which file.
+#[derive(Debug, Clone, Copy)]
+pub struct SimNode {
     entry: Entry,
-    snap: Option<Arc<Opened>>,
-    /// The connection's snapshot budget, from the attach.
-    budget: SnapshotBudget,
 }
 
 #[cfg(test)]
-impl SimFid {
+impl SimNode {
     /// The qid of the named file, for tests.
     pub(crate) fn entry_qid(&self) -> Qid {
         self.entry.qid()
@@ -347,9 +343,6 @@ impl SimNodeFs {
             }
             _ => return Err(FsError::NOTDIR),
         }
-        for (i, d) in out.iter_mut().enumerate() {
-            d.offset = i as u64 + 1;
-        }
         Ok(out)
     }
 
@@ -496,9 +489,9 @@ fn parse_pid(name: &str) -> Option<u32> {
 }
 
 impl Filesystem for SimNodeFs {
-    type Fid = SimFid;
+    type Node = SimNode;
 
-    async fn attach(&self, req: &AttachRequest) -> FsResult<(SimFid, Qid)> {
+    async fn attach(&self, req: &AttachRequest) -> FsResult<(SimNode, Qid)> {
         self.delay().await;
         let a = req.aname.trim_end_matches('/');
         if !(a.is_empty() || a == "/proc") {
@@ -508,51 +501,35 @@ impl Filesystem for SimNodeFs {
             )));
         }
         let e = Entry::Root;
-        Ok((
-            SimFid {
-                entry: e,
-                snap: None,
-                budget: req.budget.clone(),
-            },
-            e.qid(),
-        ))
+        Ok((SimNode { entry: e }, e.qid()))
     }
 
-    async fn walk(&self, dir: &SimFid, name: &str) -> FsResult<(SimFid, Qid)> {
+    async fn walk(&self, _who: &Identity, dir: &SimNode, name: &str) -> FsResult<(SimNode, Qid)> {
         self.delay().await;
         let e = self.walk_entry(dir.entry, name)?;
-        Ok((
-            SimFid {
-                entry: e,
-                snap: None,
-                budget: dir.budget.clone(),
-            },
-            e.qid(),
-        ))
+        Ok((SimNode { entry: e }, e.qid()))
     }
 
-    async fn getattr(&self, fid: &SimFid) -> FsResult<Meta> {
+    async fn getattr(&self, _who: &Identity, fid: &SimNode) -> FsResult<Meta> {
         self.delay().await;
         self.meta(fid.entry)
     }
 
-    async fn open(&self, fid: &SimFid, flags: OpenFlags) -> FsResult<(SimFid, Qid)> {
+    async fn open(&self, _who: &Identity, fid: &SimNode, flags: OpenFlags) -> FsResult<Contents> {
         self.delay().await;
         if flags.write || flags.truncate {
             return Err(FsError::ROFS);
         }
         let e = fid.entry;
-        let snap = match e {
+        match e {
             Entry::SelfLink
             | Entry::Proc {
                 item: Item::Exe | Item::Cwd | Item::Fd(_),
                 ..
             } => {
-                return Err(
-                    FsError::new(errno::ELOOP).with("symlinks are read with readlink, not opened")
-                );
+                Err(FsError::new(errno::ELOOP).with("symlinks are read with readlink, not opened"))
             }
-            _ if e.is_dir() => Opened::dir(self.listing(e)?, &fid.budget)?,
+            _ if e.is_dir() => Ok(Contents::Dir(self.listing(e)?)),
             _ => {
                 // Huge files take a while to render: off the async threads.
                 let this = self.clone();
@@ -564,30 +541,12 @@ impl Filesystem for SimNodeFs {
                 } else {
                     this.contents(e)?
                 };
-                Opened::file(Bytes::from(data), &fid.budget)?
+                Ok(Contents::File(Bytes::from(data)))
             }
-        };
-        Ok((
-            SimFid {
-                entry: e,
-                snap: Some(Arc::new(snap)),
-                budget: fid.budget.clone(),
-            },
-            e.qid(),
-        ))
+        }
     }
 
-    async fn read(&self, fid: &SimFid, offset: u64, count: u32) -> FsResult<Bytes> {
-        self.delay().await;
-        Opened::read(fid.snap.as_deref(), offset, count)
-    }
-
-    async fn readdir(&self, fid: &SimFid, offset: u64, _count: u32) -> FsResult<Vec<DirEntry>> {
-        self.delay().await;
-        Opened::readdir(fid.snap.as_deref(), offset)
-    }
-
-    async fn readlink(&self, fid: &SimFid) -> FsResult<String> {
+    async fn readlink(&self, _who: &Identity, fid: &SimNode) -> FsResult<String> {
         self.delay().await;
         match fid.entry {
             Entry::SelfLink => Ok(self.node().agent_pid.to_string()),

@@ -11,8 +11,8 @@
 //! ```
 //!
 //! Node data is read path by path from each node's attach root and cached
-//! under the per-path rules; the fid state is only a location and, once
-//! opened, a snapshot. So a node reconnect needs no fid replay.
+//! under the per-path rules; a fid's node is only a location (what an open
+//! fid holds is the session's). So a node reconnect needs no fid replay.
 //!
 //! `qid.path` is unique and stable across the tree: the top two bits say
 //! which part of the namespace a file is in (synthesized, node tree, or the
@@ -35,13 +35,11 @@ use crate::agent::summary::{self, NodeSummary};
 use crate::cache::{Cache, Key, Kind, Weigh};
 use crate::client::{DirEntryInfo, FileKind, Metadata};
 use crate::pool::{Node, Pool, PoolError};
-use crate::proto::NONUNAME;
 use crate::proto::{DirEntry, Qid, errno, qt};
 use crate::server::{
-    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot, SnapshotBudget, Time,
-    s_if,
+    AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, Meta, OpenFlags, Time, s_if,
 };
-use crate::view::{Identity, View, Views};
+use crate::view::{View, Views};
 
 /// Names of the synthesized top-level entries; node names may not use them.
 pub const RESERVED: &[&str] = &["nodes", "ps", "load", "stats", "pid"];
@@ -114,21 +112,19 @@ enum Loc {
     },
 }
 
-/// Per-fid state of the merged tree.
+/// Where a fid of the merged tree is, and the view it was attached with.
 #[derive(Clone)]
-pub struct TreeFid {
+pub struct TreeNode {
+    /// The attaching identity's view, decided at attach.
     view: Arc<View>,
     /// Attached to one node's directory (`aname = "/NODE"`): `..` stops
     /// there, as at any attach root.
     rooted: bool,
     loc: Loc,
     qid: Qid,
-    snap: Option<Arc<Snapshot>>,
-    /// The connection's snapshot budget, from the attach.
-    budget: SnapshotBudget,
 }
 
-impl std::fmt::Debug for TreeFid {
+impl std::fmt::Debug for TreeNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let loc = match &self.loc {
             Loc::Root => "/".to_string(),
@@ -136,7 +132,7 @@ impl std::fmt::Debug for TreeFid {
             Loc::PidDir => "/pid".to_string(),
             Loc::Node { node, path, .. } => format!("/{}{path}", node.spec.name),
         };
-        f.debug_struct("TreeFid")
+        f.debug_struct("TreeNode")
             .field("loc", &loc)
             .field("qid", &self.qid)
             .finish()
@@ -232,17 +228,6 @@ pub struct Tree {
     tables_built: std::sync::atomic::AtomicU64,
     /// Who sees what.
     views: Arc<Views>,
-    /// Trust the user a TCP client claims (`auth = "none"`, a trusted
-    /// network); otherwise an unauthenticated TCP attach is refused.
-    trust_tcp: bool,
-}
-
-/// The uid an attach claims: `n_uname`, else `uname` looked up.
-fn claimed_uid(req: &AttachRequest) -> Option<u32> {
-    if req.n_uname != NONUNAME {
-        return Some(req.n_uname);
-    }
-    crate::view::uid_by_name(&req.uname)
 }
 
 /// A rendered table's key: (table, admin view, uid).
@@ -252,8 +237,14 @@ type RenderKey = (u8, bool, u32);
 const NO_SUMMARY_RECHECK: Duration = Duration::from_secs(300);
 
 impl Tree {
-    /// A tree over `pool`, caching in `cache`.
-    pub fn new(pool: Arc<Pool>, cache: Cache<Value>, deadline: Duration) -> Self {
+    /// A tree over `pool`, caching in `cache`, showing each identity its
+    /// view under `views` (who may attach is the server's access policy).
+    pub fn new(
+        pool: Arc<Pool>,
+        cache: Cache<Value>,
+        deadline: Duration,
+        views: Arc<Views>,
+    ) -> Self {
         Self {
             pool,
             cache,
@@ -262,46 +253,13 @@ impl Tree {
             rendered: Mutex::new(HashMap::new()),
             rendering: Mutex::new(HashMap::new()),
             tables_built: std::sync::atomic::AtomicU64::new(0),
-            views: Views::open(),
-            trust_tcp: true,
+            views,
         }
-    }
-
-    /// Sets the access policy: views, and whether unauthenticated TCP
-    /// clients are trusted.
-    pub fn with_access(mut self, views: Arc<Views>, trust_tcp: bool) -> Self {
-        self.views = views;
-        self.trust_tcp = trust_tcp;
-        self
     }
 
     /// The view policy.
     pub fn views(&self) -> &Arc<Views> {
         &self.views
-    }
-
-    /// Who is attaching: a verified credential; else the Unix socket peer
-    /// (a non-root peer is itself whatever it claims; root, such as the
-    /// kernel mounting with access=client, may name the user); else, on a
-    /// trusted network, the claim; else refused.
-    fn identify(&self, req: &AttachRequest) -> FsResult<Identity> {
-        if let Some(uid) = req.auth_uid {
-            return Ok(Identity::of_uid(uid));
-        }
-        match req.peer.uid {
-            Some(0) => Ok(Identity::of_uid(claimed_uid(req).unwrap_or(0))),
-            Some(uid) => Ok(Identity::of_uid(uid)),
-            None if self.trust_tcp => {
-                let uid = claimed_uid(req).ok_or_else(|| {
-                    FsError::ACCES.with(format!("unknown user {:?} and no numeric uid in the attach", req.uname))
-                })?;
-                Ok(Identity::of_uid(uid))
-            }
-            None => Err(FsError::new(errno::EPERM).with(format!(
-                "{}: TCP attach without authentication refused (configure auth = \"munge\", or auth = \"none\" on a trusted network)",
-                req.peer.addr
-            ))),
-        }
     }
 
     /// The pool.
@@ -657,9 +615,8 @@ impl Tree {
         }
     }
 
-    /// Directory entries of an opened directory, with stable cookies
-    /// (index + 1), `.` and `..` first.
-    async fn list(&self, fid: &TreeFid) -> FsResult<Vec<DirEntry>> {
+    /// Directory entries of an opened directory, `.` and `..` first.
+    async fn list(&self, fid: &TreeNode) -> FsResult<Vec<DirEntry>> {
         let mut out = vec![
             DirEntry {
                 qid: fid.qid,
@@ -760,9 +717,6 @@ impl Tree {
             }
             Loc::File(_) => return Err(FsError::NOTDIR),
         }
-        for (i, e) in out.iter_mut().enumerate() {
-            e.offset = i as u64 + 1;
-        }
         Ok(out)
     }
 }
@@ -810,22 +764,19 @@ struct Gathered {
 }
 
 impl Filesystem for Tree {
-    type Fid = TreeFid;
+    type Node = TreeNode;
 
-    async fn attach(&self, req: &AttachRequest) -> FsResult<(TreeFid, Qid)> {
-        let id = self.identify(req)?;
-        let view = self.views.view_for(&id);
+    async fn attach(&self, req: &AttachRequest) -> FsResult<(TreeNode, Qid)> {
+        let view = self.views.view_for(&req.who);
         let aname = req.aname.trim_matches('/');
         if aname.is_empty() {
             let qid = synth_qid(ROOT_QID, true);
             return Ok((
-                TreeFid {
+                TreeNode {
                     view,
                     rooted: false,
                     loc: Loc::Root,
                     qid,
-                    snap: None,
-                    budget: req.budget.clone(),
                 },
                 qid,
             ));
@@ -849,19 +800,17 @@ impl Filesystem for Tree {
             alias: false,
         };
         Ok((
-            TreeFid {
+            TreeNode {
                 view,
                 rooted: true,
                 loc,
                 qid,
-                snap: None,
-                budget: req.budget.clone(),
             },
             qid,
         ))
     }
 
-    async fn walk(&self, dir: &TreeFid, name: &str) -> FsResult<(TreeFid, Qid)> {
+    async fn walk(&self, _who: &Identity, dir: &TreeNode, name: &str) -> FsResult<(TreeNode, Qid)> {
         let view = dir.view.clone();
         let (loc, qid) = match &dir.loc {
             Loc::Root => {
@@ -973,19 +922,17 @@ impl Filesystem for Tree {
             }
         };
         Ok((
-            TreeFid {
+            TreeNode {
                 view,
                 rooted: dir.rooted,
                 loc,
                 qid,
-                snap: None,
-                budget: dir.budget.clone(),
             },
             qid,
         ))
     }
 
-    async fn getattr(&self, fid: &TreeFid) -> FsResult<Meta> {
+    async fn getattr(&self, _who: &Identity, fid: &TreeNode) -> FsResult<Meta> {
         match &fid.loc {
             Loc::Root => Ok(synth_meta(fid.qid, "/")),
             Loc::PidDir => Ok(synth_meta(fid.qid, "pid")),
@@ -1028,35 +975,24 @@ impl Filesystem for Tree {
         }
     }
 
-    async fn open(&self, fid: &TreeFid, flags: OpenFlags) -> FsResult<(TreeFid, Qid)> {
+    async fn open(&self, _who: &Identity, fid: &TreeNode, flags: OpenFlags) -> FsResult<Contents> {
         if flags.write || flags.truncate {
             return Err(FsError::ROFS);
         }
-        let snap = match &fid.loc {
+        match &fid.loc {
             // Rendered tables are held by their own cache (one per view).
-            Loc::File(s) => Snapshot::shared_file(Box::pin(self.render(&fid.view, *s)).await),
+            Loc::File(s) => Ok(Contents::Shared(Box::pin(self.render(&fid.view, *s)).await)),
             Loc::Node { node, path, .. } if !fid.qid.is_dir() => {
                 if fid.qid.is_symlink() {
                     return Err(FsError::new(errno::ELOOP).with("symlinks are read with readlink"));
                 }
-                Snapshot::file(self.node_read(node, path).await?, &fid.budget)?
+                Ok(Contents::File(self.node_read(node, path).await?))
             }
-            _ => Snapshot::dir(Box::pin(self.list(fid)).await?, &fid.budget)?,
-        };
-        let mut o = fid.clone();
-        o.snap = Some(Arc::new(snap));
-        Ok((o, fid.qid))
+            _ => Ok(Contents::Dir(Box::pin(self.list(fid)).await?)),
+        }
     }
 
-    async fn read(&self, fid: &TreeFid, offset: u64, count: u32) -> FsResult<Bytes> {
-        Snapshot::read(fid.snap.as_deref(), offset, count)
-    }
-
-    async fn readdir(&self, fid: &TreeFid, offset: u64, _count: u32) -> FsResult<Vec<DirEntry>> {
-        Snapshot::readdir(fid.snap.as_deref(), offset)
-    }
-
-    async fn readlink(&self, fid: &TreeFid) -> FsResult<String> {
+    async fn readlink(&self, _who: &Identity, fid: &TreeNode) -> FsResult<String> {
         match &fid.loc {
             Loc::Node { node, path, .. } if fid.qid.is_symlink() => {
                 Ok(self.node_link(node, path).await?.to_string())
