@@ -26,11 +26,10 @@ use std::sync::Mutex;
 
 use bytes::Bytes;
 
-use crate::proto::{DirEntry, Qid, errno, qt};
-use crate::server::{
-    AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, Meta, OpenFlags, Time,
-    qid_type_from_mode, s_if,
+use crate::proto::{
+    DirEntry, Metadata, Qid, dt, errno, qid_type_from_mode, qt, s_if, time_from_wire,
 };
+use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags};
 
 /// Largest snapshot taken of one file. /proc has files that claim to be
 /// huge (`kcore`); reading stops here.
@@ -129,63 +128,51 @@ impl ProcFs {
             .clone()
     }
 
-    fn meta_from(&self, md: &fs::Metadata, name: String) -> Meta {
+    fn meta_from(&self, md: &fs::Metadata, name: String) -> Metadata {
         let mode = md.mode();
         let size = if mode & s_if::FMT == s_if::REG {
             0
         } else {
             md.size()
         };
-        Meta {
+        let t = |sec: i64, nsec: i64| time_from_wire(sec.max(0) as u64, nsec.max(0) as u64);
+        Metadata {
             qid: Self::qid_of(md),
-            name,
+            name: Some(name),
             mode,
-            uid: md.uid(),
-            gid: md.gid(),
-            uname: self.name_of(false, md.uid()),
-            gname: self.name_of(true, md.gid()),
-            nlink: md.nlink(),
+            uid: Some(md.uid()),
+            gid: Some(md.gid()),
+            user: self.name_of(false, md.uid()),
+            group: self.name_of(true, md.gid()),
+            nlink: Some(md.nlink()),
             rdev: md.rdev(),
             size,
-            blocks: 0,
-            atime: Time {
-                sec: md.atime().max(0) as u64,
-                nsec: md.atime_nsec().max(0) as u64,
-            },
-            mtime: Time {
-                sec: md.mtime().max(0) as u64,
-                nsec: md.mtime_nsec().max(0) as u64,
-            },
-            ctime: Time {
-                sec: md.ctime().max(0) as u64,
-                nsec: md.ctime_nsec().max(0) as u64,
-            },
+            atime: t(md.atime(), md.atime_nsec()),
+            mtime: t(md.mtime(), md.mtime_nsec()),
+            ctime: Some(t(md.ctime(), md.ctime_nsec())),
+            link_target: None,
         }
     }
 
-    fn synth_meta(&self, node: &Place) -> Meta {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| Time {
-                sec: d.as_secs(),
-                nsec: d.subsec_nanos() as u64,
-            })
-            .unwrap_or_default();
+    fn synth_meta(&self, node: &Place) -> Metadata {
+        let now = std::time::SystemTime::now();
         let (mode, name, nlink) = match node {
             Place::GprocDir => (s_if::DIR | 0o555, GPROC_DIR, 2),
             _ => (s_if::REG | 0o444, SUMMARY_FILE, 1),
         };
-        Meta {
+        Metadata {
             qid: Self::synth_qid(node),
-            name: name.into(),
+            name: Some(name.into()),
             mode,
-            uname: Some("root".into()),
-            gname: Some("root".into()),
-            nlink,
+            uid: Some(0),
+            gid: Some(0),
+            user: Some("root".into()),
+            group: Some("root".into()),
+            nlink: Some(nlink),
             atime: now,
             mtime: now,
-            ctime: now,
-            ..Meta::default()
+            ctime: Some(now),
+            ..Metadata::default()
         }
     }
 }
@@ -237,13 +224,13 @@ fn list_dir(path: &Path, self_qid: Qid, extra: Option<DirEntry>) -> std::io::Res
         DirEntry {
             qid: self_qid,
             offset: 0,
-            ty: 4,
+            ty: dt::DIR,
             name: ".".into(),
         },
         DirEntry {
             qid: self_qid,
             offset: 0,
-            ty: 4,
+            ty: dt::DIR,
             name: "..".into(),
         },
     ];
@@ -255,10 +242,10 @@ fn list_dir(path: &Path, self_qid: Qid, extra: Option<DirEntry>) -> std::io::Res
         };
         let ft = ent.file_type().ok();
         let (ty, qty) = match ft {
-            Some(t) if t.is_dir() => (4, qt::DIR),
-            Some(t) if t.is_symlink() => (10, qt::SYMLINK),
-            Some(t) if t.is_file() => (8, qt::FILE),
-            _ => (0, qt::FILE),
+            Some(t) if t.is_dir() => (dt::DIR, qt::DIR),
+            Some(t) if t.is_symlink() => (dt::LNK, qt::SYMLINK),
+            Some(t) if t.is_file() => (dt::REG, qt::FILE),
+            _ => (dt::UNKNOWN, qt::FILE),
         };
         out.push(DirEntry {
             qid: Qid {
@@ -327,7 +314,7 @@ impl Filesystem for ProcFs {
         Ok((AgentNode { place, qid }, qid))
     }
 
-    async fn getattr(&self, _who: &Identity, node: &AgentNode) -> FsResult<Meta> {
+    async fn getattr(&self, _who: &Identity, node: &AgentNode) -> FsResult<Metadata> {
         match &node.place {
             Place::Real(p) => {
                 let abs = self.abs(p);
@@ -362,9 +349,9 @@ impl Filesystem for ProcFs {
                 Ok(Contents::File(Bytes::from(data)))
             }
             Place::GprocDir => Ok(Contents::Dir(vec![
-                dirent(node.qid, 4, "."),
-                dirent(node.qid, 4, ".."),
-                dirent(Self::synth_qid(&Place::Summary), 8, SUMMARY_FILE),
+                dirent(node.qid, dt::DIR, "."),
+                dirent(node.qid, dt::DIR, ".."),
+                dirent(Self::synth_qid(&Place::Summary), dt::REG, SUMMARY_FILE),
             ])),
             Place::Real(p) => {
                 if node.qid.is_symlink() {
@@ -382,8 +369,9 @@ impl Filesystem for ProcFs {
                 let is_root = p.as_os_str().is_empty();
                 blocking(move || {
                     if qid.is_dir() {
-                        let extra = is_root
-                            .then(|| dirent(ProcFs::synth_qid(&Place::GprocDir), 4, GPROC_DIR));
+                        let extra = is_root.then(|| {
+                            dirent(ProcFs::synth_qid(&Place::GprocDir), dt::DIR, GPROC_DIR)
+                        });
                         list_dir(&abs, qid, extra)
                             .map(Contents::Dir)
                             .map_err(|e| vanished(e, &abs))

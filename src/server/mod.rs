@@ -18,7 +18,7 @@ use bytes::Bytes;
 use std::future::Future;
 use thiserror::Error;
 
-use crate::proto::{self, DirEntry, Qid, Statfs, errno};
+use crate::proto::{self, DirEntry, Metadata, Qid, Statfs, errno};
 
 pub use access::{AccessPolicy, Claim, Identity, Proof};
 pub use listener::{Server, ServerConfig};
@@ -72,18 +72,8 @@ impl FsError {
 
 impl From<std::io::Error> for FsError {
     fn from(e: std::io::Error) -> Self {
-        let errno = match e.raw_os_error() {
-            Some(n) if n > 0 => n as u32,
-            _ => match e.kind() {
-                std::io::ErrorKind::NotFound => errno::ENOENT,
-                std::io::ErrorKind::PermissionDenied => errno::EACCES,
-                std::io::ErrorKind::TimedOut => errno::ETIMEDOUT,
-                std::io::ErrorKind::InvalidInput => errno::EINVAL,
-                _ => errno::EIO,
-            },
-        };
         FsError {
-            errno,
+            errno: errno::from_io(&e),
             context: Some(e.to_string()),
         }
     }
@@ -159,93 +149,6 @@ impl OpenFlags {
     }
 }
 
-/// A timestamp: seconds and nanoseconds since the epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Time {
-    /// Seconds.
-    pub sec: u64,
-    /// Nanoseconds.
-    pub nsec: u64,
-}
-
-/// A file's metadata, dialect-neutral: the session builds `Rgetattr` (.L)
-/// or a stat record (9P2000/.u) from it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Meta {
-    /// The file's qid.
-    pub qid: Qid,
-    /// Last path element ("/" for the root).
-    pub name: String,
-    /// Linux `st_mode`: `S_IF*` type bits and permissions.
-    pub mode: u32,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Owner name for 9P2000 stat records; the number when `None`.
-    pub uname: Option<String>,
-    /// Group name for 9P2000 stat records; the number when `None`.
-    pub gname: Option<String>,
-    /// Link count.
-    pub nlink: u64,
-    /// Device number.
-    pub rdev: u64,
-    /// Size in bytes: 0 for /proc-style files, whose size is unknown until
-    /// read.
-    pub size: u64,
-    /// 512-byte blocks.
-    pub blocks: u64,
-    /// Access time.
-    pub atime: Time,
-    /// Modification time.
-    pub mtime: Time,
-    /// Status change time.
-    pub ctime: Time,
-}
-
-/// Linux `S_IF*` file type bits.
-pub mod s_if {
-    /// Mask of the type bits.
-    pub const FMT: u32 = 0o170000;
-    /// Directory.
-    pub const DIR: u32 = 0o040000;
-    /// Regular file.
-    pub const REG: u32 = 0o100000;
-    /// Symbolic link.
-    pub const LNK: u32 = 0o120000;
-    /// Character device.
-    pub const CHR: u32 = 0o020000;
-    /// Block device.
-    pub const BLK: u32 = 0o060000;
-    /// FIFO.
-    pub const FIFO: u32 = 0o010000;
-    /// Socket.
-    pub const SOCK: u32 = 0o140000;
-}
-
-/// Linux `DT_*` type for a readdir entry, from `S_IF*` bits.
-pub fn dt_from_mode(mode: u32) -> u8 {
-    match mode & s_if::FMT {
-        s_if::DIR => 4,
-        s_if::REG => 8,
-        s_if::LNK => 10,
-        s_if::CHR => 2,
-        s_if::BLK => 6,
-        s_if::FIFO => 1,
-        s_if::SOCK => 12,
-        _ => 0,
-    }
-}
-
-/// qid.type for a file of `S_IF*` mode.
-pub fn qid_type_from_mode(mode: u32) -> u8 {
-    match mode & s_if::FMT {
-        s_if::DIR => proto::qt::DIR,
-        s_if::LNK => proto::qt::SYMLINK,
-        _ => proto::qt::FILE,
-    }
-}
-
 /// What an open fid holds, taken whole at open. The session keeps it,
 /// charges it to the connection's budget, serves reads and directory reads
 /// from it and numbers directory cookies (entry `i` has cookie `i + 1`), so
@@ -301,7 +204,7 @@ pub trait Filesystem: Send + Sync + 'static {
         &self,
         who: &Identity,
         node: &Self::Node,
-    ) -> impl Future<Output = FsResult<Meta>> + Send;
+    ) -> impl Future<Output = FsResult<Metadata>> + Send;
 
     /// Opens the file: its contents, taken now (see [`Contents`]).
     fn open(

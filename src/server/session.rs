@@ -28,12 +28,12 @@ use tracing::{debug, warn};
 
 use super::snapshot::Snapshot;
 use super::{
-    AccessPolicy, AttachRequest, Claim, Filesystem, FsError, FsResult, Identity, Meta, Meter,
-    OpenFlags, Peer, SnapshotBudget, s_if,
+    AccessPolicy, AttachRequest, Claim, Filesystem, FsError, FsResult, Identity, Meter, OpenFlags,
+    Peer, SnapshotBudget,
 };
 use crate::proto::{
-    self, Attr, Dialect, Frame, FrameCodec, IOHDRSZ, MAXWELEM, NOFID, Qid, Rmessage, Stat,
-    Tmessage, errno, parse_header,
+    self, Attr, Dialect, Frame, FrameCodec, IOHDRSZ, MAXWELEM, Metadata, NOFID, Qid, Rmessage,
+    Stat, Tmessage, epoch_parts, errno, parse_header, s_if,
 };
 
 /// Per-connection limits.
@@ -1068,30 +1068,33 @@ impl<F: Filesystem> Shared<F> {
 }
 
 /// `Rgetattr` from metadata. v9fs asks for BASIC; we fill all of it.
-pub fn meta_to_attr(m: &Meta) -> Attr {
+pub fn meta_to_attr(m: &Metadata) -> Attr {
+    let (atime_sec, atime_nsec) = epoch_parts(m.atime);
+    let (mtime_sec, mtime_nsec) = epoch_parts(m.mtime);
+    let (ctime_sec, ctime_nsec) = epoch_parts(m.ctime.unwrap_or(m.mtime));
     Attr {
         valid: proto::getattr::BASIC,
         qid: m.qid,
         mode: m.mode,
-        uid: m.uid,
-        gid: m.gid,
-        nlink: m.nlink,
+        uid: m.uid.unwrap_or(0),
+        gid: m.gid.unwrap_or(0),
+        nlink: m.nlink.unwrap_or(1),
         rdev: m.rdev,
         size: m.size,
         blksize: 4096,
-        blocks: m.blocks,
-        atime_sec: m.atime.sec,
-        atime_nsec: m.atime.nsec,
-        mtime_sec: m.mtime.sec,
-        mtime_nsec: m.mtime.nsec,
-        ctime_sec: m.ctime.sec,
-        ctime_nsec: m.ctime.nsec,
+        blocks: 0,
+        atime_sec,
+        atime_nsec,
+        mtime_sec,
+        mtime_nsec,
+        ctime_sec,
+        ctime_nsec,
         ..Attr::default()
     }
 }
 
 /// A 9P2000/.u stat record from metadata.
-pub fn meta_to_stat(m: &Meta, d: Dialect, extension: String) -> Stat {
+pub fn meta_to_stat(m: &Metadata, d: Dialect, extension: String) -> Stat {
     use proto::dm;
     let mut mode = m.mode & 0o777;
     match m.mode & s_if::FMT {
@@ -1102,23 +1105,25 @@ pub fn meta_to_stat(m: &Meta, d: Dialect, extension: String) -> Stat {
         s_if::SOCK if d == Dialect::P2000u => mode |= dm::SOCKET,
         _ => {}
     }
-    let uname = m.uname.clone().unwrap_or_else(|| m.uid.to_string());
-    let gname = m.gname.clone().unwrap_or_else(|| m.gid.to_string());
+    let (uid, gid) = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+    let uname = m.user.clone().unwrap_or_else(|| uid.to_string());
+    let gname = m.group.clone().unwrap_or_else(|| gid.to_string());
+    let secs = |t| epoch_parts(t).0.min(u32::MAX as u64) as u32;
     Stat {
         ty: 0,
         dev: 0,
         qid: m.qid,
         mode,
-        atime: m.atime.sec.min(u32::MAX as u64) as u32,
-        mtime: m.mtime.sec.min(u32::MAX as u64) as u32,
+        atime: secs(m.atime),
+        mtime: secs(m.mtime),
         length: if m.qid.is_dir() { 0 } else { m.size },
-        name: m.name.clone(),
+        name: m.name.clone().unwrap_or_default(),
         uid: uname.clone(),
         gid: gname,
         muid: uname,
         extension,
-        n_uid: m.uid,
-        n_gid: m.gid,
-        n_muid: m.uid,
+        n_uid: uid,
+        n_gid: gid,
+        n_muid: uid,
     }
 }

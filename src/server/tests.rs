@@ -68,20 +68,20 @@ impl Filesystem for TestFs {
     }
 
     /// The owner is whoever asks: shows which identity a call carried.
-    async fn getattr(&self, who: &Identity, fid: &TFid) -> FsResult<Meta> {
+    async fn getattr(&self, who: &Identity, fid: &TFid) -> FsResult<Metadata> {
         let qid = q(&fid.path);
         let mode = if qid.is_dir() {
             s_if::DIR | 0o555
         } else {
             s_if::REG | 0o444
         };
-        Ok(Meta {
+        Ok(Metadata {
             qid,
-            name: fid.path.rsplit('/').next().unwrap_or("/").to_string(),
+            name: Some(fid.path.rsplit('/').next().unwrap_or("/").to_string()),
             mode,
-            uid: who.uid,
-            nlink: 1,
-            ..Meta::default()
+            uid: Some(who.uid),
+            nlink: Some(1),
+            ..Metadata::default()
         })
     }
 
@@ -681,16 +681,16 @@ async fn many_attaches_per_connection() {
 
 #[test]
 fn meta_converts_to_each_dialect() {
-    let m = Meta {
+    let m = Metadata {
         qid: Qid {
             ty: qt::SYMLINK,
             version: 0,
             path: 5,
         },
-        name: "exe".into(),
+        name: Some("exe".into()),
         mode: s_if::LNK | 0o777,
-        uid: 7,
-        ..Meta::default()
+        uid: Some(7),
+        ..Metadata::default()
     };
     let st = session::meta_to_stat(&m, Dialect::P2000u, "/bin/sh".into());
     assert_eq!(st.mode, proto::dm::SYMLINK | 0o777);

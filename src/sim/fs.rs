@@ -12,10 +12,10 @@ use super::model::{NodeModel, ProcRec, Sim, Snapshot};
 use super::render::{self, NodeFile, ProcCtx, ProcFile};
 use super::tables::{Role, user_name};
 use crate::agent::{GPROC_DIR, SUMMARY_FILE};
-use crate::proto::{DirEntry, Qid, errno, qt};
-use crate::server::{
-    AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, Meta, OpenFlags, Time, s_if,
+use crate::proto::{
+    DirEntry, Metadata, Qid, dt, errno, qid_type_from_mode, qt, s_if, time_from_wire,
 };
+use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags};
 
 /// qid.path of synthesized files: the agent's values, so a client sees the
 /// same numbers from an agent and from the simulator.
@@ -103,11 +103,11 @@ impl Item {
     }
 
     fn dt(self) -> u8 {
-        crate::server::dt_from_mode(self.mode())
+        dt::from_mode(self.mode())
     }
 
     fn qtype(self) -> u8 {
-        crate::server::qid_type_from_mode(self.mode())
+        qid_type_from_mode(self.mode())
     }
 }
 
@@ -282,17 +282,17 @@ impl SimNodeFs {
 
     fn listing(&self, e: Entry) -> FsResult<Vec<DirEntry>> {
         let qid = e.qid();
-        let mut out = vec![dirent(qid, 4, "."), dirent(qid, 4, "..")];
+        let mut out = vec![dirent(qid, dt::DIR, "."), dirent(qid, dt::DIR, "..")];
         match e {
             Entry::Root => {
                 let snap = self.node().snapshot(&self.sim);
                 if self.node().summary {
-                    out.push(dirent(Entry::GprocDir.qid(), 4, GPROC_DIR));
+                    out.push(dirent(Entry::GprocDir.qid(), dt::DIR, GPROC_DIR));
                 }
                 for (name, f) in NODE_FILES {
-                    out.push(dirent(Entry::Node(*f).qid(), 8, name));
+                    out.push(dirent(Entry::Node(*f).qid(), dt::REG, name));
                     if *name == "meminfo" {
-                        out.push(dirent(Entry::SelfLink.qid(), 10, "self"));
+                        out.push(dirent(Entry::SelfLink.qid(), dt::LNK, "self"));
                     }
                 }
                 for p in &snap.procs {
@@ -302,10 +302,10 @@ impl SimNodeFs {
                         tid: 0,
                         item: Item::Dir,
                     };
-                    out.push(dirent(pe.qid(), 4, &p.pid.to_string()));
+                    out.push(dirent(pe.qid(), dt::DIR, &p.pid.to_string()));
                 }
             }
-            Entry::GprocDir => out.push(dirent(Entry::Summary.qid(), 8, SUMMARY_FILE)),
+            Entry::GprocDir => out.push(dirent(Entry::Summary.qid(), dt::REG, SUMMARY_FILE)),
             Entry::Proc {
                 pid,
                 start,
@@ -330,12 +330,16 @@ impl SimNodeFs {
                     }
                     Item::TaskDir => {
                         for t in p.pid..p.pid + u32::from(p.threads) {
-                            out.push(dirent(at(t, Item::Dir).qid(), 4, &t.to_string()));
+                            out.push(dirent(at(t, Item::Dir).qid(), dt::DIR, &t.to_string()));
                         }
                     }
                     Item::FdDir => {
                         for fd in 0..render::fd_count(&self.ctx(p, now)) {
-                            out.push(dirent(at(tid, Item::Fd(fd)).qid(), 10, &fd.to_string()));
+                            out.push(dirent(
+                                at(tid, Item::Fd(fd)).qid(),
+                                dt::LNK,
+                                &fd.to_string(),
+                            ));
                         }
                     }
                     _ => return Err(FsError::NOTDIR),
@@ -393,29 +397,28 @@ impl SimNodeFs {
         self.summary_at(&self.node().snapshot(&self.sim))
     }
 
-    fn meta(&self, e: Entry) -> FsResult<Meta> {
+    fn meta(&self, e: Entry) -> FsResult<Metadata> {
         let sim = &self.sim;
         let node = self.node();
         let now_ticks = sim.clock.ticks();
         let wall = |ticks_since_boot: u64| {
             let ms = (sim.clock.epoch_ms() / 10).saturating_sub(node.uptime0) * 10
                 + ticks_since_boot * 10;
-            Time {
-                sec: ms / 1000,
-                nsec: ms % 1000 * 1_000_000,
-            }
+            time_from_wire(ms / 1000, ms % 1000 * 1_000_000)
         };
-        let root_meta = |qid: Qid, name: &str, mode: u32, t: Time| Meta {
+        let root_meta = |qid: Qid, name: &str, mode: u32, t| Metadata {
             qid,
-            name: name.to_string(),
+            name: Some(name.to_string()),
             mode,
-            uname: Some("root".into()),
-            gname: Some("root".into()),
-            nlink: if mode & s_if::FMT == s_if::DIR { 2 } else { 1 },
+            uid: Some(0),
+            gid: Some(0),
+            user: Some("root".into()),
+            group: Some("root".into()),
+            nlink: Some(if mode & s_if::FMT == s_if::DIR { 2 } else { 1 }),
             atime: t,
             mtime: t,
-            ctime: t,
-            ..Meta::default()
+            ctime: Some(t),
+            ..Metadata::default()
         };
         let now = wall(node.uptime0 + now_ticks);
         Ok(match e {
@@ -448,19 +451,19 @@ impl SimNodeFs {
                 };
                 let t = wall(p.start);
                 let user = user_name(p.uid);
-                Meta {
+                Metadata {
                     qid: e.qid(),
-                    name,
+                    name: Some(name),
                     mode: item.mode(),
-                    uid: p.uid,
-                    gid: p.uid,
-                    uname: Some(user.clone()),
-                    gname: Some(user),
-                    nlink: if e.is_dir() { 2 } else { 1 },
+                    uid: Some(p.uid),
+                    gid: Some(p.uid),
+                    user: Some(user.clone()),
+                    group: Some(user),
+                    nlink: Some(if e.is_dir() { 2 } else { 1 }),
                     atime: t,
                     mtime: t,
-                    ctime: t,
-                    ..Meta::default()
+                    ctime: Some(t),
+                    ..Metadata::default()
                 }
             }
         })
@@ -510,7 +513,7 @@ impl Filesystem for SimNodeFs {
         Ok((SimNode { entry: e }, e.qid()))
     }
 
-    async fn getattr(&self, _who: &Identity, fid: &SimNode) -> FsResult<Meta> {
+    async fn getattr(&self, _who: &Identity, fid: &SimNode) -> FsResult<Metadata> {
         self.delay().await;
         self.meta(fid.entry)
     }

@@ -10,7 +10,8 @@ use super::tables::Role;
 use super::*;
 use crate::agent::summary;
 use crate::proto::errno;
-use crate::server::{AttachRequest, Contents, Filesystem, Identity, OpenFlags, Proof, s_if};
+use crate::proto::s_if;
+use crate::server::{AttachRequest, Contents, Filesystem, Identity, OpenFlags, Proof};
 
 fn opts(nodes: usize) -> SimOptions {
     SimOptions {

@@ -33,12 +33,10 @@ use tokio::time::Instant;
 
 use crate::agent::summary::{self, NodeSummary};
 use crate::cache::{Cache, Key, Kind, Weigh};
-use crate::client::{DirEntryInfo, FileKind, Metadata};
+use crate::client::DirEntryInfo;
 use crate::pool::{Node, Pool, PoolError};
-use crate::proto::{DirEntry, Qid, errno, qt};
-use crate::server::{
-    AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, Meta, OpenFlags, Time, s_if,
-};
+use crate::proto::{DirEntry, Metadata, Qid, dt, errno, qt, s_if};
+use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags};
 use crate::view::{View, Views};
 
 /// Names of the synthesized top-level entries; node names may not use them.
@@ -195,15 +193,6 @@ fn node_root_qid(kind: u64, node: u32) -> Qid {
 
 fn pool_err(e: PoolError) -> FsError {
     FsError::new(e.errno()).with(e.to_string())
-}
-
-fn dt_of(kind: FileKind) -> u8 {
-    match kind {
-        FileKind::Dir => 4,
-        FileKind::Symlink => 10,
-        FileKind::File => 8,
-        _ => 0,
-    }
 }
 
 /// The aggregator's tree.
@@ -621,13 +610,13 @@ impl Tree {
             DirEntry {
                 qid: fid.qid,
                 offset: 0,
-                ty: 4,
+                ty: dt::DIR,
                 name: ".".into(),
             },
             DirEntry {
                 qid: fid.qid,
                 offset: 0,
-                ty: 4,
+                ty: dt::DIR,
                 name: "..".into(),
             },
         ];
@@ -641,21 +630,21 @@ impl Tree {
                     out.push(DirEntry {
                         qid: file_qid(s),
                         offset: 0,
-                        ty: 8,
+                        ty: dt::REG,
                         name: s.name().into(),
                     });
                 }
                 out.push(DirEntry {
                     qid: synth_qid(PIDDIR_QID, true),
                     offset: 0,
-                    ty: 4,
+                    ty: dt::DIR,
                     name: "pid".into(),
                 });
                 for n in self.visible_nodes(&fid.view) {
                     out.push(DirEntry {
                         qid: node_root_qid(KIND_NODE, n.index),
                         offset: 0,
-                        ty: 4,
+                        ty: dt::DIR,
                         name: n.spec.name.clone(),
                     });
                 }
@@ -680,7 +669,7 @@ impl Tree {
                         out.push(DirEntry {
                             qid: q,
                             offset: 0,
-                            ty: 4,
+                            ty: dt::DIR,
                             name: format!("{}@{}", p.pid, n.spec.name),
                         });
                     }
@@ -710,7 +699,7 @@ impl Tree {
                     out.push(DirEntry {
                         qid: map_qid(kind, node.index, e.qid),
                         offset: 0,
-                        ty: dt_of(e.kind),
+                        ty: e.kind.dt(),
                         name: e.name.clone(),
                     });
                 }
@@ -721,37 +710,26 @@ impl Tree {
     }
 }
 
-fn now_time() -> Time {
-    time_of(std::time::SystemTime::now())
-}
-
-fn time_of(t: std::time::SystemTime) -> Time {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| Time {
-            sec: d.as_secs(),
-            nsec: d.subsec_nanos() as u64,
-        })
-        .unwrap_or_default()
-}
-
-fn synth_meta(qid: Qid, name: &str) -> Meta {
-    let now = now_time();
+fn synth_meta(qid: Qid, name: &str) -> Metadata {
+    let now = std::time::SystemTime::now();
     let (mode, nlink) = if qid.is_dir() {
         (s_if::DIR | 0o555, 2)
     } else {
         (s_if::REG | 0o444, 1)
     };
-    Meta {
+    Metadata {
         qid,
-        name: name.into(),
+        name: Some(name.into()),
         mode,
-        uname: Some("root".into()),
-        gname: Some("root".into()),
-        nlink,
+        uid: Some(0),
+        gid: Some(0),
+        user: Some("root".into()),
+        group: Some("root".into()),
+        nlink: Some(nlink),
         atime: now,
         mtime: now,
-        ctime: now,
-        ..Meta::default()
+        ctime: Some(now),
+        ..Metadata::default()
     }
 }
 
@@ -932,7 +910,7 @@ impl Filesystem for Tree {
         ))
     }
 
-    async fn getattr(&self, _who: &Identity, fid: &TreeNode) -> FsResult<Meta> {
+    async fn getattr(&self, _who: &Identity, fid: &TreeNode) -> FsResult<Metadata> {
         match &fid.loc {
             Loc::Root => Ok(synth_meta(fid.qid, "/")),
             Loc::PidDir => Ok(synth_meta(fid.qid, "pid")),
@@ -950,15 +928,11 @@ impl Filesystem for Tree {
                     return Ok(synth_meta(fid.qid, &name));
                 }
                 let m = self.node_meta(node, path).await?;
-                Ok(Meta {
+                Ok(Metadata {
                     qid: fid.qid,
-                    name,
-                    mode: m.mode,
-                    uid: m.uid.unwrap_or(0),
-                    gid: m.gid.unwrap_or(0),
-                    uname: m.user.clone(),
-                    gname: m.group.clone(),
-                    nlink: m.nlink.unwrap_or(1),
+                    name: Some(name),
+                    uid: Some(m.uid.unwrap_or(0)),
+                    gid: Some(m.gid.unwrap_or(0)),
                     rdev: 0,
                     // Files are read whole at open: their size is unknown.
                     size: if m.mode & s_if::FMT == s_if::REG {
@@ -966,10 +940,8 @@ impl Filesystem for Tree {
                     } else {
                         m.size
                     },
-                    blocks: 0,
-                    atime: time_of(m.atime),
-                    mtime: time_of(m.mtime),
-                    ctime: time_of(m.ctime.unwrap_or(m.mtime)),
+                    link_target: None,
+                    ..(*m).clone()
                 })
             }
         }
