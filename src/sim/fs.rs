@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::model::{NodeModel, ProcRec, Sim, Snapshot};
+use super::model::{NodeAt, NodeModel, ProcRec, Sim};
 use super::render::{self, NodeFile, ProcCtx, ProcFile};
 use super::tables::{Role, user_name};
 use crate::agent::{GPROC_DIR, SUMMARY_FILE};
@@ -388,7 +388,7 @@ impl SimNodeFs {
         }
     }
 
-    fn summary_at(&self, snap: &Snapshot) -> crate::agent::summary::NodeSummary {
+    fn summary_at(&self, snap: &NodeAt) -> crate::agent::summary::NodeSummary {
         render::summary(&self.sim, self.node(), snap, self.hostname())
     }
 

@@ -1,5 +1,5 @@
 //! The data behind `gproc top`: the aggregator's `/nodes`, `/load` and
-//! `/ps` parsed into one [`Snapshot`], filtered by user and hostlist,
+//! `/ps` parsed into one [`ClusterTables`], filtered by user and hostlist,
 //! with cluster totals and process rankings. No I/O and no drawing, so
 //! all of it is unit-tested on text.
 
@@ -189,7 +189,7 @@ impl Filter {
 
 /// One refresh: the three tables as read at about the same time.
 #[derive(Debug, Clone, Default)]
-pub struct Snapshot {
+pub struct ClusterTables {
     /// `/nodes`, in the aggregator's (config) order.
     pub nodes: Vec<NodeRow>,
     /// `/load`.
@@ -234,15 +234,15 @@ fn notes_of(text: &str, out: &mut Vec<String>) {
     }
 }
 
-impl Snapshot {
+impl ClusterTables {
     /// Parses the three files' texts. Lines that do not parse are
     /// skipped: a newer aggregator may add columns at the end.
-    pub fn parse(nodes: &str, load: &str, ps: &str) -> Snapshot {
+    pub fn parse(nodes: &str, load: &str, ps: &str) -> ClusterTables {
         let mut notes = Vec::new();
         for t in [load, ps] {
             notes_of(t, &mut notes);
         }
-        Snapshot {
+        ClusterTables {
             nodes: nodes.lines().filter_map(NodeRow::parse).collect(),
             load: load.lines().filter_map(LoadRow::parse).collect(),
             procs: ps.lines().filter_map(PsRow::parse).collect(),
@@ -252,8 +252,8 @@ impl Snapshot {
     }
 
     /// The part of the snapshot `f` lets through.
-    pub fn filtered(&self, f: &Filter) -> Snapshot {
-        Snapshot {
+    pub fn filtered(&self, f: &Filter) -> ClusterTables {
+        ClusterTables {
             nodes: self
                 .nodes
                 .iter()
@@ -366,8 +366,8 @@ pub(crate) mod tests {
         n2 77 1 alice S 3.0 40.0 12800000 13000000 2026-11-26T05:07:16Z 0:05:00 4 python train.py\n\
         # missing n3: connection refused\n";
 
-    pub(crate) fn snap() -> Snapshot {
-        Snapshot::parse(NODES, LOAD, PS)
+    pub(crate) fn snap() -> ClusterTables {
+        ClusterTables::parse(NODES, LOAD, PS)
     }
 
     #[test]

@@ -39,9 +39,6 @@ use crate::proto::{DirEntry, Metadata, Qid, dt, errno, qt, s_if};
 use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags};
 use crate::view::{View, Views};
 
-/// Names of the synthesized top-level entries; node names may not use them.
-pub const RESERVED: &[&str] = &["nodes", "ps", "load", "stats", "pid"];
-
 /// A cached piece of node data.
 #[derive(Clone)]
 pub enum Value {
