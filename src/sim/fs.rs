@@ -5,6 +5,7 @@
 //! process that exited (or whose pid was reused) since it was walked to.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -181,11 +182,11 @@ impl SimNodeFs {
         self.sim.node_name(self.index)
     }
 
-    /// A slow node sleeps here before answering.
-    async fn delay(&self) {
-        if let Some(d) = self.sim.slow_delay(self.node()) {
-            tokio::time::sleep(d).await;
-        }
+    /// How long a slow node waits before its next reply (`None`: not a
+    /// slow node). Applied to every reply by the simulated cluster's
+    /// connections, since reads of open files never reach the filesystem.
+    pub(crate) fn request_delay(&self) -> Option<Duration> {
+        self.sim.slow_delay(self.node())
     }
 
     /// The process an entry belongs to, if it still exists.
@@ -495,7 +496,6 @@ impl Filesystem for SimNodeFs {
     type Node = SimNode;
 
     async fn attach(&self, req: &AttachRequest) -> FsResult<(SimNode, Qid)> {
-        self.delay().await;
         let a = req.aname.trim_end_matches('/');
         if !(a.is_empty() || a == "/proc") {
             return Err(FsError::NOENT.with(format!(
@@ -508,18 +508,15 @@ impl Filesystem for SimNodeFs {
     }
 
     async fn walk(&self, _who: &Identity, dir: &SimNode, name: &str) -> FsResult<(SimNode, Qid)> {
-        self.delay().await;
         let e = self.walk_entry(dir.entry, name)?;
         Ok((SimNode { entry: e }, e.qid()))
     }
 
     async fn getattr(&self, _who: &Identity, fid: &SimNode) -> FsResult<Metadata> {
-        self.delay().await;
         self.meta(fid.entry)
     }
 
     async fn open(&self, _who: &Identity, fid: &SimNode, flags: OpenFlags) -> FsResult<Contents> {
-        self.delay().await;
         if flags.write || flags.truncate {
             return Err(FsError::ROFS);
         }
@@ -550,7 +547,6 @@ impl Filesystem for SimNodeFs {
     }
 
     async fn readlink(&self, _who: &Identity, fid: &SimNode) -> FsResult<String> {
-        self.delay().await;
         match fid.entry {
             Entry::SelfLink => Ok(self.node().agent_pid.to_string()),
             Entry::Proc {
