@@ -15,8 +15,7 @@ use crate::client::pool::{NodeSpec, Pool, PoolOptions};
 use crate::config::{AuthMode, Config, ConnectMode, PoolConfig};
 use crate::net::Address;
 use crate::server::listener::Listener;
-use crate::server::session::AuthPolicy;
-use crate::server::{Server, ServerConfig};
+use crate::server::{AccessPolicy, Server, ServerConfig};
 use crate::tree::Tree;
 use crate::view::Views;
 
@@ -87,8 +86,7 @@ impl Aggregator {
         let cache = Cache::new(cfg.cache.clone());
         let views = Views::new(cfg.views.clone());
         views.spawn_refresher(shutdown.clone());
-        let trust_tcp = cfg.server.auth == Some(AuthMode::None);
-        let tree = Tree::new(pool.clone(), cache, cfg.pool.deadline).with_access(views, trust_tcp);
+        let tree = Tree::new(pool.clone(), cache, cfg.pool.deadline, views);
         let tree = Arc::new(tree);
         let mut scfg = ServerConfig {
             max_connections: cfg.server.max_connections as usize,
@@ -96,15 +94,19 @@ impl Aggregator {
             ..ServerConfig::default()
         };
         scfg.limits.max_msize = cfg.server.msize;
+        // Unix peers are who the kernel says (root may name the user); TCP
+        // needs a MUNGE credential, or is believed with auth = "none", or
+        // is refused when auth is not configured.
         match &cfg.server.auth {
             Some(AuthMode::Munge) => {
                 let m = crate::auth::Munge::new()
                     .map_err(|e| anyhow::anyhow!("auth = \"munge\": {e}"))?;
-                scfg.limits.auth = Some(AuthPolicy {
-                    verifier: Arc::new(m),
-                    required: true,
-                });
+                scfg.limits.access = AccessPolicy {
+                    verifier: Some(Arc::new(m)),
+                    ..AccessPolicy::default()
+                };
             }
+            Some(AuthMode::None) => scfg.limits.access = AccessPolicy::believing_claims(),
             Some(AuthMode::Key(p)) => anyhow::bail!(
                 "auth = key ({}) is not supported yet; use auth = \"munge\", or \"none\" on a trusted network",
                 p.display()

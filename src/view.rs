@@ -20,6 +20,7 @@ use crate::config::hostlist::Hostlist;
 use crate::config::views::{
     AllotCommand, Allotment, Ident, Principal, ViewsConfig, parse_allot_output,
 };
+use crate::server::Identity;
 
 /// One identity's view of the cluster.
 #[derive(Debug, Clone)]
@@ -59,44 +60,6 @@ impl View {
     /// Whether a process with these uids exists for this view.
     pub fn sees_process(&self, ruid: u32, euid: u32) -> bool {
         self.admin || ruid == self.uid || euid == self.uid
-    }
-}
-
-/// Who is asking: a uid, its name and groups from the user database.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Identity {
-    /// The uid.
-    pub uid: u32,
-    /// Its name, when the user database knows it.
-    pub name: Option<String>,
-    /// Primary and supplementary gids, from `getgrouplist`.
-    pub gids: Vec<u32>,
-}
-
-impl Identity {
-    /// Looks `uid` up in this machine's user database.
-    pub fn of_uid(uid: u32) -> Identity {
-        match crate::sys::users::passwd(uid) {
-            Some((name, gid)) => {
-                let gids = crate::sys::users::group_list(&name, gid);
-                Identity {
-                    uid,
-                    name: Some(name),
-                    gids,
-                }
-            }
-            None => Identity {
-                uid,
-                name: None,
-                gids: Vec::new(),
-            },
-        }
-    }
-
-    /// Looks a user name up; `None` if unknown.
-    pub fn of_name(name: &str) -> Option<Identity> {
-        let uid = crate::sys::users::uid_by_name(name)?;
-        Some(Identity::of_uid(uid))
     }
 }
 
@@ -145,7 +108,7 @@ impl Views {
             && cfg.allot_command.is_none()
     }
 
-    /// The view of `id`.
+    /// The view of `id` (resolved by the server's access policy).
     pub fn view_for(&self, id: &Identity) -> Arc<View> {
         let cfg = self.cfg.read().unwrap_or_else(|p| p.into_inner());
         if Self::is_open(&cfg) || id.uid == 0 {
@@ -245,9 +208,6 @@ pub async fn run_allot_command(
     Ok(parse_allot_output(&String::from_utf8_lossy(&out.stdout)))
 }
 
-/// Re-exported for callers that resolve attach names.
-pub use crate::sys::users::uid_by_name;
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -257,6 +217,16 @@ mod tests {
         crate::config::Config::from_str(&full, "t.toml")
             .unwrap()
             .views
+    }
+
+    fn id(uid: u32, name: Option<&str>, gids: Vec<u32>) -> Identity {
+        Identity {
+            uid,
+            name: name.map(str::to_string),
+            gid: gids.first().copied(),
+            gids,
+            proof: crate::server::Proof::Peer,
+        }
     }
 
     #[test]
@@ -274,11 +244,7 @@ mod tests {
             "[views]\nadmin_users = [\"root\", 4242]\n[[views.allot]]\nuser = 1000\nnodes = \"n[1-2]\"\n\
              [[views.allot]]\ngroup = 77\nnodes = \"n4\"\n",
         ));
-        let alice = Identity {
-            uid: 1000,
-            name: Some("alice".into()),
-            gids: vec![1000, 77],
-        };
+        let alice = id(1000, Some("alice"), vec![1000, 77]);
         let v = views.view_for(&alice);
         assert!(
             !v.admin
@@ -287,46 +253,17 @@ mod tests {
                 && !v.sees_node("n3")
                 && v.sees_node("n4")
         );
-        let bob = Identity {
-            uid: 1001,
-            name: Some("bob".into()),
-            gids: vec![1001],
-        };
+        let bob = id(1001, Some("bob"), vec![1001]);
         assert!(
             !views.view_for(&bob).sees_node("n1"),
             "no allotment: no nodes"
         );
-        assert!(
-            views
-                .view_for(&Identity {
-                    uid: 4242,
-                    name: None,
-                    gids: vec![]
-                })
-                .admin
-        );
-        assert!(
-            views
-                .view_for(&Identity {
-                    uid: 0,
-                    name: None,
-                    gids: vec![]
-                })
-                .admin
-        );
+        assert!(views.view_for(&id(4242, None, vec![])).admin);
+        assert!(views.view_for(&id(0, None, vec![])).admin);
         // Dynamic allotments add up with the static ones.
         let (dynamic, _) = parse_allot_output("bob n3\n");
         views.set_dynamic(dynamic);
         assert!(views.view_for(&bob).sees_node("n3"));
-    }
-
-    #[test]
-    fn the_user_database_gives_root_and_groups() {
-        let root = Identity::of_uid(0);
-        assert_eq!(root.name.as_deref(), Some("root"));
-        assert!(root.gids.contains(&0));
-        assert_eq!(Identity::of_name("root").map(|i| i.uid), Some(0));
-        assert_eq!(Identity::of_name("no-such-user-gproc"), None);
     }
 
     #[tokio::test]

@@ -35,8 +35,6 @@ pub enum Kind {
     Attr,
     /// A symlink target.
     Link,
-    /// A walk result (qid).
-    Walk,
     /// A value derived from `Data` (a parsed summary).
     Parsed,
 }

@@ -11,8 +11,7 @@ use crate::agent::ProcFs;
 use crate::net::Address;
 use crate::server::listener::Cidr;
 use crate::server::listener::{Listener, shutdown_on_signals};
-use crate::server::session::AuthPolicy;
-use crate::server::{Server, ServerConfig};
+use crate::server::{AccessPolicy, Server, ServerConfig};
 
 /// Options of `gproc agent`.
 #[derive(Debug, Args)]
@@ -48,8 +47,7 @@ pub(crate) fn parse_addr(s: &str) -> Result<Address, String> {
 
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(a: AgentArgs) -> Result<ExitCode> {
-    let mut fs =
-        ProcFs::new(&a.root).with_context(|| format!("cannot serve {}", a.root.display()))?;
+    let fs = ProcFs::new(&a.root).with_context(|| format!("cannot serve {}", a.root.display()))?;
     let mut cfg = ServerConfig {
         max_connections: a.max_connections,
         allow: a.allow.clone(),
@@ -58,10 +56,6 @@ pub async fn run(a: AgentArgs) -> Result<ExitCode> {
     cfg.limits.max_msize = a.msize.max(crate::proto::MIN_MSIZE);
     if a.auth.is_some() {
         let m = crate::auth::Munge::new().map_err(|e| anyhow::anyhow!("--auth munge: {e}"))?;
-        cfg.limits.auth = Some(AuthPolicy {
-            verifier: Arc::new(m),
-            required: true,
-        });
         let names = if a.allow_users.is_empty() {
             vec!["root".to_string()]
         } else {
@@ -69,14 +63,24 @@ pub async fn run(a: AgentArgs) -> Result<ExitCode> {
         };
         let mut uids = Vec::new();
         for n in &names {
-            let uid = n.parse().ok().or_else(|| crate::view::uid_by_name(n));
+            let uid = n.parse().ok().or_else(|| crate::sys::users::uid_by_name(n));
             uids.push(uid.with_context(|| format!("--allow-user {n}: no such user"))?);
         }
-        fs = fs.with_allowed_uids(uids);
+        // TCP clients need a verified credential; Unix peers are who the
+        // kernel says; only the allowed users (or users named by root) in.
+        cfg.limits.access = AccessPolicy {
+            verifier: Some(Arc::new(m)),
+            allow: Some(uids),
+            ..AccessPolicy::default()
+        };
     } else if !a.allow_users.is_empty() {
         anyhow::bail!(
             "--allow-user needs --auth munge: without it TCP clients have no proven identity"
         );
+    }
+    if a.auth.is_none() {
+        // Without --auth the agent serves whoever connects, as whom they say.
+        cfg.limits.access = AccessPolicy::believing_claims();
     }
     if a.allow.is_empty() && a.auth.is_none() && a.listen.iter().any(Address::is_tcp) {
         tracing::warn!(

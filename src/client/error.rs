@@ -131,20 +131,7 @@ impl ClientError {
     /// [`Remote`](Self::Remote), a transport errno for the rest.
     pub fn errno(&self) -> u32 {
         match self {
-            ClientError::Io { source, .. } => match source.raw_os_error() {
-                Some(n) if n > 0 => n as u32,
-                _ => match source.kind() {
-                    std::io::ErrorKind::ConnectionRefused => errno::ECONNREFUSED,
-                    std::io::ErrorKind::ConnectionReset
-                    | std::io::ErrorKind::ConnectionAborted
-                    | std::io::ErrorKind::BrokenPipe
-                    | std::io::ErrorKind::UnexpectedEof => errno::ECONNRESET,
-                    std::io::ErrorKind::TimedOut => errno::ETIMEDOUT,
-                    std::io::ErrorKind::NotFound => errno::ENOENT,
-                    std::io::ErrorKind::PermissionDenied => errno::EACCES,
-                    _ => errno::EIO,
-                },
-            },
+            ClientError::Io { source, .. } => errno::from_io(source),
             ClientError::Timeout { .. } => errno::ETIMEDOUT,
             ClientError::Closed { .. } => errno::ECONNRESET,
             ClientError::Protocol { .. } | ClientError::Version { .. } => errno::EPROTO,

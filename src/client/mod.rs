@@ -873,12 +873,8 @@ impl FidHandle {
     }
 
     /// The target of this symlink (`Treadlink` in .L, the stat record's
-    /// extension in .u).
-    ///
-    /// # Errors
-    /// Not a symlink (EINVAL), or plain 9P2000, which has no symlinks
-    /// ([`ClientError::Unsupported`]).
-    pub async fn read_link(&self) -> Result<String> {
+    /// extension in .u); public as [`readlink("")`](Self::readlink).
+    async fn link_target(&self) -> Result<String> {
         match self.shared().dialect {
             Dialect::P2000L => {
                 let reply = self
@@ -1012,12 +1008,13 @@ impl FidHandle {
     /// The target of the symlink at `path` (empty: this file).
     ///
     /// # Errors
-    /// As [`read_link`](Self::read_link).
+    /// Not a symlink (EINVAL), or plain 9P2000, which has no symlinks
+    /// ([`ClientError::Unsupported`]).
     pub async fn readlink(&self, path: &str) -> Result<String> {
         if split_path(path).is_empty() {
-            return self.read_link().await;
+            return self.link_target().await;
         }
-        self.walk(path).await?.read_link().await
+        self.walk(path).await?.link_target().await
     }
 }
 

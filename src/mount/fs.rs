@@ -211,7 +211,7 @@ impl Inner {
             .remote
             .call(|root| async move {
                 let f = root.walk(p).await?;
-                let t = f.read_link().await?;
+                let t = f.readlink("").await?;
                 Ok((f.qid(), t))
             })
             .await

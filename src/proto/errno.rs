@@ -116,6 +116,27 @@ pub fn from_string(s: &str) -> u32 {
     }
 }
 
+/// The errno for an I/O error: the OS's own when it has one, otherwise one
+/// chosen by its kind (a closed connection is ECONNRESET, anything unknown
+/// EIO). The one mapping for the server's replies and the client's errors.
+pub fn from_io(e: &std::io::Error) -> u32 {
+    use std::io::ErrorKind as K;
+    match e.raw_os_error() {
+        Some(n) if n > 0 => n as u32,
+        _ => match e.kind() {
+            K::NotFound => ENOENT,
+            K::PermissionDenied => EACCES,
+            K::TimedOut => ETIMEDOUT,
+            K::InvalidInput => EINVAL,
+            K::ConnectionRefused => ECONNREFUSED,
+            K::ConnectionReset | K::ConnectionAborted | K::BrokenPipe | K::UnexpectedEof => {
+                ECONNRESET
+            }
+            _ => EIO,
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -130,5 +151,14 @@ mod tests {
         }
         assert_eq!(from_string(&to_string(999)), 999);
         assert_eq!(from_string("'foo' file does not exist"), ENOENT);
+    }
+
+    #[test]
+    fn io_errors_keep_the_os_errno_or_map_by_kind() {
+        use std::io::{Error, ErrorKind};
+        assert_eq!(from_io(&Error::from_raw_os_error(3)), ESRCH);
+        assert_eq!(from_io(&Error::from(ErrorKind::NotFound)), ENOENT);
+        assert_eq!(from_io(&Error::from(ErrorKind::BrokenPipe)), ECONNRESET);
+        assert_eq!(from_io(&Error::other("x")), EIO);
     }
 }

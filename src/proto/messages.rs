@@ -5,7 +5,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::records::{Attr, DirEntry, SetAttr, Stat, Statfs};
 use super::wire::{Reader, Writer};
-use super::{DecodeError, Dialect, EncodeError, HEADER_SIZE, MAXWELEM, Qid};
+use super::{DecodeError, Dialect, EncodeError, HEADER_SIZE, Qid};
 
 /// Message type numbers (Linux `include/net/9p/9p.h`).
 pub mod ty {
@@ -1108,9 +1108,4 @@ impl Rreaddir {
         }
         (Rreaddir { data: buf.freeze() }, n)
     }
-}
-
-/// Twalk element limit as a helper for clients splitting long paths.
-pub fn walk_chunks(names: &[String]) -> impl Iterator<Item = &[String]> {
-    names.chunks(MAXWELEM)
 }

@@ -88,6 +88,14 @@ impl Default for ServerConfig {
     }
 }
 
+impl ServerConfig {
+    /// The same config under another access policy.
+    pub fn with_access(mut self, access: super::AccessPolicy) -> Self {
+        self.limits.access = access;
+        self
+    }
+}
+
 /// A bound listener.
 pub enum Listener {
     /// TCP.

@@ -9,20 +9,20 @@
 //! arguments and return typed results; the session turns them into
 //! 9P2000, 9P2000.u or 9P2000.L replies.
 
+mod access;
 pub mod listener;
 pub mod session;
 mod snapshot;
 
-use std::future::Future;
-use std::sync::Arc;
-
 use bytes::Bytes;
+use std::future::Future;
 use thiserror::Error;
 
-use crate::proto::{self, DirEntry, Qid, Statfs, errno};
+use crate::proto::{self, DirEntry, Metadata, Qid, Statfs, errno};
 
+pub use access::{AccessPolicy, Claim, Identity, Proof};
 pub use listener::{Server, ServerConfig};
-pub use snapshot::{Charge, Meter, Snapshot, SnapshotBudget};
+pub use snapshot::{Charge, Meter, SnapshotBudget};
 
 /// An error a filesystem returns: an errno (sent as is in 9P2000.L, with
 /// its string in .u, as its string in 9P2000) and optional context for logs.
@@ -72,18 +72,8 @@ impl FsError {
 
 impl From<std::io::Error> for FsError {
     fn from(e: std::io::Error) -> Self {
-        let errno = match e.raw_os_error() {
-            Some(n) if n > 0 => n as u32,
-            _ => match e.kind() {
-                std::io::ErrorKind::NotFound => errno::ENOENT,
-                std::io::ErrorKind::PermissionDenied => errno::EACCES,
-                std::io::ErrorKind::TimedOut => errno::ETIMEDOUT,
-                std::io::ErrorKind::InvalidInput => errno::EINVAL,
-                _ => errno::EIO,
-            },
-        };
         FsError {
-            errno,
+            errno: errno::from_io(&e),
             context: Some(e.to_string()),
         }
     }
@@ -104,22 +94,15 @@ pub struct Peer {
     pub gid: Option<u32>,
 }
 
-/// The arguments of `Tattach`, plus who sent it.
+/// What a filesystem needs of a `Tattach`: the tree asked for and who is
+/// attaching (resolved by the session under its [`AccessPolicy`]).
 #[derive(Debug, Clone)]
 pub struct AttachRequest {
-    /// User name the client claims.
-    pub uname: String,
     /// Which tree (the agent accepts "" and "/proc").
     pub aname: String,
-    /// Numeric user the client claims (.u/.L); `NONUNAME` if none.
-    pub n_uname: u32,
-    /// The connection's transport identity.
-    pub peer: Arc<Peer>,
-    /// The uid proven by an authentication fid (`Tauth` then `Tattach`
-    /// with that afid), when the server verifies credentials.
-    pub auth_uid: Option<u32>,
-    /// Where this connection's open snapshots are charged.
-    pub budget: SnapshotBudget,
+    /// Who is attaching: the same identity is passed with every later call
+    /// on fids walked from this attach.
+    pub who: Identity,
 }
 
 /// How a file is opened, independent of dialect.
@@ -166,164 +149,87 @@ impl OpenFlags {
     }
 }
 
-/// A timestamp: seconds and nanoseconds since the epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Time {
-    /// Seconds.
-    pub sec: u64,
-    /// Nanoseconds.
-    pub nsec: u64,
-}
-
-/// A file's metadata, dialect-neutral: the session builds `Rgetattr` (.L)
-/// or a stat record (9P2000/.u) from it.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Meta {
-    /// The file's qid.
-    pub qid: Qid,
-    /// Last path element ("/" for the root).
-    pub name: String,
-    /// Linux `st_mode`: `S_IF*` type bits and permissions.
-    pub mode: u32,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Owner name for 9P2000 stat records; the number when `None`.
-    pub uname: Option<String>,
-    /// Group name for 9P2000 stat records; the number when `None`.
-    pub gname: Option<String>,
-    /// Link count.
-    pub nlink: u64,
-    /// Device number.
-    pub rdev: u64,
-    /// Size in bytes: 0 for /proc-style files, whose size is unknown until
-    /// read.
-    pub size: u64,
-    /// 512-byte blocks.
-    pub blocks: u64,
-    /// Access time.
-    pub atime: Time,
-    /// Modification time.
-    pub mtime: Time,
-    /// Status change time.
-    pub ctime: Time,
-}
-
-/// Linux `S_IF*` file type bits.
-pub mod s_if {
-    /// Mask of the type bits.
-    pub const FMT: u32 = 0o170000;
-    /// Directory.
-    pub const DIR: u32 = 0o040000;
-    /// Regular file.
-    pub const REG: u32 = 0o100000;
-    /// Symbolic link.
-    pub const LNK: u32 = 0o120000;
-    /// Character device.
-    pub const CHR: u32 = 0o020000;
-    /// Block device.
-    pub const BLK: u32 = 0o060000;
-    /// FIFO.
-    pub const FIFO: u32 = 0o010000;
-    /// Socket.
-    pub const SOCK: u32 = 0o140000;
-}
-
-/// Linux `DT_*` type for a readdir entry, from `S_IF*` bits.
-pub fn dt_from_mode(mode: u32) -> u8 {
-    match mode & s_if::FMT {
-        s_if::DIR => 4,
-        s_if::REG => 8,
-        s_if::LNK => 10,
-        s_if::CHR => 2,
-        s_if::BLK => 6,
-        s_if::FIFO => 1,
-        s_if::SOCK => 12,
-        _ => 0,
-    }
-}
-
-/// qid.type for a file of `S_IF*` mode.
-pub fn qid_type_from_mode(mode: u32) -> u8 {
-    match mode & s_if::FMT {
-        s_if::DIR => proto::qt::DIR,
-        s_if::LNK => proto::qt::SYMLINK,
-        _ => proto::qt::FILE,
-    }
+/// What an open fid holds, taken whole at open. The session keeps it,
+/// charges it to the connection's budget, serves reads and directory reads
+/// from it and numbers directory cookies (entry `i` has cookie `i + 1`), so
+/// a client reading in chunks never sees a torn file and cookies are stable.
+#[derive(Debug, Clone)]
+pub enum Contents {
+    /// A file's bytes.
+    File(Bytes),
+    /// A file's bytes held anyway by a cache bounded by its own byte limit,
+    /// so holding them costs nothing more: not charged.
+    Shared(Bytes),
+    /// A directory's entries in listing order, `.` and `..` included where
+    /// the tree wants them (9P2000 directory reads skip them). Their
+    /// `offset` is ignored: the session numbers them.
+    Dir(Vec<DirEntry>),
 }
 
 /// A tree served over 9P. Implemented by the agent (a local `/proc`), the
 /// simulator and the aggregator.
 ///
-/// Per-fid state is `Self::Fid`, returned by [`attach`](Self::attach),
-/// [`walk`](Self::walk) and [`open`](Self::open) and owned by the session;
-/// methods get a shared reference, so state is immutable and needs no
-/// locks. Opening returns a new state (typically holding a snapshot of the
-/// file) that replaces the walked one.
+/// A fid's state is a [`Node`](Self::Node): only *where* it is. What an
+/// open fid holds is the [`Contents`] returned by [`open`](Self::open),
+/// owned by the session (lib9p's `readbuf`/`dirread9p`, virtiofsd's
+/// `Inode`/`Handle`). Every call carries the [`Identity`] the fid was
+/// attached as, so a filesystem can decide visibility at every operation.
 ///
 /// Concurrency: the session runs requests of one connection concurrently,
-/// so every method may be called concurrently, including on the same fid
-/// state. The session guarantees the protocol rules before a call: the fid
-/// exists, a walk starts from an unopened directory, reads are on opened
-/// fids, names contain no `/`.
+/// so every method may be called concurrently, including on the same node.
+/// The session guarantees the protocol rules before a call: the fid
+/// exists, a walk starts from a directory, names contain no `/`, reads are
+/// on opened fids.
 pub trait Filesystem: Send + Sync + 'static {
-    /// Per-fid state. `Clone` serves `Twalk` with no names (fid cloning).
-    type Fid: Clone + Send + Sync + 'static;
+    /// Where a fid is. `Clone` serves `Twalk` with no names (fid cloning).
+    type Node: Clone + Send + Sync + 'static;
 
     /// Attaches to the root of the tree named by `req.aname`.
     fn attach(
         &self,
         req: &AttachRequest,
-    ) -> impl Future<Output = FsResult<(Self::Fid, Qid)>> + Send;
+    ) -> impl Future<Output = FsResult<(Self::Node, Qid)>> + Send;
 
     /// Walks one element from a directory. `..` at the root stays at the
     /// root.
     fn walk(
         &self,
-        dir: &Self::Fid,
+        who: &Identity,
+        dir: &Self::Node,
         name: &str,
-    ) -> impl Future<Output = FsResult<(Self::Fid, Qid)>> + Send;
+    ) -> impl Future<Output = FsResult<(Self::Node, Qid)>> + Send;
 
     /// Metadata of the file.
-    fn getattr(&self, fid: &Self::Fid) -> impl Future<Output = FsResult<Meta>> + Send;
+    fn getattr(
+        &self,
+        who: &Identity,
+        node: &Self::Node,
+    ) -> impl Future<Output = FsResult<Metadata>> + Send;
 
-    /// Opens the file; the returned state replaces the fid's.
+    /// Opens the file: its contents, taken now (see [`Contents`]).
     fn open(
         &self,
-        fid: &Self::Fid,
+        who: &Identity,
+        node: &Self::Node,
         flags: OpenFlags,
-    ) -> impl Future<Output = FsResult<(Self::Fid, Qid)>> + Send;
-
-    /// Reads from an opened file. An empty result is end of file.
-    fn read(
-        &self,
-        fid: &Self::Fid,
-        offset: u64,
-        count: u32,
-    ) -> impl Future<Output = FsResult<Bytes>> + Send;
-
-    /// Entries of an opened directory starting at cookie `offset` (0: the
-    /// beginning; otherwise the `offset` of an entry returned before, which
-    /// resumes right after that entry). Returning at least as many entries as
-    /// fit in `count` bytes is enough; an empty list is the end. `.` and
-    /// `..` are included where the tree wants them (the session hides them
-    /// from 9P2000 directory reads).
-    fn readdir(
-        &self,
-        fid: &Self::Fid,
-        offset: u64,
-        count: u32,
-    ) -> impl Future<Output = FsResult<Vec<DirEntry>>> + Send;
+    ) -> impl Future<Output = FsResult<Contents>> + Send;
 
     /// Target of a symbolic link.
-    fn readlink(&self, _fid: &Self::Fid) -> impl Future<Output = FsResult<String>> + Send {
+    fn readlink(
+        &self,
+        _who: &Identity,
+        _node: &Self::Node,
+    ) -> impl Future<Output = FsResult<String>> + Send {
         async { Err(FsError::INVAL) }
     }
 
     /// File system statistics (`df`). The default is what v9fs needs:
     /// V9FS_MAGIC and non-zero block size and name length.
-    fn statfs(&self, _fid: &Self::Fid) -> impl Future<Output = FsResult<Statfs>> + Send {
+    fn statfs(
+        &self,
+        _who: &Identity,
+        _node: &Self::Node,
+    ) -> impl Future<Output = FsResult<Statfs>> + Send {
         async {
             Ok(Statfs {
                 ty: proto::V9FS_MAGIC,
@@ -334,18 +240,20 @@ pub trait Filesystem: Send + Sync + 'static {
         }
     }
 
-    /// Writes to an opened file. Read-only trees keep the default.
+    /// Writes to a file opened for writing. Read-only trees keep the
+    /// default.
     fn write(
         &self,
-        _fid: &Self::Fid,
+        _who: &Identity,
+        _node: &Self::Node,
         _offset: u64,
         _data: Bytes,
     ) -> impl Future<Output = FsResult<u32>> + Send {
         async { Err(FsError::ROFS) }
     }
 
-    /// The fid is forgotten. Dropping the state is usually enough.
-    fn clunk(&self, _fid: Self::Fid) -> impl Future<Output = ()> + Send {
+    /// The fid is forgotten. Dropping the node is usually enough.
+    fn clunk(&self, _who: &Identity, _node: Self::Node) -> impl Future<Output = ()> + Send {
         async {}
     }
 }

@@ -26,14 +26,14 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::snapshot::Snapshot;
 use super::{
-    AttachRequest, Filesystem, FsError, FsResult, Meta, Meter, OpenFlags, Peer, SnapshotBudget,
-    s_if,
+    AccessPolicy, AttachRequest, Claim, Filesystem, FsError, FsResult, Identity, Meter, OpenFlags,
+    Peer, SnapshotBudget,
 };
-use crate::auth::Authenticator;
 use crate::proto::{
-    self, Attr, Dialect, Frame, FrameCodec, IOHDRSZ, MAXWELEM, NOFID, Qid, Rmessage, Stat,
-    Tmessage, errno, parse_header,
+    self, Attr, Dialect, Frame, FrameCodec, IOHDRSZ, MAXWELEM, Metadata, NOFID, Qid, Rmessage,
+    Stat, Tmessage, epoch_parts, errno, parse_header, s_if,
 };
 
 /// Per-connection limits.
@@ -49,36 +49,15 @@ pub struct SessionLimits {
     /// How long half a frame may sit unfinished before the connection is
     /// closed (a client that sends part of a message and goes silent).
     pub partial_frame_timeout: Duration,
-    /// Verifies credentials written to auth fids (`Tauth`); `None` answers
-    /// `Tauth` with an error, as servers without authentication do.
-    pub auth: Option<AuthPolicy>,
+    /// Who may attach and as whom (closed by default: see
+    /// [`AccessPolicy`]).
+    pub access: AccessPolicy,
     /// Bytes the open files of one connection may hold (one file of any
     /// size is always allowed when the connection holds nothing else).
     pub snapshot_bytes_per_connection: usize,
     /// Bytes the open files of every connection together may hold: shared
     /// by every connection served with clones of these limits.
     pub snapshot_bytes: Arc<Meter>,
-}
-
-/// Authentication of attaches on connections without peer credentials
-/// (TCP; Unix sockets carry the peer's uid).
-#[derive(Clone)]
-pub struct AuthPolicy {
-    /// The verifier (MUNGE).
-    pub verifier: Arc<dyn Authenticator>,
-    /// Refuse a TCP attach that has no auth fid.
-    pub required: bool,
-}
-
-impl std::fmt::Debug for AuthPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "AuthPolicy({}, required: {})",
-            self.verifier.name(),
-            self.required
-        )
-    }
 }
 
 impl Default for SessionLimits {
@@ -88,7 +67,7 @@ impl Default for SessionLimits {
             max_fids: 65536,
             max_in_flight: 1024,
             partial_frame_timeout: Duration::from_secs(30),
-            auth: None,
+            access: AccessPolicy::default(),
             snapshot_bytes_per_connection: 64 << 20,
             snapshot_bytes: Meter::new(1 << 30),
         }
@@ -97,12 +76,16 @@ impl Default for SessionLimits {
 
 /// A fid's entry in the table.
 struct FidEntry<S> {
-    /// The filesystem's state for it.
-    state: S,
-    /// Its qid (the last one walked to, or the opened file's).
+    /// Where it is, in the filesystem's terms.
+    node: S,
+    /// Who it was attached as; inherited by every fid walked from it.
+    who: Arc<Identity>,
+    /// Its qid (the last one walked to).
     qid: Qid,
     /// Opened (and how), or only walked.
     opened: Option<OpenFlags>,
+    /// What it holds once opened.
+    snap: Option<Snapshot>,
     /// Position of a 9P2000/.u directory read: (next byte offset, cookie).
     /// A tokio mutex: held across the filesystem calls of one read, which
     /// serializes reads of one directory fid as the protocol requires.
@@ -110,11 +93,14 @@ struct FidEntry<S> {
 }
 
 impl<S> FidEntry<S> {
-    fn new(state: S, qid: Qid, opened: Option<OpenFlags>) -> Arc<Self> {
+    /// A walked (unopened) fid.
+    fn walked(node: S, who: Arc<Identity>, qid: Qid) -> Arc<Self> {
         Arc::new(Self {
-            state,
+            node,
+            who,
             qid,
-            opened,
+            opened: None,
+            snap: None,
             dir_cursor: tokio::sync::Mutex::new((0, 0)),
         })
     }
@@ -167,7 +153,7 @@ struct Shared<F: Filesystem> {
     limits: SessionLimits,
     /// This connection's share of the snapshot bytes.
     budget: SnapshotBudget,
-    state: Mutex<State<F::Fid>>,
+    state: Mutex<State<F::Node>>,
     tx: mpsc::UnboundedSender<Outgoing>,
     backlog: Arc<Backlog>,
 }
@@ -279,7 +265,7 @@ pub async fn serve_connection<F, T>(
     };
     for (_, e) in fids {
         if let Ok(e) = Arc::try_unwrap(e) {
-            shared.fs.clunk(e.state).await;
+            shared.fs.clunk(&e.who, e.node).await;
         }
     }
     drop(shared);
@@ -489,7 +475,7 @@ impl<F: Filesystem> Shared<F> {
         tag: u16,
         id: u64,
         r: FsResult<Rmessage>,
-        eff: Effect<F::Fid>,
+        eff: Effect<F::Node>,
         d: Dialect,
         msize: u32,
     ) {
@@ -564,7 +550,7 @@ impl<F: Filesystem> Shared<F> {
         tokio::spawn(async move {
             for (_, e) in old_fids {
                 if let Ok(e) = Arc::try_unwrap(e) {
-                    fs.clunk(e.state).await;
+                    fs.clunk(&e.who, e.node).await;
                 }
             }
         });
@@ -623,51 +609,46 @@ impl<F: Filesystem> Shared<F> {
         Ok(data.len() as u32)
     }
 
-    /// Verifies the attach's auth fid, if any; the credential's uid must
-    /// be the one the attach claims (diod's rule). A TCP attach without
-    /// one is refused when authentication is required.
-    async fn authenticate(&self, a: &proto::Tattach) -> FsResult<Option<u32>> {
-        let Some(policy) = self.limits.auth.clone() else {
-            if a.afid != NOFID {
+    /// Who is attaching, under the access policy: the auth fid's verified
+    /// credential, whose uid must be the one the attach claims (diod's
+    /// rule), else what the transport and the policy say (see
+    /// [`AccessPolicy::resolve`]).
+    async fn authenticate(&self, a: &proto::Tattach) -> FsResult<Identity> {
+        let policy = &self.limits.access;
+        let claim = Claim {
+            uname: &a.uname,
+            n_uname: a.n_uname,
+        };
+        let verified = match &policy.verifier {
+            None if a.afid != NOFID => {
                 return Err(FsError::BADF.with("no authentication fid exists"));
             }
-            return Ok(None);
-        };
-        if a.afid == NOFID {
-            if policy.required && self.peer.uid.is_none() {
-                return Err(FsError::new(errno::EPERM).with(format!(
-                    "{}: attach without authentication refused",
-                    self.peer.addr
-                )));
+            None => None,
+            Some(_) if a.afid == NOFID => None,
+            Some(v) => {
+                let buf = lock(&self.state)
+                    .afids
+                    .get(&a.afid)
+                    .cloned()
+                    .ok_or(FsError::BADF)?;
+                let cred = lock(&buf).clone();
+                let v = v.clone();
+                let res = tokio::task::spawn_blocking(move || v.verify(&cred))
+                    .await
+                    .map_err(|e| FsError::IO.with(e.to_string()))?;
+                let c = res.map_err(|e| {
+                    warn!(peer = %self.peer.addr, "credential refused: {e}");
+                    FsError::new(errno::EPERM).with(e)
+                })?;
+                if claim.uid() != Some(c.uid) {
+                    warn!(peer = %self.peer.addr, "credential of uid {} used to attach as {:?}", c.uid, a.uname);
+                    return Err(FsError::new(errno::EPERM)
+                        .with("credential does not match the attaching user"));
+                }
+                Some(c.uid)
             }
-            return Ok(None);
-        }
-        let buf = lock(&self.state)
-            .afids
-            .get(&a.afid)
-            .cloned()
-            .ok_or(FsError::BADF)?;
-        let cred = lock(&buf).clone();
-        let v = policy.verifier.clone();
-        let res = tokio::task::spawn_blocking(move || v.verify(&cred))
-            .await
-            .map_err(|e| FsError::IO.with(e.to_string()))?;
-        let c = res.map_err(|e| {
-            warn!(peer = %self.peer.addr, "credential refused: {e}");
-            FsError::new(errno::EPERM).with(e)
-        })?;
-        let claimed = if a.n_uname != proto::NONUNAME {
-            Some(a.n_uname)
-        } else {
-            crate::view::uid_by_name(&a.uname)
         };
-        if claimed != Some(c.uid) {
-            warn!(peer = %self.peer.addr, "credential of uid {} used to attach as {:?}", c.uid, a.uname);
-            return Err(
-                FsError::new(errno::EPERM).with("credential does not match the attaching user")
-            );
-        }
-        Ok(Some(c.uid))
+        policy.resolve(&self.peer, verified, claim)
     }
 
     fn clunk(&self, fid: u32) -> FsResult<()> {
@@ -677,12 +658,12 @@ impl<F: Filesystem> Shared<F> {
         let e = lock(&self.state).fids.remove(&fid).ok_or(FsError::BADF)?;
         if let Ok(e) = Arc::try_unwrap(e) {
             let fs = self.fs.clone();
-            tokio::spawn(async move { fs.clunk(e.state).await });
+            tokio::spawn(async move { fs.clunk(&e.who, e.node).await });
         }
         Ok(())
     }
 
-    fn fid(&self, fid: u32) -> FsResult<Arc<FidEntry<F::Fid>>> {
+    fn fid(&self, fid: u32) -> FsResult<Arc<FidEntry<F::Node>>> {
         lock(&self.state)
             .fids
             .get(&fid)
@@ -700,7 +681,7 @@ impl<F: Filesystem> Shared<F> {
         Ok(())
     }
 
-    fn opened(&self, fid: u32) -> FsResult<Arc<FidEntry<F::Fid>>> {
+    fn opened(&self, fid: u32) -> FsResult<Arc<FidEntry<F::Node>>> {
         let e = self.fid(fid)?;
         if e.opened.is_none() {
             return Err(FsError::BADF.with(format!("fid {fid} is not open")));
@@ -708,19 +689,24 @@ impl<F: Filesystem> Shared<F> {
         Ok(e)
     }
 
-    async fn handle(&self, msg: Tmessage, d: Dialect, msize: u32) -> Reply<F::Fid> {
+    async fn handle(&self, msg: Tmessage, d: Dialect, msize: u32) -> Reply<F::Node> {
         match self.handle_inner(msg, d, msize).await {
             Ok(r) => r,
             Err(e) => (Err(e), Effect::None),
         }
     }
 
-    async fn handle_inner(&self, msg: Tmessage, d: Dialect, msize: u32) -> FsResult<Reply<F::Fid>> {
+    async fn handle_inner(
+        &self,
+        msg: Tmessage,
+        d: Dialect,
+        msize: u32,
+    ) -> FsResult<Reply<F::Node>> {
         use Tmessage as T;
         let ok = |m: Rmessage| Ok((Ok(m), Effect::None));
         match msg {
             T::Auth(t) => {
-                if self.limits.auth.is_none() {
+                if self.limits.access.verifier.is_none() {
                     // No authentication configured: diod answers ENOENT here
                     // since 1.0.14 (errno 0 confused the kernel), and clients
                     // then attach with afid = NOFID.
@@ -747,20 +733,16 @@ impl<F: Filesystem> Shared<F> {
                 ok(Rmessage::Auth(proto::Rauth { aqid }))
             }
             T::Attach(a) => {
-                let auth_uid = self.authenticate(&a).await?;
+                let who = self.authenticate(&a).await?;
                 self.fid_free(a.fid)?;
                 let req = AttachRequest {
-                    uname: a.uname,
                     aname: a.aname,
-                    n_uname: a.n_uname,
-                    peer: self.peer.clone(),
-                    auth_uid,
-                    budget: self.budget.clone(),
+                    who,
                 };
-                let (state, qid) = self.fs.attach(&req).await?;
+                let (node, qid) = self.fs.attach(&req).await?;
                 Ok((
                     Ok(Rmessage::Attach(proto::Rattach { qid })),
-                    Effect::Insert(a.fid, FidEntry::new(state, qid, None)),
+                    Effect::Insert(a.fid, FidEntry::walked(node, Arc::new(req.who), qid)),
                 ))
             }
             T::Walk(w) => self.walk(w, d).await,
@@ -782,12 +764,11 @@ impl<F: Filesystem> Shared<F> {
                     let data = self.dir_read(&e, r.offset, count, d).await?;
                     return ok(Rmessage::Read(proto::Rread { data }));
                 }
-                let data = self.fs.read(&e.state, r.offset, count).await?;
-                let data = if data.len() > count as usize {
-                    data.slice(..count as usize)
-                } else {
-                    data
-                };
+                let data = e
+                    .snap
+                    .as_ref()
+                    .ok_or(FsError::BADF)?
+                    .read(r.offset, count)?;
                 ok(Rmessage::Read(proto::Rread { data }))
             }
             T::Readdir(r) => {
@@ -796,8 +777,8 @@ impl<F: Filesystem> Shared<F> {
                     return Err(FsError::NOTDIR);
                 }
                 let count = r.count.min(msize - IOHDRSZ);
-                let ents = self.fs.readdir(&e.state, r.offset, count).await?;
-                let (rep, n) = proto::Rreaddir::pack(&ents, count);
+                let ents = e.snap.as_ref().ok_or(FsError::BADF)?.entries(r.offset)?;
+                let (rep, n) = proto::Rreaddir::pack(ents, count);
                 if n == 0 && !ents.is_empty() {
                     // An empty reply means "end of directory": never send
                     // one when an entry exists but does not fit.
@@ -816,29 +797,29 @@ impl<F: Filesystem> Shared<F> {
                 if !e.opened.is_some_and(|o| o.write) {
                     return Err(FsError::BADF.with("fid not open for writing"));
                 }
-                let count = self.fs.write(&e.state, w.offset, w.data).await?;
+                let count = self.fs.write(&e.who, &e.node, w.offset, w.data).await?;
                 ok(Rmessage::Write(proto::Rwrite { count }))
             }
             T::Getattr(g) => {
                 let e = self.fid(g.fid)?;
-                let m = self.fs.getattr(&e.state).await?;
+                let m = self.fs.getattr(&e.who, &e.node).await?;
                 ok(Rmessage::Getattr(proto::Rgetattr {
                     attr: meta_to_attr(&m),
                 }))
             }
             T::Stat(s) => {
                 let e = self.fid(s.fid)?;
-                let stat = self.stat_of(&e.state, d).await?;
+                let stat = self.stat_of(&e.who, &e.node, d).await?;
                 ok(Rmessage::Stat(proto::Rstat { stat }))
             }
             T::Readlink(r) => {
                 let e = self.fid(r.fid)?;
-                let target = self.fs.readlink(&e.state).await?;
+                let target = self.fs.readlink(&e.who, &e.node).await?;
                 ok(Rmessage::Readlink(proto::Rreadlink { target }))
             }
             T::Statfs(s) => {
                 let e = self.fid(s.fid)?;
-                let statfs = self.fs.statfs(&e.state).await?;
+                let statfs = self.fs.statfs(&e.who, &e.node).await?;
                 ok(Rmessage::Statfs(proto::Rstatfs { statfs }))
             }
             T::Xattrwalk(x) => {
@@ -888,7 +869,7 @@ impl<F: Filesystem> Shared<F> {
     /// walk(5), written once for every filesystem: at most MAXWELEM names;
     /// an error on the first name is an error; a later failure is a partial
     /// Rwalk and newfid stays unbound; no names clones the fid.
-    async fn walk(&self, w: proto::Twalk, d: Dialect) -> FsResult<Reply<F::Fid>> {
+    async fn walk(&self, w: proto::Twalk, d: Dialect) -> FsResult<Reply<F::Node>> {
         let e = self.fid(w.fid)?;
         // walk(5) forbids walking an open fid, but diod's clients (diodls -l)
         // walk entries from the opened directory fid and diod allows it, so
@@ -905,7 +886,8 @@ impl<F: Filesystem> Shared<F> {
         if w.newfid != w.fid {
             self.fid_free(w.newfid)?;
         }
-        let mut cur = e.state.clone();
+        let who = &e.who;
+        let mut cur = e.node.clone();
         let mut qid = e.qid;
         let mut wqids = Vec::with_capacity(w.wnames.len());
         for (i, name) in w.wnames.iter().enumerate() {
@@ -916,14 +898,14 @@ impl<F: Filesystem> Shared<F> {
             } else if name == "." {
                 Ok((cur.clone(), qid))
             } else {
-                match self.fs.walk(&cur, name).await {
+                match self.fs.walk(who, &cur, name).await {
                     // 9P2000 has no symlinks, so its clients cannot follow
                     // /proc/self themselves: walking *through* a link
                     // follows it when it stays inside the tree.
                     Ok((s, q))
                         if d == Dialect::P2000 && q.is_symlink() && i + 1 < w.wnames.len() =>
                     {
-                        self.follow_in_tree(&cur, s, q).await
+                        self.follow_in_tree(who, &cur, s, q).await
                     }
                     r => r,
                 }
@@ -943,7 +925,7 @@ impl<F: Filesystem> Shared<F> {
         if !full {
             return Ok((reply, Effect::None));
         }
-        let entry = FidEntry::new(cur, qid, None);
+        let entry = FidEntry::walked(cur, e.who.clone(), qid);
         let eff = if w.newfid == w.fid {
             Effect::Replace(w.fid, e, entry)
         } else {
@@ -957,15 +939,16 @@ impl<F: Filesystem> Shared<F> {
     /// else (absolute, `..`, a loop) stays a link and the walk stops there.
     async fn follow_in_tree(
         &self,
-        dir: &F::Fid,
-        mut link: F::Fid,
+        who: &Identity,
+        dir: &F::Node,
+        mut link: F::Node,
         mut qid: Qid,
-    ) -> FsResult<(F::Fid, Qid)> {
+    ) -> FsResult<(F::Node, Qid)> {
         for _ in 0..8 {
             if !qid.is_symlink() {
                 break;
             }
-            let target = self.fs.readlink(&link).await?;
+            let target = self.fs.readlink(who, &link).await?;
             let names: Vec<&str> = target
                 .split('/')
                 .filter(|n| !n.is_empty() && *n != ".")
@@ -976,7 +959,7 @@ impl<F: Filesystem> Shared<F> {
             let mut cur = dir.clone();
             let mut q = qid;
             for n in names {
-                (cur, q) = self.fs.walk(&cur, n).await?;
+                (cur, q) = self.fs.walk(who, &cur, n).await?;
             }
             (link, qid) = (cur, q);
         }
@@ -987,9 +970,9 @@ impl<F: Filesystem> Shared<F> {
         &self,
         fid: u32,
         flags: OpenFlags,
-        _d: Dialect,
+        d: Dialect,
         msize: u32,
-    ) -> FsResult<Reply<F::Fid>> {
+    ) -> FsResult<Reply<F::Node>> {
         let e = self.fid(fid)?;
         if e.opened.is_some() {
             return Err(FsError::BADF.with(format!("fid {fid} already open")));
@@ -997,10 +980,19 @@ impl<F: Filesystem> Shared<F> {
         if e.qid.is_dir() && flags.write {
             return Err(FsError::ISDIR);
         }
-        let (state, qid) = self.fs.open(&e.state, flags).await?;
+        let contents = self.fs.open(&e.who, &e.node, flags).await?;
+        let snap = Snapshot::new(contents, &self.budget)?;
+        let qid = e.qid;
         let iounit = msize - IOHDRSZ;
-        let entry = FidEntry::new(state, qid, Some(flags));
-        let reply = match _d {
+        let entry = Arc::new(FidEntry {
+            node: e.node.clone(),
+            who: e.who.clone(),
+            qid,
+            opened: Some(flags),
+            snap: Some(snap),
+            dir_cursor: tokio::sync::Mutex::new((0, 0)),
+        });
+        let reply = match d {
             Dialect::P2000L => Rmessage::Lopen(proto::Rlopen { qid, iounit }),
             _ => Rmessage::Open(proto::Ropen { qid, iounit }),
         };
@@ -1011,7 +1003,7 @@ impl<F: Filesystem> Shared<F> {
     /// offset must be 0 or the end of the previous read (read(5)).
     async fn dir_read(
         &self,
-        e: &FidEntry<F::Fid>,
+        e: &FidEntry<F::Node>,
         offset: u64,
         count: u32,
         d: Dialect,
@@ -1025,54 +1017,49 @@ impl<F: Filesystem> Shared<F> {
                 cur.0
             )));
         }
+        let ents = e.snap.as_ref().ok_or(FsError::BADF)?.entries(cur.1)?;
         let mut out = BytesMut::new();
         let mut cookie = cur.1;
-        'fill: loop {
-            let ents = self.fs.readdir(&e.state, cookie, count).await?;
-            if ents.is_empty() {
-                break;
+        for ent in ents {
+            if ent.name == "." || ent.name == ".." {
+                cookie = ent.offset;
+                continue;
             }
-            for ent in ents {
-                if ent.name == "." || ent.name == ".." {
+            let st = match self.fs.walk(&e.who, &e.node, &ent.name).await {
+                Ok((child, _)) => match self.stat_of(&e.who, &child, d).await {
+                    Ok(st) => st,
+                    Err(_) => {
+                        cookie = ent.offset;
+                        continue; // vanished between open and stat
+                    }
+                },
+                Err(_) => {
                     cookie = ent.offset;
                     continue;
                 }
-                let st = match self.fs.walk(&e.state, &ent.name).await {
-                    Ok((child, _)) => match self.stat_of(&child, d).await {
-                        Ok(st) => st,
-                        Err(_) => {
-                            cookie = ent.offset;
-                            continue; // vanished between readdir and stat
-                        }
-                    },
-                    Err(_) => {
-                        cookie = ent.offset;
-                        continue;
-                    }
-                };
-                if out.len() + st.size(d) > count as usize {
-                    if out.is_empty() {
-                        // read(5): an empty reply is the end of the
-                        // directory, so a record that never fits is an error.
-                        return Err(FsError::INVAL
-                            .with(format!("read count {count} too small for a stat record")));
-                    }
-                    break 'fill;
+            };
+            if out.len() + st.size(d) > count as usize {
+                if out.is_empty() {
+                    // read(5): an empty reply is the end of the directory,
+                    // so a record that never fits is an error.
+                    return Err(FsError::INVAL
+                        .with(format!("read count {count} too small for a stat record")));
                 }
-                st.encode_to(d, &mut out)
-                    .map_err(|err| FsError::IO.with(err.to_string()))?;
-                cookie = ent.offset;
+                break;
             }
+            st.encode_to(d, &mut out)
+                .map_err(|err| FsError::IO.with(err.to_string()))?;
+            cookie = ent.offset;
         }
         let data = out.freeze();
         *cur = (cur.0 + data.len() as u64, cookie);
         Ok(data)
     }
 
-    async fn stat_of(&self, fid: &F::Fid, d: Dialect) -> FsResult<Stat> {
-        let m = self.fs.getattr(fid).await?;
+    async fn stat_of(&self, who: &Identity, node: &F::Node, d: Dialect) -> FsResult<Stat> {
+        let m = self.fs.getattr(who, node).await?;
         let extension = if d == Dialect::P2000u && m.mode & s_if::FMT == s_if::LNK {
-            self.fs.readlink(fid).await.unwrap_or_default()
+            self.fs.readlink(who, node).await.unwrap_or_default()
         } else {
             String::new()
         };
@@ -1081,30 +1068,33 @@ impl<F: Filesystem> Shared<F> {
 }
 
 /// `Rgetattr` from metadata. v9fs asks for BASIC; we fill all of it.
-pub fn meta_to_attr(m: &Meta) -> Attr {
+pub fn meta_to_attr(m: &Metadata) -> Attr {
+    let (atime_sec, atime_nsec) = epoch_parts(m.atime);
+    let (mtime_sec, mtime_nsec) = epoch_parts(m.mtime);
+    let (ctime_sec, ctime_nsec) = epoch_parts(m.ctime.unwrap_or(m.mtime));
     Attr {
         valid: proto::getattr::BASIC,
         qid: m.qid,
         mode: m.mode,
-        uid: m.uid,
-        gid: m.gid,
-        nlink: m.nlink,
+        uid: m.uid.unwrap_or(0),
+        gid: m.gid.unwrap_or(0),
+        nlink: m.nlink.unwrap_or(1),
         rdev: m.rdev,
         size: m.size,
         blksize: 4096,
-        blocks: m.blocks,
-        atime_sec: m.atime.sec,
-        atime_nsec: m.atime.nsec,
-        mtime_sec: m.mtime.sec,
-        mtime_nsec: m.mtime.nsec,
-        ctime_sec: m.ctime.sec,
-        ctime_nsec: m.ctime.nsec,
+        blocks: 0,
+        atime_sec,
+        atime_nsec,
+        mtime_sec,
+        mtime_nsec,
+        ctime_sec,
+        ctime_nsec,
         ..Attr::default()
     }
 }
 
 /// A 9P2000/.u stat record from metadata.
-pub fn meta_to_stat(m: &Meta, d: Dialect, extension: String) -> Stat {
+pub fn meta_to_stat(m: &Metadata, d: Dialect, extension: String) -> Stat {
     use proto::dm;
     let mut mode = m.mode & 0o777;
     match m.mode & s_if::FMT {
@@ -1115,23 +1105,25 @@ pub fn meta_to_stat(m: &Meta, d: Dialect, extension: String) -> Stat {
         s_if::SOCK if d == Dialect::P2000u => mode |= dm::SOCKET,
         _ => {}
     }
-    let uname = m.uname.clone().unwrap_or_else(|| m.uid.to_string());
-    let gname = m.gname.clone().unwrap_or_else(|| m.gid.to_string());
+    let (uid, gid) = (m.uid.unwrap_or(0), m.gid.unwrap_or(0));
+    let uname = m.user.clone().unwrap_or_else(|| uid.to_string());
+    let gname = m.group.clone().unwrap_or_else(|| gid.to_string());
+    let secs = |t| epoch_parts(t).0.min(u32::MAX as u64) as u32;
     Stat {
         ty: 0,
         dev: 0,
         qid: m.qid,
         mode,
-        atime: m.atime.sec.min(u32::MAX as u64) as u32,
-        mtime: m.mtime.sec.min(u32::MAX as u64) as u32,
+        atime: secs(m.atime),
+        mtime: secs(m.mtime),
         length: if m.qid.is_dir() { 0 } else { m.size },
-        name: m.name.clone(),
+        name: m.name.clone().unwrap_or_default(),
         uid: uname.clone(),
         gid: gname,
         muid: uname,
         extension,
-        n_uid: m.uid,
-        n_gid: m.gid,
-        n_muid: m.uid,
+        n_uid: uid,
+        n_gid: gid,
+        n_muid: uid,
     }
 }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
-use super::{FsError, FsResult};
+use super::{Contents, FsError, FsResult};
 use crate::proto::{DirEntry, errno};
 
 /// A count of bytes held by open snapshots against a limit.
@@ -124,9 +124,9 @@ impl Drop for Charge {
 }
 
 /// What an open fid holds: the file's bytes or the directory's entries,
-/// and the charge for them (released with the last clone of the fid).
+/// and the charge for them (released when the fid is clunked).
 #[derive(Debug)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     body: Body,
     _charge: Option<Charge>,
 }
@@ -143,65 +143,56 @@ enum Body {
 const DIR_ENTRY_COST: usize = std::mem::size_of::<DirEntry>() + 16;
 
 impl Snapshot {
-    /// A file's bytes, charged to `budget`.
+    /// Holds what `open` returned, charged to `budget` (shared bytes are
+    /// not); numbers directory entries: entry `i` gets cookie `i + 1`.
     ///
     /// # Errors
     /// EMFILE past the budget (see [`SnapshotBudget::charge`]).
-    pub fn file(data: Bytes, budget: &SnapshotBudget) -> FsResult<Self> {
-        let charge = budget.charge(data.len())?;
+    pub fn new(contents: Contents, budget: &SnapshotBudget) -> FsResult<Self> {
+        let (body, charge) = match contents {
+            Contents::File(b) => {
+                let charge = budget.charge(b.len())?;
+                (Body::File(b), Some(charge))
+            }
+            Contents::Shared(b) => (Body::File(b), None),
+            Contents::Dir(mut ents) => {
+                let bytes = ents.iter().map(|e| DIR_ENTRY_COST + e.name.len()).sum();
+                let charge = budget.charge(bytes)?;
+                for (i, e) in ents.iter_mut().enumerate() {
+                    e.offset = i as u64 + 1;
+                }
+                (Body::Dir(ents), Some(charge))
+            }
+        };
         Ok(Self {
-            body: Body::File(data),
-            _charge: Some(charge),
+            body,
+            _charge: charge,
         })
     }
 
-    /// A file whose bytes are held elsewhere anyway (a cache bounded by
-    /// its own byte limit shares them), so holding them costs nothing more.
-    pub fn shared_file(data: Bytes) -> Self {
-        Self {
-            body: Body::File(data),
-            _charge: None,
-        }
-    }
-
-    /// A directory's entries, charged to `budget`.
+    /// `count` bytes at `offset` of a file (empty at EOF).
     ///
     /// # Errors
-    /// EMFILE past the budget.
-    pub fn dir(entries: Vec<DirEntry>, budget: &SnapshotBudget) -> FsResult<Self> {
-        let bytes = entries.iter().map(|e| DIR_ENTRY_COST + e.name.len()).sum();
-        let charge = budget.charge(bytes)?;
-        Ok(Self {
-            body: Body::Dir(entries),
-            _charge: Some(charge),
-        })
-    }
-
-    /// `count` bytes at `offset` of an opened file (empty at EOF).
-    ///
-    /// # Errors
-    /// EBADF when not opened, EISDIR for a directory.
-    pub fn read(snap: Option<&Snapshot>, offset: u64, count: u32) -> FsResult<Bytes> {
-        match snap.map(|s| &s.body) {
-            Some(Body::File(b)) => {
+    /// EISDIR for a directory.
+    pub fn read(&self, offset: u64, count: u32) -> FsResult<Bytes> {
+        match &self.body {
+            Body::File(b) => {
                 let start = offset.min(b.len() as u64) as usize;
                 let end = start.saturating_add(count as usize).min(b.len());
                 Ok(b.slice(start..end))
             }
-            Some(Body::Dir(_)) => Err(FsError::ISDIR),
-            None => Err(FsError::BADF),
+            Body::Dir(_) => Err(FsError::ISDIR),
         }
     }
 
-    /// The entries after cookie `offset` of an opened directory.
+    /// The entries of a directory after cookie `offset` (0: all of them).
     ///
     /// # Errors
-    /// EBADF when not opened, ENOTDIR for a file.
-    pub fn readdir(snap: Option<&Snapshot>, offset: u64) -> FsResult<Vec<DirEntry>> {
-        match snap.map(|s| &s.body) {
-            Some(Body::Dir(ents)) => Ok(ents[offset.min(ents.len() as u64) as usize..].to_vec()),
-            Some(Body::File(_)) => Err(FsError::NOTDIR),
-            None => Err(FsError::BADF),
+    /// ENOTDIR for a file.
+    pub fn entries(&self, offset: u64) -> FsResult<&[DirEntry]> {
+        match &self.body {
+            Body::Dir(ents) => Ok(&ents[offset.min(ents.len() as u64) as usize..]),
+            Body::File(_) => Err(FsError::NOTDIR),
         }
     }
 }
@@ -211,24 +202,29 @@ mod tests {
     use super::*;
     use crate::proto::Qid;
 
+    fn file(n: usize, budget: &SnapshotBudget) -> FsResult<Snapshot> {
+        Snapshot::new(Contents::File(Bytes::from(vec![0u8; n])), budget)
+    }
+
     #[test]
-    fn reads_slice_and_cookies_resume() {
+    fn reads_slice_and_cookies_are_numbered_and_resume() {
         let u = SnapshotBudget::unlimited();
-        let f = Snapshot::file(Bytes::from_static(b"hello"), &u).unwrap();
-        assert_eq!(&Snapshot::read(Some(&f), 1, 3).unwrap()[..], b"ell");
-        assert!(Snapshot::read(Some(&f), 9, 3).unwrap().is_empty());
-        assert_eq!(Snapshot::read(None, 0, 1).unwrap_err(), FsError::BADF);
+        let f = Snapshot::new(Contents::File(Bytes::from_static(b"hello")), &u).unwrap();
+        assert_eq!(&f.read(1, 3).unwrap()[..], b"ell");
+        assert!(f.read(9, 3).unwrap().is_empty());
         let e = |n: &str, o| DirEntry {
             qid: Qid::default(),
             offset: o,
             ty: 8,
             name: n.into(),
         };
-        let d = Snapshot::dir(vec![e("a", 1), e("b", 2)], &u).unwrap();
-        assert_eq!(Snapshot::readdir(Some(&d), 1).unwrap(), vec![e("b", 2)]);
-        assert!(Snapshot::readdir(Some(&d), 7).unwrap().is_empty());
-        assert_eq!(Snapshot::read(Some(&d), 0, 1).unwrap_err(), FsError::ISDIR);
-        assert_eq!(Snapshot::readdir(Some(&f), 0).unwrap_err(), FsError::NOTDIR);
+        // Whatever offsets the filesystem left, entry i gets cookie i + 1.
+        let d = Snapshot::new(Contents::Dir(vec![e("a", 0), e("b", 9)]), &u).unwrap();
+        assert_eq!(d.entries(0).unwrap(), &[e("a", 1), e("b", 2)]);
+        assert_eq!(d.entries(1).unwrap(), &[e("b", 2)]);
+        assert!(d.entries(7).unwrap().is_empty());
+        assert_eq!(d.read(0, 1).unwrap_err(), FsError::ISDIR);
+        assert_eq!(f.entries(0).unwrap_err(), FsError::NOTDIR);
     }
 
     #[test]
@@ -236,27 +232,23 @@ mod tests {
         let server = Meter::new(250);
         let a = SnapshotBudget::new(100, server.clone());
         let b = SnapshotBudget::new(100, server.clone());
-        let data = |n| Bytes::from(vec![0u8; n]);
         // One snapshot past the connection's limit is allowed when it
         // holds nothing; a second is not.
-        let big = Snapshot::file(data(150), &a).unwrap();
-        let err = Snapshot::file(data(1), &a).unwrap_err();
+        let big = file(150, &a).unwrap();
+        let err = file(1, &a).unwrap_err();
         assert_eq!(err.errno, errno::EMFILE);
         // The server's limit is strict and shared.
-        let b1 = Snapshot::file(data(90), &b).unwrap();
-        assert_eq!(
-            Snapshot::file(data(20), &b).unwrap_err().errno,
-            errno::EMFILE
-        );
+        let b1 = file(90, &b).unwrap();
+        assert_eq!(file(20, &b).unwrap_err().errno, errno::EMFILE);
         assert_eq!(server.used(), 240);
         // A refused charge leaves nothing behind; drops give bytes back.
         drop(big);
         assert_eq!(server.used(), 90);
-        let b2 = Snapshot::file(data(10), &b).unwrap();
+        let b2 = file(10, &b).unwrap();
         drop((b1, b2));
         assert_eq!(server.used(), 0);
         // Shared bytes are not charged.
-        let _s = Snapshot::shared_file(data(1000));
+        let _s = Snapshot::new(Contents::Shared(Bytes::from(vec![0u8; 1000])), &a).unwrap();
         assert_eq!(server.used(), 0);
     }
 }

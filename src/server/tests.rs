@@ -39,7 +39,7 @@ fn q(path: &str) -> Qid {
 }
 
 impl Filesystem for TestFs {
-    type Fid = TFid;
+    type Node = TFid;
 
     async fn attach(&self, req: &AttachRequest) -> FsResult<(TFid, Qid)> {
         if req.aname == "bad" {
@@ -53,7 +53,7 @@ impl Filesystem for TestFs {
         ))
     }
 
-    async fn walk(&self, dir: &TFid, name: &str) -> FsResult<(TFid, Qid)> {
+    async fn walk(&self, _who: &Identity, dir: &TFid, name: &str) -> FsResult<(TFid, Qid)> {
         let p = match (dir.path.as_str(), name) {
             (_, "..") => dir
                 .path
@@ -67,60 +67,47 @@ impl Filesystem for TestFs {
         Ok((TFid { path: p.clone() }, q(&p)))
     }
 
-    async fn getattr(&self, fid: &TFid) -> FsResult<Meta> {
+    /// The owner is whoever asks: shows which identity a call carried.
+    async fn getattr(&self, who: &Identity, fid: &TFid) -> FsResult<Metadata> {
         let qid = q(&fid.path);
         let mode = if qid.is_dir() {
             s_if::DIR | 0o555
         } else {
             s_if::REG | 0o444
         };
-        Ok(Meta {
+        Ok(Metadata {
             qid,
-            name: fid.path.rsplit('/').next().unwrap_or("/").to_string(),
+            name: Some(fid.path.rsplit('/').next().unwrap_or("/").to_string()),
             mode,
-            nlink: 1,
-            ..Meta::default()
+            uid: Some(who.uid),
+            nlink: Some(1),
+            ..Metadata::default()
         })
     }
 
-    async fn open(&self, fid: &TFid, _flags: OpenFlags) -> FsResult<(TFid, Qid)> {
+    async fn open(&self, _who: &Identity, fid: &TFid, _flags: OpenFlags) -> FsResult<Contents> {
         match fid.path.as_str() {
             "slow" => self.release.notified().await,
             "boom" => panic!("test panic"),
             _ => {}
         }
-        Ok((
-            TFid {
-                path: fid.path.clone(),
-            },
-            q(&fid.path),
-        ))
-    }
-
-    async fn read(&self, fid: &TFid, offset: u64, count: u32) -> FsResult<Bytes> {
-        let data: &[u8] = if fid.path == "a" { b"hello" } else { b"" };
-        let s = (offset as usize).min(data.len());
-        let e = (s + count as usize).min(data.len());
-        Ok(Bytes::copy_from_slice(&data[s..e]))
-    }
-
-    async fn readdir(&self, fid: &TFid, offset: u64, _count: u32) -> FsResult<Vec<DirEntry>> {
-        let names: &[&str] = if fid.path.is_empty() {
-            &["a", "d", "slow", "boom"]
-        } else {
-            &["b"]
+        let names: &[&str] = match fid.path.as_str() {
+            "" => &["a", "d", "slow", "boom"],
+            "d" => &["b"],
+            "a" => return Ok(Contents::File(Bytes::from_static(b"hello"))),
+            _ => return Ok(Contents::File(Bytes::new())),
         };
-        Ok(names
-            .iter()
-            .enumerate()
-            .skip(offset as usize)
-            .map(|(i, n)| DirEntry {
-                qid: q(n),
-                offset: i as u64 + 1,
-                ty: 8,
-                name: (*n).to_string(),
-            })
-            .collect())
+        Ok(Contents::Dir(
+            names
+                .iter()
+                .map(|n| DirEntry {
+                    qid: q(n),
+                    offset: 0,
+                    ty: 8,
+                    name: (*n).to_string(),
+                })
+                .collect(),
+        ))
     }
 }
 
@@ -131,7 +118,15 @@ struct Conn {
 }
 
 fn start() -> Conn {
-    start_with(SessionLimits::default())
+    start_with(limits())
+}
+
+/// Default limits, believing claims: the test peer has no credentials.
+fn limits() -> SessionLimits {
+    SessionLimits {
+        access: AccessPolicy::believing_claims(),
+        ..SessionLimits::default()
+    }
 }
 
 fn start_with(limits: SessionLimits) -> Conn {
@@ -217,7 +212,8 @@ impl Conn {
             Tmessage::Attach(Tattach {
                 fid,
                 afid: NOFID,
-                uname: "u".into(),
+                // A known name: 9P2000 carries no n_uname.
+                uname: "root".into(),
                 aname: "".into(),
                 n_uname: 0,
             }),
@@ -251,7 +247,7 @@ fn errno_of(m: &Rmessage) -> u32 {
 async fn version_is_negotiated_by_prefix_and_msize_capped() {
     let mut c = start_with(SessionLimits {
         max_msize: 8192,
-        ..SessionLimits::default()
+        ..limits()
     });
     let r = c.version("9P2000.L.Google.7").await;
     assert_eq!((r.version.as_str(), r.msize), ("9P2000.L", 8192));
@@ -643,7 +639,7 @@ async fn oversized_or_undersized_frames_close_the_connection() {
 async fn half_a_frame_then_silence_is_closed_after_the_deadline() {
     let mut c = start_with(SessionLimits {
         partial_frame_timeout: Duration::from_secs(3),
-        ..SessionLimits::default()
+        ..limits()
     });
     c.version("9P2000.L").await;
     c.send_raw(&[20, 0, 0, 0, 104]).await;
@@ -655,7 +651,7 @@ async fn half_a_frame_then_silence_is_closed_after_the_deadline() {
 async fn fid_limit_answers_emfile() {
     let mut c = start_with(SessionLimits {
         max_fids: 3,
-        ..SessionLimits::default()
+        ..limits()
     });
     c.version("9P2000.L").await;
     c.attach(0).await;
@@ -685,16 +681,16 @@ async fn many_attaches_per_connection() {
 
 #[test]
 fn meta_converts_to_each_dialect() {
-    let m = Meta {
+    let m = Metadata {
         qid: Qid {
             ty: qt::SYMLINK,
             version: 0,
             path: 5,
         },
-        name: "exe".into(),
+        name: Some("exe".into()),
         mode: s_if::LNK | 0o777,
-        uid: 7,
-        ..Meta::default()
+        uid: Some(7),
+        ..Metadata::default()
     };
     let st = session::meta_to_stat(&m, Dialect::P2000u, "/bin/sh".into());
     assert_eq!(st.mode, proto::dm::SYMLINK | 0o777);
@@ -730,10 +726,11 @@ impl crate::auth::Authenticator for FakeMunge {
 
 fn auth_limits(required: bool) -> SessionLimits {
     SessionLimits {
-        auth: Some(session::AuthPolicy {
-            verifier: Arc::new(FakeMunge),
-            required,
-        }),
+        access: AccessPolicy {
+            verifier: Some(Arc::new(FakeMunge)),
+            believe_claims: !required,
+            ..AccessPolicy::default()
+        },
         ..SessionLimits::default()
     }
 }
@@ -844,4 +841,42 @@ async fn tauth_without_an_authenticator_is_enoent_like_diod() {
         )
         .await;
     assert_eq!(errno_of(&r), errno::ENOENT);
+}
+
+#[tokio::test]
+async fn the_attach_identity_goes_with_every_fid_walked_from_it() {
+    let mut c = start();
+    c.version("9P2000.L").await;
+    let a = Tattach {
+        fid: 0,
+        afid: NOFID,
+        uname: "u".into(),
+        aname: "".into(),
+        n_uname: 1000,
+    };
+    assert!(matches!(
+        c.rpc(1, Tmessage::Attach(a)).await,
+        Rmessage::Attach(_)
+    ));
+    assert!(matches!(c.walk(0, 1, &["d", "b"]).await, Rmessage::Walk(_)));
+    assert!(matches!(c.walk(1, 2, &[]).await, Rmessage::Walk(_)));
+    for fid in [0, 1, 2] {
+        let r = c
+            .rpc(
+                3,
+                Tmessage::Getattr(Tgetattr {
+                    fid,
+                    request_mask: getattr::BASIC,
+                }),
+            )
+            .await;
+        assert!(
+            matches!(r, Rmessage::Getattr(ref g) if g.attr.uid == 1000),
+            "{r:?}"
+        );
+    }
+    // Closed by default: a peer without credentials cannot attach.
+    let mut c = start_with(SessionLimits::default());
+    c.version("9P2000.L").await;
+    assert_eq!(errno_of(&c.attach(0).await), errno::EPERM);
 }

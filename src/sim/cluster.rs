@@ -173,7 +173,11 @@ impl SimCluster {
         let sim = Arc::new(Sim::new(opts)?);
         let shutdown = CancellationToken::new();
         let (done_tx, done_rx) = mpsc::channel(1);
-        let limits = SessionLimits::default();
+        // Like an agent without --auth: whoever connects, as whom they say.
+        let limits = SessionLimits {
+            access: crate::server::AccessPolicy::believing_claims(),
+            ..SessionLimits::default()
+        };
         let mut nodes = Vec::with_capacity(n);
         let mut single_address = false;
         for (i, &own_ip) in ips.iter().enumerate() {
@@ -488,7 +492,12 @@ impl NodeTask {
         let limits = self.limits.clone();
         let done = self.done.clone();
         tokio::spawn(async move {
-            serve_connection(fs, s, peer_of(a), limits, stop).await;
+            let io = SlowReplies {
+                inner: s,
+                fs: fs.clone(),
+                sleep: None,
+            };
+            serve_connection(fs, io, peer_of(a), limits, stop).await;
             drop(done);
         });
     }
@@ -699,4 +708,58 @@ async fn proxy(
     }
     session_stop.cancel();
     let _ = session.await;
+}
+
+/// A connection of a slow node: every reply is written after the node's
+/// next delay (none on other nodes). Done on the transport because reads
+/// of an open file are answered by the session from the open contents,
+/// without a filesystem call to delay.
+struct SlowReplies {
+    inner: TcpStream,
+    fs: Arc<SimNodeFs>,
+    sleep: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl AsyncRead for SlowReplies {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl tokio::io::AsyncWrite for SlowReplies {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<io::Result<usize>> {
+        if self.sleep.is_none()
+            && let Some(d) = self.fs.request_delay()
+        {
+            self.sleep = Some(Box::pin(tokio::time::sleep(d)));
+        }
+        if let Some(s) = self.sleep.as_mut() {
+            std::task::ready!(s.as_mut().poll(cx));
+        }
+        let r = std::task::ready!(std::pin::Pin::new(&mut self.inner).poll_write(cx, buf));
+        self.sleep = None;
+        std::task::Poll::Ready(r)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }

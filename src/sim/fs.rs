@@ -5,18 +5,18 @@
 //! process that exited (or whose pid was reused) since it was walked to.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::model::{NodeModel, ProcRec, Sim, Snapshot};
+use super::model::{NodeAt, NodeModel, ProcRec, Sim};
 use super::render::{self, NodeFile, ProcCtx, ProcFile};
 use super::tables::{Role, user_name};
 use crate::format::summary::{GPROC_DIR, SUMMARY_FILE};
-use crate::proto::{DirEntry, Qid, errno, qt};
-use crate::server::{
-    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot as Opened,
-    SnapshotBudget, Time, s_if,
+use crate::proto::{
+    DirEntry, Metadata, Qid, dt, errno, qid_type_from_mode, qt, s_if, time_from_wire,
 };
+use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags};
 
 /// qid.path of synthesized files: the agent's values, so a client sees the
 /// same numbers from an agent and from the simulator.
@@ -104,11 +104,11 @@ impl Item {
     }
 
     fn dt(self) -> u8 {
-        crate::server::dt_from_mode(self.mode())
+        dt::from_mode(self.mode())
     }
 
     fn qtype(self) -> u8 {
-        crate::server::qid_type_from_mode(self.mode())
+        qid_type_from_mode(self.mode())
     }
 }
 
@@ -142,17 +142,14 @@ impl Entry {
     }
 }
 
-/// Per-fid state: which file, and its snapshot once opened.
-#[derive(Debug, Clone)]
-pub struct SimFid {
+/// Where a fid is: which file.
+#[derive(Debug, Clone, Copy)]
+pub struct SimNode {
     entry: Entry,
-    snap: Option<Arc<Opened>>,
-    /// The connection's snapshot budget, from the attach.
-    budget: SnapshotBudget,
 }
 
 #[cfg(test)]
-impl SimFid {
+impl SimNode {
     /// The qid of the named file, for tests.
     pub(crate) fn entry_qid(&self) -> Qid {
         self.entry.qid()
@@ -185,11 +182,11 @@ impl SimNodeFs {
         self.sim.node_name(self.index)
     }
 
-    /// A slow node sleeps here before answering.
-    async fn delay(&self) {
-        if let Some(d) = self.sim.slow_delay(self.node()) {
-            tokio::time::sleep(d).await;
-        }
+    /// How long a slow node waits before its next reply (`None`: not a
+    /// slow node). Applied to every reply by the simulated cluster's
+    /// connections, since reads of open files never reach the filesystem.
+    pub(crate) fn request_delay(&self) -> Option<Duration> {
+        self.sim.slow_delay(self.node())
     }
 
     /// The process an entry belongs to, if it still exists.
@@ -286,17 +283,17 @@ impl SimNodeFs {
 
     fn listing(&self, e: Entry) -> FsResult<Vec<DirEntry>> {
         let qid = e.qid();
-        let mut out = vec![dirent(qid, 4, "."), dirent(qid, 4, "..")];
+        let mut out = vec![dirent(qid, dt::DIR, "."), dirent(qid, dt::DIR, "..")];
         match e {
             Entry::Root => {
                 let snap = self.node().snapshot(&self.sim);
                 if self.node().summary {
-                    out.push(dirent(Entry::GprocDir.qid(), 4, GPROC_DIR));
+                    out.push(dirent(Entry::GprocDir.qid(), dt::DIR, GPROC_DIR));
                 }
                 for (name, f) in NODE_FILES {
-                    out.push(dirent(Entry::Node(*f).qid(), 8, name));
+                    out.push(dirent(Entry::Node(*f).qid(), dt::REG, name));
                     if *name == "meminfo" {
-                        out.push(dirent(Entry::SelfLink.qid(), 10, "self"));
+                        out.push(dirent(Entry::SelfLink.qid(), dt::LNK, "self"));
                     }
                 }
                 for p in &snap.procs {
@@ -306,10 +303,10 @@ impl SimNodeFs {
                         tid: 0,
                         item: Item::Dir,
                     };
-                    out.push(dirent(pe.qid(), 4, &p.pid.to_string()));
+                    out.push(dirent(pe.qid(), dt::DIR, &p.pid.to_string()));
                 }
             }
-            Entry::GprocDir => out.push(dirent(Entry::Summary.qid(), 8, SUMMARY_FILE)),
+            Entry::GprocDir => out.push(dirent(Entry::Summary.qid(), dt::REG, SUMMARY_FILE)),
             Entry::Proc {
                 pid,
                 start,
@@ -334,21 +331,22 @@ impl SimNodeFs {
                     }
                     Item::TaskDir => {
                         for t in p.pid..p.pid + u32::from(p.threads) {
-                            out.push(dirent(at(t, Item::Dir).qid(), 4, &t.to_string()));
+                            out.push(dirent(at(t, Item::Dir).qid(), dt::DIR, &t.to_string()));
                         }
                     }
                     Item::FdDir => {
                         for fd in 0..render::fd_count(&self.ctx(p, now)) {
-                            out.push(dirent(at(tid, Item::Fd(fd)).qid(), 10, &fd.to_string()));
+                            out.push(dirent(
+                                at(tid, Item::Fd(fd)).qid(),
+                                dt::LNK,
+                                &fd.to_string(),
+                            ));
                         }
                     }
                     _ => return Err(FsError::NOTDIR),
                 }
             }
             _ => return Err(FsError::NOTDIR),
-        }
-        for (i, d) in out.iter_mut().enumerate() {
-            d.offset = i as u64 + 1;
         }
         Ok(out)
     }
@@ -391,7 +389,7 @@ impl SimNodeFs {
         }
     }
 
-    fn summary_at(&self, snap: &Snapshot) -> crate::format::summary::NodeSummary {
+    fn summary_at(&self, snap: &NodeAt) -> crate::format::summary::NodeSummary {
         render::summary(&self.sim, self.node(), snap, self.hostname())
     }
 
@@ -400,29 +398,28 @@ impl SimNodeFs {
         self.summary_at(&self.node().snapshot(&self.sim))
     }
 
-    fn meta(&self, e: Entry) -> FsResult<Meta> {
+    fn meta(&self, e: Entry) -> FsResult<Metadata> {
         let sim = &self.sim;
         let node = self.node();
         let now_ticks = sim.clock.ticks();
         let wall = |ticks_since_boot: u64| {
             let ms = (sim.clock.epoch_ms() / 10).saturating_sub(node.uptime0) * 10
                 + ticks_since_boot * 10;
-            Time {
-                sec: ms / 1000,
-                nsec: ms % 1000 * 1_000_000,
-            }
+            time_from_wire(ms / 1000, ms % 1000 * 1_000_000)
         };
-        let root_meta = |qid: Qid, name: &str, mode: u32, t: Time| Meta {
+        let root_meta = |qid: Qid, name: &str, mode: u32, t| Metadata {
             qid,
-            name: name.to_string(),
+            name: Some(name.to_string()),
             mode,
-            uname: Some("root".into()),
-            gname: Some("root".into()),
-            nlink: if mode & s_if::FMT == s_if::DIR { 2 } else { 1 },
+            uid: Some(0),
+            gid: Some(0),
+            user: Some("root".into()),
+            group: Some("root".into()),
+            nlink: Some(if mode & s_if::FMT == s_if::DIR { 2 } else { 1 }),
             atime: t,
             mtime: t,
-            ctime: t,
-            ..Meta::default()
+            ctime: Some(t),
+            ..Metadata::default()
         };
         let now = wall(node.uptime0 + now_ticks);
         Ok(match e {
@@ -455,19 +452,19 @@ impl SimNodeFs {
                 };
                 let t = wall(p.start);
                 let user = user_name(p.uid);
-                Meta {
+                Metadata {
                     qid: e.qid(),
-                    name,
+                    name: Some(name),
                     mode: item.mode(),
-                    uid: p.uid,
-                    gid: p.uid,
-                    uname: Some(user.clone()),
-                    gname: Some(user),
-                    nlink: if e.is_dir() { 2 } else { 1 },
+                    uid: Some(p.uid),
+                    gid: Some(p.uid),
+                    user: Some(user.clone()),
+                    group: Some(user),
+                    nlink: Some(if e.is_dir() { 2 } else { 1 }),
                     atime: t,
                     mtime: t,
-                    ctime: t,
-                    ..Meta::default()
+                    ctime: Some(t),
+                    ..Metadata::default()
                 }
             }
         })
@@ -496,10 +493,9 @@ fn parse_pid(name: &str) -> Option<u32> {
 }
 
 impl Filesystem for SimNodeFs {
-    type Fid = SimFid;
+    type Node = SimNode;
 
-    async fn attach(&self, req: &AttachRequest) -> FsResult<(SimFid, Qid)> {
-        self.delay().await;
+    async fn attach(&self, req: &AttachRequest) -> FsResult<(SimNode, Qid)> {
         let a = req.aname.trim_end_matches('/');
         if !(a.is_empty() || a == "/proc") {
             return Err(FsError::NOENT.with(format!(
@@ -508,51 +504,32 @@ impl Filesystem for SimNodeFs {
             )));
         }
         let e = Entry::Root;
-        Ok((
-            SimFid {
-                entry: e,
-                snap: None,
-                budget: req.budget.clone(),
-            },
-            e.qid(),
-        ))
+        Ok((SimNode { entry: e }, e.qid()))
     }
 
-    async fn walk(&self, dir: &SimFid, name: &str) -> FsResult<(SimFid, Qid)> {
-        self.delay().await;
+    async fn walk(&self, _who: &Identity, dir: &SimNode, name: &str) -> FsResult<(SimNode, Qid)> {
         let e = self.walk_entry(dir.entry, name)?;
-        Ok((
-            SimFid {
-                entry: e,
-                snap: None,
-                budget: dir.budget.clone(),
-            },
-            e.qid(),
-        ))
+        Ok((SimNode { entry: e }, e.qid()))
     }
 
-    async fn getattr(&self, fid: &SimFid) -> FsResult<Meta> {
-        self.delay().await;
+    async fn getattr(&self, _who: &Identity, fid: &SimNode) -> FsResult<Metadata> {
         self.meta(fid.entry)
     }
 
-    async fn open(&self, fid: &SimFid, flags: OpenFlags) -> FsResult<(SimFid, Qid)> {
-        self.delay().await;
+    async fn open(&self, _who: &Identity, fid: &SimNode, flags: OpenFlags) -> FsResult<Contents> {
         if flags.write || flags.truncate {
             return Err(FsError::ROFS);
         }
         let e = fid.entry;
-        let snap = match e {
+        match e {
             Entry::SelfLink
             | Entry::Proc {
                 item: Item::Exe | Item::Cwd | Item::Fd(_),
                 ..
             } => {
-                return Err(
-                    FsError::new(errno::ELOOP).with("symlinks are read with readlink, not opened")
-                );
+                Err(FsError::new(errno::ELOOP).with("symlinks are read with readlink, not opened"))
             }
-            _ if e.is_dir() => Opened::dir(self.listing(e)?, &fid.budget)?,
+            _ if e.is_dir() => Ok(Contents::Dir(self.listing(e)?)),
             _ => {
                 // Huge files take a while to render: off the async threads.
                 let this = self.clone();
@@ -564,31 +541,12 @@ impl Filesystem for SimNodeFs {
                 } else {
                     this.contents(e)?
                 };
-                Opened::file(Bytes::from(data), &fid.budget)?
+                Ok(Contents::File(Bytes::from(data)))
             }
-        };
-        Ok((
-            SimFid {
-                entry: e,
-                snap: Some(Arc::new(snap)),
-                budget: fid.budget.clone(),
-            },
-            e.qid(),
-        ))
+        }
     }
 
-    async fn read(&self, fid: &SimFid, offset: u64, count: u32) -> FsResult<Bytes> {
-        self.delay().await;
-        Opened::read(fid.snap.as_deref(), offset, count)
-    }
-
-    async fn readdir(&self, fid: &SimFid, offset: u64, _count: u32) -> FsResult<Vec<DirEntry>> {
-        self.delay().await;
-        Opened::readdir(fid.snap.as_deref(), offset)
-    }
-
-    async fn readlink(&self, fid: &SimFid) -> FsResult<String> {
-        self.delay().await;
+    async fn readlink(&self, _who: &Identity, fid: &SimNode) -> FsResult<String> {
         match fid.entry {
             Entry::SelfLink => Ok(self.node().agent_pid.to_string()),
             Entry::Proc {

@@ -30,7 +30,7 @@ use std::time::{Duration, SystemTime};
 use thiserror::Error;
 
 pub use cluster::{NodeInfo, SimCluster};
-pub use fs::{SimFid, SimNodeFs};
+pub use fs::{SimNode, SimNodeFs};
 pub use model::{Arch, DieSchedule, GarbageKind, HangKind, Sim};
 
 /// What is wrong with a simulated node, chosen per node from the seed.

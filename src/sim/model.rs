@@ -177,7 +177,7 @@ struct NodeState {
 
 /// A consistent view of a node at one tick.
 #[derive(Debug, Clone)]
-pub(crate) struct Snapshot {
+pub(crate) struct NodeAt {
     /// Ticks since boot.
     pub(crate) now: u64,
     /// Ticks since the cluster started.
@@ -886,10 +886,10 @@ fn build_procs(
 impl NodeModel {
     /// The node's processes and counters at the current tick, after
     /// applying any churn due.
-    pub(crate) fn snapshot(&self, sim: &Sim) -> Snapshot {
+    pub(crate) fn snapshot(&self, sim: &Sim) -> NodeAt {
         let mut st = sys::lock(&self.state);
         let ticks = self.advance(sim, &mut st);
-        Snapshot {
+        NodeAt {
             now: self.uptime0 + ticks,
             ticks,
             procs: st.procs.clone(),

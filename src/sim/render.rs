@@ -12,7 +12,7 @@ use std::fmt::Write as _;
 
 use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
 
-use super::model::{Arch, CpuModel, HZ, NodeModel, ProcRec, Sim, Snapshot};
+use super::model::{Arch, CpuModel, HZ, NodeAt, NodeModel, ProcRec, Sim};
 use super::tables::{Libs, Role, user_name};
 use crate::sys::rng::{Rng, hash};
 
@@ -763,7 +763,7 @@ pub(crate) fn maps(ctx: &ProcCtx<'_>, huge: usize) -> Vec<u8> {
 }
 
 /// A node-wide file at the snapshot's tick.
-pub(crate) fn node_file(sim: &Sim, node: &NodeModel, snap: &Snapshot, f: NodeFile) -> Vec<u8> {
+pub(crate) fn node_file(sim: &Sim, node: &NodeModel, snap: &NodeAt, f: NodeFile) -> Vec<u8> {
     match f {
         NodeFile::Cpuinfo => cpuinfo(node),
         NodeFile::Loadavg => {
@@ -806,7 +806,7 @@ fn ctx<'a>(sim: &'a Sim, node: &'a NodeModel, p: &ProcRec, now: u64) -> ProcCtx<
 }
 
 /// Sum of CPU rates of the processes, in CPUs.
-fn busy_cpus(snap: &Snapshot) -> f64 {
+fn busy_cpus(snap: &NodeAt) -> f64 {
     snap.procs
         .iter()
         .map(|p| f64::from(p.cpu_milli))
@@ -814,7 +814,7 @@ fn busy_cpus(snap: &Snapshot) -> f64 {
         / 1000.0
 }
 
-fn loadavg(sim: &Sim, node: &NodeModel, snap: &Snapshot) -> LoadAvg {
+fn loadavg(sim: &Sim, node: &NodeModel, snap: &NodeAt) -> LoadAvg {
     let busy = busy_cpus(snap);
     let minute = snap.now / (60 * HZ);
     let wobble = |k: u64, amp: f64| {
@@ -841,7 +841,7 @@ fn loadavg(sim: &Sim, node: &NodeModel, snap: &Snapshot) -> LoadAvg {
 }
 
 /// (uptime, idle) in seconds.
-fn uptime(_sim: &Sim, node: &NodeModel, snap: &Snapshot) -> (f64, f64) {
+fn uptime(_sim: &Sim, node: &NodeModel, snap: &NodeAt) -> (f64, f64) {
     let up = snap.now as f64 / HZ as f64;
     let cpus = f64::from(node.hw.cpus);
     let idle_frac = (1.0 - busy_cpus(snap) / cpus).clamp(0.02, 1.0);
@@ -858,7 +858,7 @@ struct Mem {
     slab: u64,
 }
 
-fn mem(sim: &Sim, node: &NodeModel, snap: &Snapshot) -> Mem {
+fn mem(sim: &Sim, node: &NodeModel, snap: &NodeAt) -> Mem {
     let total = node.hw.mem_total_kb;
     let anon: u64 = snap
         .procs
@@ -883,7 +883,7 @@ fn mem(sim: &Sim, node: &NodeModel, snap: &Snapshot) -> Mem {
     }
 }
 
-fn meminfo(sim: &Sim, node: &NodeModel, snap: &Snapshot) -> Vec<u8> {
+fn meminfo(sim: &Sim, node: &NodeModel, snap: &NodeAt) -> Vec<u8> {
     let m = mem(sim, node, snap);
     let mut o = String::with_capacity(1600);
     let mut line = |k: &str, v: u64| {
@@ -958,7 +958,7 @@ fn meminfo(sim: &Sim, node: &NodeModel, snap: &Snapshot) -> Vec<u8> {
     o.into_bytes()
 }
 
-fn kstat(sim: &Sim, node: &NodeModel, snap: &Snapshot) -> Vec<u8> {
+fn kstat(sim: &Sim, node: &NodeModel, snap: &NodeAt) -> Vec<u8> {
     let cpus = u64::from(node.hw.cpus);
     let busy = (busy_cpus(snap) / cpus as f64).clamp(0.0, 0.98);
     let total = snap.now * cpus;
@@ -1079,12 +1079,7 @@ fn cpuinfo(node: &NodeModel) -> Vec<u8> {
 }
 
 /// The node summary (`/.gproc/ps`) of a snapshot, in the agent's format.
-pub(crate) fn summary(
-    sim: &Sim,
-    node: &NodeModel,
-    snap: &Snapshot,
-    hostname: String,
-) -> NodeSummary {
+pub(crate) fn summary(sim: &Sim, node: &NodeModel, snap: &NodeAt, hostname: String) -> NodeSummary {
     let m = mem(sim, node, snap);
     let (up, idle) = uptime(sim, node, snap);
     let procs = snap

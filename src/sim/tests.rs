@@ -10,7 +10,8 @@ use super::tables::Role;
 use super::*;
 use crate::format::summary;
 use crate::proto::errno;
-use crate::server::{AttachRequest, Filesystem, OpenFlags, Peer, s_if};
+use crate::proto::s_if;
+use crate::server::{AttachRequest, Contents, Filesystem, Identity, OpenFlags, Proof};
 
 fn opts(nodes: usize) -> SimOptions {
     SimOptions {
@@ -20,44 +21,46 @@ fn opts(nodes: usize) -> SimOptions {
     }
 }
 
+fn root() -> Identity {
+    Identity::lookup(0, Proof::Peer)
+}
+
 fn attach_req() -> AttachRequest {
     AttachRequest {
-        uname: "root".into(),
         aname: "/proc".into(),
-        n_uname: 0,
-        peer: Arc::new(Peer::default()),
-        auth_uid: None,
-        budget: crate::server::SnapshotBudget::unlimited(),
+        who: root(),
     }
 }
 
-async fn walk(fs: &SimNodeFs, path: &str) -> crate::server::FsResult<SimFid> {
+async fn walk(fs: &SimNodeFs, path: &str) -> crate::server::FsResult<SimNode> {
     let (mut f, _) = fs.attach(&attach_req()).await?;
     for n in path.split('/').filter(|s| !s.is_empty()) {
-        f = fs.walk(&f, n).await?.0;
+        f = fs.walk(&root(), &f, n).await?.0;
     }
     Ok(f)
 }
 
+async fn open(fs: &SimNodeFs, f: &SimNode) -> crate::server::FsResult<Contents> {
+    fs.open(&root(), f, OpenFlags::READ).await
+}
+
 async fn read(fs: &SimNodeFs, path: &str) -> crate::server::FsResult<Vec<u8>> {
-    let f = walk(fs, path).await?;
-    let (o, _) = fs.open(&f, OpenFlags::READ).await?;
-    let mut out = Vec::new();
-    loop {
-        let b = fs.read(&o, out.len() as u64, 65536).await?;
-        if b.is_empty() {
-            return Ok(out);
-        }
-        out.extend_from_slice(&b);
+    match open(fs, &walk(fs, path).await?).await? {
+        Contents::File(b) => Ok(b.to_vec()),
+        c => panic!("{path}: not a file: {c:?}"),
+    }
+}
+
+async fn entries(fs: &SimNodeFs, path: &str) -> Vec<crate::proto::DirEntry> {
+    match open(fs, &walk(fs, path).await.unwrap()).await.unwrap() {
+        Contents::Dir(d) => d,
+        c => panic!("{path}: not a directory: {c:?}"),
     }
 }
 
 async fn list(fs: &SimNodeFs, path: &str) -> Vec<String> {
-    let f = walk(fs, path).await.unwrap();
-    let (o, _) = fs.open(&f, OpenFlags::READ).await.unwrap();
-    fs.readdir(&o, 0, 65536)
+    entries(fs, path)
         .await
-        .unwrap()
         .into_iter()
         .map(|e| e.name)
         .collect()
@@ -252,7 +255,7 @@ async fn agent_shapes() {
         (".gproc/ps", s_if::REG),
     ] {
         let f = walk(&fs, path).await.unwrap();
-        let m = fs.getattr(&f).await.unwrap();
+        let m = fs.getattr(&root(), &f).await.unwrap();
         assert_eq!(
             (m.size, m.qid.version, m.mode & s_if::FMT),
             (0, 0, fmt),
@@ -261,33 +264,28 @@ async fn agent_shapes() {
     }
     // Symlinks are read, never opened.
     let exe = walk(&fs, "1/exe").await.unwrap();
-    assert_eq!(fs.readlink(&exe).await.unwrap(), "/usr/lib/systemd/systemd");
     assert_eq!(
-        fs.open(&exe, OpenFlags::READ).await.unwrap_err().errno,
-        errno::ELOOP
+        fs.readlink(&root(), &exe).await.unwrap(),
+        "/usr/lib/systemd/systemd"
     );
+    assert_eq!(open(&fs, &exe).await.unwrap_err().errno, errno::ELOOP);
     let slf = walk(&fs, "self").await.unwrap();
-    let agent: u32 = fs.readlink(&slf).await.unwrap().parse().unwrap();
+    let agent: u32 = fs.readlink(&root(), &slf).await.unwrap().parse().unwrap();
     let comm = read(&fs, &format!("{agent}/comm")).await.unwrap();
     assert_eq!(comm, b"gproc\n");
     assert_eq!(
-        fs.readlink(&walk(&fs, "1/fd/0").await.unwrap())
+        fs.readlink(&root(), &walk(&fs, "1/fd/0").await.unwrap())
             .await
             .unwrap(),
         "/dev/null"
     );
     let kexe = walk(&fs, "2/exe").await.unwrap();
-    assert_eq!(fs.readlink(&kexe).await.unwrap_err().errno, errno::ENOENT);
-    // Cookies resume after any entry; qids unique.
-    let root = walk(&fs, "").await.unwrap();
-    let (o, _) = fs.open(&root, OpenFlags::READ).await.unwrap();
-    let all = fs.readdir(&o, 0, 8192).await.unwrap();
-    for (i, e) in all.iter().enumerate() {
-        assert_eq!(
-            fs.readdir(&o, e.offset, 8192).await.unwrap(),
-            all[i + 1..].to_vec()
-        );
-    }
+    assert_eq!(
+        fs.readlink(&root(), &kexe).await.unwrap_err().errno,
+        errno::ENOENT
+    );
+    // qids unique.
+    let all = entries(&fs, "").await;
     let qids: std::collections::HashSet<_> = all[2..].iter().map(|e| e.qid.path).collect();
     assert_eq!(qids.len(), all.len() - 2);
     // Errors.
@@ -311,7 +309,7 @@ async fn agent_shapes() {
         truncate: false,
     };
     assert_eq!(
-        fs.open(&walk(&fs, "loadavg").await.unwrap(), w)
+        fs.open(&root(), &walk(&fs, "loadavg").await.unwrap(), w)
             .await
             .unwrap_err()
             .errno,
@@ -386,10 +384,7 @@ async fn churn_starts_and_ends_processes_deterministically() {
         && a.nodes[0].process(&a, pid, None).is_none()
     {
         let fs = node(&a, 0);
-        assert_eq!(
-            fs.open(&f, OpenFlags::READ).await.unwrap_err().errno,
-            errno::ENOENT
-        );
+        assert_eq!(open(&fs, &f).await.unwrap_err().errno, errno::ENOENT);
     }
 }
 

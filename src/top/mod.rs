@@ -2,7 +2,7 @@
 //! `/load` and `/ps`: nodes up and down, cluster totals, the top
 //! processes by CPU or memory with their node, and a per-node view.
 //!
-//! - [`model`]: parsing the three tables into a [`Snapshot`], filters,
+//! - [`model`]: parsing the three tables into a [`ClusterTables`], filters,
 //!   totals, rankings. Pure.
 //! - [`ui`]: the interactive state ([`App`]), keys, and drawing with
 //!   ratatui (any backend: tests use `TestBackend`).
@@ -31,7 +31,7 @@ use tokio::time::MissedTickBehavior;
 use crate::client::ClientError;
 use crate::client::redial::Redialer;
 use crate::format::table::MAX_TABLE_BYTES;
-pub use model::{Filter, Snapshot, SortKey};
+pub use model::{ClusterTables, Filter, SortKey};
 pub use ui::{Action, App, Mode};
 
 /// Where the tables come from.
@@ -50,7 +50,7 @@ impl Source {
     ///
     /// # Errors
     /// The aggregator cannot be reached or refuses a read.
-    pub async fn fetch(&self) -> Result<Snapshot, ClientError> {
+    pub async fn fetch(&self) -> Result<ClusterTables, ClientError> {
         let (load, ps) = self
             .remote
             .call(|root| async move {
@@ -64,7 +64,7 @@ impl Source {
             .remote
             .call(|root| async move { root.read_all_limited("nodes", MAX_TABLE_BYTES).await })
             .await?;
-        Ok(Snapshot::parse(
+        Ok(ClusterTables::parse(
             &String::from_utf8_lossy(&nodes),
             &String::from_utf8_lossy(&load),
             &String::from_utf8_lossy(&ps),
@@ -216,7 +216,7 @@ pub async fn run_tui(source: Arc<Source>, mut app: App, iterations: Option<u64>)
         })?;
     let mut tick = tokio::time::interval(app.interval.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut pending: Option<tokio::task::JoinHandle<Result<Snapshot, ClientError>>> = None;
+    let mut pending: Option<tokio::task::JoinHandle<Result<ClusterTables, ClientError>>> = None;
     let mut done = 0u64;
     // Raw mode turns Ctrl-C into a key; these are for `kill`, so that the
     // terminal is restored whatever ends the view.

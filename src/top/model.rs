@@ -1,5 +1,5 @@
 //! The data behind `gproc top`: the aggregator's `/nodes`, `/load` and
-//! `/ps` parsed (by [`crate::format::table`]) into one [`Snapshot`], filtered by user and hostlist,
+//! `/ps` parsed (by [`crate::format::table`]) into one [`ClusterTables`], filtered by user and hostlist,
 //! with cluster totals and process rankings. No I/O and no drawing, so
 //! all of it is unit-tested on text.
 
@@ -78,7 +78,7 @@ impl Filter {
 
 /// One refresh: the three tables as read at about the same time.
 #[derive(Debug, Clone, Default)]
-pub struct Snapshot {
+pub struct ClusterTables {
     /// `/nodes`, in the aggregator's (config) order.
     pub nodes: Vec<NodeRow>,
     /// `/load`.
@@ -113,10 +113,10 @@ pub struct Totals {
     pub load1: f64,
 }
 
-impl Snapshot {
+impl ClusterTables {
     /// Parses the three files' texts. A text that is not such a table
     /// counts as empty, and lines that are not rows are skipped.
-    pub fn parse(nodes: &str, load: &str, ps: &str) -> Snapshot {
+    pub fn parse(nodes: &str, load: &str, ps: &str) -> ClusterTables {
         let nodes = Table::<NodeRow>::parse(nodes).unwrap_or_default();
         let load = Table::<LoadRow>::parse(load).unwrap_or_default();
         let ps = Table::<PsRow>::parse(ps).unwrap_or_default();
@@ -127,7 +127,7 @@ impl Snapshot {
                 notes.push(n);
             }
         }
-        Snapshot {
+        ClusterTables {
             nodes: nodes.rows,
             load: load.rows,
             procs: ps.rows,
@@ -137,8 +137,8 @@ impl Snapshot {
     }
 
     /// The part of the snapshot `f` lets through.
-    pub fn filtered(&self, f: &Filter) -> Snapshot {
-        Snapshot {
+    pub fn filtered(&self, f: &Filter) -> ClusterTables {
+        ClusterTables {
             nodes: self
                 .nodes
                 .iter()
@@ -251,8 +251,8 @@ pub(crate) mod tests {
         n2 77 1 alice S 3.0 40.0 12800000 13000000 2026-11-26T05:07:16Z 0:05:00 4 python train.py\n\
         # missing n3: connection refused\n";
 
-    pub(crate) fn snap() -> Snapshot {
-        Snapshot::parse(NODES, LOAD, PS)
+    pub(crate) fn snap() -> ClusterTables {
+        ClusterTables::parse(NODES, LOAD, PS)
     }
 
     #[test]

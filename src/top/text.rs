@@ -4,13 +4,13 @@
 
 use std::fmt::Write as _;
 
-use super::model::{Snapshot, SortKey};
+use super::model::{ClusterTables, SortKey};
 use super::ui::totals_text;
 use crate::format::table::format_cputime;
 
 /// One refresh as text: title, totals, the node table, then the first
 /// `limit` processes by `sort`.
-pub fn render(server: &str, snap: &Snapshot, sort: SortKey, limit: usize) -> String {
+pub fn render(server: &str, snap: &ClusterTables, sort: SortKey, limit: usize) -> String {
     let mut out = String::new();
     let when = snap
         .taken

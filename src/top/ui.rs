@@ -1,6 +1,6 @@
 //! The terminal view of `gproc top`: the [`App`] state (sort key, the
 //! selected node, cluster or node view), what each key does, and
-//! [`draw`], which renders a [`Snapshot`] with ratatui. Drawing takes any
+//! [`draw`], which renders a [`ClusterTables`] with ratatui. Drawing takes any
 //! backend, so tests render into ratatui's `TestBackend` and read the
 //! buffer.
 
@@ -13,7 +13,7 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Row, Table, TableState};
 
-use super::model::{Filter, Snapshot, SortKey, human_kb, human_mb};
+use super::model::{ClusterTables, Filter, SortKey, human_kb, human_mb};
 use crate::format::table::format_cputime;
 
 /// What the screen shows.
@@ -50,7 +50,7 @@ pub struct App {
     /// Which users and nodes are shown.
     pub filter: Filter,
     /// The last snapshot, filtered.
-    pub snap: Snapshot,
+    pub snap: ClusterTables,
     /// Index of the selected node in `snap.node_names()`.
     pub selected: usize,
     /// Cluster or node view.
@@ -67,7 +67,7 @@ impl App {
             interval,
             sort,
             filter,
-            snap: Snapshot::default(),
+            snap: ClusterTables::default(),
             selected: 0,
             mode: Mode::Cluster,
             error: None,
@@ -76,7 +76,7 @@ impl App {
 
     /// Takes a new snapshot (unfiltered; the filter is applied here). The
     /// selection follows the selected node by name.
-    pub fn update(&mut self, raw: &Snapshot) {
+    pub fn update(&mut self, raw: &ClusterTables) {
         let was = self.selected_node();
         self.snap = raw.filtered(&self.filter);
         self.error = None;
@@ -195,7 +195,7 @@ fn title(app: &App) -> Line<'static> {
 }
 
 /// The totals line.
-pub fn totals_text(snap: &Snapshot) -> String {
+pub fn totals_text(snap: &ClusterTables) -> String {
     let t = snap.totals();
     let pct = if t.mem_total_mb > 0 {
         t.mem_used_mb as f64 * 100.0 / t.mem_total_mb as f64

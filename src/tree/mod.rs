@@ -11,8 +11,8 @@
 //! ```
 //!
 //! Node data is read path by path from each node's attach root and cached
-//! under the per-path rules; the fid state is only a location and, once
-//! opened, a snapshot. So a node reconnect needs no fid replay.
+//! under the per-path rules; a fid's node is only a location (what an open
+//! fid holds is the session's). So a node reconnect needs no fid replay.
 //!
 //! `qid.path` is unique and stable across the tree: the top two bits say
 //! which part of the namespace a file is in (synthesized, node tree, or the
@@ -32,20 +32,13 @@ use futures::StreamExt;
 use tokio::time::Instant;
 
 use crate::cache::{Cache, Key, Kind, Weigh};
+use crate::client::DirEntryInfo;
 use crate::client::pool::{Node, Pool, PoolError};
-use crate::client::{DirEntryInfo, FileKind, Metadata};
 use crate::format::summary::{self, NodeSummary};
 use crate::format::table::{LOAD_HEADER, NODES_HEADER, PS_HEADER, Row};
-use crate::proto::NONUNAME;
-use crate::proto::{DirEntry, Qid, errno, qt};
-use crate::server::{
-    AttachRequest, Filesystem, FsError, FsResult, Meta, OpenFlags, Snapshot, SnapshotBudget, Time,
-    s_if,
-};
-use crate::view::{Identity, View, Views};
-
-/// Names of the synthesized top-level entries; node names may not use them.
-pub const RESERVED: &[&str] = &["nodes", "ps", "load", "stats", "pid"];
+use crate::proto::{DirEntry, Metadata, Qid, dt, errno, qt, s_if};
+use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags};
+use crate::view::{View, Views};
 
 /// A cached piece of node data.
 #[derive(Clone)]
@@ -115,21 +108,19 @@ enum Loc {
     },
 }
 
-/// Per-fid state of the merged tree.
+/// Where a fid of the merged tree is, and the view it was attached with.
 #[derive(Clone)]
-pub struct TreeFid {
+pub struct TreeNode {
+    /// The attaching identity's view, decided at attach.
     view: Arc<View>,
     /// Attached to one node's directory (`aname = "/NODE"`): `..` stops
     /// there, as at any attach root.
     rooted: bool,
     loc: Loc,
     qid: Qid,
-    snap: Option<Arc<Snapshot>>,
-    /// The connection's snapshot budget, from the attach.
-    budget: SnapshotBudget,
 }
 
-impl std::fmt::Debug for TreeFid {
+impl std::fmt::Debug for TreeNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let loc = match &self.loc {
             Loc::Root => "/".to_string(),
@@ -137,7 +128,7 @@ impl std::fmt::Debug for TreeFid {
             Loc::PidDir => "/pid".to_string(),
             Loc::Node { node, path, .. } => format!("/{}{path}", node.spec.name),
         };
-        f.debug_struct("TreeFid")
+        f.debug_struct("TreeNode")
             .field("loc", &loc)
             .field("qid", &self.qid)
             .finish()
@@ -202,15 +193,6 @@ fn pool_err(e: PoolError) -> FsError {
     FsError::new(e.errno()).with(e.to_string())
 }
 
-fn dt_of(kind: FileKind) -> u8 {
-    match kind {
-        FileKind::Dir => 4,
-        FileKind::Symlink => 10,
-        FileKind::File => 8,
-        _ => 0,
-    }
-}
-
 /// The aggregator's tree.
 pub struct Tree {
     pool: Arc<Pool>,
@@ -233,17 +215,6 @@ pub struct Tree {
     tables_built: std::sync::atomic::AtomicU64,
     /// Who sees what.
     views: Arc<Views>,
-    /// Trust the user a TCP client claims (`auth = "none"`, a trusted
-    /// network); otherwise an unauthenticated TCP attach is refused.
-    trust_tcp: bool,
-}
-
-/// The uid an attach claims: `n_uname`, else `uname` looked up.
-fn claimed_uid(req: &AttachRequest) -> Option<u32> {
-    if req.n_uname != NONUNAME {
-        return Some(req.n_uname);
-    }
-    crate::view::uid_by_name(&req.uname)
 }
 
 /// A rendered table's key: (table, admin view, uid).
@@ -253,8 +224,14 @@ type RenderKey = (u8, bool, u32);
 const NO_SUMMARY_RECHECK: Duration = Duration::from_secs(300);
 
 impl Tree {
-    /// A tree over `pool`, caching in `cache`.
-    pub fn new(pool: Arc<Pool>, cache: Cache<Value>, deadline: Duration) -> Self {
+    /// A tree over `pool`, caching in `cache`, showing each identity its
+    /// view under `views` (who may attach is the server's access policy).
+    pub fn new(
+        pool: Arc<Pool>,
+        cache: Cache<Value>,
+        deadline: Duration,
+        views: Arc<Views>,
+    ) -> Self {
         Self {
             pool,
             cache,
@@ -263,46 +240,13 @@ impl Tree {
             rendered: Mutex::new(HashMap::new()),
             rendering: Mutex::new(HashMap::new()),
             tables_built: std::sync::atomic::AtomicU64::new(0),
-            views: Views::open(),
-            trust_tcp: true,
+            views,
         }
-    }
-
-    /// Sets the access policy: views, and whether unauthenticated TCP
-    /// clients are trusted.
-    pub fn with_access(mut self, views: Arc<Views>, trust_tcp: bool) -> Self {
-        self.views = views;
-        self.trust_tcp = trust_tcp;
-        self
     }
 
     /// The view policy.
     pub fn views(&self) -> &Arc<Views> {
         &self.views
-    }
-
-    /// Who is attaching: a verified credential; else the Unix socket peer
-    /// (a non-root peer is itself whatever it claims; root, such as the
-    /// kernel mounting with access=client, may name the user); else, on a
-    /// trusted network, the claim; else refused.
-    fn identify(&self, req: &AttachRequest) -> FsResult<Identity> {
-        if let Some(uid) = req.auth_uid {
-            return Ok(Identity::of_uid(uid));
-        }
-        match req.peer.uid {
-            Some(0) => Ok(Identity::of_uid(claimed_uid(req).unwrap_or(0))),
-            Some(uid) => Ok(Identity::of_uid(uid)),
-            None if self.trust_tcp => {
-                let uid = claimed_uid(req).ok_or_else(|| {
-                    FsError::ACCES.with(format!("unknown user {:?} and no numeric uid in the attach", req.uname))
-                })?;
-                Ok(Identity::of_uid(uid))
-            }
-            None => Err(FsError::new(errno::EPERM).with(format!(
-                "{}: TCP attach without authentication refused (configure auth = \"munge\", or auth = \"none\" on a trusted network)",
-                req.peer.addr
-            ))),
-        }
     }
 
     /// The pool.
@@ -655,20 +599,19 @@ impl Tree {
         }
     }
 
-    /// Directory entries of an opened directory, with stable cookies
-    /// (index + 1), `.` and `..` first.
-    async fn list(&self, fid: &TreeFid) -> FsResult<Vec<DirEntry>> {
+    /// Directory entries of an opened directory, `.` and `..` first.
+    async fn list(&self, fid: &TreeNode) -> FsResult<Vec<DirEntry>> {
         let mut out = vec![
             DirEntry {
                 qid: fid.qid,
                 offset: 0,
-                ty: 4,
+                ty: dt::DIR,
                 name: ".".into(),
             },
             DirEntry {
                 qid: fid.qid,
                 offset: 0,
-                ty: 4,
+                ty: dt::DIR,
                 name: "..".into(),
             },
         ];
@@ -682,21 +625,21 @@ impl Tree {
                     out.push(DirEntry {
                         qid: file_qid(s),
                         offset: 0,
-                        ty: 8,
+                        ty: dt::REG,
                         name: s.name().into(),
                     });
                 }
                 out.push(DirEntry {
                     qid: synth_qid(PIDDIR_QID, true),
                     offset: 0,
-                    ty: 4,
+                    ty: dt::DIR,
                     name: "pid".into(),
                 });
                 for n in self.visible_nodes(&fid.view) {
                     out.push(DirEntry {
                         qid: node_root_qid(KIND_NODE, n.index),
                         offset: 0,
-                        ty: 4,
+                        ty: dt::DIR,
                         name: n.spec.name.clone(),
                     });
                 }
@@ -721,7 +664,7 @@ impl Tree {
                         out.push(DirEntry {
                             qid: q,
                             offset: 0,
-                            ty: 4,
+                            ty: dt::DIR,
                             name: format!("{}@{}", p.pid, n.spec.name),
                         });
                     }
@@ -751,51 +694,37 @@ impl Tree {
                     out.push(DirEntry {
                         qid: map_qid(kind, node.index, e.qid),
                         offset: 0,
-                        ty: dt_of(e.kind),
+                        ty: e.kind.dt(),
                         name: e.name.clone(),
                     });
                 }
             }
             Loc::File(_) => return Err(FsError::NOTDIR),
         }
-        for (i, e) in out.iter_mut().enumerate() {
-            e.offset = i as u64 + 1;
-        }
         Ok(out)
     }
 }
 
-fn now_time() -> Time {
-    time_of(std::time::SystemTime::now())
-}
-
-fn time_of(t: std::time::SystemTime) -> Time {
-    t.duration_since(std::time::UNIX_EPOCH)
-        .map(|d| Time {
-            sec: d.as_secs(),
-            nsec: d.subsec_nanos() as u64,
-        })
-        .unwrap_or_default()
-}
-
-fn synth_meta(qid: Qid, name: &str) -> Meta {
-    let now = now_time();
+fn synth_meta(qid: Qid, name: &str) -> Metadata {
+    let now = std::time::SystemTime::now();
     let (mode, nlink) = if qid.is_dir() {
         (s_if::DIR | 0o555, 2)
     } else {
         (s_if::REG | 0o444, 1)
     };
-    Meta {
+    Metadata {
         qid,
-        name: name.into(),
+        name: Some(name.into()),
         mode,
-        uname: Some("root".into()),
-        gname: Some("root".into()),
-        nlink,
+        uid: Some(0),
+        gid: Some(0),
+        user: Some("root".into()),
+        group: Some("root".into()),
+        nlink: Some(nlink),
         atime: now,
         mtime: now,
-        ctime: now,
-        ..Meta::default()
+        ctime: Some(now),
+        ..Metadata::default()
     }
 }
 
@@ -808,22 +737,19 @@ struct Gathered {
 }
 
 impl Filesystem for Tree {
-    type Fid = TreeFid;
+    type Node = TreeNode;
 
-    async fn attach(&self, req: &AttachRequest) -> FsResult<(TreeFid, Qid)> {
-        let id = self.identify(req)?;
-        let view = self.views.view_for(&id);
+    async fn attach(&self, req: &AttachRequest) -> FsResult<(TreeNode, Qid)> {
+        let view = self.views.view_for(&req.who);
         let aname = req.aname.trim_matches('/');
         if aname.is_empty() {
             let qid = synth_qid(ROOT_QID, true);
             return Ok((
-                TreeFid {
+                TreeNode {
                     view,
                     rooted: false,
                     loc: Loc::Root,
                     qid,
-                    snap: None,
-                    budget: req.budget.clone(),
                 },
                 qid,
             ));
@@ -847,19 +773,17 @@ impl Filesystem for Tree {
             alias: false,
         };
         Ok((
-            TreeFid {
+            TreeNode {
                 view,
                 rooted: true,
                 loc,
                 qid,
-                snap: None,
-                budget: req.budget.clone(),
             },
             qid,
         ))
     }
 
-    async fn walk(&self, dir: &TreeFid, name: &str) -> FsResult<(TreeFid, Qid)> {
+    async fn walk(&self, _who: &Identity, dir: &TreeNode, name: &str) -> FsResult<(TreeNode, Qid)> {
         let view = dir.view.clone();
         let (loc, qid) = match &dir.loc {
             Loc::Root => {
@@ -971,19 +895,17 @@ impl Filesystem for Tree {
             }
         };
         Ok((
-            TreeFid {
+            TreeNode {
                 view,
                 rooted: dir.rooted,
                 loc,
                 qid,
-                snap: None,
-                budget: dir.budget.clone(),
             },
             qid,
         ))
     }
 
-    async fn getattr(&self, fid: &TreeFid) -> FsResult<Meta> {
+    async fn getattr(&self, _who: &Identity, fid: &TreeNode) -> FsResult<Metadata> {
         match &fid.loc {
             Loc::Root => Ok(synth_meta(fid.qid, "/")),
             Loc::PidDir => Ok(synth_meta(fid.qid, "pid")),
@@ -1001,15 +923,11 @@ impl Filesystem for Tree {
                     return Ok(synth_meta(fid.qid, &name));
                 }
                 let m = self.node_meta(node, path).await?;
-                Ok(Meta {
+                Ok(Metadata {
                     qid: fid.qid,
-                    name,
-                    mode: m.mode,
-                    uid: m.uid.unwrap_or(0),
-                    gid: m.gid.unwrap_or(0),
-                    uname: m.user.clone(),
-                    gname: m.group.clone(),
-                    nlink: m.nlink.unwrap_or(1),
+                    name: Some(name),
+                    uid: Some(m.uid.unwrap_or(0)),
+                    gid: Some(m.gid.unwrap_or(0)),
                     rdev: 0,
                     // Files are read whole at open: their size is unknown.
                     size: if m.mode & s_if::FMT == s_if::REG {
@@ -1017,44 +935,31 @@ impl Filesystem for Tree {
                     } else {
                         m.size
                     },
-                    blocks: 0,
-                    atime: time_of(m.atime),
-                    mtime: time_of(m.mtime),
-                    ctime: time_of(m.ctime.unwrap_or(m.mtime)),
+                    link_target: None,
+                    ..(*m).clone()
                 })
             }
         }
     }
 
-    async fn open(&self, fid: &TreeFid, flags: OpenFlags) -> FsResult<(TreeFid, Qid)> {
+    async fn open(&self, _who: &Identity, fid: &TreeNode, flags: OpenFlags) -> FsResult<Contents> {
         if flags.write || flags.truncate {
             return Err(FsError::ROFS);
         }
-        let snap = match &fid.loc {
+        match &fid.loc {
             // Rendered tables are held by their own cache (one per view).
-            Loc::File(s) => Snapshot::shared_file(Box::pin(self.render(&fid.view, *s)).await),
+            Loc::File(s) => Ok(Contents::Shared(Box::pin(self.render(&fid.view, *s)).await)),
             Loc::Node { node, path, .. } if !fid.qid.is_dir() => {
                 if fid.qid.is_symlink() {
                     return Err(FsError::new(errno::ELOOP).with("symlinks are read with readlink"));
                 }
-                Snapshot::file(self.node_read(node, path).await?, &fid.budget)?
+                Ok(Contents::File(self.node_read(node, path).await?))
             }
-            _ => Snapshot::dir(Box::pin(self.list(fid)).await?, &fid.budget)?,
-        };
-        let mut o = fid.clone();
-        o.snap = Some(Arc::new(snap));
-        Ok((o, fid.qid))
+            _ => Ok(Contents::Dir(Box::pin(self.list(fid)).await?)),
+        }
     }
 
-    async fn read(&self, fid: &TreeFid, offset: u64, count: u32) -> FsResult<Bytes> {
-        Snapshot::read(fid.snap.as_deref(), offset, count)
-    }
-
-    async fn readdir(&self, fid: &TreeFid, offset: u64, _count: u32) -> FsResult<Vec<DirEntry>> {
-        Snapshot::readdir(fid.snap.as_deref(), offset)
-    }
-
-    async fn readlink(&self, fid: &TreeFid) -> FsResult<String> {
+    async fn readlink(&self, _who: &Identity, fid: &TreeNode) -> FsResult<String> {
         match &fid.loc {
             Loc::Node { node, path, .. } if fid.qid.is_symlink() => {
                 Ok(self.node_link(node, path).await?.to_string())

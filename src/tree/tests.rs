@@ -14,8 +14,9 @@ use crate::client::pool::{NodeSpec, PoolOptions};
 use crate::config::{CachePolicy, CacheRule, Ttl};
 use crate::format::table::{PsRow, Table};
 use crate::net::Address;
+use crate::proto::NONUNAME;
 use crate::server::listener::Listener;
-use crate::server::{Peer, Server, ServerConfig};
+use crate::server::{AccessPolicy, Claim, Peer, Proof, Server, ServerConfig};
 
 /// Serves `root` with the agent on 127.0.0.1:0; returns the address.
 async fn node(root: &str) -> Address {
@@ -25,9 +26,12 @@ async fn node(root: &str) -> Address {
     let addr = l.local_addr();
     let fs = Arc::new(ProcFs::new(root).unwrap());
     tokio::spawn(async move {
-        Server::new(fs, ServerConfig::default())
-            .serve(vec![l], CancellationToken::new())
-            .await
+        Server::new(
+            fs,
+            ServerConfig::default().with_access(AccessPolicy::believing_claims()),
+        )
+        .serve(vec![l], CancellationToken::new())
+        .await
     });
     addr
 }
@@ -56,49 +60,65 @@ fn tree(nodes: Vec<NodeSpec>, policy: CachePolicy) -> Tree {
         Pool::new(nodes, opts()),
         Cache::new(policy),
         Duration::from_secs(3),
+        Views::open(),
     )
 }
 
-fn req(peer_uid: Option<u32>, n_uname: u32, aname: &str) -> AttachRequest {
-    AttachRequest {
-        uname: String::new(),
+/// An attach from a peer (`None`: TCP) claiming `n_uname`, with the
+/// identity the session would resolve under `policy`.
+fn req_under(
+    policy: &AccessPolicy,
+    peer_uid: Option<u32>,
+    n_uname: u32,
+    aname: &str,
+) -> FsResult<AttachRequest> {
+    let peer = Peer {
+        addr: "test".into(),
+        uid: peer_uid,
+        gid: None,
+    };
+    let claim = Claim { uname: "", n_uname };
+    Ok(AttachRequest {
         aname: aname.into(),
-        n_uname,
-        peer: Arc::new(Peer {
-            addr: "test".into(),
-            uid: peer_uid,
-            gid: None,
-        }),
-        auth_uid: None,
-        budget: crate::server::SnapshotBudget::unlimited(),
-    }
+        who: policy.resolve(&peer, None, claim)?,
+    })
 }
 
-async fn walk(t: &Tree, root: &TreeFid, path: &str) -> FsResult<TreeFid> {
+/// [`req_under`] a policy believing TCP claims (`auth = "none"`).
+fn req(peer_uid: Option<u32>, n_uname: u32, aname: &str) -> AttachRequest {
+    req_under(&AccessPolicy::believing_claims(), peer_uid, n_uname, aname).unwrap()
+}
+
+/// The identity calls on `n` are made as (the tree decides by the view it
+/// attached with).
+fn who(n: &TreeNode) -> Identity {
+    Identity::lookup(n.view.uid, Proof::Peer)
+}
+
+async fn walk(t: &Tree, root: &TreeNode, path: &str) -> FsResult<TreeNode> {
     let mut f = root.clone();
     for n in path.split('/').filter(|s| !s.is_empty()) {
-        f = t.walk(&f, n).await?.0;
+        f = t.walk(&who(root), &f, n).await?.0;
     }
     Ok(f)
 }
 
-async fn read(t: &Tree, root: &TreeFid, path: &str) -> FsResult<String> {
-    let f = walk(t, root, path).await?;
-    let (o, _) = t.open(&f, OpenFlags::READ).await?;
-    let mut out = Vec::new();
-    loop {
-        let b = t.read(&o, out.len() as u64, 8192).await?;
-        if b.is_empty() {
-            return Ok(String::from_utf8_lossy(&out).into_owned());
-        }
-        out.extend_from_slice(&b);
+async fn open(t: &Tree, f: &TreeNode) -> FsResult<Contents> {
+    t.open(&who(f), f, OpenFlags::READ).await
+}
+
+async fn read(t: &Tree, root: &TreeNode, path: &str) -> FsResult<String> {
+    match open(t, &walk(t, root, path).await?).await? {
+        Contents::File(b) | Contents::Shared(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+        Contents::Dir(_) => Err(FsError::ISDIR),
     }
 }
 
-async fn list(t: &Tree, root: &TreeFid, path: &str) -> FsResult<Vec<DirEntry>> {
-    let f = walk(t, root, path).await?;
-    let (o, _) = t.open(&f, OpenFlags::READ).await?;
-    t.readdir(&o, 0, 65536).await
+async fn list(t: &Tree, root: &TreeNode, path: &str) -> FsResult<Vec<DirEntry>> {
+    match open(t, &walk(t, root, path).await?).await? {
+        Contents::Dir(d) => Ok(d),
+        _ => Err(FsError::NOTDIR),
+    }
 }
 
 fn names(ents: &[DirEntry]) -> Vec<String> {
@@ -156,7 +176,13 @@ async fn merged_tree_over_two_nodes_and_a_dead_one() {
     // Symlinks stay links.
     let me = walk(&t, &root, "n1/self").await.unwrap();
     assert!(me.qid.is_symlink());
-    assert!(t.readlink(&me).await.unwrap().parse::<u32>().is_ok());
+    assert!(
+        t.readlink(&who(&me), &me)
+            .await
+            .unwrap()
+            .parse::<u32>()
+            .is_ok()
+    );
 
     // The process table: both live nodes, the dead one named as missing.
     let ps = read(&t, &root, "ps").await.unwrap();
@@ -181,7 +207,7 @@ async fn merged_tree_over_two_nodes_and_a_dead_one() {
     // The dead node's directory exists; reading into it is an error.
     let d = walk(&t, &root, "down1").await.unwrap();
     assert!(d.qid.is_dir());
-    assert!(t.open(&d, OpenFlags::READ).await.is_err());
+    assert!(open(&t, &d).await.is_err());
 
     // The global process space.
     let pid = format!("{}@n2", std::process::id());
@@ -220,7 +246,7 @@ async fn attaching_to_a_node_gives_its_proc_with_dotdot_stopping_there() {
         CachePolicy::default(),
     );
     let (r, q) = t.attach(&req(None, 0, "/n1")).await.unwrap();
-    assert_eq!(t.walk(&r, "..").await.unwrap().1, q);
+    assert_eq!(t.walk(&who(&r), &r, "..").await.unwrap().1, q);
     assert!(
         read(&t, &r, "loadavg")
             .await
@@ -371,8 +397,8 @@ async fn users_see_only_their_processes_on_their_nodes() {
         Pool::new(vec![spec("n1", a), spec("n2", b)], opts()),
         Cache::new(CachePolicy::default()),
         Duration::from_secs(3),
-    )
-    .with_access(views, false);
+        views,
+    );
     let mut child = spawn_as(64000);
     let pid = child.as_ref().map(|c| c.id() as i32);
 
@@ -441,9 +467,11 @@ async fn users_see_only_their_processes_on_their_nodes() {
     assert!(!r.view.admin && r.view.uid == 64000);
     let (adm, _) = t.attach(&req(Some(0), NONUNAME, "")).await.unwrap();
     assert!(adm.view.admin);
-    // Unauthenticated TCP is refused unless trusted.
+    // Unauthenticated TCP is refused unless claims are believed.
     assert_eq!(
-        t.attach(&req(None, 0, "")).await.unwrap_err().errno,
+        req_under(&AccessPolicy::default(), None, 0, "")
+            .unwrap_err()
+            .errno,
         errno::EPERM
     );
     if let Some(c) = child.as_mut() {

@@ -1,17 +1,20 @@
 //! The `gproc ls/cat/stat` commands, run as the built binary against an
 //! in-process agent serving /proc: output, error messages, exit status.
 
-
 use std::time::Duration;
 
 use gproc::net::Address;
-use gproc::server::ServerConfig;
+use gproc::server::{AccessPolicy, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::serve_proc;
 
 async fn start_agent() -> (Address, CancellationToken) {
-    serve_proc(&"127.0.0.1:0".parse().unwrap(), ServerConfig::default()).await
+    serve_proc(
+        &"127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default().with_access(AccessPolicy::believing_claims()),
+    )
+    .await
 }
 
 struct Out {

@@ -1,14 +1,13 @@
 //! The client against our own agent serving this machine's /proc, in each
 //! of the three dialects: what it reads must match the local files.
 
-
 use std::sync::Arc;
 use std::time::Duration;
 
 use gproc::client::{Client, ClientError, ClientOptions, FidHandle, FileKind, s_if};
 use gproc::net::Address;
 use gproc::proto::{Dialect, errno};
-use gproc::server::ServerConfig;
+use gproc::server::{AccessPolicy, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
 use crate::common::serve_proc;
@@ -17,7 +16,11 @@ const DIALECTS: [Dialect; 3] = [Dialect::P2000L, Dialect::P2000u, Dialect::P2000
 
 /// Serves /proc on 127.0.0.1:<free port> until the token is cancelled.
 async fn start_agent() -> (Address, CancellationToken) {
-    serve_proc(&"127.0.0.1:0".parse().unwrap(), ServerConfig::default()).await
+    serve_proc(
+        &"127.0.0.1:0".parse().unwrap(),
+        ServerConfig::default().with_access(AccessPolicy::believing_claims()),
+    )
+    .await
 }
 
 fn opts(d: Option<Dialect>) -> ClientOptions {
@@ -261,7 +264,11 @@ async fn server_shutdown_fails_calls_fast() {
 async fn unix_socket_and_refused_connect() {
     let dir = tempfile::tempdir().unwrap();
     let addr = Address::Unix(dir.path().join("g.sock"));
-    let (_, token) = serve_proc(&addr, ServerConfig::default()).await;
+    let (_, token) = serve_proc(
+        &addr,
+        ServerConfig::default().with_access(AccessPolicy::believing_claims()),
+    )
+    .await;
     let (_c, r) = root(&addr, None).await;
     check_loadavg(std::str::from_utf8(&r.read_all("loadavg").await.unwrap()).unwrap());
     token.cancel();

@@ -15,7 +15,6 @@
 //! replies, exact `Rread` sizes and directory reads at chosen offsets and
 //! counts use raw frames encoded with `gproc::proto`.
 
-
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::net::Ipv4Addr;
@@ -31,11 +30,12 @@ use gproc::cache::Cache;
 use gproc::client::pool::{NodeSpec, Pool, PoolOptions};
 use gproc::client::{Client, ClientOptions, FidHandle, FileKind};
 use gproc::config::{CachePolicy, Ttl};
+use gproc::proto::s_if;
 use gproc::proto::{
     self, Dialect, DirEntry, Frame, IOHDRSZ, NOFID, Qid, Rmessage, Stat, Tmessage, errno,
 };
 use gproc::server::session::{SessionLimits, serve_connection};
-use gproc::server::{Filesystem, Peer, s_if};
+use gproc::server::{Filesystem, Peer};
 use gproc::sim::{Sim, SimCluster, SimNodeFs, SimOptions};
 use gproc::tree::Tree;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -128,7 +128,12 @@ fn in_process<F: Filesystem>(fs: Arc<F>) -> Connect {
                 fs,
                 server,
                 peer(),
-                SessionLimits::default(),
+                // The pipe has no peer credentials: the claim is believed,
+                // as on a trusted network.
+                SessionLimits {
+                    access: gproc::server::AccessPolicy::believing_claims(),
+                    ..SessionLimits::default()
+                },
                 CancellationToken::new(),
             ));
             Box::new(client) as Io
@@ -375,7 +380,12 @@ async fn aggregator_tree() -> Target {
         rules: vec![],
         ..CachePolicy::default()
     };
-    let tree = Tree::new(pool, Cache::new(policy), Duration::from_secs(5));
+    let tree = Tree::new(
+        pool,
+        Cache::new(policy),
+        Duration::from_secs(5),
+        gproc::view::Views::open(),
+    );
     let node0 = cluster.nodes()[busiest_node(cluster.sim())].name.clone();
     let huge = cluster
         .nodes()

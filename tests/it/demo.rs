@@ -1,7 +1,6 @@
 //! `gproc demo` starts a simulated cluster and an aggregator, answers
 //! `gproc ps`, and exits cleanly on SIGINT.
 
-
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -11,7 +11,6 @@
 //! Every wait is bounded (`recv` gives up after 5 s), so a server that
 //! hangs fails the test instead of hanging it.
 
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -21,8 +20,9 @@ use gproc::net::Address;
 use gproc::proto::{
     self, Dialect, Frame, NOFID, NOTAG, Qid, Rmessage, Tmessage, Tversion, errno, ty,
 };
+use gproc::server::AccessPolicy;
 use gproc::server::ServerConfig;
-use gproc::server::session::{AuthPolicy, SessionLimits};
+use gproc::server::session::SessionLimits;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_util::sync::CancellationToken;
@@ -57,13 +57,21 @@ async fn start(limits: SessionLimits, max_connections: usize) -> TestServer {
     TestServer { addr, shutdown }
 }
 
+/// The agent's limits without `--auth`: whoever connects, as whom they say.
+fn agent_limits() -> SessionLimits {
+    SessionLimits {
+        access: AccessPolicy::believing_claims(),
+        ..SessionLimits::default()
+    }
+}
+
 fn small_limits() -> SessionLimits {
     SessionLimits {
         max_msize: 65536,
         max_fids: 64,
         max_in_flight: 16,
         partial_frame_timeout: Duration::from_millis(300),
-        ..SessionLimits::default()
+        ..agent_limits()
     }
 }
 
@@ -1011,10 +1019,10 @@ async fn auth_fids_count_against_the_fid_limit() {
     // 64 KiB credential: a client could allocate without bound.
     let srv = start(
         SessionLimits {
-            auth: Some(AuthPolicy {
-                verifier: Arc::new(AnyCredential),
-                required: false,
-            }),
+            access: AccessPolicy {
+                verifier: Some(Arc::new(AnyCredential)),
+                ..AccessPolicy::believing_claims()
+            },
             ..small_limits()
         },
         64,
@@ -1075,7 +1083,7 @@ async fn auth_fids_count_against_the_fid_limit() {
 async fn open_snapshots_are_bounded_per_connection() {
     let limits = SessionLimits {
         snapshot_bytes_per_connection: 16 << 20,
-        ..SessionLimits::default()
+        ..agent_limits()
     };
     let srv = start(limits, 64).await;
     let root = good_client(&srv.addr).await;

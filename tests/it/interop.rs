@@ -5,7 +5,6 @@
 //! against the aggregator's node directories. The checks compare what they
 //! read with this machine's /proc; see tests/interop/README.md.
 
-
 use std::process::Command;
 
 use crate::common::*;

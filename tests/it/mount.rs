@@ -4,7 +4,6 @@
 //! /proc say. Needs /dev/fuse and fusermount3: skipped loudly without
 //! them, failed under `CI=true`.
 
-
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};

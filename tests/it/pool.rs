@@ -12,7 +12,7 @@ use gproc::agent::ProcFs;
 use gproc::client::pool::{NodeSpec, NodeState, Pool, PoolError, PoolOptions};
 use gproc::net::Address;
 use gproc::server::listener::Listener;
-use gproc::server::{Server, ServerConfig};
+use gproc::server::{AccessPolicy, Server, ServerConfig};
 use tokio_util::sync::CancellationToken;
 
 const NODES: usize = 220;
@@ -32,9 +32,12 @@ async fn serve(root: &std::path::Path, addr: &str) -> CancellationToken {
     let stop = CancellationToken::new();
     let s = stop.clone();
     tokio::spawn(async move {
-        Server::new(fs, ServerConfig::default())
-            .serve(vec![l], s)
-            .await
+        Server::new(
+            fs,
+            ServerConfig::default().with_access(AccessPolicy::believing_claims()),
+        )
+        .serve(vec![l], s)
+        .await
     });
     stop
 }

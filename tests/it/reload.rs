@@ -2,7 +2,6 @@
 //! running config kept; a good one adds and removes nodes without dropping
 //! the connections of nodes that stay.
 
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 

@@ -7,7 +7,6 @@
 //! Real binaries on 127.0.0.0/8 only; deadlines are generous and only
 //! guard against hangs, never measure speed.
 
-
 use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Command, Stdio};

@@ -1,7 +1,6 @@
 //! `gproc top` in plain mode (stdout not a terminal) against a real
 //! aggregator over a real agent, plus one node that is down.
 
-
 use std::process::{Command, Output};
 
 use crate::common::{free_port, gproc, start_agent, start_aggregator};

@@ -5,7 +5,6 @@
 //! (tests/v9fs/guest-check.sh). One test, run step by step, because each VM
 //! takes a core.
 
-
 use std::process::Command;
 
 use crate::common::*;

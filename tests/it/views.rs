@@ -2,7 +2,6 @@
 //! (SO_PEERCRED) as root and as unprivileged users, and TCP with MUNGE
 //! (real munged; diod's own clients authenticate with it).
 
-
 use std::os::unix::process::CommandExt;
 use std::process::Command;
 
