@@ -30,6 +30,7 @@ pub mod cache;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod creds;
 pub mod mount;
 pub mod net;
 pub mod pool;
