@@ -1,10 +1,12 @@
 //! Small helpers over the operating system and the standard library, so
 //! each rule has one home: the user database ([`users`]), the open-file
 //! limit ([`raise_nofile_limit`]), poison-tolerant locks ([`lock`],
-//! [`read`], [`write()`]) and the one pseudo-random generator ([`rng`]).
+//! [`read`], [`write()`]), the one pseudo-random generator ([`rng`]) and
+//! acting as another user on dedicated threads ([`creds`]).
 //!
 //! Depends on nothing else in the crate.
 
+pub mod creds;
 pub mod rng;
 pub mod users;
 
