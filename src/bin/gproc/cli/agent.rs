@@ -7,12 +7,12 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::agent::ProcFs;
-use crate::net::Address;
-use crate::server::listener::Cidr;
-use crate::server::listener::{Listener, shutdown_on_signals};
-use crate::server::session::AuthPolicy;
-use crate::server::{Server, ServerConfig};
+use gproc::agent::ProcFs;
+use gproc::net::Address;
+use gproc::server::listener::Cidr;
+use gproc::server::listener::{Listener, shutdown_on_signals};
+use gproc::server::session::AuthPolicy;
+use gproc::server::{Server, ServerConfig};
 
 /// Options of `gproc agent`.
 #[derive(Debug, Args)]
@@ -55,9 +55,9 @@ pub async fn run(a: AgentArgs) -> Result<ExitCode> {
         allow: a.allow.clone(),
         ..ServerConfig::default()
     };
-    cfg.limits.max_msize = a.msize.max(crate::proto::MIN_MSIZE);
+    cfg.limits.max_msize = a.msize.max(gproc::proto::MIN_MSIZE);
     if a.auth.is_some() {
-        let m = crate::auth::Munge::new().map_err(|e| anyhow::anyhow!("--auth munge: {e}"))?;
+        let m = gproc::auth::Munge::new().map_err(|e| anyhow::anyhow!("--auth munge: {e}"))?;
         cfg.limits.auth = Some(AuthPolicy {
             verifier: Arc::new(m),
             required: true,
@@ -69,7 +69,7 @@ pub async fn run(a: AgentArgs) -> Result<ExitCode> {
         };
         let mut uids = Vec::new();
         for n in &names {
-            let uid = n.parse().ok().or_else(|| crate::view::uid_by_name(n));
+            let uid = n.parse().ok().or_else(|| gproc::view::uid_by_name(n));
             uids.push(uid.with_context(|| format!("--allow-user {n}: no such user"))?);
         }
         fs = fs.with_allowed_uids(uids);
