@@ -21,8 +21,18 @@
 //! - [`config`]: the TOML configuration, hostlists and durations.
 //! - [`sim`]: synthetic nodes: deterministic `/proc` trees served over 9P on
 //!   loopback addresses, with churn and fault injection.
+//! - [`tree`]: the aggregator's merged namespace, a `Filesystem` over the
+//!   pool and the cache.
+//! - [`view`]: what an identity may see of the processes.
 //! - [`sys`]: OS helpers: the user database (NSS lookups), the open-file
 //!   limit, poison-tolerant locks, the pseudo-random generator.
+//!
+//! The front ends (`cli`, `top`, `mount`, `bench`) are not here: they are
+//! the `gproc` binary's own modules, in `src/bin/gproc/`, so `src/` holds
+//! the library alone and the binary uses only its public API, as any other
+//! program would. Their heavy dependencies (fuser, ratatui, crossterm) sit
+//! behind the default-on cargo features `fuse`, `tui` and `bench`, which
+//! the library never needs.
 
 pub mod agent;
 pub mod aggregator;

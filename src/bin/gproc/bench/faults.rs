@@ -6,9 +6,9 @@
 //! their age, the node list's state and reason, what a direct read of a
 //! node file gets, and how long every `/ps` took against the deadline.
 //!
-//! The same [`run`] backs `tests/node_faults.rs`, which asserts on the
-//! report, so the published figures and the CI checks come from one code
-//! path.
+//! The same [`run`] backs this module's test (`tests` below), which
+//! asserts on the report, so the published figures and the CI checks come
+//! from one code path.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -464,9 +464,6 @@ pub fn print(b: &FaultBench, r: &FaultReport) {
     }
 }
 
-/// The scenario behind `gproc bench faults`, asserted (was the
-/// integration test tests/node_faults.rs before the front ends moved into
-/// the binary).
 #[cfg(test)]
 mod tests {
     // Node faults behind the aggregator: a simulated cluster where some nodes
