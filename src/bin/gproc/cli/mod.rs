@@ -81,7 +81,7 @@ struct Absent {
 fn absent(cmd: &str, feature: &str) -> anyhow::Result<ExitCode> {
     anyhow::bail!(
         "`gproc {cmd}` is not in this build: it needs the cargo feature `{feature}` \
-         (on by default; this binary was built with --no-default-features)"
+         (on by default; this binary was built without it)"
     )
 }
 
