@@ -149,3 +149,29 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .try_init();
 }
+
+/// A lean build (`cargo test --no-default-features --bin gproc`, run by
+/// CI): the left-out subcommands take any arguments and say which feature
+/// they need.
+#[cfg(all(test, not(all(feature = "fuse", feature = "bench"))))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_subcommands_name_their_feature() {
+        #[cfg(not(feature = "fuse"))]
+        {
+            let cli = Cli::try_parse_from(["gproc", "mount", "-f", "--ttl", "2s", "h:1", "/mnt"])
+                .expect("any arguments are taken");
+            assert!(matches!(cli.cmd, Command::Mount(_)));
+            let e = absent("mount", "fuse").unwrap_err().to_string();
+            assert!(e.contains("`gproc mount`") && e.contains("`fuse`"), "{e}");
+        }
+        #[cfg(not(feature = "bench"))]
+        {
+            let cli = Cli::try_parse_from(["gproc", "bench", "faults", "--nodes", "3"])
+                .expect("any arguments are taken");
+            assert!(matches!(cli.cmd, Command::Bench(_)));
+        }
+    }
+}
