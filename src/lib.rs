@@ -8,7 +8,6 @@
 //! - [`client`]: one async 9P connection, shared by the CLI and the node
 //!   pool ([`client::pool`]: connections to every node, limits, deadlines,
 //!   reconnects).
-//! - [`bench`](mod@bench): the benchmarks behind `gproc bench`.
 //! - [`aggregator`]: pool + cache + tree + server assembled from a config.
 //! - [`auth`]: MUNGE credentials (libmunge loaded at run time).
 //! - [`format`](mod@format): the text formats gproc binaries exchange, each writer
@@ -22,27 +21,30 @@
 //! - [`config`]: the TOML configuration, hostlists and durations.
 //! - [`sim`]: synthetic nodes: deterministic `/proc` trees served over 9P on
 //!   loopback addresses, with churn and fault injection.
-//! - [`mount`]: `gproc mount`, any 9P tree as a read-only FUSE file system.
-//! - [`top`]: `gproc top`, the live cluster view (model, drawing, text).
+//! - [`tree`]: the aggregator's merged namespace, a `Filesystem` over the
+//!   pool and the cache.
+//! - [`view`]: what an identity may see of the processes.
 //! - [`sys`]: OS helpers: the user database (NSS lookups), the open-file
 //!   limit, poison-tolerant locks, the pseudo-random generator.
-//! - [`cli`]: the `gproc` subcommands.
+//!
+//! The front ends (`cli`, `top`, `mount`, `bench`) are not here: they are
+//! the `gproc` binary's own modules, in `src/bin/gproc/`, so `src/` holds
+//! the library alone and the binary uses only its public API, as any other
+//! program would. Their heavy dependencies (fuser, ratatui, crossterm) sit
+//! behind the default-on cargo features `fuse`, `tui` and `bench`, which
+//! the library never needs.
 
 pub mod agent;
 pub mod aggregator;
 pub mod auth;
-pub mod bench;
 pub mod cache;
-pub mod cli;
 pub mod client;
 pub mod config;
 pub mod format;
-pub mod mount;
 pub mod net;
 pub mod proto;
 pub mod server;
 pub mod sim;
 pub mod sys;
-pub mod top;
 pub mod tree;
 pub mod view;

@@ -19,7 +19,6 @@ mod hostile_input;
 mod hostile_server;
 mod interop;
 mod mount;
-mod node_faults;
 mod pool;
 mod reload;
 mod restart;

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::agent::ProcFs;
-use crate::net::Address;
-use crate::server::listener::Cidr;
-use crate::server::listener::{Listener, shutdown_on_signals};
-use crate::server::{AccessPolicy, Server, ServerConfig};
+use gproc::agent::ProcFs;
+use gproc::net::Address;
+use gproc::server::listener::Cidr;
+use gproc::server::listener::{Listener, shutdown_on_signals};
+use gproc::server::{AccessPolicy, Server, ServerConfig};
 
 /// Options of `gproc agent`.
 #[derive(Debug, Args)]
@@ -53,9 +53,9 @@ pub async fn run(a: AgentArgs) -> Result<ExitCode> {
         allow: a.allow.clone(),
         ..ServerConfig::default()
     };
-    cfg.limits.max_msize = a.msize.max(crate::proto::MIN_MSIZE);
+    cfg.limits.max_msize = a.msize.max(gproc::proto::MIN_MSIZE);
     if a.auth.is_some() {
-        let m = crate::auth::Munge::new().map_err(|e| anyhow::anyhow!("--auth munge: {e}"))?;
+        let m = gproc::auth::Munge::new().map_err(|e| anyhow::anyhow!("--auth munge: {e}"))?;
         let names = if a.allow_users.is_empty() {
             vec!["root".to_string()]
         } else {
@@ -63,7 +63,7 @@ pub async fn run(a: AgentArgs) -> Result<ExitCode> {
         };
         let mut uids = Vec::new();
         for n in &names {
-            let uid = n.parse().ok().or_else(|| crate::sys::users::uid_by_name(n));
+            let uid = n.parse().ok().or_else(|| gproc::sys::users::uid_by_name(n));
             uids.push(uid.with_context(|| format!("--allow-user {n}: no such user"))?);
         }
         // TCP clients need a verified credential; Unix peers are who the

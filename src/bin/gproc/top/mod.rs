@@ -4,35 +4,43 @@
 //!
 //! - [`model`]: parsing the three tables into a [`ClusterTables`], filters,
 //!   totals, rankings. Pure.
-//! - [`ui`]: the interactive state ([`App`]), keys, and drawing with
-//!   ratatui (any backend: tests use `TestBackend`).
-//! - [`text`]: the plain form printed when stdout is not a terminal.
+//! - `ui` (the `tui` feature): the interactive state (`App`), keys, and
+//!   drawing with ratatui (any backend: tests use `TestBackend`).
+//! - [`text`]: the plain form printed when stdout is not a terminal (or
+//!   always, in a build without the `tui` feature).
 //!
 //! This module only reads: the three files over one 9P connection that
-//! is re-dialled when lost ([`crate::client::redial::Redialer`], shared with
+//! is re-dialled when lost ([`gproc::client::redial::Redialer`], shared with
 //! `gproc mount`). `%CPU` is what `/ps` reports: CPU time over the
 //! process's life, as `ps` shows it, not a rate over the last interval.
 
 pub mod model;
 pub mod text;
+#[cfg(feature = "tui")]
 pub mod ui;
 
 use std::io::Write;
+#[cfg(feature = "tui")]
 use std::sync::Arc;
+#[cfg(feature = "tui")]
 use std::sync::atomic::{AtomicI32, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
+#[cfg(feature = "tui")]
 use crossterm::event::{Event, KeyEventKind};
+#[cfg(feature = "tui")]
 use tokio::signal::unix::{SignalKind, signal};
+#[cfg(feature = "tui")]
 use tokio::sync::mpsc;
 use tokio::time::MissedTickBehavior;
 
-use crate::client::ClientError;
-use crate::client::redial::Redialer;
-use crate::format::table::MAX_TABLE_BYTES;
+use gproc::client::ClientError;
+use gproc::client::redial::Redialer;
+use gproc::format::table::MAX_TABLE_BYTES;
 pub use model::{ClusterTables, Filter, SortKey};
-pub use ui::{Action, App, Mode};
+#[cfg(feature = "tui")]
+pub use ui::{Action, App};
 
 /// Where the tables come from.
 pub struct Source {
@@ -80,12 +88,11 @@ impl Source {
 /// Writing to `out` fails (a closed pipe ends the command).
 pub async fn run_text(
     source: &Source,
-    app: &App,
-    limit: usize,
+    view: &text::Plain,
     iterations: Option<u64>,
     out: &mut impl Write,
 ) -> Result<bool> {
-    let mut tick = tokio::time::interval(app.interval.max(Duration::from_millis(10)));
+    let mut tick = tokio::time::interval(view.interval.max(Duration::from_millis(10)));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut ok = true;
     let mut done = 0u64;
@@ -96,8 +103,10 @@ pub async fn run_text(
                 if done > 0 {
                     writeln!(out)?;
                 }
-                let shown = s.filtered(&app.filter);
-                out.write_all(text::render(&app.server, &shown, app.sort, limit).as_bytes())?;
+                let shown = s.filtered(&view.filter);
+                out.write_all(
+                    text::render(&view.server, &shown, view.sort, view.limit).as_bytes(),
+                )?;
                 out.flush()?;
             }
             Err(e) => {
@@ -112,6 +121,7 @@ pub async fn run_text(
     }
 }
 
+#[cfg(feature = "tui")]
 /// The refresh in flight's result; never ready if there is none.
 async fn finished<T>(
     p: &mut Option<tokio::task::JoinHandle<T>>,
@@ -122,24 +132,29 @@ async fn finished<T>(
     }
 }
 
+#[cfg(feature = "tui")]
 /// What the key-reading thread sends.
 enum Input {
     Key(crossterm::event::KeyEvent),
     Resize,
 }
 
+#[cfg(feature = "tui")]
 /// Puts the terminal back however the view ends (error, panic, `q`).
 struct Restore;
 
+#[cfg(feature = "tui")]
 impl Drop for Restore {
     fn drop(&mut self) {
         let _ = ratatui::try_restore();
     }
 }
 
+#[cfg(feature = "tui")]
 /// The real stderr while the view runs (-1: not redirected).
 static SAVED_STDERR: AtomicI32 = AtomicI32::new(-1);
 
+#[cfg(feature = "tui")]
 /// Puts stderr back where it was.
 fn restore_stderr() {
     let fd = SAVED_STDERR.swap(-1, Ordering::SeqCst);
@@ -153,11 +168,13 @@ fn restore_stderr() {
     }
 }
 
+#[cfg(feature = "tui")]
 /// Sends stderr to /dev/null while the full-screen view is up: log lines
 /// (a refresh that failed is already shown in the footer) would be drawn
 /// over the screen. A panic puts stderr back before its message.
 struct StderrAside;
 
+#[cfg(feature = "tui")]
 impl StderrAside {
     fn new() -> Self {
         if let Ok(null) = std::fs::OpenOptions::new().write(true).open("/dev/null") {
@@ -181,12 +198,14 @@ impl StderrAside {
     }
 }
 
+#[cfg(feature = "tui")]
 impl Drop for StderrAside {
     fn drop(&mut self) {
         restore_stderr();
     }
 }
 
+#[cfg(feature = "tui")]
 /// The interactive view, until `q` (or `iterations` refreshes).
 ///
 /// # Errors

@@ -3,10 +3,25 @@
 //! blank line, columns separated by spaces so `awk` can cut them.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
-use super::model::{ClusterTables, SortKey};
-use super::ui::totals_text;
-use crate::format::table::format_cputime;
+use super::model::{ClusterTables, Filter, SortKey, human_mb};
+use gproc::format::table::format_cputime;
+
+/// What the plain form shows and how often.
+#[derive(Debug, Clone)]
+pub struct Plain {
+    /// The aggregator's address, for the title.
+    pub server: String,
+    /// Time between refreshes.
+    pub interval: Duration,
+    /// How processes are ranked.
+    pub sort: SortKey,
+    /// Which users and nodes are shown.
+    pub filter: Filter,
+    /// Processes listed per refresh.
+    pub limit: usize,
+}
 
 /// One refresh as text: title, totals, the node table, then the first
 /// `limit` processes by `sort`.
@@ -63,6 +78,27 @@ pub fn render(server: &str, snap: &ClusterTables, sort: SortKey, limit: usize) -
         );
     }
     out
+}
+
+/// The totals line.
+pub fn totals_text(snap: &ClusterTables) -> String {
+    let t = snap.totals();
+    let pct = if t.mem_total_mb > 0 {
+        t.mem_used_mb as f64 * 100.0 / t.mem_total_mb as f64
+    } else {
+        0.0
+    };
+    format!(
+        "Nodes: {} up, {} down, {} total   Procs: {}   CPUs: {}   Mem: {} / {} ({pct:.0}%)   Load1: {:.2}",
+        t.up,
+        t.down,
+        t.nodes,
+        t.procs,
+        t.cpus,
+        human_mb(t.mem_used_mb),
+        human_mb(t.mem_total_mb),
+        t.load1
+    )
 }
 
 #[cfg(test)]

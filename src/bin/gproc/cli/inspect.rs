@@ -15,11 +15,11 @@ use anyhow::Result;
 use clap::Args;
 use futures::StreamExt;
 
-use crate::client::{
+use gproc::client::{
     Client, ClientError, ClientOptions, DirEntryInfo, FidHandle, FileKind, Metadata, OpenMode, s_if,
 };
-use crate::net::Address;
-use crate::proto::{Dialect, errno};
+use gproc::net::Address;
+use gproc::proto::{Dialect, errno};
 
 /// How to reach the server; shared by `ls`, `cat` and `stat`.
 #[derive(Debug, Args)]
@@ -341,7 +341,7 @@ impl NameCache {
     fn get(&mut self, group: bool, id: u32) -> Option<String> {
         self.0
             .entry((group, id))
-            .or_insert_with(|| crate::sys::users::id_name(group, id))
+            .or_insert_with(|| gproc::sys::users::id_name(group, id))
             .clone()
     }
 }

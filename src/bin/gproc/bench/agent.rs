@@ -12,8 +12,8 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 
 use super::{cpu_seconds, percentiles, print_table, rss_kib};
-use crate::client::{Client, ClientOptions};
-use crate::net::Address;
+use gproc::client::{Client, ClientOptions};
+use gproc::net::Address;
 
 /// Settings of the node-side benchmark.
 #[derive(Debug, Clone)]

@@ -16,10 +16,10 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 
-use crate::client::ClientOptions;
 use crate::mount::{DEFAULT_TTL, MountRequest, Target};
-use crate::net::Address;
-use crate::proto::Dialect;
+use gproc::client::ClientOptions;
+use gproc::net::Address;
+use gproc::proto::Dialect;
 
 /// The line a foreground child prints on stdout once mounted.
 const READY: &str = "gproc-mount-ready";

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::server::listener::shutdown_on_signals;
-use crate::sim::{SimCluster, SimOptions};
+use gproc::server::listener::shutdown_on_signals;
+use gproc::sim::{SimCluster, SimOptions};
 
 /// Options of `gproc sim`.
 #[derive(Debug, Args)]

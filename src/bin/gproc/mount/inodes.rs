@@ -21,8 +21,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use crate::client::FileKind;
-use crate::proto::Qid;
+use gproc::client::FileKind;
+use gproc::proto::Qid;
 
 /// FUSE's root node id.
 pub const ROOT_INO: u64 = 1;
@@ -157,15 +157,10 @@ impl InodeTable {
         }
     }
 
-    /// Nodes known, root included.
+    /// Nodes known, root included (for tests: the mount never needs it).
+    #[cfg(test)]
     pub fn len(&self) -> usize {
         self.by_ino.len()
-    }
-
-    /// Always false (the root is never removed); here for completeness
-    /// next to [`len`](Self::len).
-    pub fn is_empty(&self) -> bool {
-        self.by_ino.is_empty()
     }
 
     fn usable(n: u64) -> bool {
@@ -198,7 +193,7 @@ impl InodeTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::qt;
+    use gproc::proto::qt;
 
     fn q(path: u64) -> Qid {
         Qid {

@@ -16,7 +16,7 @@ pub struct ServeArgs {
 
 /// Runs the aggregator until SIGINT/SIGTERM; SIGHUP reloads the config.
 pub async fn run(a: ServeArgs) -> Result<ExitCode> {
-    crate::aggregator::run(a.config).await?;
+    gproc::aggregator::run(a.config).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -34,7 +34,7 @@ pub enum ConfigCmd {
 /// error (`file:line:col: key: message`) when not.
 pub fn run_config(c: ConfigCmd) -> Result<ExitCode> {
     match c {
-        ConfigCmd::Check { file } => match crate::config::check_file(&file) {
+        ConfigCmd::Check { file } => match gproc::config::check_file(&file) {
             Ok(summary) => {
                 println!("{summary}");
                 Ok(ExitCode::SUCCESS)

@@ -9,11 +9,13 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use clap::Args;
 
-use crate::client::ClientOptions;
-use crate::config::Hostlist;
-use crate::mount::{Target, connection};
-use crate::net::Address;
-use crate::top::{App, Filter, SortKey, Source};
+use crate::remote::connection;
+use crate::top::text::Plain;
+use crate::top::{Filter, SortKey, Source};
+use gproc::client::ClientOptions;
+use gproc::client::redial::Target;
+use gproc::config::Hostlist;
+use gproc::net::Address;
 
 /// Options of `gproc top`.
 #[derive(Debug, Args)]
@@ -77,21 +79,32 @@ pub async fn run(a: TopArgs) -> Result<ExitCode> {
             ..ClientOptions::default()
         },
     })));
-    let app = App::new(
-        server.to_string(),
-        a.interval,
-        a.sort,
-        Filter {
-            users: a.users.clone(),
-            hosts,
-        },
-    );
+    let filter = Filter {
+        users: a.users.clone(),
+        hosts,
+    };
+    #[cfg(feature = "tui")]
     if std::io::stdout().is_terminal() {
+        let app = crate::top::App::new(server.to_string(), a.interval, a.sort, filter);
         crate::top::run_tui(source, app, a.iterations).await?;
         return Ok(ExitCode::SUCCESS);
     }
+    #[cfg(not(feature = "tui"))]
+    if std::io::stdout().is_terminal() {
+        eprintln!(
+            "gproc top: plain text only: the interactive view needs the cargo feature `tui` \
+             (this binary was built without it)"
+        );
+    }
+    let view = Plain {
+        server: server.to_string(),
+        interval: a.interval,
+        sort: a.sort,
+        filter,
+        limit: a.limit,
+    };
     let mut out = std::io::stdout().lock();
-    let ok = crate::top::run_text(&source, &app, a.limit, a.iterations, &mut out).await?;
+    let ok = crate::top::run_text(&source, &view, a.iterations, &mut out).await?;
     Ok(if ok {
         ExitCode::SUCCESS
     } else {

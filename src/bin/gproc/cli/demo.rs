@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::aggregator::Aggregator;
-use crate::config::Config;
-use crate::format::table::{LoadRow, NodeRow, PsRow, Table};
-use crate::net::Address;
-use crate::server::listener::shutdown_on_signals;
-use crate::sim::{SimCluster, SimOptions};
+use gproc::aggregator::Aggregator;
+use gproc::config::Config;
+use gproc::format::table::{LoadRow, NodeRow, PsRow, Table};
+use gproc::net::Address;
+use gproc::server::listener::shutdown_on_signals;
+use gproc::sim::{SimCluster, SimOptions};
 
 /// Options of `gproc demo`.
 #[derive(Debug, Args)]

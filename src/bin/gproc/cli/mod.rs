@@ -2,9 +2,11 @@
 //! library. Each subcommand lives in its own module.
 
 mod agent;
+#[cfg(feature = "bench")]
 mod bench;
 mod demo;
 mod inspect;
+#[cfg(feature = "fuse")]
 mod mount;
 mod ps;
 mod serve;
@@ -13,6 +15,8 @@ mod top;
 
 use std::process::ExitCode;
 
+#[cfg(not(all(feature = "fuse", feature = "bench")))]
+use clap::Args;
 use clap::{Parser, Subcommand};
 
 /// A cluster-wide /proc over 9P.
@@ -41,7 +45,11 @@ enum Command {
     /// The cluster's processes, like `ps aux` with a NODE column.
     Ps(ps::PsArgs),
     /// Mount a 9P server's tree (aggregator, agent, diod) read-only with FUSE.
+    #[cfg(feature = "fuse")]
     Mount(mount::MountArgs),
+    /// Not in this build: `gproc mount` needs the `fuse` feature.
+    #[cfg(not(feature = "fuse"))]
+    Mount(Absent),
     /// Host many synthetic nodes, each a 9P server on its own loopback address.
     Sim(sim::SimArgs),
     /// A simulated cluster with an aggregator over it, in one command.
@@ -49,8 +57,32 @@ enum Command {
     /// A live view of the cluster: nodes, totals, top processes.
     Top(top::TopArgs),
     /// Benchmarks (the tables of BENCHMARKS.md).
+    #[cfg(feature = "bench")]
     #[command(subcommand)]
     Bench(bench::BenchCmd),
+    /// Not in this build: `gproc bench` needs the `bench` feature.
+    #[cfg(not(feature = "bench"))]
+    Bench(Absent),
+}
+
+/// The arguments of a subcommand left out of this build (a cargo feature
+/// was off): taken whatever they are, so the user is told which feature
+/// is missing rather than that the subcommand does not exist.
+#[derive(Debug, Args)]
+#[command(disable_help_flag = true)]
+#[cfg(not(all(feature = "fuse", feature = "bench")))]
+struct Absent {
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+    _args: Vec<String>,
+}
+
+/// The error for a subcommand whose cargo feature was off at build time.
+#[cfg(not(all(feature = "fuse", feature = "bench")))]
+fn absent(cmd: &str, feature: &str) -> anyhow::Result<ExitCode> {
+    anyhow::bail!(
+        "`gproc {cmd}` is not in this build: it needs the cargo feature `{feature}` \
+         (on by default; this binary was built without it)"
+    )
 }
 
 /// Entry point of the `gproc` binary.
@@ -76,10 +108,16 @@ pub fn main() -> ExitCode {
             Command::Serve(a) => serve::run(a).await,
             Command::Config(c) => serve::run_config(c),
             Command::Ps(a) => ps::run(a).await,
+            #[cfg(feature = "bench")]
             Command::Bench(c) => bench::run(c).await,
+            #[cfg(not(feature = "bench"))]
+            Command::Bench(_) => absent("bench", "bench"),
             Command::Sim(a) => sim::run(a).await,
             Command::Demo(a) => demo::run(a).await,
+            #[cfg(feature = "fuse")]
             Command::Mount(a) => mount::run(a).await,
+            #[cfg(not(feature = "fuse"))]
+            Command::Mount(_) => absent("mount", "fuse"),
             Command::Top(a) => top::run(a).await,
         }
     });
@@ -110,4 +148,30 @@ fn init_logging() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// A lean build (`cargo test --no-default-features --bin gproc`, run by
+/// CI): the left-out subcommands take any arguments and say which feature
+/// they need.
+#[cfg(all(test, not(all(feature = "fuse", feature = "bench"))))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_subcommands_name_their_feature() {
+        #[cfg(not(feature = "fuse"))]
+        {
+            let cli = Cli::try_parse_from(["gproc", "mount", "-f", "--ttl", "2s", "h:1", "/mnt"])
+                .expect("any arguments are taken");
+            assert!(matches!(cli.cmd, Command::Mount(_)));
+            let e = absent("mount", "fuse").unwrap_err().to_string();
+            assert!(e.contains("`gproc mount`") && e.contains("`fuse`"), "{e}");
+        }
+        #[cfg(not(feature = "bench"))]
+        {
+            let cli = Cli::try_parse_from(["gproc", "bench", "faults", "--nodes", "3"])
+                .expect("any arguments are taken");
+            assert!(matches!(cli.cmd, Command::Bench(_)));
+        }
+    }
 }

@@ -1,14 +1,14 @@
 //! The data behind `gproc top`: the aggregator's `/nodes`, `/load` and
-//! `/ps` parsed (by [`crate::format::table`]) into one [`ClusterTables`], filtered by user and hostlist,
+//! `/ps` parsed (by [`gproc::format::table`]) into one [`ClusterTables`], filtered by user and hostlist,
 //! with cluster totals and process rankings. No I/O and no drawing, so
 //! all of it is unit-tested on text.
 
 use std::cmp::Ordering;
 use std::time::SystemTime;
 
-use crate::config::Hostlist;
-use crate::config::hostlist::natural_cmp;
-use crate::format::table::{LoadRow, NodeRow, Note, PsRow, Table};
+use gproc::config::Hostlist;
+use gproc::config::hostlist::natural_cmp;
+use gproc::format::table::{LoadRow, NodeRow, Note, PsRow, Table};
 
 /// How processes are ranked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -222,7 +222,8 @@ pub fn human_mb(mb: u64) -> String {
     }
 }
 
-/// KiB as a short human figure.
+/// KiB as a short human figure (the interactive view's RSS column).
+#[cfg(any(feature = "tui", test))]
 pub fn human_kb(kb: u64) -> String {
     if kb >= 1 << 10 {
         human_mb(kb >> 10)

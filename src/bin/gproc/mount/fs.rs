@@ -23,10 +23,10 @@ use fuser::{
 use tokio::runtime::Handle;
 
 use super::inodes::{Inode, InodeTable, ROOT_INO};
-use crate::client::redial::Redialer;
-use crate::client::{ClientError, FileKind, Metadata, OpenMode};
-use crate::proto::{Qid, errno};
-use crate::sys;
+use gproc::client::redial::Redialer;
+use gproc::client::{ClientError, FileKind, Metadata, OpenMode};
+use gproc::proto::{Qid, errno};
+use gproc::sys;
 
 /// One entry of an open directory's snapshot.
 #[derive(Debug, Clone)]

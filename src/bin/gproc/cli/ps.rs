@@ -9,10 +9,10 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::client::{Client, ClientOptions};
-use crate::config::Hostlist;
-use crate::format::table::{Note, PsRow, Table, format_cputime, format_start};
-use crate::net::Address;
+use gproc::client::{Client, ClientOptions};
+use gproc::config::Hostlist;
+use gproc::format::table::{Note, PsRow, Table, format_cputime, format_start};
+use gproc::net::Address;
 
 /// Options of `gproc ps`.
 #[derive(Debug, Args)]
@@ -138,7 +138,7 @@ impl Col {
 
     fn cmp(self, a: &PsRow, b: &PsRow) -> Ordering {
         match self {
-            Col::Node => crate::config::hostlist::natural_cmp(&a.node, &b.node),
+            Col::Node => gproc::config::hostlist::natural_cmp(&a.node, &b.node),
             Col::User => a.user.cmp(&b.user),
             Col::Pid => a.pid.cmp(&b.pid),
             Col::Ppid => a.ppid.cmp(&b.ppid),
@@ -205,7 +205,7 @@ pub(crate) fn server_address(given: Option<Address>) -> Result<Address> {
     if let Ok(s) = std::env::var("GPROC_SERVER") {
         return Address::parse(&s).map_err(|e| anyhow::anyhow!("GPROC_SERVER: {e}"));
     }
-    Address::parse(crate::config::DEFAULT_LISTEN).map_err(|e| anyhow::anyhow!(e))
+    Address::parse(gproc::config::DEFAULT_LISTEN).map_err(|e| anyhow::anyhow!(e))
 }
 
 /// Reads a whole file of the aggregator's tree.
@@ -227,7 +227,7 @@ pub(crate) async fn read_aggregator_file(
     let uid = unsafe { libc::geteuid() };
     let root = client.attach(&uname, "", Some(uid)).await?;
     Ok(root
-        .read_all_limited(path, crate::format::table::MAX_TABLE_BYTES)
+        .read_all_limited(path, gproc::format::table::MAX_TABLE_BYTES)
         .await?)
 }
 

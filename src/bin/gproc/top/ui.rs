@@ -14,7 +14,8 @@ use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Row, Table, TableState};
 
 use super::model::{ClusterTables, Filter, SortKey, human_kb, human_mb};
-use crate::format::table::format_cputime;
+use super::text::totals_text;
+use gproc::format::table::format_cputime;
 
 /// What the screen shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -192,27 +193,6 @@ fn title(app: &App) -> Line<'static> {
         ));
     }
     Line::from(spans)
-}
-
-/// The totals line.
-pub fn totals_text(snap: &ClusterTables) -> String {
-    let t = snap.totals();
-    let pct = if t.mem_total_mb > 0 {
-        t.mem_used_mb as f64 * 100.0 / t.mem_total_mb as f64
-    } else {
-        0.0
-    };
-    format!(
-        "Nodes: {} up, {} down, {} total   Procs: {}   CPUs: {}   Mem: {} / {} ({pct:.0}%)   Load1: {:.2}",
-        t.up,
-        t.down,
-        t.nodes,
-        t.procs,
-        t.cpus,
-        human_mb(t.mem_used_mb),
-        human_mb(t.mem_total_mb),
-        t.load1
-    )
 }
 
 fn footer(app: &App) -> Line<'static> {

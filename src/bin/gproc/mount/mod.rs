@@ -22,9 +22,10 @@
 //!   after it is lost ([`connection`], a [`Redialer`]); nothing on the
 //!   server outlives an operation, so nothing needs replaying.
 //!
-//! Depends on [`crate::client`] and `fuser`; nothing of the server side.
+//! Depends on [`gproc::client`] and `fuser`; nothing of the server side.
 //!
-//! [`ClientError::errno`]: crate::client::ClientError::errno
+//! [`ClientError::errno`]: gproc::client::ClientError::errno
+//! [`Redialer`]: gproc::client::redial::Redialer
 
 pub mod fs;
 pub mod inodes;
@@ -36,22 +37,9 @@ use anyhow::{Context, Result, bail};
 use fuser::{Config, MountOption, Session, SessionACL};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::client::redial::RedialPolicy;
-pub use crate::client::redial::{Redialer, Target};
+pub use crate::remote::connection;
 pub use fs::{FuseSettings, GprocFuse};
-
-/// How long a failed dial is remembered: operations in this window fail
-/// at once with the same error instead of each waiting for a connect
-/// timeout against a server that is down.
-pub const REDIAL_BACKOFF: Duration = Duration::from_millis(500);
-
-/// The connection of a mount (or of `gproc top`) to its server: dialled
-/// and attached on first use and again after it is lost. The mount keeps
-/// no fid open between operations (inodes are paths, open files and
-/// directories are snapshots), so a re-dial needs nothing replayed.
-pub fn connection(target: Target) -> Redialer {
-    Redialer::new(target, RedialPolicy::fixed(REDIAL_BACKOFF))
-}
+pub use gproc::client::redial::Target;
 
 /// Attribute and entry TTL: how long the kernel trusts a name or a file's
 /// attributes before asking again. /proc changes all the time; one second

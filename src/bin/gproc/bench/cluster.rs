@@ -21,10 +21,10 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::{cpu_seconds, print_table, rss_kib};
-use crate::aggregator::Aggregator;
-use crate::client::{Client, ClientOptions};
-use crate::config::Config;
-use crate::net::Address;
+use gproc::aggregator::Aggregator;
+use gproc::client::{Client, ClientOptions};
+use gproc::config::Config;
+use gproc::net::Address;
 
 /// Settings of the cluster benchmark.
 #[derive(Debug, Clone)]
@@ -138,7 +138,7 @@ async fn read(addr: &Address, path: &str) -> Result<bytes::Bytes> {
     .await?;
     let root = c.attach("root", "", Some(0)).await?;
     Ok(root
-        .read_all_limited(path, crate::format::table::MAX_TABLE_BYTES)
+        .read_all_limited(path, gproc::format::table::MAX_TABLE_BYTES)
         .await?)
 }
 
@@ -156,7 +156,7 @@ async fn naive(cfg: &Config, concurrency: usize) -> Result<(usize, f64)> {
         .filter_map(|r| async move { r })
         .collect()
         .await;
-    let lists: Vec<(Arc<crate::client::FidHandle>, Vec<String>)> = futures::stream::iter(roots)
+    let lists: Vec<(Arc<gproc::client::FidHandle>, Vec<String>)> = futures::stream::iter(roots)
         .map(|r| async move {
             let pids = r
                 .read_dir("/")
@@ -173,7 +173,7 @@ async fn naive(cfg: &Config, concurrency: usize) -> Result<(usize, f64)> {
         .buffer_unordered(concurrency)
         .collect()
         .await;
-    let jobs: Vec<(Arc<crate::client::FidHandle>, String)> = lists
+    let jobs: Vec<(Arc<gproc::client::FidHandle>, String)> = lists
         .into_iter()
         .flat_map(|(r, pids)| {
             pids.into_iter().flat_map(move |p| {
@@ -230,7 +230,7 @@ pub async fn run(b: ClusterBench) -> Result<()> {
             .pool()
             .nodes()
             .iter()
-            .filter(|x| x.status().state == crate::client::pool::NodeState::Up)
+            .filter(|x| x.status().state == gproc::client::pool::NodeState::Up)
             .count();
         let rss_conn = rss_kib(me).saturating_sub(rss0);
 

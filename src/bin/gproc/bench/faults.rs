@@ -6,9 +6,9 @@
 //! their age, the node list's state and reason, what a direct read of a
 //! node file gets, and how long every `/ps` took against the deadline.
 //!
-//! The same [`run`] backs `tests/it/node_faults.rs`, which asserts on the
-//! report, so the published figures and the CI checks come from one code
-//! path.
+//! The same [`run`] backs this module's test (`tests` below), which
+//! asserts on the report, so the published figures and the CI checks come
+//! from one code path.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
@@ -18,11 +18,11 @@ use anyhow::{Context, Result};
 use tokio_util::sync::CancellationToken;
 
 use super::print_table;
-use crate::aggregator::Aggregator;
-use crate::client::{Client, ClientOptions, FidHandle};
-use crate::config::Config;
-use crate::format::table::{NodeRow, Note, PsRow, Table};
-use crate::sim::{Fault, SimCluster, SimOptions};
+use gproc::aggregator::Aggregator;
+use gproc::client::{Client, ClientOptions, FidHandle};
+use gproc::config::Config;
+use gproc::format::table::{NodeRow, Note, PsRow, Table};
+use gproc::sim::{Fault, SimCluster, SimOptions};
 
 /// Settings of the fault benchmark.
 #[derive(Debug, Clone)]
@@ -353,7 +353,7 @@ fn record(
 
 async fn read_text(root: &FidHandle, path: &str) -> Result<String> {
     let b = root
-        .read_all_limited(path, crate::format::table::MAX_TABLE_BYTES)
+        .read_all_limited(path, gproc::format::table::MAX_TABLE_BYTES)
         .await
         .with_context(|| format!("reading /{path} from the aggregator"))?;
     Ok(String::from_utf8_lossy(&b).into_owned())
@@ -461,5 +461,111 @@ pub fn print(b: &FaultBench, r: &FaultReport) {
         for (n, why) in r.healthy_missing.iter().take(5) {
             println!("  {n}: {why}");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    // Node faults behind the aggregator: a simulated cluster where some nodes
+    // are slow, hang, flap, answer garbage, refuse connections or serve a
+    // huge file. Runs the scenario behind `gproc bench faults` (the figures
+    // in RELIABILITY.md) and asserts what a user of the aggregator sees: the
+    // healthy nodes are all there every time, broken ones are listed as
+    // missing or down with their reason, flapping ones keep their last rows
+    // as marked stale copies, nothing delays a table past the deadline, and
+    // reads of a broken node's files fail with what is wrong with the node.
+
+    use super::*;
+
+    fn row<'a>(r: &'a FaultReport, fault: &str) -> &'a FaultRow {
+        r.rows
+            .iter()
+            .find(|x| x.fault == fault)
+            .unwrap_or_else(|| panic!("no {fault} nodes in {r:#?}"))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn broken_nodes_cost_only_themselves() {
+        let b = FaultBench {
+            nodes: 60,
+            procs_per_node: 30,
+            fraction: 5.0 / 60.0,
+            duration: Duration::from_secs(12),
+            interval: Duration::from_millis(300),
+            // Generous for a debug build on a busy 2-core machine: these bound
+            // hangs, they do not measure speed.
+            deadline: Duration::from_secs(6),
+            request_timeout: Duration::from_secs(3),
+            stale: Duration::from_secs(30),
+            die_period: Duration::from_secs(6),
+            first_address: Ipv4Addr::new(127, 7, 0, 1),
+            progress: false,
+            ..FaultBench::default()
+        };
+        let r = run(&b).await.expect("the scenario runs");
+        let show = format!("{r:#?}");
+        assert!(r.rounds >= 3, "{show}");
+
+        // No table waits past the deadline (plus rendering and transport).
+        let slowest = r.ps_times.iter().max().copied().unwrap_or_default();
+        assert!(slowest < b.deadline + Duration::from_secs(3), "{show}");
+
+        // Healthy nodes, and nodes whose only trouble is a huge file, are in
+        // every table.
+        assert!(r.healthy_missing.is_empty(), "{show}");
+        for f in ["none", "huge"] {
+            let x = row(&r, f);
+            assert_eq!(x.in_ps, (x.nodes, x.nodes), "{f}: {show}");
+            assert_eq!(x.down_max, 0, "{f}: {show}");
+        }
+        assert!(
+            row(&r, "none")
+                .direct
+                .as_ref()
+                .is_some_and(|(_, o)| o.ends_with("bytes")),
+            "{show}"
+        );
+
+        // Nodes that never answer 9P are never in a table, always noted missing.
+        for f in ["hang", "garbage", "refuse"] {
+            let x = row(&r, f);
+            assert_eq!(x.in_ps.1, 0, "{f}: {show}");
+            assert_eq!(x.missing_max, x.nodes, "{f}: {show}");
+        }
+        // Those that fail at connect are down in /nodes, with the reason.
+        for (f, why) in [("garbage", "protocol error"), ("refuse", "refused")] {
+            let x = row(&r, f);
+            assert_eq!(x.down_max, x.nodes, "{f}: {show}");
+            assert!(x.reasons.iter().any(|s| s.contains(why)), "{f}: {show}");
+            // Reconnects back off exponentially from 250 ms: over 12 s that
+            // is at most 7 attempts (without backoff it would be one per read).
+            assert!((1..=8).contains(&x.failures_max), "{f}: {show}");
+        }
+        // A read of a broken node's file says what is wrong with the node,
+        // not that the file does not exist.
+        let direct = |f: &str| row(&r, f).direct.clone().unwrap_or_default().1;
+        assert!(direct("refuse").contains("host is down"), "{show}");
+        assert!(direct("garbage").contains("host is down"), "{show}");
+        let hang = direct("hang");
+        assert!(
+            hang.contains("timed out") || hang.contains("host is down"),
+            "{show}"
+        );
+        // A node that accepts and then answers nothing is dropped after one
+        // request timeout and backs off, so it is down in /nodes too.
+        assert!(row(&r, "hang").down_max >= 1, "{show}");
+
+        // Flapping nodes went down during the run and kept their last rows as
+        // stale copies, said to be stale, within the rule's grace period.
+        let die = row(&r, "die");
+        assert!(die.down_max >= 1, "{show}");
+        assert!(die.stale_nodes >= 1, "{show}");
+        assert!(
+            die.stale_oldest <= (b.stale + Duration::from_secs(2)).as_secs_f64(),
+            "{show}"
+        );
+
+        // Slow nodes are served when they answer within the deadline.
+        assert!(row(&r, "slow").in_ps.1 >= 1, "{show}");
     }
 }
