@@ -1,31 +1,27 @@
 //! gproc: a cluster-wide `/proc` served over 9P.
 //!
-//! # Layout
+//! # Layers and allowed imports
 //!
-//! - [`proto`]: the 9P wire format (9P2000, 9P2000.u, 9P2000.L). Pure: no I/O.
-//! - [`server`]: the [`server::Filesystem`] trait, per-connection sessions
-//!   (fids, tags, flush) and the TCP/Unix listeners.
-//! - [`client`]: one async 9P connection, shared by the CLI and the node
-//!   pool ([`client::pool`]: connections to every node, limits, deadlines,
-//!   reconnects).
-//! - [`aggregator`]: pool + cache + tree + server assembled from a config.
-//! - [`auth`]: MUNGE credentials (libmunge loaded at run time).
-//! - [`format`](mod@format): the text formats gproc binaries exchange, each writer
-//!   beside its parser: the node summary (`/.gproc/ps`) and the `/ps`,
-//!   `/load`, `/nodes` tables. Pure: no I/O, imports nothing else of the
-//!   crate, so every other module (and every front end) may import it.
-//! - [`agent`]: a `Filesystem` over a local Linux `/proc`, plus the node
-//!   summary's collector (the format is [`format::summary`]).
-//! - [`net`]: endpoint addresses (`host:port`, `unix:/path`).
-//! - [`cache`]: node data kept under per-path rules (moka).
-//! - [`config`]: the TOML configuration, hostlists and durations.
-//! - [`sim`]: synthetic nodes: deterministic `/proc` trees served over 9P on
-//!   loopback addresses, with churn and fault injection.
-//! - [`tree`]: the aggregator's merged namespace, a `Filesystem` over the
-//!   pool and the cache.
-//! - [`view`]: what an identity may see of the processes.
-//! - [`sys`]: OS helpers: the user database (NSS lookups), the open-file
-//!   limit, poison-tolerant locks, the pseudo-random generator.
+//! Each rule has one home. A module may import only the modules in its row
+//! (below it in the table); `tests/it/layers.rs` checks this table against
+//! the code, so it stays true. Test code may reach across.
+//!
+//! | module | its one job | may import |
+//! |---|---|---|
+//! | [`proto`] | 9P2000, 9P2000.u and 9P2000.L messages, encode/decode, framing, the one metadata type and errno mapping. Pure: no I/O | nothing |
+//! | [`format`](mod@format) | the text formats gproc binaries exchange, each writer beside its parser: the node summary (`/.gproc/ps`) and the `/ps` `/load` `/nodes` tables, with their extension rules. Pure | nothing |
+//! | [`sys`] | OS helpers: the user database (NSS), acting as another user on dedicated threads, the open-file limit, poison-tolerant locks, the one pseudo-random generator | nothing |
+//! | [`net`] | endpoint addresses (`host:port`, `unix:/path`) | nothing |
+//! | [`auth`] | MUNGE credentials (libmunge loaded at run time) | `sys` |
+//! | [`config`] | the TOML schema, defaults (written once), hostlists, durations, validation with line numbers | `proto`, `net`, `format`, `sys` |
+//! | [`server`] | the [`server::Filesystem`] trait (location apart from open contents), sessions (fids, tags, flush, snapshots, cookies), one [`server::Identity`] per attach under an access policy, TCP/Unix listeners | `proto`, `net`, `auth`, `sys` |
+//! | [`client`] | one async 9P connection for the CLI and the node pool ([`client::pool`]: every node, limits, deadlines, fan-out, health as data, re-dial) | `proto`, `net`, `auth`, `sys` |
+//! | [`cache`] | node data kept under per-path rules (moka): expiry, coalesced loads, a byte bound | `config`, `sys` |
+//! | [`view`] | what an identity may see: admins, allotted nodes, own processes | `config`, `server`, `sys` |
+//! | [`agent`] | a `Filesystem` over a local Linux `/proc` read with the asking user's credentials, and the node summary's collector | `server`, `format`, `proto`, `sys` |
+//! | [`sim`] | synthetic nodes: deterministic `/proc` trees served over 9P on loopback addresses, with churn and fault injection | `server`, `format`, `proto`, `config`, `net`, `sys` |
+//! | [`tree`] | the aggregator's merged namespace: a `Filesystem` over the pool and the cache, filtered by views | `server`, `client`, `cache`, `view`, `format`, `proto`, `config`, `net`, `sys` |
+//! | [`aggregator`] | the composition root: pool, cache, tree, views and server assembled from a config; reloads | `server`, `client`, `cache`, `tree`, `view`, `auth`, `config`, `format`, `net`, `proto`, `sys` |
 //!
 //! The front ends (`cli`, `top`, `mount`, `bench`) are not here: they are
 //! the `gproc` binary's own modules, in `src/bin/gproc/`, so `src/` holds

@@ -21,6 +21,7 @@ use crate::config::views::{
     AllotCommand, Allotment, Ident, Principal, ViewsConfig, parse_allot_output,
 };
 use crate::server::Identity;
+use crate::sys;
 
 /// One identity's view of the cluster.
 #[derive(Debug, Clone)]
@@ -93,12 +94,12 @@ impl Views {
     /// Replaces the config (reload); dynamic allotments stay until the next
     /// run of the (possibly new) command.
     pub fn set_config(&self, cfg: ViewsConfig) {
-        *self.cfg.write().unwrap_or_else(|p| p.into_inner()) = cfg;
+        *sys::write(&self.cfg) = cfg;
     }
 
     /// Replaces the dynamic allotments (the command's output).
     pub fn set_dynamic(&self, a: Vec<Allotment>) {
-        *self.dynamic.write().unwrap_or_else(|p| p.into_inner()) = a;
+        *sys::write(&self.dynamic) = a;
     }
 
     fn is_open(cfg: &ViewsConfig) -> bool {
@@ -110,7 +111,7 @@ impl Views {
 
     /// The view of `id` (resolved by the server's access policy).
     pub fn view_for(&self, id: &Identity) -> Arc<View> {
-        let cfg = self.cfg.read().unwrap_or_else(|p| p.into_inner());
+        let cfg = sys::read(&self.cfg);
         if Self::is_open(&cfg) || id.uid == 0 {
             return View::admin();
         }
@@ -127,7 +128,7 @@ impl Views {
         if cfg.admin_users.iter().any(user_is) || cfg.admin_groups.iter().any(in_group) {
             return View::admin();
         }
-        let dynamic = self.dynamic.read().unwrap_or_else(|p| p.into_inner());
+        let dynamic = sys::read(&self.dynamic);
         let nodes = cfg
             .allot
             .iter()
@@ -147,12 +148,7 @@ impl Views {
         let me = self.clone();
         tokio::spawn(async move {
             loop {
-                let cmd = me
-                    .cfg
-                    .read()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .allot_command
-                    .clone();
+                let cmd = sys::read(&me.cfg).allot_command.clone();
                 let Some(cmd) = cmd else {
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(5)) => continue,

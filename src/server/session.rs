@@ -35,6 +35,7 @@ use crate::proto::{
     self, Attr, Dialect, Frame, FrameCodec, IOHDRSZ, MAXWELEM, Metadata, NOFID, Qid, Rmessage,
     Stat, Tmessage, epoch_parts, errno, parse_header, s_if,
 };
+use crate::sys::lock;
 
 /// Per-connection limits.
 #[derive(Debug, Clone)]
@@ -272,13 +273,6 @@ pub async fn serve_connection<F, T>(
     conn_done.cancel();
     let _ = writer.await;
     debug!(peer = %peer.addr, "connection closed");
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    // A panic while holding this lock cannot leave the maps inconsistent
-    // (every critical section is a few map operations), so poisoning is
-    // ignored rather than taking the whole connection down.
-    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 async fn write_loop<W: AsyncWrite>(

@@ -18,6 +18,7 @@ mod hostile_client;
 mod hostile_input;
 mod hostile_server;
 mod interop;
+mod layers;
 mod mount;
 mod pool;
 mod reload;
