@@ -12,6 +12,11 @@ pub enum Address {
     Tcp(String),
     /// A Unix domain socket path.
     Unix(PathBuf),
+    /// `fd:N`: a listening socket (TCP or Unix) inherited as descriptor
+    /// `N` from whoever started the server: a supervisor, or a test that
+    /// bound port 0 itself and so knows the port without a race. Servers
+    /// only; a client cannot connect to it.
+    Inherited(i32),
 }
 
 /// Longest Unix socket path the kernel accepts (`sun_path` is 108 bytes,
@@ -26,6 +31,14 @@ impl Address {
     /// # Errors
     /// A message that says what was expected.
     pub fn parse(s: &str) -> Result<Self, String> {
+        if let Some(n) = s.strip_prefix("fd:") {
+            return match n.parse::<i32>() {
+                Ok(fd) if fd >= 3 => Ok(Address::Inherited(fd)),
+                _ => Err(format!(
+                    "invalid address {s:?}: \"fd:N\" names an inherited listening socket, N a descriptor number of 3 or more"
+                )),
+            };
+        }
         if let Some(path) = s.strip_prefix("unix:") {
             if !path.starts_with('/') {
                 return Err(format!(
@@ -116,6 +129,7 @@ impl fmt::Display for Address {
         match self {
             Address::Tcp(s) => f.write_str(s),
             Address::Unix(p) => write!(f, "unix:{}", p.display()),
+            Address::Inherited(fd) => write!(f, "fd:{fd}"),
         }
     }
 }
@@ -141,5 +155,10 @@ mod tests {
         assert!("localhost".parse::<Address>().is_err());
         assert!("h:99999".parse::<Address>().is_err());
         assert_eq!(Address::Unix("/x".into()).to_string(), "unix:/x");
+        assert_eq!("fd:3".parse(), Ok(Address::Inherited(3)));
+        assert_eq!(Address::Inherited(7).to_string(), "fd:7");
+        for bad in ["fd:", "fd:2", "fd:-1", "fd:x"] {
+            assert!(bad.parse::<Address>().is_err(), "{bad}");
+        }
     }
 }

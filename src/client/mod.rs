@@ -193,6 +193,13 @@ impl Client {
                         .map_err(|e| ClientError::io(&server, e))?;
                 Self::handshake(s, server, opts).await
             }
+            Address::Inherited(_) => Err(ClientError::io(
+                &server,
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    "an inherited descriptor is a listening socket of a server: connect to host:port or unix:/path",
+                ),
+            )),
         }
     }
 

@@ -100,8 +100,10 @@ impl ServerConfig {
 pub enum Listener {
     /// TCP.
     Tcp(TcpListener),
-    /// Unix socket, with its path (removed at shutdown).
-    Unix(UnixListener, std::path::PathBuf),
+    /// Unix socket, with its path when this server created it (then
+    /// removed at shutdown; an inherited socket's path belongs to whoever
+    /// made it).
+    Unix(UnixListener, Option<std::path::PathBuf>),
 }
 
 impl Listener {
@@ -135,8 +137,9 @@ impl Listener {
                 use std::os::unix::fs::PermissionsExt;
                 std::fs::set_permissions(p, std::fs::Permissions::from_mode(unix_mode))
                     .map_err(ctx)?;
-                Ok(Listener::Unix(l, p.clone()))
+                Ok(Listener::Unix(l, Some(p.clone())))
             }
+            Address::Inherited(fd) => inherit(*fd).map_err(ctx),
         }
     }
 
@@ -147,7 +150,14 @@ impl Listener {
                 Ok(a) => Address::Tcp(a.to_string()),
                 Err(_) => Address::Tcp("?".into()),
             },
-            Listener::Unix(_, p) => Address::Unix(p.clone()),
+            Listener::Unix(l, p) => match p {
+                Some(p) => Address::Unix(p.clone()),
+                None => l
+                    .local_addr()
+                    .ok()
+                    .and_then(|a| a.as_pathname().map(|p| Address::Unix(p.to_path_buf())))
+                    .unwrap_or_else(|| Address::Unix("?".into())),
+            },
         }
     }
 }
@@ -268,8 +278,77 @@ async fn accept_loop<F: Filesystem>(
             }
         }
     }
-    if let Listener::Unix(_, p) = &l {
+    if let Listener::Unix(_, Some(p)) = &l {
         let _ = std::fs::remove_file(p);
+    }
+}
+
+/// Takes over inherited descriptor `fd` as a listener, after checking that
+/// it is a listening TCP or Unix socket (a wrong number must be an error,
+/// not a server that never accepts) and that it was inherited: a
+/// descriptor crosses `exec` only without close-on-exec, which every
+/// descriptor this process opens has, and which is set here once taken;
+/// so one of the process's own sockets, or one taken already, is refused
+/// instead of being closed under its owner.
+fn inherit(fd: i32) -> io::Result<Listener> {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let bad = |why: String| io::Error::new(io::ErrorKind::InvalidInput, why);
+    let sockopt = |opt: libc::c_int| -> io::Result<libc::c_int> {
+        let mut v: libc::c_int = 0;
+        let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+        // SAFETY: getsockopt writes at most `len` bytes into `v`, an int;
+        // an invalid or non-socket fd is reported as an error.
+        let rc =
+            unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, opt, (&raw mut v).cast(), &mut len) };
+        if rc == 0 {
+            Ok(v)
+        } else {
+            Err(io::Error::last_os_error())
+        }
+    };
+    // SAFETY: F_GETFD reads the descriptor's flags; no memory is touched.
+    let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+    if flags < 0 {
+        return Err(bad(format!(
+            "descriptor {fd} is not open: pass a listening socket as that descriptor"
+        )));
+    }
+    if flags & libc::FD_CLOEXEC != 0 {
+        return Err(bad(format!(
+            "descriptor {fd} was not inherited (close-on-exec is set): it is already in use by this process"
+        )));
+    }
+    let domain = sockopt(libc::SO_DOMAIN).map_err(|e| {
+        bad(format!(
+            "descriptor {fd} is not an inherited socket ({e}); pass a listening socket as that descriptor"
+        ))
+    })?;
+    if sockopt(libc::SO_ACCEPTCONN)? == 0 {
+        return Err(bad(format!(
+            "descriptor {fd} is a socket but not listening"
+        )));
+    }
+    // Taken: not passed on to children, and not taken twice.
+    // SAFETY: F_SETFD on an open descriptor; no memory is touched.
+    unsafe { libc::fcntl(fd, libc::F_SETFD, flags | libc::FD_CLOEXEC) };
+    // SAFETY: `fd` is an open socket (getsockopt succeeded) that nothing
+    // else in this process owns: it was inherited (close-on-exec was
+    // clear) and is marked taken above.
+    let owned = unsafe { OwnedFd::from_raw_fd(fd) };
+    match domain {
+        libc::AF_INET | libc::AF_INET6 => {
+            let l = std::net::TcpListener::from(owned);
+            l.set_nonblocking(true)?;
+            Ok(Listener::Tcp(TcpListener::from_std(l)?))
+        }
+        libc::AF_UNIX => {
+            let l = std::os::unix::net::UnixListener::from(owned);
+            l.set_nonblocking(true)?;
+            Ok(Listener::Unix(UnixListener::from_std(l)?, None))
+        }
+        d => Err(bad(format!(
+            "descriptor {fd} is a socket of address family {d}, not TCP or Unix"
+        ))),
     }
 }
 
@@ -337,6 +416,14 @@ pub fn shutdown_on_signals() -> CancellationToken {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::fd::{AsRawFd, IntoRawFd};
+
+    /// `fd` as a child would receive it: close-on-exec clear.
+    fn inherited(fd: i32) -> i32 {
+        // SAFETY: F_SETFD on a descriptor the test owns.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+        fd
+    }
 
     #[test]
     fn cidr_blocks() {
@@ -365,5 +452,69 @@ mod tests {
         );
         assert!(Cidr::parse("::1").unwrap().contains("::1".parse().unwrap()));
         assert!(Cidr::parse("10.0.0.0/33").is_err() && Cidr::parse("nope").is_err());
+    }
+
+    #[tokio::test]
+    async fn an_inherited_listening_socket_serves_and_a_wrong_descriptor_is_refused() {
+        // A test (or supervisor) binds port 0 and hands the socket over.
+        let std_l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = std_l.local_addr().unwrap().port();
+        let fd = inherited(std_l.into_raw_fd());
+        let l = Listener::bind(&Address::Inherited(fd), 0o600)
+            .await
+            .unwrap();
+        assert_eq!(l.local_addr(), Address::Tcp(format!("127.0.0.1:{port}")));
+        let Listener::Tcp(t) = &l else {
+            panic!("not TCP")
+        };
+        let (c, a) = tokio::join!(
+            tokio::net::TcpStream::connect(("127.0.0.1", port)),
+            t.accept()
+        );
+        assert!(c.is_ok() && a.is_ok());
+        // The same descriptor twice is refused, not closed under the first.
+        let again = Listener::bind(&Address::Inherited(fd), 0o600).await;
+        assert!(again.is_err_and(|e| e.to_string().contains("already in use")));
+        // So is a socket this process opened itself.
+        let own = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let e = Listener::bind(&Address::Inherited(own.as_raw_fd()), 0o600).await;
+        assert!(e.is_err_and(|e| e.to_string().contains("not inherited")));
+
+        // Not a socket; a socket that does not listen: clear errors.
+        let file = inherited(
+            std::fs::File::open("/proc/self/status")
+                .unwrap()
+                .into_raw_fd(),
+        );
+        let e = Listener::bind(&Address::Inherited(file), 0o600).await;
+        assert!(e.is_err_and(|e| e.to_string().contains("not an inherited socket")));
+        let idle = inherited(
+            std::net::UdpSocket::bind("127.0.0.1:0")
+                .unwrap()
+                .into_raw_fd(),
+        );
+        let e = Listener::bind(&Address::Inherited(idle), 0o600).await;
+        assert!(e.is_err_and(|e| e.to_string().contains("not listening")));
+        // SAFETY: both are ours and were not taken over.
+        unsafe {
+            libc::close(file);
+            libc::close(idle);
+        }
+    }
+
+    #[tokio::test]
+    async fn an_inherited_unix_socket_keeps_its_path_at_shutdown() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s.sock");
+        let fd = inherited(
+            std::os::unix::net::UnixListener::bind(&path)
+                .unwrap()
+                .into_raw_fd(),
+        );
+        let l = Listener::bind(&Address::Inherited(fd), 0o600)
+            .await
+            .unwrap();
+        assert_eq!(l.local_addr(), Address::Unix(path.clone()));
+        assert!(matches!(l, Listener::Unix(_, None)));
     }
 }

@@ -122,7 +122,7 @@ async fn first_look(tcp: &Address, socket: &str, t0: Instant) -> Result<()> {
         sock = socket,
         port = match &tcp {
             Address::Tcp(s) => s.rsplit(':').next().unwrap_or("5640").to_string(),
-            Address::Unix(_) => "5640".into(),
+            Address::Unix(_) | Address::Inherited(_) => "5640".into(),
         },
     );
     Ok(())
