@@ -234,6 +234,26 @@ impl Default for Metadata {
 }
 
 impl Metadata {
+    /// A file a server makes up (a summary, a table, a synthesized
+    /// directory): owned by root, link count 2 for a directory and 1
+    /// otherwise, all three times `at`.
+    pub fn synthetic(qid: Qid, name: &str, mode: u32, at: SystemTime) -> Self {
+        Metadata {
+            qid,
+            name: Some(name.to_string()),
+            mode,
+            uid: Some(0),
+            gid: Some(0),
+            user: Some("root".into()),
+            group: Some("root".into()),
+            nlink: Some(if mode & s_if::FMT == s_if::DIR { 2 } else { 1 }),
+            atime: at,
+            mtime: at,
+            ctime: Some(at),
+            ..Metadata::default()
+        }
+    }
+
     /// The file's kind.
     pub fn kind(&self) -> FileKind {
         FileKind::from_mode(self.mode)

@@ -407,20 +407,7 @@ impl SimNodeFs {
                 + ticks_since_boot * 10;
             time_from_wire(ms / 1000, ms % 1000 * 1_000_000)
         };
-        let root_meta = |qid: Qid, name: &str, mode: u32, t| Metadata {
-            qid,
-            name: Some(name.to_string()),
-            mode,
-            uid: Some(0),
-            gid: Some(0),
-            user: Some("root".into()),
-            group: Some("root".into()),
-            nlink: Some(if mode & s_if::FMT == s_if::DIR { 2 } else { 1 }),
-            atime: t,
-            mtime: t,
-            ctime: Some(t),
-            ..Metadata::default()
-        };
+        let root_meta = Metadata::synthetic;
         let now = wall(node.uptime0 + now_ticks);
         Ok(match e {
             Entry::Root => root_meta(e.qid(), "/", s_if::DIR | 0o555, wall(0)),
