@@ -154,7 +154,7 @@ impl Row for PsRow {
     const REQUIRED: &'static [&'static str] = &["NODE", "PID"];
 
     fn line(&self) -> String {
-        let state = if self.state.is_whitespace() {
+        let state = if self.state.is_whitespace() || hostile(self.state) {
             '?'
         } else {
             self.state
@@ -162,7 +162,7 @@ impl Row for PsRow {
         let command: String = self
             .command
             .chars()
-            .map(|c| if c.is_control() { '?' } else { c })
+            .map(|c| if hostile(c) { '?' } else { c })
             .collect();
         format!(
             "{} {} {} {} {} {:.1} {:.1} {} {} {} {} {} {}",
@@ -383,21 +383,29 @@ impl Row for NodeRow {
     }
 }
 
+/// Characters a node (or whoever controls a process's name or command
+/// line there) must not get onto a reader's terminal: control characters
+/// (escape sequences, newlines that forge rows) and the bidirectional
+/// overrides that make text display as something else.
+fn hostile(c: char) -> bool {
+    c.is_control() || matches!(c, '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 /// A cell that is not the last one: whitespace (which would split the cell
-/// or the line) becomes `?`, and an empty cell is `?`, so the columns stay
-/// where the header says.
+/// or the line) and [`hostile`] characters become `?`, and an empty cell
+/// is `?`, so the columns stay where the header says.
 fn cell(s: &str) -> String {
     if s.is_empty() {
         return "?".into();
     }
-    s.replace(char::is_whitespace, "?")
+    s.replace(|c: char| c.is_whitespace() || hostile(c), "?")
 }
 
-/// Free text at the end of a line (an error, a note's reason): control
+/// Free text at the end of a line (an error, a note's reason): [`hostile`]
 /// characters, newlines included, become spaces.
 fn one_line(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
+        .map(|c| if hostile(c) { ' ' } else { c })
         .collect()
 }
 
@@ -715,6 +723,32 @@ mod tests {
             n.write(&mut out);
         }
         out
+    }
+
+    #[test]
+    fn node_supplied_text_cannot_reach_a_terminal_or_forge_rows() {
+        let esc = "\u{1b}[2J\u{1b}]0;owned\u{7}";
+        let row = PsRow {
+            node: format!("n1{esc}"),
+            user: format!("ev il{esc}\nroot"),
+            state: '\u{1b}',
+            command: format!("sleep 1{esc}\n\u{202e}gnp.exe"),
+            ..PsRow::default()
+        };
+        let line = row.line();
+        assert!(!line.chars().any(hostile), "{line:?}");
+        let back = Table::<PsRow>::parse(&format!("{PS_HEADER}\n{line}\n")).unwrap();
+        assert_eq!(back.rows.len(), 1, "one row, none forged");
+        assert_eq!(back.rows[0].pid, row.pid);
+        assert_eq!(back.rows[0].user, "ev?il?[2J?]0;owned??root");
+        let err = NodeRow {
+            node: "n2".into(),
+            error: Some(format!("refused{esc}\n# missing n3: forged")),
+            ..NodeRow::default()
+        };
+        let text = format!("{NODES_HEADER}\n{}\n", err.line());
+        let t = Table::<NodeRow>::parse(&text).unwrap();
+        assert!(t.notes.is_empty() && t.rows.len() == 1, "{text:?}");
     }
 
     #[test]
