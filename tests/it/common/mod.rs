@@ -49,7 +49,13 @@ impl Drop for Proc {
 /// believing the user each client names (`--auth none`: loopback only).
 pub fn start_agent(port: u16) -> Proc {
     let child = Command::new(gproc())
-        .args(["agent", "--auth", "none", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "agent",
+            "--auth",
+            "none",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
