@@ -68,8 +68,19 @@ const PREFIX: &[&str] = &["kcore", "pagemap"];
 const SKIPPED: &[&str] = &["kmsg"];
 
 /// Per-process files whose content moves even while the process is
-/// stopped (scheduler clocks, the reader's own effect).
-const MOVING_PID: &[&str] = &["sched", "schedstat", "timers", "stat", "status"];
+/// stopped: scheduler clocks (`sched`, `schedstat`, `stat`, `status`),
+/// and counts of pages shared with other processes, which come and go
+/// (`smaps`, `smaps_rollup`, `numa_maps`: mapmax, Shared_*, Pss).
+const MOVING_PID: &[&str] = &[
+    "sched",
+    "schedstat",
+    "timers",
+    "stat",
+    "status",
+    "smaps",
+    "smaps_rollup",
+    "numa_maps",
+];
 
 /// One read's result: the bytes (or sorted names of a directory, or a
 /// link's target), or the errno.
