@@ -12,7 +12,18 @@
 //! - symlinks (`exe`, `cwd`, `fd/N`, `self`) are links: walked to, never
 //!   followed. Opening one is refused (ELOOP), because following `fd/N` as
 //!   root would hand out any file a process has open;
-//! - a process that vanishes mid-way gives ENOENT, not EIO or ESRCH.
+//! - a process that vanishes mid-way gives ENOENT, not EIO or ESRCH;
+//! - a fid walked into `/proc/<pid>` (or `<pid>/task/<tid>`) holds that
+//!   directory open and everything below it is opened relative to it, so
+//!   once the process exits the fid answers ENOENT, even if the pid is
+//!   reused by another process.
+//!
+//! Who reads: the node's kernel decides. A service identity (the agent's
+//! own uid, the aggregator's service user) is served with the agent's own
+//! credentials; everyone else's walk, getattr, open, listing, readlink and
+//! summary are made on a thread switched to that user
+//! ([`crate::sys::creds::UserThreads`]), never falling back to the agent's
+//! own credentials.
 
 pub mod collect;
 

@@ -682,6 +682,39 @@ fn the_agent_is_safe_by_default() {
     assert!(!dir.path().join("nocaps.sock").exists());
 }
 
+/// An agent run by an ordinary user serves that user only: it cannot
+/// switch, so every other identity is refused with EPERM at attach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_own_agent_serves_only_them() {
+    let Some(u) = setup() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    rustix::fs::chown(dir.path(), Some(rustix::fs::Uid::from_raw(u.t1)), None).unwrap();
+    let sock = dir.path().join("mine.sock");
+    let _agent = Proc(
+        as_user(T1, gproc().to_str().unwrap())
+            .args(["agent", "--listen"])
+            .arg(format!("unix:{}", sock.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("t1's agent", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    let c = Client::connect(&Address::Unix(sock.clone()), opts())
+        .await
+        .unwrap();
+    let e = c.attach("root", "", Some(0)).await.unwrap_err();
+    assert_eq!(e.errno(), errno::EPERM, "{e}");
+    let mine = c.attach(T1, "", Some(u.t1)).await.unwrap();
+    assert!(matches!(
+        remote(&mine, "version", Kind::File).await,
+        Out::Data(_)
+    ));
+}
+
 /// The agent under exactly the systemd unit's capability bounding set
 /// starts, serves root as itself and t1 as t1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
