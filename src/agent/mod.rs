@@ -12,7 +12,18 @@
 //! - symlinks (`exe`, `cwd`, `fd/N`, `self`) are links: walked to, never
 //!   followed. Opening one is refused (ELOOP), because following `fd/N` as
 //!   root would hand out any file a process has open;
-//! - a process that vanishes mid-way gives ENOENT, not EIO or ESRCH.
+//! - a process that vanishes mid-way gives ENOENT, not EIO or ESRCH;
+//! - a fid walked into `/proc/<pid>` (or `<pid>/task/<tid>`) holds that
+//!   directory open and everything below it is opened relative to it, so
+//!   once the process exits the fid answers ENOENT, even if the pid is
+//!   reused by another process.
+//!
+//! Who reads: the node's kernel decides. A service identity (the agent's
+//! own uid, the aggregator's service user) is served with the agent's own
+//! credentials; everyone else's walk, getattr, open, listing, readlink and
+//! summary are made on a thread switched to that user
+//! ([`crate::sys::creds::UserThreads`]), never falling back to the agent's
+//! own credentials.
 
 pub mod collect;
 
@@ -20,18 +31,21 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
+use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use rustix::fs::{Mode, OFlags};
 
 use crate::format::summary::{GPROC_DIR, SUMMARY_FILE};
 use crate::proto::{
     DirEntry, Metadata, Qid, dt, errno, qid_type_from_mode, qt, s_if, time_from_wire,
 };
 use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags};
+use crate::sys::creds::{CredError, Creds, UserThreads};
 
 /// Largest snapshot taken of one file. /proc has files that claim to be
 /// huge (`kcore`); reading stops here.
@@ -55,23 +69,57 @@ enum Place {
     Summary,
 }
 
-/// Where a fid is: which file, and its qid when walked to.
+/// A directory held open for a fid: `depth` path components below the
+/// root. Operations below it open relative to it, so a fid walked into
+/// `/proc/<pid>` keeps naming that process: once it exits, they fail with
+/// ENOENT even if the pid is reused.
+type Held = (usize, Arc<OwnedFd>);
+
+/// Where a fid is: which file, its qid when walked to, and the process
+/// directories held open on the way.
 #[derive(Debug, Clone)]
 pub struct AgentNode {
     place: Place,
     qid: Qid,
+    held: Vec<Held>,
 }
 
 /// A `Filesystem` over a local proc tree.
+///
+/// Requests of a service identity (the agent's own uid and the users
+/// given to [`ProcFs::with_service_uids`], i.e. the aggregator's service
+/// user) are served with the agent's own credentials on tokio's blocking
+/// pool. Every other identity's requests run on [`UserThreads`] switched
+/// to that user, so the node's kernel decides what they may read; an
+/// agent that cannot switch refuses them.
 pub struct ProcFs {
     /// The tree served (normally `/proc`).
     root: PathBuf,
+    /// The root, held open: every path is resolved below it.
+    root_fd: Arc<OwnedFd>,
     /// uid/gid -> name, for 9P2000 stat records (resolved once each).
     names: Mutex<HashMap<(bool, u32), Option<String>>>,
+    /// Identities served with the agent's own credentials.
+    service: Vec<u32>,
+    /// Threads acting as users; `None` when this process cannot switch
+    /// (not root, CAP_SETUID/CAP_SETGID missing).
+    users: Option<UserThreads>,
 }
 
+/// Threads acting as users, and how many requests may wait for them.
+const USER_THREADS: usize = 8;
+const USER_QUEUE: usize = 4096;
+
+/// The group of a user the node's user database does not know.
+const OVERFLOW_GID: u32 = 65534;
+
+/// File metadata, from `fstat` of a descriptor.
+struct St(fs::Metadata);
+
 impl ProcFs {
-    /// Serves the tree under `root`.
+    /// Serves the tree under `root`. The agent's own uid is the service
+    /// identity; other identities are served as themselves when this
+    /// process can act as other users, refused otherwise.
     ///
     /// # Errors
     /// `root` is not a readable directory.
@@ -84,21 +132,82 @@ impl ProcFs {
                 format!("{} is not a directory", root.display()),
             ));
         }
+        let root_fd = rustix::fs::openat(
+            rustix::fs::CWD,
+            &root,
+            OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
         Ok(Self {
             root,
+            root_fd: Arc::new(root_fd),
             names: Mutex::new(HashMap::new()),
+            service: vec![rustix::process::geteuid().as_raw()],
+            users: UserThreads::new(USER_THREADS, USER_QUEUE).ok(),
         })
     }
 
-    fn abs(&self, rel: &Path) -> PathBuf {
-        self.root.join(rel)
+    /// Adds service identities: their requests are served with the
+    /// agent's own credentials (the aggregator's service user, which reads
+    /// node summaries for everyone and filters them itself).
+    pub fn with_service_uids(mut self, uids: impl IntoIterator<Item = u32>) -> Self {
+        for u in uids {
+            if !self.service.contains(&u) {
+                self.service.push(u);
+            }
+        }
+        self
     }
 
-    fn qid_of(md: &fs::Metadata) -> Qid {
+    /// Whether requests of other users can be served (as those users).
+    pub fn can_act_as_users(&self) -> bool {
+        self.users.is_some()
+    }
+
+    /// Whether `who` is served with the agent's own credentials.
+    pub fn is_service(&self, who: &Identity) -> bool {
+        self.service.contains(&who.uid)
+    }
+
+    /// Runs `f` for `who`: on the blocking pool for a service identity, on
+    /// a thread switched to `who`'s credentials otherwise. Never falls back
+    /// to the agent's own credentials.
+    async fn run<T: Send + 'static>(
+        &self,
+        who: &Identity,
+        f: impl FnOnce() -> FsResult<T> + Send + 'static,
+    ) -> FsResult<T> {
+        if self.is_service(who) {
+            return blocking(f).await;
+        }
+        let Some(users) = &self.users else {
+            return Err(FsError::new(errno::EPERM).with(format!(
+                "this agent runs as uid {} without CAP_SETUID/CAP_SETGID: it serves only {:?}, not uid {}",
+                rustix::process::geteuid().as_raw(),
+                self.service,
+                who.uid
+            )));
+        };
+        let creds = Creds {
+            uid: who.uid,
+            gid: who.gid.unwrap_or(OVERFLOW_GID),
+            groups: who.gids.clone(),
+        };
+        users.run(&creds, f).await.map_err(|e| {
+            let n = if matches!(e, CredError::Busy(_)) {
+                errno::EAGAIN
+            } else {
+                errno::EPERM
+            };
+            FsError::new(n).with(format!("acting as uid {}: {e}", who.uid))
+        })?
+    }
+
+    fn qid_of(md: &St) -> Qid {
         Qid {
-            ty: qid_type_from_mode(md.mode()),
+            ty: qid_type_from_mode(md.0.mode()),
             version: 0,
-            path: md.ino(),
+            path: md.0.ino(),
         }
     }
 
@@ -125,7 +234,8 @@ impl ProcFs {
             .clone()
     }
 
-    fn meta_from(&self, md: &fs::Metadata, name: String) -> Metadata {
+    fn meta_from(&self, md: &St, name: String) -> Metadata {
+        let md = &md.0;
         let mode = md.mode();
         let size = if mode & s_if::FMT == s_if::REG {
             0
@@ -134,7 +244,7 @@ impl ProcFs {
         };
         let t = |sec: i64, nsec: i64| time_from_wire(sec.max(0) as u64, nsec.max(0) as u64);
         Metadata {
-            qid: Self::qid_of(md),
+            qid: Self::qid_of(&St(md.clone())),
             name: Some(name),
             mode,
             uid: Some(md.uid()),
@@ -172,6 +282,45 @@ impl ProcFs {
             ..Metadata::default()
         }
     }
+
+    /// The directory `p` is resolved from (the deepest held one, else the
+    /// root) and the path relative to it ("." for the directory itself).
+    fn base_of(&self, held: &[Held], p: &Path) -> (Arc<OwnedFd>, PathBuf) {
+        let (depth, fd) = held
+            .last()
+            .map(|(d, fd)| (*d, fd.clone()))
+            .unwrap_or((0, self.root_fd.clone()));
+        let rel: PathBuf = p.components().skip(depth).collect();
+        let rel = if rel.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            rel
+        };
+        (fd, rel)
+    }
+}
+
+/// Whether `p` (relative to the root) names a process or thread
+/// directory: `<pid>` or `<pid>/task/<tid>`.
+fn is_process_dir(p: &Path) -> bool {
+    let c: Vec<&OsStr> = p.iter().collect();
+    let num = |s: &OsStr| !s.is_empty() && s.as_bytes().iter().all(u8::is_ascii_digit);
+    match c.as_slice() {
+        [pid] => num(pid),
+        [pid, task, tid] => num(pid) && *task == "task" && num(tid),
+        _ => false,
+    }
+}
+
+/// `lstat` of `rel` below `base`, never following a final symlink.
+fn lstat_at(base: &OwnedFd, rel: &Path) -> std::io::Result<St> {
+    let fd = rustix::fs::openat(
+        base,
+        rel,
+        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(St(fs::File::from(fd).metadata()?))
 }
 
 /// Maps errors of a vanished process to ENOENT: procfs answers ESRCH (or
@@ -197,13 +346,16 @@ fn lookup_name(group: bool, id: u32) -> Option<String> {
     }
 }
 
-/// Reads a whole file without following a final symlink and without
-/// blocking on FIFOs; stops at [`MAX_FILE_BYTES`].
-fn read_whole(path: &Path) -> std::io::Result<Vec<u8>> {
-    let f = fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(path)?;
+/// Reads a whole file below `base` without following a final symlink and
+/// without blocking on FIFOs; stops at [`MAX_FILE_BYTES`].
+fn read_whole(base: &OwnedFd, rel: &Path) -> std::io::Result<Vec<u8>> {
+    let fd = rustix::fs::openat(
+        base,
+        rel,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let f = fs::File::from(fd);
     let md = f.metadata()?;
     if !md.is_file() {
         return Err(std::io::Error::from_raw_os_error(libc::EINVAL));
@@ -213,35 +365,43 @@ fn read_whole(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(out)
 }
 
-/// Lists a directory as readdir entries: `.` and `..` first, then the
-/// entries in the order the kernel gave them.
-fn list_dir(path: &Path, self_qid: Qid, extra: Option<DirEntry>) -> std::io::Result<Vec<DirEntry>> {
-    use std::os::unix::fs::DirEntryExt;
+/// Lists a directory below `base` as readdir entries: `.` and `..` first,
+/// then the entries in the order the kernel gave them.
+fn list_dir(
+    base: &OwnedFd,
+    rel: &Path,
+    self_qid: Qid,
+    extra: Option<DirEntry>,
+) -> std::io::Result<Vec<DirEntry>> {
+    use rustix::fs::FileType;
+    let fd = rustix::fs::openat(
+        base,
+        rel,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
     let mut out = vec![
-        DirEntry {
-            qid: self_qid,
-            offset: 0,
-            ty: dt::DIR,
-            name: ".".into(),
-        },
-        DirEntry {
-            qid: self_qid,
-            offset: 0,
-            ty: dt::DIR,
-            name: "..".into(),
-        },
+        dirent(self_qid, dt::DIR, "."),
+        dirent(self_qid, dt::DIR, ".."),
     ];
     out.extend(extra);
-    for ent in fs::read_dir(path)? {
-        let Ok(ent) = ent else { continue };
-        let Some(name) = ent.file_name().to_str().map(str::to_string) else {
+    for ent in rustix::fs::Dir::new(fd)? {
+        let ent = match ent {
+            Ok(e) => e,
+            // A process directory whose process exited while listed.
+            Err(e) if out.len() <= 2 => return Err(e.into()),
+            Err(_) => break,
+        };
+        let Ok(name) = ent.file_name().to_str() else {
             continue; // not representable as a 9P string
         };
-        let ft = ent.file_type().ok();
-        let (ty, qty) = match ft {
-            Some(t) if t.is_dir() => (dt::DIR, qt::DIR),
-            Some(t) if t.is_symlink() => (dt::LNK, qt::SYMLINK),
-            Some(t) if t.is_file() => (dt::REG, qt::FILE),
+        if name == "." || name == ".." {
+            continue;
+        }
+        let (ty, qty) = match ent.file_type() {
+            FileType::Directory => (dt::DIR, qt::DIR),
+            FileType::Symlink => (dt::LNK, qt::SYMLINK),
+            FileType::RegularFile => (dt::REG, qt::FILE),
             _ => (dt::UNKNOWN, qt::FILE),
         };
         out.push(DirEntry {
@@ -252,7 +412,7 @@ fn list_dir(path: &Path, self_qid: Qid, extra: Option<DirEntry>) -> std::io::Res
             },
             offset: 0,
             ty,
-            name,
+            name: name.to_string(),
         });
     }
     Ok(out)
@@ -277,15 +437,27 @@ impl Filesystem for ProcFs {
                 req.aname
             )));
         }
-        let md = fs::metadata(&self.root)?;
+        let root = self.root_fd.clone();
+        let md = self
+            .run(&req.who, move || {
+                lstat_at(&root, Path::new(".")).map_err(FsError::from)
+            })
+            .await?;
         let qid = Self::qid_of(&md);
         let place = Place::Real(PathBuf::new());
-        Ok((AgentNode { place, qid }, qid))
+        Ok((
+            AgentNode {
+                place,
+                qid,
+                held: Vec::new(),
+            },
+            qid,
+        ))
     }
 
     async fn walk(
         &self,
-        _who: &Identity,
+        who: &Identity,
         dir: &AgentNode,
         name: &str,
     ) -> FsResult<(AgentNode, Qid)> {
@@ -296,26 +468,72 @@ impl Filesystem for ProcFs {
                 Place::Real(p)
             }
             (Place::Real(p), GPROC_DIR) if p.as_os_str().is_empty() => Place::GprocDir,
+            (Place::Real(_), n) if n.contains('/') => return Err(FsError::NOENT),
             (Place::Real(p), _) => Place::Real(p.join(name)),
             (Place::GprocDir, "..") => Place::Real(PathBuf::new()),
             (Place::GprocDir, SUMMARY_FILE) => Place::Summary,
             _ => return Err(FsError::NOENT),
         };
-        let qid = match &place {
-            Place::Real(p) => {
-                let abs = self.abs(p);
-                Self::qid_of(&fs::symlink_metadata(&abs).map_err(|e| vanished(e, &abs))?)
-            }
-            n => Self::synth_qid(n),
+        let Place::Real(p) = &place else {
+            let qid = Self::synth_qid(&place);
+            let node = AgentNode {
+                place,
+                qid,
+                held: Vec::new(),
+            };
+            return Ok((node, qid));
         };
-        Ok((AgentNode { place, qid }, qid))
+        let depth = p.components().count();
+        let mut held: Vec<Held> = dir
+            .held
+            .iter()
+            .filter(|(d, _)| *d <= depth)
+            .cloned()
+            .collect();
+        let (base, rel) = self.base_of(&held, p);
+        let enter = is_process_dir(p) && held.last().is_none_or(|(d, _)| *d < depth);
+        let abs = self.root.join(p);
+        let (md, fd) = self
+            .run(who, move || {
+                if enter {
+                    let opened = rustix::fs::openat(
+                        &*base,
+                        &rel,
+                        OFlags::PATH | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        Mode::empty(),
+                    );
+                    match opened {
+                        Ok(fd) => {
+                            let md =
+                                lstat_at(&fd, Path::new(".")).map_err(|e| vanished(e, &abs))?;
+                            return Ok((md, Some(fd)));
+                        }
+                        // Not a directory after all: a plain entry.
+                        Err(e)
+                            if e == rustix::io::Errno::NOTDIR || e == rustix::io::Errno::LOOP => {}
+                        Err(e) => return Err(vanished(e.into(), &abs)),
+                    }
+                }
+                Ok((lstat_at(&base, &rel).map_err(|e| vanished(e, &abs))?, None))
+            })
+            .await?;
+        if let Some(fd) = fd {
+            held.push((depth, Arc::new(fd)));
+        }
+        let qid = Self::qid_of(&md);
+        Ok((AgentNode { place, qid, held }, qid))
     }
 
-    async fn getattr(&self, _who: &Identity, node: &AgentNode) -> FsResult<Metadata> {
+    async fn getattr(&self, who: &Identity, node: &AgentNode) -> FsResult<Metadata> {
         match &node.place {
             Place::Real(p) => {
-                let abs = self.abs(p);
-                let md = fs::symlink_metadata(&abs).map_err(|e| vanished(e, &abs))?;
+                let (base, rel) = self.base_of(&node.held, p);
+                let abs = self.root.join(p);
+                let md = self
+                    .run(who, move || {
+                        lstat_at(&base, &rel).map_err(|e| vanished(e, &abs))
+                    })
+                    .await?;
                 let name = p
                     .file_name()
                     .map(|n| String::from_utf8_lossy(n.as_bytes()).into_owned())
@@ -326,23 +544,20 @@ impl Filesystem for ProcFs {
         }
     }
 
-    async fn open(
-        &self,
-        _who: &Identity,
-        node: &AgentNode,
-        flags: OpenFlags,
-    ) -> FsResult<Contents> {
+    async fn open(&self, who: &Identity, node: &AgentNode, flags: OpenFlags) -> FsResult<Contents> {
         if flags.write || flags.truncate {
             return Err(FsError::ROFS);
         }
         match &node.place {
             Place::Summary => {
+                // Generated as the asker: the collector sees what they may.
                 let root = self.root.clone();
-                let data = blocking(move || {
-                    collect::generate(&root)
-                        .map_err(|e| FsError::IO.with(format!("node summary: {e}")))
-                })
-                .await?;
+                let data = self
+                    .run(who, move || {
+                        collect::generate(&root)
+                            .map_err(|e| FsError::IO.with(format!("node summary: {e}")))
+                    })
+                    .await?;
                 Ok(Contents::File(Bytes::from(data)))
             }
             Place::GprocDir => Ok(Contents::Dir(vec![
@@ -361,19 +576,20 @@ impl Filesystem for ProcFs {
                 {
                     return Err(FsError::ACCES.with(format!("{} is not served", p.display())));
                 }
-                let abs = self.abs(p);
+                let (base, rel) = self.base_of(&node.held, p);
+                let abs = self.root.join(p);
                 let qid = node.qid;
                 let is_root = p.as_os_str().is_empty();
-                blocking(move || {
+                self.run(who, move || {
                     if qid.is_dir() {
                         let extra = is_root.then(|| {
                             dirent(ProcFs::synth_qid(&Place::GprocDir), dt::DIR, GPROC_DIR)
                         });
-                        list_dir(&abs, qid, extra)
+                        list_dir(&base, &rel, qid, extra)
                             .map(Contents::Dir)
                             .map_err(|e| vanished(e, &abs))
                     } else {
-                        read_whole(&abs)
+                        read_whole(&base, &rel)
                             .map(|d| Contents::File(Bytes::from(d)))
                             .map_err(|e| vanished(e, &abs))
                     }
@@ -383,13 +599,18 @@ impl Filesystem for ProcFs {
         }
     }
 
-    async fn readlink(&self, _who: &Identity, node: &AgentNode) -> FsResult<String> {
+    async fn readlink(&self, who: &Identity, node: &AgentNode) -> FsResult<String> {
         let Place::Real(p) = &node.place else {
             return Err(FsError::INVAL);
         };
-        let abs = self.abs(p);
-        let t = fs::read_link(&abs).map_err(|e| vanished(e, &abs))?;
-        Ok(String::from_utf8_lossy(t.as_os_str().as_bytes()).into_owned())
+        let (base, rel) = self.base_of(&node.held, p);
+        let abs = self.root.join(p);
+        self.run(who, move || {
+            let t = rustix::fs::readlinkat(&*base, &rel, Vec::new())
+                .map_err(|e| vanished(e.into(), &abs))?;
+            Ok(String::from_utf8_lossy(t.as_bytes()).into_owned())
+        })
+        .await
     }
 }
 
@@ -570,5 +791,165 @@ mod tests {
             walk_path(&fs, &path).await.unwrap_err().errno,
             errno::ENOENT
         );
+    }
+
+    fn user(uid: u32) -> Identity {
+        Identity {
+            uid,
+            name: None,
+            gid: Some(uid),
+            gids: vec![uid],
+            proof: Proof::NamedByService { service: 0 },
+        }
+    }
+
+    fn can_switch() -> bool {
+        rustix::process::geteuid().is_root() && crate::sys::creds::check_capabilities().is_ok()
+    }
+
+    async fn walk_as(fs: &ProcFs, who: &Identity, path: &str) -> FsResult<AgentNode> {
+        let req = AttachRequest {
+            aname: "/proc".into(),
+            who: who.clone(),
+        };
+        let (mut f, _) = fs.attach(&req).await?;
+        for n in path.split('/').filter(|s| !s.is_empty()) {
+            f = fs.walk(who, &f, n).await?.0;
+        }
+        Ok(f)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn other_users_read_as_themselves() {
+        if !can_switch() {
+            eprintln!("SKIP: needs root with CAP_SETUID/CAP_SETGID");
+            return;
+        }
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let fs = ProcFs::new("/proc").unwrap();
+        assert!(fs.can_act_as_users());
+        let u = user(4242);
+        let path = format!("{}/environ", child.id());
+        let f = walk_as(&fs, &u, &path).await.unwrap();
+        // The kernel refuses a root process's environ to the user...
+        let e = fs.open(&u, &f, OpenFlags::READ).await.unwrap_err();
+        assert_eq!(e.errno, errno::EACCES, "{e:?}");
+        // ...and the same fid read by the service identity is allowed.
+        assert!(fs.open(&root(), &f, OpenFlags::READ).await.is_ok());
+        // status is world-readable; readlink of exe is ptrace-guarded.
+        let st = walk_as(&fs, &u, &format!("{}/status", child.id()))
+            .await
+            .unwrap();
+        assert!(fs.open(&u, &st, OpenFlags::READ).await.is_ok());
+        let exe = walk_as(&fs, &u, &format!("{}/exe", child.id()))
+            .await
+            .unwrap();
+        assert_eq!(
+            fs.readlink(&u, &exe).await.unwrap_err().errno,
+            errno::EACCES
+        );
+        // timer_list is 0400 root.
+        if let Ok(t) = walk_as(&fs, &u, "timer_list").await {
+            assert_eq!(
+                fs.open(&u, &t, OpenFlags::READ).await.unwrap_err().errno,
+                errno::EACCES
+            );
+        }
+        // A tree the user may not enter is refused at walk.
+        let d = tree();
+        let tfs = ProcFs::new(d.path()).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(d.path().join("42"), fs::Permissions::from_mode(0o700)).unwrap();
+        assert_eq!(
+            walk_as(&tfs, &u, "42/status").await.unwrap_err().errno,
+            errno::EACCES
+        );
+        assert!(walk_as(&tfs, &root(), "42/status").await.is_ok());
+        // A service uid other than the agent's own reads as the agent.
+        let tfs = tfs.with_service_uids([4242]);
+        assert!(walk_as(&tfs, &u, "42/status").await.is_ok());
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    #[tokio::test]
+    async fn an_agent_that_cannot_switch_serves_only_itself() {
+        let d = tree();
+        let mut fs = ProcFs::new(d.path()).unwrap();
+        fs.users = None;
+        let e = walk_as(&fs, &user(4242), "loadavg").await.unwrap_err();
+        assert_eq!(e.errno, errno::EPERM);
+        assert!(format!("{e:?}").contains("CAP_SETUID"), "{e:?}");
+        let me = Identity::lookup(rustix::process::geteuid().as_raw(), Proof::Peer);
+        assert!(walk_as(&fs, &me, "loadavg").await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_walked_process_dir_is_held_not_looked_up_again() {
+        // The same condition as a reused pid: the directory a fid walked
+        // into goes away and another appears under the same name.
+        let d = tree();
+        let fs = ProcFs::new(d.path()).unwrap();
+        let f = walk_path(&fs, "42/status").await.unwrap();
+        let dirf = walk_path(&fs, "42").await.unwrap();
+        let exe = walk_path(&fs, "42/exe").await.unwrap();
+        fs::remove_dir_all(d.path().join("42")).unwrap();
+        fs::create_dir(d.path().join("42")).unwrap();
+        fs::write(d.path().join("42/status"), "Name:\tnew owner\n").unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("42/exe")).unwrap();
+        assert_eq!(open(&fs, &f).await.unwrap_err().errno, errno::ENOENT);
+        assert_eq!(
+            fs.getattr(&root(), &f).await.unwrap_err().errno,
+            errno::ENOENT
+        );
+        assert_eq!(
+            fs.readlink(&root(), &exe).await.unwrap_err().errno,
+            errno::ENOENT
+        );
+        assert_eq!(
+            fs.walk(&root(), &dirf, "status").await.unwrap_err().errno,
+            errno::ENOENT
+        );
+        // A removed directory lists empty here (procfs answers ENOENT),
+        // never the new one's entries.
+        assert!(matches!(open(&fs, &dirf).await, Ok(Contents::Dir(v)) if v.len() == 2));
+        // Walking again finds the new one; `..` leaves the held directory.
+        assert_eq!(
+            read_all(&fs, "42/status").await.unwrap(),
+            b"Name:\tnew owner\n"
+        );
+        let up = fs.walk(&root(), &f, "..").await.unwrap().0;
+        let up = fs.walk(&root(), &up, "..").await.unwrap().0;
+        let l = fs.walk(&root(), &up, "loadavg").await.unwrap().0;
+        assert!(open(&fs, &l).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_fid_of_a_dead_process_stays_dead() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let fs = ProcFs::new("/proc").unwrap();
+        let pid = child.id();
+        let env = walk_path(&fs, &format!("{pid}/environ")).await.unwrap();
+        let dir = walk_path(&fs, &format!("{pid}")).await.unwrap();
+        let task = walk_path(&fs, &format!("{pid}/task/{pid}/status"))
+            .await
+            .unwrap();
+        assert!(open(&fs, &env).await.is_ok());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for f in [&env, &task] {
+            assert_eq!(open(&fs, f).await.unwrap_err().errno, errno::ENOENT);
+        }
+        assert_eq!(
+            fs.walk(&root(), &dir, "cmdline").await.unwrap_err().errno,
+            errno::ENOENT
+        );
+        assert_eq!(open(&fs, &dir).await.unwrap_err().errno, errno::ENOENT);
     }
 }

@@ -8,6 +8,7 @@
 
 mod common;
 
+mod as_user;
 mod client_cli;
 mod client_diod;
 mod client_faults;

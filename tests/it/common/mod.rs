@@ -45,10 +45,17 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `gproc agent` on 127.0.0.1:`port` serving this machine's /proc.
+/// Starts `gproc agent` on 127.0.0.1:`port` serving this machine's /proc,
+/// believing the user each client names (`--auth none`: loopback only).
 pub fn start_agent(port: u16) -> Proc {
     let child = Command::new(gproc())
-        .args(["agent", "--listen", &format!("127.0.0.1:{port}")])
+        .args([
+            "agent",
+            "--auth",
+            "none",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -59,7 +59,7 @@ async fn start_agent() -> Result<Server> {
     let addr = format!("127.0.0.1:{port}");
     let exe = std::env::current_exe().context("cannot find the gproc binary")?;
     let child = Command::new(exe)
-        .args(["agent", "--listen", &addr])
+        .args(["agent", "--auth", "none", "--listen", &addr])
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

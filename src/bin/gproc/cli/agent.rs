@@ -32,13 +32,32 @@ pub struct AgentArgs {
     /// (repeatable; e.g. the aggregator's 10.0.0.5 or 10.0.0.0/24).
     #[arg(long, value_parser = Cidr::parse)]
     allow: Vec<Cidr>,
-    /// Require MUNGE authentication of TCP clients (diod-compatible).
-    #[arg(long, value_parser = ["munge"])]
+    /// How TCP clients prove who they are: `munge` (diod-compatible), or
+    /// `none` to believe the user they name (trusted networks and tests
+    /// only; warned). Required when listening on TCP.
+    #[arg(long, value_parser = ["munge", "none"])]
     auth: Option<String>,
-    /// With --auth: the users allowed to attach (repeatable; default root),
-    /// i.e. the aggregator's service user.
+    /// Service users: they may attach (with --allow-user, only they may,
+    /// besides users named by root), name other users in `Tattach` over
+    /// the Unix socket, and are served with the agent's own credentials
+    /// (repeatable; e.g. the aggregator's service user). Everyone else is
+    /// served as themselves.
     #[arg(long = "allow-user")]
     allow_users: Vec<String>,
+    /// Permissions of the Unix sockets (octal). 0600: only the agent's own
+    /// user; open it to a group with --socket-group and 0660.
+    #[arg(long, default_value = "0600", value_parser = parse_mode)]
+    socket_mode: u32,
+    /// Group owning the Unix sockets (name or gid).
+    #[arg(long)]
+    socket_group: Option<String>,
+}
+
+fn parse_mode(s: &str) -> Result<u32, String> {
+    u32::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o777)
+        .ok_or_else(|| format!("{s:?}: expected an octal mode such as 0600"))
 }
 
 pub(crate) fn parse_addr(s: &str) -> Result<Address, String> {
@@ -47,49 +66,84 @@ pub(crate) fn parse_addr(s: &str) -> Result<Address, String> {
 
 /// Runs the agent until SIGINT/SIGTERM.
 pub async fn run(a: AgentArgs) -> Result<ExitCode> {
-    let fs = ProcFs::new(&a.root).with_context(|| format!("cannot serve {}", a.root.display()))?;
+    let euid = rustix::process::geteuid().as_raw();
+    if euid == 0 {
+        // setfsuid without CAP_SETUID silently does nothing: an agent
+        // that cannot switch would serve other users as root.
+        gproc::sys::creds::check_capabilities()
+            .map_err(|e| anyhow::anyhow!("refusing to serve other users as root: {e}"))?;
+    }
+    let mut service = Vec::new();
+    for n in &a.allow_users {
+        let uid = n.parse().ok().or_else(|| gproc::sys::users::uid_by_name(n));
+        service.push(uid.with_context(|| format!("--allow-user {n}: no such user"))?);
+    }
+    let fs = ProcFs::new(&a.root)
+        .with_context(|| format!("cannot serve {}", a.root.display()))?
+        .with_service_uids(service.iter().copied());
+    if !fs.can_act_as_users() {
+        tracing::warn!(
+            "running as uid {euid} without CAP_SETUID/CAP_SETGID: serving only uid {euid}, other users are refused"
+        );
+    }
     let mut cfg = ServerConfig {
         max_connections: a.max_connections,
         allow: a.allow.clone(),
+        unix_mode: a.socket_mode,
         ..ServerConfig::default()
     };
     cfg.limits.max_msize = a.msize.max(gproc::proto::MIN_MSIZE);
-    if a.auth.is_some() {
-        let m = gproc::auth::Munge::new().map_err(|e| anyhow::anyhow!("--auth munge: {e}"))?;
-        let names = if a.allow_users.is_empty() {
-            vec!["root".to_string()]
-        } else {
-            a.allow_users.clone()
-        };
-        let mut uids = Vec::new();
-        for n in &names {
-            let uid = n.parse().ok().or_else(|| gproc::sys::users::uid_by_name(n));
-            uids.push(uid.with_context(|| format!("--allow-user {n}: no such user"))?);
+    let tcp = a.listen.iter().any(Address::is_tcp);
+    let mut access = AccessPolicy::default();
+    if !service.is_empty() {
+        // Only the service users (or users they or root name) attach.
+        access.service_uids.extend(service.iter().copied());
+        access.allow = Some(service.clone());
+    }
+    match a.auth.as_deref() {
+        Some("munge") => {
+            let m = gproc::auth::Munge::new().map_err(|e| anyhow::anyhow!("--auth munge: {e}"))?;
+            access.verifier = Some(Arc::new(m));
         }
-        // TCP clients need a verified credential; Unix peers are who the
-        // kernel says; only the allowed users (or users named by root) in.
-        cfg.limits.access = AccessPolicy {
-            verifier: Some(Arc::new(m)),
-            allow: Some(uids),
-            ..AccessPolicy::default()
-        };
-    } else if !a.allow_users.is_empty() {
-        anyhow::bail!(
-            "--allow-user needs --auth munge: without it TCP clients have no proven identity"
-        );
+        Some(_) => {
+            if !service.is_empty() {
+                anyhow::bail!(
+                    "--allow-user needs --auth munge: with --auth none TCP clients have no proven identity"
+                );
+            }
+            tracing::warn!(
+                "--auth none: TCP clients are believed to be whoever they name; use only on a trusted network"
+            );
+            access.believe_claims = true;
+        }
+        None if tcp => anyhow::bail!(
+            "listening on TCP needs --auth munge (or --auth none on a trusted network, where clients are believed)"
+        ),
+        None => {}
     }
-    if a.auth.is_none() {
-        // Without --auth the agent serves whoever connects, as whom they say.
-        cfg.limits.access = AccessPolicy::believing_claims();
-    }
-    if a.allow.is_empty() && a.auth.is_none() && a.listen.iter().any(Address::is_tcp) {
+    if a.allow.is_empty() && a.auth.as_deref() == Some("none") && tcp {
         tracing::warn!(
-            "any host that reaches the TCP port can read this node's /proc: use --allow and/or --auth munge"
+            "any host that reaches the TCP port can read this node's /proc as any user it names: use --allow"
         );
     }
+    cfg.limits.access = access;
+    let group = match &a.socket_group {
+        Some(g) => Some(
+            g.parse()
+                .ok()
+                .or_else(|| gproc::sys::users::gid_by_name(g))
+                .with_context(|| format!("--socket-group {g}: no such group"))?,
+        ),
+        None => None,
+    };
     let mut listeners = Vec::new();
     for addr in &a.listen {
-        listeners.push(Listener::bind(addr, cfg.unix_mode).await?);
+        let l = Listener::bind(addr, cfg.unix_mode).await?;
+        if let (Some(gid), Address::Unix(p)) = (group, addr) {
+            rustix::fs::chown(p, None, Some(rustix::fs::Gid::from_raw(gid)))
+                .with_context(|| format!("--socket-group: chown {}", p.display()))?;
+        }
+        listeners.push(l);
     }
     let shutdown = shutdown_on_signals();
     Server::new(Arc::new(fs), cfg)

@@ -1,0 +1,796 @@
+//! The differential test of issue 12 at the agent: with two real test
+//! users made here, what user t1 gets from `/proc` locally (open as t1)
+//! must equal what t1 gets through the agent, (a) connecting to its Unix
+//! socket as t1 and (b) named in `Tattach` by root over the Unix socket
+//! (how the aggregator and v9fs `access=client` come): the same outcome
+//! (data, or the kernel's errno), the same bytes where the file is stable,
+//! and never more data than the local read.
+//!
+//! Targets, stopped with SIGSTOP during the comparison: t1's own process,
+//! t2's, root's, a setuid-root program t1 started, a process with t1's
+//! effective uid and root's real and saved uid, and kthreadd (a kernel
+//! thread, which cannot be stopped: outcomes only).
+
+use std::collections::BTreeSet;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use gproc::client::{Client, ClientOptions, FidHandle, OpenMode};
+use gproc::net::Address;
+use gproc::proto::errno;
+use gproc::sys::creds::{Creds, UserThreads};
+
+use crate::common::*;
+
+const T1: &str = "gproc-t1";
+const T2: &str = "gproc-t2";
+
+/// Node-wide files compared by outcome only (data vs errno), because
+/// their content moves by itself between two reads.
+const MOVING: &[&str] = &[
+    "interrupts",
+    "stat",
+    "uptime",
+    "loadavg",
+    "meminfo",
+    "schedstat",
+    "sched_debug",
+    "timer_list",
+    "softirqs",
+    "vmstat",
+    "zoneinfo",
+    "slabinfo",
+    "buddyinfo",
+    "pagetypeinfo",
+    "diskstats",
+    "vmallocinfo",
+    "locks",
+    "cgroups",
+    "key-users",
+    "keys",
+    "lock_stat",
+    "latency_stats",
+    "allocinfo",
+    "kpagecount",
+    "kpageflags",
+    "kpagecgroup",
+    "sys/kernel/random/uuid",
+];
+
+/// Files read only as a prefix: huge (kcore is the size of memory,
+/// pagemap 8 bytes per page of the address space).
+const PREFIX: &[&str] = &["kcore", "pagemap"];
+
+/// Files never read: reading `kmsg` consumes the kernel log (and the
+/// agent refuses it to everyone).
+const SKIPPED: &[&str] = &["kmsg"];
+
+/// Per-process files whose content moves even while the process is
+/// stopped: scheduler clocks (`sched`, `schedstat`, `stat`, `status`),
+/// and counts of pages shared with other processes, which come and go
+/// (`smaps`, `smaps_rollup`, `numa_maps`: mapmax, Shared_*, Pss).
+const MOVING_PID: &[&str] = &[
+    "sched",
+    "schedstat",
+    "timers",
+    "stat",
+    "status",
+    "smaps",
+    "smaps_rollup",
+    "numa_maps",
+];
+
+/// One read's result: the bytes (or sorted names of a directory, or a
+/// link's target), or the errno.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Out {
+    Data(Vec<u8>),
+    Err(u32),
+}
+
+impl Out {
+    fn errno(e: &std::io::Error) -> Out {
+        let n = e.raw_os_error().unwrap_or(libc::EIO) as u32;
+        Out::Err(if n == errno::ESRCH { errno::ENOENT } else { n })
+    }
+    fn same_outcome(&self, o: &Out) -> bool {
+        match (self, o) {
+            (Out::Data(_), Out::Data(_)) => true,
+            (a, b) => a == b,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    File,
+    Dir,
+    Link,
+}
+
+/// Makes (or reuses) a test user; its uid.
+fn user(name: &str) -> u32 {
+    // Tests run concurrently: one useradd at a time.
+    static MADE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = MADE.lock().unwrap_or_else(|p| p.into_inner());
+    if gproc::sys::users::uid_by_name(name).is_none() {
+        let st = Command::new("useradd")
+            .args(["-M", "-s", "/usr/sbin/nologin", name])
+            .status()
+            .unwrap();
+        assert!(st.success(), "useradd {name}");
+    }
+    gproc::sys::users::uid_by_name(name).unwrap()
+}
+
+fn as_user(name: &str, prog: &str) -> Command {
+    let mut c = Command::new("setpriv");
+    c.args([
+        "--reuid",
+        name,
+        "--regid",
+        name,
+        "--init-groups",
+        "--",
+        prog,
+    ]);
+    c
+}
+
+/// The (ruid, euid, suid) of a process, from its status.
+fn uids(pid: u32) -> Vec<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    s.lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .map(|v| v.parse().unwrap())
+        .collect()
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what}: not after 5 s");
+}
+
+fn stop(pid: u32, sig: i32) {
+    // SAFETY: kill with a pid and signal number touches no memory.
+    unsafe {
+        libc::kill(pid as i32, sig);
+    }
+}
+
+/// What to compare: paths under /proc with their kind (from root's lstat).
+fn entries(dir: &str, out: &mut Vec<(String, Kind)>) {
+    let Ok(rd) = std::fs::read_dir(Path::new("/proc").join(dir)) else {
+        return;
+    };
+    let mut v: Vec<_> = rd.flatten().collect();
+    v.sort_by_key(|e| e.file_name());
+    for e in v {
+        let Some(name) = e.file_name().to_str().map(str::to_string) else {
+            continue;
+        };
+        let Ok(ft) = e.file_type() else { continue };
+        let rel = if dir.is_empty() {
+            name
+        } else {
+            format!("{dir}/{name}")
+        };
+        let kind = if ft.is_symlink() {
+            Kind::Link
+        } else if ft.is_dir() {
+            Kind::Dir
+        } else {
+            Kind::File
+        };
+        out.push((rel, kind));
+    }
+}
+
+fn base_name(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+fn limit_of(p: &str) -> usize {
+    if PREFIX.contains(&base_name(p)) {
+        65536
+    } else {
+        gproc::agent::MAX_FILE_BYTES
+    }
+}
+
+/// The local read as the user, on a thread switched to their
+/// credentials, with the agent's flags (no following, no blocking).
+fn local(p: &str, kind: Kind) -> Out {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let abs = Path::new("/proc").join(p);
+    match kind {
+        Kind::Link => match std::fs::read_link(&abs) {
+            Ok(t) => Out::Data(t.into_os_string().into_encoded_bytes()),
+            Err(e) => Out::errno(&e),
+        },
+        Kind::Dir => match std::fs::read_dir(&abs) {
+            Ok(rd) => {
+                let names: BTreeSet<String> = rd
+                    .flatten()
+                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
+                    .collect();
+                Out::Data(
+                    names
+                        .into_iter()
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                        .into_bytes(),
+                )
+            }
+            Err(e) => Out::errno(&e),
+        },
+        Kind::File => {
+            let f = std::fs::OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(&abs);
+            let f = match f {
+                Ok(f) => f,
+                Err(e) => return Out::errno(&e),
+            };
+            let mut v = Vec::new();
+            match f.take(limit_of(p) as u64).read_to_end(&mut v) {
+                Ok(_) => Out::Data(v),
+                Err(e) => Out::errno(&e),
+            }
+        }
+    }
+}
+
+/// The same read through a 9P attach.
+async fn remote(root: &FidHandle, p: &str, kind: Kind) -> Out {
+    let r = async {
+        match kind {
+            Kind::Link => root.readlink(p).await.map(String::into_bytes),
+            Kind::Dir => root.read_dir(p).await.map(|v| {
+                let names: BTreeSet<String> = v
+                    .into_iter()
+                    .map(|e| e.name)
+                    .filter(|n| n != "." && n != "..")
+                    .collect();
+                names
+                    .into_iter()
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    .into_bytes()
+            }),
+            Kind::File => {
+                let mut f = root.walk(p).await?;
+                f.open(OpenMode::Read).await?;
+                let limit = limit_of(p);
+                if limit < gproc::agent::MAX_FILE_BYTES {
+                    f.read_at(0, limit as u32).await.map(|b| b.to_vec())
+                } else {
+                    f.read_to_end(limit as u64 + 1).await.map(|b| b.to_vec())
+                }
+            }
+        }
+    }
+    .await;
+    match r {
+        Ok(d) => Out::Data(d),
+        Err(e) => Out::Err(e.errno()),
+    }
+}
+
+/// Compares p's three outcomes; returns a description of any mismatch.
+fn compare(p: &str, stable: bool, l: &Out, b: &Out) -> Option<String> {
+    let prefix = PREFIX.contains(&base_name(p));
+    let ok = match (l, b) {
+        (Out::Data(x), Out::Data(y)) if prefix => {
+            let n = x.len().min(y.len()).min(4096);
+            x[..n] == y[..n]
+        }
+        _ if stable => l == b,
+        _ => l.same_outcome(b),
+    };
+    (!ok).then(|| {
+        let short = |o: &Out| match o {
+            Out::Data(d) => format!(
+                "{} bytes {:?}",
+                d.len(),
+                String::from_utf8_lossy(&d[..d.len().min(80)])
+            ),
+            Out::Err(e) => format!("errno {e}"),
+        };
+        format!("{p}: local {} / agent {}", short(l), short(b))
+    })
+}
+
+struct Users {
+    t1: u32,
+}
+
+fn setup() -> Option<Users> {
+    let root = rustix::process::geteuid().is_root();
+    if !require("root (to make test users and act as them)", root) {
+        return None;
+    }
+    if !require("useradd and setpriv", have("useradd") && have("setpriv")) {
+        return None;
+    }
+    let t1 = user(T1);
+    user(T2);
+    Some(Users { t1 })
+}
+
+/// Starts the agent binary on a Unix socket in `dir` with `extra` args.
+fn agent(dir: &Path, name: &str, extra: &[&str]) -> (Proc, PathBuf) {
+    let sock = dir.join(name);
+    let child = Command::new(gproc())
+        .args(["agent", "--listen"])
+        .arg(format!("unix:{}", sock.display()))
+        .args(extra)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let p = Proc(child);
+    wait_for("the agent's socket", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    (p, sock)
+}
+
+fn opts() -> ClientOptions {
+    ClientOptions {
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(20),
+        ..ClientOptions::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_gives_a_user_what_the_node_gives_them() {
+    let Some(u) = setup() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut procs = Vec::new();
+    let mut targets: Vec<(&str, u32, bool)> = Vec::new();
+
+    let own = Proc(as_user(T1, "sleep").arg("120").spawn().unwrap());
+    let other = Proc(as_user(T2, "sleep").arg("120").spawn().unwrap());
+    let rootp = Proc(Command::new("sleep").arg("120").spawn().unwrap());
+    targets.push(("t1's own", own.0.id(), true));
+    targets.push(("t2's", other.0.id(), true));
+    targets.push(("root's", rootp.0.id(), true));
+    procs.extend([own, other, rootp]);
+
+    // A setuid-root program t1 started: a copy of sleep, setuid in a
+    // directory of a file system mounted without nosuid.
+    let suid = dir.path().join("suid-sleep");
+    std::fs::copy("/bin/sleep", &suid).unwrap();
+    std::fs::set_permissions(&suid, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let s = Proc(
+        as_user(T1, suid.to_str().unwrap())
+            .arg("120")
+            .spawn()
+            .unwrap(),
+    );
+    let spid = s.0.id();
+    wait_for("the setuid process", || uids(spid).first() == Some(&u.t1));
+    let setuid_ok = uids(spid) == vec![u.t1, 0, 0];
+    if setuid_ok {
+        targets.push(("setuid-root started by t1", spid, true));
+    } else {
+        eprintln!(
+            "!!! SKIPPED case: the setuid copy of sleep did not run setuid (uids {:?}; nosuid?) !!!",
+            uids(spid)
+        );
+    }
+    procs.push(s);
+
+    // t1's effective uid, root's real and saved uid.
+    let mixed = if have("python3") {
+        let p = Proc(
+            Command::new("python3")
+                .args([
+                    "-c",
+                    &format!(
+                        "import os,time; os.setresuid(0, {}, 0); time.sleep(120)",
+                        u.t1
+                    ),
+                ])
+                .spawn()
+                .unwrap(),
+        );
+        let pid = p.0.id();
+        wait_for("the setresuid process", || uids(pid) == vec![0, u.t1, 0]);
+        targets.push(("euid t1, ruid/suid root", pid, true));
+        procs.push(p);
+        true
+    } else {
+        require("python3 (for the setresuid case)", false);
+        false
+    };
+    // A kernel thread: cannot be stopped, so outcomes only.
+    if std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
+        targets.push(("kthreadd", 2, false));
+    }
+    for p in &procs {
+        stop(p.0.id(), libc::SIGSTOP);
+    }
+    for p in &procs {
+        let pid = p.0.id();
+        wait_for("the target to stop", || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit(')')
+                    .next()
+                    .is_some_and(|r| r.trim_start().starts_with('T'))
+            })
+        });
+    }
+
+    // What to compare.
+    let mut items: Vec<(String, Kind, bool)> = Vec::new();
+    for (_, pid, stoppable) in &targets {
+        let mut v = Vec::new();
+        entries(&pid.to_string(), &mut v);
+        entries(&format!("{pid}/task/{pid}"), &mut v);
+        for (p, k) in v {
+            let stable = *stoppable && !MOVING_PID.contains(&base_name(&p));
+            items.push((p, k, stable));
+        }
+    }
+    let mut node = Vec::new();
+    entries("", &mut node);
+    for (p, k) in node {
+        if p.as_bytes()[0].is_ascii_digit() || k == Kind::Dir || SKIPPED.contains(&p.as_str()) {
+            continue;
+        }
+        let stable = !MOVING.contains(&p.as_str()) && k != Kind::Link;
+        items.push((p, k, stable));
+    }
+    for p in [
+        "sys/net/ipv4/tcp_fastopen_key",
+        "sys/kernel/random/boot_id",
+        "sys/kernel/random/uuid",
+        "sys/kernel/kptr_restrict",
+        "sys/vm/drop_caches",
+    ] {
+        if Path::new("/proc").join(p).exists() {
+            let stable = !MOVING.contains(&p);
+            items.push((p.to_string(), Kind::File, stable));
+        }
+    }
+
+    // The agent: a 0666 socket so t1 can connect, root its service user.
+    let (_agent, sock) = agent(dir.path(), "agent.sock", &["--socket-mode", "0666"]);
+    let addr = Address::Unix(sock.clone());
+
+    // Local reads as t1.
+    let pool = UserThreads::new(2, 64).unwrap();
+    let creds = Creds::of_user(u.t1).unwrap();
+    let mut locals = Vec::new();
+    for (p, k, _) in &items {
+        let (p2, k2) = (p.clone(), *k);
+        locals.push(pool.run(&creds, move || local(&p2, k2)).await.unwrap());
+    }
+
+    // (b) root names t1 in Tattach over the Unix socket.
+    let c = Client::connect(&addr, opts()).await.unwrap();
+    let named = c.attach(T1, "", Some(u.t1)).await.unwrap();
+    let mut mismatches = Vec::new();
+    let mut counts = (0usize, 0usize, 0usize);
+    for ((p, k, stable), l) in items.iter().zip(&locals) {
+        let b = remote(&named, p, *k).await;
+        if let Some(m) = compare(p, *stable, l, &b) {
+            mismatches.push(m);
+        }
+        // Never more than the local read.
+        if let (Out::Err(_), Out::Data(_)) = (l, &b) {
+            mismatches.push(format!("{p}: data through the agent, refused locally"));
+        }
+        match l {
+            Out::Data(_) => counts.0 += 1,
+            Out::Err(e) if *e == errno::EACCES || *e == errno::EPERM => counts.1 += 1,
+            Out::Err(_) => counts.2 += 1,
+        }
+    }
+    eprintln!(
+        "compared {} paths as {T1}: {} data, {} refused, {} other errors",
+        items.len(),
+        counts.0,
+        counts.1,
+        counts.2
+    );
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+
+    // The findings of issue 12, each a regression.
+    let find = |p: &str| {
+        items
+            .iter()
+            .position(|(q, _, _)| q == p)
+            .map(|i| locals[i].clone())
+    };
+    // 2: root-only node files.
+    if let Some(o) = find("timer_list") {
+        assert_eq!(o, Out::Err(errno::EACCES), "timer_list is root's");
+        assert_eq!(remote(&named, "timer_list", Kind::File).await, o);
+    }
+    if let Some(Out::Data(ks)) = find("kallsyms") {
+        let through = remote(&named, "kallsyms", Kind::File).await;
+        let Out::Data(through) = through else {
+            panic!("kallsyms: {through:?}")
+        };
+        let first = String::from_utf8_lossy(&through[..through.len().min(200)]).to_string();
+        assert!(
+            first.starts_with("0000000000000000 "),
+            "kallsyms addresses are zeroed for the user: {first}"
+        );
+        assert_eq!(ks, through);
+    }
+    // 3: ptrace rules: the setuid program's and the mixed-uid process's
+    // environ/maps/auxv are refused, as locally.
+    let mut guarded = Vec::new();
+    if setuid_ok {
+        guarded.push(spid);
+    }
+    if mixed {
+        guarded.push(targets.iter().find(|t| t.0.starts_with("euid")).unwrap().1);
+    }
+    for pid in guarded {
+        for f in ["environ", "maps", "auxv"] {
+            let p = format!("{pid}/{f}");
+            let got = remote(&named, &p, Kind::File).await;
+            assert!(
+                matches!(got, Out::Err(e) if e == errno::EACCES || e == errno::EPERM),
+                "{p}: {got:?}"
+            );
+        }
+    }
+    // The service identity still reads everything (the fast path).
+    let as_root = c.attach("root", "", Some(0)).await.unwrap();
+    let env = format!("{}/environ", targets[1].1);
+    assert!(matches!(
+        remote(&as_root, &env, Kind::File).await,
+        Out::Data(_)
+    ));
+    assert_eq!(
+        remote(&named, &env, Kind::File).await,
+        Out::Err(errno::EACCES),
+        "t2's environ is not t1's"
+    );
+
+    // (a) t1 connects to the socket itself (SO_PEERCRED): a sample, each
+    // also read locally by `cat` as t1, independent of gproc's own code.
+    let mut sample: Vec<String> = ["timer_list", "kallsyms", "version", "modules"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for (_, pid, stoppable) in &targets {
+        if *stoppable {
+            for f in [
+                "environ", "maps", "auxv", "cmdline", "syscall", "stack", "io",
+            ] {
+                sample.push(format!("{pid}/{f}"));
+            }
+        }
+    }
+    for p in &sample {
+        let local = as_user(T1, "cat")
+            .arg(Path::new("/proc").join(p))
+            .output()
+            .unwrap();
+        let via = as_user(T1, gproc().to_str().unwrap())
+            .args(["cat", "--server"])
+            .arg(format!("unix:{}", sock.display()))
+            .arg(p)
+            .output()
+            .unwrap();
+        assert_eq!(
+            local.status.success(),
+            via.status.success(),
+            "{p}: cat as t1 {:?} / gproc cat as t1 {:?} {}",
+            local.status,
+            via.status,
+            String::from_utf8_lossy(&via.stderr)
+        );
+        if local.status.success() {
+            assert_eq!(local.stdout, via.stdout, "{p}: bytes differ");
+        } else {
+            let e = String::from_utf8_lossy(&via.stderr).to_lowercase();
+            let l = String::from_utf8_lossy(&local.stderr).to_lowercase();
+            assert!(via.stdout.is_empty(), "{p}: no data after a refusal");
+            let denied = |s: &str| {
+                s.contains("permission denied")
+                    || s.contains("eacces")
+                    || s.contains("not permitted")
+            };
+            assert_eq!(denied(&l), denied(&e), "{p}: local {l} / agent {e}");
+        }
+    }
+    for p in &procs {
+        stop(p.0.id(), libc::SIGCONT);
+    }
+}
+
+/// Finding 5: the agent's socket is 0600 by default (another user cannot
+/// even connect), TCP without an --auth choice is refused at start, and an
+/// agent without CAP_SETUID/CAP_SETGID refuses to start as root.
+#[test]
+fn the_agent_is_safe_by_default() {
+    let Some(_u) = setup() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_a, sock) = agent(dir.path(), "default.sock", &[]);
+    let mode = std::fs::metadata(&sock).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let out = as_user(T1, gproc().to_str().unwrap())
+        .args(["cat", "--server"])
+        .arg(format!("unix:{}", sock.display()))
+        .arg("version")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr)
+            .to_lowercase()
+            .contains("permission denied"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let port = free_port();
+    let out = Command::new(gproc())
+        .args(["agent", "--listen", &format!("127.0.0.1:{port}")])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("--auth"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let out = Command::new("setpriv")
+        .args(["--bounding-set=-setuid,-setgid", "--inh-caps=-all", "--"])
+        .arg(gproc())
+        .arg("agent")
+        .arg("--listen")
+        .arg(format!("unix:{}", dir.path().join("nocaps.sock").display()))
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("CAP_SETUID") && err.contains("CAP_SETGID"),
+        "{err}"
+    );
+    assert!(!dir.path().join("nocaps.sock").exists());
+}
+
+/// An agent run by an ordinary user serves that user only: it cannot
+/// switch, so every other identity is refused with EPERM at attach.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_own_agent_serves_only_them() {
+    let Some(u) = setup() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    rustix::fs::chown(dir.path(), Some(rustix::fs::Uid::from_raw(u.t1)), None).unwrap();
+    let sock = dir.path().join("mine.sock");
+    let _agent = Proc(
+        as_user(T1, gproc().to_str().unwrap())
+            .args(["agent", "--listen"])
+            .arg(format!("unix:{}", sock.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("t1's agent", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    let c = Client::connect(&Address::Unix(sock.clone()), opts())
+        .await
+        .unwrap();
+    let e = c.attach("root", "", Some(0)).await.unwrap_err();
+    assert_eq!(e.errno(), errno::EPERM, "{e}");
+    let mine = c.attach(T1, "", Some(u.t1)).await.unwrap();
+    assert!(matches!(
+        remote(&mine, "version", Kind::File).await,
+        Out::Data(_)
+    ));
+}
+
+/// The agent under exactly the systemd unit's capability bounding set
+/// starts, serves root as itself and t1 as t1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_under_its_units_capabilities_switches() {
+    let Some(u) = setup() else { return };
+    let unit = std::fs::read_to_string(repo().join("deploy/gproc-agent.service")).unwrap();
+    let caps: Vec<String> = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("CapabilityBoundingSet="))
+        .unwrap()
+        .split_whitespace()
+        .map(|c| c.trim_start_matches("CAP_").to_lowercase())
+        .collect();
+    assert!(caps.contains(&"setuid".to_string()) && caps.contains(&"setgid".to_string()));
+    let bounding = format!(
+        "--bounding-set=-all,{}",
+        caps.iter()
+            .map(|c| format!("+{c}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = dir.path().join("unit.sock");
+    let child = Command::new("setpriv")
+        .args([bounding.as_str(), "--inh-caps=-all", "--"])
+        .arg(gproc())
+        .args(["agent", "--listen"])
+        .arg(format!("unix:{}", sock.display()))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let agent = Proc(child);
+    wait_for("the agent under the unit's set", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    // Its capabilities are the unit's, nothing more.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", agent.0.id())).unwrap();
+    let bnd = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapBnd:"))
+        .unwrap()
+        .trim();
+    let bnd = u64::from_str_radix(bnd, 16).unwrap();
+    assert_eq!(bnd.count_ones() as usize, caps.len(), "CapBnd {bnd:x}");
+
+    let sleeper = Proc(as_user(T2, "sleep").arg("60").spawn().unwrap());
+    let env = format!("{}/environ", sleeper.0.id());
+    wait_for("t2's sleep", || {
+        uids(sleeper.0.id()).first() == Some(&user(T2))
+    });
+    let c = Client::connect(&Address::Unix(sock.clone()), opts())
+        .await
+        .unwrap();
+    let root = c.attach("root", "", Some(0)).await.unwrap();
+    assert!(
+        matches!(remote(&root, &env, Kind::File).await, Out::Data(_)),
+        "the service identity reads t2's environ with CAP_SYS_PTRACE"
+    );
+    assert!(matches!(
+        remote(&root, "kallsyms", Kind::File).await,
+        Out::Data(_)
+    ));
+    let t1 = c.attach(T1, "", Some(u.t1)).await.unwrap();
+    assert_eq!(
+        remote(&t1, &env, Kind::File).await,
+        Out::Err(errno::EACCES),
+        "t1 is refused t2's environ: the switch took"
+    );
+    assert_eq!(
+        remote(&t1, "timer_list", Kind::File).await,
+        Out::Err(errno::EACCES)
+    );
+    assert!(matches!(
+        remote(&t1, "version", Kind::File).await,
+        Out::Data(_)
+    ));
+}
