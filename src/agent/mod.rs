@@ -262,25 +262,16 @@ impl ProcFs {
     }
 
     fn synth_meta(&self, node: &Place) -> Metadata {
-        let now = std::time::SystemTime::now();
-        let (mode, name, nlink) = match node {
-            Place::GprocDir => (s_if::DIR | 0o555, GPROC_DIR, 2),
-            _ => (s_if::REG | 0o444, SUMMARY_FILE, 1),
+        let (mode, name) = match node {
+            Place::GprocDir => (s_if::DIR | 0o555, GPROC_DIR),
+            _ => (s_if::REG | 0o444, SUMMARY_FILE),
         };
-        Metadata {
-            qid: Self::synth_qid(node),
-            name: Some(name.into()),
+        Metadata::synthetic(
+            Self::synth_qid(node),
+            name,
             mode,
-            uid: Some(0),
-            gid: Some(0),
-            user: Some("root".into()),
-            group: Some("root".into()),
-            nlink: Some(nlink),
-            atime: now,
-            mtime: now,
-            ctime: Some(now),
-            ..Metadata::default()
-        }
+            std::time::SystemTime::now(),
+        )
     }
 
     /// The directory `p` is resolved from (the deepest held one, else the
