@@ -56,9 +56,9 @@ fn agent_is_read_by_diod_tools() {
     if !diod_tools_ready() {
         return;
     }
-    let port = free_port();
-    let _a = start_agent(port);
-    diod_tools(port, "/proc");
+    let port = Port::new();
+    let _a = start_agent(&port);
+    diod_tools(port.n, "/proc");
 }
 
 #[test]
@@ -66,10 +66,10 @@ fn agent_is_read_by_py9p_in_every_dialect() {
     if !py9p_ready() {
         return;
     }
-    let port = free_port();
-    let _a = start_agent(port);
+    let port = Port::new();
+    let _a = start_agent(&port);
     for d in ["9P2000.L", "9P2000.u", "9P2000"] {
-        py9p(port, d, "/proc");
+        py9p(port.n, d, "/proc");
     }
 }
 
@@ -78,9 +78,9 @@ fn agent_is_read_by_python9p() {
     if !python9p_ready() {
         return;
     }
-    let port = free_port();
-    let _a = start_agent(port);
-    python9p(port, "");
+    let port = Port::new();
+    let _a = start_agent(&port);
+    python9p(port.n, "");
 }
 
 /// The same checks against diod prove the checks are about 9P, not about
@@ -108,8 +108,8 @@ fn aggregator_node_directories_pass_the_same_checks() {
     if !py9p_ready() || !python9p_ready() || !diod_tools_ready() {
         return;
     }
-    let (pa, pd, pg) = (free_port(), free_port(), free_port());
-    let _a = start_agent(pa);
+    let (pa, pd, pg) = (Port::new(), free_port(), Port::new());
+    let _a = start_agent(&pa);
     let Some(_d) = start_diod(pd) else { return };
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
@@ -120,14 +120,14 @@ fn aggregator_node_directories_pass_the_same_checks() {
     );
     // The root listing rule: the checks compare the pid list with the live
     // /proc, which a cached listing (1 s by default) may miss by design.
-    let _g = start_aggregator(dir.path(), &cfg, pg);
+    let _g = start_aggregator(dir.path(), &cfg, &pg);
     for d in ["9P2000.L", "9P2000.u", "9P2000"] {
-        py9p(pg, d, "/n1");
+        py9p(pg.n, d, "/n1");
     }
-    py9p(pg, "9P2000.L", "/d1");
-    python9p(pg, "/n1");
-    diod_tools(pg, "/n1");
-    diod_tools(pg, "/d1");
+    py9p(pg.n, "9P2000.L", "/d1");
+    python9p(pg.n, "/n1");
+    diod_tools(pg.n, "/n1");
+    diod_tools(pg.n, "/d1");
     // The merged root lists the synthesized files and both nodes.
     let out = Command::new("diodls")
         .args(["-s", &format!("127.0.0.1:{pg}"), "-a", "/", "/"])

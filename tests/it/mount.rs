@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{Proc, free_port, gproc, have, require, start_agent, start_aggregator};
+use crate::common::{Port, Proc, free_port, gproc, have, require, start_agent, start_aggregator};
 
 fn fuse_ready() -> bool {
     require("/dev/fuse", Path::new("/dev/fuse").exists())
@@ -189,10 +189,10 @@ fn host_pids() -> BTreeSet<u32> {
 
 /// An agent on a free loopback port, and an empty mount point in a
 /// temporary directory (kept while the returned `TempDir` lives).
-fn agent_and_mountpoint() -> (Proc, u16, String, tempfile::TempDir, PathBuf) {
-    let port = free_port();
+fn agent_and_mountpoint() -> (Proc, Port, String, tempfile::TempDir, PathBuf) {
+    let port = Port::new();
     let addr = format!("127.0.0.1:{port}");
-    let agent = start_agent(port);
+    let agent = start_agent(&port);
     let tmp = tempfile::tempdir().unwrap();
     let mp = tmp.path().join("mnt");
     std::fs::create_dir(&mp).unwrap();
@@ -366,14 +366,14 @@ fn aggregator_tree_through_the_mount() {
     if !fuse_ready() {
         return;
     }
-    let (pa, pg) = (free_port(), free_port());
-    let _agent = start_agent(pa);
+    let (pa, pg) = (Port::new(), Port::new());
+    let _agent = start_agent(&pa);
     let cfg_dir = tempfile::tempdir().unwrap();
     let cfg = format!(
         "[server]\nlisten = [\"127.0.0.1:{pg}\"]\nauth = \"none\"\n\n\
          [[nodes]]\nnames = \"n1\"\naddress = \"127.0.0.1:{pa}\"\n"
     );
-    let _agg = start_aggregator(cfg_dir.path(), &cfg, pg);
+    let _agg = start_aggregator(cfg_dir.path(), &cfg, &pg);
     let addr = format!("127.0.0.1:{pg}");
     let tmp = tempfile::tempdir().unwrap();
     let mp = tmp.path().join("mnt");
@@ -438,7 +438,7 @@ fn reconnects_after_the_server_restarts_and_unmounts_on_sigterm() {
     std::io::Read::read_to_end(&mut open, &mut snap).unwrap();
     assert_eq!(snap, version);
 
-    let _agent = start_agent(port);
+    let _agent = start_agent(&port);
     std::thread::sleep(Duration::from_millis(600)); // past the redial backoff
     assert_eq!(std::fs::read(m.path("version")).unwrap(), version);
     assert_eq!(

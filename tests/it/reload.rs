@@ -25,15 +25,15 @@ fn wait_until(what: &str, mut ok: impl FnMut() -> bool) {
 
 #[test]
 fn sighup_reloads_good_configs_and_keeps_the_old_one_on_errors() {
-    let (pa, pg) = (free_port(), free_port());
-    let _agent = start_agent(pa);
+    let (pa, pg) = (Port::new(), Port::new());
+    let _agent = start_agent(&pa);
     let dir = tempfile::tempdir().unwrap();
     let head = format!(
         "[server]\nlisten = [\"127.0.0.1:{pg}\"]\nauth = \"none\"\n\n[views]\nadmin_users = []\n\n"
     );
     let node =
         |name: &str| format!("[[nodes]]\nnames = \"{name}\"\naddress = \"127.0.0.1:{pa}\"\n\n");
-    let mut agg = start_aggregator(dir.path(), &format!("{head}{}", node("n1")), pg);
+    let mut agg = start_aggregator(dir.path(), &format!("{head}{}", node("n1")), &pg);
     let addr = format!("127.0.0.1:{pg}");
     let pid = agg.0.id() as i32;
     // Use n1 so that its connection exists before the reloads.

@@ -147,14 +147,15 @@ async fn wait_all(
 async fn clients_fail_fast_when_the_aggregator_is_killed_and_reconnect_after_restart() {
     let dir = tempfile::tempdir().unwrap();
     let (_sim, nodes) = start_sim(dir.path());
-    let port = free_port();
+    // The first start takes the port's socket; restarts bind it by number.
+    let port = std::sync::Arc::new(Port::new());
     let config = format!(
         "[server]\nlisten = [\"127.0.0.1:{port}\"]\nauth = \"none\"\n\n\
          [pool]\nrequest_timeout = \"3s\"\ndeadline = \"3s\"\n\n{nodes}"
     );
     let start = {
-        let (d, c) = (dir.path().to_path_buf(), config.clone());
-        move || start_aggregator(&d, &c, port)
+        let (d, c, p) = (dir.path().to_path_buf(), config.clone(), port.clone());
+        move || start_aggregator(&d, &c, &p)
     };
     let mut agg = tokio::task::spawn_blocking(start.clone()).await.unwrap();
     let addr: Address = format!("127.0.0.1:{port}").parse().unwrap();

@@ -3,7 +3,7 @@
 
 use std::process::{Command, Output};
 
-use crate::common::{free_port, gproc, start_agent, start_aggregator};
+use crate::common::{Port, free_port, gproc, start_agent, start_aggregator};
 
 fn top(addr: &str, extra: &[&str]) -> Output {
     Command::new("timeout")
@@ -21,15 +21,15 @@ fn text(o: &Output) -> String {
 
 #[test]
 fn plain_output_over_an_aggregator() {
-    let (pa, pg, dead) = (free_port(), free_port(), free_port());
-    let _agent = start_agent(pa);
+    let (pa, pg, dead) = (Port::new(), Port::new(), free_port());
+    let _agent = start_agent(&pa);
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
         "[server]\nlisten = [\"127.0.0.1:{pg}\"]\nauth = \"none\"\n\n\
          [[nodes]]\nnames = \"n1\"\naddress = \"127.0.0.1:{pa}\"\n\n\
          [[nodes]]\nnames = \"n2\"\naddress = \"127.0.0.1:{dead}\"\n"
     );
-    let _agg = start_aggregator(dir.path(), &cfg, pg);
+    let _agg = start_aggregator(dir.path(), &cfg, &pg);
     let addr = format!("127.0.0.1:{pg}");
 
     let o = top(&addr, &["--iterations", "2"]);

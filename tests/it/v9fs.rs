@@ -28,14 +28,14 @@ fn linux_v9fs_mounts_the_agent_the_aggregator_and_diod() {
         return;
     }
     // The agent: the full matrix.
-    let pa = free_port();
-    let _a = start_agent(pa);
-    matrix(pa, "/proc", &[]);
+    let pa = Port::new();
+    let _a = start_agent(&pa);
+    matrix(pa.n, "/proc", &[]);
 
     // The aggregator, attached to one node's directory (aname=/n1): the
     // same matrix. The root listing is not cached so that the pid list
     // matches the live /proc the checks compare with.
-    let pg = free_port();
+    let pg = Port::new();
     let dir = tempfile::tempdir().unwrap();
     let cfg = format!(
         "[server]\nlisten = [\"127.0.0.1:{pg}\"]\nauth = \"none\"\n\n\
@@ -44,12 +44,12 @@ fn linux_v9fs_mounts_the_agent_the_aggregator_and_diod() {
          # Views off: v9fs with access=any claims uid -2, which views would\n\
          # rightly show nothing.\n[views]\nadmin_users = []\n"
     );
-    let _g = start_aggregator(dir.path(), &cfg, pg);
+    let _g = start_aggregator(dir.path(), &cfg, &pg);
     // The session code is the agent's; three VMs cover what the tree adds
     // (qids, snapshots, cache) on both kernels and both cache modes.
-    matrix(pg, "/n1", &[("V9FS_OPTSETS", "cache=none,access=client")]);
+    matrix(pg.n, "/n1", &[("V9FS_OPTSETS", "cache=none,access=client")]);
     matrix(
-        pg,
+        pg.n,
         "/n1",
         &[
             ("V9FS_KERNELS", "6.12"),

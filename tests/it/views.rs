@@ -42,8 +42,8 @@ struct Cluster {
 }
 
 fn cluster(auth: &str) -> Cluster {
-    let (pa, pg) = (free_port(), free_port());
-    let agent = start_agent(pa);
+    let (pa, pg) = (Port::new(), Port::new());
+    let agent = start_agent(&pa);
     let dir = tempfile::tempdir().unwrap();
     // World-traversable so the unprivileged test users reach the socket.
     std::fs::set_permissions(
@@ -60,7 +60,7 @@ fn cluster(auth: &str) -> Cluster {
          [[views.allot]]\nuser = {NOBODY}\nnodes = \"n1\"\n\n\
          [[views.allot]]\nuser = {USER2}\nnodes = \"n1,n2\"\n"
     );
-    let agg = start_aggregator(dir.path(), &cfg, pg);
+    let agg = start_aggregator(dir.path(), &cfg, &pg);
     Cluster {
         _agent: agent,
         _agg: agg,

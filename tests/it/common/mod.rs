@@ -14,13 +14,110 @@ pub fn gproc() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_gproc"))
 }
 
-/// A free TCP port on 127.0.0.1 (bound then released).
+/// A loopback port for a server the test starts: bound here, on
+/// 127.0.0.1:0, and handed to the first server started on it as an
+/// inherited socket (`fd:3`), so no other process can take the port
+/// between the test choosing it and the server listening. A server
+/// restarted later on the same port binds it by number.
+pub struct Port {
+    /// The port number.
+    pub n: u16,
+    sock: std::sync::Mutex<Option<TcpListener>>,
+}
+
+impl Port {
+    /// Binds 127.0.0.1:0.
+    pub fn new() -> Port {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        Port {
+            n: l.local_addr().unwrap().port(),
+            sock: std::sync::Mutex::new(Some(l)),
+        }
+    }
+
+    /// `127.0.0.1:N`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.n)
+    }
+
+    /// Spawns `cmd`, handing it the socket as descriptor 3; `listen` gets
+    /// the address the server should listen on (`fd:3`, or `127.0.0.1:N`
+    /// once the socket was handed over: a restart).
+    pub fn spawn(&self, cmd: &mut Command, listen: impl FnOnce(&mut Command, &str)) -> Child {
+        use std::os::fd::AsRawFd;
+        use std::os::unix::process::CommandExt;
+        let Some(l) = self.sock.lock().unwrap().take() else {
+            listen(cmd, &self.addr());
+            return cmd.spawn().expect("spawn a server");
+        };
+        let fd = l.as_raw_fd();
+        // SAFETY: dup2 and fcntl are async-signal-safe and the closure
+        // allocates nothing. dup2 clears close-on-exec on descriptor 3
+        // (fcntl does when the socket already is 3).
+        unsafe {
+            cmd.pre_exec(move || {
+                let rc = if fd == 3 {
+                    libc::fcntl(3, libc::F_SETFD, 0)
+                } else {
+                    libc::dup2(fd, 3)
+                };
+                if rc < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        listen(cmd, "fd:3");
+        let child = cmd.spawn().expect("spawn a server");
+        // Our copy closes now, so a dead server's port refuses connections.
+        drop(l);
+        child
+    }
+}
+
+impl std::fmt::Display for Port {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.n)
+    }
+}
+
+/// A free TCP port on 127.0.0.1 (bound then released), for peers that
+/// cannot take an inherited socket (diod) and for restarts on one port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port()
+}
+
+/// Waits until a 9P server answers `Tversion` on `addr`. With an
+/// inherited socket the kernel accepts connections before the server runs,
+/// so a connect alone says nothing: the answer says it serves (every
+/// listener bound).
+pub fn wait_for_9p(addr: &str) {
+    use std::io::{Read, Write};
+    let mut tversion = Vec::new();
+    let version = b"9P2000.L";
+    let size = 4 + 1 + 2 + 4 + 2 + version.len();
+    tversion.extend_from_slice(&(size as u32).to_le_bytes());
+    tversion.push(100); // Tversion
+    tversion.extend_from_slice(&0xffffu16.to_le_bytes());
+    tversion.extend_from_slice(&8192u32.to_le_bytes());
+    tversion.extend_from_slice(&(version.len() as u16).to_le_bytes());
+    tversion.extend_from_slice(version);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(mut s) = std::net::TcpStream::connect(addr) {
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut head = [0u8; 5];
+            if s.write_all(&tversion).is_ok() && s.read_exact(&mut head).is_ok() && head[4] == 101 {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("no 9P server answers on {addr} after 20 s");
 }
 
 /// Waits until something accepts on `addr`.
@@ -45,38 +142,36 @@ impl Drop for Proc {
     }
 }
 
-/// Starts `gproc agent` on 127.0.0.1:`port` serving this machine's /proc,
-/// believing the user each client names (`--auth none`: loopback only).
-pub fn start_agent(port: u16) -> Proc {
-    let child = Command::new(gproc())
-        .args([
-            "agent",
-            "--auth",
-            "none",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ])
+/// Starts `gproc agent --auth none` on `port` (loopback: claims are
+/// believed) serving this machine's /proc.
+pub fn start_agent(port: &Port) -> Proc {
+    let mut cmd = Command::new(gproc());
+    cmd.args(["agent", "--auth", "none"])
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn gproc agent");
-    wait_for_port(&format!("127.0.0.1:{port}"));
+        .stderr(Stdio::null());
+    let child = port.spawn(&mut cmd, |c, listen| {
+        c.args(["--listen", listen]);
+    });
+    wait_for_9p(&port.addr());
     Proc(child)
 }
 
-/// Starts `gproc serve` with `config` (TOML text) written to `dir`.
-pub fn start_aggregator(dir: &Path, config: &str, port: u16) -> Proc {
+/// Starts `gproc serve` with `config` (TOML text) written to `dir`; its
+/// `listen` entry `"127.0.0.1:N"` for `port` becomes the inherited socket.
+pub fn start_aggregator(dir: &Path, config: &str, port: &Port) -> Proc {
     let path = dir.join("gproc.toml");
-    std::fs::write(&path, config).unwrap();
     let log = std::fs::File::create(dir.join("serve.log")).unwrap();
-    let child = Command::new(gproc())
-        .args(["serve", "--config"])
+    let mut cmd = Command::new(gproc());
+    cmd.args(["serve", "--config"])
         .arg(&path)
         .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .expect("spawn gproc serve");
-    wait_for_port(&format!("127.0.0.1:{port}"));
+        .stderr(log);
+    let child = port.spawn(&mut cmd, |_, listen| {
+        let quoted = format!("\"{}\"", port.addr());
+        assert!(config.contains(&quoted), "the config listens on {quoted}");
+        std::fs::write(&path, config.replace(&quoted, &format!("\"{listen}\""))).unwrap();
+    });
+    wait_for_9p(&port.addr());
     Proc(child)
 }
 
