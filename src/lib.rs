@@ -30,6 +30,8 @@
 //! behind the default-on cargo features `fuse`, `tui` and `bench`, which
 //! the library never needs.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod agent;
 pub mod aggregator;
 pub mod auth;

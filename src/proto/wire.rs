@@ -16,6 +16,7 @@ pub struct Reader {
 }
 
 impl Reader {
+    /// A cursor at the start of `buf`.
     pub fn new(buf: Bytes) -> Self {
         Self { buf }
     }
@@ -31,21 +32,25 @@ impl Reader {
         }
     }
 
+    /// A little-endian `u8`.
     pub fn u8(&mut self) -> Result<u8, DecodeError> {
         self.need(1)?;
         Ok(self.buf.get_u8())
     }
 
+    /// A little-endian `u16`.
     pub fn u16(&mut self) -> Result<u16, DecodeError> {
         self.need(2)?;
         Ok(self.buf.get_u16_le())
     }
 
+    /// A little-endian `u32`.
     pub fn u32(&mut self) -> Result<u32, DecodeError> {
         self.need(4)?;
         Ok(self.buf.get_u32_le())
     }
 
+    /// A little-endian `u64`.
     pub fn u64(&mut self) -> Result<u64, DecodeError> {
         self.need(8)?;
         Ok(self.buf.get_u64_le())
@@ -64,6 +69,7 @@ impl Reader {
         String::from_utf8(raw.to_vec()).map_err(|_| DecodeError::InvalidUtf8)
     }
 
+    /// A qid: type[1] version[4] path[8].
     pub fn qid(&mut self) -> Result<Qid, DecodeError> {
         Ok(Qid {
             ty: self.u8()?,
@@ -89,6 +95,7 @@ impl Reader {
         Ok(out)
     }
 
+    /// Bytes not read yet.
     pub fn remaining(&self) -> usize {
         self.buf.remaining()
     }
@@ -111,18 +118,23 @@ pub struct Writer<'a> {
 }
 
 impl Writer<'_> {
+    /// Appends `v` as a little-endian `u8`.
     pub fn u8(&mut self, v: u8) {
         self.buf.put_u8(v);
     }
+    /// Appends `v` as a little-endian `u16`.
     pub fn u16(&mut self, v: u16) {
         self.buf.put_u16_le(v);
     }
+    /// Appends `v` as a little-endian `u32`.
     pub fn u32(&mut self, v: u32) {
         self.buf.put_u32_le(v);
     }
+    /// Appends `v` as a little-endian `u64`.
     pub fn u64(&mut self, v: u64) {
         self.buf.put_u64_le(v);
     }
+    /// Appends `v` as is (no length prefix).
     pub fn bytes(&mut self, v: &[u8]) {
         self.buf.put_slice(v);
     }
@@ -135,6 +147,7 @@ impl Writer<'_> {
         Ok(())
     }
 
+    /// Appends a qid.
     pub fn qid(&mut self, q: &Qid) {
         self.u8(q.ty);
         self.u32(q.version);

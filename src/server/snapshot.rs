@@ -148,7 +148,7 @@ impl Snapshot {
     ///
     /// # Errors
     /// EMFILE past the budget (see [`SnapshotBudget::charge`]).
-    pub fn new(contents: Contents, budget: &SnapshotBudget) -> FsResult<Self> {
+    pub(crate) fn new(contents: Contents, budget: &SnapshotBudget) -> FsResult<Self> {
         let (body, charge) = match contents {
             Contents::File(b) => {
                 let charge = budget.charge(b.len())?;
@@ -174,7 +174,7 @@ impl Snapshot {
     ///
     /// # Errors
     /// EISDIR for a directory.
-    pub fn read(&self, offset: u64, count: u32) -> FsResult<Bytes> {
+    pub(crate) fn read(&self, offset: u64, count: u32) -> FsResult<Bytes> {
         match &self.body {
             Body::File(b) => {
                 let start = offset.min(b.len() as u64) as usize;
@@ -189,7 +189,7 @@ impl Snapshot {
     ///
     /// # Errors
     /// ENOTDIR for a file.
-    pub fn entries(&self, offset: u64) -> FsResult<&[DirEntry]> {
+    pub(crate) fn entries(&self, offset: u64) -> FsResult<&[DirEntry]> {
         match &self.body {
             Body::Dir(ents) => Ok(&ents[offset.min(ents.len() as u64) as usize..]),
             Body::File(_) => Err(FsError::NOTDIR),
