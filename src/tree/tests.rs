@@ -10,13 +10,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::agent::ProcFs;
+use crate::cache::Cache;
+use crate::client::pool::Pool;
 use crate::client::pool::{NodeSpec, PoolOptions};
 use crate::config::{CachePolicy, CacheRule, Ttl};
 use crate::format::table::{PsRow, Table};
 use crate::net::Address;
-use crate::proto::NONUNAME;
+use crate::proto::{DirEntry, NONUNAME, errno};
 use crate::server::listener::Listener;
-use crate::server::{AccessPolicy, Claim, Peer, Proof, Server, ServerConfig};
+use crate::server::{
+    AccessPolicy, AttachRequest, Claim, Contents, Filesystem, FsError, FsResult, Identity,
+    OpenFlags, Peer, Proof, Server, ServerConfig,
+};
+use crate::view::Views;
 
 /// Serves `root` with the agent on 127.0.0.1:0; returns the address.
 async fn node(root: &str) -> Address {
