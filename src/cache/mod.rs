@@ -252,6 +252,8 @@ impl Cache {
                 (k.path.len() + 64 + e.weight).min(u32::MAX as usize) as u32
             })
             .expire_after(Expire)
+            // For `forget_node`: without it moka refuses predicates.
+            .support_invalidation_closures()
             .build();
         Self {
             store,

@@ -229,3 +229,37 @@ async fn kinds_at_one_path_are_separate_entries_of_their_own_types() {
     assert_eq!(c.stats().node_reads.load(Ordering::Relaxed), 1);
     assert_eq!(c.stats().hits.load(Ordering::Relaxed), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn forgetting_a_node_drops_its_entries_of_every_kind() {
+    let c = Cache::new(policy(&[]));
+    let n = Node::default();
+    for node in [1, 2] {
+        let k = Key {
+            kind: Text,
+            node,
+            path: "/stat".into(),
+        };
+        c.get_or_load(k, || n.load()).await.unwrap();
+        let k = Key {
+            kind: Len,
+            node,
+            path: "/stat".into(),
+        };
+        c.get_or_load(k, || async { Ok::<_, String>(1) })
+            .await
+            .unwrap();
+    }
+    c.sync().await;
+    assert_eq!(c.usage().0, 4);
+    c.forget_node(1);
+    c.sync().await;
+    assert_eq!(c.usage().0, 2);
+    let k = Key {
+        kind: Text,
+        node: 1,
+        path: "/stat".into(),
+    };
+    let (_, f) = c.get_or_load(k, || n.load()).await.unwrap();
+    assert_eq!(f, Freshness::Loaded);
+}
