@@ -372,6 +372,57 @@ async fn concurrent_readers_of_an_expired_table_build_it_once() {
     assert_eq!(built(&read(&t, &root, "stats").await.unwrap()) - before, 1);
 }
 
+#[tokio::test]
+async fn tables_are_kept_per_view_for_the_summary_ttl() {
+    let text = "[[nodes]]\nnames = \"n1\"\naddress = \"{name}:1\"\n\
+                [views]\nadmin_users = [\"root\"]\n\
+                [[views.allot]]\nuser = 64000\nnodes = \"n1\"\n";
+    let views = Views::new(
+        crate::config::Config::from_str(text, "t.toml")
+            .unwrap()
+            .views,
+    );
+    let t = Tree::new(
+        Pool::new(vec![spec("n1", node("/proc").await)], opts()),
+        Cache::new(CachePolicy::default()),
+        Duration::from_secs(3),
+        views,
+    );
+    let ttl = match CachePolicy::default()
+        .ttl_for(crate::format::summary::FILE_PATH)
+        .ttl
+    {
+        Ttl::For(d) => d,
+        Ttl::Never => panic!("the built-in rules cache the summary"),
+    };
+    let (root, _) = t.attach(&req(None, 0, "")).await.unwrap();
+    let (other, _) = t.attach(&req(None, 64000, "")).await.unwrap();
+    let built = || async {
+        let stats = read(&t, &root, "stats").await.unwrap();
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("tables_built "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap()
+    };
+    let start = built().await;
+    let first = read(&t, &root, "ps").await.unwrap();
+    assert_eq!(read(&t, &root, "ps").await.unwrap(), first, "served cached");
+    assert_eq!(built().await - start, 1);
+    read(&t, &other, "ps").await.unwrap();
+    read(&t, &root, "load").await.unwrap();
+    assert_eq!(built().await - start, 3, "one table per view and table");
+    t.cache().sync().await;
+    let (_, bytes) = t.cache().usage();
+    assert!(
+        bytes as usize > first.len(),
+        "tables count in the byte bound"
+    );
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    read(&t, &root, "ps").await.unwrap();
+    assert_eq!(built().await - start, 4, "rebuilt after the TTL");
+}
+
 /// A process owned by `uid`, for view tests (we run as root in CI).
 fn spawn_as(uid: u32) -> Option<std::process::Child> {
     use std::os::unix::process::CommandExt;
