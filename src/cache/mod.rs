@@ -9,8 +9,10 @@
 //!   `try_get_with` coalesces loads).
 //! - Freshness is decided here against [`tokio::time::Instant`], not by
 //!   moka's wall clock, so tests drive expiry with `tokio::time::pause()`.
-//!   moka's own expiry only backs it up to free memory. An entry is fresh
-//!   for its TTL from when its load started: the data is as old as the ask.
+//!   moka's own expiry only backs it up to free memory. Node data is fresh
+//!   for its TTL from when its read completed; a value built from cached
+//!   data ([`Cache::get_or_build`]) from when its build started, being no
+//!   fresher than what it was built from.
 //! - A rule with `stale = "30s"` lets an entry past its TTL be served while
 //!   one background load refreshes it, and while the node is down (the
 //!   caller learns the age).
@@ -115,7 +117,8 @@ struct Entry {
     value: Arc<dyn Any + Send + Sync>,
     /// `K::weight(value)`.
     weight: usize,
-    /// When the load started (tokio clock).
+    /// When the value was read (tokio clock; for built values, when the
+    /// build started).
     loaded: Instant,
     /// Fresh for this long.
     ttl: Duration,
@@ -355,7 +358,9 @@ impl Cache {
     {
         let stats = K::NODE_READS.then(|| self.stats.clone());
         let mut life = K::lifetime(&self.policy(), &key.path);
-        if refresh.is_none() {
+        // A built value is never served stale, and is as old as its build.
+        let built = refresh.is_none();
+        if built {
             life.stale = Duration::ZERO;
         }
         let Ttl::For(ttl) = life.ttl else {
@@ -401,7 +406,8 @@ impl Cache {
                 bump(&stats, |s| &s.node_reads);
                 let started = Instant::now();
                 let v = fut.await.inspect_err(|_| bump(&stats, |s| &s.errors))?;
-                Ok::<_, E>(Entry::new::<K>(v, started, ttl, stale))
+                let at = if built { started } else { Instant::now() };
+                Ok::<_, E>(Entry::new::<K>(v, at, ttl, stale))
             })
             .await;
         match loaded {
@@ -437,10 +443,9 @@ impl Cache {
         let me = self.clone();
         tokio::spawn(async move {
             bump(&stats, |s| &s.node_reads);
-            let started = Instant::now();
             match fut.await {
                 Ok(v) if K::weight(&v) <= life.max_entry_bytes => {
-                    let e = Entry::new::<K>(v, started, ttl, life.stale);
+                    let e = Entry::new::<K>(v, Instant::now(), ttl, life.stale);
                     me.store.insert(slot.clone(), e).await;
                 }
                 Ok(_) => {}
