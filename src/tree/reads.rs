@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::cache::{Freshness, Key, Kind};
 use crate::client::DirEntryInfo;
-use crate::client::pool::{Node, PoolError};
+use crate::client::pool::{Node, Pool, PoolError};
 use crate::format::summary::{self, NodeSummary};
 use crate::proto::{Metadata, errno};
 use crate::server::{FsError, FsResult};
@@ -87,7 +87,7 @@ impl Tree {
     ) -> FsResult<(K::Value, Freshness)>
     where
         K: Kind,
-        F: FnOnce(Arc<crate::client::pool::Pool>, Arc<Node>, String) -> Fut,
+        F: FnOnce(Arc<Pool>, Arc<Node>, String) -> Fut,
         Fut: Future<Output = FsResult<K::Value>> + Send + 'static,
     {
         let key = Key {
