@@ -1,70 +1,151 @@
-//! The aggregator's cache of node data, under per-path rules
-//! ([`crate::config::CachePolicy`]).
+//! The aggregator's cache of node data and of what the tree derives from it,
+//! under per-path rules ([`crate::config::CachePolicy`]).
 //!
-//! - Entries are keyed by (node, kind, node-relative path) and weighed in
-//!   bytes; moka bounds the total and evicts.
-//! - Concurrent readers of one uncached key cause one node read (moka's
+//! - Entries are keyed by (kind, node, path) and weighed in bytes; one moka
+//!   store bounds the total of every kind and evicts.
+//! - A [`Kind`] names what an entry holds and its value type, so a reader
+//!   of one kind cannot be handed another kind's value.
+//! - Concurrent readers of one uncached key cause one load (moka's
 //!   `try_get_with` coalesces loads).
 //! - Freshness is decided here against [`tokio::time::Instant`], not by
 //!   moka's wall clock, so tests drive expiry with `tokio::time::pause()`.
-//!   moka's own expiry only backs it up to free memory.
+//!   moka's own expiry only backs it up to free memory. Node data is fresh
+//!   for its TTL from when its read completed; a value built from cached
+//!   data ([`Cache::get_or_build`]) from when its build started, being no
+//!   fresher than what it was built from.
 //! - A rule with `stale = "30s"` lets an entry past its TTL be served while
 //!   one background load refreshes it, and while the node is down (the
 //!   caller learns the age).
 //! - `ttl = "never"` paths bypass the cache: every read goes to the node.
 //! - Errors are never cached.
 
-use std::hash::Hash;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::any::{Any, TypeId};
+use std::collections::HashSet;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use moka::future::Cache as Moka;
 use tokio::time::Instant;
 
 use crate::config::{CachePolicy, Ttl};
+use crate::sys;
 
-/// What kind of node data an entry holds; one path can have several.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Kind {
-    /// A file's bytes.
-    Data,
-    /// A directory listing.
-    Dir,
-    /// Metadata (getattr/stat).
-    Attr,
-    /// A symlink target.
-    Link,
-    /// A value derived from `Data` (a parsed summary).
-    Parsed,
+/// What an entry holds. Each kind is its own type with its own value type,
+/// and the kind is part of the key, so the value read under a key is always
+/// of the type its kind says.
+pub trait Kind: Send + Sync + 'static {
+    /// The cached value (cheap to clone: shared data behind an `Arc` or
+    /// [`bytes::Bytes`]).
+    type Value: Clone + Send + Sync + 'static;
+
+    /// Approximate bytes `value` holds, for the byte bound.
+    fn weight(value: &Self::Value) -> usize;
+
+    /// How entries of this kind at `path` live; by default as the
+    /// per-path rule in `policy` says.
+    fn lifetime(policy: &CachePolicy, path: &str) -> Lifetime {
+        Lifetime::of(policy, path)
+    }
+
+    /// Whether loads of this kind are node reads, counted in [`Stats`]
+    /// (values derived from several nodes' data are not).
+    const NODE_READS: bool = true;
 }
 
-/// Cache key: which node, which kind, which path under the node's root.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Key {
-    /// Stable node index.
+/// Cache key: what kind of value, of which node, at which path.
+#[derive(Debug, Clone)]
+pub struct Key<K> {
+    /// What is cached; its type fixes the value's.
+    pub kind: K,
+    /// Stable node index, or [`CLUSTER`] for values of several nodes.
     pub node: u32,
-    /// What is cached.
-    pub kind: Kind,
-    /// Node-relative path starting with `/`.
+    /// Node-relative path starting with `/` (for [`CLUSTER`] values, a
+    /// name the kind chooses).
     pub path: Arc<str>,
 }
 
-/// A cached value: anything cloneable whose size in bytes is known.
-pub trait Weigh: Clone + Send + Sync + 'static {
-    /// Approximate bytes held (for the byte bound).
-    fn weight(&self) -> usize;
+/// The [`Key::node`] of values derived from several nodes; no node has
+/// this index, so [`Cache::forget_node`] never drops them.
+pub const CLUSTER: u32 = u32::MAX;
+
+/// How long an entry lives, and whether it is kept at all.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetime {
+    /// Freshness period, or never cached.
+    pub ttl: Ttl,
+    /// Then servable as stale for this long.
+    pub stale: Duration,
+    /// Values heavier than this are served once, not kept.
+    pub max_entry_bytes: usize,
+}
+
+impl Lifetime {
+    /// The rule `policy` has for `path`.
+    pub fn of(policy: &CachePolicy, path: &str) -> Self {
+        let d = policy.ttl_for(path);
+        Self {
+            ttl: d.ttl,
+            stale: d.stale.unwrap_or_default(),
+            max_entry_bytes: policy.max_entry_bytes.0 as usize,
+        }
+    }
+}
+
+/// The store's key: the kind's type stands for the kind.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct Slot {
+    kind: TypeId,
+    node: u32,
+    path: Arc<str>,
+}
+
+impl Slot {
+    fn of<K: Kind>(key: &Key<K>) -> Self {
+        Self {
+            kind: TypeId::of::<K>(),
+            node: key.node,
+            path: key.path.clone(),
+        }
+    }
 }
 
 #[derive(Clone)]
-struct Entry<V> {
-    value: V,
-    /// When the node was read (tokio clock).
+struct Entry {
+    /// A `K::Value` of the slot's kind `K`.
+    value: Arc<dyn Any + Send + Sync>,
+    /// `K::weight(value)`.
+    weight: usize,
+    /// When the value was read (tokio clock; for built values, when the
+    /// build started).
     loaded: Instant,
     /// Fresh for this long.
     ttl: Duration,
     /// Then servable as stale for this long.
     stale: Duration,
+}
+
+impl Entry {
+    fn new<K: Kind>(value: K::Value, loaded: Instant, ttl: Duration, stale: Duration) -> Self {
+        Self {
+            weight: K::weight(&value),
+            value: Arc::new(value),
+            loaded,
+            ttl,
+            stale,
+        }
+    }
+
+    /// The value, for a reader of the slot's kind `K`.
+    fn value<K: Kind>(&self) -> K::Value {
+        // Entries are only stored under a slot whose `kind` is `K`'s type
+        // id, by `Entry::new::<K>`: the downcast cannot fail.
+        self.value
+            .downcast_ref::<K::Value>()
+            .expect("an entry's value type follows from its slot's kind")
+            .clone()
+    }
 }
 
 /// How fresh a returned value is.
@@ -119,34 +200,45 @@ impl Stats {
     }
 }
 
+/// The counters a lookup updates: none for kinds whose loads are not node
+/// reads.
+type Counted = Option<Arc<Stats>>;
+
+/// Bumps a counter, when the kind's loads are counted.
+fn bump(stats: &Counted, counter: impl Fn(&Stats) -> &AtomicU64) {
+    if let Some(s) = stats {
+        counter(s).fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// The cache. Cheap to clone (shared).
 #[derive(Clone)]
-pub struct Cache<V: Weigh> {
-    store: Moka<Key, Entry<V>>,
-    policy: Arc<std::sync::RwLock<Arc<CachePolicy>>>,
+pub struct Cache {
+    store: Moka<Slot, Entry>,
+    policy: Arc<RwLock<Arc<CachePolicy>>>,
     stats: Arc<Stats>,
     /// Keys with a background refresh in flight, so a stale entry read by
     /// many clients triggers one refresh.
-    refreshing: Arc<std::sync::Mutex<std::collections::HashSet<Key>>>,
+    refreshing: Arc<Mutex<HashSet<Slot>>>,
 }
 
 /// moka's expiry: drop an entry once it is past TTL + stale on the wall
 /// clock, so dead entries do not hold memory until evicted by size.
 struct Expire;
 
-impl<V: Weigh> moka::Expiry<Key, Entry<V>> for Expire {
+impl moka::Expiry<Slot, Entry> for Expire {
     fn expire_after_create(
         &self,
-        _k: &Key,
-        v: &Entry<V>,
+        _k: &Slot,
+        v: &Entry,
         _now: std::time::Instant,
     ) -> Option<Duration> {
         Some(v.ttl + v.stale + Duration::from_secs(1))
     }
     fn expire_after_update(
         &self,
-        _k: &Key,
-        v: &Entry<V>,
+        _k: &Slot,
+        v: &Entry,
         _now: std::time::Instant,
         _d: Option<Duration>,
     ) -> Option<Duration> {
@@ -154,19 +246,21 @@ impl<V: Weigh> moka::Expiry<Key, Entry<V>> for Expire {
     }
 }
 
-impl<V: Weigh> Cache<V> {
-    /// A cache bounded by `policy.max_bytes`.
+impl Cache {
+    /// A cache bounded by `policy.max_bytes`, shared by every kind.
     pub fn new(policy: CachePolicy) -> Self {
         let store = Moka::builder()
             .max_capacity(policy.max_bytes.0)
-            .weigher(|k: &Key, e: &Entry<V>| {
-                (k.path.len() + 64 + e.value.weight()).min(u32::MAX as usize) as u32
+            .weigher(|k: &Slot, e: &Entry| {
+                (k.path.len() + 64 + e.weight).min(u32::MAX as usize) as u32
             })
             .expire_after(Expire)
+            // For `forget_node`: without it moka refuses predicates.
+            .support_invalidation_closures()
             .build();
         Self {
             store,
-            policy: Arc::new(std::sync::RwLock::new(Arc::new(policy))),
+            policy: Arc::new(RwLock::new(Arc::new(policy))),
             stats: Arc::new(Stats::default()),
             refreshing: Arc::default(),
         }
@@ -174,17 +268,14 @@ impl<V: Weigh> Cache<V> {
 
     /// The rules in force.
     pub fn policy(&self) -> Arc<CachePolicy> {
-        self.policy
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        sys::read(&self.policy).clone()
     }
 
     /// Replaces the rules (config reload). Entries already cached keep the
     /// TTL they were loaded with; the byte bound keeps its first value
     /// (moka cannot resize), which the reload log says.
     pub fn set_policy(&self, policy: CachePolicy) {
-        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(policy);
+        *sys::write(&self.policy) = Arc::new(policy);
     }
 
     /// The counters.
@@ -207,137 +298,161 @@ impl<V: Weigh> Cache<V> {
         let _ = self.store.invalidate_entries_if(move |k, _| k.node == node);
     }
 
-    /// The value for `key`, from the cache when the rule for `key.path`
-    /// allows it, else from `load`.
-    ///
-    /// The work is boxed: moka's load futures are large, and callers join
-    /// several of these, which in debug builds overflowed a 2 MiB stack.
+    /// The value for `key`, from the cache when its kind's
+    /// [`Lifetime`] allows it, else from `load` (a node read).
     ///
     /// # Errors
     /// What `load` returned, when no servable copy exists.
-    pub async fn get_or_load<E, Fut>(
+    pub async fn get_or_load<K, E, Fut>(
         &self,
-        key: Key,
+        key: Key<K>,
         load: impl FnOnce() -> Fut,
-    ) -> Result<(V, Freshness), E>
+    ) -> Result<(K::Value, Freshness), E>
     where
+        K: Kind,
         E: Clone + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<V, E>> + Send + 'static,
+        Fut: Future<Output = Result<K::Value, E>> + Send + 'static,
     {
-        Box::pin(self.get_or_load_inner(key, load)).await
+        let me = self.clone();
+        let refresh = move |slot, fut, life, stats| me.refresh::<K, E, Fut>(slot, fut, life, stats);
+        // Boxed: moka's load futures are large, and callers join several
+        // of these, which in debug builds overflowed a 2 MiB stack.
+        Box::pin(self.lookup(key, load, Some(refresh))).await
     }
 
-    async fn get_or_load_inner<E, Fut>(
+    /// The value for `key`, from the cache when it is fresh, else built by
+    /// `build`, which may borrow (a value the caller derives from other
+    /// cached data, such as a table of every node). Readers that find it
+    /// missing or expired while another builds it wait for that build.
+    /// A `stale` rule does not apply: serving it stale would need a build
+    /// that outlives the caller.
+    ///
+    /// # Errors
+    /// What `build` returned.
+    pub async fn get_or_build<K, E, Fut>(
         &self,
-        key: Key,
-        load: impl FnOnce() -> Fut,
-    ) -> Result<(V, Freshness), E>
+        key: Key<K>,
+        build: impl FnOnce() -> Fut,
+    ) -> Result<(K::Value, Freshness), E>
     where
+        K: Kind,
         E: Clone + Send + Sync + 'static,
-        Fut: std::future::Future<Output = Result<V, E>> + Send + 'static,
+        Fut: Future<Output = Result<K::Value, E>>,
     {
-        let policy = self.policy();
-        let decision = policy.ttl_for(&key.path);
-        let Ttl::For(ttl) = decision.ttl else {
-            self.stats.bypass.fetch_add(1, Ordering::Relaxed);
-            self.stats.node_reads.fetch_add(1, Ordering::Relaxed);
+        Box::pin(self.lookup(key, build, None::<fn(Slot, Fut, Lifetime, Counted)>)).await
+    }
+
+    /// [`Self::get_or_load`] and [`Self::get_or_build`]: serves a fresh
+    /// entry, or a stale one while `refresh` reloads it (when given), or
+    /// loads with moka coalescing concurrent loads of one key.
+    async fn lookup<K, E, Fut>(
+        &self,
+        key: Key<K>,
+        load: impl FnOnce() -> Fut,
+        refresh: Option<impl FnOnce(Slot, Fut, Lifetime, Counted)>,
+    ) -> Result<(K::Value, Freshness), E>
+    where
+        K: Kind,
+        E: Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<K::Value, E>>,
+    {
+        let stats = K::NODE_READS.then(|| self.stats.clone());
+        let mut life = K::lifetime(&self.policy(), &key.path);
+        // A built value is never served stale, and is as old as its build.
+        let built = refresh.is_none();
+        if built {
+            life.stale = Duration::ZERO;
+        }
+        let Ttl::For(ttl) = life.ttl else {
+            bump(&stats, |s| &s.bypass);
+            bump(&stats, |s| &s.node_reads);
             let r = load().await;
             if r.is_err() {
-                self.stats.errors.fetch_add(1, Ordering::Relaxed);
+                bump(&stats, |s| &s.errors);
             }
             return r.map(|v| (v, Freshness::Loaded));
         };
-        let stale = decision.stale.unwrap_or_default();
-        let max_entry = policy.max_entry_bytes.0 as usize;
-        if let Some(e) = self.store.get(&key).await {
+        let slot = Slot::of(&key);
+        if let Some(e) = self.store.get(&slot).await {
             let age = e.loaded.elapsed();
             if age <= e.ttl {
-                self.stats.hits.fetch_add(1, Ordering::Relaxed);
-                return Ok((e.value, Freshness::Fresh));
+                bump(&stats, |s| &s.hits);
+                return Ok((e.value::<K>(), Freshness::Fresh));
             }
-            if age <= e.ttl + e.stale {
+            if let Some(refresh) = refresh
+                && age <= e.ttl + e.stale
+            {
                 // Serve it; one background load refreshes it. A failed
                 // refresh leaves the stale copy in place.
-                self.stats.stale_hits.fetch_add(1, Ordering::Relaxed);
-                let start = self
-                    .refreshing
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key.clone());
-                if start {
-                    let me = self.clone();
-                    let fut = load();
-                    let k = key.clone();
-                    tokio::spawn(async move {
-                        me.stats.node_reads.fetch_add(1, Ordering::Relaxed);
-                        match fut.await {
-                            Ok(v) if v.weight() <= max_entry => {
-                                me.store
-                                    .insert(
-                                        k.clone(),
-                                        Entry {
-                                            value: v,
-                                            loaded: Instant::now(),
-                                            ttl,
-                                            stale,
-                                        },
-                                    )
-                                    .await;
-                            }
-                            Ok(_) => {}
-                            Err(_) => {
-                                me.stats.errors.fetch_add(1, Ordering::Relaxed);
-                            }
-                        }
-                        me.refreshing
-                            .lock()
-                            .unwrap_or_else(|p| p.into_inner())
-                            .remove(&k);
-                    });
+                bump(&stats, |s| &s.stale_hits);
+                if sys::lock(&self.refreshing).insert(slot.clone()) {
+                    refresh(slot, load(), life, stats);
                 }
-                return Ok((e.value, Freshness::Stale(age)));
+                return Ok((e.value::<K>(), Freshness::Stale(age)));
             }
             // Too old to serve: drop it and load below. Another reader may
             // do the same; moka coalesces the loads that follow.
-            self.store.invalidate(&key).await;
+            self.store.invalidate(&slot).await;
         }
-        self.stats.misses.fetch_add(1, Ordering::Relaxed);
-        let stats = self.stats.clone();
+        bump(&stats, |s| &s.misses);
         let fut = load();
-        let ran = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let ran = Arc::new(AtomicBool::new(false));
         let ran2 = ran.clone();
+        let stale = life.stale;
         let loaded = self
             .store
-            .try_get_with(key.clone(), async move {
+            .try_get_with(slot.clone(), async move {
                 ran2.store(true, Ordering::Relaxed);
-                stats.node_reads.fetch_add(1, Ordering::Relaxed);
-                let v = fut.await.inspect_err(|_| {
-                    stats.errors.fetch_add(1, Ordering::Relaxed);
-                })?;
-                Ok::<_, E>(Entry {
-                    value: v,
-                    loaded: Instant::now(),
-                    ttl,
-                    stale,
-                })
+                bump(&stats, |s| &s.node_reads);
+                let started = Instant::now();
+                let v = fut.await.inspect_err(|_| bump(&stats, |s| &s.errors))?;
+                let at = if built { started } else { Instant::now() };
+                Ok::<_, E>(Entry::new::<K>(v, at, ttl, stale))
             })
             .await;
         match loaded {
             Ok(e) => {
-                if e.value.weight() > max_entry {
+                if e.weight > life.max_entry_bytes {
                     // Served once, not kept: large files would push out
                     // thousands of small hot ones.
-                    self.store.invalidate(&key).await;
+                    self.store.invalidate(&slot).await;
                 }
                 let f = if ran.load(Ordering::Relaxed) {
                     Freshness::Loaded
                 } else {
                     Freshness::Fresh
                 };
-                Ok((e.value, f))
+                Ok((e.value::<K>(), f))
             }
             Err(e) => Err((*e).clone()),
         }
+    }
+
+    /// Reloads a stale entry in the background; the caller has put `slot`
+    /// in `refreshing`, which this takes it out of when done.
+    fn refresh<K, E, Fut>(&self, slot: Slot, fut: Fut, life: Lifetime, stats: Counted)
+    where
+        K: Kind,
+        E: Send + 'static,
+        Fut: Future<Output = Result<K::Value, E>> + Send + 'static,
+    {
+        let Ttl::For(ttl) = life.ttl else {
+            sys::lock(&self.refreshing).remove(&slot);
+            return;
+        };
+        let me = self.clone();
+        tokio::spawn(async move {
+            bump(&stats, |s| &s.node_reads);
+            match fut.await {
+                Ok(v) if K::weight(&v) <= life.max_entry_bytes => {
+                    let e = Entry::new::<K>(v, Instant::now(), ttl, life.stale);
+                    me.store.insert(slot.clone(), e).await;
+                }
+                Ok(_) => {}
+                Err(_) => bump(&stats, |s| &s.errors),
+            }
+            sys::lock(&me.refreshing).remove(&slot);
+        });
     }
 }
 

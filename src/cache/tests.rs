@@ -10,9 +10,13 @@ use crate::config::{ByteSize, CacheRule};
 #[derive(Clone, Debug, PartialEq)]
 struct Val(String);
 
-impl Weigh for Val {
-    fn weight(&self) -> usize {
-        self.0.len()
+/// The test kind: a file's text.
+struct Text;
+
+impl Kind for Text {
+    type Value = Val;
+    fn weight(v: &Val) -> usize {
+        v.0.len()
     }
 }
 
@@ -50,10 +54,10 @@ impl Node {
     }
 }
 
-fn key(path: &str) -> Key {
+fn key(path: &str) -> Key<Text> {
     Key {
+        kind: Text,
         node: 1,
-        kind: Kind::Data,
         path: path.into(),
     }
 }
@@ -153,7 +157,7 @@ async fn the_byte_bound_holds() {
     let mut p = policy(&[]);
     p.default_ttl = Ttl::For(Duration::from_secs(60));
     p.max_bytes = ByteSize(10_000);
-    let c: Cache<Val> = Cache::new(p);
+    let c = Cache::new(p);
     for i in 0..1000 {
         let v = Val("x".repeat(500));
         c.get_or_load(key(&format!("/{i}/status")), || async move {
@@ -172,7 +176,7 @@ async fn the_byte_bound_holds() {
 
 #[tokio::test]
 async fn entries_over_the_entry_bound_are_served_but_not_kept() {
-    let c: Cache<Val> = Cache::new(policy(&[]));
+    let c = Cache::new(policy(&[]));
     let n = AtomicU64::new(0);
     for _ in 0..2 {
         let v = Val("y".repeat(5000));
@@ -183,4 +187,79 @@ async fn entries_over_the_entry_bound_are_served_but_not_kept() {
             .unwrap();
         assert_eq!((got.0.len(), f), (5000, Freshness::Loaded));
     }
+}
+
+/// Another kind at the same paths: a length, derived, not a node read.
+#[derive(Clone)]
+struct Len;
+
+impl Kind for Len {
+    type Value = usize;
+    fn weight(_: &usize) -> usize {
+        8
+    }
+    const NODE_READS: bool = false;
+}
+
+#[tokio::test(start_paused = true)]
+async fn kinds_at_one_path_are_separate_entries_of_their_own_types() {
+    let c = Cache::new(policy(&[]));
+    let n = Node::default();
+    let (v, _) = c.get_or_load(key("/1/stat"), || n.load()).await.unwrap();
+    let len_key = Key {
+        kind: Len,
+        node: 1,
+        path: "/1/stat".into(),
+    };
+    let (l, f) = c
+        .get_or_load(len_key.clone(), || async { Ok::<_, String>(42) })
+        .await
+        .unwrap();
+    assert_eq!((l, f), (42, Freshness::Loaded));
+    let (l, f) = c
+        .get_or_load(len_key, || async { Ok::<_, String>(0) })
+        .await
+        .unwrap();
+    assert_eq!((l, f), (42, Freshness::Fresh));
+    assert_eq!(
+        c.get_or_load(key("/1/stat"), || n.load()).await.unwrap().0,
+        v
+    );
+    // Only the node kind's lookups count as node reads and hits.
+    assert_eq!(c.stats().node_reads.load(Ordering::Relaxed), 1);
+    assert_eq!(c.stats().hits.load(Ordering::Relaxed), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn forgetting_a_node_drops_its_entries_of_every_kind() {
+    let c = Cache::new(policy(&[]));
+    let n = Node::default();
+    for node in [1, 2] {
+        let k = Key {
+            kind: Text,
+            node,
+            path: "/stat".into(),
+        };
+        c.get_or_load(k, || n.load()).await.unwrap();
+        let k = Key {
+            kind: Len,
+            node,
+            path: "/stat".into(),
+        };
+        c.get_or_load(k, || async { Ok::<_, String>(1) })
+            .await
+            .unwrap();
+    }
+    c.sync().await;
+    assert_eq!(c.usage().0, 4);
+    c.forget_node(1);
+    c.sync().await;
+    assert_eq!(c.usage().0, 2);
+    let k = Key {
+        kind: Text,
+        node: 1,
+        path: "/stat".into(),
+    };
+    let (_, f) = c.get_or_load(k, || n.load()).await.unwrap();
+    assert_eq!(f, Freshness::Loaded);
 }

@@ -10,13 +10,19 @@ use tokio_util::sync::CancellationToken;
 
 use super::*;
 use crate::agent::ProcFs;
+use crate::cache::Cache;
+use crate::client::pool::Pool;
 use crate::client::pool::{NodeSpec, PoolOptions};
 use crate::config::{CachePolicy, CacheRule, Ttl};
 use crate::format::table::{PsRow, Table};
 use crate::net::Address;
-use crate::proto::NONUNAME;
+use crate::proto::{DirEntry, NONUNAME, errno};
 use crate::server::listener::Listener;
-use crate::server::{AccessPolicy, Claim, Peer, Proof, Server, ServerConfig};
+use crate::server::{
+    AccessPolicy, AttachRequest, Claim, Contents, Filesystem, FsError, FsResult, Identity,
+    OpenFlags, Peer, Proof, Server, ServerConfig,
+};
+use crate::view::Views;
 
 /// Serves `root` with the agent on 127.0.0.1:0; returns the address.
 async fn node(root: &str) -> Address {
@@ -364,6 +370,57 @@ async fn concurrent_readers_of_an_expired_table_build_it_once() {
     assert!(tables.iter().all(|x| x == &tables[0] && x.contains("n2 ")));
     // Every reader got the one table the first of them built.
     assert_eq!(built(&read(&t, &root, "stats").await.unwrap()) - before, 1);
+}
+
+#[tokio::test]
+async fn tables_are_kept_per_view_for_the_summary_ttl() {
+    let text = "[[nodes]]\nnames = \"n1\"\naddress = \"{name}:1\"\n\
+                [views]\nadmin_users = [\"root\"]\n\
+                [[views.allot]]\nuser = 64000\nnodes = \"n1\"\n";
+    let views = Views::new(
+        crate::config::Config::from_str(text, "t.toml")
+            .unwrap()
+            .views,
+    );
+    let t = Tree::new(
+        Pool::new(vec![spec("n1", node("/proc").await)], opts()),
+        Cache::new(CachePolicy::default()),
+        Duration::from_secs(3),
+        views,
+    );
+    let ttl = match CachePolicy::default()
+        .ttl_for(crate::format::summary::FILE_PATH)
+        .ttl
+    {
+        Ttl::For(d) => d,
+        Ttl::Never => panic!("the built-in rules cache the summary"),
+    };
+    let (root, _) = t.attach(&req(None, 0, "")).await.unwrap();
+    let (other, _) = t.attach(&req(None, 64000, "")).await.unwrap();
+    let built = || async {
+        let stats = read(&t, &root, "stats").await.unwrap();
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix("tables_built "))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap()
+    };
+    let start = built().await;
+    let first = read(&t, &root, "ps").await.unwrap();
+    assert_eq!(read(&t, &root, "ps").await.unwrap(), first, "served cached");
+    assert_eq!(built().await - start, 1);
+    read(&t, &other, "ps").await.unwrap();
+    read(&t, &root, "load").await.unwrap();
+    assert_eq!(built().await - start, 3, "one table per view and table");
+    t.cache().sync().await;
+    let (_, bytes) = t.cache().usage();
+    assert!(
+        bytes as usize > first.len(),
+        "tables count in the byte bound"
+    );
+    tokio::time::sleep(ttl + Duration::from_millis(100)).await;
+    read(&t, &root, "ps").await.unwrap();
+    assert_eq!(built().await - start, 4, "rebuilt after the TTL");
 }
 
 /// A process owned by `uid`, for view tests (we run as root in CI).

@@ -1,0 +1,458 @@
+//! The tree as a [`Filesystem`]: where a fid is ([`TreeNode`]), attach,
+//! walk, getattr, open, readlink and directory listings, each as the
+//! fid's view allows.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::client::pool::Node;
+use crate::proto::{DirEntry, Metadata, Qid, dt, errno, s_if};
+use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags};
+use crate::view::View;
+
+use super::Tree;
+use super::qid::{
+    FIRST_FILE_QID, KIND_ALIAS, KIND_NODE, PIDDIR_QID, ROOT_QID, alias_qid, map_qid, node_root_qid,
+    synth_qid,
+};
+use super::render::Synth;
+
+/// Where a fid is.
+#[derive(Clone)]
+enum Loc {
+    Root,
+    File(Synth),
+    PidDir,
+    /// A node's file; `path` is node-relative ("/" for its root).
+    Node {
+        node: Arc<Node>,
+        path: Arc<str>,
+        alias: bool,
+    },
+}
+
+/// Where a fid of the merged tree is, and the view it was attached with.
+#[derive(Clone)]
+pub struct TreeNode {
+    /// The attaching identity's view, decided at attach.
+    pub(super) view: Arc<View>,
+    /// Attached to one node's directory (`aname = "/NODE"`): `..` stops
+    /// there, as at any attach root.
+    rooted: bool,
+    loc: Loc,
+    pub(super) qid: Qid,
+}
+
+impl std::fmt::Debug for TreeNode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let loc = match &self.loc {
+            Loc::Root => "/".to_string(),
+            Loc::File(s) => format!("/{}", s.name()),
+            Loc::PidDir => "/pid".to_string(),
+            Loc::Node { node, path, .. } => format!("/{}{path}", node.spec.name),
+        };
+        f.debug_struct("TreeNode")
+            .field("loc", &loc)
+            .field("qid", &self.qid)
+            .finish()
+    }
+}
+
+/// The qid of a synthesized file.
+fn file_qid(s: Synth) -> Qid {
+    synth_qid(FIRST_FILE_QID + s as u64, false)
+}
+
+impl Tree {
+    /// Whether a node path is visible: admins see all; users see node-wide
+    /// files and their own processes' directories.
+    async fn path_visible(&self, view: &View, node: &Arc<Node>, path: &str) -> FsResult<bool> {
+        if view.admin {
+            return Ok(true);
+        }
+        let Some(first) = path.trim_start_matches('/').split('/').next() else {
+            return Ok(true);
+        };
+        let Ok(pid) = first.parse::<i32>() else {
+            return Ok(true);
+        };
+        let s = self.node_summary(node).await?;
+        Ok(s.procs
+            .iter()
+            .any(|p| p.pid == pid && view.sees_process(p.ruid, p.euid)))
+    }
+
+    fn child_path(parent: &str, name: &str) -> String {
+        if parent == "/" {
+            format!("/{name}")
+        } else {
+            format!("{parent}/{name}")
+        }
+    }
+
+    fn parent_path(path: &str) -> Option<String> {
+        if path == "/" {
+            return None;
+        }
+        match path.rfind('/') {
+            Some(0) => Some("/".into()),
+            Some(i) => Some(path[..i].to_string()),
+            None => Some("/".into()),
+        }
+    }
+
+    /// Directory entries of an opened directory, `.` and `..` first.
+    async fn list(&self, fid: &TreeNode) -> FsResult<Vec<DirEntry>> {
+        let mut out = vec![
+            DirEntry {
+                qid: fid.qid,
+                offset: 0,
+                ty: dt::DIR,
+                name: ".".into(),
+            },
+            DirEntry {
+                qid: fid.qid,
+                offset: 0,
+                ty: dt::DIR,
+                name: "..".into(),
+            },
+        ];
+        match &fid.loc {
+            Loc::Root => {
+                for s in Synth::ALL {
+                    // Counters of the whole cluster are for administrators.
+                    if s == Synth::Stats && !fid.view.admin {
+                        continue;
+                    }
+                    out.push(DirEntry {
+                        qid: file_qid(s),
+                        offset: 0,
+                        ty: dt::REG,
+                        name: s.name().into(),
+                    });
+                }
+                out.push(DirEntry {
+                    qid: synth_qid(PIDDIR_QID, true),
+                    offset: 0,
+                    ty: dt::DIR,
+                    name: "pid".into(),
+                });
+                for n in self.visible_nodes(&fid.view) {
+                    out.push(DirEntry {
+                        qid: node_root_qid(KIND_NODE, n.index),
+                        offset: 0,
+                        ty: dt::DIR,
+                        name: n.spec.name.clone(),
+                    });
+                }
+            }
+            Loc::PidDir => {
+                let ok = self.gather(&fid.view).await.ok;
+                for (n, s) in ok {
+                    for p in s
+                        .procs
+                        .iter()
+                        .filter(|p| fid.view.sees_process(p.ruid, p.euid))
+                    {
+                        out.push(DirEntry {
+                            qid: alias_qid(n.index, p.pid),
+                            offset: 0,
+                            ty: dt::DIR,
+                            name: format!("{}@{}", p.pid, n.spec.name),
+                        });
+                    }
+                }
+            }
+            Loc::Node { node, path, alias } => {
+                let kind = if *alias { KIND_ALIAS } else { KIND_NODE };
+                let ents = self.node_list(node, path).await?;
+                let visible_pids: Option<HashSet<i32>> = if !fid.view.admin && &**path == "/" {
+                    let s = self.node_summary(node).await?;
+                    Some(
+                        s.procs
+                            .iter()
+                            .filter(|p| fid.view.sees_process(p.ruid, p.euid))
+                            .map(|p| p.pid)
+                            .collect(),
+                    )
+                } else {
+                    None
+                };
+                for e in ents.iter() {
+                    if let (Some(v), Ok(pid)) = (&visible_pids, e.name.parse::<i32>())
+                        && !v.contains(&pid)
+                    {
+                        continue;
+                    }
+                    out.push(DirEntry {
+                        qid: map_qid(kind, node.index, e.qid),
+                        offset: 0,
+                        ty: e.kind.dt(),
+                        name: e.name.clone(),
+                    });
+                }
+            }
+            Loc::File(_) => return Err(FsError::NOTDIR),
+        }
+        Ok(out)
+    }
+
+    /// The qid of a node path: from the parent's (cached) listing, which
+    /// serves every sibling lookup with one node read.
+    async fn lookup_qid(&self, node: &Arc<Node>, path: &str, kind: u64) -> FsResult<Qid> {
+        let parent = Self::parent_path(path).unwrap_or_else(|| "/".into());
+        let name = path.rsplit('/').next().unwrap_or_default();
+        let ents = self.node_list(node, &parent).await?;
+        let e = ents.iter().find(|e| e.name == name).ok_or(FsError::NOENT)?;
+        Ok(map_qid(kind, node.index, e.qid))
+    }
+}
+
+/// Metadata of a synthesized file or directory: root's, read-only.
+fn synth_meta(qid: Qid, name: &str) -> Metadata {
+    let now = std::time::SystemTime::now();
+    let (mode, nlink) = if qid.is_dir() {
+        (s_if::DIR | 0o555, 2)
+    } else {
+        (s_if::REG | 0o444, 1)
+    };
+    Metadata {
+        qid,
+        name: Some(name.into()),
+        mode,
+        uid: Some(0),
+        gid: Some(0),
+        user: Some("root".into()),
+        group: Some("root".into()),
+        nlink: Some(nlink),
+        atime: now,
+        mtime: now,
+        ctime: Some(now),
+        ..Metadata::default()
+    }
+}
+
+impl Filesystem for Tree {
+    type Node = TreeNode;
+
+    async fn attach(&self, req: &AttachRequest) -> FsResult<(TreeNode, Qid)> {
+        let view = self.views.view_for(&req.who);
+        let aname = req.aname.trim_matches('/');
+        if aname.is_empty() {
+            let qid = synth_qid(ROOT_QID, true);
+            return Ok((
+                TreeNode {
+                    view,
+                    rooted: false,
+                    loc: Loc::Root,
+                    qid,
+                },
+                qid,
+            ));
+        }
+        // `aname = "/n17"` attaches straight to one node's /proc: a mount of
+        // it is that node's /proc, so unmodified tools (`ps`) work on it.
+        let node = self
+            .pool
+            .node(aname)
+            .filter(|n| view.sees_node(&n.spec.name))
+            .ok_or_else(|| {
+                FsError::NOENT.with(format!(
+                    "no tree named {:?} (use \"\" or \"/NODE\")",
+                    req.aname
+                ))
+            })?;
+        let qid = node_root_qid(KIND_NODE, node.index);
+        let loc = Loc::Node {
+            node,
+            path: "/".into(),
+            alias: false,
+        };
+        Ok((
+            TreeNode {
+                view,
+                rooted: true,
+                loc,
+                qid,
+            },
+            qid,
+        ))
+    }
+
+    async fn walk(&self, _who: &Identity, dir: &TreeNode, name: &str) -> FsResult<(TreeNode, Qid)> {
+        let view = dir.view.clone();
+        let (loc, qid) = match &dir.loc {
+            Loc::Root => {
+                if name == ".." {
+                    (Loc::Root, dir.qid)
+                } else if let Some(s) = Synth::ALL
+                    .into_iter()
+                    .find(|s| s.name() == name && (view.admin || *s != Synth::Stats))
+                {
+                    (Loc::File(s), file_qid(s))
+                } else if name == "pid" {
+                    (Loc::PidDir, synth_qid(PIDDIR_QID, true))
+                } else {
+                    let node = self
+                        .pool
+                        .node(name)
+                        .filter(|n| view.sees_node(&n.spec.name))
+                        .ok_or(FsError::NOENT)?;
+                    let q = node_root_qid(KIND_NODE, node.index);
+                    (
+                        Loc::Node {
+                            node,
+                            path: "/".into(),
+                            alias: false,
+                        },
+                        q,
+                    )
+                }
+            }
+            Loc::PidDir => {
+                if name == ".." {
+                    (Loc::Root, synth_qid(ROOT_QID, true))
+                } else {
+                    let (pid, nname) = name.split_once('@').ok_or(FsError::NOENT)?;
+                    let pid: i32 = pid.parse().map_err(|_| FsError::NOENT)?;
+                    let node = self
+                        .pool
+                        .node(nname)
+                        .filter(|n| view.sees_node(&n.spec.name))
+                        .ok_or(FsError::NOENT)?;
+                    let path = format!("/{pid}");
+                    if !self.path_visible(&view, &node, &path).await? {
+                        return Err(FsError::NOENT);
+                    }
+                    let ents = self.node_list(&node, "/").await?;
+                    if !ents.iter().any(|e| e.name == path[1..]) {
+                        return Err(FsError::NOENT);
+                    }
+                    let q = alias_qid(node.index, pid);
+                    (
+                        Loc::Node {
+                            node,
+                            path: path.into(),
+                            alias: true,
+                        },
+                        q,
+                    )
+                }
+            }
+            Loc::File(_) => return Err(FsError::NOTDIR),
+            Loc::Node { node, path, alias } => {
+                let kind = if *alias { KIND_ALIAS } else { KIND_NODE };
+                if name == ".." {
+                    match Self::parent_path(path) {
+                        None if dir.rooted => (dir.loc.clone(), dir.qid),
+                        None => (Loc::Root, synth_qid(ROOT_QID, true)),
+                        Some(_) if *alias && path.matches('/').count() == 1 => {
+                            (Loc::PidDir, synth_qid(PIDDIR_QID, true))
+                        }
+                        Some(p) => {
+                            let q = if p == "/" {
+                                node_root_qid(kind, node.index)
+                            } else {
+                                self.lookup_qid(node, &p, kind).await?
+                            };
+                            (
+                                Loc::Node {
+                                    node: node.clone(),
+                                    path: p.into(),
+                                    alias: *alias,
+                                },
+                                q,
+                            )
+                        }
+                    }
+                } else {
+                    let child = Self::child_path(path, name);
+                    if !self.path_visible(&view, node, &child).await? {
+                        return Err(FsError::NOENT);
+                    }
+                    let q = self.lookup_qid(node, &child, kind).await?;
+                    (
+                        Loc::Node {
+                            node: node.clone(),
+                            path: child.into(),
+                            alias: *alias,
+                        },
+                        q,
+                    )
+                }
+            }
+        };
+        Ok((
+            TreeNode {
+                view,
+                rooted: dir.rooted,
+                loc,
+                qid,
+            },
+            qid,
+        ))
+    }
+
+    async fn getattr(&self, _who: &Identity, fid: &TreeNode) -> FsResult<Metadata> {
+        match &fid.loc {
+            Loc::Root => Ok(synth_meta(fid.qid, "/")),
+            Loc::PidDir => Ok(synth_meta(fid.qid, "pid")),
+            Loc::File(s) => Ok(synth_meta(fid.qid, s.name())),
+            Loc::Node { node, path, alias } => {
+                let name = if &**path == "/" {
+                    node.spec.name.clone()
+                } else if *alias && path.matches('/').count() == 1 {
+                    format!("{}@{}", &path[1..], node.spec.name)
+                } else {
+                    path.rsplit('/').next().unwrap_or_default().to_string()
+                };
+                if &**path == "/" {
+                    // The node directory exists even while the node is down.
+                    return Ok(synth_meta(fid.qid, &name));
+                }
+                let m = self.node_meta(node, path).await?;
+                Ok(Metadata {
+                    qid: fid.qid,
+                    name: Some(name),
+                    uid: Some(m.uid.unwrap_or(0)),
+                    gid: Some(m.gid.unwrap_or(0)),
+                    rdev: 0,
+                    // Files are read whole at open: their size is unknown.
+                    size: if m.mode & s_if::FMT == s_if::REG {
+                        0
+                    } else {
+                        m.size
+                    },
+                    link_target: None,
+                    ..(*m).clone()
+                })
+            }
+        }
+    }
+
+    async fn open(&self, _who: &Identity, fid: &TreeNode, flags: OpenFlags) -> FsResult<Contents> {
+        if flags.write || flags.truncate {
+            return Err(FsError::ROFS);
+        }
+        match &fid.loc {
+            // Rendered tables are cached per view; the session shares them.
+            Loc::File(s) => Ok(Contents::Shared(Box::pin(self.render(&fid.view, *s)).await)),
+            Loc::Node { node, path, .. } if !fid.qid.is_dir() => {
+                if fid.qid.is_symlink() {
+                    return Err(FsError::new(errno::ELOOP).with("symlinks are read with readlink"));
+                }
+                Ok(Contents::File(self.node_read(node, path).await?))
+            }
+            _ => Ok(Contents::Dir(Box::pin(self.list(fid)).await?)),
+        }
+    }
+
+    async fn readlink(&self, _who: &Identity, fid: &TreeNode) -> FsResult<String> {
+        match &fid.loc {
+            Loc::Node { node, path, .. } if fid.qid.is_symlink() => {
+                Ok(self.node_link(node, path).await?.to_string())
+            }
+            _ => Err(FsError::INVAL),
+        }
+    }
+}

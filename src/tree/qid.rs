@@ -1,0 +1,79 @@
+//! The tree's `qid.path` scheme: unique and stable across the tree.
+//!
+//! The top two bits say which part of the namespace a file is in
+//! (synthesized, node tree, or the `/pid` aliases, which Linux must not see
+//! as the same directories), the next 22 bits are the node's stable index,
+//! the low 40 bits the node's own qid.path (hashed into 40 bits when larger,
+//! as a lower aggregator's are). Synthesized files have small constants.
+
+use crate::proto::{Qid, qt};
+
+/// The namespace bits of a node's own files (`/NODE/...`).
+pub(super) const KIND_NODE: u64 = 1;
+/// The namespace bits of the `/pid/PID@NODE` aliases.
+pub(super) const KIND_ALIAS: u64 = 2;
+const LOW40: u64 = (1 << 40) - 1;
+
+/// The root directory's qid.path.
+pub(super) const ROOT_QID: u64 = 1;
+/// `/pid`'s qid.path.
+pub(super) const PIDDIR_QID: u64 = 2;
+/// The first synthesized file's qid.path; the others follow.
+pub(super) const FIRST_FILE_QID: u64 = 3;
+
+/// The qid of a synthesized file or directory.
+pub(super) fn synth_qid(n: u64, dir: bool) -> Qid {
+    Qid {
+        ty: if dir { qt::DIR } else { qt::FILE },
+        version: 0,
+        path: n,
+    }
+}
+
+/// Maps a node's qid into the merged tree's qid space.
+pub(super) fn map_qid(kind: u64, node: u32, q: Qid) -> Qid {
+    let low = if q.path <= LOW40 {
+        q.path
+    } else {
+        fold40(q.path)
+    };
+    Qid {
+        ty: q.ty,
+        version: 0,
+        path: kind << 62 | (node as u64 & 0x3F_FFFF) << 40 | low,
+    }
+}
+
+/// Folds 64 bits into 40 (a lower aggregator's composite qids).
+fn fold40(p: u64) -> u64 {
+    let mut z = p.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z ^= z >> 29;
+    // Never 0: 0 is the node root's low bits.
+    (z & LOW40).max(1)
+}
+
+/// The qid of a node's root directory, independent of the node being up.
+pub(super) fn node_root_qid(kind: u64, node: u32) -> Qid {
+    map_qid(
+        kind,
+        node,
+        Qid {
+            ty: qt::DIR,
+            version: 0,
+            path: 0,
+        },
+    )
+}
+
+/// The qid of `/pid/PID@NODE` (the directory of process `pid`).
+pub(super) fn alias_qid(node: u32, pid: i32) -> Qid {
+    map_qid(
+        KIND_ALIAS,
+        node,
+        Qid {
+            ty: qt::DIR,
+            version: 0,
+            path: 0x8000_0000 + pid as u64,
+        },
+    )
+}

@@ -1,0 +1,229 @@
+//! The synthesized files at the top of the tree, `/nodes`, `/ps`, `/load`
+//! and `/stats`, rendered per view. The cluster-wide tables (`/ps`,
+//! `/load`) are cached like node data, as a [`Table`] kind: a table of
+//! 200,000 processes costs CPU to format and is no fresher than the
+//! summaries it is built from, and readers that find it expired while
+//! another builds it wait for that build instead of each gathering every
+//! node again.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::cache::{CLUSTER, Key, Kind, Lifetime};
+use crate::client::pool::{Node, NodeState};
+use crate::config::{CachePolicy, Ttl};
+use crate::format::summary::{self, NodeSummary};
+use crate::format::table::{LOAD_HEADER, NODES_HEADER, PS_HEADER, Row};
+use crate::view::View;
+
+use super::{Tree, tables};
+
+/// Synthesized files at the top level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Synth {
+    Nodes,
+    Ps,
+    Load,
+    Stats,
+}
+
+impl Synth {
+    /// The file's name under the root.
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Synth::Nodes => "nodes",
+            Synth::Ps => "ps",
+            Synth::Load => "load",
+            Synth::Stats => "stats",
+        }
+    }
+
+    /// Every synthesized file, in listing order.
+    pub(super) const ALL: [Synth; 4] = [Synth::Nodes, Synth::Ps, Synth::Load, Synth::Stats];
+}
+
+/// A rendered cluster-wide table, for one view.
+struct Table;
+
+impl Kind for Table {
+    type Value = Bytes;
+
+    fn weight(b: &Bytes) -> usize {
+        b.len()
+    }
+
+    /// Kept as long as the summaries it is built from (the `/.gproc/ps`
+    /// rule's TTL), whatever its size: the byte bound still counts it.
+    fn lifetime(policy: &CachePolicy, _path: &str) -> Lifetime {
+        Lifetime {
+            max_entry_bytes: usize::MAX,
+            ..Lifetime::of(policy, summary::FILE_PATH)
+        }
+    }
+
+    /// Building a table reads summaries, which count themselves.
+    const NODE_READS: bool = false;
+}
+
+/// What [`Tree::gather`] collected.
+pub(super) struct Gathered {
+    /// Nodes that answered, with their summaries, in config order.
+    pub(super) ok: Vec<(Arc<Node>, Arc<NodeSummary>)>,
+    /// Node, why it is missing.
+    missing: Vec<(String, String)>,
+    /// Node, age of its copy, why it is stale.
+    stale: Vec<(String, Duration, String)>,
+}
+
+impl Tree {
+    /// The nodes this view sees, in config order.
+    pub(super) fn visible_nodes(&self, view: &View) -> Vec<Arc<Node>> {
+        self.pool
+            .nodes()
+            .iter()
+            .filter(|n| view.sees_node(&n.spec.name))
+            .cloned()
+            .collect()
+    }
+
+    /// Summaries of every visible node, gathered within the deadline; the
+    /// nodes that failed with why; and notes for nodes whose summary is a
+    /// stale copy (allowed by a `stale` rule) with its age and why.
+    pub(super) async fn gather(&self, view: &View) -> Gathered {
+        let nodes = self.visible_nodes(view);
+        let mut futs = self
+            .pool
+            .fan_out_with(&nodes, self.deadline, |n| async move {
+                self.node_summary_aged(&n).await
+            });
+        let ttl = match self.cache.policy().ttl_for(summary::FILE_PATH).ttl {
+            Ttl::For(d) => d,
+            Ttl::Never => Duration::ZERO,
+        };
+        let (mut ok, mut missing, mut stale) = (Vec::new(), Vec::new(), Vec::new());
+        while let Some((n, r)) = futs.next().await {
+            match r {
+                Some(Ok((s, age))) => {
+                    // A copy just past its TTL while a refresh runs is
+                    // normal (stale-while-revalidate); say so only when the
+                    // node is down, or up but not refreshed within a
+                    // deadline after the TTL.
+                    if let Some(age) = age {
+                        match n.status().state {
+                            NodeState::Down(r) => {
+                                stale.push((n.spec.name.clone(), age, format!("node down: {r}")));
+                            }
+                            _ if age > ttl + self.deadline => {
+                                stale.push((n.spec.name.clone(), age, "refreshing".into()));
+                            }
+                            _ => {}
+                        }
+                    }
+                    ok.push((n, s));
+                }
+                Some(Err(e)) => missing.push((n.spec.name.clone(), e.to_string())),
+                None => missing.push((
+                    n.spec.name.clone(),
+                    format!("no answer within {:?}", self.deadline),
+                )),
+            }
+        }
+        // Config order, so the tables are stable from read to read.
+        let order: HashMap<u32, usize> = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.index, i))
+            .collect();
+        ok.sort_by_key(|(n, _)| order.get(&n.index).copied().unwrap_or(usize::MAX));
+        missing.sort();
+        stale.sort();
+        Gathered { ok, missing, stale }
+    }
+
+    /// The synthesized file `s` as `view` sees it; `/ps` and `/load`
+    /// through the cache.
+    pub(super) async fn render(&self, view: &View, s: Synth) -> Bytes {
+        if !matches!(s, Synth::Ps | Synth::Load) {
+            return self.render_now(view, s).await;
+        }
+        let key = Key {
+            kind: Table,
+            node: CLUSTER,
+            path: format!("/{}?admin={}&uid={}", s.name(), view.admin, view.uid).into(),
+        };
+        let built = self
+            .cache
+            .get_or_build(key, || async {
+                let b = self.render_now(view, s).await;
+                self.tables_built.fetch_add(1, Ordering::Relaxed);
+                Ok::<_, std::convert::Infallible>(b)
+            })
+            .await;
+        match built {
+            Ok((b, _)) => b,
+            Err(never) => match never {},
+        }
+    }
+
+    async fn render_now(&self, view: &View, s: Synth) -> Bytes {
+        let mut out = String::new();
+        match s {
+            Synth::Nodes => {
+                out.push_str(NODES_HEADER);
+                out.push('\n');
+                for n in self.visible_nodes(view) {
+                    out.push_str(
+                        &tables::node_row(&n.spec.name, &n.spec.address.to_string(), &n.status())
+                            .line(),
+                    );
+                    out.push('\n');
+                }
+            }
+            Synth::Ps => {
+                let Gathered { ok, missing, stale } = self.gather(view).await;
+                out.push_str(PS_HEADER);
+                out.push('\n');
+                for (n, s) in &ok {
+                    for p in s.procs.iter().filter(|p| view.sees_process(p.ruid, p.euid)) {
+                        out.push_str(&tables::ps_row(&n.spec.name, s, p).line());
+                        out.push('\n');
+                    }
+                }
+                tables::missing_notes(&mut out, &missing);
+                tables::stale_notes(&mut out, &stale);
+            }
+            Synth::Load => {
+                let Gathered { ok, missing, stale } = self.gather(view).await;
+                out.push_str(LOAD_HEADER);
+                out.push('\n');
+                for (n, s) in &ok {
+                    out.push_str(&tables::load_row(&n.spec.name, s).line());
+                    out.push('\n');
+                }
+                tables::missing_notes(&mut out, &missing);
+                tables::stale_notes(&mut out, &stale);
+            }
+            Synth::Stats => {
+                self.cache.sync().await;
+                let (entries, bytes) = self.cache.usage();
+                out.push_str(&self.cache.stats().render(entries, bytes));
+                let nodes = self.pool.nodes();
+                let up = nodes
+                    .iter()
+                    .filter(|n| n.status().state == NodeState::Up)
+                    .count();
+                out.push_str(&format!(
+                    "nodes_total {}\nnodes_up {up}\ntables_built {}\n",
+                    nodes.len(),
+                    self.tables_built.load(Ordering::Relaxed)
+                ));
+            }
+        }
+        Bytes::from(out)
+    }
+}
