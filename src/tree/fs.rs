@@ -210,26 +210,12 @@ impl Tree {
 
 /// Metadata of a synthesized file or directory: root's, read-only.
 fn synth_meta(qid: Qid, name: &str) -> Metadata {
-    let now = std::time::SystemTime::now();
-    let (mode, nlink) = if qid.is_dir() {
-        (s_if::DIR | 0o555, 2)
+    let mode = if qid.is_dir() {
+        s_if::DIR | 0o555
     } else {
-        (s_if::REG | 0o444, 1)
+        s_if::REG | 0o444
     };
-    Metadata {
-        qid,
-        name: Some(name.into()),
-        mode,
-        uid: Some(0),
-        gid: Some(0),
-        user: Some("root".into()),
-        group: Some("root".into()),
-        nlink: Some(nlink),
-        atime: now,
-        mtime: now,
-        ctime: Some(now),
-        ..Metadata::default()
-    }
+    Metadata::synthetic(qid, name, mode, std::time::SystemTime::now())
 }
 
 impl Filesystem for Tree {
