@@ -744,12 +744,8 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut rd: R, mut buf
         } else {
             // Room for the rest of the frame being received (its size is
             // at most msize, checked above), or for a few replies.
-            let want = if buf.len() >= 4 {
-                let size = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-                size.saturating_sub(buf.len())
-            } else {
-                0
-            };
+            let want = crate::proto::declared_size(&buf)
+                .map_or(0, |size| (size as usize).saturating_sub(buf.len()));
             buf.reserve(want.max(READ_BUF.saturating_sub(buf.len())));
         }
         let n = tokio::select! {

@@ -59,25 +59,36 @@ pub enum FrameError {
     Io(#[from] std::io::Error),
 }
 
-/// Length of the first frame in `buf` if it is all there.
+/// The size field of the frame starting `buf`, once its four bytes are
+/// there (not yet checked: see [`check_size`]).
+pub fn declared_size(buf: &[u8]) -> Option<u32> {
+    Some(u32::from_le_bytes(buf.get(..4)?.try_into().ok()?))
+}
+
+/// Checks a frame's size field: at least a header, at most `max`.
 ///
 /// # Errors
-/// A size field under 7 or over `max`.
-pub fn frame_size(buf: &[u8], max: u32) -> Result<Option<usize>, FrameError> {
-    if buf.len() < 4 {
-        return Ok(None);
-    }
-    let size = u32::from_le_bytes([buf[0], buf[1], buf[2], buf[3]]);
+/// A size under 7 or over `max`.
+pub fn check_size(size: u32, max: u32) -> Result<usize, FrameError> {
     if (size as usize) < HEADER_SIZE {
         return Err(FrameError::TooShort(size));
     }
     if size > max {
         return Err(FrameError::TooBig { size, max });
     }
-    if buf.len() < size as usize {
+    Ok(size as usize)
+}
+
+/// Length of the first frame in `buf` if it is all there.
+///
+/// # Errors
+/// A size field under 7 or over `max`.
+pub fn frame_size(buf: &[u8], max: u32) -> Result<Option<usize>, FrameError> {
+    let Some(size) = declared_size(buf) else {
         return Ok(None);
-    }
-    Ok(Some(size as usize))
+    };
+    let size = check_size(size, max)?;
+    Ok((buf.len() >= size).then_some(size))
 }
 
 /// A `tokio_util` decoder yielding whole raw frames (header included).
@@ -104,11 +115,10 @@ impl Decoder for FrameCodec {
         match frame_size(src, self.max_size)? {
             Some(n) => Ok(Some(src.split_to(n).freeze())),
             None => {
-                if src.len() >= 4 {
+                if let Some(size) = declared_size(src) {
                     // Reserve the rest of the frame once rather than growing
                     // in steps; bounded by max_size above.
-                    let size = u32::from_le_bytes([src[0], src[1], src[2], src[3]]) as usize;
-                    src.reserve(size.saturating_sub(src.len()));
+                    src.reserve((size as usize).saturating_sub(src.len()));
                 }
                 Ok(None)
             }

@@ -17,7 +17,9 @@ mod meta;
 mod records;
 pub mod wire;
 
-pub use frame::{FrameCodec, FrameError, HEADER_SIZE, frame_size, parse_header};
+pub use frame::{
+    FrameCodec, FrameError, HEADER_SIZE, check_size, declared_size, frame_size, parse_header,
+};
 pub use messages::*;
 pub use meta::{FileKind, Metadata, dt, epoch_parts, qid_type_from_mode, s_if, time_from_wire};
 pub use records::{Attr, DirEntry, SetAttr, Stat, Statfs};

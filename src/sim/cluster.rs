@@ -583,10 +583,8 @@ async fn read_frame<R: AsyncRead + Unpin>(r: &mut R, buf: &mut Vec<u8>) -> io::R
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(false),
         Err(e) => return Err(e),
     }
-    let size = u32::from_le_bytes(hdr) as usize;
-    if !(7..=MAX_FRAME).contains(&size) {
-        return Err(io::Error::new(io::ErrorKind::InvalidData, "bad frame size"));
-    }
+    let size = crate::proto::check_size(u32::from_le_bytes(hdr), MAX_FRAME as u32)
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))?;
     buf.clear();
     buf.extend_from_slice(&hdr);
     buf.resize(size, 0);
