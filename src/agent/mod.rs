@@ -227,10 +227,9 @@ impl ProcFs {
     }
 
     fn name_of(&self, group: bool, id: u32) -> Option<String> {
-        let mut names = self.names.lock().unwrap_or_else(|p| p.into_inner());
-        names
+        crate::sys::lock(&self.names)
             .entry((group, id))
-            .or_insert_with(|| lookup_name(group, id))
+            .or_insert_with(|| crate::sys::users::id_name(group, id))
             .clone()
     }
 
@@ -322,19 +321,6 @@ fn vanished(e: std::io::Error, what: &Path) -> FsError {
         fe.errno = errno::ENOENT;
     }
     fe.with(what.display().to_string())
-}
-
-/// The name of a uid in this machine's user database (NSS).
-pub fn user_name(uid: u32) -> Option<String> {
-    crate::sys::users::user_name(uid)
-}
-
-fn lookup_name(group: bool, id: u32) -> Option<String> {
-    if group {
-        crate::sys::users::group_name(id)
-    } else {
-        crate::sys::users::user_name(id)
-    }
 }
 
 /// Reads a whole file below `base` without following a final symlink and
