@@ -455,6 +455,7 @@ fn join_path(base: &str, names: &[&str]) -> String {
 /// A fid on the server: a file walked to, possibly opened. Dropping the
 /// handle clunks the fid in the background, so fids never leak; use
 /// [`clunk`](Self::clunk) to wait for it.
+#[must_use = "dropping the handle clunks the fid"]
 pub struct FidHandle {
     client: Client,
     fid: u32,

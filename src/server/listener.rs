@@ -389,6 +389,7 @@ async fn accept(l: &Listener) -> io::Result<(Conn, Peer)> {
 }
 
 /// A token cancelled on SIGINT or SIGTERM, for daemons' graceful shutdown.
+#[must_use = "the token is cancelled on SIGINT/SIGTERM; a server that does not watch it never stops"]
 pub fn shutdown_on_signals() -> CancellationToken {
     use tokio::signal::unix::{SignalKind, signal};
     let token = CancellationToken::new();

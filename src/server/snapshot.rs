@@ -111,6 +111,7 @@ impl SnapshotBudget {
 
 /// Bytes charged to a [`SnapshotBudget`], given back when dropped.
 #[derive(Debug)]
+#[must_use = "dropping the charge gives the bytes back at once"]
 pub struct Charge {
     budget: SnapshotBudget,
     bytes: usize,

@@ -69,6 +69,7 @@ impl NodeInfo {
 
 /// A running simulated cluster. Dropping it stops the nodes (without
 /// waiting); [`shutdown`](Self::shutdown) stops them and waits.
+#[must_use = "dropping the cluster shuts its nodes down"]
 pub struct SimCluster {
     sim: Arc<Sim>,
     nodes: Vec<NodeInfo>,

@@ -263,7 +263,7 @@ async fn dropped_request_is_flushed_and_a_late_fid_clunked() {
     .await;
     assert_eq!(clunked, newfid);
     assert!(!c.is_closed());
-    root.walk("ok").await.unwrap();
+    let _ = root.walk("ok").await.unwrap();
 }
 
 #[tokio::test]

@@ -131,7 +131,7 @@ async fn faults_behave_as_advertised() {
             assert!(matches!(e, ClientError::Timeout { .. }), "{}: {e}", n.name);
             if n.hang == Some(HangKind::AfterAttach) {
                 let c = Client::connect(&n.address(), quick()).await.unwrap();
-                c.attach("root", "/proc", Some(0)).await.unwrap();
+                let _ = c.attach("root", "/proc", Some(0)).await.unwrap();
             }
             assert!(t.elapsed() < Duration::from_secs(3));
         }
@@ -150,7 +150,7 @@ async fn faults_behave_as_advertised() {
             if n.garbage != Some(GarbageKind::Noise) {
                 // The handshake itself was clean.
                 let c = Client::connect(&n.address(), quick()).await.unwrap();
-                c.attach("root", "/proc", Some(0)).await.unwrap();
+                let _ = c.attach("root", "/proc", Some(0)).await.unwrap();
             }
         }
         // Slow: slower than a healthy node, by about the configured delay
