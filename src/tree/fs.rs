@@ -65,7 +65,9 @@ fn file_qid(s: Synth) -> Qid {
 
 impl Tree {
     /// Whether a node path is visible: admins see all; users see node-wide
-    /// files and their own processes' directories.
+    /// files and their own processes' directories, never a name starting
+    /// with `.` at the node's root (the agent's `.gproc` summary holds
+    /// every user's command lines).
     async fn path_visible(&self, view: &View, node: &Arc<Node>, path: &str) -> FsResult<bool> {
         if view.admin {
             return Ok(true);
@@ -73,6 +75,9 @@ impl Tree {
         let Some(first) = path.trim_start_matches('/').split('/').next() else {
             return Ok(true);
         };
+        if first.starts_with('.') {
+            return Ok(false);
+        }
         let Ok(pid) = first.parse::<i32>() else {
             return Ok(true);
         };
@@ -182,6 +187,10 @@ impl Tree {
                     if let (Some(v), Ok(pid)) = (&visible_pids, e.name.parse::<i32>())
                         && !v.contains(&pid)
                     {
+                        continue;
+                    }
+                    // Admin-only names at a node's root (see `path_visible`).
+                    if visible_pids.is_some() && e.name.starts_with('.') {
                         continue;
                     }
                     out.push(DirEntry {

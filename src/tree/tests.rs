@@ -466,7 +466,16 @@ async fn users_see_only_their_processes_on_their_nodes() {
         names(&list(&t, &u, "/").await.unwrap()),
         ["nodes", "ps", "load", "pid", "n1"]
     );
-    for hidden in ["n2", "stats", "n1/1", "n1/1/status", "pid/1@n1"] {
+    // .gproc/ps is every user's command lines (issue 12 finding 1).
+    for hidden in [
+        "n2",
+        "stats",
+        "n1/1",
+        "n1/1/status",
+        "pid/1@n1",
+        "n1/.gproc",
+        "n1/.gproc/ps",
+    ] {
         assert_eq!(
             walk(&t, &u, hidden).await.unwrap_err().errno,
             errno::ENOENT,
@@ -484,6 +493,11 @@ async fn users_see_only_their_processes_on_their_nodes() {
     assert!(rows.iter().all(|r| r.node == "n1"), "{ps}");
     let listing = names(&list(&t, &u, "n1").await.unwrap());
     assert!(!listing.contains(&"1".to_string()));
+    assert!(!listing.iter().any(|n| n.starts_with('.')), "{listing:?}");
+    // An administrator reads the summary.
+    let (adm, _) = t.attach(&req(Some(0), 0, "")).await.unwrap();
+    assert!(names(&list(&t, &adm, "n1").await.unwrap()).contains(&".gproc".to_string()));
+    assert!(read(&t, &adm, "n1/.gproc/ps").await.is_ok());
     if let Some(pid) = pid {
         assert!(
             rows.iter().any(|r| r.pid == pid),
