@@ -10,6 +10,7 @@
 //! Group membership comes from this machine's user database
 //! (`getgrouplist`), never from what a client claims.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -70,6 +71,9 @@ pub struct Views {
     cfg: RwLock<ViewsConfig>,
     /// Allotments from the command; kept when a run fails.
     dynamic: RwLock<Vec<Allotment>>,
+    /// Bumped whenever what anyone may see can have changed (a reload, new
+    /// allotments), so views decided earlier are decided again.
+    generation: AtomicU64,
 }
 
 impl Views {
@@ -78,6 +82,7 @@ impl Views {
         Arc::new(Self {
             cfg: RwLock::new(cfg),
             dynamic: RwLock::new(Vec::new()),
+            generation: AtomicU64::new(0),
         })
     }
 
@@ -95,11 +100,24 @@ impl Views {
     /// run of the (possibly new) command.
     pub fn set_config(&self, cfg: ViewsConfig) {
         *sys::write(&self.cfg) = cfg;
+        self.generation.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// Changes each time the views may have changed: a view decided at
+    /// another generation must be decided again before it is used.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Replaces the dynamic allotments (the command's output).
     pub fn set_dynamic(&self, a: Vec<Allotment>) {
-        *sys::write(&self.dynamic) = a;
+        let mut d = sys::write(&self.dynamic);
+        // The command runs every refresh; only a different answer changes
+        // anyone's view.
+        if *d != a {
+            *d = a;
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     fn is_open(cfg: &ViewsConfig) -> bool {

@@ -31,11 +31,14 @@ enum Loc {
     },
 }
 
-/// Where a fid of the merged tree is, and the view it was attached with.
+/// Where a fid of the merged tree is, and the view last decided for it.
 #[derive(Clone)]
 pub struct TreeNode {
-    /// The attaching identity's view, decided at attach.
+    /// The identity's view, decided at attach or walk; decided again for
+    /// any operation after the views changed (see [`Tree::current_view`]).
     pub(super) view: Arc<View>,
+    /// The views' generation `view` was decided at.
+    generation: u64,
     /// Attached to one node's directory (`aname = "/NODE"`): `..` stops
     /// there, as at any attach root.
     rooted: bool,
@@ -64,6 +67,38 @@ fn file_qid(s: Synth) -> Qid {
 }
 
 impl Tree {
+    /// The view an operation on `fid` runs under, and its generation: the
+    /// fid's own, or, when the views changed since it was decided (a
+    /// reload, new allotments), decided again for `who`. Either way the
+    /// fid's location must still be visible under it (a revoked node, a
+    /// process no longer the user's): checked at every operation, not only
+    /// at walk.
+    ///
+    /// # Errors
+    /// ENOENT when the location is no longer visible.
+    async fn current_view(&self, who: &Identity, fid: &TreeNode) -> FsResult<(Arc<View>, u64)> {
+        let generation = self.views.generation();
+        let view = if fid.generation == generation {
+            fid.view.clone()
+        } else {
+            self.views.view_for(who)
+        };
+        if view.admin {
+            return Ok((view, generation));
+        }
+        let visible = match &fid.loc {
+            Loc::Root | Loc::PidDir => true,
+            Loc::File(s) => *s != Synth::Stats,
+            Loc::Node { node, path, .. } => {
+                view.sees_node(&node.spec.name) && self.path_visible(&view, node, path).await?
+            }
+        };
+        if !visible {
+            return Err(FsError::NOENT);
+        }
+        Ok((view, generation))
+    }
+
     /// Whether a node path is visible: admins see all; users see node-wide
     /// files and their own processes' directories, never a name starting
     /// with `.` at the node's root (the agent's `.gproc` summary holds
@@ -107,7 +142,7 @@ impl Tree {
     }
 
     /// Directory entries of an opened directory, `.` and `..` first.
-    async fn list(&self, fid: &TreeNode) -> FsResult<Vec<DirEntry>> {
+    async fn list(&self, fid: &TreeNode, view: &View) -> FsResult<Vec<DirEntry>> {
         let mut out = vec![
             DirEntry {
                 qid: fid.qid,
@@ -126,7 +161,7 @@ impl Tree {
             Loc::Root => {
                 for s in Synth::ALL {
                     // Counters of the whole cluster are for administrators.
-                    if s == Synth::Stats && !fid.view.admin {
+                    if s == Synth::Stats && !view.admin {
                         continue;
                     }
                     out.push(DirEntry {
@@ -142,7 +177,7 @@ impl Tree {
                     ty: dt::DIR,
                     name: "pid".into(),
                 });
-                for n in self.visible_nodes(&fid.view) {
+                for n in self.visible_nodes(view) {
                     out.push(DirEntry {
                         qid: node_root_qid(KIND_NODE, n.index),
                         offset: 0,
@@ -152,13 +187,9 @@ impl Tree {
                 }
             }
             Loc::PidDir => {
-                let ok = self.gather(&fid.view).await.ok;
+                let ok = self.gather(view).await.ok;
                 for (n, s) in ok {
-                    for p in s
-                        .procs
-                        .iter()
-                        .filter(|p| fid.view.sees_process(p.ruid, p.euid))
-                    {
+                    for p in s.procs.iter().filter(|p| view.sees_process(p.ruid, p.euid)) {
                         out.push(DirEntry {
                             qid: alias_qid(n.index, p.pid),
                             offset: 0,
@@ -171,12 +202,12 @@ impl Tree {
             Loc::Node { node, path, alias } => {
                 let kind = if *alias { KIND_ALIAS } else { KIND_NODE };
                 let ents = self.node_list(node, path).await?;
-                let visible_pids: Option<HashSet<i32>> = if !fid.view.admin && &**path == "/" {
+                let visible_pids: Option<HashSet<i32>> = if !view.admin && &**path == "/" {
                     let s = self.node_summary(node).await?;
                     Some(
                         s.procs
                             .iter()
-                            .filter(|p| fid.view.sees_process(p.ruid, p.euid))
+                            .filter(|p| view.sees_process(p.ruid, p.euid))
                             .map(|p| p.pid)
                             .collect(),
                     )
@@ -231,6 +262,7 @@ impl Filesystem for Tree {
     type Node = TreeNode;
 
     async fn attach(&self, req: &AttachRequest) -> FsResult<(TreeNode, Qid)> {
+        let generation = self.views.generation();
         let view = self.views.view_for(&req.who);
         let aname = req.aname.trim_matches('/');
         if aname.is_empty() {
@@ -238,6 +270,7 @@ impl Filesystem for Tree {
             return Ok((
                 TreeNode {
                     view,
+                    generation,
                     rooted: false,
                     loc: Loc::Root,
                     qid,
@@ -266,6 +299,7 @@ impl Filesystem for Tree {
         Ok((
             TreeNode {
                 view,
+                generation,
                 rooted: true,
                 loc,
                 qid,
@@ -274,8 +308,8 @@ impl Filesystem for Tree {
         ))
     }
 
-    async fn walk(&self, _who: &Identity, dir: &TreeNode, name: &str) -> FsResult<(TreeNode, Qid)> {
-        let view = dir.view.clone();
+    async fn walk(&self, who: &Identity, dir: &TreeNode, name: &str) -> FsResult<(TreeNode, Qid)> {
+        let (view, generation) = self.current_view(who, dir).await?;
         let (loc, qid) = match &dir.loc {
             Loc::Root => {
                 if name == ".." {
@@ -380,6 +414,7 @@ impl Filesystem for Tree {
         Ok((
             TreeNode {
                 view,
+                generation,
                 rooted: dir.rooted,
                 loc,
                 qid,
@@ -388,7 +423,8 @@ impl Filesystem for Tree {
         ))
     }
 
-    async fn getattr(&self, _who: &Identity, fid: &TreeNode) -> FsResult<Metadata> {
+    async fn getattr(&self, who: &Identity, fid: &TreeNode) -> FsResult<Metadata> {
+        self.current_view(who, fid).await?;
         match &fid.loc {
             Loc::Root => Ok(synth_meta(fid.qid, "/")),
             Loc::PidDir => Ok(synth_meta(fid.qid, "pid")),
@@ -425,24 +461,26 @@ impl Filesystem for Tree {
         }
     }
 
-    async fn open(&self, _who: &Identity, fid: &TreeNode, flags: OpenFlags) -> FsResult<Contents> {
+    async fn open(&self, who: &Identity, fid: &TreeNode, flags: OpenFlags) -> FsResult<Contents> {
         if flags.write || flags.truncate {
             return Err(FsError::ROFS);
         }
+        let (view, _) = self.current_view(who, fid).await?;
         match &fid.loc {
             // Rendered tables are cached per view; the session shares them.
-            Loc::File(s) => Ok(Contents::Shared(Box::pin(self.render(&fid.view, *s)).await)),
+            Loc::File(s) => Ok(Contents::Shared(Box::pin(self.render(&view, *s)).await)),
             Loc::Node { node, path, .. } if !fid.qid.is_dir() => {
                 if fid.qid.is_symlink() {
                     return Err(FsError::new(errno::ELOOP).with("symlinks are read with readlink"));
                 }
                 Ok(Contents::File(self.node_read(node, path).await?))
             }
-            _ => Ok(Contents::Dir(Box::pin(self.list(fid)).await?)),
+            _ => Ok(Contents::Dir(Box::pin(self.list(fid, &view)).await?)),
         }
     }
 
-    async fn readlink(&self, _who: &Identity, fid: &TreeNode) -> FsResult<String> {
+    async fn readlink(&self, who: &Identity, fid: &TreeNode) -> FsResult<String> {
+        self.current_view(who, fid).await?;
         match &fid.loc {
             Loc::Node { node, path, .. } if fid.qid.is_symlink() => {
                 Ok(self.node_link(node, path).await?.to_string())

@@ -550,3 +550,51 @@ async fn users_see_only_their_processes_on_their_nodes() {
         let _ = c.wait();
     }
 }
+
+#[tokio::test]
+async fn a_revoked_allotment_reaches_fids_already_walked() {
+    let a = node("/proc").await;
+    let cfg = |allot: &str| {
+        crate::config::Config::from_str(
+            &format!(
+                "[[nodes]]\nnames = \"n1\"\naddress = \"{{name}}:1\"\n\
+                 [views]\nadmin_users = [\"root\"]\n{allot}"
+            ),
+            "t.toml",
+        )
+        .unwrap()
+        .views
+    };
+    let t = Tree::new(
+        Pool::new(vec![spec("n1", a)], opts()),
+        Cache::new(CachePolicy::default()),
+        Duration::from_secs(3),
+        Views::new(cfg("[[views.allot]]\nuser = 64000\nnodes = \"n1\"\n")),
+    );
+    let (u, _) = t.attach(&req(Some(64000), 0, "")).await.unwrap();
+    let held = walk(&t, &u, "n1/loadavg").await.unwrap();
+    let dir = walk(&t, &u, "n1").await.unwrap();
+    assert!(open(&t, &held).await.is_ok());
+
+    // SIGHUP with the allotment gone: the open connection's fids, walked
+    // before, no longer reach the node, at any operation.
+    t.views().set_config(cfg(""));
+    let who = Identity::lookup(64000, Proof::Peer);
+    assert_eq!(open(&t, &held).await.unwrap_err().errno, errno::ENOENT);
+    assert_eq!(
+        t.getattr(&who, &held).await.unwrap_err().errno,
+        errno::ENOENT
+    );
+    assert_eq!(
+        t.walk(&who, &dir, "loadavg").await.unwrap_err().errno,
+        errno::ENOENT
+    );
+    assert!(!names(&list(&t, &u, "/").await.unwrap()).contains(&"n1".to_string()));
+
+    // An allotment command's answer gives it back, and takes it away again.
+    let allot = |s: &str| crate::config::views::parse_allot_output(s).0;
+    t.views().set_dynamic(allot("64000 n1\n"));
+    assert!(open(&t, &held).await.is_ok());
+    t.views().set_dynamic(Vec::new());
+    assert_eq!(open(&t, &held).await.unwrap_err().errno, errno::ENOENT);
+}
