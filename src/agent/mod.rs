@@ -33,7 +33,6 @@ use std::fs;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -113,8 +112,40 @@ const USER_QUEUE: usize = 4096;
 /// The group of a user the node's user database does not know.
 const OVERFLOW_GID: u32 = 65534;
 
-/// File metadata, from `fstat` of a descriptor.
-struct St(fs::Metadata);
+/// File metadata, from one `fstatat` (the kernel's `struct stat`, whose
+/// field types differ between architectures, as plain numbers).
+struct St {
+    mode: u32,
+    ino: u64,
+    uid: u32,
+    gid: u32,
+    nlink: u64,
+    rdev: u64,
+    size: u64,
+    /// (seconds, nanoseconds) of access, modification and change.
+    times: [(i64, i64); 3],
+}
+
+impl St {
+    // The casts are no-ops on some architectures and widenings on others.
+    #[allow(clippy::unnecessary_cast)]
+    fn of(s: &rustix::fs::Stat) -> Self {
+        St {
+            mode: s.st_mode as u32,
+            ino: s.st_ino as u64,
+            uid: s.st_uid as u32,
+            gid: s.st_gid as u32,
+            nlink: s.st_nlink as u64,
+            rdev: s.st_rdev as u64,
+            size: s.st_size.max(0) as u64,
+            times: [
+                (s.st_atime as i64, s.st_atime_nsec as i64),
+                (s.st_mtime as i64, s.st_mtime_nsec as i64),
+                (s.st_ctime as i64, s.st_ctime_nsec as i64),
+            ],
+        }
+    }
+}
 
 impl ProcFs {
     /// Serves the tree under `root`. The agent's own uid is the service
@@ -205,9 +236,9 @@ impl ProcFs {
 
     fn qid_of(md: &St) -> Qid {
         Qid {
-            ty: qid_type_from_mode(md.0.mode()),
+            ty: qid_type_from_mode(md.mode),
             version: 0,
-            path: md.0.ino(),
+            path: md.ino,
         }
     }
 
@@ -234,28 +265,26 @@ impl ProcFs {
     }
 
     fn meta_from(&self, md: &St, name: String) -> Metadata {
-        let md = &md.0;
-        let mode = md.mode();
-        let size = if mode & s_if::FMT == s_if::REG {
+        let size = if md.mode & s_if::FMT == s_if::REG {
             0
         } else {
-            md.size()
+            md.size
         };
-        let t = |sec: i64, nsec: i64| time_from_wire(sec.max(0) as u64, nsec.max(0) as u64);
+        let t = |(sec, nsec): (i64, i64)| time_from_wire(sec.max(0) as u64, nsec.max(0) as u64);
         Metadata {
-            qid: Self::qid_of(&St(md.clone())),
+            qid: Self::qid_of(md),
             name: Some(name),
-            mode,
-            uid: Some(md.uid()),
-            gid: Some(md.gid()),
-            user: self.name_of(false, md.uid()),
-            group: self.name_of(true, md.gid()),
-            nlink: Some(md.nlink()),
-            rdev: md.rdev(),
+            mode: md.mode,
+            uid: Some(md.uid),
+            gid: Some(md.gid),
+            user: self.name_of(false, md.uid),
+            group: self.name_of(true, md.gid),
+            nlink: Some(md.nlink),
+            rdev: md.rdev,
             size,
-            atime: t(md.atime(), md.atime_nsec()),
-            mtime: t(md.mtime(), md.mtime_nsec()),
-            ctime: Some(t(md.ctime(), md.ctime_nsec())),
+            atime: t(md.times[0]),
+            mtime: t(md.times[1]),
+            ctime: Some(t(md.times[2])),
             link_target: None,
         }
     }
@@ -302,15 +331,11 @@ fn is_process_dir(p: &Path) -> bool {
     }
 }
 
-/// `lstat` of `rel` below `base`, never following a final symlink.
+/// `lstat` of `rel` below `base`, never following a final symlink: one
+/// `fstatat` (walk and getattr are the hot path).
 fn lstat_at(base: &OwnedFd, rel: &Path) -> std::io::Result<St> {
-    let fd = rustix::fs::openat(
-        base,
-        rel,
-        OFlags::PATH | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-        Mode::empty(),
-    )?;
-    Ok(St(fs::File::from(fd).metadata()?))
+    let s = rustix::fs::statat(base, rel, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)?;
+    Ok(St::of(&s))
 }
 
 /// Maps errors of a vanished process to ENOENT: procfs answers ESRCH (or
