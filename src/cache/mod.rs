@@ -1,7 +1,7 @@
 //! The aggregator's cache of node data and of what the tree derives from it,
 //! under per-path rules ([`crate::config::CachePolicy`]).
 //!
-//! - Entries are keyed by (kind, node, path) and weighed in bytes; one moka
+//! - Entries are keyed by (kind, node, path, user) and weighed in bytes; one moka
 //!   store bounds the total of every kind and evicts.
 //! - A [`Kind`] names what an entry holds and its value type, so a reader
 //!   of one kind cannot be handed another kind's value.
@@ -64,6 +64,9 @@ pub struct Key<K> {
     /// Node-relative path starting with `/` (for [`CLUSTER`] values, a
     /// name the kind chooses).
     pub path: Arc<str>,
+    /// Read on behalf of this uid; `None`: as the service identity. What
+    /// one user read is never served to another.
+    pub user: Option<u32>,
 }
 
 /// The [`Key::node`] of values derived from several nodes; no node has
@@ -99,6 +102,7 @@ struct Slot {
     kind: TypeId,
     node: u32,
     path: Arc<str>,
+    user: Option<u32>,
 }
 
 impl Slot {
@@ -107,6 +111,7 @@ impl Slot {
             kind: TypeId::of::<K>(),
             node: key.node,
             path: key.path.clone(),
+            user: key.user,
         }
     }
 }

@@ -59,6 +59,7 @@ fn key(path: &str) -> Key<Text> {
         kind: Text,
         node: 1,
         path: path.into(),
+        user: None,
     }
 }
 
@@ -210,6 +211,7 @@ async fn kinds_at_one_path_are_separate_entries_of_their_own_types() {
         kind: Len,
         node: 1,
         path: "/1/stat".into(),
+        user: None,
     };
     let (l, f) = c
         .get_or_load(len_key.clone(), || async { Ok::<_, String>(42) })
@@ -239,12 +241,14 @@ async fn forgetting_a_node_drops_its_entries_of_every_kind() {
             kind: Text,
             node,
             path: "/stat".into(),
+            user: None,
         };
         c.get_or_load(k, || n.load()).await.unwrap();
         let k = Key {
             kind: Len,
             node,
             path: "/stat".into(),
+            user: None,
         };
         c.get_or_load(k, || async { Ok::<_, String>(1) })
             .await
@@ -259,6 +263,7 @@ async fn forgetting_a_node_drops_its_entries_of_every_kind() {
         kind: Text,
         node: 1,
         path: "/stat".into(),
+        user: None,
     };
     let (_, f) = c.get_or_load(k, || n.load()).await.unwrap();
     assert_eq!(f, Freshness::Loaded);

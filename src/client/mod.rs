@@ -286,8 +286,33 @@ impl Client {
         aname: &str,
         n_uname: Option<u32>,
     ) -> Result<FidHandle> {
+        self.attach_as(uname, aname, n_uname, true).await
+    }
+
+    /// Attaches naming another user, with no credential of its own: for a
+    /// service identity (the aggregator) whose connection already proved
+    /// itself (a Unix peer, or a MUNGE credential at its first attach), so
+    /// that the server acts as that user.
+    ///
+    /// # Errors
+    /// The server refuses the attach, or the connection fails.
+    pub async fn attach_named(&self, uname: &str, aname: &str, uid: u32) -> Result<FidHandle> {
+        self.attach_as(uname, aname, Some(uid), false).await
+    }
+
+    async fn attach_as(
+        &self,
+        uname: &str,
+        aname: &str,
+        n_uname: Option<u32>,
+        authenticate: bool,
+    ) -> Result<FidHandle> {
         let path = if aname.is_empty() { "/" } else { aname };
-        let afid = self.authenticate(uname, aname, n_uname, path).await?;
+        let afid = if authenticate {
+            self.authenticate(uname, aname, n_uname, path).await?
+        } else {
+            None
+        };
         let fid = match self.shared().alloc_fid() {
             Ok(f) => f,
             Err(e) => {

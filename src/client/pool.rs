@@ -6,6 +6,12 @@
 //! Each node's connection is a [`Redialer`]: everything the aggregator asks
 //! of a node is path-based (an operation walks from the node's attach
 //! root), so a reconnect needs no fid replay.
+//!
+//! An operation runs as the pool's service identity (the node spec's user)
+//! or on behalf of a [`User`]: then it starts from that user's own attach
+//! root on the node's one connection, made at the user's first operation
+//! and kept until the connection is replaced, so the node acts as that
+//! user and its kernel decides what they may read.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -40,6 +46,33 @@ pub struct NodeSpec {
     pub uid: u32,
     /// Dialect to force; `None` negotiates.
     pub dialect: Option<Dialect>,
+}
+
+/// A user on whose behalf an operation runs: named in a `Tattach` on the
+/// node's connection, which the node believes because the connection is
+/// the service identity's.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct User {
+    /// The uid (the same on every node: one user database).
+    pub uid: u32,
+    /// The name sent as `uname` (the uid in decimal when unknown).
+    pub name: Arc<str>,
+}
+
+/// Most user attach roots kept per node connection; past it the oldest
+/// are clunked (and made again when used).
+const MAX_USER_ROOTS: usize = 512;
+
+/// The user attach roots of one node connection.
+#[derive(Default)]
+struct UserRoots {
+    /// The service root these were attached beside; a new connection
+    /// starts afresh.
+    service: Option<Arc<FidHandle>>,
+    /// By uid, each made once however many operations ask at once.
+    roots: HashMap<u32, Arc<tokio::sync::OnceCell<Arc<FidHandle>>>>,
+    /// Uids in the order their roots were first asked for.
+    order: std::collections::VecDeque<u32>,
 }
 
 /// Pool-wide settings. Their defaults are the `[pool]` section's
@@ -123,6 +156,8 @@ pub struct Node {
     per_node: Semaphore,
     /// A background reconnect is waiting for this node's retry time.
     reconnect_scheduled: AtomicBool,
+    /// Users' attach roots on the current connection.
+    users: std::sync::Mutex<UserRoots>,
 }
 
 impl Node {
@@ -218,6 +253,7 @@ impl Pool {
                         spec: spec.clone(),
                         per_node: Semaphore::new(self.opts.max_in_flight_per_node.max(1)),
                         reconnect_scheduled: AtomicBool::new(false),
+                        users: std::sync::Mutex::new(UserRoots::default()),
                     })
                 }
             };
@@ -395,6 +431,25 @@ impl Pool {
         F: FnOnce(Arc<FidHandle>) -> Fut,
         Fut: std::future::Future<Output = Result<T, ClientError>>,
     {
+        self.with_node_as(node, None, op).await
+    }
+
+    /// [`Self::with_node`] on behalf of `user` (`None`: the service
+    /// identity): `op` gets that user's attach root, made on first use.
+    ///
+    /// # Errors
+    /// The node is down, slow, refused the user's attach, or answered
+    /// with an error.
+    pub async fn with_node_as<T, F, Fut>(
+        &self,
+        node: &Arc<Node>,
+        user: Option<&User>,
+        op: F,
+    ) -> Result<T, PoolError>
+    where
+        F: FnOnce(Arc<FidHandle>) -> Fut,
+        Fut: std::future::Future<Output = Result<T, ClientError>>,
+    {
         let name = &node.spec.name;
         let deadline = self.opts.request_timeout;
         // The connection the request went out on, once it did, and how
@@ -407,7 +462,13 @@ impl Pool {
             let seen = root.client().replies_received();
             *sys::lock(&sent_on) = Some((root.clone(), seen));
             let started = Instant::now();
-            let r = op(root.clone()).await;
+            let r = match user {
+                None => op(root.clone()).await,
+                Some(u) => match Self::user_root(node, &root, u).await {
+                    Ok(ur) => op(ur).await,
+                    Err(e) => Err(e),
+                },
+            };
             match &r {
                 Ok(_) => node
                     .dialer
@@ -457,6 +518,45 @@ impl Pool {
                 Err(e)
             }
         }
+    }
+
+    /// `user`'s attach root beside the service `root` on the same
+    /// connection: made once (concurrent first uses wait for one attach),
+    /// forgotten when the connection is replaced. A refused attach is not
+    /// kept, so the next operation asks again.
+    async fn user_root(
+        node: &Node,
+        root: &Arc<FidHandle>,
+        user: &User,
+    ) -> Result<Arc<FidHandle>, ClientError> {
+        let cell = {
+            let mut u = sys::lock(&node.users);
+            if !u.service.as_ref().is_some_and(|s| Arc::ptr_eq(s, root)) {
+                *u = UserRoots {
+                    service: Some(root.clone()),
+                    ..UserRoots::default()
+                };
+            }
+            if !u.roots.contains_key(&user.uid) {
+                while u.roots.len() >= MAX_USER_ROOTS {
+                    let Some(old) = u.order.pop_front() else {
+                        break;
+                    };
+                    u.roots.remove(&old);
+                }
+                u.order.push_back(user.uid);
+            }
+            u.roots.entry(user.uid).or_default().clone()
+        };
+        let aname = node.spec.aname.clone();
+        cell.get_or_try_init(|| async {
+            root.client()
+                .attach_named(&user.name, &aname, user.uid)
+                .await
+                .map(Arc::new)
+        })
+        .await
+        .cloned()
     }
 
     /// Runs `op` on every node of `nodes` concurrently and yields each

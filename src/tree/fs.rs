@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::client::pool::Node;
+use crate::client::pool::{Node, User};
 use crate::proto::{DirEntry, Metadata, Qid, dt, errno, s_if};
 use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags};
 use crate::view::View;
@@ -99,6 +99,20 @@ impl Tree {
         Ok((view, generation))
     }
 
+    /// On whose behalf node files are read for an operation under `view`
+    /// (the README's table): an administrator's as the service identity,
+    /// a user's as that user, so the node's kernel decides what they get.
+    fn asker(view: &View, who: &Identity) -> Option<User> {
+        if view.admin {
+            return None;
+        }
+        let name = match &who.name {
+            Some(n) => Arc::from(n.as_str()),
+            None => Arc::from(who.uid.to_string()),
+        };
+        Some(User { uid: who.uid, name })
+    }
+
     /// Whether a node path is visible: admins see all; users see node-wide
     /// files and their own processes' directories, never a name starting
     /// with `.` at the node's root (the agent's `.gproc` summary holds
@@ -142,7 +156,12 @@ impl Tree {
     }
 
     /// Directory entries of an opened directory, `.` and `..` first.
-    async fn list(&self, fid: &TreeNode, view: &View) -> FsResult<Vec<DirEntry>> {
+    async fn list(
+        &self,
+        fid: &TreeNode,
+        view: &View,
+        user: Option<&User>,
+    ) -> FsResult<Vec<DirEntry>> {
         let mut out = vec![
             DirEntry {
                 qid: fid.qid,
@@ -201,7 +220,7 @@ impl Tree {
             }
             Loc::Node { node, path, alias } => {
                 let kind = if *alias { KIND_ALIAS } else { KIND_NODE };
-                let ents = self.node_list(node, path).await?;
+                let ents = self.node_list(node, path, user).await?;
                 let visible_pids: Option<HashSet<i32>> = if !view.admin && &**path == "/" {
                     let s = self.node_summary(node).await?;
                     Some(
@@ -239,10 +258,16 @@ impl Tree {
 
     /// The qid of a node path: from the parent's (cached) listing, which
     /// serves every sibling lookup with one node read.
-    async fn lookup_qid(&self, node: &Arc<Node>, path: &str, kind: u64) -> FsResult<Qid> {
+    async fn lookup_qid(
+        &self,
+        node: &Arc<Node>,
+        path: &str,
+        kind: u64,
+        user: Option<&User>,
+    ) -> FsResult<Qid> {
         let parent = Self::parent_path(path).unwrap_or_else(|| "/".into());
         let name = path.rsplit('/').next().unwrap_or_default();
-        let ents = self.node_list(node, &parent).await?;
+        let ents = self.node_list(node, &parent, user).await?;
         let e = ents.iter().find(|e| e.name == name).ok_or(FsError::NOENT)?;
         Ok(map_qid(kind, node.index, e.qid))
     }
@@ -310,6 +335,8 @@ impl Filesystem for Tree {
 
     async fn walk(&self, who: &Identity, dir: &TreeNode, name: &str) -> FsResult<(TreeNode, Qid)> {
         let (view, generation) = self.current_view(who, dir).await?;
+        let user = Self::asker(&view, who);
+        let user = user.as_ref();
         let (loc, qid) = match &dir.loc {
             Loc::Root => {
                 if name == ".." {
@@ -353,7 +380,7 @@ impl Filesystem for Tree {
                     if !self.path_visible(&view, &node, &path).await? {
                         return Err(FsError::NOENT);
                     }
-                    let ents = self.node_list(&node, "/").await?;
+                    let ents = self.node_list(&node, "/", user).await?;
                     if !ents.iter().any(|e| e.name == path[1..]) {
                         return Err(FsError::NOENT);
                     }
@@ -382,7 +409,7 @@ impl Filesystem for Tree {
                             let q = if p == "/" {
                                 node_root_qid(kind, node.index)
                             } else {
-                                self.lookup_qid(node, &p, kind).await?
+                                self.lookup_qid(node, &p, kind, user).await?
                             };
                             (
                                 Loc::Node {
@@ -399,7 +426,7 @@ impl Filesystem for Tree {
                     if !self.path_visible(&view, node, &child).await? {
                         return Err(FsError::NOENT);
                     }
-                    let q = self.lookup_qid(node, &child, kind).await?;
+                    let q = self.lookup_qid(node, &child, kind, user).await?;
                     (
                         Loc::Node {
                             node: node.clone(),
@@ -424,7 +451,7 @@ impl Filesystem for Tree {
     }
 
     async fn getattr(&self, who: &Identity, fid: &TreeNode) -> FsResult<Metadata> {
-        self.current_view(who, fid).await?;
+        let (view, _) = self.current_view(who, fid).await?;
         match &fid.loc {
             Loc::Root => Ok(synth_meta(fid.qid, "/")),
             Loc::PidDir => Ok(synth_meta(fid.qid, "pid")),
@@ -441,7 +468,9 @@ impl Filesystem for Tree {
                     // The node directory exists even while the node is down.
                     return Ok(synth_meta(fid.qid, &name));
                 }
-                let m = self.node_meta(node, path).await?;
+                let m = self
+                    .node_meta(node, path, Self::asker(&view, who).as_ref())
+                    .await?;
                 Ok(Metadata {
                     qid: fid.qid,
                     name: Some(name),
@@ -473,17 +502,26 @@ impl Filesystem for Tree {
                 if fid.qid.is_symlink() {
                     return Err(FsError::new(errno::ELOOP).with("symlinks are read with readlink"));
                 }
-                Ok(Contents::File(self.node_read(node, path).await?))
+                let user = Self::asker(&view, who);
+                Ok(Contents::File(
+                    self.node_read(node, path, user.as_ref()).await?,
+                ))
             }
-            _ => Ok(Contents::Dir(Box::pin(self.list(fid, &view)).await?)),
+            _ => {
+                let user = Self::asker(&view, who);
+                Ok(Contents::Dir(
+                    Box::pin(self.list(fid, &view, user.as_ref())).await?,
+                ))
+            }
         }
     }
 
     async fn readlink(&self, who: &Identity, fid: &TreeNode) -> FsResult<String> {
-        self.current_view(who, fid).await?;
+        let (view, _) = self.current_view(who, fid).await?;
         match &fid.loc {
             Loc::Node { node, path, .. } if fid.qid.is_symlink() => {
-                Ok(self.node_link(node, path).await?.to_string())
+                let user = Self::asker(&view, who);
+                Ok(self.node_link(node, path, user.as_ref()).await?.to_string())
             }
             _ => Err(FsError::INVAL),
         }

@@ -42,12 +42,12 @@ impl Tree {
     }
 
     async fn summary_from_files(&self, node: &Arc<Node>) -> FsResult<Arc<NodeSummary>> {
-        let root = self.node_list(node, "/").await?;
+        let root = self.node_list(node, "/", None).await?;
         let (stat, uptime, meminfo, loadavg) = tokio::join!(
-            self.node_read(node, "/stat"),
-            self.node_read(node, "/uptime"),
-            self.node_read(node, "/meminfo"),
-            self.node_read(node, "/loadavg"),
+            self.node_read(node, "/stat", None),
+            self.node_read(node, "/uptime", None),
+            self.node_read(node, "/meminfo", None),
+            self.node_read(node, "/loadavg", None),
         );
         let mut s = NodeSummary {
             hostname: node.spec.name.clone(),
@@ -150,9 +150,9 @@ impl Tree {
             format!("/{pid}/cmdline"),
         );
         let (stat, status, cmdline) = tokio::join!(
-            self.node_read(node, &p_stat),
-            self.node_read(node, &p_status),
-            self.node_read(node, &p_cmdline),
+            self.node_read(node, &p_stat, None),
+            self.node_read(node, &p_status, None),
+            self.node_read(node, &p_cmdline, None),
         );
         let stat = match stat {
             Ok(b) => b,

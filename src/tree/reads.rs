@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use crate::cache::{Freshness, Key, Kind};
 use crate::client::DirEntryInfo;
-use crate::client::pool::{Node, Pool, PoolError};
+use crate::client::pool::{Node, Pool, PoolError, User};
 use crate::format::summary::{self, NodeSummary};
 use crate::proto::{Metadata, errno};
 use crate::server::{FsError, FsResult};
@@ -83,28 +83,47 @@ impl Tree {
         kind: K,
         node: &Arc<Node>,
         path: &str,
+        user: Option<&User>,
         load: F,
     ) -> FsResult<(K::Value, Freshness)>
     where
         K: Kind,
-        F: FnOnce(Arc<Pool>, Arc<Node>, String) -> Fut,
+        F: FnOnce(Arc<Pool>, Arc<Node>, String, Option<User>) -> Fut,
         Fut: Future<Output = FsResult<K::Value>> + Send + 'static,
     {
         let key = Key {
             kind,
             node: node.index,
             path: path.into(),
+            user: user.map(|u| u.uid),
         };
-        let (pool, n, p) = (self.pool.clone(), node.clone(), path.to_string());
-        self.cache.get_or_load(key, move || load(pool, n, p)).await
+        let (pool, n, p, u) = (
+            self.pool.clone(),
+            node.clone(),
+            path.to_string(),
+            user.cloned(),
+        );
+        self.cache
+            .get_or_load(key, move || load(pool, n, p, u))
+            .await
     }
 
-    /// A node file's bytes, through the cache.
-    pub(super) async fn node_read(&self, node: &Arc<Node>, path: &str) -> FsResult<Bytes> {
-        self.cached(Data, node, path, |pool, n, p| async move {
-            pool.with_node(&n, |root| async move { root.read_all(&p).await })
-                .await
-                .map_err(pool_err)
+    /// A node file's bytes, through the cache, read on behalf of `user`
+    /// (`None`: the service identity; the same for the accessors below).
+    pub(super) async fn node_read(
+        &self,
+        node: &Arc<Node>,
+        path: &str,
+        user: Option<&User>,
+    ) -> FsResult<Bytes> {
+        self.cached(Data, node, path, user, |pool, n, p, u| async move {
+            pool.with_node_as(
+                &n,
+                u.as_ref(),
+                |root| async move { root.read_all(&p).await },
+            )
+            .await
+            .map_err(pool_err)
         })
         .await
         .map(|(v, _)| v)
@@ -115,10 +134,15 @@ impl Tree {
         &self,
         node: &Arc<Node>,
         path: &str,
+        user: Option<&User>,
     ) -> FsResult<Arc<Vec<DirEntryInfo>>> {
-        self.cached(Listing, node, path, |pool, n, p| async move {
+        self.cached(Listing, node, path, user, |pool, n, p, u| async move {
             let mut v = pool
-                .with_node(&n, |root| async move { root.read_dir(&p).await })
+                .with_node_as(
+                    &n,
+                    u.as_ref(),
+                    |root| async move { root.read_dir(&p).await },
+                )
                 .await
                 .map_err(pool_err)?;
             v.retain(|e| e.name != "." && e.name != "..");
@@ -129,24 +153,42 @@ impl Tree {
     }
 
     /// A node file's metadata, through the cache.
-    pub(super) async fn node_meta(&self, node: &Arc<Node>, path: &str) -> FsResult<Arc<Metadata>> {
-        self.cached(Attr, node, path, |pool, n, p| async move {
-            pool.with_node(&n, |root| async move { root.metadata(&p).await })
-                .await
-                .map(Arc::new)
-                .map_err(pool_err)
+    pub(super) async fn node_meta(
+        &self,
+        node: &Arc<Node>,
+        path: &str,
+        user: Option<&User>,
+    ) -> FsResult<Arc<Metadata>> {
+        self.cached(Attr, node, path, user, |pool, n, p, u| async move {
+            pool.with_node_as(
+                &n,
+                u.as_ref(),
+                |root| async move { root.metadata(&p).await },
+            )
+            .await
+            .map(Arc::new)
+            .map_err(pool_err)
         })
         .await
         .map(|(v, _)| v)
     }
 
     /// A node symlink's target, through the cache.
-    pub(super) async fn node_link(&self, node: &Arc<Node>, path: &str) -> FsResult<Arc<str>> {
-        self.cached(Link, node, path, |pool, n, p| async move {
-            pool.with_node(&n, |root| async move { root.readlink(&p).await })
-                .await
-                .map(Arc::from)
-                .map_err(pool_err)
+    pub(super) async fn node_link(
+        &self,
+        node: &Arc<Node>,
+        path: &str,
+        user: Option<&User>,
+    ) -> FsResult<Arc<str>> {
+        self.cached(Link, node, path, user, |pool, n, p, u| async move {
+            pool.with_node_as(
+                &n,
+                u.as_ref(),
+                |root| async move { root.readlink(&p).await },
+            )
+            .await
+            .map(Arc::from)
+            .map_err(pool_err)
         })
         .await
         .map(|(v, _)| v)
@@ -159,15 +201,22 @@ impl Tree {
         node: &Arc<Node>,
     ) -> FsResult<(Arc<NodeSummary>, Option<Duration>)> {
         let (s, fresh) = self
-            .cached(Parsed, node, summary::FILE_PATH, |pool, n, p| async move {
-                let bytes = pool
-                    .with_node(&n, |root| async move { root.read_all(&p).await })
-                    .await
-                    .map_err(pool_err)?;
-                summary::parse(&bytes).map(Arc::new).map_err(|e| {
-                    FsError::new(errno::EPROTO).with(format!("{}: bad summary: {e}", n.spec.name))
-                })
-            })
+            .cached(
+                Parsed,
+                node,
+                summary::FILE_PATH,
+                None,
+                |pool, n, p, _| async move {
+                    let bytes = pool
+                        .with_node(&n, |root| async move { root.read_all(&p).await })
+                        .await
+                        .map_err(pool_err)?;
+                    summary::parse(&bytes).map(Arc::new).map_err(|e| {
+                        FsError::new(errno::EPROTO)
+                            .with(format!("{}: bad summary: {e}", n.spec.name))
+                    })
+                },
+            )
             .await?;
         let age = match fresh {
             Freshness::Stale(age) => Some(age),

@@ -155,6 +155,7 @@ impl Tree {
             kind: Table,
             node: CLUSTER,
             path: format!("/{}?admin={}&uid={}", s.name(), view.admin, view.uid).into(),
+            user: None,
         };
         let built = self
             .cache

@@ -356,20 +356,54 @@ fn opts() -> ClientOptions {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_agent_gives_a_user_what_the_node_gives_them() {
-    let Some(u) = setup() else { return };
+/// A process to compare, and whether t1's view shows it (real or
+/// effective uid t1).
+struct Target {
+    label: &'static str,
+    pid: u32,
+    stoppable: bool,
+    t1s: bool,
+}
+
+/// The targets (stopped), the paths to compare, and t1's local reads of
+/// them, made once for every way through gproc.
+struct Fixture {
+    procs: Vec<Proc>,
+    targets: Vec<Target>,
+    /// (path under /proc, kind, stable, visible in t1's view).
+    items: Vec<(String, Kind, bool, bool)>,
+    locals: Vec<Out>,
+    setuid: Option<u32>,
+    mixed: Option<u32>,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for p in &self.procs {
+            stop(p.0.id(), libc::SIGCONT);
+        }
+    }
+}
+
+async fn fixture(u: &Users) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut procs = Vec::new();
-    let mut targets: Vec<(&str, u32, bool)> = Vec::new();
+    let mut targets: Vec<Target> = Vec::new();
+    let t = |label, pid, stoppable, t1s| Target {
+        label,
+        pid,
+        stoppable,
+        t1s,
+    };
 
     let own = Proc(as_user(T1, "sleep").arg("120").spawn().unwrap());
     let other = Proc(as_user(T2, "sleep").arg("120").spawn().unwrap());
     let rootp = Proc(Command::new("sleep").arg("120").spawn().unwrap());
-    targets.push(("t1's own", own.0.id(), true));
-    targets.push(("t2's", other.0.id(), true));
-    targets.push(("root's", rootp.0.id(), true));
+    targets.push(t("t1's own", own.0.id(), true, true));
+    targets.push(t("t2's", other.0.id(), true, false));
+    targets.push(t("root's", rootp.0.id(), true, false));
     procs.extend([own, other, rootp]);
 
     // A setuid-root program t1 started: a copy of sleep, setuid in a
@@ -384,10 +418,16 @@ async fn the_agent_gives_a_user_what_the_node_gives_them() {
             .unwrap(),
     );
     let spid = s.0.id();
-    wait_for("the setuid process", || uids(spid).first() == Some(&u.t1));
-    let setuid_ok = uids(spid) == vec![u.t1, 0, 0];
-    if setuid_ok {
-        targets.push(("setuid-root started by t1", spid, true));
+    // setpriv runs as t1 before it execs the setuid program.
+    let setuid_ids = vec![u.t1, 0, 0];
+    let mut tries = 0;
+    while uids(spid) != setuid_ids && tries < 100 {
+        std::thread::sleep(Duration::from_millis(50));
+        tries += 1;
+    }
+    let setuid = (uids(spid) == setuid_ids).then_some(spid);
+    if setuid.is_some() {
+        targets.push(t("setuid-root started by t1", spid, true, true));
     } else {
         eprintln!(
             "!!! SKIPPED case: the setuid copy of sleep did not run setuid (uids {:?}; nosuid?) !!!",
@@ -412,16 +452,16 @@ async fn the_agent_gives_a_user_what_the_node_gives_them() {
         );
         let pid = p.0.id();
         wait_for("the setresuid process", || uids(pid) == vec![0, u.t1, 0]);
-        targets.push(("euid t1, ruid/suid root", pid, true));
+        targets.push(t("euid t1, ruid/suid root", pid, true, true));
         procs.push(p);
-        true
+        Some(pid)
     } else {
         require("python3 (for the setresuid case)", false);
-        false
+        None
     };
     // A kernel thread: cannot be stopped, so outcomes only.
     if std::fs::read_to_string("/proc/2/comm").is_ok_and(|c| c.trim() == "kthreadd") {
-        targets.push(("kthreadd", 2, false));
+        targets.push(t("kthreadd", 2, false, false));
     }
     for p in &procs {
         stop(p.0.id(), libc::SIGSTOP);
@@ -438,14 +478,15 @@ async fn the_agent_gives_a_user_what_the_node_gives_them() {
     }
 
     // What to compare.
-    let mut items: Vec<(String, Kind, bool)> = Vec::new();
-    for (_, pid, stoppable) in &targets {
+    let mut items: Vec<(String, Kind, bool, bool)> = Vec::new();
+    for tg in &targets {
+        let pid = tg.pid;
         let mut v = Vec::new();
         entries(&pid.to_string(), &mut v);
         entries(&format!("{pid}/task/{pid}"), &mut v);
         for (p, k) in v {
-            let stable = *stoppable && !MOVING_PID.contains(&base_name(&p));
-            items.push((p, k, stable));
+            let stable = tg.stoppable && !MOVING_PID.contains(&base_name(&p));
+            items.push((p, k, stable, tg.t1s));
         }
     }
     let mut node = Vec::new();
@@ -455,7 +496,7 @@ async fn the_agent_gives_a_user_what_the_node_gives_them() {
             continue;
         }
         let stable = !MOVING.contains(&p.as_str()) && k != Kind::Link;
-        items.push((p, k, stable));
+        items.push((p, k, stable, true));
     }
     for p in [
         "sys/net/ipv4/tcp_fastopen_key",
@@ -466,36 +507,55 @@ async fn the_agent_gives_a_user_what_the_node_gives_them() {
     ] {
         if Path::new("/proc").join(p).exists() {
             let stable = !MOVING.contains(&p);
-            items.push((p.to_string(), Kind::File, stable));
+            items.push((p.to_string(), Kind::File, stable, true));
         }
     }
 
-    // The agent: a 0666 socket so t1 can connect, root its service user.
-    let (_agent, sock) = agent(dir.path(), "agent.sock", &["--socket-mode", "0666"]);
-    let addr = Address::Unix(sock.clone());
-
+    for tg in &targets {
+        eprintln!("target {}: pid {}", tg.label, tg.pid);
+    }
     // Local reads as t1.
     let pool = UserThreads::new(2, 64).unwrap();
     let creds = Creds::of_user(u.t1).unwrap();
     let mut locals = Vec::new();
-    for (p, k, _) in &items {
+    for (p, k, _, _) in &items {
         let (p2, k2) = (p.clone(), *k);
         locals.push(pool.run(&creds, move || local(&p2, k2)).await.unwrap());
     }
+    Fixture {
+        procs,
+        targets,
+        items,
+        locals,
+        setuid,
+        mixed,
+        _dir: dir,
+    }
+}
 
-    // (b) root names t1 in Tattach over the Unix socket.
-    let c = Client::connect(&addr, opts()).await.unwrap();
-    let named = c.attach(T1, "", Some(u.t1)).await.unwrap();
+/// Reads every item through `root` (at `prefix`: `""` on an agent,
+/// `"n1/"` through the aggregator) and returns the mismatches with t1's
+/// local reads. `views`: a process outside t1's view must not exist
+/// (ENOENT), as the aggregator's views say; without, the kernel decides
+/// alone.
+async fn differ(root: &FidHandle, prefix: &str, fx: &Fixture, views: bool) -> Vec<String> {
     let mut mismatches = Vec::new();
-    let mut counts = (0usize, 0usize, 0usize);
-    for ((p, k, stable), l) in items.iter().zip(&locals) {
-        let b = remote(&named, p, *k).await;
+    let mut counts = (0usize, 0usize, 0usize, 0usize);
+    for ((p, k, stable, visible), l) in fx.items.iter().zip(&fx.locals) {
+        let b = remote(root, &format!("{prefix}{p}"), *k).await;
+        if views && !visible {
+            counts.3 += 1;
+            if b != Out::Err(errno::ENOENT) {
+                mismatches.push(format!("{p}: outside t1's view, yet {b:?}"));
+            }
+            continue;
+        }
         if let Some(m) = compare(p, *stable, l, &b) {
             mismatches.push(m);
         }
         // Never more than the local read.
         if let (Out::Err(_), Out::Data(_)) = (l, &b) {
-            mismatches.push(format!("{p}: data through the agent, refused locally"));
+            mismatches.push(format!("{p}: data through gproc, refused locally"));
         }
         match l {
             Out::Data(_) => counts.0 += 1,
@@ -504,12 +564,31 @@ async fn the_agent_gives_a_user_what_the_node_gives_them() {
         }
     }
     eprintln!(
-        "compared {} paths as {T1}: {} data, {} refused, {} other errors",
-        items.len(),
+        "compared {} paths as {T1} at {prefix:?}: {} data, {} refused, {} other errors, {} outside the view",
+        fx.items.len(),
         counts.0,
         counts.1,
-        counts.2
+        counts.2,
+        counts.3
     );
+    mismatches
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_agent_gives_a_user_what_the_node_gives_them() {
+    let Some(u) = setup() else { return };
+    let fx = fixture(&u).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let targets = &fx.targets;
+    // The agent: a 0666 socket so t1 can connect, root its service user.
+    let (_agent, sock) = agent(dir.path(), "agent.sock", &["--socket-mode", "0666"]);
+    let addr = Address::Unix(sock.clone());
+
+    // (b) root names t1 in Tattach over the Unix socket.
+    let c = Client::connect(&addr, opts()).await.unwrap();
+    let named = c.attach(T1, "", Some(u.t1)).await.unwrap();
+    let mismatches = differ(&named, "", &fx, false).await;
     assert!(
         mismatches.is_empty(),
         "{} mismatches:\n{}",
@@ -519,10 +598,10 @@ async fn the_agent_gives_a_user_what_the_node_gives_them() {
 
     // The findings of issue 12, each a regression.
     let find = |p: &str| {
-        items
+        fx.items
             .iter()
-            .position(|(q, _, _)| q == p)
-            .map(|i| locals[i].clone())
+            .position(|(q, ..)| q == p)
+            .map(|i| fx.locals[i].clone())
     };
     // 2: root-only node files.
     if let Some(o) = find("timer_list") {
@@ -543,14 +622,7 @@ async fn the_agent_gives_a_user_what_the_node_gives_them() {
     }
     // 3: ptrace rules: the setuid program's and the mixed-uid process's
     // environ/maps/auxv are refused, as locally.
-    let mut guarded = Vec::new();
-    if setuid_ok {
-        guarded.push(spid);
-    }
-    if mixed {
-        guarded.push(targets.iter().find(|t| t.0.starts_with("euid")).unwrap().1);
-    }
-    for pid in guarded {
+    for pid in fx.setuid.into_iter().chain(fx.mixed) {
         for f in ["environ", "maps", "auxv"] {
             let p = format!("{pid}/{f}");
             let got = remote(&named, &p, Kind::File).await;
@@ -562,7 +634,7 @@ async fn the_agent_gives_a_user_what_the_node_gives_them() {
     }
     // The service identity still reads everything (the fast path).
     let as_root = c.attach("root", "", Some(0)).await.unwrap();
-    let env = format!("{}/environ", targets[1].1);
+    let env = format!("{}/environ", targets[1].pid);
     assert!(matches!(
         remote(&as_root, &env, Kind::File).await,
         Out::Data(_)
@@ -579,7 +651,7 @@ async fn the_agent_gives_a_user_what_the_node_gives_them() {
         .iter()
         .map(|s| s.to_string())
         .collect();
-    for (_, pid, stoppable) in &targets {
+    for Target { pid, stoppable, .. } in targets {
         if *stoppable {
             for f in [
                 "environ", "maps", "auxv", "cmdline", "syscall", "stack", "io",
@@ -621,8 +693,64 @@ async fn the_agent_gives_a_user_what_the_node_gives_them() {
             assert_eq!(denied(&l), denied(&e), "{p}: local {l} / agent {e}");
         }
     }
-    for p in &procs {
-        stop(p.0.id(), libc::SIGCONT);
+}
+
+/// The same differential through the aggregator: t1 (allotted the node,
+/// not an administrator) reads through the aggregator's Unix socket,
+/// named by root in `Tattach` as v9fs `access=client` does; the
+/// aggregator reads the agent as t1. Processes outside t1's view do not
+/// exist; everything else is what t1 gets locally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_aggregator_gives_a_user_what_the_node_gives_them() {
+    let Some(u) = setup() else { return };
+    let fx = fixture(&u).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_agent, sock) = agent(dir.path(), "agent.sock", &[]);
+    let agg_sock = dir.path().join("agg.sock");
+    let port = Port::new();
+    let cfg = format!(
+        "[server]\nlisten = [\"{}\", \"unix:{}\"]\nsocket_mode = \"0666\"\n\n\
+         [[nodes]]\nnames = \"n1\"\naddress = \"unix:{}\"\n\n\
+         [views]\nadmin_users = [\"root\"]\n\n\
+         [[views.allot]]\nuser = \"{T1}\"\nnodes = \"n1\"\n",
+        port.addr(),
+        agg_sock.display(),
+        sock.display()
+    );
+    let _agg = start_aggregator(dir.path(), &cfg, &port);
+    let c = Client::connect(&Address::Unix(agg_sock.clone()), opts())
+        .await
+        .unwrap();
+    let named = c.attach(T1, "", Some(u.t1)).await.unwrap();
+    let mismatches = differ(&named, "n1/", &fx, true).await;
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+    // The administrator reads through the service identity: another
+    // user's environ, which t1 is refused.
+    let admin = c.attach("root", "", Some(0)).await.unwrap();
+    let env = format!("n1/{}/environ", fx.targets[1].pid);
+    assert!(matches!(
+        remote(&admin, &env, Kind::File).await,
+        Out::Data(_)
+    ));
+    let own = format!("n1/{}/environ", fx.setuid.unwrap_or(fx.targets[0].pid));
+    let (a, t) = (
+        remote(&admin, &own, Kind::File).await,
+        remote(&named, &own, Kind::File).await,
+    );
+    assert!(matches!(a, Out::Data(_)), "{a:?}");
+    if fx.setuid.is_some() {
+        // Cached for the administrator, yet refused to t1: what one
+        // identity read is never served to another.
+        assert!(
+            matches!(t, Out::Err(e) if e == errno::EACCES || e == errno::EPERM),
+            "{t:?}"
+        );
     }
 }
 
