@@ -30,6 +30,7 @@ pub fn pool_specs(cfg: &Config) -> Vec<NodeSpec> {
             uname: n.uname.clone(),
             uid: n.uid,
             dialect: n.dialect,
+            munge: n.munge,
         })
         .collect()
 }
@@ -99,7 +100,7 @@ impl Aggregator {
         // is refused when auth is not configured.
         match &cfg.server.auth {
             Some(AuthMode::Munge) => {
-                let m = crate::auth::Munge::new()
+                let m = crate::auth::Munge::new(crate::sys::host_name())
                     .map_err(|e| anyhow::anyhow!("auth = \"munge\": {e}"))?;
                 scfg.limits.access = AccessPolicy {
                     verifier: Some(Arc::new(m)),

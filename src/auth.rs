@@ -5,6 +5,14 @@
 //! accepts the attach only if the credential's uid is the one the attach
 //! claims. munged rejects replayed and expired credentials itself.
 //!
+//! A credential names no receiver by itself, so one captured on node A
+//! would be good on node B for its lifetime. gproc's clients therefore put
+//! the receiver's name in the payload ([`RECEIVER_PREFIX`]`name`), and a
+//! receiver refuses a credential that names someone else. A credential
+//! without a payload (diod's tools) still proves its own uid for that one
+//! attach, but only one addressed to the receiver lets a service identity
+//! name other users on its connection.
+//!
 //! libmunge is loaded at run time (`dlopen("libmunge.so.2")`), so gproc
 //! builds and runs without it and only `auth = "munge"` needs it installed;
 //! when it is missing the error says so.
@@ -12,13 +20,25 @@
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
 use std::sync::OnceLock;
 
-/// The uid and gid a credential proves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What a credential's payload starts with when it names its receiver.
+pub const RECEIVER_PREFIX: &str = "gproc-receiver=";
+
+/// The uid and gid a credential proves, and whom it was made for.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Credential {
     /// The encoding process's uid.
     pub uid: u32,
     /// Its gid.
     pub gid: u32,
+    /// The receiver its payload names; `None` for a credential without
+    /// one (diod's tools) or with a payload that is not gproc's.
+    pub receiver: Option<String>,
+}
+
+/// The receiver a payload names.
+fn receiver_of(payload: &[u8]) -> Option<String> {
+    let rest = payload.strip_prefix(RECEIVER_PREFIX.as_bytes())?;
+    String::from_utf8(rest.to_vec()).ok()
 }
 
 /// Verifies credentials written to an auth fid.
@@ -125,25 +145,41 @@ pub fn munge_decode(cred: &[u8]) -> Result<Credential, String> {
             &mut gid,
         )
     };
+    let mut receiver = None;
     if !buf.is_null() {
+        if rc == 0 && len > 0 {
+            // SAFETY: libmunge returned `len` bytes at `buf`.
+            let payload = unsafe { std::slice::from_raw_parts(buf.cast::<u8>(), len as usize) };
+            receiver = receiver_of(payload);
+        }
         // SAFETY: allocated by libmunge with malloc.
         unsafe { libc::free(buf) };
     }
     if rc != 0 {
         return Err(strerror(l, rc));
     }
-    Ok(Credential { uid, gid })
+    Ok(Credential { uid, gid, receiver })
 }
 
-/// Encodes a credential for this process's uid (for clients).
+/// Encodes a credential for this process's uid (for clients), naming
+/// `receiver` in its payload when given.
 ///
 /// # Errors
 /// libmunge missing or munged not running.
-pub fn munge_encode() -> Result<String, String> {
+pub fn munge_encode(receiver: Option<&str>) -> Result<String, String> {
     let l = lib()?;
+    let payload = receiver.map(|r| format!("{RECEIVER_PREFIX}{r}"));
+    let (ptr, len) = match &payload {
+        Some(p) => (
+            p.as_ptr().cast::<c_void>(),
+            c_int::try_from(p.len()).map_err(|_| "receiver name too long".to_string())?,
+        ),
+        None => (std::ptr::null(), 0),
+    };
     let mut out: *mut c_char = std::ptr::null_mut();
-    // SAFETY: `out` receives a malloc'd NUL-terminated string we free.
-    let rc = unsafe { (l.encode)(&mut out, std::ptr::null_mut(), std::ptr::null(), 0) };
+    // SAFETY: `out` receives a malloc'd NUL-terminated string we free;
+    // `ptr` points at `len` bytes that outlive the call.
+    let rc = unsafe { (l.encode)(&mut out, std::ptr::null_mut(), ptr, len) };
     if rc != 0 || out.is_null() {
         return Err(strerror(l, rc));
     }
@@ -156,23 +192,40 @@ pub fn munge_encode() -> Result<String, String> {
     Ok(s)
 }
 
-/// MUNGE as an [`Authenticator`].
-pub struct Munge;
+/// MUNGE as an [`Authenticator`] for the receiver called `name`.
+pub struct Munge {
+    name: String,
+}
 
 impl Munge {
-    /// Checks that libmunge can be loaded.
+    /// Checks that libmunge can be loaded; `name` is this receiver's (a
+    /// node's name in the aggregator's config, by default the host name).
     ///
     /// # Errors
     /// It cannot.
-    pub fn new() -> Result<Self, String> {
+    pub fn new(name: impl Into<String>) -> Result<Self, String> {
         lib()?;
-        Ok(Munge)
+        Ok(Munge { name: name.into() })
+    }
+}
+
+/// Refuses a credential addressed to another receiver than `me`.
+///
+/// # Errors
+/// It names someone else.
+pub fn check_receiver(c: Credential, me: &str) -> Result<Credential, String> {
+    match &c.receiver {
+        Some(r) if r != me => Err(format!(
+            "credential addressed to {r:?}, not to this server ({me:?}); \
+             the aggregator's node name must match the agent's --name"
+        )),
+        _ => Ok(c),
     }
 }
 
 impl Authenticator for Munge {
     fn verify(&self, cred: &[u8]) -> Result<Credential, String> {
-        munge_decode(cred)
+        check_receiver(munge_decode(cred)?, &self.name)
     }
 
     fn name(&self) -> &'static str {

@@ -77,6 +77,9 @@ pub struct ClientOptions {
     /// gets a MUNGE credential of this process written to the auth fid,
     /// one that answers with an error needs no authentication.
     pub munge: bool,
+    /// The receiver named in the credential's payload (a node's name), so
+    /// it is good on that server only; `None` sends none (diod's tools).
+    pub munge_receiver: Option<String>,
 }
 
 impl Default for ClientOptions {
@@ -89,6 +92,7 @@ impl Default for ClientOptions {
             max_in_flight: 128,
             max_read_bytes: 64 << 20,
             munge: true,
+            munge_receiver: None,
         }
     }
 }
@@ -382,7 +386,12 @@ impl Client {
             }
             Err(e) => return Err(e),
         }
-        let cred = match tokio::task::spawn_blocking(crate::auth::munge_encode).await {
+        let receiver = self.options().munge_receiver.clone();
+        let cred = match tokio::task::spawn_blocking(move || {
+            crate::auth::munge_encode(receiver.as_deref())
+        })
+        .await
+        {
             Ok(Ok(c)) => c,
             Ok(Err(e)) => {
                 self.forget_afid(Some(afid), path).await;

@@ -46,6 +46,9 @@ pub struct NodeSpec {
     pub uid: u32,
     /// Dialect to force; `None` negotiates.
     pub dialect: Option<Dialect>,
+    /// Authenticate with MUNGE, naming the node as the credential's
+    /// receiver; otherwise no credential is ever sent to it.
+    pub munge: bool,
 }
 
 /// A user on whose behalf an operation runs: named in a `Tattach` on the
@@ -216,6 +219,8 @@ impl Pool {
                 connect_timeout: o.connect_timeout,
                 request_timeout: o.request_timeout,
                 max_in_flight: o.max_in_flight_per_node.max(1),
+                munge: spec.munge,
+                munge_receiver: spec.munge.then(|| spec.name.clone()),
                 ..ClientOptions::default()
             },
         };

@@ -209,6 +209,9 @@ pub struct NodeSpec {
     pub uname: String,
     /// The numeric uid to attach as (9P2000.u/.L `n_uname`).
     pub uid: u32,
+    /// Authenticate with MUNGE (`auth = "munge"`): only such nodes ever
+    /// receive a credential, and it names the node.
+    pub munge: bool,
     /// Index into [`Config::groups`].
     pub group: usize,
 }

@@ -164,6 +164,7 @@ pub(crate) struct RawNodes {
     pub(crate) dialect: Opt<String>,
     pub(crate) uname: Opt<String>,
     pub(crate) uid: Opt<i64>,
+    pub(crate) auth: Opt<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

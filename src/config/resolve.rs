@@ -520,7 +520,41 @@ fn nodes(cx: &mut Cx<'_, '_>, raw: &[Spanned<RawNodes>]) -> (Vec<NodeGroup>, Vec
         };
         let uid = cx.int(&g.uid, &key("uid"), 0, 0..u64::from(u32::MAX));
         let uid = u32::try_from(uid).unwrap_or(0);
+        let munge = match &g.auth {
+            None => false,
+            Some(a) => match a.get_ref().as_str() {
+                "none" => false,
+                "munge" => true,
+                other => {
+                    cx.error(
+                        Some(a.span()),
+                        &key("auth"),
+                        format!("invalid value {other:?}: expected \"none\" or \"munge\""),
+                    );
+                    false
+                }
+            },
+        };
 
+        if munge
+            && let Some(a) = address
+            && !a.get_ref().starts_with("unix:")
+            && let Some(port) = a
+                .get_ref()
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+            && port >= 1024
+        {
+            cx.warn(
+                Some(a.span()),
+                &key("address"),
+                format!(
+                    "auth = \"munge\" to port {port}, which any user on those nodes may bind: \
+                     while an agent is down, they can answer in its place; run agents on a \
+                     port below 1024 (565 by convention)"
+                ),
+            );
+        }
         let line = cx.d.pos(names_span.start).line;
         let mut bad = Vec::new();
         let mut bad_addr: Option<(String, usize)> = None;
@@ -551,6 +585,7 @@ fn nodes(cx: &mut Cx<'_, '_>, raw: &[Spanned<RawNodes>]) -> (Vec<NodeGroup>, Vec
                     dialect,
                     uname: uname.clone(),
                     uid,
+                    munge,
                     group: groups.len(),
                 }),
                 Err(m) => {

@@ -42,12 +42,14 @@ fn shipped_example_parses() {
     assert_eq!(c.groups.len(), 2);
     assert_eq!(c.groups[0].count, 2000);
     assert_eq!(c.nodes[0].name, "n0001");
-    assert_eq!(c.nodes[0].address, NodeAddr::Tcp("n0001:5640".into()));
+    assert_eq!(c.nodes[0].address, NodeAddr::Tcp("n0001:565".into()));
+    assert!(c.nodes[0].munge);
     assert_eq!(c.nodes[0].aname, "/proc");
     assert_eq!(c.nodes[0].dialect, Some(Dialect::P2000L));
     assert_eq!(c.nodes[1999].name, "n2000");
     let login = c.node("login1").unwrap();
     assert_eq!(login.address, NodeAddr::Tcp("127.0.0.1:5701".into()));
+    assert!(!login.munge, "no credential unless the config says so");
     assert_eq!(login.dialect, None);
     assert_eq!(login.group, 1);
     assert_eq!(
@@ -646,4 +648,20 @@ fn load_and_check_file() {
     let e = Config::load(&missing).unwrap_err();
     assert_eq!(e.len(), 1);
     assert!(e.to_string().contains("cannot read"), "{e}");
+}
+
+#[test]
+fn node_auth_is_explicit_and_munge_wants_a_privileged_port() {
+    let c = ok("[[nodes]]\nnames = \"n1\"\naddress = \"n1:565\"\nauth = \"munge\"\n");
+    assert!(c.nodes[0].munge);
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    let c = ok("[[nodes]]\nnames = \"n1\"\naddress = \"n1:5640\"\nauth = \"munge\"\n");
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    assert!(c.warnings[0].message.contains("below 1024"));
+    let c = ok("[[nodes]]\nnames = \"n1\"\naddress = \"n1:5640\"\n");
+    assert!(!c.nodes[0].munge, "no credential unless configured");
+    assert_eq!(
+        errors("[[nodes]]\nnames = \"n1\"\naddress = \"n1:565\"\nauth = \"krb5\"\n"),
+        ["t.toml:4:8: nodes[0].auth: invalid value \"krb5\": expected \"none\" or \"munge\""]
+    );
 }

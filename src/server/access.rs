@@ -147,8 +147,9 @@ impl AccessPolicy {
     }
 
     /// The identity of an attach from `peer` claiming `claim`, with
-    /// `verified` the uid of a verified credential (already checked
-    /// against the claim).
+    /// `verified` the uid of a verified credential: this attach's (already
+    /// checked against the claim), or, with `earlier`, one the connection
+    /// proved at an earlier attach, which lets a service uid name users.
     ///
     /// # Errors
     /// EPERM for an unauthenticated TCP attach under a closed policy or a
@@ -158,9 +159,22 @@ impl AccessPolicy {
         &self,
         peer: &Peer,
         verified: Option<u32>,
+        earlier: bool,
         claim: Claim<'_>,
     ) -> FsResult<Identity> {
         let id = match (verified, peer.uid) {
+            (Some(s), _) if earlier && self.service_uids.contains(&s) => match claim.uid() {
+                Some(u) if u != s => Identity::lookup(u, Proof::NamedByService { service: s }),
+                _ => Identity::lookup(s, Proof::Credential),
+            },
+            (Some(uid), _) if earlier => {
+                // Only a service's proof carries over to other attaches.
+                if claim.uid() != Some(uid) {
+                    return Err(FsError::new(errno::EPERM)
+                        .with("credential does not match the attaching user"));
+                }
+                Identity::lookup(uid, Proof::Credential)
+            }
             (Some(uid), _) => Identity::lookup(uid, Proof::Credential),
             (None, Some(p)) if self.service_uids.contains(&p) => match claim.uid() {
                 Some(u) if u != p => Identity::lookup(u, Proof::NamedByService { service: p }),
@@ -177,10 +191,12 @@ impl AccessPolicy {
                 Identity::lookup(uid, Proof::Claim)
             }
             (None, None) => {
-                return Err(FsError::new(errno::EPERM).with(format!(
+                let e = format!(
                     "{}: TCP attach without authentication refused (configure auth = \"munge\", or auth = \"none\" on a trusted network)",
                     peer.addr
-                )));
+                );
+                warn!("{e}");
+                return Err(FsError::new(errno::EPERM).with(e));
             }
         };
         if let Some(allow) = &self.allow
@@ -215,15 +231,15 @@ mod tests {
     #[test]
     fn closed_by_default_and_proofs_are_recorded() {
         let p = AccessPolicy::default();
-        let e = p.resolve(&peer(None), None, claim(0)).unwrap_err();
+        let e = p.resolve(&peer(None), None, false, claim(0)).unwrap_err();
         assert_eq!(e.errno, errno::EPERM, "TCP without a credential");
-        let id = p.resolve(&peer(None), Some(7), claim(7)).unwrap();
+        let id = p.resolve(&peer(None), Some(7), false, claim(7)).unwrap();
         assert_eq!((id.uid, id.proof), (7, Proof::Credential));
         // A Unix peer is itself, whatever it claims...
-        let id = p.resolve(&peer(Some(1000)), None, claim(0)).unwrap();
+        let id = p.resolve(&peer(Some(1000)), None, false, claim(0)).unwrap();
         assert_eq!((id.uid, id.proof), (1000, Proof::Peer));
         // ...unless it is a service identity naming the user.
-        let id = p.resolve(&peer(Some(0)), None, claim(1000)).unwrap();
+        let id = p.resolve(&peer(Some(0)), None, false, claim(1000)).unwrap();
         assert_eq!(
             (id.uid, id.proof, id.principal()),
             (1000, Proof::NamedByService { service: 0 }, 0)
@@ -232,6 +248,7 @@ mod tests {
             .resolve(
                 &peer(Some(0)),
                 None,
+                false,
                 Claim {
                     uname: "no-such-user-gproc",
                     n_uname: NONUNAME,
@@ -244,7 +261,7 @@ mod tests {
     #[test]
     fn believed_claims_and_allow_list() {
         let p = AccessPolicy::believing_claims();
-        let id = p.resolve(&peer(None), None, claim(0)).unwrap();
+        let id = p.resolve(&peer(None), None, false, claim(0)).unwrap();
         assert_eq!(
             (id.uid, id.proof, id.name.as_deref()),
             (0, Proof::Claim, Some("root"))
@@ -255,22 +272,24 @@ mod tests {
             n_uname: NONUNAME,
         };
         assert_eq!(
-            p.resolve(&peer(None), None, unknown).unwrap_err().errno,
+            p.resolve(&peer(None), None, false, unknown)
+                .unwrap_err()
+                .errno,
             errno::EACCES
         );
         let p = AccessPolicy {
             allow: Some(vec![0]),
             ..AccessPolicy::default()
         };
-        assert!(p.resolve(&peer(Some(0)), None, claim(1000)).is_ok());
+        assert!(p.resolve(&peer(Some(0)), None, false, claim(1000)).is_ok());
         assert_eq!(
-            p.resolve(&peer(Some(1000)), None, claim(1000))
+            p.resolve(&peer(Some(1000)), None, false, claim(1000))
                 .unwrap_err()
                 .errno,
             errno::EPERM
         );
         assert_eq!(
-            p.resolve(&peer(None), Some(1000), claim(1000))
+            p.resolve(&peer(None), Some(1000), false, claim(1000))
                 .unwrap_err()
                 .errno,
             errno::EPERM

@@ -123,6 +123,10 @@ struct State<S> {
     afids: HashMap<u32, Arc<Mutex<Vec<u8>>>>,
     /// In-flight requests: tag -> (request id, abort handle once spawned).
     tags: HashMap<u16, (u64, Option<AbortHandle>)>,
+    /// A service uid this connection proved with a verified credential:
+    /// its later attaches may name users without credentials of their own
+    /// (the aggregator's per-user attaches over TCP).
+    proven_service: Option<u32>,
     /// Negotiated dialect; `None` before `Tversion`.
     dialect: Option<Dialect>,
     msize: u32,
@@ -184,6 +188,7 @@ pub async fn serve_connection<F, T>(
             fids: HashMap::new(),
             afids: HashMap::new(),
             tags: HashMap::new(),
+            proven_service: None,
             dialect: None,
             msize: limits.max_msize,
             next_id: 0,
@@ -639,10 +644,16 @@ impl<F: Filesystem> Shared<F> {
                     return Err(FsError::new(errno::EPERM)
                         .with("credential does not match the attaching user"));
                 }
+                // Only a credential made for this server proves a service
+                // for the connection's later attaches (see `crate::auth`).
+                if c.receiver.is_some() && policy.service_uids.contains(&c.uid) {
+                    lock(&self.state).proven_service = Some(c.uid);
+                }
                 Some(c.uid)
             }
         };
-        policy.resolve(&self.peer, verified, claim)
+        let proven = lock(&self.state).proven_service;
+        policy.resolve(&self.peer, verified.or(proven), verified.is_none(), claim)
     }
 
     fn clunk(&self, fid: u32) -> FsResult<()> {

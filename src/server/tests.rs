@@ -707,17 +707,27 @@ fn meta_converts_to_each_dialect() {
     );
 }
 
-/// Accepts credentials of the form `uid=N` (a stand-in for munged).
+/// Accepts credentials of the form `uid=N` or `uid=N to=NAME` (a
+/// stand-in for munged), for the receiver "me".
 struct FakeMunge;
 
 impl crate::auth::Authenticator for FakeMunge {
     fn verify(&self, cred: &[u8]) -> Result<crate::auth::Credential, String> {
         let s = std::str::from_utf8(cred).map_err(|e| e.to_string())?;
+        let (s, receiver) = match s.split_once(" to=") {
+            Some((a, r)) => (a, Some(r.to_string())),
+            None => (s, None),
+        };
         let uid = s
             .strip_prefix("uid=")
             .and_then(|u| u.parse().ok())
             .ok_or("Invalid credential format")?;
-        Ok(crate::auth::Credential { uid, gid: uid })
+        let c = crate::auth::Credential {
+            uid,
+            gid: uid,
+            receiver,
+        };
+        crate::auth::check_receiver(c, "me")
     }
     fn name(&self) -> &'static str {
         "fake"
@@ -823,6 +833,48 @@ async fn auth_fid_credential_must_match_the_attaching_user() {
         data: Bytes::from_static(b"x"),
     };
     assert_eq!(errno_of(&c.rpc(2, Tmessage::Write(w)).await), errno::EIO);
+}
+
+/// Attaches fid `fid` as `n_uname` without a credential of its own.
+async fn named_attach(c: &mut Conn, fid: u32, n_uname: u32) -> Rmessage {
+    let a = Tattach {
+        fid,
+        afid: NOFID,
+        uname: "".into(),
+        aname: "".into(),
+        n_uname,
+    };
+    c.rpc(4, Tmessage::Attach(a)).await
+}
+
+#[tokio::test]
+async fn only_a_credential_addressed_here_lets_a_service_name_users() {
+    // Root's credential made for this server: later attaches on the
+    // connection may name users (the aggregator's per-user attaches).
+    let mut c = start_with(auth_limits(true));
+    c.version("9P2000.L").await;
+    let r = auth_attach(&mut c, 9, &[b"uid=0 to=me"], 0).await;
+    assert!(matches!(r, Rmessage::Attach(_)), "{r:?}");
+    let r = named_attach(&mut c, 1, 1000).await;
+    assert!(matches!(r, Rmessage::Attach(_)), "{r:?}");
+    // Addressed to another server: refused outright.
+    let mut c = start_with(auth_limits(true));
+    c.version("9P2000.L").await;
+    let r = auth_attach(&mut c, 9, &[b"uid=0 to=other"], 0).await;
+    assert_eq!(errno_of(&r), errno::EPERM);
+    // Without a receiver (diod's tools): root for that attach only.
+    let mut c = start_with(auth_limits(true));
+    c.version("9P2000.L").await;
+    let r = auth_attach(&mut c, 9, &[b"uid=0"], 0).await;
+    assert!(matches!(r, Rmessage::Attach(_)), "{r:?}");
+    assert_eq!(errno_of(&named_attach(&mut c, 1, 1000).await), errno::EPERM);
+    // A user's own addressed credential proves only that user.
+    let mut c = start_with(auth_limits(true));
+    c.version("9P2000.L").await;
+    let r = auth_attach(&mut c, 9, &[b"uid=1000 to=me"], 1000).await;
+    assert!(matches!(r, Rmessage::Attach(_)), "{r:?}");
+    assert_eq!(errno_of(&named_attach(&mut c, 1, 0).await), errno::EPERM);
+    assert_eq!(errno_of(&named_attach(&mut c, 2, 1001).await), errno::EPERM);
 }
 
 #[tokio::test]

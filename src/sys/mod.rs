@@ -31,6 +31,15 @@ pub fn write<T: ?Sized>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     l.write().unwrap_or_else(|p| p.into_inner())
 }
 
+/// This machine's host name (`uname -n`): the name MUNGE credentials
+/// addressed to it carry, unless configured otherwise.
+pub fn host_name() -> String {
+    rustix::system::uname()
+        .nodename()
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Raises the soft open-file limit as far as the hard limit allows and
 /// checks that `needed` descriptors fit; returns the limit now in force.
 ///

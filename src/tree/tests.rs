@@ -50,6 +50,7 @@ fn spec(name: &str, address: Address) -> NodeSpec {
         uname: "root".into(),
         uid: 0,
         dialect: None,
+        munge: false,
     }
 }
 
@@ -86,7 +87,7 @@ fn req_under(
     let claim = Claim { uname: "", n_uname };
     Ok(AttachRequest {
         aname: aname.into(),
-        who: policy.resolve(&peer, None, claim)?,
+        who: policy.resolve(&peer, None, false, claim)?,
     })
 }
 

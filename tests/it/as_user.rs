@@ -922,3 +922,137 @@ async fn the_agent_under_its_units_capabilities_switches() {
         Out::Data(_)
     ));
 }
+
+/// Whether munged answers (the test runs `.ci/setup-munge.sh` first).
+fn munged_ready() -> bool {
+    have("munge")
+        && Command::new("sh")
+            .args(["-c", "munge -n </dev/null | unmunge >/dev/null"])
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
+/// Finding 7 with a real munged: the aggregator's credentials name the
+/// node they are for; an agent refuses one addressed to another name; a
+/// node not configured for MUNGE never receives one; over the one
+/// MUNGE-proven connection the aggregator still reads as each user; and
+/// diod's tools (credentials without a payload) still authenticate as
+/// themselves only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn munge_credentials_name_their_node() {
+    let Some(u) = setup() else { return };
+    if !require("munged (run .ci/setup-munge.sh)", munged_ready()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let pa = Port::new();
+    let mut cmd = Command::new(gproc());
+    let log = std::fs::File::create(dir.path().join("agent.log")).unwrap();
+    cmd.args(["agent", "--auth", "munge", "--name", "nodeA"])
+        .stdout(Stdio::null())
+        .stderr(log);
+    let _agent = Proc(pa.spawn(&mut cmd, |c, l| {
+        c.args(["--listen", l]);
+    }));
+    wait_for_9p(&pa.addr());
+
+    // The same agent under three names: its own (MUNGE), another
+    // (MUNGE, refused), and one configured without MUNGE.
+    let pg = Port::new();
+    let agg_sock = dir.path().join("agg.sock");
+    let cfg = format!(
+        "[server]\nlisten = [\"{}\", \"unix:{}\"]\n\n\
+         [[nodes]]\nnames = \"nodeA\"\naddress = \"{}\"\naname = \"\"\nauth = \"munge\"\n\n\
+         [[nodes]]\nnames = \"nodeB\"\naddress = \"{}\"\naname = \"\"\nauth = \"munge\"\n\n\
+         [[nodes]]\nnames = \"plain\"\naddress = \"{}\"\naname = \"\"\n\n\
+         [views]\nadmin_users = [\"root\"]\n\n\
+         [[views.allot]]\nuser = \"{T1}\"\nnodes = \"nodeA,nodeB,plain\"\n",
+        pg.addr(),
+        agg_sock.display(),
+        pa.addr(),
+        pa.addr(),
+        pa.addr()
+    );
+    let _agg = start_aggregator(dir.path(), &cfg, &pg);
+    let c = Client::connect(&Address::Unix(agg_sock.clone()), opts())
+        .await
+        .unwrap();
+    let admin = c.attach("root", "", Some(0)).await.unwrap();
+    let t1 = c.attach(T1, "", Some(u.t1)).await.unwrap();
+
+    let theirs = Proc(as_user(T2, "sleep").arg("60").spawn().unwrap());
+    let mine = Proc(as_user(T1, "sleep").arg("60").spawn().unwrap());
+    wait_for("the sleeps", || {
+        uids(theirs.0.id()).first() == Some(&user(T2)) && uids(mine.0.id()).first() == Some(&u.t1)
+    });
+    let env_theirs = format!("nodeA/{}/environ", theirs.0.id());
+    let env_mine = format!("nodeA/{}/environ", mine.0.id());
+    assert!(matches!(
+        remote(&admin, &env_theirs, Kind::File).await,
+        Out::Data(_)
+    ));
+    assert!(matches!(
+        remote(&t1, &env_mine, Kind::File).await,
+        Out::Data(_)
+    ));
+    // A root-only file: the administrator's read is root's, t1's is t1's,
+    // on one MUNGE-proven connection.
+    assert!(matches!(
+        remote(&admin, "nodeA/timer_list", Kind::File).await,
+        Out::Data(_)
+    ));
+    assert_eq!(
+        remote(&t1, "nodeA/timer_list", Kind::File).await,
+        Out::Err(errno::EACCES)
+    );
+
+    // nodeB's credential names nodeB: the agent (nodeA) refuses it, and
+    // `plain` sends none, so the TCP attach is refused. 9P2000.L carries
+    // only the errno; the agent's log says why.
+    for n in ["nodeB", "plain"] {
+        let got = remote(&admin, &format!("{n}/version"), Kind::File).await;
+        assert!(
+            matches!(got, Out::Err(e) if e == errno::EPERM || e == errno::EHOSTDOWN),
+            "{n}: {got:?}"
+        );
+    }
+    let nodes = admin.read_all("nodes").await.unwrap();
+    let nodes = String::from_utf8_lossy(&nodes);
+    for n in ["nodeB", "plain"] {
+        let row = nodes.lines().find(|l| l.starts_with(n)).unwrap_or_default();
+        assert!(
+            row.contains("down") && row.contains("permission denied"),
+            "{nodes}"
+        );
+    }
+    let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
+    assert!(
+        log.contains("credential addressed to \"nodeB\""),
+        "the agent says why: {log}"
+    );
+    assert!(
+        log.contains("TCP attach without authentication refused"),
+        "{log}"
+    );
+
+    // diodcat: a credential without a payload authenticates its own uid.
+    if have("diodcat") {
+        let cat = |who: &str, path: &str| {
+            as_user(who, "diodcat")
+                .args(["-s", &pa.addr(), "-a", "", path])
+                .output()
+                .unwrap()
+        };
+        let me = cat(T1, &format!("{}/environ", mine.0.id()));
+        assert!(
+            me.status.success(),
+            "{}",
+            String::from_utf8_lossy(&me.stderr)
+        );
+        let other = cat(T1, &format!("{}/environ", theirs.0.id()));
+        assert!(!other.status.success() && other.stdout.is_empty());
+    } else {
+        require("diodcat (run .ci/setup-peers.sh)", false);
+    }
+}

@@ -365,6 +365,7 @@ async fn aggregator_tree() -> Target {
             uname: "root".into(),
             uid: 0,
             dialect: None,
+            munge: false,
         })
         .collect();
     let pool = Pool::new(

@@ -1004,7 +1004,11 @@ struct AnyCredential;
 
 impl gproc::auth::Authenticator for AnyCredential {
     fn verify(&self, _cred: &[u8]) -> Result<gproc::auth::Credential, String> {
-        Ok(gproc::auth::Credential { uid: 0, gid: 0 })
+        Ok(gproc::auth::Credential {
+            uid: 0,
+            gid: 0,
+            receiver: None,
+        })
     }
 
     fn name(&self) -> &'static str {

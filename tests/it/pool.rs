@@ -76,6 +76,7 @@ async fn fan_out_survives_killed_and_hung_nodes_and_recovers() {
             uname: "root".into(),
             uid: 0,
             dialect: None,
+            munge: false,
         })
         .collect();
     let opts = PoolOptions {

@@ -51,6 +51,11 @@ pub struct AgentArgs {
     /// Group owning the Unix sockets (name or gid).
     #[arg(long)]
     socket_group: Option<String>,
+    /// This node's name as the aggregator's config spells it: MUNGE
+    /// credentials addressed to another name are refused. Default: the
+    /// host name.
+    #[arg(long)]
+    name: Option<String>,
 }
 
 fn parse_mode(s: &str) -> Result<u32, String> {
@@ -102,7 +107,9 @@ pub async fn run(a: AgentArgs) -> Result<ExitCode> {
     }
     match a.auth.as_deref() {
         Some("munge") => {
-            let m = gproc::auth::Munge::new().map_err(|e| anyhow::anyhow!("--auth munge: {e}"))?;
+            let name = a.name.clone().unwrap_or_else(gproc::sys::host_name);
+            let m =
+                gproc::auth::Munge::new(name).map_err(|e| anyhow::anyhow!("--auth munge: {e}"))?;
             access.verifier = Some(Arc::new(m));
         }
         Some(_) => {
