@@ -270,6 +270,8 @@ pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
             total: la.max,
         },
         procs,
+        // The agent's walk resolves `<pid>.<start>` (see `agent::walk`).
+        pinned_walk: true,
     })
 }
 

@@ -39,7 +39,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use rustix::fs::{Mode, OFlags};
 
-use crate::format::summary::{GPROC_DIR, SUMMARY_FILE};
+use crate::format::summary::{self, GPROC_DIR, SUMMARY_FILE};
 use crate::proto::{
     DirEntry, Metadata, Qid, dt, errno, qid_type_from_mode, qt, s_if, time_from_wire,
 };
@@ -463,6 +463,21 @@ impl Filesystem for ProcFs {
         dir: &AgentNode,
         name: &str,
     ) -> FsResult<(AgentNode, Qid)> {
+        // `<pid>.<start>`: that pid only while it is the process started
+        // then (format::summary::pinned_name), checked below once its
+        // directory is held.
+        let pinned = match &dir.place {
+            Place::Real(p) if p.as_os_str().is_empty() => summary::parse_pinned_name(name),
+            _ => None,
+        };
+        let pid_name;
+        let name = match pinned {
+            Some((pid, _)) => {
+                pid_name = pid.to_string();
+                pid_name.as_str()
+            }
+            None => name,
+        };
         let place = match (&dir.place, name) {
             (Place::Real(p), "..") => {
                 let mut p = p.clone();
@@ -508,6 +523,17 @@ impl Filesystem for ProcFs {
                         Ok(fd) => {
                             let md =
                                 lstat_at(&fd, Path::new(".")).map_err(|e| vanished(e, &abs))?;
+                            if let Some((_, start)) = pinned {
+                                let stat = read_whole(&fd, Path::new("stat"))
+                                    .map_err(|e| vanished(e, &abs))?;
+                                if summary::stat_start_ticks(&stat) != Some(start) {
+                                    // The pid now names another process.
+                                    return Err(FsError::NOENT.with(format!(
+                                        "{}: not the process started at {start}",
+                                        abs.display()
+                                    )));
+                                }
+                            }
                             return Ok((md, Some(fd)));
                         }
                         // Not a directory after all: a plain entry.
@@ -684,6 +710,42 @@ mod tests {
         assert_eq!(
             (m.size, m.qid.version, m.mode & s_if::FMT),
             (0, 0, s_if::REG)
+        );
+    }
+
+    /// A process directory walked as `<pid>.<start>` is that process only:
+    /// another start time (the pid reused) is ENOENT, and the name is
+    /// resolved, never listed.
+    #[tokio::test]
+    async fn a_pinned_walk_reaches_only_the_process_started_then() {
+        let fs = ProcFs::new("/proc").unwrap();
+        let pid = std::process::id() as i32;
+        let stat = fs::read(format!("/proc/{pid}/stat")).unwrap();
+        let start = summary::stat_start_ticks(&stat).unwrap();
+        let mine = read_all(&fs, &format!("{}/comm", summary::pinned_name(pid, start)))
+            .await
+            .unwrap();
+        assert_eq!(mine, fs::read(format!("/proc/{pid}/comm")).unwrap());
+        let other = summary::pinned_name(pid, start + 1);
+        let e = walk_path(&fs, &other).await.unwrap_err();
+        assert_eq!(e.errno, errno::ENOENT);
+        // Only at the root: below it the name means nothing special.
+        let e = walk_path(
+            &fs,
+            &format!("{pid}/task/{}", summary::pinned_name(pid, start)),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.errno, errno::ENOENT);
+        let (root_fid, _) = fs.attach(&attach_req()).await.unwrap();
+        let Contents::Dir(ents) = fs.open(&root(), &root_fid, OpenFlags::READ).await.unwrap()
+        else {
+            panic!("root is a directory")
+        };
+        assert!(
+            !ents
+                .iter()
+                .any(|e| e.name.contains('.') && e.name.starts_with(char::is_numeric))
         );
     }
 

@@ -51,6 +51,11 @@
 //!   fraction) are finite decimals; `loadavg` is `one five fifteen running
 //!   total` as in `/proc/loadavg`. All of these are required.
 //!   `mem_available_kb` is optional (kernels before 3.14 lack it).
+//!   `pinned_walk 1` (optional, default 0) says the node resolves a
+//!   process directory walked as `<pid>.<start>` ([`pinned_name`]) only to
+//!   the process with that pid *and* that start time, so a reader that
+//!   learnt a process from this summary never reaches another process that
+//!   reused its pid.
 //! - `p` lines are processes, in pid order, with these fields:
 //!   `pid ppid ruid euid user state utime stime rss vsize start threads comm
 //!   argc arg1 ... argN`: `user` is the name of the *effective* uid as
@@ -212,6 +217,8 @@ pub struct NodeSummary {
     pub loadavg: LoadAvg,
     /// The processes (not threads), in pid order.
     pub procs: Vec<ProcEntry>,
+    /// The node resolves [`pinned_name`]s (`pinned_walk 1`).
+    pub pinned_walk: bool,
 }
 
 /// One process as the summary carries it; units are the node's (see
@@ -388,6 +395,9 @@ impl NodeSummary {
         );
         if let Some(avail) = self.mem_available_kb {
             let _ = writeln!(out, "mem_available_kb {avail}");
+        }
+        if self.pinned_walk {
+            let _ = writeln!(out, "pinned_walk 1");
         }
         let l = &self.loadavg;
         let _ = writeln!(
@@ -584,6 +594,7 @@ struct Header {
     mem_free_kb: Option<u64>,
     mem_available_kb: Option<u64>,
     loadavg: Option<LoadAvg>,
+    pinned_walk: bool,
 }
 
 fn parse_proc(f: &mut Fields<'_>) -> Result<ProcEntry, SummaryError> {
@@ -675,6 +686,7 @@ pub fn parse(bytes: &[u8]) -> Result<NodeSummary, SummaryError> {
             b"mem_total_kb" => h.mem_total_kb = Some(f.num("MemTotal (kB)")?),
             b"mem_free_kb" => h.mem_free_kb = Some(f.num("MemFree (kB)")?),
             b"mem_available_kb" => h.mem_available_kb = Some(f.num("MemAvailable (kB)")?),
+            b"pinned_walk" => h.pinned_walk = f.num::<u8>("pinned_walk (0 or 1)")? == 1,
             b"loadavg" => {
                 h.loadavg = Some(LoadAvg {
                     one: f.float("1-minute load average")?,
@@ -724,7 +736,36 @@ pub fn parse(bytes: &[u8]) -> Result<NodeSummary, SummaryError> {
         mem_available_kb: h.mem_available_kb,
         loadavg: h.loadavg.ok_or_else(|| missing("loadavg"))?,
         procs,
+        pinned_walk: h.pinned_walk,
     })
+}
+
+/// The name a process directory is walked by so that it resolves only to
+/// the process with `pid` started at `start_ticks` (clock ticks after boot,
+/// field 22 of `stat`): `<pid>.<start>`. Nodes whose summary says
+/// `pinned_walk 1` resolve it; it is never listed.
+pub fn pinned_name(pid: i32, start_ticks: u64) -> String {
+    format!("{pid}.{start_ticks}")
+}
+
+/// The pid and start time a [`pinned_name`] names.
+pub fn parse_pinned_name(name: &str) -> Option<(i32, u64)> {
+    let (pid, start) = name.split_once('.')?;
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(pid) || !digits(start) {
+        return None;
+    }
+    Some((pid.parse().ok()?, start.parse().ok()?))
+}
+
+/// The start time (clock ticks after boot) in a `/proc/<pid>/stat` line:
+/// field 22, counted after the `)` that ends `comm` (which may itself hold
+/// spaces and parentheses).
+pub fn stat_start_ticks(stat: &[u8]) -> Option<u64> {
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let rest = std::str::from_utf8(&stat[close + 1..]).ok()?;
+    // Fields 3.. follow; start time is field 22, the 20th of them.
+    rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
 /// argv from raw `cmdline` bytes, as [`ProcEntry::cmdline`] carries it:
@@ -809,6 +850,7 @@ mod tests {
                     cmdline: vec![b"./my job".to_vec(), b"--name".to_vec(), Vec::new()],
                 },
             ],
+            pinned_walk: false,
         }
     }
 
@@ -845,6 +887,26 @@ mod tests {
         no_avail.mem_available_kb = None;
         no_avail.procs.clear();
         assert_eq!(parse(&no_avail.encode()).unwrap(), no_avail);
+        let mut pinned = s.clone();
+        pinned.pinned_walk = true;
+        let text = pinned.encode();
+        assert!(String::from_utf8_lossy(&text).contains("\npinned_walk 1\n"));
+        assert_eq!(parse(&text).unwrap(), pinned);
+    }
+
+    #[test]
+    fn pinned_names_and_stat_start_times() {
+        assert_eq!(pinned_name(4242, 81234), "4242.81234");
+        assert_eq!(parse_pinned_name("4242.81234"), Some((4242, 81234)));
+        for bad in [
+            "4242", "4242.", ".5", "42a.5", "4242.5.6", "-1.5", "4242.+5",
+        ] {
+            assert_eq!(parse_pinned_name(bad), None, "{bad}");
+        }
+        // comm may hold spaces and parentheses; the start time is field 22.
+        let stat = b"4242 (my) job) S 1 4242 4242 0 -1 4194560 100 0 0 0 9000 12 0 0 20 0 8 0 81234 2147483648 51200";
+        assert_eq!(stat_start_ticks(stat), Some(81234));
+        assert_eq!(stat_start_ticks(b"4242 (x) S 1"), None);
     }
 
     #[test]

@@ -1123,5 +1123,6 @@ pub(crate) fn summary(sim: &Sim, node: &NodeModel, snap: &NodeAt, hostname: Stri
         mem_available_kb: Some(m.available),
         loadavg: loadavg(sim, node, snap),
         procs,
+        pinned_walk: false,
     }
 }

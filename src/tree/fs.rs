@@ -11,6 +11,7 @@ use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Iden
 use crate::view::View;
 
 use super::Tree;
+use super::pin::{Pin, wire_path};
 use super::qid::{
     FIRST_FILE_QID, KIND_ALIAS, KIND_NODE, PIDDIR_QID, ROOT_QID, alias_qid, map_qid, node_root_qid,
     synth_qid,
@@ -23,11 +24,13 @@ enum Loc {
     Root,
     File(Synth),
     PidDir,
-    /// A node's file; `path` is node-relative ("/" for its root).
+    /// A node's file; `path` is node-relative ("/" for its root); `pin`
+    /// the process its first component named when walked.
     Node {
         node: Arc<Node>,
         path: Arc<str>,
         alias: bool,
+        pin: Option<Pin>,
     },
 }
 
@@ -83,6 +86,17 @@ impl Tree {
         } else {
             self.views.view_for(who)
         };
+        // The process walked to must still be the one the fid names.
+        if let Loc::Node {
+            node, pin: Some(p), ..
+        } = &fid.loc
+            && self
+                .proc_id(node, p.pid)
+                .await?
+                .is_none_or(|now| now.pin.start != p.start)
+        {
+            return Err(FsError::NOENT);
+        }
         if view.admin {
             return Ok((view, generation));
         }
@@ -130,10 +144,30 @@ impl Tree {
         let Ok(pid) = first.parse::<i32>() else {
             return Ok(true);
         };
-        let s = self.node_summary(node).await?;
-        Ok(s.procs
-            .iter()
-            .any(|p| p.pid == pid && view.sees_process(p.ruid, p.euid)))
+        Ok(self
+            .proc_id(node, pid)
+            .await?
+            .is_some_and(|p| view.sees_process(p.ruid, p.euid)))
+    }
+
+    /// The pin of a walk from a node's root to `name`: the process it
+    /// names, ENOENT if there is none. Not a process directory: `None`.
+    /// An administrator on a node without summaries is not pinned (that
+    /// would rebuild the node's table from every process's files), nor
+    /// where the node's processes cannot be told: the node decides.
+    async fn pin_for(&self, view: &View, node: &Arc<Node>, name: &str) -> FsResult<Option<Pin>> {
+        let Ok(pid) = name.parse::<i32>() else {
+            return Ok(None);
+        };
+        if view.admin && self.lacks_summary(node.index) {
+            return Ok(None);
+        }
+        match self.proc_id(node, pid).await {
+            Ok(Some(p)) => Ok(Some(p.pin)),
+            Ok(None) => Err(FsError::NOENT),
+            Err(_) if view.admin => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     fn child_path(parent: &str, name: &str) -> String {
@@ -218,9 +252,14 @@ impl Tree {
                     }
                 }
             }
-            Loc::Node { node, path, alias } => {
+            Loc::Node {
+                node,
+                path,
+                alias,
+                pin,
+            } => {
                 let kind = if *alias { KIND_ALIAS } else { KIND_NODE };
-                let ents = self.node_list(node, path, user).await?;
+                let ents = self.node_list(node, &wire_path(path, *pin), user).await?;
                 let visible_pids: Option<HashSet<i32>> = if !view.admin && &**path == "/" {
                     let s = self.node_summary(node).await?;
                     Some(
@@ -257,19 +296,36 @@ impl Tree {
     }
 
     /// The qid of a node path: from the parent's (cached) listing, which
-    /// serves every sibling lookup with one node read.
+    /// serves every sibling lookup with one node read; a name the listing
+    /// lacks (a process newer than it) is asked of the node, and a "no"
+    /// remembered for a moment.
     async fn lookup_qid(
         &self,
         node: &Arc<Node>,
         path: &str,
         kind: u64,
         user: Option<&User>,
+        pin: Option<Pin>,
     ) -> FsResult<Qid> {
         let parent = Self::parent_path(path).unwrap_or_else(|| "/".into());
         let name = path.rsplit('/').next().unwrap_or_default();
-        let ents = self.node_list(node, &parent, user).await?;
-        let e = ents.iter().find(|e| e.name == name).ok_or(FsError::NOENT)?;
-        Ok(map_qid(kind, node.index, e.qid))
+        let ents = self.node_list(node, &wire_path(&parent, pin), user).await?;
+        if let Some(e) = ents.iter().find(|e| e.name == name) {
+            return Ok(map_qid(kind, node.index, e.qid));
+        }
+        let wire = wire_path(path, pin);
+        if self.known_absent(node, user, &wire) {
+            return Err(FsError::NOENT);
+        }
+        match self.node_meta(node, &wire, user).await {
+            Ok(m) => Ok(map_qid(kind, node.index, m.qid)),
+            Err(e) => {
+                if e.errno == errno::ENOENT {
+                    self.note_absent(node, user, &wire);
+                }
+                Err(e)
+            }
+        }
     }
 }
 
@@ -320,6 +376,7 @@ impl Filesystem for Tree {
             node,
             path: "/".into(),
             alias: false,
+            pin: None,
         };
         Ok((
             TreeNode {
@@ -360,6 +417,7 @@ impl Filesystem for Tree {
                             node,
                             path: "/".into(),
                             alias: false,
+                            pin: None,
                         },
                         q,
                     )
@@ -380,9 +438,11 @@ impl Filesystem for Tree {
                     if !self.path_visible(&view, &node, &path).await? {
                         return Err(FsError::NOENT);
                     }
-                    let ents = self.node_list(&node, "/", user).await?;
-                    if !ents.iter().any(|e| e.name == path[1..]) {
-                        return Err(FsError::NOENT);
+                    let pin = self.pin_for(&view, &node, &path[1..]).await?;
+                    if pin.is_none() {
+                        // Not pinned: the node says whether it exists.
+                        self.lookup_qid(&node, &path, KIND_ALIAS, user, None)
+                            .await?;
                     }
                     let q = alias_qid(node.index, pid);
                     (
@@ -390,13 +450,19 @@ impl Filesystem for Tree {
                             node,
                             path: path.into(),
                             alias: true,
+                            pin,
                         },
                         q,
                     )
                 }
             }
             Loc::File(_) => return Err(FsError::NOTDIR),
-            Loc::Node { node, path, alias } => {
+            Loc::Node {
+                node,
+                path,
+                alias,
+                pin,
+            } => {
                 let kind = if *alias { KIND_ALIAS } else { KIND_NODE };
                 if name == ".." {
                     match Self::parent_path(path) {
@@ -406,16 +472,17 @@ impl Filesystem for Tree {
                             (Loc::PidDir, synth_qid(PIDDIR_QID, true))
                         }
                         Some(p) => {
-                            let q = if p == "/" {
-                                node_root_qid(kind, node.index)
+                            let (q, pin) = if p == "/" {
+                                (node_root_qid(kind, node.index), None)
                             } else {
-                                self.lookup_qid(node, &p, kind, user).await?
+                                (self.lookup_qid(node, &p, kind, user, *pin).await?, *pin)
                             };
                             (
                                 Loc::Node {
                                     node: node.clone(),
                                     path: p.into(),
                                     alias: *alias,
+                                    pin,
                                 },
                                 q,
                             )
@@ -426,12 +493,18 @@ impl Filesystem for Tree {
                     if !self.path_visible(&view, node, &child).await? {
                         return Err(FsError::NOENT);
                     }
-                    let q = self.lookup_qid(node, &child, kind, user).await?;
+                    let pin = match pin {
+                        Some(p) => Some(*p),
+                        None if &**path == "/" => self.pin_for(&view, node, name).await?,
+                        None => None,
+                    };
+                    let q = self.lookup_qid(node, &child, kind, user, pin).await?;
                     (
                         Loc::Node {
                             node: node.clone(),
                             path: child.into(),
                             alias: *alias,
+                            pin,
                         },
                         q,
                     )
@@ -456,7 +529,12 @@ impl Filesystem for Tree {
             Loc::Root => Ok(synth_meta(fid.qid, "/")),
             Loc::PidDir => Ok(synth_meta(fid.qid, "pid")),
             Loc::File(s) => Ok(synth_meta(fid.qid, s.name())),
-            Loc::Node { node, path, alias } => {
+            Loc::Node {
+                node,
+                path,
+                alias,
+                pin,
+            } => {
                 let name = if &**path == "/" {
                     node.spec.name.clone()
                 } else if *alias && path.matches('/').count() == 1 {
@@ -469,7 +547,11 @@ impl Filesystem for Tree {
                     return Ok(synth_meta(fid.qid, &name));
                 }
                 let m = self
-                    .node_meta(node, path, Self::asker(&view, who).as_ref())
+                    .node_meta(
+                        node,
+                        &wire_path(path, *pin),
+                        Self::asker(&view, who).as_ref(),
+                    )
                     .await?;
                 Ok(Metadata {
                     qid: fid.qid,
@@ -498,13 +580,16 @@ impl Filesystem for Tree {
         match &fid.loc {
             // Rendered tables are cached per view; the session shares them.
             Loc::File(s) => Ok(Contents::Shared(Box::pin(self.render(&view, *s)).await)),
-            Loc::Node { node, path, .. } if !fid.qid.is_dir() => {
+            Loc::Node {
+                node, path, pin, ..
+            } if !fid.qid.is_dir() => {
                 if fid.qid.is_symlink() {
                     return Err(FsError::new(errno::ELOOP).with("symlinks are read with readlink"));
                 }
                 let user = Self::asker(&view, who);
                 Ok(Contents::File(
-                    self.node_read(node, path, user.as_ref()).await?,
+                    self.node_read(node, &wire_path(path, *pin), user.as_ref())
+                        .await?,
                 ))
             }
             _ => {
@@ -519,9 +604,15 @@ impl Filesystem for Tree {
     async fn readlink(&self, who: &Identity, fid: &TreeNode) -> FsResult<String> {
         let (view, _) = self.current_view(who, fid).await?;
         match &fid.loc {
-            Loc::Node { node, path, .. } if fid.qid.is_symlink() => {
+            Loc::Node {
+                node, path, pin, ..
+            } if fid.qid.is_symlink() => {
                 let user = Self::asker(&view, who);
-                Ok(self.node_link(node, path, user.as_ref()).await?.to_string())
+                let wire = wire_path(path, *pin);
+                Ok(self
+                    .node_link(node, &wire, user.as_ref())
+                    .await?
+                    .to_string())
             }
             _ => Err(FsError::INVAL),
         }

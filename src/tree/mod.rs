@@ -14,7 +14,8 @@
 //! under the per-path rules; a fid's node is only a location (what an open
 //! fid holds is the session's). So a node reconnect needs no fid replay.
 //!
-//! One job per file: the `qid.path` scheme (`qid`), node data read through
+//! One job per file: which process a path names and the pin a fid keeps
+//! to it (`pin`), the `qid.path` scheme (`qid`), node data read through
 //! the cache, one typed kind per sort of read (`reads`), per-node process
 //! tables from the summary or per-process files (`procs`), table rows
 //! (`tables`), the synthesized files rendered through the cache (`render`)
@@ -23,6 +24,7 @@
 //! [`Filesystem`]: crate::server::Filesystem
 
 mod fs;
+mod pin;
 mod procs;
 mod qid;
 mod reads;
@@ -57,6 +59,8 @@ pub struct Tree {
     tables_built: AtomicU64,
     /// Who sees what.
     views: Arc<Views>,
+    /// Names nodes lately said do not exist.
+    negatives: Mutex<pin::Negatives>,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -73,6 +77,7 @@ impl Tree {
             no_summary: Mutex::new(HashMap::new()),
             tables_built: AtomicU64::new(0),
             views,
+            negatives: Mutex::new(pin::Negatives::default()),
         }
     }
 

@@ -73,6 +73,7 @@ impl Tree {
                 total: 0,
             },
             procs: Vec::new(),
+            pinned_walk: false,
         };
         if let Ok(b) = stat {
             // Only two facts are needed; parsing by hand avoids procfs's

@@ -71,7 +71,7 @@ impl Kind for Parsed {
     }
 }
 
-fn pool_err(e: PoolError) -> FsError {
+pub(super) fn pool_err(e: PoolError) -> FsError {
     FsError::new(e.errno()).with(e.to_string())
 }
 

@@ -1056,3 +1056,208 @@ async fn munge_credentials_name_their_node() {
         require("diodcat (run .ci/setup-peers.sh)", false);
     }
 }
+
+/// Inside a new pid namespace (so the test can choose pids): the agent,
+/// serving that namespace's /proc on `sock`, and a helper that spawns
+/// `sleep` as a given user at a chosen pid and kills it, driven line by
+/// line over stdin/stdout.
+const PIDNS_HELPER: &str = r#"
+import os, subprocess, sys
+gproc, sock, log = sys.argv[1], sys.argv[2], sys.argv[3]
+agent = subprocess.Popen([gproc, "agent", "--listen", "unix:" + sock],
+                         stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+procs = {}
+print("ready", flush=True)
+for line in sys.stdin:
+    cmd = line.split()
+    if cmd[0] == "spawn":
+        pid, user, secs = int(cmd[1]), cmd[2], cmd[3]
+        with open("/proc/sys/kernel/ns_last_pid", "w") as f:
+            f.write(str(pid - 1))
+        env = dict(os.environ, WHO=cmd[4])
+        p = subprocess.Popen(["setpriv", "--reuid", user, "--regid", user,
+                              "--init-groups", "sleep", secs], env=env)
+        procs[p.pid] = p
+        print(p.pid, flush=True)
+    elif cmd[0] == "kill":
+        p = procs.pop(int(cmd[1]))
+        p.kill()
+        p.wait()
+        print("ok", flush=True)
+agent.kill()
+"#;
+
+struct PidNs {
+    child: Proc,
+    stdin: std::process::ChildStdin,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl PidNs {
+    fn ask(&mut self, line: &str) -> String {
+        use std::io::{BufRead, Write};
+        writeln!(self.stdin, "{line}").unwrap();
+        let mut out = String::new();
+        self.stdout.read_line(&mut out).unwrap();
+        assert!(!out.is_empty(), "the pid-namespace helper died");
+        out.trim().to_string()
+    }
+}
+
+/// Finding 4 and Build item 5: a fid walked to t1's process P, after P
+/// exits and t2's new process gets the same pid (chosen with
+/// `ns_last_pid` in a pid namespace of the test's own), is ENOENT for
+/// every operation, for t1 and for the administrator, through the
+/// aggregator: never the new process's data. New processes are reachable
+/// by path (Build item 6).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reused_pid_is_never_the_old_fids_process() {
+    use std::io::BufRead;
+    let Some(u) = setup() else { return };
+    if !require("unshare (util-linux)", have("unshare")) || !require("python3", have("python3")) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = dir.path().join("ns-agent.sock");
+    let log = dir.path().join("ns-agent.log");
+    let mut child = Command::new("unshare")
+        .args([
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "python3",
+            "-c",
+            PIDNS_HELPER,
+        ])
+        .arg(gproc())
+        .arg(&sock)
+        .arg(&log)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdin = child.stdin.take().unwrap();
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut ready = String::new();
+    stdout.read_line(&mut ready).unwrap();
+    assert_eq!(ready.trim(), "ready");
+    let mut ns = PidNs {
+        child: Proc(child),
+        stdin,
+        stdout,
+    };
+    wait_for("the namespace's agent", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+
+    let agg_sock = dir.path().join("agg.sock");
+    let port = Port::new();
+    let cfg = format!(
+        "[server]\nlisten = [\"{}\", \"unix:{}\"]\n\n\
+         [[nodes]]\nnames = \"n1\"\naddress = \"unix:{}\"\naname = \"\"\n\n\
+         [views]\nadmin_users = [\"root\"]\n\n\
+         [[views.allot]]\nuser = \"{T1}\"\nnodes = \"n1\"\n",
+        port.addr(),
+        agg_sock.display(),
+        sock.display()
+    );
+    let _agg = start_aggregator(dir.path(), &cfg, &port);
+    let c = Client::connect(&Address::Unix(agg_sock.clone()), opts())
+        .await
+        .unwrap();
+    let admin = c.attach("root", "", Some(0)).await.unwrap();
+    let t1 = c.attach(T1, "", Some(u.t1)).await.unwrap();
+
+    // Warm the summary and both listings of n1's root, so what follows
+    // cannot come from a first load.
+    admin.read_all("ps").await.unwrap();
+    admin.read_dir("n1").await.unwrap();
+    t1.read_dir("n1").await.unwrap();
+    let pid: u32 = 4000;
+    assert_eq!(ns.ask(&format!("spawn {pid} {T1} 1000 A")), pid.to_string());
+    // A new process is reachable by path at once, whatever the cached
+    // summary and listing say (Build item 6).
+    let cmd = t1.read_all(&format!("n1/{pid}/cmdline")).await.unwrap();
+    assert_eq!(&cmd[..], b"sleep\x001000\x00");
+    let t1_dir = t1.walk(&format!("n1/{pid}")).await.unwrap();
+    let t1_cmd = t1.walk(&format!("n1/{pid}/cmdline")).await.unwrap();
+    let admin_env = admin.walk(&format!("n1/{pid}/environ")).await.unwrap();
+    let alias = admin.walk(&format!("pid/{pid}@n1/cmdline")).await.unwrap();
+
+    // P exits; t2's process takes its pid.
+    assert_eq!(ns.ask(&format!("kill {pid}")), "ok");
+    assert_eq!(
+        ns.ask(&format!("spawn {pid} {T2} 1001 B")),
+        pid.to_string(),
+        "the pid was reused"
+    );
+    // Every way back to P: the old process's data while its cached copy
+    // is fresh (the cache's contract), then ENOENT; never a byte of the
+    // process that reused the pid (its command line says 1001, its
+    // environment WHO=B).
+    let fids = [
+        (t1_cmd, "t1's cmdline fid"),
+        (admin_env, "the admin's environ fid"),
+        (alias, "the admin's /pid alias fid"),
+    ];
+    let mut gone = vec![false; fids.len() + 2];
+    for _ in 0..100 {
+        let mut outcomes = Vec::new();
+        for (f, what) in &fids {
+            let f = f.walk("").await;
+            let r = match f {
+                Ok(mut f) => match f.open(OpenMode::Read).await {
+                    Ok(()) => f.read_to_end(1 << 20).await,
+                    Err(e) => Err(e),
+                },
+                Err(e) => Err(e),
+            };
+            outcomes.push((r, *what));
+        }
+        outcomes.push((
+            t1_dir.read_all("cmdline").await,
+            "t1's walk from the old directory fid",
+        ));
+        outcomes.push((
+            t1.read_all(&format!("n1/{pid}/cmdline")).await,
+            "t1's fresh walk (t2's process is not in t1's view)",
+        ));
+        for (i, (r, what)) in outcomes.into_iter().enumerate() {
+            match r {
+                Ok(b) => {
+                    let text = String::from_utf8_lossy(&b);
+                    assert!(
+                        !text.contains("1001") && !text.contains("WHO=B"),
+                        "{what}: read {text:?} of the process that reused the pid"
+                    );
+                }
+                Err(e) => {
+                    assert_eq!(e.errno(), errno::ENOENT, "{what}: {e}");
+                    gone[i] = true;
+                }
+            }
+        }
+        if gone.iter().all(|g| *g) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        gone.iter().all(|g| *g),
+        "ENOENT everywhere once the cached copies expire: {gone:?}"
+    );
+    // The administrator reaches the new process once the summary shows it.
+    let mut seen = None;
+    for _ in 0..100 {
+        if let Ok(b) = admin.read_all(&format!("n1/{pid}/cmdline")).await {
+            seen = Some(b);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen.as_deref(), Some(&b"sleep\x001001\x00"[..]));
+    let _ = ns.ask(&format!("kill {pid}"));
+    drop(ns.stdin);
+    let _ = ns.child.0.wait();
+}
