@@ -39,6 +39,22 @@ pub enum BenchCmd {
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         summary_ttl: std::time::Duration,
     },
+    /// Reading as the user: ps and cat as an administrator vs as a user,
+    /// and node reads for many users reading /ps at once vs one.
+    Views {
+        /// Simulated nodes.
+        #[arg(long, default_value_t = 2000)]
+        nodes: usize,
+        /// Processes per node.
+        #[arg(long, default_value_t = 100)]
+        procs_per_node: usize,
+        /// Users reading /ps at once.
+        #[arg(long, default_value_t = 100)]
+        users: usize,
+        /// TTL of the summary cache rule (longer than a cold ps takes).
+        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        summary_ttl: std::time::Duration,
+    },
     /// Node faults behind the aggregator: what `/ps` and `/nodes` show for
     /// slow, hanging, flapping, garbage, refusing and huge-file nodes.
     Faults {
@@ -92,6 +108,20 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
                 summary_ttl,
             };
             bench::cluster::run(b).await?;
+        }
+        BenchCmd::Views {
+            nodes,
+            procs_per_node,
+            users,
+            summary_ttl,
+        } => {
+            bench::views::run(bench::views::ViewsBench {
+                nodes,
+                procs_per_node,
+                users,
+                summary_ttl,
+            })
+            .await?;
         }
         BenchCmd::Faults {
             nodes,
