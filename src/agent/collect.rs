@@ -100,21 +100,9 @@ fn parse_uids(status: &[u8]) -> Option<(u32, u32)> {
 /// uname(2): (nodename, release, machine), the fallback for the sysctl
 /// files when a test root lacks them.
 fn uname() -> Option<(String, String, String)> {
-    // SAFETY: `utsname` is plain old data; all-zero is a valid value.
-    let mut u: libc::utsname = unsafe { std::mem::zeroed() };
-    // SAFETY: `u` is a valid, writable utsname.
-    if unsafe { libc::uname(&mut u) } != 0 {
-        return None;
-    }
-    let field = |f: &[libc::c_char]| {
-        let bytes: Vec<u8> = f
-            .iter()
-            .take_while(|&&c| c != 0)
-            .map(|&c| c.to_ne_bytes()[0])
-            .collect();
-        String::from_utf8_lossy(&bytes).into_owned()
-    };
-    Some((field(&u.nodename), field(&u.release), field(&u.machine)))
+    let u = rustix::system::uname();
+    let s = |c: &std::ffi::CStr| c.to_string_lossy().into_owned();
+    Some((s(u.nodename()), s(u.release()), s(u.machine())))
 }
 
 /// A one-line sysctl file under `root/sys/kernel`, trimmed.
