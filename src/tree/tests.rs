@@ -67,7 +67,7 @@ fn tree(nodes: Vec<NodeSpec>, policy: CachePolicy) -> Tree {
         Pool::new(nodes, opts()),
         Cache::new(policy),
         Duration::from_secs(3),
-        Views::open(),
+        Views::off(),
     )
 }
 

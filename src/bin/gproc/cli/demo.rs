@@ -58,7 +58,9 @@ pub async fn run(a: DemoArgs) -> Result<ExitCode> {
         .context("cannot start the simulated cluster")?;
     let config = format!(
         "[server]\nlisten = [\"{}\", \"unix:{}\"]\n# Loopback only: clients are trusted to say who they are.\nauth = \"none\"\n\n\
-         [pool]\ndeadline = \"3s\"\nrequest_timeout = \"2s\"\nconnect_timeout = \"1s\"\nconnect = \"eager\"\n\n{}",
+         [pool]\ndeadline = \"3s\"\nrequest_timeout = \"2s\"\nconnect_timeout = \"1s\"\nconnect = \"eager\"\n\n\
+         # Simulated processes belong to made-up users: whoever runs the demo\n\
+         # sees them all.\n[views]\nmode = \"off\"\n\n{}",
         a.listen,
         a.socket,
         sim.config_toml()
