@@ -324,9 +324,16 @@ mod tests {
                 && v.sees_node("n4")
         );
         let bob = id(1001, Some("bob"), vec![1001]);
+        let b = views.view_for(&bob);
         assert!(
-            !views.view_for(&bob).sees_node("n1"),
-            "no allotment: no nodes"
+            !b.sees_node("n1") && b.where_they_run,
+            "no allotment: only the nodes where they run"
+        );
+        assert!(b.sees_node_running("n1", [(0, 0), (1001, 0)].into_iter()));
+        assert!(!b.sees_node_running("n2", [(0, 0), (1000, 1000)].into_iter()));
+        assert!(
+            !v.where_they_run && !v.sees_node_running("n3", [(1000, 1000)].into_iter()),
+            "an allotment replaces the nodes where they run"
         );
         assert!(views.view_for(&id(4242, None, vec![])).admin);
         assert!(views.view_for(&id(0, None, vec![])).admin);
@@ -334,6 +341,40 @@ mod tests {
         let (dynamic, _) = parse_allot_output("bob n3\n");
         views.set_dynamic(dynamic);
         assert!(views.view_for(&bob).sees_node("n3"));
+    }
+
+    #[test]
+    fn views_are_off_only_when_the_config_says_so() {
+        let alice = id(1000, Some("alice"), vec![1000]);
+        // An empty admin list is no administrators but root, not everyone
+        // (issue 12 finding 9).
+        let empty = Views::new(cfg("[views]\nadmin_users = []\n"));
+        assert!(!empty.view_for(&alice).admin);
+        assert!(empty.view_for(&id(0, None, vec![])).admin, "root always");
+        // No [views] at all: on, root alone.
+        let none = Views::new(cfg(""));
+        assert!(!none.view_for(&alice).admin);
+        assert!(none.view_for(&id(0, Some("root"), vec![])).admin);
+        assert!(!Views::new(ViewsConfig::default()).view_for(&alice).admin);
+        // Only mode = "off" opens everything.
+        let off = Views::new(cfg("[views]\nmode = \"off\"\n"));
+        assert!(off.view_for(&alice).admin);
+        assert!(Views::off().view_for(&alice).admin);
+        // Unallotted users: their nodes by default, or nothing.
+        assert!(none.view_for(&alice).where_they_run);
+        let nothing = Views::new(cfg("[views]\nunallotted = \"nothing\"\n"));
+        let v = nothing.view_for(&alice);
+        assert!(!v.admin && !v.where_they_run && v.nodes.is_empty());
+        assert!(!v.sees_node_running("n1", [(1000, 1000)].into_iter()));
+    }
+
+    #[test]
+    fn views_carry_the_generation_they_were_decided_at() {
+        let views = Views::new(cfg(""));
+        let alice = id(1000, Some("alice"), vec![1000]);
+        let g = views.view_for(&alice).generation;
+        views.set_config(cfg("[views]\nunallotted = \"nothing\"\n"));
+        assert_eq!(views.view_for(&alice).generation, g + 1);
     }
 
     #[tokio::test]

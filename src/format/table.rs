@@ -777,6 +777,48 @@ mod tests {
     }
 
     #[test]
+    fn tables_read_never_hand_control_characters_to_a_terminal() {
+        // What an older or a foreign server may send: `gproc ps` and
+        // `gproc top` print what they read, so reading cleans it.
+        let esc = "\u{1b}]0;owned\u{7}\r\u{202e}";
+        let text = format!(
+            "{PS_HEADER}\nn1{esc} 7 1 ev{esc}il \u{1b} 0 0 0 0 - - 1 cmd {esc} x\n\
+             # missing n2{esc}: refused{esc}\n# stale n3{esc}: 1.0s old ({esc})\n# new{esc}\n"
+        );
+        let t = Table::<PsRow>::parse(&text).unwrap();
+        let r = &t.rows[0];
+        for s in [&r.node, &r.user, &r.command] {
+            assert!(!s.chars().any(hostile), "{s:?}");
+        }
+        assert_eq!(r.state, '?');
+        assert_eq!(t.notes.len(), 3);
+        for n in &t.notes {
+            let (a, b) = match n {
+                Note::Missing { node, reason } | Note::Stale { node, reason, .. } => {
+                    (node.clone(), reason.clone())
+                }
+                Note::Other(o) => (o.clone(), String::new()),
+            };
+            assert!(!a.chars().chain(b.chars()).any(hostile), "{n:?}");
+        }
+        let nodes = format!("{NODES_HEADER}\nn1 up{esc} a{esc} 9P{esc} - - err{esc}\n");
+        let n = &Table::<NodeRow>::parse(&nodes).unwrap().rows[0];
+        for s in [&n.state, &n.address] {
+            assert!(!s.chars().any(hostile), "{s:?}");
+        }
+        assert!(!n.dialect.as_deref().unwrap().chars().any(hostile));
+        assert!(!n.error.as_deref().unwrap().chars().any(hostile));
+        let load = format!("{LOAD_HEADER}\nn1{esc} 1 1 1 1 1 1 1 1 1 1 0d+00:01\n");
+        assert!(
+            !Table::<LoadRow>::parse(&load).unwrap().rows[0]
+                .node
+                .chars()
+                .any(hostile)
+        );
+        assert_eq!(printable("a\u{1b}[2Jb\nc"), "a [2Jb c");
+    }
+
+    #[test]
     fn lines_are_the_documented_bytes() {
         assert_eq!(
             ps_row().line(),
