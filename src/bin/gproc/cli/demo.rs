@@ -66,6 +66,10 @@ pub async fn run(a: DemoArgs) -> Result<ExitCode> {
         sim.config_toml()
     );
     let cfg = Config::from_str(&config, "demo").map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Views are off in the demo: say so when --listen leaves loopback.
+    for w in &cfg.warnings {
+        eprintln!("gproc demo: {w}");
+    }
     let agg = Aggregator::start(&cfg, shutdown.clone()).await?;
     let tcp = agg.addresses.first().cloned().unwrap_or(a.listen.clone());
     eprintln!(
