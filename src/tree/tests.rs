@@ -810,3 +810,16 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
         "{ps}"
     );
 }
+
+/// The tree's errors carry context for the log (a node's error text, a
+/// path): on the wire, every dialect gets the errno alone, so a user is
+/// never told a name through an error.
+#[test]
+fn error_replies_carry_the_errno_never_the_context() {
+    use crate::proto::Dialect;
+    let e = FsError::new(errno::EIO).with("n3: /4242/stat: bob's secret");
+    for d in [Dialect::P2000, Dialect::P2000u, Dialect::P2000L] {
+        let r = format!("{:?}", crate::server::session::error_reply(d, &e));
+        assert!(!r.contains("4242") && !r.contains("secret"), "{d:?}: {r}");
+    }
+}
