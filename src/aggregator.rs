@@ -192,6 +192,9 @@ pub async fn run(path: PathBuf) -> Result<()> {
                 info!("SIGHUP: reloading {}", path.display());
                 match Config::load(&path) {
                     Ok(new) => {
+                        for w in &new.warnings {
+                            warn!("{w}");
+                        }
                         agg.reload(&cfg, &new);
                         cfg = new;
                     }

@@ -1,10 +1,16 @@
 //! Views: what one identity may see of the cluster.
 //!
-//! An administrator (uid 0, or a configured user or group member) sees
-//! everything. Anyone else sees the nodes allotted to them (statically in
-//! the config and/or by a periodically run command such as a scheduler
-//! query) and, on those nodes, only processes whose real or effective uid
-//! is theirs; node-wide files of their nodes are visible. Invisible things
+//! Views are on unless the config says `[views] mode = "off"` (a
+//! single-user test setup, the demo): nothing else turns them off. An
+//! administrator (uid 0 always, and the configured users and group
+//! members; an empty list means root alone) sees everything. Anyone else
+//! sees the nodes allotted to them (statically in the config and/or by a
+//! periodically run command such as a scheduler query) and, on those
+//! nodes, only processes whose real or effective uid is theirs; node-wide
+//! files of their nodes are visible. A user with no allotment sees the
+//! nodes where a process of theirs runs, decided per operation from the
+//! node summaries (or nothing, with `unallotted = "nothing"`); an
+//! allotment replaces that set rather than adding to it. Invisible things
 //! do not exist for that user: the tree neither lists nor walks to them.
 //!
 //! Group membership comes from this machine's user database
@@ -19,7 +25,8 @@ use tracing::{info, warn};
 
 use crate::config::hostlist::Hostlist;
 use crate::config::views::{
-    AllotCommand, Allotment, Ident, Principal, ViewsConfig, parse_allot_output,
+    AllotCommand, Allotment, Ident, Principal, Unallotted, ViewsConfig, ViewsMode,
+    parse_allot_output,
 };
 use crate::server::Identity;
 use crate::sys;
@@ -33,6 +40,13 @@ pub struct View {
     pub uid: u32,
     /// Hostlists of the nodes the user may see (ignored for admins).
     pub nodes: Vec<Hostlist>,
+    /// No allotment: the nodes where a process of theirs runs (real or
+    /// effective uid, per the node's summary) exist for them too. Decided
+    /// by the tree at each operation, since processes come and go.
+    pub where_they_run: bool,
+    /// The [`Views::generation`] this view was decided at: tables built
+    /// for it are not served to a view decided later.
+    pub generation: u64,
 }
 
 impl View {
@@ -42,6 +56,8 @@ impl View {
             admin: true,
             uid: 0,
             nodes: Vec::new(),
+            where_they_run: false,
+            generation: 0,
         })
     }
 
@@ -51,12 +67,44 @@ impl View {
             admin: false,
             uid,
             nodes,
+            where_they_run: false,
+            generation: 0,
         })
     }
 
-    /// Whether the node exists for this view.
+    /// An unallotted user's view: their processes on the nodes where they
+    /// run.
+    pub fn where_they_run(uid: u32) -> Arc<View> {
+        Arc::new(View {
+            admin: false,
+            uid,
+            nodes: Vec::new(),
+            where_they_run: true,
+            generation: 0,
+        })
+    }
+
+    /// Whether the node exists for this view whatever runs on it (an
+    /// administrator, or an allotted node). With [`View::where_they_run`],
+    /// a node for which this is false may still exist for the user: ask
+    /// [`View::sees_node_running`] with its processes.
     pub fn sees_node(&self, name: &str) -> bool {
         self.admin || self.nodes.iter().any(|h| h.contains(name))
+    }
+
+    /// Whether the node exists for this view given the (real, effective)
+    /// uids of the processes its summary shows.
+    pub fn sees_node_running(
+        &self,
+        name: &str,
+        mut uids: impl Iterator<Item = (u32, u32)>,
+    ) -> bool {
+        self.sees_node(name) || (self.where_they_run && uids.any(|(r, e)| self.sees_process(r, e)))
+    }
+
+    /// Whether what a node is running decides if it exists for this view.
+    pub fn depends_on_processes(&self) -> bool {
+        !self.admin && self.where_they_run
     }
 
     /// Whether a process with these uids exists for this view.
@@ -86,13 +134,12 @@ impl Views {
         })
     }
 
-    /// Everyone is an administrator (tests and the demo).
-    pub fn open() -> Arc<Self> {
+    /// Views off: everyone is an administrator (`mode = "off"`; tests of
+    /// what the tree serves, whoever asks).
+    pub fn off() -> Arc<Self> {
         Self::new(ViewsConfig {
-            admin_users: Vec::new(),
-            admin_groups: Vec::new(),
-            allot: Vec::new(),
-            allot_command: None,
+            mode: ViewsMode::Off,
+            ..ViewsConfig::default()
         })
     }
 
@@ -120,17 +167,21 @@ impl Views {
         }
     }
 
-    fn is_open(cfg: &ViewsConfig) -> bool {
-        cfg.admin_users.is_empty()
-            && cfg.admin_groups.is_empty()
-            && cfg.allot.is_empty()
-            && cfg.allot_command.is_none()
-    }
-
     /// The view of `id` (resolved by the server's access policy).
     pub fn view_for(&self, id: &Identity) -> Arc<View> {
+        // Read before the config: a change after this bumps it again, so a
+        // view is never labelled newer than what it was decided from.
+        let generation = self.generation();
+        let mut view = self.decide(id);
+        Arc::make_mut(&mut view).generation = generation;
+        view
+    }
+
+    fn decide(&self, id: &Identity) -> Arc<View> {
         let cfg = sys::read(&self.cfg);
-        if Self::is_open(&cfg) || id.uid == 0 {
+        // Only an explicit `mode = "off"` opens everything; an empty admin
+        // list means root alone.
+        if cfg.mode == ViewsMode::Off || id.uid == 0 {
             return View::admin();
         }
         let user_is = |i: &Ident| match i {
@@ -156,7 +207,12 @@ impl Views {
                 Principal::Group(g) => in_group(g),
             })
             .map(|a| a.nodes.clone())
-            .collect();
+            .collect::<Vec<_>>();
+        // An allotment replaces the nodes where they run: a user given part
+        // of the cluster sees only their own processes on their own nodes.
+        if nodes.is_empty() && cfg.unallotted == Unallotted::OwnProcesses {
+            return View::where_they_run(id.uid);
+        }
         View::user(id.uid, nodes)
     }
 
@@ -268,9 +324,16 @@ mod tests {
                 && v.sees_node("n4")
         );
         let bob = id(1001, Some("bob"), vec![1001]);
+        let b = views.view_for(&bob);
         assert!(
-            !views.view_for(&bob).sees_node("n1"),
-            "no allotment: no nodes"
+            !b.sees_node("n1") && b.where_they_run,
+            "no allotment: only the nodes where they run"
+        );
+        assert!(b.sees_node_running("n1", [(0, 0), (1001, 0)].into_iter()));
+        assert!(!b.sees_node_running("n2", [(0, 0), (1000, 1000)].into_iter()));
+        assert!(
+            !v.where_they_run && !v.sees_node_running("n3", [(1000, 1000)].into_iter()),
+            "an allotment replaces the nodes where they run"
         );
         assert!(views.view_for(&id(4242, None, vec![])).admin);
         assert!(views.view_for(&id(0, None, vec![])).admin);
@@ -278,6 +341,40 @@ mod tests {
         let (dynamic, _) = parse_allot_output("bob n3\n");
         views.set_dynamic(dynamic);
         assert!(views.view_for(&bob).sees_node("n3"));
+    }
+
+    #[test]
+    fn views_are_off_only_when_the_config_says_so() {
+        let alice = id(1000, Some("alice"), vec![1000]);
+        // An empty admin list is no administrators but root, not everyone
+        // (issue 12 finding 9).
+        let empty = Views::new(cfg("[views]\nadmin_users = []\n"));
+        assert!(!empty.view_for(&alice).admin);
+        assert!(empty.view_for(&id(0, None, vec![])).admin, "root always");
+        // No [views] at all: on, root alone.
+        let none = Views::new(cfg(""));
+        assert!(!none.view_for(&alice).admin);
+        assert!(none.view_for(&id(0, Some("root"), vec![])).admin);
+        assert!(!Views::new(ViewsConfig::default()).view_for(&alice).admin);
+        // Only mode = "off" opens everything.
+        let off = Views::new(cfg("[views]\nmode = \"off\"\n"));
+        assert!(off.view_for(&alice).admin);
+        assert!(Views::off().view_for(&alice).admin);
+        // Unallotted users: their nodes by default, or nothing.
+        assert!(none.view_for(&alice).where_they_run);
+        let nothing = Views::new(cfg("[views]\nunallotted = \"nothing\"\n"));
+        let v = nothing.view_for(&alice);
+        assert!(!v.admin && !v.where_they_run && v.nodes.is_empty());
+        assert!(!v.sees_node_running("n1", [(1000, 1000)].into_iter()));
+    }
+
+    #[test]
+    fn views_carry_the_generation_they_were_decided_at() {
+        let views = Views::new(cfg(""));
+        let alice = id(1000, Some("alice"), vec![1000]);
+        let g = views.view_for(&alice).generation;
+        views.set_config(cfg("[views]\nunallotted = \"nothing\"\n"));
+        assert_eq!(views.view_for(&alice).generation, g + 1);
     }
 
     #[tokio::test]

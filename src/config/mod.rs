@@ -39,7 +39,7 @@ pub use diag::{ConfigErrors, Diagnostic, Pos};
 pub use endpoint::{Endpoint, NodeAddr};
 pub use hostlist::{Hostlist, HostlistError};
 pub use units::{ByteSize, Ttl, UnitError};
-pub use views::{AllotCommand, Allotment, Ident, Principal, ViewsConfig};
+pub use views::{AllotCommand, Allotment, Ident, Principal, Unallotted, ViewsConfig, ViewsMode};
 
 /// Top-level names of the merged tree that a node may not take, because
 /// the aggregator serves its own files there. Names starting with `.` are

@@ -188,6 +188,8 @@ pub(crate) struct RawRule {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawViews {
+    pub(crate) mode: Opt<String>,
+    pub(crate) unallotted: Opt<String>,
     pub(crate) admin_users: Opt<OneOrMany>,
     pub(crate) admin_groups: Opt<OneOrMany>,
     pub(crate) allot: Option<Vec<Spanned<RawAllot>>>,

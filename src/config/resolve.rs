@@ -20,7 +20,7 @@ use super::raw::{
     OneOrMany, RawAllot, RawCache, RawConfig, RawNodes, RawPool, RawServer, RawViews, Scalar,
 };
 use super::units::{self, ByteSize, Ttl};
-use super::views::{AllotCommand, Allotment, Ident, Principal, ViewsConfig};
+use super::views::{AllotCommand, Allotment, Ident, Principal, Unallotted, ViewsConfig, ViewsMode};
 use super::{
     AuthMode, Config, ConnectMode, DEFAULT_ANAME, DEFAULT_UNAME, Dialect, MAX_MSIZE, MIN_MSIZE,
     NodeGroup, NodeSpec, PoolConfig, ServerConfig, check_node_name,
@@ -186,7 +186,7 @@ pub(crate) fn resolve(
         .unwrap_or_default();
     let views = raw
         .views
-        .map(|v| views(&mut cx, v.get_ref(), &nodes))
+        .map(|v| views(&mut cx, v.get_ref(), &nodes, &server))
         .unwrap_or_default();
     Config {
         origin: origin.to_string(),
@@ -765,8 +765,73 @@ fn ident(cx: &mut Cx<'_, '_>, v: &Spanned<Scalar>, key: &str) -> Option<Ident> {
     r.map_err(|m| cx.error(Some(v.span()), key, m)).ok()
 }
 
-fn views(cx: &mut Cx<'_, '_>, raw: &RawViews, nodes: &[NodeSpec]) -> ViewsConfig {
+fn views(
+    cx: &mut Cx<'_, '_>,
+    raw: &RawViews,
+    nodes: &[NodeSpec],
+    server: &ServerConfig,
+) -> ViewsConfig {
     let def = ViewsConfig::default();
+    let mode = match &raw.mode {
+        None => def.mode,
+        Some(m) => match m.get_ref().as_str() {
+            "on" => ViewsMode::On,
+            "off" => ViewsMode::Off,
+            other => {
+                cx.error(
+                    Some(m.span()),
+                    "views.mode",
+                    format!("invalid value {other:?}: expected \"on\" or \"off\""),
+                );
+                def.mode
+            }
+        },
+    };
+    if let Some(m) = raw.mode.as_ref().filter(|_| mode == ViewsMode::Off) {
+        // Everyone an administrator is only sane where only one user can
+        // reach the server.
+        for e in &server.listen {
+            if let Endpoint::Tcp(addr) = e
+                && !is_loopback(addr)
+            {
+                cx.warn(
+                    Some(m.span()),
+                    "views.mode",
+                    format!("views are off and {addr} is not loopback: whoever reaches it is an administrator and sees every process of the cluster"),
+                );
+            }
+        }
+        for (set, k) in [
+            (raw.admin_users.is_some(), "admin_users"),
+            (raw.admin_groups.is_some(), "admin_groups"),
+            (raw.allot.is_some(), "allot"),
+            (raw.allot_command.is_some(), "allot_command"),
+            (raw.unallotted.is_some(), "unallotted"),
+        ] {
+            if set {
+                cx.warn(
+                    Some(m.span()),
+                    &format!("views.{k}"),
+                    "has no effect with mode = \"off\" (everyone is an administrator)",
+                );
+            }
+        }
+    }
+    let unallotted = match &raw.unallotted {
+        None => def.unallotted,
+        Some(u) => match u.get_ref().as_str() {
+            "own-processes" => Unallotted::OwnProcesses,
+            "nothing" => Unallotted::Nothing,
+            other => {
+                cx.error(
+                    Some(u.span()),
+                    "views.unallotted",
+                    format!("invalid value {other:?}: expected \"own-processes\" or \"nothing\""),
+                );
+                def.unallotted
+            }
+        },
+    };
     let admin_users = raw
         .admin_users
         .as_ref()
@@ -833,6 +898,8 @@ fn views(cx: &mut Cx<'_, '_>, raw: &RawViews, nodes: &[NodeSpec]) -> ViewsConfig
         );
     }
     ViewsConfig {
+        mode,
+        unallotted,
         admin_users,
         admin_groups,
         allot,

@@ -579,6 +579,44 @@ fn views() {
 }
 
 #[test]
+fn views_are_on_unless_turned_off() {
+    // No section, an empty one, an empty admin list: on (issue 12 finding 9).
+    for text in ["", "[views]\n", "[views]\nadmin_users = []\n"] {
+        let c = ok(&format!("{NODES}{text}"));
+        assert_eq!(c.views.mode, ViewsMode::On, "{text:?}");
+        assert_eq!(c.views.unallotted, Unallotted::OwnProcesses, "{text:?}");
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+    assert_eq!(Config::default().views.mode, ViewsMode::On);
+    let c = ok(&format!("{NODES}[views]\nmode = \"off\"\n"));
+    assert_eq!(c.views.mode, ViewsMode::Off);
+    assert!(
+        c.warnings.is_empty(),
+        "the default Unix socket: {:?}",
+        c.warnings
+    );
+    let c = ok(&format!("{NODES}[views]\nunallotted = \"nothing\"\n"));
+    assert_eq!(c.views.unallotted, Unallotted::Nothing);
+    one_error(
+        &format!("{NODES}[views]\nmode = \"open\"\n"),
+        r#"t.toml:5:8: views.mode: invalid value "open": expected "on" or "off""#,
+    );
+    one_error(
+        &format!("{NODES}[views]\nunallotted = \"all\"\n"),
+        r#"t.toml:5:14: views.unallotted: invalid value "all": expected "own-processes" or "nothing""#,
+    );
+    // Off on a TCP listener others can reach, and settings off ignores.
+    let c = ok(&format!(
+        "[server]\nlisten = [\"0.0.0.0:5640\", \"127.0.0.1:5641\"]\nauth = \"munge\"\n\
+         {NODES}[views]\nmode = \"off\"\nadmin_groups = [\"wheel\"]\n"
+    ));
+    let w: Vec<&str> = c.warnings.iter().map(|w| w.message.as_str()).collect();
+    assert_eq!(w.len(), 2, "{w:?}");
+    assert!(w[0].contains("0.0.0.0:5640 is not loopback"), "{w:?}");
+    assert!(w[1].contains("has no effect with mode = \"off\""), "{w:?}");
+}
+
+#[test]
 fn all_errors_at_once_in_file_order() {
     let text = "\
 [server]

@@ -89,10 +89,36 @@ pub struct AllotCommand {
     pub timeout: Duration,
 }
 
+/// Whether views are enforced (`[views] mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ViewsMode {
+    /// Every identity sees its view (the default, also without a config).
+    #[default]
+    On,
+    /// Everyone is an administrator: for a single-user test setup and the
+    /// demo only. Never implied by anything but `mode = "off"`.
+    Off,
+}
+
+/// What a user with no allotment sees (`[views] unallotted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Unallotted {
+    /// Their own processes on every node where one runs, and those nodes'
+    /// node-wide files (their "global to me" space).
+    #[default]
+    OwnProcesses,
+    /// Nothing: no node exists for them.
+    Nothing,
+}
+
 /// The `[views]` section, resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ViewsConfig {
-    /// Users who see everything.
+    /// On, or explicitly off.
+    pub mode: ViewsMode,
+    /// What users without an allotment see.
+    pub unallotted: Unallotted,
+    /// Users who see everything (uid 0 always does; empty: no one else).
     pub admin_users: Vec<Ident>,
     /// Members of these groups see everything.
     pub admin_groups: Vec<Ident>,
@@ -105,6 +131,8 @@ pub struct ViewsConfig {
 impl Default for ViewsConfig {
     fn default() -> Self {
         Self {
+            mode: ViewsMode::On,
+            unallotted: Unallotted::OwnProcesses,
             admin_users: vec![Ident::Name("root".to_string())],
             admin_groups: Vec::new(),
             allot: Vec::new(),

@@ -112,9 +112,16 @@ impl<'a> Cells<'a> {
         self.opt(i, |c| c.parse().ok()).unwrap_or_default()
     }
 
-    /// Column `i` as text, empty when absent.
+    /// Column `i` as text, empty when absent, [`hostile`] characters made
+    /// `?`: a table from an older or a foreign server reaches terminals
+    /// (`gproc ps`, `gproc top`) only through this.
     fn text(&self, i: usize) -> String {
-        self.get(i).unwrap_or_default().to_string()
+        visible(self.get(i).unwrap_or_default())
+    }
+
+    /// The row's node name: required, never empty, made visible.
+    fn node(&self) -> Option<String> {
+        self.get(0).filter(|n| !n.is_empty()).map(visible)
     }
 }
 
@@ -184,11 +191,14 @@ impl Row for PsRow {
 
     fn read(c: &Cells<'_>) -> Option<Self> {
         Some(PsRow {
-            node: c.get(0).filter(|n| !n.is_empty())?.to_string(),
+            node: c.node()?,
             pid: c.get(1)?.parse().ok()?,
             ppid: c.num(2),
             user: c.text(3),
-            state: c.opt(4, |s| s.chars().next()).unwrap_or('?'),
+            state: c
+                .opt(4, |s| s.chars().next())
+                .filter(|s| !hostile(*s))
+                .unwrap_or('?'),
             cpu: c.num(5),
             mem: c.num(6),
             rss_kb: c.num(7),
@@ -261,7 +271,7 @@ impl Row for LoadRow {
 
     fn read(c: &Cells<'_>) -> Option<Self> {
         Some(LoadRow {
-            node: c.get(0).filter(|n| !n.is_empty())?.to_string(),
+            node: c.node()?,
             load: [c.num(1), c.num(2), c.num(3)],
             running: c.num(4),
             tasks: c.num(5),
@@ -372,13 +382,13 @@ impl Row for NodeRow {
 
     fn read(c: &Cells<'_>) -> Option<Self> {
         Some(NodeRow {
-            node: c.get(0).filter(|n| !n.is_empty())?.to_string(),
+            node: c.node()?,
             state: c.text(1),
             address: c.text(2),
-            dialect: c.opt(3, |d| Some(d.to_string())),
+            dialect: c.opt(3, |d| Some(visible(d))),
             rtt_ms: c.opt(4, |r| r.parse().ok()),
             last_contact: c.opt(5, parse_start),
-            error: c.opt(6, |e| (!e.is_empty()).then(|| e.to_string())),
+            error: c.opt(6, |e| (!e.is_empty()).then(|| visible(e))),
         })
     }
 }
@@ -407,6 +417,21 @@ fn one_line(s: &str) -> String {
     s.chars()
         .map(|c| if hostile(c) { ' ' } else { c })
         .collect()
+}
+
+/// Text read from a table, with [`hostile`] characters made `?`.
+fn visible(s: &str) -> String {
+    s.chars()
+        .map(|c| if hostile(c) { '?' } else { c })
+        .collect()
+}
+
+/// `s` fit for a terminal on one line: control characters (escape
+/// sequences, newlines) and bidirectional overrides become spaces. For
+/// text that came from elsewhere and is printed outside a table, such as
+/// an error a server sent.
+pub fn printable(s: &str) -> String {
+    one_line(s)
 }
 
 /// RFC 3339 UTC to the second: unambiguous across time zones, sorts as text.
@@ -471,8 +496,8 @@ impl Note {
         let text = line.strip_prefix('#')?.trim_start();
         let parsed = if let Some(rest) = text.strip_prefix("missing ") {
             rest.split_once(": ").map(|(node, reason)| Note::Missing {
-                node: node.to_string(),
-                reason: reason.to_string(),
+                node: visible(node),
+                reason: one_line(reason),
             })
         } else if let Some(rest) = text.strip_prefix("stale ") {
             rest.split_once(": ").and_then(|(node, tail)| {
@@ -488,15 +513,15 @@ impl Note {
                     .and_then(|r| r.strip_suffix(')'))
                     .unwrap_or(after);
                 Some(Note::Stale {
-                    node: node.to_string(),
+                    node: visible(node),
                     age,
-                    reason: reason.to_string(),
+                    reason: one_line(reason),
                 })
             })
         } else {
             None
         };
-        Some(parsed.unwrap_or_else(|| Note::Other(text.to_string())))
+        Some(parsed.unwrap_or_else(|| Note::Other(one_line(text))))
     }
 
     /// The node a note is about, if it is about one.
@@ -749,6 +774,48 @@ mod tests {
         let text = format!("{NODES_HEADER}\n{}\n", err.line());
         let t = Table::<NodeRow>::parse(&text).unwrap();
         assert!(t.notes.is_empty() && t.rows.len() == 1, "{text:?}");
+    }
+
+    #[test]
+    fn tables_read_never_hand_control_characters_to_a_terminal() {
+        // What an older or a foreign server may send: `gproc ps` and
+        // `gproc top` print what they read, so reading cleans it.
+        let esc = "\u{1b}]0;owned\u{7}\r\u{202e}";
+        let text = format!(
+            "{PS_HEADER}\nn1{esc} 7 1 ev{esc}il \u{1b} 0 0 0 0 - - 1 cmd {esc} x\n\
+             # missing n2{esc}: refused{esc}\n# stale n3{esc}: 1.0s old ({esc})\n# new{esc}\n"
+        );
+        let t = Table::<PsRow>::parse(&text).unwrap();
+        let r = &t.rows[0];
+        for s in [&r.node, &r.user, &r.command] {
+            assert!(!s.chars().any(hostile), "{s:?}");
+        }
+        assert_eq!(r.state, '?');
+        assert_eq!(t.notes.len(), 3);
+        for n in &t.notes {
+            let (a, b) = match n {
+                Note::Missing { node, reason } | Note::Stale { node, reason, .. } => {
+                    (node.clone(), reason.clone())
+                }
+                Note::Other(o) => (o.clone(), String::new()),
+            };
+            assert!(!a.chars().chain(b.chars()).any(hostile), "{n:?}");
+        }
+        let nodes = format!("{NODES_HEADER}\nn1 up{esc} a{esc} 9P{esc} - - err{esc}\n");
+        let n = &Table::<NodeRow>::parse(&nodes).unwrap().rows[0];
+        for s in [&n.state, &n.address] {
+            assert!(!s.chars().any(hostile), "{s:?}");
+        }
+        assert!(!n.dialect.as_deref().unwrap().chars().any(hostile));
+        assert!(!n.error.as_deref().unwrap().chars().any(hostile));
+        let load = format!("{LOAD_HEADER}\nn1{esc} 1 1 1 1 1 1 1 1 1 1 0d+00:01\n");
+        assert!(
+            !Table::<LoadRow>::parse(&load).unwrap().rows[0]
+                .node
+                .chars()
+                .any(hostile)
+        );
+        assert_eq!(printable("a\u{1b}[2Jb\nc"), "a [2Jb c");
     }
 
     #[test]

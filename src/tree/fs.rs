@@ -104,7 +104,7 @@ impl Tree {
             Loc::Root | Loc::PidDir => true,
             Loc::File(s) => *s != Synth::Stats,
             Loc::Node { node, path, .. } => {
-                view.sees_node(&node.spec.name) && self.path_visible(&view, node, path).await?
+                self.node_visible(&view, node).await && self.path_visible(&view, node, path).await?
             }
         };
         if !visible {
@@ -230,7 +230,7 @@ impl Tree {
                     ty: dt::DIR,
                     name: "pid".into(),
                 });
-                for n in self.visible_nodes(view) {
+                for n in self.visible_nodes(view).await {
                     out.push(DirEntry {
                         qid: node_root_qid(KIND_NODE, n.index),
                         offset: 0,
@@ -361,16 +361,12 @@ impl Filesystem for Tree {
         }
         // `aname = "/n17"` attaches straight to one node's /proc: a mount of
         // it is that node's /proc, so unmodified tools (`ps`) work on it.
-        let node = self
-            .pool
-            .node(aname)
-            .filter(|n| view.sees_node(&n.spec.name))
-            .ok_or_else(|| {
-                FsError::NOENT.with(format!(
-                    "no tree named {:?} (use \"\" or \"/NODE\")",
-                    req.aname
-                ))
-            })?;
+        let node = self.visible_node(&view, aname).await.ok_or_else(|| {
+            FsError::NOENT.with(format!(
+                "no tree named {:?} (use \"\" or \"/NODE\")",
+                req.aname
+            ))
+        })?;
         let qid = node_root_qid(KIND_NODE, node.index);
         let loc = Loc::Node {
             node,
@@ -406,11 +402,7 @@ impl Filesystem for Tree {
                 } else if name == "pid" {
                     (Loc::PidDir, synth_qid(PIDDIR_QID, true))
                 } else {
-                    let node = self
-                        .pool
-                        .node(name)
-                        .filter(|n| view.sees_node(&n.spec.name))
-                        .ok_or(FsError::NOENT)?;
+                    let node = self.visible_node(&view, name).await.ok_or(FsError::NOENT)?;
                     let q = node_root_qid(KIND_NODE, node.index);
                     (
                         Loc::Node {
@@ -430,9 +422,8 @@ impl Filesystem for Tree {
                     let (pid, nname) = name.split_once('@').ok_or(FsError::NOENT)?;
                     let pid: i32 = pid.parse().map_err(|_| FsError::NOENT)?;
                     let node = self
-                        .pool
-                        .node(nname)
-                        .filter(|n| view.sees_node(&n.spec.name))
+                        .visible_node(&view, nname)
+                        .await
                         .ok_or(FsError::NOENT)?;
                     let path = format!("/{pid}");
                     if !self.path_visible(&view, &node, &path).await? {

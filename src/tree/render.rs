@@ -19,6 +19,7 @@ use crate::client::pool::{Node, NodeState};
 use crate::config::{CachePolicy, Ttl};
 use crate::format::summary::{self, NodeSummary};
 use crate::format::table::{LOAD_HEADER, NODES_HEADER, PS_HEADER, Row};
+use crate::proto::errno;
 use crate::view::View;
 
 use super::{Tree, tables};
@@ -74,28 +75,74 @@ impl Kind for Table {
 pub(super) struct Gathered {
     /// Nodes that answered, with their summaries, in config order.
     pub(super) ok: Vec<(Arc<Node>, Arc<NodeSummary>)>,
-    /// Node, why it is missing.
+    /// Node, why it is missing (for a user, the errno's text alone: a
+    /// node's own error text can name other users' processes).
     missing: Vec<(String, String)>,
     /// Node, age of its copy, why it is stale.
     stale: Vec<(String, Duration, String)>,
+    /// Nodes that did not answer and that this view cannot name, since
+    /// only their summary would say whether the user runs there.
+    unsure: usize,
 }
 
 impl Tree {
-    /// The nodes this view sees, in config order.
-    pub(super) fn visible_nodes(&self, view: &View) -> Vec<Arc<Node>> {
+    /// The nodes a view may see before looking at what runs on them (all
+    /// of them for a view that sees the nodes where the user runs), in
+    /// config order.
+    fn candidate_nodes(&self, view: &View) -> Vec<Arc<Node>> {
         self.pool
             .nodes()
             .iter()
-            .filter(|n| view.sees_node(&n.spec.name))
+            .filter(|n| view.depends_on_processes() || view.sees_node(&n.spec.name))
             .cloned()
             .collect()
+    }
+
+    /// The nodes this view sees, in config order: for a view of the nodes
+    /// where the user runs, those whose summary (as cached) shows one of
+    /// their processes now.
+    pub(super) async fn visible_nodes(&self, view: &View) -> Vec<Arc<Node>> {
+        if !view.depends_on_processes() {
+            return self.candidate_nodes(view);
+        }
+        self.gather(view)
+            .await
+            .ok
+            .into_iter()
+            .map(|(n, _)| n)
+            .collect()
+    }
+
+    /// Whether `node` exists for `view` now. For a view of the nodes where
+    /// the user runs this asks the node's summary (cached per its TTL), so
+    /// a node appears and disappears as their processes come and go; a
+    /// node whose summary cannot be read does not exist for them.
+    pub(super) async fn node_visible(&self, view: &View, node: &Arc<Node>) -> bool {
+        if view.sees_node(&node.spec.name) {
+            return true;
+        }
+        if !view.depends_on_processes() {
+            return false;
+        }
+        match self.node_summary(node).await {
+            Ok(s) => {
+                view.sees_node_running(&node.spec.name, s.procs.iter().map(|p| (p.ruid, p.euid)))
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// The node named `name` if it exists for `view` now.
+    pub(super) async fn visible_node(&self, view: &View, name: &str) -> Option<Arc<Node>> {
+        let node = self.pool.node(name)?;
+        self.node_visible(view, &node).await.then_some(node)
     }
 
     /// Summaries of every visible node, gathered within the deadline; the
     /// nodes that failed with why; and notes for nodes whose summary is a
     /// stale copy (allowed by a `stale` rule) with its age and why.
     pub(super) async fn gather(&self, view: &View) -> Gathered {
-        let nodes = self.visible_nodes(view);
+        let nodes = self.candidate_nodes(view);
         let mut futs = self
             .pool
             .fan_out_with(&nodes, self.deadline, |n| async move {
@@ -126,7 +173,8 @@ impl Tree {
                     }
                     ok.push((n, s));
                 }
-                Some(Err(e)) => missing.push((n.spec.name.clone(), e.to_string())),
+                Some(Err(e)) if view.admin => missing.push((n.spec.name.clone(), e.to_string())),
+                Some(Err(e)) => missing.push((n.spec.name.clone(), errno::to_string(e.errno))),
                 None => missing.push((
                     n.spec.name.clone(),
                     format!("no answer within {:?}", self.deadline),
@@ -140,9 +188,25 @@ impl Tree {
             .map(|(i, n)| (n.index, i))
             .collect();
         ok.sort_by_key(|(n, _)| order.get(&n.index).copied().unwrap_or(usize::MAX));
+        let mut unsure = 0;
+        if view.depends_on_processes() {
+            // Only the nodes where they run exist for them: the others
+            // are neither listed nor named in a note.
+            ok.retain(|(n, s)| {
+                view.sees_node_running(&n.spec.name, s.procs.iter().map(|p| (p.ruid, p.euid)))
+            });
+            stale.retain(|(name, _, _)| ok.iter().any(|(n, _)| n.spec.name == *name));
+            unsure = missing.len();
+            missing.clear();
+        }
         missing.sort();
         stale.sort();
-        Gathered { ok, missing, stale }
+        Gathered {
+            ok,
+            missing,
+            stale,
+            unsure,
+        }
     }
 
     /// The synthesized file `s` as `view` sees it; `/ps` and `/load`
@@ -154,7 +218,16 @@ impl Tree {
         let key = Key {
             kind: Table,
             node: CLUSTER,
-            path: format!("/{}?admin={}&uid={}", s.name(), view.admin, view.uid).into(),
+            // Per view, as decided at its generation: a table built before
+            // an allotment changed is not served after.
+            path: format!(
+                "/{}?admin={}&uid={}&generation={}",
+                s.name(),
+                view.admin,
+                view.uid,
+                view.generation
+            )
+            .into(),
             user: None,
         };
         let built = self
@@ -177,7 +250,7 @@ impl Tree {
             Synth::Nodes => {
                 out.push_str(NODES_HEADER);
                 out.push('\n');
-                for n in self.visible_nodes(view) {
+                for n in self.visible_nodes(view).await {
                     out.push_str(
                         &tables::node_row(&n.spec.name, &n.spec.address.to_string(), &n.status())
                             .line(),
@@ -186,7 +259,12 @@ impl Tree {
                 }
             }
             Synth::Ps => {
-                let Gathered { ok, missing, stale } = self.gather(view).await;
+                let Gathered {
+                    ok,
+                    missing,
+                    stale,
+                    unsure,
+                } = self.gather(view).await;
                 out.push_str(PS_HEADER);
                 out.push('\n');
                 for (n, s) in &ok {
@@ -196,10 +274,16 @@ impl Tree {
                     }
                 }
                 tables::missing_notes(&mut out, &missing);
+                tables::unsure_note(&mut out, unsure);
                 tables::stale_notes(&mut out, &stale);
             }
             Synth::Load => {
-                let Gathered { ok, missing, stale } = self.gather(view).await;
+                let Gathered {
+                    ok,
+                    missing,
+                    stale,
+                    unsure,
+                } = self.gather(view).await;
                 out.push_str(LOAD_HEADER);
                 out.push('\n');
                 for (n, s) in &ok {
@@ -207,6 +291,7 @@ impl Tree {
                     out.push('\n');
                 }
                 tables::missing_notes(&mut out, &missing);
+                tables::unsure_note(&mut out, unsure);
                 tables::stale_notes(&mut out, &stale);
             }
             Synth::Stats => {

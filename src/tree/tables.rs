@@ -99,6 +99,19 @@ pub fn missing_notes(out: &mut String, missing: &[(String, String)]) {
     }
 }
 
+/// Appends, when `unsure` nodes did not answer that the reader may not be
+/// told about (a user who sees the nodes where they run cannot be told
+/// which nodes exist), a note naming none of them, so an incomplete table
+/// still says it is.
+pub fn unsure_note(out: &mut String, unsure: usize) {
+    if unsure > 0 {
+        Note::Other(
+            "incomplete: some nodes did not answer; your processes there are not listed".into(),
+        )
+        .write(out);
+    }
+}
+
 /// Appends `# stale NODE: 12.3s old (why)` notes for nodes whose rows
 /// come from a copy past its TTL (a `stale` cache rule allowed it).
 pub fn stale_notes(out: &mut String, stale: &[(String, std::time::Duration, String)]) {

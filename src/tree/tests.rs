@@ -67,7 +67,7 @@ fn tree(nodes: Vec<NodeSpec>, policy: CachePolicy) -> Tree {
         Pool::new(nodes, opts()),
         Cache::new(policy),
         Duration::from_secs(3),
-        Views::open(),
+        Views::off(),
     )
 }
 
@@ -598,4 +598,228 @@ async fn a_revoked_allotment_reaches_fids_already_walked() {
     assert!(open(&t, &held).await.is_ok());
     t.views().set_dynamic(Vec::new());
     assert_eq!(open(&t, &held).await.unwrap_err().errno, errno::ENOENT);
+}
+
+/// A `/proc` tree of one root-owned process (pid 4242), with this
+/// machine's node-wide files, for a node where a test user runs nothing.
+fn fake_proc() -> tempfile::TempDir {
+    let d = tempfile::tempdir().unwrap();
+    for f in ["stat", "meminfo", "loadavg", "uptime"] {
+        std::fs::write(
+            d.path().join(f),
+            std::fs::read(format!("/proc/{f}")).unwrap(),
+        )
+        .unwrap();
+    }
+    let p = d.path().join("4242");
+    std::fs::create_dir(&p).unwrap();
+    std::fs::write(
+        p.join("stat"),
+        "4242 (daemon) S 1 4242 4242 0 -1 4194560 100 0 0 0 11 22 0 0 20 0 1 0 555 1234567 89 18446744073709551615\n",
+    )
+    .unwrap();
+    std::fs::write(
+        p.join("status"),
+        "Name:\tdaemon\nUid:\t0\t0\t0\t0\nGid:\t0\t0\t0\t0\n",
+    )
+    .unwrap();
+    std::fs::write(p.join("cmdline"), b"daemon\0--token=s3cret\0").unwrap();
+    d
+}
+
+/// Retries `check` until it holds: node summaries are cached for their TTL
+/// and served a little past it while a refresh runs.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..100 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{what}: not within 10 s");
+}
+
+#[tokio::test]
+async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
+    // A user process is needed; spawn_as says why it skips.
+    let Some(mut probe) = spawn_as(64000) else {
+        return;
+    };
+    let _ = (probe.kill(), probe.wait());
+    let fake = fake_proc();
+    let (a, b) = (
+        node("/proc").await,
+        node(fake.path().to_str().unwrap()).await,
+    );
+    let dead = Address::Tcp("127.0.0.1:1".into());
+    let cfg = |extra: &str| {
+        crate::config::Config::from_str(
+            &format!(
+                "[[nodes]]\nnames = \"n[1-2]\"\naddress = \"{{name}}:1\"\n\
+                 [[nodes]]\nnames = \"down1\"\naddress = \"{{name}}:1\"\n\
+                 [views]\nadmin_users = []\n{extra}\
+                 [[views.allot]]\nuser = 64001\nnodes = \"n2,down1\"\n"
+            ),
+            "t.toml",
+        )
+        .unwrap()
+        .views
+    };
+    let t = Tree::new(
+        Pool::new(
+            vec![spec("n1", a), spec("n2", b), spec("down1", dead)],
+            opts(),
+        ),
+        Cache::new(CachePolicy::default()),
+        Duration::from_secs(3),
+        Views::new(cfg("")),
+    );
+    let (u, _) = t.attach(&req(Some(64000), 0, "")).await.unwrap();
+    // An empty admin list means no administrators but root, not everyone.
+    assert!(
+        !u.view.admin,
+        "admin_users = [] made a user an administrator"
+    );
+    let tops = || async { names(&list(&t, &u, "/").await.unwrap()) };
+    let notes = |text: String| Table::<PsRow>::parse(&text).unwrap().notes;
+
+    // Nothing of theirs runs anywhere: no node exists for them, and the
+    // dead node (which might be theirs) is not named.
+    eventually("no node without a process", || async {
+        tops().await == ["nodes", "ps", "load", "pid"]
+    })
+    .await;
+    for n in ["n1", "n2", "down1", "n1/loadavg"] {
+        assert_eq!(
+            walk(&t, &u, n).await.unwrap_err().errno,
+            errno::ENOENT,
+            "{n}"
+        );
+    }
+    let ps = read(&t, &u, "ps").await.unwrap();
+    assert!(!ps.contains("down1") && !ps.contains("n2"), "{ps}");
+    assert!(
+        notes(ps.clone()).iter().any(
+            |n| matches!(n, crate::format::table::Note::Other(t) if t.starts_with("incomplete"))
+        ),
+        "an incomplete table says so: {ps}"
+    );
+
+    // Their process on n1 makes n1 (and only n1) theirs.
+    let mut child = spawn_as(64000).unwrap();
+    let pid = child.id() as i32;
+    eventually("n1 appears with their process", || async {
+        tops().await == ["nodes", "ps", "load", "pid", "n1"]
+    })
+    .await;
+    let held = walk(&t, &u, "n1/loadavg").await.unwrap();
+    assert!(open(&t, &held).await.is_ok(), "node-wide files of n1");
+    assert!(
+        read(&t, &u, &format!("n1/{pid}/status"))
+            .await
+            .unwrap()
+            .contains("sleep")
+    );
+    for n in [
+        "n2",
+        "n2/loadavg",
+        "n2/4242",
+        "down1",
+        "n1/1",
+        "pid/4242@n2",
+    ] {
+        assert_eq!(
+            walk(&t, &u, n).await.unwrap_err().errno,
+            errno::ENOENT,
+            "{n}"
+        );
+    }
+    assert!(t.attach(&req(Some(64000), 0, "/n2")).await.is_err());
+    assert!(t.attach(&req(Some(64000), 0, "/n1")).await.is_ok());
+    let ps = read(&t, &u, "ps").await.unwrap();
+    let rows = Table::<PsRow>::parse(&ps).unwrap().rows;
+    assert!(
+        rows.iter().any(|r| r.pid == pid) && rows.iter().all(|r| r.node == "n1"),
+        "{ps}"
+    );
+    for file in ["load", "nodes"] {
+        let text = read(&t, &u, file).await.unwrap();
+        let lines: Vec<&str> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .skip(1)
+            .collect();
+        assert!(
+            lines.len() == 1 && lines[0].starts_with("n1 "),
+            "{file}: {text}"
+        );
+    }
+    assert_eq!(
+        names(&list(&t, &u, "pid").await.unwrap()),
+        [format!("{pid}@n1")]
+    );
+
+    // The setting to see nothing instead, reloaded under open fids.
+    t.views().set_config(cfg("unallotted = \"nothing\"\n"));
+    assert_eq!(open(&t, &held).await.unwrap_err().errno, errno::ENOENT);
+    assert_eq!(tops().await, ["nodes", "ps", "load", "pid"]);
+    t.views().set_config(cfg(""));
+    assert!(open(&t, &held).await.is_ok());
+
+    // The process exits: n1 is gone again, for fids walked before too.
+    let _ = (child.kill(), child.wait());
+    eventually("n1 goes with their process", || async {
+        open(&t, &held)
+            .await
+            .is_err_and(|e| e.errno == errno::ENOENT)
+    })
+    .await;
+    assert_eq!(tops().await, ["nodes", "ps", "load", "pid"]);
+
+    // An allotment replaces the nodes where they run: 64001 sees n2 and
+    // down1 only; the dead node's note carries the errno's text, not the
+    // node's error (which is the administrator's).
+    let (v, _) = t.attach(&req(Some(64001), 0, "")).await.unwrap();
+    assert_eq!(
+        names(&list(&t, &v, "/").await.unwrap()),
+        ["nodes", "ps", "load", "pid", "n2", "down1"]
+    );
+    let ps = read(&t, &v, "ps").await.unwrap();
+    let missing: Vec<_> = notes(ps.clone())
+        .into_iter()
+        .filter_map(|n| match n {
+            crate::format::table::Note::Missing { node, reason } => Some((node, reason)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(missing.len(), 1, "{ps}");
+    assert_eq!(missing[0].0, "down1");
+    let errnos = [errno::ECONNREFUSED, errno::EHOSTDOWN, errno::ETIMEDOUT];
+    assert!(
+        errnos.iter().any(|e| missing[0].1 == errno::to_string(*e)),
+        "only the errno's text: {ps}"
+    );
+    let (adm, _) = t.attach(&req(Some(0), 0, "")).await.unwrap();
+    let ps = read(&t, &adm, "ps").await.unwrap();
+    assert!(
+        ps.contains("# missing down1: ") && ps.contains("127.0.0.1:1"),
+        "{ps}"
+    );
+}
+
+/// The tree's errors carry context for the log (a node's error text, a
+/// path): on the wire, every dialect gets the errno alone, so a user is
+/// never told a name through an error.
+#[test]
+fn error_replies_carry_the_errno_never_the_context() {
+    use crate::proto::Dialect;
+    let e = FsError::new(errno::EIO).with("n3: /4242/stat: bob's secret");
+    for d in [Dialect::P2000, Dialect::P2000u, Dialect::P2000L] {
+        let r = format!("{:?}", crate::server::session::error_reply(d, &e));
+        assert!(!r.contains("4242") && !r.contains("secret"), "{d:?}: {r}");
+    }
 }

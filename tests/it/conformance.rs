@@ -385,7 +385,7 @@ async fn aggregator_tree() -> Target {
         pool,
         Cache::new(policy),
         Duration::from_secs(5),
-        gproc::view::Views::open(),
+        gproc::view::Views::off(),
     );
     let node0 = cluster.nodes()[busiest_node(cluster.sim())].name.clone();
     let huge = cluster

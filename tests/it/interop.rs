@@ -116,7 +116,7 @@ fn aggregator_node_directories_pass_the_same_checks() {
         "[server]\nlisten = [\"127.0.0.1:{pg}\"]\nauth = \"none\"\n\n\
          [[nodes]]\nnames = \"n1\"\naddress = \"127.0.0.1:{pa}\"\n\n\
          [[nodes]]\nnames = \"d1\"\naddress = \"127.0.0.1:{pd}\"\n\n\
-         [[cache.rule]]\npath = \"/\"\nttl = \"never\"\n\n[views]\nadmin_users = []\n"
+         [[cache.rule]]\npath = \"/\"\nttl = \"never\"\n\n[views]\nmode = \"off\"\n"
     );
     // The root listing rule: the checks compare the pid list with the live
     // /proc, which a cached listing (1 s by default) may miss by design.

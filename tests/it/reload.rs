@@ -29,7 +29,7 @@ fn sighup_reloads_good_configs_and_keeps_the_old_one_on_errors() {
     let _agent = start_agent(&pa);
     let dir = tempfile::tempdir().unwrap();
     let head = format!(
-        "[server]\nlisten = [\"127.0.0.1:{pg}\"]\nauth = \"none\"\n\n[views]\nadmin_users = []\n\n"
+        "[server]\nlisten = [\"127.0.0.1:{pg}\"]\nauth = \"none\"\n\n[views]\nmode = \"off\"\n\n"
     );
     let node =
         |name: &str| format!("[[nodes]]\nnames = \"{name}\"\naddress = \"127.0.0.1:{pa}\"\n\n");

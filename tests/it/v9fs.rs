@@ -42,7 +42,7 @@ fn linux_v9fs_mounts_the_agent_the_aggregator_and_diod() {
          [[nodes]]\nnames = \"n1\"\naddress = \"127.0.0.1:{pa}\"\n\n\
          [[cache.rule]]\npath = \"/\"\nttl = \"never\"\n\n\
          # Views off: v9fs with access=any claims uid -2, which views would\n\
-         # rightly show nothing.\n[views]\nadmin_users = []\n"
+         # rightly show nothing.\n[views]\nmode = \"off\"\n"
     );
     let _g = start_aggregator(dir.path(), &cfg, &pg);
     // The session code is the agent's; three VMs cover what the tree adds

@@ -284,3 +284,88 @@ fn raw_attach(addr: &str, cred: Option<&[u8]>, uid: u32) -> bool {
     };
     matches!(rpc(3, Tmessage::Attach(a)), Rmessage::Attach(_))
 }
+
+/// An aggregator whose config has an empty admin list and no allotments
+/// (views on: root alone is an administrator), over a live agent (n1) and
+/// a node nobody answers for (n2), on a Unix socket the test users reach.
+fn unallotted_cluster() -> (Proc, Proc, String, tempfile::TempDir) {
+    let (pa, pg) = (Port::new(), Port::new());
+    let agent = start_agent(&pa);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        dir.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let unix = dir.path().join("g.sock").display().to_string();
+    let dead = free_port();
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:{pg}\", \"unix:{unix}\"]\nauth = \"none\"\n\n\
+         [[nodes]]\nnames = \"n1\"\naddress = \"127.0.0.1:{pa}\"\n\n\
+         [[nodes]]\nnames = \"n2\"\naddress = \"127.0.0.1:{dead}\"\n\n\
+         [views]\nadmin_users = []\n"
+    );
+    let agg = start_aggregator(dir.path(), &cfg, &pg);
+    (agent, agg, format!("unix:{unix}"), dir)
+}
+
+#[test]
+fn an_empty_admin_list_is_no_admins_and_unallotted_users_see_where_they_run() {
+    if !root_or_skip() {
+        return;
+    }
+    let (_a, _g, unix, _dir) = unallotted_cluster();
+    // NOBODY runs a shell whose command line carries terminal escapes.
+    let mut mine = Command::new("sh")
+        .args(["-c", "sleep 60; :", "\u{1b}]0;owned\u{7}\u{1b}[2J"])
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .spawn()
+        .unwrap();
+    let mp = mine.id();
+
+    // Root is an administrator: both nodes, and n2 named as missing.
+    let (_, ls, err) = as_user(0, &["ls", "--server", &unix, "/"]);
+    assert!(ls.contains("n1") && ls.contains("n2"), "{ls}{err}");
+
+    // NOBODY, with no allotment, is not an administrator (an empty admin
+    // list used to make everyone one): n1, where their shell runs, with
+    // only their processes; n2 neither exists nor is named in a note.
+    let (ok, ps, err) = as_user(
+        NOBODY,
+        &["ps", "--server", &unix, "-o", "node,user,pid,command"],
+    );
+    assert!(ok, "{err}");
+    let rows: Vec<&str> = ps.lines().skip(1).collect();
+    assert!(
+        rows.iter()
+            .all(|l| l.starts_with("n1 ") && l.contains("nobody")),
+        "{ps}"
+    );
+    assert!(rows.iter().any(|l| l.contains(&format!(" {mp} "))), "{ps}");
+    assert!(!ps.contains('\u{1b}') && !ps.contains('\u{7}'), "{ps:?}");
+    assert!(!err.contains("n2") && !err.contains('\u{1b}'), "{err}");
+    let (_, ls, err) = as_user(NOBODY, &["ls", "--server", &unix, "/"]);
+    assert_eq!(
+        ls.lines().collect::<Vec<_>>(),
+        ["load", "n1", "nodes", "pid", "ps"],
+        "{err}"
+    );
+    for p in ["n2/loadavg", "n1/1/status", "stats"] {
+        let (ok, _, err) = as_user(NOBODY, &["cat", "--server", &unix, p]);
+        assert!(!ok && err.contains("does not exist"), "{p}: {err}");
+    }
+    assert!(as_user(NOBODY, &["cat", "--server", &unix, "n1/loadavg"]).0);
+
+    // USER2 runs nothing: no node exists for them.
+    let (_, ls, err) = as_user(USER2, &["ls", "--server", &unix, "/"]);
+    assert_eq!(
+        ls.lines().collect::<Vec<_>>(),
+        ["load", "nodes", "pid", "ps"],
+        "{err}"
+    );
+    let (_, nodes, _) = as_user(USER2, &["cat", "--server", &unix, "nodes"]);
+    assert!(!nodes.contains("n1") && !nodes.contains("n2"), "{nodes}");
+
+    let _ = (mine.kill(), mine.wait());
+}

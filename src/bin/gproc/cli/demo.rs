@@ -58,12 +58,18 @@ pub async fn run(a: DemoArgs) -> Result<ExitCode> {
         .context("cannot start the simulated cluster")?;
     let config = format!(
         "[server]\nlisten = [\"{}\", \"unix:{}\"]\n# Loopback only: clients are trusted to say who they are.\nauth = \"none\"\n\n\
-         [pool]\ndeadline = \"3s\"\nrequest_timeout = \"2s\"\nconnect_timeout = \"1s\"\nconnect = \"eager\"\n\n{}",
+         [pool]\ndeadline = \"3s\"\nrequest_timeout = \"2s\"\nconnect_timeout = \"1s\"\nconnect = \"eager\"\n\n\
+         # Simulated processes belong to made-up users: whoever runs the demo\n\
+         # sees them all.\n[views]\nmode = \"off\"\n\n{}",
         a.listen,
         a.socket,
         sim.config_toml()
     );
     let cfg = Config::from_str(&config, "demo").map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Views are off in the demo: say so when --listen leaves loopback.
+    for w in &cfg.warnings {
+        eprintln!("gproc demo: {w}");
+    }
     let agg = Aggregator::start(&cfg, shutdown.clone()).await?;
     let tcp = agg.addresses.first().cloned().unwrap_or(a.listen.clone());
     eprintln!(

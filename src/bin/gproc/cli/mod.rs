@@ -127,7 +127,11 @@ pub fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS; // `gproc ... | head` is not an error
             }
-            eprintln!("gproc: {e:#}");
+            // Errors can quote what a server sent (a 9P2000 error string).
+            eprintln!(
+                "gproc: {}",
+                gproc::format::table::printable(&format!("{e:#}"))
+            );
             ExitCode::FAILURE
         }
     }

@@ -253,7 +253,8 @@ pub async fn run_tui(source: Arc<Source>, mut app: App, iterations: Option<u64>)
                 pending = None;
                 match r {
                     Ok(Ok(s)) => app.update(&s),
-                    Ok(Err(e)) => app.error = Some(e.to_string()),
+                    // It can quote what the server sent.
+                    Ok(Err(e)) => app.error = Some(gproc::format::table::printable(&e.to_string())),
                     Err(e) => app.error = Some(format!("refresh task failed: {e}")),
                 }
                 done += 1;
