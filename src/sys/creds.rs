@@ -5,9 +5,13 @@
 //! itself: file modes, `ptrace_may_access`, `hidepid`, `kptr_restrict` and
 //! pagemap's frame-number hiding are the kernel's rules, several applied
 //! from the opener's credentials at open time. So the read is made by a
-//! thread whose credentials *are* that user's: fsuid/fsgid, supplementary
-//! groups, and an empty effective capability set (fsuid alone leaves
-//! CAP_SYS_PTRACE, CAP_SYSLOG and CAP_SYS_ADMIN in effect).
+//! thread whose credentials *are* that user's: effective uid and gid (the
+//! kernel checks `/proc/sys` files against the *effective* ids, not the
+//! file-system ones: with fsuid alone a user read 0600 sysctls such as
+//! `tcp_fastopen_key`), fsuid/fsgid, supplementary groups, and an empty
+//! effective capability set (fsuid alone leaves CAP_SYS_PTRACE, CAP_SYSLOG
+//! and CAP_SYS_ADMIN in effect). The real and saved ids stay the agent's,
+//! which is what lets the thread switch back.
 //!
 //! Credentials are per thread in the kernel, but glibc's `setfsuid`,
 //! `setgroups` and friends broadcast to every thread of the process, so
@@ -118,6 +122,39 @@ fn fs_ids() -> (u32, u32) {
     }
 }
 
+/// The calling thread's effective (uid, gid), from the raw system calls
+/// (per thread; nothing cached).
+fn effective_ids() -> (u32, u32) {
+    (
+        rustix::process::geteuid().as_raw(),
+        rustix::process::getegid().as_raw(),
+    )
+}
+
+/// Sets the calling thread's effective gid, then uid, leaving the real and
+/// saved ids as they are (`-1`): raw system calls, so no other thread
+/// changes (glibc's `setresuid` would broadcast to every thread).
+fn set_effective_ids(uid: u32, gid: u32) -> Result<(), String> {
+    let keep = -1i64 as libc::c_long;
+    // SAFETY: setresgid/setresuid take integers and touch no memory.
+    let rc = unsafe { libc::syscall(libc::SYS_setresgid, keep, gid as libc::c_long, keep) };
+    if rc != 0 {
+        return Err(format!(
+            "setresgid(-1, {gid}, -1): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    // SAFETY: as above.
+    let rc = unsafe { libc::syscall(libc::SYS_setresuid, keep, uid as libc::c_long, keep) };
+    if rc != 0 {
+        return Err(format!(
+            "setresuid(-1, {uid}, -1): {}",
+            std::io::Error::last_os_error()
+        ));
+    }
+    Ok(())
+}
+
 fn set_fs_ids(uid: u32, gid: u32) {
     // SAFETY: as in `fs_ids`; the result is checked by reading back.
     unsafe {
@@ -144,6 +181,8 @@ fn set_thread_groups(groups: &[u32]) -> std::io::Result<()> {
 
 /// A thread's own credentials, kept to restore after each request.
 struct Own {
+    euid: u32,
+    egid: u32,
     fsuid: u32,
     fsgid: u32,
     groups: Vec<u32>,
@@ -153,7 +192,10 @@ struct Own {
 impl Own {
     fn read() -> std::io::Result<Self> {
         let (fsuid, fsgid) = fs_ids();
+        let (euid, egid) = effective_ids();
         Ok(Self {
+            euid,
+            egid,
             fsuid,
             fsgid,
             groups: thread_groups()?,
@@ -162,18 +204,28 @@ impl Own {
     }
 
     /// Makes the calling thread `c`: groups first (setgroups needs
-    /// CAP_SETGID in effect), then fsgid and fsuid, then an empty
-    /// effective set. Every step is read back.
+    /// CAP_SETGID in effect), then the effective gid and uid (which the
+    /// file-system ids follow; leaving euid 0 also empties the effective
+    /// set), fsgid and fsuid again for a thread that did not start as
+    /// root, then an empty effective set. Every step is read back.
     fn become_user(&self, c: &Creds) -> Result<(), String> {
         let mut groups = c.groups.clone();
         groups.sort_unstable();
         groups.dedup();
         set_thread_groups(&groups).map_err(|e| format!("setgroups: {e}"))?;
+        set_effective_ids(c.uid, c.gid)?;
         set_fs_ids(c.uid, c.gid);
         let (u, g) = fs_ids();
         if (u, g) != (c.uid, c.gid) {
             return Err(format!(
                 "fsuid/fsgid read back as {u}/{g}, not {}/{} (is CAP_SETUID/CAP_SETGID missing?)",
+                c.uid, c.gid
+            ));
+        }
+        let (eu, eg) = effective_ids();
+        if (eu, eg) != (c.uid, c.gid) {
+            return Err(format!(
+                "effective uid/gid read back as {eu}/{eg}, not {}/{}",
                 c.uid, c.gid
             ));
         }
@@ -197,20 +249,36 @@ impl Own {
         Ok(())
     }
 
-    /// Back to the thread's own credentials: the effective set first (so
-    /// setgroups is allowed again), then groups and ids; read back.
+    /// Back to the thread's own credentials: the effective uid first (its
+    /// own real or saved uid, always allowed; back to euid 0 the kernel
+    /// restores the effective set from the permitted one), the effective
+    /// capabilities (so setgroups and setresgid are allowed again), then
+    /// the effective gid, groups and file-system ids; read back.
     fn restore(&self) -> Result<(), String> {
+        let keep = -1i64 as libc::c_long;
+        // SAFETY: setresuid takes integers and touches no memory.
+        let rc =
+            unsafe { libc::syscall(libc::SYS_setresuid, keep, self.euid as libc::c_long, keep) };
+        if rc != 0 {
+            return Err(format!(
+                "setresuid(-1, {}, -1): {}",
+                self.euid,
+                std::io::Error::last_os_error()
+            ));
+        }
         rustix::thread::set_capabilities(None, self.caps).map_err(|e| format!("capset: {e}"))?;
+        set_effective_ids(self.euid, self.egid)?;
         set_thread_groups(&self.groups).map_err(|e| format!("setgroups: {e}"))?;
         set_fs_ids(self.fsuid, self.fsgid);
         let back = Own::read().map_err(|e| format!("reading back: {e}"))?;
-        if (back.fsuid, back.fsgid) != (self.fsuid, self.fsgid)
+        if (back.euid, back.egid) != (self.euid, self.egid)
+            || (back.fsuid, back.fsgid) != (self.fsuid, self.fsgid)
             || back.groups != self.groups
             || back.caps.effective != self.caps.effective
         {
             return Err(format!(
-                "read back fsuid {} fsgid {} groups {:?} caps {:?}",
-                back.fsuid, back.fsgid, back.groups, back.caps.effective
+                "read back euid {} egid {} fsuid {} fsgid {} groups {:?} caps {:?}",
+                back.euid, back.egid, back.fsuid, back.fsgid, back.groups, back.caps.effective
             ));
         }
         Ok(())
@@ -388,6 +456,14 @@ mod tests {
         rustix::process::geteuid().is_root() && check_capabilities().is_ok()
     }
 
+    fn root_creds() -> Creds {
+        Creds {
+            uid: 0,
+            gid: 0,
+            groups: vec![],
+        }
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn switches_one_thread_and_restores_it() {
         if !root() {
@@ -407,8 +483,28 @@ mod tests {
             ("4242", "4343", "4343 4444")
         );
         assert_eq!(inside.3, "0000000000000000", "effective set empty");
+        // The effective ids too: the kernel checks /proc/sys files (0600
+        // sysctls) against them, not against the file-system ids.
+        assert_eq!(pool.run(&c, effective_ids).await.unwrap(), (4242, 4343));
+        if std::path::Path::new("/proc/sys/net/ipv4/tcp_fastopen_key").exists() {
+            let r = pool
+                .run(&c, || {
+                    std::fs::read("/proc/sys/net/ipv4/tcp_fastopen_key").map_err(|e| e.kind())
+                })
+                .await
+                .unwrap();
+            assert_eq!(
+                r,
+                Err(std::io::ErrorKind::PermissionDenied),
+                "a 0600 sysctl"
+            );
+        }
         // The caller's thread never changed; the worker is itself again.
         assert_eq!(thread_status(), me);
+        assert_eq!(
+            pool.run(&root_creds(), effective_ids).await.unwrap(),
+            (0, 0)
+        );
         let root = Creds {
             uid: 0,
             gid: 0,
@@ -514,7 +610,8 @@ mod tests {
         .join()
         .unwrap();
         assert!(
-            matches!(&out, Err(CredError::Switch { uid: 4242, why }) if why.contains("read back")),
+            matches!(&out, Err(CredError::Switch { uid: 4242, why })
+                if why.contains("read back") || why.contains("setresuid")),
             "{out:?}"
         );
     }
