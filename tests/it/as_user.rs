@@ -1,8 +1,9 @@
 //! The differential test of issue 12 at the agent: with two real test
-//! users made here, what user t1 gets from `/proc` locally (open as t1)
-//! must equal what t1 gets through the agent, (a) connecting to its Unix
-//! socket as t1 and (b) named in `Tattach` by root over the Unix socket
-//! (how the aggregator and v9fs `access=client` come): the same outcome
+//! users made here, what user t1 gets from `/proc` locally (read by a
+//! process of t1's, see [`read_as_t1`]) must equal what t1 gets through
+//! the agent, (a) connecting to its Unix socket as t1 and (b) named in
+//! `Tattach` by root over the Unix socket (how the aggregator and v9fs
+//! `access=client` come): the same outcome
 //! (data, or the kernel's errno), the same bytes where the file is stable,
 //! and never more data than the local read.
 //!
@@ -124,7 +125,7 @@ fn user(name: &str) -> u32 {
     gproc::sys::users::uid_by_name(name).unwrap()
 }
 
-pub(crate) fn as_user(name: &str, prog: &str) -> Command {
+fn as_user(name: &str, prog: &str) -> Command {
     let mut c = Command::new("setpriv");
     c.args([
         "--reuid",
@@ -150,7 +151,7 @@ fn uids(pid: u32) -> Vec<u32> {
         .collect()
 }
 
-pub(crate) fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
     for _ in 0..100 {
         if ok() {
             return;
@@ -195,11 +196,11 @@ fn entries(dir: &str, out: &mut Vec<(String, Kind)>) {
     }
 }
 
-pub(crate) fn base_name(p: &str) -> &str {
+fn base_name(p: &str) -> &str {
     p.rsplit('/').next().unwrap_or(p)
 }
 
-pub(crate) fn limit_of(p: &str) -> usize {
+fn limit_of(p: &str) -> usize {
     if PREFIX.contains(&base_name(p)) {
         65536
     } else {
@@ -209,7 +210,7 @@ pub(crate) fn limit_of(p: &str) -> usize {
 
 /// The interpreter for [`READER`]: a system one, which t1 may run (a
 /// version manager's shims may live in root's home).
-pub(crate) const PYTHON: &str = "/usr/bin/python3";
+const PYTHON: &str = "/usr/bin/python3";
 
 /// Run as t1 (a real process of t1's, so the kernel sees t1's real,
 /// effective and file system ids alike): reads each `KIND LIMIT PATH`
@@ -416,7 +417,7 @@ fn opts() -> ClientOptions {
 /// effective uid t1).
 pub(crate) struct Target {
     label: &'static str,
-    pub(crate) pid: u32,
+    pid: u32,
     stoppable: bool,
     t1s: bool,
 }
@@ -661,24 +662,49 @@ pub(crate) fn assert_none(mismatches: &[String]) {
     );
 }
 
-/// An agent on a Unix socket in `dir` and an aggregator over it whose
-/// views make t1 a non-admin allotted node n1 (root the only admin). The
-/// aggregator listens on `port` and on a 0666 Unix socket in `dir`, whose
-/// path is returned; `server` adds lines to its `[server]` section.
-pub(crate) fn n1_aggregator(dir: &Path, port: &Port, server: &str) -> (Proc, Proc, PathBuf) {
-    let (agent, sock) = agent(dir, "agent.sock", &[]);
-    let agg_sock = dir.join("agg.sock");
-    let cfg = format!(
+/// An agent and an aggregator over it whose views make t1 a non-admin
+/// allotted node n1 (root the only admin), in a temporary directory.
+pub(crate) struct N1 {
+    /// The aggregator's TCP listener.
+    pub(crate) port: Port,
+    /// The aggregator's 0666 Unix socket.
+    pub(crate) sock: PathBuf,
+    _servers: (Proc, Proc),
+    /// Holds the sockets; scratch space for the test.
+    pub(crate) dir: tempfile::TempDir,
+}
+
+/// The configuration of an aggregator listening on `port` and on
+/// `agg_sock` (0666), whose one node n1 is the agent on `agent_sock` and
+/// whose views make t1 a non-admin allotted n1; `server` adds lines to
+/// its `[server]` section.
+fn n1_config(port: &Port, agg_sock: &Path, agent_sock: &Path, server: &str) -> String {
+    format!(
         "[server]\nlisten = [\"{}\", \"unix:{}\"]\nsocket_mode = \"0666\"\n{server}\n\
          [[nodes]]\nnames = \"n1\"\naddress = \"unix:{}\"\n\n\
          [views]\nadmin_users = [\"root\"]\n\n\
          [[views.allot]]\nuser = \"{T1}\"\nnodes = \"n1\"\n",
         port.addr(),
         agg_sock.display(),
-        sock.display()
-    );
-    let agg = start_aggregator(dir, &cfg, port);
-    (agent, agg, agg_sock)
+        agent_sock.display()
+    )
+}
+
+/// Starts [`N1`]; `server` adds lines to the aggregator's `[server]`.
+pub(crate) fn n1_aggregator(server: &str) -> N1 {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (agent, sock) = agent(dir.path(), "agent.sock", &[]);
+    let agg_sock = dir.path().join("agg.sock");
+    let port = Port::new();
+    let cfg = n1_config(&port, &agg_sock, &sock, server);
+    let agg = start_aggregator(dir.path(), &cfg, &port);
+    N1 {
+        port,
+        sock: agg_sock,
+        _servers: (agent, agg),
+        dir,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -805,11 +831,8 @@ async fn the_agent_gives_a_user_what_the_node_gives_them() {
 async fn the_aggregator_gives_a_user_what_the_node_gives_them() {
     let Some(u) = setup() else { return };
     let fx = fixture(&u).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let port = Port::new();
-    let (_agent, _agg, agg_sock) = n1_aggregator(dir.path(), &port, "");
-    let c = Client::connect(&Address::Unix(agg_sock.clone()), opts())
+    let n1 = n1_aggregator("");
+    let c = Client::connect(&Address::Unix(n1.sock.clone()), opts())
         .await
         .unwrap();
     let named = c.attach(T1, "", Some(u.t1)).await.unwrap();
@@ -1237,15 +1260,7 @@ async fn a_reused_pid_is_never_the_old_fids_process() {
 
     let agg_sock = dir.path().join("agg.sock");
     let port = Port::new();
-    let cfg = format!(
-        "[server]\nlisten = [\"{}\", \"unix:{}\"]\n\n\
-         [[nodes]]\nnames = \"n1\"\naddress = \"unix:{}\"\naname = \"\"\n\n\
-         [views]\nadmin_users = [\"root\"]\n\n\
-         [[views.allot]]\nuser = \"{T1}\"\nnodes = \"n1\"\n",
-        port.addr(),
-        agg_sock.display(),
-        sock.display()
-    );
+    let cfg = n1_config(&port, &agg_sock, &sock, "");
     let _agg = start_aggregator(dir.path(), &cfg, &port);
     let c = Client::connect(&Address::Unix(agg_sock.clone()), opts())
         .await

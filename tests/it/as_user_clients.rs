@@ -13,8 +13,13 @@
 //! Each must give what t1 gets locally: the same outcome, the same bytes
 //! where stable, never data where the local read was refused, ENOENT for
 //! processes outside t1's view.
+//!
+//! v9fs with `access=client` also applies file modes in the guest (the
+//! owner and mode the server reports, against the guest's uid, equal to
+//! t1's here), so a root-only 0600 file is refused by the guest before
+//! the server is asked; the `gproc mount` leg has no such client check
+//! (FUSE without `default_permissions`) and tests the server alone.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -81,15 +86,11 @@ impl T1Mount {
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         while m.mount_line().is_none() {
-            if let Some(st) = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten()) {
-                panic!(
-                    "t1's gproc mount exited ({st}) before mounting:\n{}",
-                    m.log_text()
-                );
-            }
+            let exited = m.child.as_mut().and_then(|c| c.try_wait().ok().flatten());
+            let late = Instant::now() > deadline;
             assert!(
-                Instant::now() < deadline,
-                "not mounted after 20 s:\n{}",
+                exited.is_none() && !late,
+                "t1's gproc mount: not mounted (exited: {exited:?}; 20 s passed: {late}):\n{}",
                 m.log_text()
             );
             std::thread::sleep(Duration::from_millis(50));
@@ -180,19 +181,16 @@ async fn a_users_own_gproc_mount_gives_them_what_the_node_gives_them() {
         return;
     }
     let fx = fixture(&u).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let port = Port::new();
-    let (_agent, _agg, agg_sock) = n1_aggregator(dir.path(), &port, "");
-    let mp = dir.path().canonicalize().unwrap().join("mnt");
-    let dev = dir.path().join("dev");
+    let n1 = n1_aggregator("");
+    let mp = n1.dir.path().canonicalize().unwrap().join("mnt");
+    let dev = n1.dir.path().join("dev");
     for d in [&mp, &dev] {
         std::fs::create_dir(d).unwrap();
     }
     rustix::fs::chown(&mp, Some(rustix::fs::Uid::from_raw(u.t1)), None).unwrap();
 
     let t0 = Instant::now();
-    let m = T1Mount::start(&agg_sock, &mp, &dev);
+    let m = T1Mount::start(&n1.sock, &mp, &dev);
     // The mount is t1's (fusermount3 made it for uid t1), and so is its
     // connection: the aggregator knows t1 by SO_PEERCRED.
     let line = m.mount_line().unwrap();
@@ -323,10 +321,7 @@ async fn linux_v9fs_as_a_user_gives_them_what_the_node_gives_them() {
         return;
     }
     let fx = fixture(&u).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let port = Port::new();
-    let (_agent, _agg, _) = n1_aggregator(dir.path(), &port, "auth = \"none\"\n");
+    let n1 = n1_aggregator("auth = \"none\"\n");
 
     // The list: (index into the fixture's items, guest mode, kind).
     let mut list = String::new();
@@ -346,14 +341,14 @@ async fn linux_v9fs_as_a_user_gives_them_what_the_node_gives_them() {
         list.push_str(&format!("{i} {mode} {p}\n"));
         kinds.push((i, *k));
     }
-    let list_file = dir.path().join("readlist");
+    let list_file = n1.dir.path().join("readlist");
     std::fs::write(&list_file, &list).unwrap();
     let gid = gproc::sys::users::passwd(u.t1).unwrap().1;
 
     let t0 = Instant::now();
     let out = Command::new("bash")
         .arg(repo().join("tests/v9fs/run-vm.sh"))
-        .args(["6.12", &port.n.to_string(), "/n1", V9FS_OPTS])
+        .args(["6.12", &n1.port.n.to_string(), "/n1", V9FS_OPTS])
         .env("V9FS_READ_AS", format!("{T1}:{}:{gid}", u.t1))
         .env("V9FS_READ_LIST", &list_file)
         .output()
