@@ -354,17 +354,20 @@ fn compare(p: &str, stable: bool, way: &str, l: &Out, b: &Out) -> Option<String>
         _ if stable => l == b,
         _ => l.same_outcome(b),
     };
-    (!ok).then(|| {
-        let short = |o: &Out| match o {
-            Out::Data(d) => format!(
-                "{} bytes {:?}",
-                d.len(),
-                String::from_utf8_lossy(&d[..d.len().min(80)])
-            ),
-            Out::Err(e) => format!("errno {e}"),
-        };
-        format!("{p}: local {} / {way} {}", short(l), short(b))
-    })
+    (!ok).then(|| format!("{p}: local {} / {way} {}", short(l), short(b)))
+}
+
+/// An outcome in a mismatch's description: the errno, or the length and
+/// the first bytes.
+fn short(o: &Out) -> String {
+    match o {
+        Out::Data(d) => format!(
+            "{} bytes {:?}",
+            d.len(),
+            String::from_utf8_lossy(&d[..d.len().min(80)])
+        ),
+        Out::Err(e) => format!("errno {e}"),
+    }
 }
 
 pub(crate) struct Users {
@@ -624,7 +627,7 @@ pub(crate) fn judge(
         if views && !visible {
             counts.3 += 1;
             if *b != Out::Err(errno::ENOENT) {
-                mismatches.push(format!("{p}: outside t1's view, yet {way} {b:?}"));
+                mismatches.push(format!("{p}: outside t1's view, yet {way} {}", short(b)));
             }
             continue;
         }
