@@ -1,8 +1,9 @@
 //! The differential test of issue 12 at the agent: with two real test
-//! users made here, what user t1 gets from `/proc` locally (open as t1)
-//! must equal what t1 gets through the agent, (a) connecting to its Unix
-//! socket as t1 and (b) named in `Tattach` by root over the Unix socket
-//! (how the aggregator and v9fs `access=client` come): the same outcome
+//! users made here, what user t1 gets from `/proc` locally (read by a
+//! process of t1's, see [`read_as_t1`]) must equal what t1 gets through
+//! the agent, (a) connecting to its Unix socket as t1 and (b) named in
+//! `Tattach` by root over the Unix socket (how the aggregator and v9fs
+//! `access=client` come): the same outcome
 //! (data, or the kernel's errno), the same bytes where the file is stable,
 //! and never more data than the local read.
 //!
@@ -20,11 +21,10 @@ use std::time::Duration;
 use gproc::client::{Client, ClientOptions, FidHandle, OpenMode};
 use gproc::net::Address;
 use gproc::proto::errno;
-use gproc::sys::creds::{Creds, UserThreads};
 
 use crate::common::*;
 
-const T1: &str = "gproc-t1";
+pub(crate) const T1: &str = "gproc-t1";
 const T2: &str = "gproc-t2";
 
 /// Node-wide files compared by outcome only (data vs errno), because
@@ -85,13 +85,13 @@ const MOVING_PID: &[&str] = &[
 /// One read's result: the bytes (or sorted names of a directory, or a
 /// link's target), or the errno.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum Out {
+pub(crate) enum Out {
     Data(Vec<u8>),
     Err(u32),
 }
 
 impl Out {
-    fn errno(e: &std::io::Error) -> Out {
+    pub(crate) fn errno(e: &std::io::Error) -> Out {
         let n = e.raw_os_error().unwrap_or(libc::EIO) as u32;
         Out::Err(if n == errno::ESRCH { errno::ENOENT } else { n })
     }
@@ -104,7 +104,7 @@ impl Out {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum Kind {
+pub(crate) enum Kind {
     File,
     Dir,
     Link,
@@ -208,49 +208,102 @@ fn limit_of(p: &str) -> usize {
     }
 }
 
-/// The local read as the user, on a thread switched to their
-/// credentials, with the agent's flags (no following, no blocking).
-fn local(p: &str, kind: Kind) -> Out {
-    use std::io::Read;
-    use std::os::unix::fs::OpenOptionsExt;
-    let abs = Path::new("/proc").join(p);
-    match kind {
-        Kind::Link => match std::fs::read_link(&abs) {
-            Ok(t) => Out::Data(t.into_os_string().into_encoded_bytes()),
-            Err(e) => Out::errno(&e),
-        },
-        Kind::Dir => match std::fs::read_dir(&abs) {
-            Ok(rd) => {
-                let names: BTreeSet<String> = rd
-                    .flatten()
-                    .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                    .collect();
-                Out::Data(
-                    names
-                        .into_iter()
-                        .collect::<Vec<_>>()
-                        .join("\n")
-                        .into_bytes(),
-                )
+/// The interpreter for [`READER`]: a system one, which t1 may run (a
+/// version manager's shims may live in root's home).
+const PYTHON: &str = "/usr/bin/python3";
+
+/// Run as t1 (a real process of t1's, so the kernel sees t1's real,
+/// effective and file system ids alike): reads each `KIND LIMIT PATH`
+/// line of stdin below argv[1] with the agent's flags (no following, no
+/// blocking, at most LIMIT bytes; a directory's sorted names; a link's
+/// target) and writes `D LEN\n` and the bytes, or `E ERRNO\n`.
+const READER: &str = r#"
+import os, sys
+root, out = sys.argv[1], sys.stdout.buffer
+for line in sys.stdin:
+    kind, limit, path = line.rstrip("\n").split(" ", 2)
+    p = os.path.join(root, path)
+    try:
+        if kind == "l":
+            data = os.fsencode(os.readlink(p))
+        elif kind == "d":
+            data = "\n".join(sorted(os.listdir(p))).encode()
+        else:
+            fd = os.open(p, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            try:
+                left, parts = int(limit), []
+                while left > 0:
+                    b = os.read(fd, min(left, 1 << 20))
+                    if not b:
+                        break
+                    parts.append(b)
+                    left -= len(b)
+                data = b"".join(parts)
+            finally:
+                os.close(fd)
+        out.write(b"D %d\n" % len(data))
+        out.write(data)
+    except OSError as e:
+        out.write(b"E %d\n" % e.errno)
+out.flush()
+"#;
+
+/// Reads `items` (at `prefix` below `root`) with [`READER`] run by
+/// `run` (a command that runs its arguments as t1): one outcome per item.
+pub(crate) fn read_as_t1(
+    mut run: Command,
+    root: &Path,
+    prefix: &str,
+    items: &[(String, Kind, bool, bool)],
+) -> Vec<Out> {
+    use std::io::{Read, Write};
+    let mut list = String::new();
+    for (p, k, ..) in items {
+        let kind = match k {
+            Kind::File => "f",
+            Kind::Dir => "d",
+            Kind::Link => "l",
+        };
+        list.push_str(&format!("{kind} {} {prefix}{p}\n", limit_of(p)));
+    }
+    let mut reader = run
+        .args([PYTHON, "-c", READER])
+        .arg(root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = reader.stdin.take().unwrap();
+    let feed = std::thread::spawn(move || stdin.write_all(list.as_bytes()));
+    let mut out = Vec::new();
+    reader.stdout.take().unwrap().read_to_end(&mut out).unwrap();
+    let done = reader.wait_with_output().unwrap();
+    feed.join().unwrap().unwrap();
+    assert!(
+        done.status.success(),
+        "the reader as t1: {}",
+        String::from_utf8_lossy(&done.stderr)
+    );
+    let mut rest = &out[..];
+    let mut v = Vec::with_capacity(items.len());
+    while !rest.is_empty() {
+        let nl = rest.iter().position(|b| *b == b'\n').unwrap();
+        let head = String::from_utf8_lossy(&rest[..nl]).to_string();
+        rest = &rest[nl + 1..];
+        let (tag, num) = head.split_once(' ').unwrap();
+        let num: usize = num.parse().unwrap();
+        match tag {
+            "D" => {
+                v.push(Out::Data(rest[..num].to_vec()));
+                rest = &rest[num..];
             }
-            Err(e) => Out::errno(&e),
-        },
-        Kind::File => {
-            let f = std::fs::OpenOptions::new()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(&abs);
-            let f = match f {
-                Ok(f) => f,
-                Err(e) => return Out::errno(&e),
-            };
-            let mut v = Vec::new();
-            match f.take(limit_of(p) as u64).read_to_end(&mut v) {
-                Ok(_) => Out::Data(v),
-                Err(e) => Out::errno(&e),
-            }
+            "E" => v.push(Out::errno(&std::io::Error::from_raw_os_error(num as i32))),
+            _ => panic!("reader: {head:?}"),
         }
     }
+    assert_eq!(v.len(), items.len(), "the reader answered every path");
+    v
 }
 
 /// The same read through a 9P attach.
@@ -289,8 +342,9 @@ async fn remote(root: &FidHandle, p: &str, kind: Kind) -> Out {
     }
 }
 
-/// Compares p's three outcomes; returns a description of any mismatch.
-fn compare(p: &str, stable: bool, l: &Out, b: &Out) -> Option<String> {
+/// Compares p's local outcome `l` with `b`, what t1 got `way` (the
+/// agent, a mount...); returns a description of any mismatch.
+fn compare(p: &str, stable: bool, way: &str, l: &Out, b: &Out) -> Option<String> {
     let prefix = PREFIX.contains(&base_name(p));
     let ok = match (l, b) {
         (Out::Data(x), Out::Data(y)) if prefix => {
@@ -300,29 +354,35 @@ fn compare(p: &str, stable: bool, l: &Out, b: &Out) -> Option<String> {
         _ if stable => l == b,
         _ => l.same_outcome(b),
     };
-    (!ok).then(|| {
-        let short = |o: &Out| match o {
-            Out::Data(d) => format!(
-                "{} bytes {:?}",
-                d.len(),
-                String::from_utf8_lossy(&d[..d.len().min(80)])
-            ),
-            Out::Err(e) => format!("errno {e}"),
-        };
-        format!("{p}: local {} / agent {}", short(l), short(b))
-    })
+    (!ok).then(|| format!("{p}: local {} / {way} {}", short(l), short(b)))
 }
 
-struct Users {
-    t1: u32,
+/// An outcome in a mismatch's description: the errno, or the length and
+/// the first bytes.
+fn short(o: &Out) -> String {
+    match o {
+        Out::Data(d) => format!(
+            "{} bytes {:?}",
+            d.len(),
+            String::from_utf8_lossy(&d[..d.len().min(80)])
+        ),
+        Out::Err(e) => format!("errno {e}"),
+    }
 }
 
-fn setup() -> Option<Users> {
+pub(crate) struct Users {
+    pub(crate) t1: u32,
+}
+
+pub(crate) fn setup() -> Option<Users> {
     let root = rustix::process::geteuid().is_root();
     if !require("root (to make test users and act as them)", root) {
         return None;
     }
     if !require("useradd and setpriv", have("useradd") && have("setpriv")) {
+        return None;
+    }
+    if !require("/usr/bin/python3 (reads as the test user)", have(PYTHON)) {
         return None;
     }
     let t1 = user(T1);
@@ -358,7 +418,7 @@ fn opts() -> ClientOptions {
 
 /// A process to compare, and whether t1's view shows it (real or
 /// effective uid t1).
-struct Target {
+pub(crate) struct Target {
     label: &'static str,
     pid: u32,
     stoppable: bool,
@@ -367,12 +427,12 @@ struct Target {
 
 /// The targets (stopped), the paths to compare, and t1's local reads of
 /// them, made once for every way through gproc.
-struct Fixture {
+pub(crate) struct Fixture {
     procs: Vec<Proc>,
-    targets: Vec<Target>,
+    pub(crate) targets: Vec<Target>,
     /// (path under /proc, kind, stable, visible in t1's view).
-    items: Vec<(String, Kind, bool, bool)>,
-    locals: Vec<Out>,
+    pub(crate) items: Vec<(String, Kind, bool, bool)>,
+    pub(crate) locals: Vec<Out>,
     setuid: Option<u32>,
     mixed: Option<u32>,
     _dir: tempfile::TempDir,
@@ -386,7 +446,7 @@ impl Drop for Fixture {
     }
 }
 
-async fn fixture(u: &Users) -> Fixture {
+pub(crate) async fn fixture(u: &Users) -> Fixture {
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let mut procs = Vec::new();
@@ -498,8 +558,13 @@ async fn fixture(u: &Users) -> Fixture {
         let stable = !MOVING.contains(&p.as_str()) && k != Kind::Link;
         items.push((p, k, stable, true));
     }
+    // Root-only (0600) sysctls among them: /proc/sys checks the
+    // effective uid, not the file system uid.
     for p in [
         "sys/net/ipv4/tcp_fastopen_key",
+        "sys/kernel/cad_pid",
+        "sys/vm/mmap_rnd_bits",
+        "sys/net/ipv6/conf/lo/stable_secret",
         "sys/kernel/random/boot_id",
         "sys/kernel/random/uuid",
         "sys/kernel/kptr_restrict",
@@ -514,14 +579,12 @@ async fn fixture(u: &Users) -> Fixture {
     for tg in &targets {
         eprintln!("target {}: pid {}", tg.label, tg.pid);
     }
-    // Local reads as t1.
-    let pool = UserThreads::new(2, 64).unwrap();
-    let creds = Creds::of_user(u.t1).unwrap();
-    let mut locals = Vec::new();
-    for (p, k, _, _) in &items {
-        let (p2, k2) = (p.clone(), *k);
-        locals.push(pool.run(&creds, move || local(&p2, k2)).await.unwrap());
-    }
+    // Local reads by a process of t1's: not a thread of this (root)
+    // process with switched credentials, whose effective uid would still
+    // be root's (the kernel checks /proc/sys by effective uid).
+    let mut run = Command::new("setpriv");
+    run.args(["--reuid", T1, "--regid", T1, "--init-groups", "--"]);
+    let locals = read_as_t1(run, Path::new("/proc"), "", &items);
     Fixture {
         procs,
         targets,
@@ -535,27 +598,45 @@ async fn fixture(u: &Users) -> Fixture {
 
 /// Reads every item through `root` (at `prefix`: `""` on an agent,
 /// `"n1/"` through the aggregator) and returns the mismatches with t1's
-/// local reads. `views`: a process outside t1's view must not exist
-/// (ENOENT), as the aggregator's views say; without, the kernel decides
-/// alone.
+/// local reads (see [`judge`]).
 async fn differ(root: &FidHandle, prefix: &str, fx: &Fixture, views: bool) -> Vec<String> {
+    let mut rows = Vec::new();
+    for (i, (p, k, ..)) in fx.items.iter().enumerate() {
+        let b = remote(root, &format!("{prefix}{p}"), *k).await;
+        rows.push((i, fx.locals[i].clone(), b));
+    }
+    judge(fx, &format!("9P at {prefix:?}"), views, &rows)
+}
+
+/// The rules of the differential, for rows (index into `fx.items`, t1's
+/// local outcome, what t1 got `way`): the same outcome, the same bytes
+/// where the file is stable, never data where the local read was
+/// refused. `views`: a process outside t1's view must not exist (ENOENT),
+/// as the aggregator's views say; without, the kernel decides alone.
+/// Returns the mismatches.
+pub(crate) fn judge(
+    fx: &Fixture,
+    way: &str,
+    views: bool,
+    rows: &[(usize, Out, Out)],
+) -> Vec<String> {
     let mut mismatches = Vec::new();
     let mut counts = (0usize, 0usize, 0usize, 0usize);
-    for ((p, k, stable, visible), l) in fx.items.iter().zip(&fx.locals) {
-        let b = remote(root, &format!("{prefix}{p}"), *k).await;
+    for (i, l, b) in rows {
+        let (p, _, stable, visible) = &fx.items[*i];
         if views && !visible {
             counts.3 += 1;
-            if b != Out::Err(errno::ENOENT) {
-                mismatches.push(format!("{p}: outside t1's view, yet {b:?}"));
+            if *b != Out::Err(errno::ENOENT) {
+                mismatches.push(format!("{p}: outside t1's view, yet {way} {}", short(b)));
             }
             continue;
         }
-        if let Some(m) = compare(p, *stable, l, &b) {
+        if let Some(m) = compare(p, *stable, way, l, b) {
             mismatches.push(m);
         }
         // Never more than the local read.
-        if let (Out::Err(_), Out::Data(_)) = (l, &b) {
-            mismatches.push(format!("{p}: data through gproc, refused locally"));
+        if let (Out::Err(_), Out::Data(_)) = (l, b) {
+            mismatches.push(format!("{p}: data {way}, refused locally"));
         }
         match l {
             Out::Data(_) => counts.0 += 1,
@@ -564,14 +645,69 @@ async fn differ(root: &FidHandle, prefix: &str, fx: &Fixture, views: bool) -> Ve
         }
     }
     eprintln!(
-        "compared {} paths as {T1} at {prefix:?}: {} data, {} refused, {} other errors, {} outside the view",
-        fx.items.len(),
+        "compared {} paths as {T1} {way}: {} data, {} refused, {} other errors, {} outside the view",
+        rows.len(),
         counts.0,
         counts.1,
         counts.2,
         counts.3
     );
     mismatches
+}
+
+/// Fails the test with every mismatch, if any.
+pub(crate) fn assert_none(mismatches: &[String]) {
+    assert!(
+        mismatches.is_empty(),
+        "{} mismatches:\n{}",
+        mismatches.len(),
+        mismatches.join("\n")
+    );
+}
+
+/// An agent and an aggregator over it whose views make t1 a non-admin
+/// allotted node n1 (root the only admin), in a temporary directory.
+pub(crate) struct N1 {
+    /// The aggregator's TCP listener.
+    pub(crate) port: Port,
+    /// The aggregator's 0666 Unix socket.
+    pub(crate) sock: PathBuf,
+    _servers: (Proc, Proc),
+    /// Holds the sockets; scratch space for the test.
+    pub(crate) dir: tempfile::TempDir,
+}
+
+/// The configuration of an aggregator listening on `port` and on
+/// `agg_sock` (0666), whose one node n1 is the agent on `agent_sock` and
+/// whose views make t1 a non-admin allotted n1; `server` adds lines to
+/// its `[server]` section.
+fn n1_config(port: &Port, agg_sock: &Path, agent_sock: &Path, server: &str) -> String {
+    format!(
+        "[server]\nlisten = [\"{}\", \"unix:{}\"]\nsocket_mode = \"0666\"\n{server}\n\
+         [[nodes]]\nnames = \"n1\"\naddress = \"unix:{}\"\n\n\
+         [views]\nadmin_users = [\"root\"]\n\n\
+         [[views.allot]]\nuser = \"{T1}\"\nnodes = \"n1\"\n",
+        port.addr(),
+        agg_sock.display(),
+        agent_sock.display()
+    )
+}
+
+/// Starts [`N1`]; `server` adds lines to the aggregator's `[server]`.
+pub(crate) fn n1_aggregator(server: &str) -> N1 {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (agent, sock) = agent(dir.path(), "agent.sock", &[]);
+    let agg_sock = dir.path().join("agg.sock");
+    let port = Port::new();
+    let cfg = n1_config(&port, &agg_sock, &sock, server);
+    let agg = start_aggregator(dir.path(), &cfg, &port);
+    N1 {
+        port,
+        sock: agg_sock,
+        _servers: (agent, agg),
+        dir,
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -588,13 +724,7 @@ async fn the_agent_gives_a_user_what_the_node_gives_them() {
     // (b) root names t1 in Tattach over the Unix socket.
     let c = Client::connect(&addr, opts()).await.unwrap();
     let named = c.attach(T1, "", Some(u.t1)).await.unwrap();
-    let mismatches = differ(&named, "", &fx, false).await;
-    assert!(
-        mismatches.is_empty(),
-        "{} mismatches:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    assert_none(&differ(&named, "", &fx, false).await);
 
     // The findings of issue 12, each a regression.
     let find = |p: &str| {
@@ -704,32 +834,12 @@ async fn the_agent_gives_a_user_what_the_node_gives_them() {
 async fn the_aggregator_gives_a_user_what_the_node_gives_them() {
     let Some(u) = setup() else { return };
     let fx = fixture(&u).await;
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (_agent, sock) = agent(dir.path(), "agent.sock", &[]);
-    let agg_sock = dir.path().join("agg.sock");
-    let port = Port::new();
-    let cfg = format!(
-        "[server]\nlisten = [\"{}\", \"unix:{}\"]\nsocket_mode = \"0666\"\n\n\
-         [[nodes]]\nnames = \"n1\"\naddress = \"unix:{}\"\n\n\
-         [views]\nadmin_users = [\"root\"]\n\n\
-         [[views.allot]]\nuser = \"{T1}\"\nnodes = \"n1\"\n",
-        port.addr(),
-        agg_sock.display(),
-        sock.display()
-    );
-    let _agg = start_aggregator(dir.path(), &cfg, &port);
-    let c = Client::connect(&Address::Unix(agg_sock.clone()), opts())
+    let n1 = n1_aggregator("");
+    let c = Client::connect(&Address::Unix(n1.sock.clone()), opts())
         .await
         .unwrap();
     let named = c.attach(T1, "", Some(u.t1)).await.unwrap();
-    let mismatches = differ(&named, "n1/", &fx, true).await;
-    assert!(
-        mismatches.is_empty(),
-        "{} mismatches:\n{}",
-        mismatches.len(),
-        mismatches.join("\n")
-    );
+    assert_none(&differ(&named, "n1/", &fx, true).await);
     // The administrator reads through the service identity: another
     // user's environ, which t1 is refused.
     let admin = c.attach("root", "", Some(0)).await.unwrap();
@@ -1153,15 +1263,7 @@ async fn a_reused_pid_is_never_the_old_fids_process() {
 
     let agg_sock = dir.path().join("agg.sock");
     let port = Port::new();
-    let cfg = format!(
-        "[server]\nlisten = [\"{}\", \"unix:{}\"]\n\n\
-         [[nodes]]\nnames = \"n1\"\naddress = \"unix:{}\"\naname = \"\"\n\n\
-         [views]\nadmin_users = [\"root\"]\n\n\
-         [[views.allot]]\nuser = \"{T1}\"\nnodes = \"n1\"\n",
-        port.addr(),
-        agg_sock.display(),
-        sock.display()
-    );
+    let cfg = n1_config(&port, &agg_sock, &sock, "");
     let _agg = start_aggregator(dir.path(), &cfg, &port);
     let c = Client::connect(&Address::Unix(agg_sock.clone()), opts())
         .await

@@ -9,6 +9,7 @@
 mod common;
 
 mod as_user;
+mod as_user_clients;
 mod client_cli;
 mod client_diod;
 mod client_faults;

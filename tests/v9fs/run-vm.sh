@@ -17,6 +17,12 @@
 #
 # Environment: GPROC_PEERS (default /var/cache/gproc-peers), V9FS_VM_TIMEOUT (seconds for the whole
 # VM, default 180), V9FS_VM_MEM (MiB, default 512), V9FS_VM_LOG (keep the raw console log there).
+#
+# Read mode, for the differential test of issue 12 (tests/it/as_user_clients.rs): with
+# V9FS_READ_AS=USER:UID:GID and V9FS_READ_LIST=FILE, the guest gets that user (same ids as on the
+# host, so access=client attaches with n_uname = the host's uid) and, instead of guest-check.sh,
+# runs guest-read.sh as that user (su) over FILE's paths, printing each outcome for the caller to
+# compare; the host-side checks are skipped. Exit 0 if the mount worked and every path was read.
 set -euo pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -58,6 +64,17 @@ mkdir -p "$R"/{bin,dev,proc,sys,mnt,tmp,etc,cfg,modules}
 cp "$BUSYBOX" "$R/bin/busybox"
 cp "$K"/modules/*.ko "$K/modules/load-order" "$R/modules/"
 cp "$HERE/guest-check.sh" "$R/guest-check.sh"
+READ_AS=${V9FS_READ_AS:-}
+if [ -n "$READ_AS" ]; then
+    IFS=: read -r ruser ruid rgid <<<"$READ_AS"
+    [[ $ruser =~ ^[a-z_][a-z0-9_-]*$ && $ruid =~ ^[0-9]+$ && $rgid =~ ^[0-9]+$ ]] \
+        || { echo "run-vm: bad V9FS_READ_AS '$READ_AS' (USER:UID:GID)" >&2; exit 2; }
+    [ -f "${V9FS_READ_LIST:-}" ] || { echo "run-vm: V9FS_READ_AS needs V9FS_READ_LIST" >&2; exit 2; }
+    cp "$HERE/guest-read.sh" "$R/guest-read.sh"
+    cp "$V9FS_READ_LIST" "$R/cfg/readlist"
+    printf '%s' "$ruser" >"$R/cfg/readas"
+    chmod 1777 "$R/tmp"  # guest-read.sh's scratch files, written as that user
+fi
 printf '%s' "$PORT" >"$R/cfg/port"
 printf '%s' "$ANAME" >"$R/cfg/aname"
 printf '%s' "$OPTS" >"$R/cfg/opts"
@@ -72,6 +89,10 @@ HPID=$!
 printf '%s' "$HPID" >"$R/cfg/helper"
 printf 'root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n' >"$R/etc/passwd"
 printf 'root:x:0:\nnogroup:x:65534:\n' >"$R/etc/group"
+if [ -n "$READ_AS" ]; then
+    printf '%s:x:%s:%s::/:/bin/sh\n' "$ruser" "$ruid" "$rgid" >>"$R/etc/passwd"
+    printf '%s:x:%s:\n' "$ruser" "$rgid" >>"$R/etc/group"
+fi
 mknod -m 600 "$R/dev/console" c 5 1 2>/dev/null || true
 cat >"$R/init" <<'EOF'
 #!/bin/busybox sh
@@ -94,7 +115,11 @@ o="trans=tcp,port=$port,version=9p2000.L"
 echo "=== GPROC-V9FS-BEGIN kernel $(uname -r) (booted in $(cut -d' ' -f1 /proc/uptime)s) mount -o $o"
 if timeout -s KILL 60 mount -t 9p -o "$o" 10.0.2.2 /mnt; then
     echo "MOUNT-OK"
-    sh /guest-check.sh /mnt "$(cat /cfg/helper)"
+    if [ -f /cfg/readas ]; then
+        su -s /bin/sh "$(cat /cfg/readas)" -c "sh /guest-read.sh /mnt /cfg/readlist"
+    else
+        sh /guest-check.sh /mnt "$(cat /cfg/helper)"
+    fi
 else
     echo "MOUNT-FAILED rc=$?"
     dmesg | tail -5
@@ -104,6 +129,7 @@ sync
 poweroff -f
 EOF
 chmod 755 "$R/init" "$R/guest-check.sh"
+[ -z "$READ_AS" ] || chmod 755 "$R/guest-read.sh"
 (cd "$R" && find . | cpio -o -H newc --quiet | gzip -1 >"$W/initrd.gz")
 
 # ---------------------------------------------------------------- boot
@@ -141,6 +167,10 @@ if ! grep -q '=== GPROC-V9FS-BEGIN' "$W/guest.txt"; then
     tail -20 "$W/console.txt" | sed 's/^/  | /'
 elif ! grep -q '^MOUNT-OK' "$W/guest.txt"; then
     hf mount "mount -t 9p failed"
+elif [ -n "$READ_AS" ]; then
+    want=$(grep -c . "$V9FS_READ_LIST" || true)
+    got=$(sed -n 's/^GUEST-READ: \([0-9]*\) paths$/\1/p' "$W/guest.txt")
+    [ "$got" = "$want" ] && hp read "$got paths read as $ruser" || hf read "guest-read.sh read '${got:-?}' of $want paths"
 elif ! grep -q '^GUEST: ' "$W/guest.txt"; then
     hf guest "guest-check.sh did not finish"
 else
