@@ -237,7 +237,9 @@ pub async fn run(b: ViewsBench) -> Result<()> {
         ]);
         r.stop().await;
     }
-    println!("\nNode reads for users reading /ps at once (tables are read once, as the service):\n");
+    println!(
+        "\nNode reads for users reading /ps at once (tables are read once, as the service):\n"
+    );
     print_table(
         &[
             "users at once",
