@@ -236,7 +236,11 @@ pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
 
     Ok(NodeSummary {
         hostname: sysctl(root, "hostname").unwrap_or(node),
-        arch: sysctl(root, "arch")
+        // The machine this agent runs on (uname, which qemu-user answers
+        // for the emulated one); a test's fake root may say otherwise.
+        arch: (root != Path::new("/proc"))
+            .then(|| sysctl(root, "arch"))
+            .flatten()
             .or_else(|| (!machine.is_empty()).then_some(machine))
             .unwrap_or_else(|| std::env::consts::ARCH.to_string()),
         kernel: sysctl(root, "osrelease").unwrap_or(release),

@@ -62,8 +62,7 @@ pub const MAX_TABLE_BYTES: u64 = 4 << 30;
 pub const PS_HEADER: &str = "NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR COMMAND";
 
 /// Header of `/load`.
-pub const LOAD_HEADER: &str =
-    "NODE LOAD1 LOAD5 LOAD15 RUNNING TASKS CPUS MEM_TOTAL_MB MEM_USED_MB MEM_AVAIL_MB PROCS UPTIME";
+pub const LOAD_HEADER: &str = "NODE LOAD1 LOAD5 LOAD15 RUNNING TASKS CPUS MEM_TOTAL_MB MEM_USED_MB MEM_AVAIL_MB PROCS UPTIME ARCH KERNEL";
 
 /// Header of `/nodes`.
 pub const NODES_HEADER: &str = "NODE STATE ADDRESS DIALECT RTT_MS LAST_CONTACT ERROR";
@@ -234,6 +233,11 @@ pub struct LoadRow {
     pub procs: u64,
     /// Time since boot.
     pub uptime: Uptime,
+    /// The node's machine (`uname -m`: `x86_64`, `ppc64`, `aarch64`);
+    /// `None` when the node did not say (no summary file).
+    pub arch: Option<String>,
+    /// The node's kernel release; `None` when unknown.
+    pub kernel: Option<String>,
 }
 
 impl LoadRow {
@@ -253,7 +257,7 @@ impl Row for LoadRow {
 
     fn line(&self) -> String {
         format!(
-            "{} {:.2} {:.2} {:.2} {} {} {} {} {} {} {} {}",
+            "{} {:.2} {:.2} {:.2} {} {} {} {} {} {} {} {} {} {}",
             cell(&self.node),
             self.load[0],
             self.load[1],
@@ -266,6 +270,8 @@ impl Row for LoadRow {
             self.mem_avail_mb,
             self.procs,
             self.uptime,
+            self.arch.as_deref().map_or_else(|| "-".into(), cell),
+            self.kernel.as_deref().map_or_else(|| "-".into(), cell),
         )
     }
 
@@ -281,6 +287,8 @@ impl Row for LoadRow {
             mem_avail_mb: c.num(9),
             procs: c.num(10),
             uptime: c.num(11),
+            arch: c.opt(12, |s| Some(visible(s))),
+            kernel: c.opt(13, |s| Some(visible(s))),
         })
     }
 }
@@ -722,6 +730,8 @@ mod tests {
             uptime: Uptime {
                 minutes: 3 * 1440 + 2 * 60 + 7,
             },
+            arch: Some("ppc64".into()),
+            kernel: Some("6.1.0-18-powerpc64".into()),
         }
     }
 
@@ -808,14 +818,27 @@ mod tests {
         }
         assert!(!n.dialect.as_deref().unwrap().chars().any(hostile));
         assert!(!n.error.as_deref().unwrap().chars().any(hostile));
-        let load = format!("{LOAD_HEADER}\nn1{esc} 1 1 1 1 1 1 1 1 1 1 0d+00:01\n");
-        assert!(
-            !Table::<LoadRow>::parse(&load).unwrap().rows[0]
-                .node
-                .chars()
-                .any(hostile)
-        );
+        let load =
+            format!("{LOAD_HEADER}\nn1{esc} 1 1 1 1 1 1 1 1 1 1 0d+00:01 ppc{esc} 6.1{esc}\n");
+        let l = &Table::<LoadRow>::parse(&load).unwrap().rows[0];
+        for s in [
+            &l.node,
+            l.arch.as_ref().unwrap(),
+            l.kernel.as_ref().unwrap(),
+        ] {
+            assert!(!s.chars().any(hostile), "{s:?}");
+        }
         assert_eq!(printable("a\u{1b}[2Jb\nc"), "a [2Jb c");
+    }
+
+    /// An older aggregator's `/load`, without ARCH and KERNEL, still reads.
+    #[test]
+    fn load_without_arch_and_kernel_reads_as_unknown() {
+        let old = "NODE LOAD1 LOAD5 LOAD15 RUNNING TASKS CPUS MEM_TOTAL_MB MEM_USED_MB MEM_AVAIL_MB PROCS UPTIME\n\
+                   n1 1 1 1 1 1 1 1 1 1 1 0d+00:01\n";
+        let r = &Table::<LoadRow>::parse(old).unwrap().rows[0];
+        assert_eq!((r.node.as_str(), r.cpus), ("n1", 1));
+        assert_eq!((r.arch.as_deref(), r.kernel.as_deref()), (None, None));
     }
 
     #[test]
@@ -826,7 +849,7 @@ mod tests {
         );
         assert_eq!(
             load_row().line(),
-            "n01 4.80 4.85 4.28 6 199 16 64000 32000 32000 3 3d+02:07"
+            "n01 4.80 4.85 4.28 6 199 16 64000 32000 32000 3 3d+02:07 ppc64 6.1.0-18-powerpc64"
         );
         assert_eq!(
             node_row().line(),
@@ -1104,9 +1127,17 @@ mod tests {
             (any::<u64>(), any::<u64>(), any::<u64>()),
             (any::<u64>(), any::<u64>(), any::<u64>(), any::<u64>()),
             0u64..1 << 40,
+            (proptest::option::of(token()), proptest::option::of(token())),
         )
             .prop_map(
-                |(node, load, (running, tasks, cpus), (total, used, avail, procs), minutes)| {
+                |(
+                    node,
+                    load,
+                    (running, tasks, cpus),
+                    (total, used, avail, procs),
+                    minutes,
+                    (arch, kernel),
+                )| {
                     LoadRow {
                         node,
                         load: load.map(|l| f64::from(l) / 100.0),
@@ -1118,6 +1149,8 @@ mod tests {
                         mem_avail_mb: avail,
                         procs,
                         uptime: Uptime { minutes },
+                        arch,
+                        kernel,
                     }
                 },
             )

@@ -60,6 +60,8 @@ pub fn load_row(node: &str, s: &NodeSummary) -> LoadRow {
         mem_avail_mb: avail / 1024,
         procs: s.procs.len() as u64,
         uptime: Uptime::from_secs(s.uptime),
+        arch: (!s.arch.is_empty()).then(|| s.arch.clone()),
+        kernel: (!s.kernel.is_empty()).then(|| s.kernel.clone()),
     }
 }
 

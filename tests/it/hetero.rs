@@ -186,6 +186,50 @@ fn big_endian_and_arm_nodes_beside_native_ones_both_ways() {
     );
     let _agg = start_aggregator(dir.path(), &cfg, &pg);
     check_tables(&pg.addr(), &names);
+    // /load says what each node is; `gproc ps --arch` selects by it.
+    let load = cat(&pg.addr(), "load");
+    let header: Vec<&str> = load.lines().next().unwrap().split_whitespace().collect();
+    let col = header.iter().position(|h| *h == "ARCH").unwrap();
+    let arch_of = |n: &str| {
+        rows_of(&load, n)[0]
+            .split_whitespace()
+            .nth(col)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(arch_of("x86"), std::env::consts::ARCH);
+    assert_eq!(arch_of("ppc64"), "ppc64");
+    assert_eq!(arch_of("arm64"), "aarch64");
+    if diod.is_some() {
+        assert_eq!(arch_of("diod"), "-", "no summary: unknown");
+    }
+    let out = Command::new(gproc())
+        .args([
+            "ps",
+            "--server",
+            &pg.addr(),
+            "--arch",
+            "ppc64,aarch64",
+            "-o",
+            "node",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let picked: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .skip(1)
+        .map(|l| l.trim().to_string())
+        .collect();
+    assert_eq!(
+        picked,
+        ["arm64", "ppc64"].map(String::from).into_iter().collect(),
+        "ps --arch"
+    );
 
     // The powerpc64 aggregator over the x86_64 agent and the aarch64 one.
     let ppc = cross

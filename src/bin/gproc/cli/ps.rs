@@ -11,7 +11,7 @@ use clap::Args;
 
 use gproc::client::{Client, ClientOptions};
 use gproc::config::Hostlist;
-use gproc::format::table::{Note, PsRow, Table, format_cputime, format_start};
+use gproc::format::table::{LoadRow, Note, PsRow, Table, format_cputime, format_start};
 use gproc::net::Address;
 
 /// Options of `gproc ps`.
@@ -27,6 +27,13 @@ pub struct PsArgs {
     /// Only these nodes (a hostlist: n[01-16],login1).
     #[arg(short = 'n', long = "nodes")]
     nodes: Option<String>,
+    /// Only nodes of these machines (comma-separated `uname -m` names, as
+    /// /load's ARCH column shows them: x86_64,ppc64,aarch64).
+    #[arg(long, value_delimiter = ',')]
+    arch: Vec<String>,
+    /// Only nodes whose kernel release starts with this (/load's KERNEL).
+    #[arg(long)]
+    kernel: Option<String>,
     /// Only these pids (comma-separated).
     #[arg(short = 'p', long = "pid", value_delimiter = ',')]
     pids: Vec<i32>,
@@ -249,6 +256,27 @@ pub async fn run(a: PsArgs) -> Result<ExitCode> {
         bail!("-o needs at least one column");
     }
     let server = server_address(a.server.clone())?;
+    // Which nodes the machine filters keep, from /load's ARCH and KERNEL.
+    let machines: Option<std::collections::HashSet<String>> =
+        if a.arch.is_empty() && a.kernel.is_none() {
+            None
+        } else {
+            let load = read_aggregator_file(&server, "load", a.timeout).await?;
+            let load = Table::<LoadRow>::parse(&String::from_utf8_lossy(&load))
+                .context("reading /load")?;
+            Some(
+                load.rows
+                    .into_iter()
+                    .filter(|r| {
+                        (a.arch.is_empty() || r.arch.as_ref().is_some_and(|x| a.arch.contains(x)))
+                            && a.kernel.as_ref().is_none_or(|k| {
+                                r.kernel.as_ref().is_some_and(|x| x.starts_with(k.as_str()))
+                            })
+                    })
+                    .map(|r| r.node)
+                    .collect(),
+            )
+        };
     let data = read_aggregator_file(&server, "ps", a.timeout).await?;
     let text = String::from_utf8_lossy(&data);
     let table = Table::<PsRow>::parse(&text).context("reading /ps")?;
@@ -271,6 +299,11 @@ pub async fn run(a: PsArgs) -> Result<ExitCode> {
         }
         if let Some(h) = &hosts
             && !h.contains(&r.node)
+        {
+            continue;
+        }
+        if let Some(m) = &machines
+            && !m.contains(&r.node)
         {
             continue;
         }
