@@ -43,7 +43,10 @@ use crate::format::summary::{GPROC_DIR, SUMMARY_FILE};
 use crate::proto::{
     DirEntry, Metadata, Qid, dt, errno, qid_type_from_mode, qt, s_if, time_from_wire,
 };
-use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags};
+use crate::server::{
+    AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags, Principal, Share,
+    Shares,
+};
 use crate::sys::creds::{CredError, Creds, UserThreads};
 
 /// Largest snapshot taken of one file. /proc has files that claim to be
@@ -72,7 +75,30 @@ enum Place {
 /// root. Operations below it open relative to it, so a fid walked into
 /// `/proc/<pid>` keeps naming that process: once it exits, they fail with
 /// ENOENT even if the pid is reused.
-type Held = (usize, Arc<OwnedFd>);
+type Held = (usize, Arc<HeldDir>);
+
+/// A descriptor the agent holds for fids, charged to the identity that
+/// walked there (the root's is charged to no one): descriptors are the
+/// node's, and one user's walked fids must not use up the ones every other
+/// user's reads need (EMFILE, issue 12 finding 8).
+#[derive(Debug)]
+pub struct HeldDir {
+    fd: OwnedFd,
+    _share: Option<Share>,
+}
+
+impl std::ops::Deref for HeldDir {
+    type Target = OwnedFd;
+    fn deref(&self) -> &OwnedFd {
+        &self.fd
+    }
+}
+
+impl std::os::fd::AsFd for HeldDir {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
 
 /// Where a fid is: which file, its qid when walked to, and the process
 /// directories held open on the way.
@@ -95,7 +121,13 @@ pub struct ProcFs {
     /// The tree served (normally `/proc`).
     root: PathBuf,
     /// The root, held open: every path is resolved below it.
-    root_fd: Arc<OwnedFd>,
+    root_fd: Arc<HeldDir>,
+    /// Descriptors held for walked process directories: a share per
+    /// identity, a reserve for the service ([`held_dir_shares`]).
+    held_dirs: Arc<Shares>,
+    /// Per-user threads one identity may occupy at once, by uid: the rest
+    /// stay free for other users however slow one user's reads are.
+    user_slots: Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>,
     /// uid/gid -> name, for 9P2000 stat records (resolved once each).
     names: Mutex<HashMap<(bool, u32), Option<String>>>,
     /// Identities served with the agent's own credentials.
@@ -108,6 +140,27 @@ pub struct ProcFs {
 /// Threads acting as users, and how many requests may wait for them.
 const USER_THREADS: usize = 8;
 const USER_QUEUE: usize = 4096;
+/// Of those threads, how many one user's requests may occupy at once.
+const USER_THREADS_PER_USER: usize = USER_THREADS / 2;
+
+/// The shares of descriptors held for walked process directories: half of
+/// this process's open-file limit (the rest is for sockets and the files
+/// being read), an eighth of that per identity and an eighth reserved for
+/// the service identities.
+pub fn held_dir_shares() -> Arc<Shares> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct passed.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    let total = (soft / 2).max(16);
+    Shares::with_reserve(total, (total / 8).max(1))
+}
 
 /// The group of a user the node's user database does not know.
 const OVERFLOW_GID: u32 = 65534;
@@ -171,7 +224,12 @@ impl ProcFs {
         )?;
         Ok(Self {
             root,
-            root_fd: Arc::new(root_fd),
+            root_fd: Arc::new(HeldDir {
+                fd: root_fd,
+                _share: None,
+            }),
+            held_dirs: held_dir_shares(),
+            user_slots: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
             service: vec![rustix::process::geteuid().as_raw()],
             users: UserThreads::new(USER_THREADS, USER_QUEUE).ok(),
@@ -224,7 +282,23 @@ impl ProcFs {
             gid: who.gid.unwrap_or(OVERFLOW_GID),
             groups: who.gids.clone(),
         };
-        users.run(&creds, f).await.map_err(|e| {
+        // One user's slow reads wait for that user's own slots, never for
+        // the threads other users need.
+        let slots = crate::sys::lock(&self.user_slots)
+            .entry(who.uid)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(USER_THREADS_PER_USER)))
+            .clone();
+        let permit = slots.acquire().await;
+        let r = users.run(&creds, f).await;
+        drop(permit);
+        {
+            let mut m = crate::sys::lock(&self.user_slots);
+            // Only the map's and ours: nobody else uses it; forget it.
+            if Arc::strong_count(&slots) == 2 {
+                m.remove(&who.uid);
+            }
+        }
+        r.map_err(|e| {
             let n = if matches!(e, CredError::Busy(_)) {
                 errno::EAGAIN
             } else {
@@ -304,7 +378,7 @@ impl ProcFs {
 
     /// The directory `p` is resolved from (the deepest held one, else the
     /// root) and the path relative to it ("." for the directory itself).
-    fn base_of(&self, held: &[Held], p: &Path) -> (Arc<OwnedFd>, PathBuf) {
+    fn base_of(&self, held: &[Held], p: &Path) -> (Arc<HeldDir>, PathBuf) {
         let (depth, fd) = held
             .last()
             .map(|(d, fd)| (*d, fd.clone()))
@@ -494,6 +568,28 @@ impl Filesystem for ProcFs {
             .collect();
         let (base, rel) = self.base_of(&held, p);
         let enter = is_process_dir(p) && held.last().is_none_or(|(d, _)| *d < depth);
+        // Charged before the descriptor is opened, so a share is never
+        // passed, not even for a moment.
+        let share = if enter {
+            let p = Principal::Uid(who.uid);
+            let s = self
+                .held_dirs
+                .take(p, self.is_service(who), 1)
+                .map_err(|r| {
+                    FsError::new(errno::EMFILE).with(format!(
+                        "{} on this node",
+                        r.message(
+                            &p,
+                            "process directories held open for fids",
+                            |n| n.to_string(),
+                            "clunk fids"
+                        )
+                    ))
+                })?;
+            Some(s)
+        } else {
+            None
+        };
         let abs = self.root.join(p);
         let (md, fd) = self
             .run(who, move || {
@@ -520,7 +616,7 @@ impl Filesystem for ProcFs {
             })
             .await?;
         if let Some(fd) = fd {
-            held.push((depth, Arc::new(fd)));
+            held.push((depth, Arc::new(HeldDir { fd, _share: share })));
         }
         let qid = Self::qid_of(&md);
         Ok((AgentNode { place, qid, held }, qid))

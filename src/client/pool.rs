@@ -12,6 +12,15 @@
 //! root on the node's one connection, made at the user's first operation
 //! and kept until the connection is replaced, so the node acts as that
 //! user and its kernel decides what they may read.
+//!
+//! Fair shares of a node (issue 12 item 8): one user's operations on a
+//! node may hold at most `max_in_flight_per_user` of its
+//! `max_in_flight_per_node` permits, and users together at most three
+//! quarters of them; the last quarter is the service identity's, so one
+//! user's slow or large reads cannot stop other users' reads or the
+//! summary and table refresh. A user past their share waits for their own
+//! earlier operations (within the request deadline), holding no permit
+//! anyone else needs.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -66,6 +75,52 @@ pub struct User {
 /// are clunked (and made again when used).
 const MAX_USER_ROOTS: usize = 512;
 
+/// A user's permits on one node: their own share and one of the users'
+/// part of `per_node`. The user's semaphore is forgotten when no operation
+/// of theirs holds or waits for it.
+struct UserSlot<'a> {
+    node: &'a Node,
+    uid: u32,
+    sem: Arc<Semaphore>,
+    permits: Option<(
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::SemaphorePermit<'a>,
+    )>,
+}
+
+impl<'a> UserSlot<'a> {
+    async fn acquire(node: &'a Node, uid: u32, share: usize) -> UserSlot<'a> {
+        let sem = sys::lock(&node.per_user)
+            .entry(uid)
+            .or_insert_with(|| Arc::new(Semaphore::new(share.max(1))))
+            .clone();
+        let mut slot = UserSlot {
+            node,
+            uid,
+            sem,
+            permits: None,
+        };
+        // Neither semaphore is ever closed.
+        if let Ok(own) = slot.sem.clone().acquire_owned().await
+            && let Ok(all) = node.users_in_flight.acquire().await
+        {
+            slot.permits = Some((own, all));
+        }
+        slot
+    }
+}
+
+impl Drop for UserSlot<'_> {
+    fn drop(&mut self) {
+        self.permits = None;
+        let mut m = sys::lock(&self.node.per_user);
+        // Only the map's and ours: nobody else uses it; forget it.
+        if Arc::strong_count(&self.sem) == 2 {
+            m.remove(&self.uid);
+        }
+    }
+}
+
 /// The user attach roots of one node connection.
 #[derive(Default)]
 struct UserRoots {
@@ -87,6 +142,8 @@ pub struct PoolOptions {
     pub max_in_flight: usize,
     /// Requests to one node.
     pub max_in_flight_per_node: usize,
+    /// Requests of one user to one node (see the module docs).
+    pub max_in_flight_per_user: usize,
     /// Limit on one operation on one node (connect included).
     pub request_timeout: Duration,
     /// Limit on connect + version + attach.
@@ -157,6 +214,11 @@ pub struct Node {
     /// The connection, its attach root and the node's health.
     dialer: Redialer,
     per_node: Semaphore,
+    /// Permits of `per_node` all users together may hold: the rest is
+    /// the service identity's.
+    users_in_flight: Semaphore,
+    /// Each user's own permits on this node, by uid (while in use).
+    per_user: std::sync::Mutex<HashMap<u32, Arc<Semaphore>>>,
     /// A background reconnect is waiting for this node's retry time.
     reconnect_scheduled: AtomicBool,
     /// Users' attach roots on the current connection.
@@ -257,6 +319,8 @@ impl Pool {
                         dialer: self.dialer(&spec, index),
                         spec: spec.clone(),
                         per_node: Semaphore::new(self.opts.max_in_flight_per_node.max(1)),
+                        users_in_flight: Semaphore::new(self.users_permits()),
+                        per_user: std::sync::Mutex::new(HashMap::new()),
                         reconnect_scheduled: AtomicBool::new(false),
                         users: std::sync::Mutex::new(UserRoots::default()),
                     })
@@ -273,6 +337,14 @@ impl Pool {
         *sys::write(&self.nodes) = Arc::new(list);
         *sys::write(&self.by_name) = Arc::new(map);
         removed
+    }
+
+    /// Permits of one node that users together may hold: three quarters
+    /// of `max_in_flight_per_node` (at least one), the rest kept for the
+    /// service identity.
+    fn users_permits(&self) -> usize {
+        let n = self.opts.max_in_flight_per_node.max(1);
+        (n - n / 4).max(1)
     }
 
     /// Every node, in config order.
@@ -461,6 +533,14 @@ impl Pool {
         // many replies that connection had received then.
         let sent_on: std::sync::Mutex<Option<(Arc<FidHandle>, u64)>> = std::sync::Mutex::new(None);
         let work = async {
+            // A user first waits for their own share of the node, then
+            // for the users' part; only then for the shared permits.
+            let _u = match user {
+                Some(u) => {
+                    Some(UserSlot::acquire(node, u.uid, self.opts.max_in_flight_per_user).await)
+                }
+                None => None,
+            };
             let _g = self.global.acquire().await;
             let _n = node.per_node.acquire().await;
             let root = self.root(node).await?;
