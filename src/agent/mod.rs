@@ -288,9 +288,15 @@ impl ProcFs {
             .entry(who.uid)
             .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(USER_THREADS_PER_USER)))
             .clone();
-        let permit = slots.acquire().await;
-        let r = users.run(&creds, f).await;
-        drop(permit);
+        // The slot goes with the work to the thread: a request given up
+        // (flushed) while its read still blocks keeps its thread counted.
+        let permit = slots.clone().acquire_owned().await;
+        let r = users
+            .run(&creds, move || {
+                let _slot = permit;
+                f()
+            })
+            .await;
         {
             let mut m = crate::sys::lock(&self.user_slots);
             // Only the map's and ours: nobody else uses it; forget it.

@@ -93,7 +93,8 @@ pub struct ServerConfig {
     /// Concurrent client connections; more wait in the accept backlog.
     pub max_connections: u32,
     /// Connections one user may hold (a TCP address until its attach
-    /// proves a uid); service users keep an eighth of `max_connections`.
+    /// proves a uid); by default an eighth of `max_connections`. Service
+    /// users keep another eighth.
     pub max_connections_per_user: u32,
     /// A connection that has not attached by then is closed.
     pub attach_timeout: Duration,

@@ -319,7 +319,7 @@ fn server(cx: &mut Cx<'_, '_>, raw: &RawServer) -> ServerConfig {
     let per_user = cx.int(
         &raw.max_connections_per_user,
         "server.max_connections_per_user",
-        u64::from(def.max_connections_per_user).min(max_connections),
+        (max_connections / 8).max(1),
         1..1_000_001,
     );
     if per_user > max_connections {

@@ -418,13 +418,25 @@ fn refuse(conn: Conn) {
         return;
     }
     tokio::spawn(async move {
-        let write = async {
+        // Read the Tversion first: closing with it unread would reset the
+        // connection before the client reads the answer.
+        async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+            mut s: S,
+            buf: &[u8],
+        ) {
+            use tokio::io::AsyncReadExt;
+            let mut first = [0u8; 512];
+            let _ = s.read(&mut first).await;
+            let _ = s.write_all(buf).await;
+            let _ = s.shutdown().await;
+        }
+        let done = async {
             match conn {
-                Conn::Tcp(mut s) => s.write_all(&buf).await,
-                Conn::Unix(mut s) => s.write_all(&buf).await,
+                Conn::Tcp(s) => answer(s, &buf).await,
+                Conn::Unix(s) => answer(s, &buf).await,
             }
         };
-        let _ = tokio::time::timeout(Duration::from_secs(1), write).await;
+        let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
     });
 }
 

@@ -15,6 +15,7 @@ mod client_faults;
 mod client_proc;
 mod conformance;
 mod demo;
+mod fair;
 mod hostile_client;
 mod hostile_input;
 mod hostile_server;
