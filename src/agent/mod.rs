@@ -248,6 +248,13 @@ impl ProcFs {
         self
     }
 
+    /// Replaces the shares of descriptors held for walked process
+    /// directories (default: [`held_dir_shares`]).
+    pub fn with_held_dir_shares(mut self, shares: Arc<Shares>) -> Self {
+        self.held_dirs = shares;
+        self
+    }
+
     /// Whether requests of other users can be served (as those users).
     pub fn can_act_as_users(&self) -> bool {
         self.users.is_some()
@@ -1055,5 +1062,105 @@ mod tests {
             errno::ENOENT
         );
         assert_eq!(open(&fs, &dir).await.unwrap_err().errno, errno::ENOENT);
+    }
+
+    /// Finding 8 (EMFILE): one user's walked process directories are
+    /// bounded by their share of the descriptors; another user's walks,
+    /// and the service's, still get theirs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_users_walked_process_dirs_leave_descriptors_to_others() {
+        if !can_switch() {
+            eprintln!("SKIP: needs root with CAP_SETUID/CAP_SETGID");
+            return;
+        }
+        let d = tree();
+        let fs = ProcFs::new(d.path())
+            .unwrap()
+            .with_held_dir_shares(Shares::new(6, 2, 2));
+        let (greedy, other) = (user(60001), user(60002));
+        let a = walk_as(&fs, &greedy, "42").await.unwrap();
+        let b = walk_as(&fs, &greedy, "42/status").await.unwrap();
+        let e = walk_as(&fs, &greedy, "42").await.unwrap_err();
+        assert_eq!(e.errno, errno::EMFILE);
+        assert!(
+            e.context
+                .unwrap()
+                .starts_with("uid 60001: 2 of process directories"),
+            "a clear error"
+        );
+        // Walking on inside a held directory holds nothing more.
+        assert!(fs.walk(&greedy, &a, "status").await.is_ok());
+        let o = walk_as(&fs, &other, "42").await.unwrap();
+        assert!(
+            open(&fs, &fs.walk(&other, &o, "status").await.unwrap().0)
+                .await
+                .is_ok()
+        );
+        let _o2 = walk_as(&fs, &other, "42").await.unwrap();
+        // Users together stop at 4 of 6; the service has the rest.
+        assert_eq!(
+            walk_as(&fs, &user(60003), "42/status")
+                .await
+                .unwrap_err()
+                .errno,
+            errno::EMFILE
+        );
+        let _s1 = walk_as(&fs, &root(), "42").await.unwrap();
+        let _s2 = walk_as(&fs, &root(), "42").await.unwrap();
+        // Clunked fids give their descriptors back.
+        drop((a, b));
+        assert!(walk_as(&fs, &greedy, "42").await.is_ok());
+    }
+
+    /// Finding 8 (slow reads): one user's reads that never finish occupy
+    /// at most their share of the per-user threads; another user's read
+    /// is served by the threads left.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_users_slow_reads_leave_threads_to_others() {
+        use std::sync::Condvar;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        if !can_switch() {
+            eprintln!("SKIP: needs root with CAP_SETUID/CAP_SETGID");
+            return;
+        }
+        let d = tree();
+        let fs = Arc::new(ProcFs::new(d.path()).unwrap());
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let running = Arc::new(AtomicUsize::new(0));
+        let mut slow = Vec::new();
+        for _ in 0..2 * USER_THREADS {
+            let (fs, gate, running) = (fs.clone(), gate.clone(), running.clone());
+            slow.push(tokio::spawn(async move {
+                fs.run(&user(60001), move || {
+                    running.fetch_add(1, Ordering::SeqCst);
+                    let (open, cv) = &*gate;
+                    let mut g = crate::sys::lock(open);
+                    while !*g {
+                        g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
+                    }
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        for _ in 0..400 {
+            if running.load(Ordering::SeqCst) >= USER_THREADS_PER_USER {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        let them = user(60002);
+        let other = fs.run(&them, || Ok(rustix::process::getpid().as_raw_nonzero()));
+        let r = tokio::time::timeout(std::time::Duration::from_secs(20), other).await;
+        assert!(
+            r.expect("another user's read waits for the slow ones")
+                .is_ok()
+        );
+        assert_eq!(running.load(Ordering::SeqCst), USER_THREADS_PER_USER);
+        *crate::sys::lock(&gate.0) = true;
+        gate.1.notify_all();
+        for t in slow {
+            assert!(t.await.unwrap().is_ok());
+        }
     }
 }
