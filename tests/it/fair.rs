@@ -253,12 +253,14 @@ async fn one_user_at_the_maximum_does_not_fail_anothers_reads_at_the_agent() {
         }
     }
     assert_eq!(stopped, errno::EMFILE, "after {} directories", dirs.len());
+    reads_succeed(&other, "", true).await;
 
     // Snapshot bytes: on root's connection, then on their own.
     let (held1, e1) = hold_open(&greedy, "big", 400).await;
     let (held2, e2) = hold_open(&mine[1].1, "big", 400).await;
     assert_eq!((e1, e2), (errno::EMFILE, errno::EMFILE));
     assert!(!held1.is_empty());
+    reads_succeed(&other, "", true).await;
 
     reads_succeed(&other, "", true).await;
     let own = connect_as(&sock, u.other).await.unwrap();
