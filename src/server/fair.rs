@@ -111,9 +111,11 @@ impl Shares {
     }
 
     /// `total` with one principal's share `per_principal` and an eighth
-    /// kept for the service.
+    /// kept for the service; a share of at least `total` turns the shares
+    /// off (one principal may take it all: no reserve either).
     pub fn with_reserve(total: usize, per_principal: usize) -> Arc<Self> {
-        Self::new(total, per_principal, total / 8)
+        let reserve = if per_principal >= total { 0 } else { total / 8 };
+        Self::new(total, per_principal, reserve)
     }
 
     /// The whole bound.
@@ -183,6 +185,41 @@ impl Shares {
         })
     }
 
+    /// Moves `share` to `who` under one lock: the total is unchanged, so
+    /// only `who`'s share and the users' part are checked.
+    fn move_to(&self, share: &Share, who: Principal, service: bool) -> Result<(), Refused> {
+        let mut st = lock(&self.state);
+        let n = share.n;
+        let held = st.held.get(&who).copied().unwrap_or(0);
+        if !service {
+            if held.saturating_add(n) > self.per_principal {
+                return Err(Refused::Principal {
+                    held,
+                    limit: self.per_principal,
+                });
+            }
+            let limit = self.total - self.reserve;
+            let users = st.users.saturating_sub(if share.service { 0 } else { n });
+            if users.saturating_add(n) > limit {
+                return Err(Refused::Shared { used: users, limit });
+            }
+        }
+        if !share.service {
+            st.users = st.users.saturating_sub(n);
+        }
+        if !service {
+            st.users += n;
+        }
+        if let Some(h) = st.held.get_mut(&share.who) {
+            *h = h.saturating_sub(n);
+            if *h == 0 {
+                st.held.remove(&share.who);
+            }
+        }
+        *st.held.entry(who).or_insert(0) += n;
+        Ok(())
+    }
+
     fn give(&self, who: &Principal, service: bool, n: usize) {
         let mut st = lock(&self.state);
         st.all = st.all.saturating_sub(n);
@@ -219,10 +256,12 @@ impl Share {
     ///
     /// # Errors
     /// `who`'s share is full; this share is kept unchanged.
-    pub fn rekey(self, who: Principal, service: bool) -> Result<Share, (Share, Refused)> {
-        match self.shares.take(who, service, self.n) {
-            // Dropping `self` gives the old charge back.
-            Ok(s) => Ok(s),
+    pub fn rekey(mut self, who: Principal, service: bool) -> Result<Share, (Share, Refused)> {
+        match self.shares.move_to(&self, who, service) {
+            Ok(()) => {
+                (self.who, self.service) = (who, service);
+                Ok(self)
+            }
             Err(r) => Err((self, r)),
         }
     }

@@ -27,8 +27,9 @@ pub struct ServerConfig {
     /// Connections one principal may hold (a Unix peer's uid; a TCP peer's
     /// address until its first attach proves a uid); `None`: an eighth of
     /// `max_connections`. Principals other than the policy's service uids
-    /// together stop an eighth short of `max_connections`. A connection
-    /// past its share is answered with an error and closed.
+    /// together stop an eighth short of `max_connections` (unless one
+    /// principal may take them all). A connection past its share is
+    /// answered with an error and closed.
     pub max_connections_per_principal: Option<usize>,
     /// Permissions of Unix sockets we create (0o666: access is decided per
     /// peer uid, not by the socket file).
@@ -187,13 +188,12 @@ impl<F: Filesystem> Server<F> {
     pub async fn serve(&self, listeners: Vec<Listener>, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
         let max = self.config.max_connections.max(1);
-        let shares = Shares::with_reserve(
-            max,
-            self.config
-                .max_connections_per_principal
-                .unwrap_or(max / 8)
-                .max(1),
-        );
+        let per = self
+            .config
+            .max_connections_per_principal
+            .unwrap_or(max / 8)
+            .max(1);
+        let shares = Shares::with_reserve(max, per);
         let mut conns = JoinSet::new();
         let mut accepts = JoinSet::new();
         for l in listeners {

@@ -174,6 +174,15 @@ struct Backlog {
     drained: Notify,
 }
 
+/// What a running request holds, given back when it ends or is aborted:
+/// its identity's share before the connection's permit (fields drop in
+/// order), so the request read next on a freed permit always finds the
+/// share back too.
+struct RequestSlot {
+    _share: Option<Share>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// A reply on its way to the writer task.
 struct Outgoing {
     tag: u16,
@@ -524,6 +533,10 @@ impl<F: Filesystem> Shared<F> {
             id
         };
         let me = self.clone();
+        let slot = RequestSlot {
+            _share: share,
+            _permit: permit,
+        };
         let task = tokio::spawn(async move {
             let res = AssertUnwindSafe(me.handle(msg, d, msize))
                 .catch_unwind()
@@ -533,7 +546,7 @@ impl<F: Filesystem> Shared<F> {
                 (Err(FsError::IO), Effect::None)
             });
             me.commit(tag, id, r, eff, d, msize);
-            drop((permit, share));
+            drop(slot);
         });
         let mut st = lock(&self.state);
         if let Some((i, h)) = st.tags.get_mut(&tag)

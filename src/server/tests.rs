@@ -1009,7 +1009,7 @@ async fn one_identity_cannot_take_every_fid_or_request_of_a_connection() {
 async fn the_service_identity_keeps_its_reserve_of_fids() {
     let mut c = start_with(SessionLimits {
         max_fids: 16,
-        max_fids_per_identity: 16,
+        max_fids_per_identity: 15,
         ..limits()
     });
     c.version("9P2000.L").await;
