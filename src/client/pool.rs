@@ -13,14 +13,15 @@
 //! and kept until the connection is replaced, so the node acts as that
 //! user and its kernel decides what they may read.
 //!
-//! Fair shares of a node (issue 12 item 8): one user's operations on a
-//! node may hold at most `max_in_flight_per_user` of its
-//! `max_in_flight_per_node` permits, and users together at most three
-//! quarters of them; the last quarter is the service identity's, so one
-//! user's slow or large reads cannot stop other users' reads or the
-//! summary and table refresh. A user past their share waits for their own
-//! earlier operations (within the request deadline), holding no permit
-//! anyone else needs.
+//! Fair shares (issue 12 item 8): one user's operations on a node may
+//! hold at most `max_in_flight_per_user` of its `max_in_flight_per_node`
+//! permits, and on all nodes together a quarter of `max_in_flight`; users
+//! together hold at most three quarters of either bound, the last quarter
+//! being the service identity's, so one user's slow or large reads cannot
+//! stop other users' reads or the summary and table refresh. A user past
+//! their share waits for their own earlier operations (within the request
+//! deadline), holding no permit anyone else needs (the pool's share is
+//! taken before the node's).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -75,11 +76,51 @@ pub struct User {
 /// are clunked (and made again when used).
 const MAX_USER_ROOTS: usize = 512;
 
-/// A user's permits on one node: their own share and one of the users'
-/// part of `per_node`. The user's semaphore is forgotten when no operation
-/// of theirs holds or waits for it.
+/// One bound's fair shares: each user's own semaphore (made while in
+/// use) and the users' part of the bound, the rest being the service's.
+struct UserShares {
+    share: usize,
+    users: Semaphore,
+    own: std::sync::Mutex<HashMap<u32, Arc<Semaphore>>>,
+}
+
+impl UserShares {
+    /// Shares of `bound`: `share` each, three quarters to users together.
+    fn new(bound: usize, share: usize) -> Self {
+        let bound = bound.max(1);
+        Self {
+            share: share.clamp(1, bound),
+            users: Semaphore::new((bound - bound / 4).max(1)),
+            own: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for `uid`'s own share, then for the users' part.
+    async fn acquire(&self, uid: u32) -> UserSlot<'_> {
+        let sem = sys::lock(&self.own)
+            .entry(uid)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.share)))
+            .clone();
+        let mut slot = UserSlot {
+            shares: self,
+            uid,
+            sem,
+            permits: None,
+        };
+        // Neither semaphore is ever closed.
+        if let Ok(own) = slot.sem.clone().acquire_owned().await
+            && let Ok(all) = self.users.acquire().await
+        {
+            slot.permits = Some((own, all));
+        }
+        slot
+    }
+}
+
+/// A user's permits of one [`UserShares`]; the user's own semaphore is
+/// forgotten when no operation of theirs holds or waits for it.
 struct UserSlot<'a> {
-    node: &'a Node,
+    shares: &'a UserShares,
     uid: u32,
     sem: Arc<Semaphore>,
     permits: Option<(
@@ -88,32 +129,10 @@ struct UserSlot<'a> {
     )>,
 }
 
-impl<'a> UserSlot<'a> {
-    async fn acquire(node: &'a Node, uid: u32, share: usize) -> UserSlot<'a> {
-        let sem = sys::lock(&node.per_user)
-            .entry(uid)
-            .or_insert_with(|| Arc::new(Semaphore::new(share.max(1))))
-            .clone();
-        let mut slot = UserSlot {
-            node,
-            uid,
-            sem,
-            permits: None,
-        };
-        // Neither semaphore is ever closed.
-        if let Ok(own) = slot.sem.clone().acquire_owned().await
-            && let Ok(all) = node.users_in_flight.acquire().await
-        {
-            slot.permits = Some((own, all));
-        }
-        slot
-    }
-}
-
 impl Drop for UserSlot<'_> {
     fn drop(&mut self) {
         self.permits = None;
-        let mut m = sys::lock(&self.node.per_user);
+        let mut m = sys::lock(&self.shares.own);
         // Only the map's and ours: nobody else uses it; forget it.
         if Arc::strong_count(&self.sem) == 2 {
             m.remove(&self.uid);
@@ -214,11 +233,8 @@ pub struct Node {
     /// The connection, its attach root and the node's health.
     dialer: Redialer,
     per_node: Semaphore,
-    /// Permits of `per_node` all users together may hold: the rest is
-    /// the service identity's.
-    users_in_flight: Semaphore,
-    /// Each user's own permits on this node, by uid (while in use).
-    per_user: std::sync::Mutex<HashMap<u32, Arc<Semaphore>>>,
+    /// Users' shares of `per_node`.
+    shares: UserShares,
     /// A background reconnect is waiting for this node's retry time.
     reconnect_scheduled: AtomicBool,
     /// Users' attach roots on the current connection.
@@ -238,6 +254,8 @@ pub struct Pool {
     nodes: RwLock<Arc<Vec<Arc<Node>>>>,
     by_name: RwLock<Arc<HashMap<String, Arc<Node>>>>,
     global: Arc<Semaphore>,
+    /// Users' shares of `global`: a quarter of it each.
+    shares: UserShares,
     connects: Arc<Semaphore>,
     next_index: AtomicU64,
     /// Itself, for the background reconnect tasks (which end when the pool
@@ -250,6 +268,7 @@ impl Pool {
     pub fn new(nodes: Vec<NodeSpec>, opts: PoolOptions) -> Arc<Self> {
         let pool = Arc::new_cyclic(|me| Self {
             global: Arc::new(Semaphore::new(opts.max_in_flight.max(1))),
+            shares: UserShares::new(opts.max_in_flight, opts.max_in_flight / 4),
             connects: Arc::new(Semaphore::new(opts.connect_concurrency.max(1))),
             opts,
             nodes: RwLock::new(Arc::new(Vec::new())),
@@ -319,8 +338,10 @@ impl Pool {
                         dialer: self.dialer(&spec, index),
                         spec: spec.clone(),
                         per_node: Semaphore::new(self.opts.max_in_flight_per_node.max(1)),
-                        users_in_flight: Semaphore::new(self.users_permits()),
-                        per_user: std::sync::Mutex::new(HashMap::new()),
+                        shares: UserShares::new(
+                            self.opts.max_in_flight_per_node,
+                            self.opts.max_in_flight_per_user,
+                        ),
                         reconnect_scheduled: AtomicBool::new(false),
                         users: std::sync::Mutex::new(UserRoots::default()),
                     })
@@ -337,14 +358,6 @@ impl Pool {
         *sys::write(&self.nodes) = Arc::new(list);
         *sys::write(&self.by_name) = Arc::new(map);
         removed
-    }
-
-    /// Permits of one node that users together may hold: three quarters
-    /// of `max_in_flight_per_node` (at least one), the rest kept for the
-    /// service identity.
-    fn users_permits(&self) -> usize {
-        let n = self.opts.max_in_flight_per_node.max(1);
-        (n - n / 4).max(1)
     }
 
     /// Every node, in config order.
@@ -536,9 +549,10 @@ impl Pool {
             // A user first waits for their own share of the node, then
             // for the users' part; only then for the shared permits.
             let _u = match user {
-                Some(u) => {
-                    Some(UserSlot::acquire(node, u.uid, self.opts.max_in_flight_per_user).await)
-                }
+                Some(u) => Some((
+                    self.shares.acquire(u.uid).await,
+                    node.shares.acquire(u.uid).await,
+                )),
                 None => None,
             };
             let _g = self.global.acquire().await;
