@@ -144,9 +144,10 @@ pub struct PoolConfig {
     /// Requests outstanding to one node, so one slow node cannot take the
     /// whole budget.
     pub max_in_flight_per_node: usize,
-    /// Requests of one user outstanding to one node; users together get
-    /// three quarters of `max_in_flight_per_node`, the rest is kept for
-    /// the service identity (tables, summaries, admins' reads).
+    /// Requests of one user outstanding to one node (and a quarter of
+    /// `max_in_flight` on all nodes); users together get three quarters of
+    /// either bound, the rest is kept for the service identity (tables,
+    /// summaries, admins' reads).
     pub max_in_flight_per_user: usize,
     /// Time limit for one request to one node.
     pub request_timeout: Duration,
