@@ -40,6 +40,7 @@ pub fn pool_options(p: &PoolConfig) -> PoolOptions {
     PoolOptions {
         max_in_flight: p.max_in_flight,
         max_in_flight_per_node: p.max_in_flight_per_node,
+        max_in_flight_per_user: p.max_in_flight_per_user,
         request_timeout: p.request_timeout,
         connect_timeout: p.connect_timeout,
         reconnect_min: p.reconnect_min,
@@ -91,10 +92,17 @@ impl Aggregator {
         let tree = Arc::new(tree);
         let mut scfg = ServerConfig {
             max_connections: cfg.server.max_connections as usize,
+            max_connections_per_principal: Some(cfg.server.max_connections_per_user as usize),
             unix_mode: cfg.server.socket_mode,
             ..ServerConfig::default()
         };
         scfg.limits.max_msize = cfg.server.msize;
+        scfg.limits.attach_timeout = cfg.server.attach_timeout;
+        let bytes = |b: crate::config::ByteSize| usize::try_from(b.bytes()).unwrap_or(usize::MAX);
+        scfg.limits.snapshot_bytes = crate::server::session::snapshot_shares(
+            bytes(cfg.server.snapshot_bytes),
+            bytes(cfg.server.snapshot_bytes_per_user),
+        );
         // Unix peers are who the kernel says (root may name the user); TCP
         // needs a MUNGE credential, or is believed with auth = "none", or
         // is refused when auth is not configured.

@@ -43,7 +43,10 @@ use crate::format::summary::{self, GPROC_DIR, SUMMARY_FILE};
 use crate::proto::{
     DirEntry, Metadata, Qid, dt, errno, qid_type_from_mode, qt, s_if, time_from_wire,
 };
-use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags};
+use crate::server::{
+    AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags, Principal, Share,
+    Shares,
+};
 use crate::sys::creds::{CredError, Creds, UserThreads};
 
 /// Largest snapshot taken of one file. /proc has files that claim to be
@@ -72,7 +75,30 @@ enum Place {
 /// root. Operations below it open relative to it, so a fid walked into
 /// `/proc/<pid>` keeps naming that process: once it exits, they fail with
 /// ENOENT even if the pid is reused.
-type Held = (usize, Arc<OwnedFd>);
+type Held = (usize, Arc<HeldDir>);
+
+/// A descriptor the agent holds for fids, charged to the identity that
+/// walked there (the root's is charged to no one): descriptors are the
+/// node's, and one user's walked fids must not use up the ones every other
+/// user's reads need (EMFILE, issue 12 finding 8).
+#[derive(Debug)]
+pub struct HeldDir {
+    fd: OwnedFd,
+    _share: Option<Share>,
+}
+
+impl std::ops::Deref for HeldDir {
+    type Target = OwnedFd;
+    fn deref(&self) -> &OwnedFd {
+        &self.fd
+    }
+}
+
+impl std::os::fd::AsFd for HeldDir {
+    fn as_fd(&self) -> std::os::fd::BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+}
 
 /// Where a fid is: which file, its qid when walked to, and the process
 /// directories held open on the way.
@@ -95,7 +121,13 @@ pub struct ProcFs {
     /// The tree served (normally `/proc`).
     root: PathBuf,
     /// The root, held open: every path is resolved below it.
-    root_fd: Arc<OwnedFd>,
+    root_fd: Arc<HeldDir>,
+    /// Descriptors held for walked process directories: a share per
+    /// identity, a reserve for the service ([`held_dir_shares`]).
+    held_dirs: Arc<Shares>,
+    /// Per-user threads one identity may occupy at once, by uid: the rest
+    /// stay free for other users however slow one user's reads are.
+    user_slots: Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>,
     /// uid/gid -> name, for 9P2000 stat records (resolved once each).
     names: Mutex<HashMap<(bool, u32), Option<String>>>,
     /// Identities served with the agent's own credentials.
@@ -108,6 +140,27 @@ pub struct ProcFs {
 /// Threads acting as users, and how many requests may wait for them.
 const USER_THREADS: usize = 8;
 const USER_QUEUE: usize = 4096;
+/// Of those threads, how many one user's requests may occupy at once.
+const USER_THREADS_PER_USER: usize = USER_THREADS / 2;
+
+/// The shares of descriptors held for walked process directories: half of
+/// this process's open-file limit (the rest is for sockets and the files
+/// being read), an eighth of that per identity and an eighth reserved for
+/// the service identities.
+pub fn held_dir_shares() -> Arc<Shares> {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes only the struct passed.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        usize::try_from(lim.rlim_cur).unwrap_or(usize::MAX)
+    } else {
+        1024
+    };
+    let total = (soft / 2).max(16);
+    Shares::with_reserve(total, (total / 8).max(1))
+}
 
 /// The group of a user the node's user database does not know.
 const OVERFLOW_GID: u32 = 65534;
@@ -171,7 +224,12 @@ impl ProcFs {
         )?;
         Ok(Self {
             root,
-            root_fd: Arc::new(root_fd),
+            root_fd: Arc::new(HeldDir {
+                fd: root_fd,
+                _share: None,
+            }),
+            held_dirs: held_dir_shares(),
+            user_slots: Mutex::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
             service: vec![rustix::process::geteuid().as_raw()],
             users: UserThreads::new(USER_THREADS, USER_QUEUE).ok(),
@@ -187,6 +245,13 @@ impl ProcFs {
                 self.service.push(u);
             }
         }
+        self
+    }
+
+    /// Replaces the shares of descriptors held for walked process
+    /// directories (default: [`held_dir_shares`]).
+    pub fn with_held_dir_shares(mut self, shares: Arc<Shares>) -> Self {
+        self.held_dirs = shares;
         self
     }
 
@@ -224,7 +289,29 @@ impl ProcFs {
             gid: who.gid.unwrap_or(OVERFLOW_GID),
             groups: who.gids.clone(),
         };
-        users.run(&creds, f).await.map_err(|e| {
+        // One user's slow reads wait for that user's own slots, never for
+        // the threads other users need.
+        let slots = crate::sys::lock(&self.user_slots)
+            .entry(who.uid)
+            .or_insert_with(|| Arc::new(tokio::sync::Semaphore::new(USER_THREADS_PER_USER)))
+            .clone();
+        // The slot goes with the work to the thread: a request given up
+        // (flushed) while its read still blocks keeps its thread counted.
+        let permit = slots.clone().acquire_owned().await;
+        let r = users
+            .run(&creds, move || {
+                let _slot = permit;
+                f()
+            })
+            .await;
+        {
+            let mut m = crate::sys::lock(&self.user_slots);
+            // Only the map's and ours: nobody else uses it; forget it.
+            if Arc::strong_count(&slots) == 2 {
+                m.remove(&who.uid);
+            }
+        }
+        r.map_err(|e| {
             let n = if matches!(e, CredError::Busy(_)) {
                 errno::EAGAIN
             } else {
@@ -304,7 +391,7 @@ impl ProcFs {
 
     /// The directory `p` is resolved from (the deepest held one, else the
     /// root) and the path relative to it ("." for the directory itself).
-    fn base_of(&self, held: &[Held], p: &Path) -> (Arc<OwnedFd>, PathBuf) {
+    fn base_of(&self, held: &[Held], p: &Path) -> (Arc<HeldDir>, PathBuf) {
         let (depth, fd) = held
             .last()
             .map(|(d, fd)| (*d, fd.clone()))
@@ -509,6 +596,28 @@ impl Filesystem for ProcFs {
             .collect();
         let (base, rel) = self.base_of(&held, p);
         let enter = is_process_dir(p) && held.last().is_none_or(|(d, _)| *d < depth);
+        // Charged before the descriptor is opened, so a share is never
+        // passed, not even for a moment.
+        let share = if enter {
+            let p = Principal::Uid(who.uid);
+            let s = self
+                .held_dirs
+                .take(p, self.is_service(who), 1)
+                .map_err(|r| {
+                    FsError::new(errno::EMFILE).with(format!(
+                        "{} on this node",
+                        r.message(
+                            &p,
+                            "process directories held open for fids",
+                            |n| n.to_string(),
+                            "clunk fids"
+                        )
+                    ))
+                })?;
+            Some(s)
+        } else {
+            None
+        };
         let abs = self.root.join(p);
         let (md, fd) = self
             .run(who, move || {
@@ -546,7 +655,7 @@ impl Filesystem for ProcFs {
             })
             .await?;
         if let Some(fd) = fd {
-            held.push((depth, Arc::new(fd)));
+            held.push((depth, Arc::new(HeldDir { fd, _share: share })));
         }
         let qid = Self::qid_of(&md);
         Ok((AgentNode { place, qid, held }, qid))
@@ -1015,5 +1124,105 @@ mod tests {
             errno::ENOENT
         );
         assert_eq!(open(&fs, &dir).await.unwrap_err().errno, errno::ENOENT);
+    }
+
+    /// Finding 8 (EMFILE): one user's walked process directories are
+    /// bounded by their share of the descriptors; another user's walks,
+    /// and the service's, still get theirs.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_users_walked_process_dirs_leave_descriptors_to_others() {
+        if !can_switch() {
+            eprintln!("SKIP: needs root with CAP_SETUID/CAP_SETGID");
+            return;
+        }
+        let d = tree();
+        let fs = ProcFs::new(d.path())
+            .unwrap()
+            .with_held_dir_shares(Shares::new(6, 2, 2));
+        let (greedy, other) = (user(60001), user(60002));
+        let a = walk_as(&fs, &greedy, "42").await.unwrap();
+        let b = walk_as(&fs, &greedy, "42/status").await.unwrap();
+        let e = walk_as(&fs, &greedy, "42").await.unwrap_err();
+        assert_eq!(e.errno, errno::EMFILE);
+        assert!(
+            e.context
+                .unwrap()
+                .starts_with("uid 60001: 2 of process directories"),
+            "a clear error"
+        );
+        // Walking on inside a held directory holds nothing more.
+        assert!(fs.walk(&greedy, &a, "status").await.is_ok());
+        let o = walk_as(&fs, &other, "42").await.unwrap();
+        assert!(
+            open(&fs, &fs.walk(&other, &o, "status").await.unwrap().0)
+                .await
+                .is_ok()
+        );
+        let _o2 = walk_as(&fs, &other, "42").await.unwrap();
+        // Users together stop at 4 of 6; the service has the rest.
+        assert_eq!(
+            walk_as(&fs, &user(60003), "42/status")
+                .await
+                .unwrap_err()
+                .errno,
+            errno::EMFILE
+        );
+        let _s1 = walk_as(&fs, &root(), "42").await.unwrap();
+        let _s2 = walk_as(&fs, &root(), "42").await.unwrap();
+        // Clunked fids give their descriptors back.
+        drop((a, b));
+        assert!(walk_as(&fs, &greedy, "42").await.is_ok());
+    }
+
+    /// Finding 8 (slow reads): one user's reads that never finish occupy
+    /// at most their share of the per-user threads; another user's read
+    /// is served by the threads left.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn one_users_slow_reads_leave_threads_to_others() {
+        use std::sync::Condvar;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        if !can_switch() {
+            eprintln!("SKIP: needs root with CAP_SETUID/CAP_SETGID");
+            return;
+        }
+        let d = tree();
+        let fs = Arc::new(ProcFs::new(d.path()).unwrap());
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let running = Arc::new(AtomicUsize::new(0));
+        let mut slow = Vec::new();
+        for _ in 0..2 * USER_THREADS {
+            let (fs, gate, running) = (fs.clone(), gate.clone(), running.clone());
+            slow.push(tokio::spawn(async move {
+                fs.run(&user(60001), move || {
+                    running.fetch_add(1, Ordering::SeqCst);
+                    let (open, cv) = &*gate;
+                    let mut g = crate::sys::lock(open);
+                    while !*g {
+                        g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
+                    }
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        for _ in 0..400 {
+            if running.load(Ordering::SeqCst) >= USER_THREADS_PER_USER {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        let them = user(60002);
+        let other = fs.run(&them, || Ok(rustix::process::getpid().as_raw_nonzero()));
+        let r = tokio::time::timeout(std::time::Duration::from_secs(20), other).await;
+        assert!(
+            r.expect("another user's read waits for the slow ones")
+                .is_ok()
+        );
+        assert_eq!(running.load(Ordering::SeqCst), USER_THREADS_PER_USER);
+        *crate::sys::lock(&gate.0) = true;
+        gate.1.notify_all();
+        for t in slow {
+            assert!(t.await.unwrap().is_ok());
+        }
     }
 }

@@ -12,6 +12,16 @@
 //! root on the node's one connection, made at the user's first operation
 //! and kept until the connection is replaced, so the node acts as that
 //! user and its kernel decides what they may read.
+//!
+//! Fair shares (issue 12 item 8): one user's operations on a node may
+//! hold at most `max_in_flight_per_user` of its `max_in_flight_per_node`
+//! permits, and on all nodes together a quarter of `max_in_flight`; users
+//! together hold at most three quarters of either bound, the last quarter
+//! being the service identity's, so one user's slow or large reads cannot
+//! stop other users' reads or the summary and table refresh. A user past
+//! their share waits for their own earlier operations (within the request
+//! deadline), holding no permit anyone else needs (the pool's share is
+//! taken before the node's).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -66,6 +76,70 @@ pub struct User {
 /// are clunked (and made again when used).
 const MAX_USER_ROOTS: usize = 512;
 
+/// One bound's fair shares: each user's own semaphore (made while in
+/// use) and the users' part of the bound, the rest being the service's.
+struct UserShares {
+    share: usize,
+    users: Semaphore,
+    own: std::sync::Mutex<HashMap<u32, Arc<Semaphore>>>,
+}
+
+impl UserShares {
+    /// Shares of `bound`: `share` each, three quarters to users together.
+    fn new(bound: usize, share: usize) -> Self {
+        let bound = bound.max(1);
+        Self {
+            share: share.clamp(1, bound),
+            users: Semaphore::new((bound - bound / 4).max(1)),
+            own: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Waits for `uid`'s own share, then for the users' part.
+    async fn acquire(&self, uid: u32) -> UserSlot<'_> {
+        let sem = sys::lock(&self.own)
+            .entry(uid)
+            .or_insert_with(|| Arc::new(Semaphore::new(self.share)))
+            .clone();
+        let mut slot = UserSlot {
+            shares: self,
+            uid,
+            sem,
+            permits: None,
+        };
+        // Neither semaphore is ever closed.
+        if let Ok(own) = slot.sem.clone().acquire_owned().await
+            && let Ok(all) = self.users.acquire().await
+        {
+            slot.permits = Some((own, all));
+        }
+        slot
+    }
+}
+
+/// A user's permits of one [`UserShares`]; the user's own semaphore is
+/// forgotten when no operation of theirs holds or waits for it.
+struct UserSlot<'a> {
+    shares: &'a UserShares,
+    uid: u32,
+    sem: Arc<Semaphore>,
+    permits: Option<(
+        tokio::sync::OwnedSemaphorePermit,
+        tokio::sync::SemaphorePermit<'a>,
+    )>,
+}
+
+impl Drop for UserSlot<'_> {
+    fn drop(&mut self) {
+        self.permits = None;
+        let mut m = sys::lock(&self.shares.own);
+        // Only the map's and ours: nobody else uses it; forget it.
+        if Arc::strong_count(&self.sem) == 2 {
+            m.remove(&self.uid);
+        }
+    }
+}
+
 /// The user attach roots of one node connection.
 #[derive(Default)]
 struct UserRoots {
@@ -87,6 +161,8 @@ pub struct PoolOptions {
     pub max_in_flight: usize,
     /// Requests to one node.
     pub max_in_flight_per_node: usize,
+    /// Requests of one user to one node (see the module docs).
+    pub max_in_flight_per_user: usize,
     /// Limit on one operation on one node (connect included).
     pub request_timeout: Duration,
     /// Limit on connect + version + attach.
@@ -157,6 +233,8 @@ pub struct Node {
     /// The connection, its attach root and the node's health.
     dialer: Redialer,
     per_node: Semaphore,
+    /// Users' shares of `per_node`.
+    shares: UserShares,
     /// A background reconnect is waiting for this node's retry time.
     reconnect_scheduled: AtomicBool,
     /// Users' attach roots on the current connection.
@@ -176,6 +254,8 @@ pub struct Pool {
     nodes: RwLock<Arc<Vec<Arc<Node>>>>,
     by_name: RwLock<Arc<HashMap<String, Arc<Node>>>>,
     global: Arc<Semaphore>,
+    /// Users' shares of `global`: a quarter of it each.
+    shares: UserShares,
     connects: Arc<Semaphore>,
     next_index: AtomicU64,
     /// Itself, for the background reconnect tasks (which end when the pool
@@ -188,6 +268,7 @@ impl Pool {
     pub fn new(nodes: Vec<NodeSpec>, opts: PoolOptions) -> Arc<Self> {
         let pool = Arc::new_cyclic(|me| Self {
             global: Arc::new(Semaphore::new(opts.max_in_flight.max(1))),
+            shares: UserShares::new(opts.max_in_flight, opts.max_in_flight / 4),
             connects: Arc::new(Semaphore::new(opts.connect_concurrency.max(1))),
             opts,
             nodes: RwLock::new(Arc::new(Vec::new())),
@@ -257,6 +338,10 @@ impl Pool {
                         dialer: self.dialer(&spec, index),
                         spec: spec.clone(),
                         per_node: Semaphore::new(self.opts.max_in_flight_per_node.max(1)),
+                        shares: UserShares::new(
+                            self.opts.max_in_flight_per_node,
+                            self.opts.max_in_flight_per_user,
+                        ),
                         reconnect_scheduled: AtomicBool::new(false),
                         users: std::sync::Mutex::new(UserRoots::default()),
                     })
@@ -461,6 +546,15 @@ impl Pool {
         // many replies that connection had received then.
         let sent_on: std::sync::Mutex<Option<(Arc<FidHandle>, u64)>> = std::sync::Mutex::new(None);
         let work = async {
+            // A user first waits for their own share of the node, then
+            // for the users' part; only then for the shared permits.
+            let _u = match user {
+                Some(u) => Some((
+                    self.shares.acquire(u.uid).await,
+                    node.shares.acquire(u.uid).await,
+                )),
+                None => None,
+            };
             let _g = self.global.acquire().await;
             let _n = node.per_node.acquire().await;
             let root = self.root(node).await?;

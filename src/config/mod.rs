@@ -92,6 +92,16 @@ pub struct ServerConfig {
     pub socket_mode: u32,
     /// Concurrent client connections; more wait in the accept backlog.
     pub max_connections: u32,
+    /// Connections one user may hold (a TCP address until its attach
+    /// proves a uid); by default an eighth of `max_connections`. Service
+    /// users keep another eighth.
+    pub max_connections_per_user: u32,
+    /// A connection that has not attached by then is closed.
+    pub attach_timeout: Duration,
+    /// Bytes the snapshots of open files may hold, all clients together.
+    pub snapshot_bytes: ByteSize,
+    /// Of those, what one user may hold.
+    pub snapshot_bytes_per_user: ByteSize,
     /// Largest 9P message size offered to clients.
     pub msize: u32,
 }
@@ -105,6 +115,10 @@ impl Default for ServerConfig {
             auth: None,
             socket_mode: 0o666,
             max_connections: 4096,
+            max_connections_per_user: 512,
+            attach_timeout: Duration::from_secs(10),
+            snapshot_bytes: ByteSize(1 << 30),
+            snapshot_bytes_per_user: ByteSize(128 << 20),
             msize: DEFAULT_MSIZE,
         }
     }
@@ -130,6 +144,11 @@ pub struct PoolConfig {
     /// Requests outstanding to one node, so one slow node cannot take the
     /// whole budget.
     pub max_in_flight_per_node: usize,
+    /// Requests of one user outstanding to one node (and a quarter of
+    /// `max_in_flight` on all nodes); users together get three quarters of
+    /// either bound, the rest is kept for the service identity (tables,
+    /// summaries, admins' reads).
+    pub max_in_flight_per_user: usize,
     /// Time limit for one request to one node.
     pub request_timeout: Duration,
     /// Time limit for a cluster-wide fan-out (`/ps`, `/load`): nodes that
@@ -157,6 +176,7 @@ impl Default for PoolConfig {
         Self {
             max_in_flight: 1024,
             max_in_flight_per_node: 16,
+            max_in_flight_per_user: 4,
             request_timeout: Duration::from_secs(5),
             deadline: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(3),

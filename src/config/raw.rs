@@ -137,6 +137,10 @@ pub(crate) struct RawServer {
     pub(crate) key_file: Opt<String>,
     pub(crate) socket_mode: Opt<Scalar>,
     pub(crate) max_connections: Opt<i64>,
+    pub(crate) max_connections_per_user: Opt<i64>,
+    pub(crate) attach_timeout: Opt<String>,
+    pub(crate) snapshot_bytes: Opt<Scalar>,
+    pub(crate) snapshot_bytes_per_user: Opt<Scalar>,
     pub(crate) msize: Opt<Scalar>,
 }
 
@@ -145,6 +149,7 @@ pub(crate) struct RawServer {
 pub(crate) struct RawPool {
     pub(crate) max_in_flight: Opt<i64>,
     pub(crate) max_in_flight_per_node: Opt<i64>,
+    pub(crate) max_in_flight_per_user: Opt<i64>,
     pub(crate) request_timeout: Opt<String>,
     pub(crate) deadline: Opt<String>,
     pub(crate) connect_timeout: Opt<String>,

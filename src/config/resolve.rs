@@ -316,12 +316,50 @@ fn server(cx: &mut Cx<'_, '_>, raw: &RawServer) -> ServerConfig {
         u64::from(def.max_connections),
         1..1_000_001,
     );
+    let per_user = cx.int(
+        &raw.max_connections_per_user,
+        "server.max_connections_per_user",
+        (max_connections / 8).max(1),
+        1..1_000_001,
+    );
+    if per_user > max_connections {
+        cx.error(
+            raw.max_connections_per_user.as_ref().map(Spanned::span),
+            "server.max_connections_per_user",
+            format!("{per_user} is more than max_connections ({max_connections})"),
+        );
+    }
+    let snapshot_bytes = cx.size(
+        &raw.snapshot_bytes,
+        "server.snapshot_bytes",
+        def.snapshot_bytes,
+    );
+    let snapshot_bytes_per_user = cx.size(
+        &raw.snapshot_bytes_per_user,
+        "server.snapshot_bytes_per_user",
+        def.snapshot_bytes_per_user.min(snapshot_bytes),
+    );
+    if snapshot_bytes_per_user > snapshot_bytes {
+        cx.error(
+            raw.snapshot_bytes_per_user.as_ref().map(Spanned::span),
+            "server.snapshot_bytes_per_user",
+            format!("{snapshot_bytes_per_user} is more than snapshot_bytes ({snapshot_bytes})"),
+        );
+    }
     ServerConfig {
         listen,
         auth,
         socket_mode,
         // In range by the check above.
         max_connections: u32::try_from(max_connections).unwrap_or(def.max_connections),
+        max_connections_per_user: u32::try_from(per_user).unwrap_or(def.max_connections_per_user),
+        attach_timeout: cx.duration(
+            &raw.attach_timeout,
+            "server.attach_timeout",
+            def.attach_timeout,
+        ),
+        snapshot_bytes,
+        snapshot_bytes_per_user,
         msize: cx.msize(&raw.msize, "server.msize", def.msize),
     }
 }
@@ -351,6 +389,19 @@ fn pool(cx: &mut Cx<'_, '_>, raw: &RawPool) -> PoolConfig {
             span,
             "pool.max_in_flight_per_node",
             format!("{per_node} is more than max_in_flight ({max_in_flight})"),
+        );
+    }
+    let per_user = cx.int(
+        &raw.max_in_flight_per_user,
+        "pool.max_in_flight_per_user",
+        (def.max_in_flight_per_user as u64).min(per_node),
+        1..65_536,
+    );
+    if per_user > per_node {
+        cx.error(
+            raw.max_in_flight_per_user.as_ref().map(Spanned::span),
+            "pool.max_in_flight_per_user",
+            format!("{per_user} is more than max_in_flight_per_node ({per_node})"),
         );
     }
     let reconnect_min = cx.duration(&raw.reconnect_min, "pool.reconnect_min", def.reconnect_min);
@@ -395,6 +446,7 @@ fn pool(cx: &mut Cx<'_, '_>, raw: &RawPool) -> PoolConfig {
     PoolConfig {
         max_in_flight: to_usize(max_in_flight, def.max_in_flight),
         max_in_flight_per_node: to_usize(per_node, def.max_in_flight_per_node),
+        max_in_flight_per_user: to_usize(per_user, def.max_in_flight_per_user),
         request_timeout: cx.duration(
             &raw.request_timeout,
             "pool.request_timeout",

@@ -523,6 +523,47 @@ fn pool_checks() {
 }
 
 #[test]
+fn fair_share_keys() {
+    let c = ok(&format!(
+        "{NODES}[server]\nmax_connections = 64\nattach_timeout = \"3s\"\n\
+         snapshot_bytes = \"64MiB\"\nsnapshot_bytes_per_user = \"8MiB\"\n\
+         [pool]\nmax_in_flight_per_user = 2\n"
+    ));
+    assert_eq!(c.server.max_connections_per_user, 8, "an eighth by default");
+    assert_eq!(c.server.attach_timeout, Duration::from_secs(3));
+    assert_eq!(
+        (
+            c.server.snapshot_bytes.bytes(),
+            c.server.snapshot_bytes_per_user.bytes()
+        ),
+        (64 << 20, 8 << 20)
+    );
+    assert_eq!(c.pool.max_in_flight_per_user, 2);
+    let d = ok(NODES);
+    assert_eq!(
+        (
+            d.server.max_connections_per_user,
+            d.pool.max_in_flight_per_user
+        ),
+        (512, 4)
+    );
+    one_error(
+        &format!("{NODES}[server]\nmax_connections = 8\nmax_connections_per_user = 9\n"),
+        "t.toml:6:28: server.max_connections_per_user: 9 is more than max_connections (8)",
+    );
+    one_error(
+        &format!(
+            "{NODES}[server]\nsnapshot_bytes = \"1MiB\"\nsnapshot_bytes_per_user = \"2MiB\"\n"
+        ),
+        "t.toml:6:27: server.snapshot_bytes_per_user: 2MiB is more than snapshot_bytes (1MiB)",
+    );
+    one_error(
+        &format!("{NODES}[pool]\nmax_in_flight_per_user = 17\n"),
+        "t.toml:5:26: pool.max_in_flight_per_user: 17 is more than max_in_flight_per_node (16)",
+    );
+}
+
+#[test]
 fn views() {
     let c = ok(&format!(
         "{NODES}[views]\nadmin_users = [\"root\", 1000]\nadmin_groups = \"wheel\"\n\

@@ -11,7 +11,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::session::{SessionLimits, serve_connection};
+use super::fair::{Principal, Shares};
+use super::session::{SessionLimits, serve_connection_in_slot};
 use super::{Filesystem, Peer};
 use crate::net::Address;
 
@@ -23,6 +24,13 @@ pub struct ServerConfig {
     /// Connections served at once; further ones wait in the kernel's
     /// accept queue until one closes.
     pub max_connections: usize,
+    /// Connections one principal may hold (a Unix peer's uid; a TCP peer's
+    /// address until its first attach proves a uid); `None`: an eighth of
+    /// `max_connections`. Principals other than the policy's service uids
+    /// together stop an eighth short of `max_connections` (unless one
+    /// principal may take them all). A connection past its share is
+    /// answered with an error and closed.
+    pub max_connections_per_principal: Option<usize>,
     /// Permissions of Unix sockets we create (0o666: access is decided per
     /// peer uid, not by the socket file).
     pub unix_mode: u32,
@@ -82,6 +90,7 @@ impl Default for ServerConfig {
         Self {
             limits: SessionLimits::default(),
             max_connections: 4096,
+            max_connections_per_principal: None,
             unix_mode: 0o666,
             allow: Vec::new(),
         }
@@ -178,6 +187,13 @@ impl<F: Filesystem> Server<F> {
     /// 5 s) for open connections to finish their in-flight requests.
     pub async fn serve(&self, listeners: Vec<Listener>, shutdown: CancellationToken) {
         let slots = Arc::new(Semaphore::new(self.config.max_connections));
+        let max = self.config.max_connections.max(1);
+        let per = self
+            .config
+            .max_connections_per_principal
+            .unwrap_or(max / 8)
+            .max(1);
+        let shares = Shares::with_reserve(max, per);
         let mut conns = JoinSet::new();
         let mut accepts = JoinSet::new();
         for l in listeners {
@@ -187,7 +203,8 @@ impl<F: Filesystem> Server<F> {
             let slots = slots.clone();
             let sd = shutdown.clone();
             let (ctx, mut crx) = tokio::sync::mpsc::unbounded_channel();
-            accepts.spawn(accept_loop(l, fs, cfg, slots, sd, ctx));
+            let shares = shares.clone();
+            accepts.spawn(accept_loop(l, fs, cfg, (slots, shares), sd, ctx));
             // Connection tasks are collected so shutdown can wait for them.
             let sd2 = shutdown.clone();
             conns.spawn(async move {
@@ -219,7 +236,7 @@ async fn accept_loop<F: Filesystem>(
     l: Listener,
     fs: Arc<F>,
     cfg: ServerConfig,
-    slots: Arc<Semaphore>,
+    (slots, shares): (Arc<Semaphore>, Arc<Shares>),
     shutdown: CancellationToken,
     spawn: tokio::sync::mpsc::UnboundedSender<ConnFuture>,
 ) {
@@ -247,19 +264,44 @@ async fn accept_loop<F: Filesystem>(
                         continue;
                     }
                 }
+                // The connection's charge to its principal's share.
+                let (who, service) = match (&conn, peer.uid) {
+                    (_, Some(uid)) => (
+                        Principal::Uid(uid),
+                        cfg.limits.access.service_uids.contains(&uid),
+                    ),
+                    (Conn::Tcp(s), None) => match s.peer_addr() {
+                        Ok(a) => (Principal::Addr(a.ip()), false),
+                        Err(_) => continue,
+                    },
+                    (Conn::Unix(_), None) => continue,
+                };
+                let slot = match shares.take(who, service, 1) {
+                    Ok(s) => s,
+                    Err(r) => {
+                        let why = r.message(&who, "connections", |n| n.to_string(), "close some");
+                        warn!(
+                            "refusing connection from {}: {why} to this server",
+                            peer.addr
+                        );
+                        refuse(conn);
+                        continue;
+                    }
+                };
                 let fs = fs.clone();
                 let limits = cfg.limits.clone();
                 let sd = shutdown.clone();
+                let slot = Some(slot);
                 let fut: ConnFuture = match conn {
                     Conn::Tcp(s) => {
                         let _ = s.set_nodelay(true);
                         Box::pin(async move {
-                            serve_connection(fs, s, peer, limits, sd).await;
+                            serve_connection_in_slot(fs, s, peer, limits, sd, slot).await;
                             drop(permit);
                         })
                     }
                     Conn::Unix(s) => Box::pin(async move {
-                        serve_connection(fs, s, peer, limits, sd).await;
+                        serve_connection_in_slot(fs, s, peer, limits, sd, slot).await;
                         drop(permit);
                     }),
                 };
@@ -355,6 +397,47 @@ fn inherit(fd: i32) -> io::Result<Listener> {
 enum Conn {
     Tcp(tokio::net::TcpStream),
     Unix(tokio::net::UnixStream),
+}
+
+/// Answers a connection past its principal's share with one error (the
+/// reply to the `Tversion` every client sends first: EMFILE, "too many
+/// open files", the remedy being to close some) and closes it, in a task
+/// of its own so a client that does not read cannot stall accepting.
+fn refuse(conn: Conn) {
+    use crate::proto::{Dialect, Frame, NOTAG, Rerror, Rmessage, errno};
+    use tokio::io::AsyncWriteExt;
+    let mut buf = bytes::BytesMut::new();
+    let msg = Rmessage::Error(Rerror {
+        ename: errno::to_string(errno::EMFILE),
+        errno: errno::EMFILE,
+    });
+    if (Frame { tag: NOTAG, msg })
+        .encode(Dialect::P2000, &mut buf)
+        .is_err()
+    {
+        return;
+    }
+    tokio::spawn(async move {
+        // Read the Tversion first: closing with it unread would reset the
+        // connection before the client reads the answer.
+        async fn answer<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+            mut s: S,
+            buf: &[u8],
+        ) {
+            use tokio::io::AsyncReadExt;
+            let mut first = [0u8; 512];
+            let _ = s.read(&mut first).await;
+            let _ = s.write_all(buf).await;
+            let _ = s.shutdown().await;
+        }
+        let done = async {
+            match conn {
+                Conn::Tcp(s) => answer(s, &buf).await,
+                Conn::Unix(s) => answer(s, &buf).await,
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(2), done).await;
+    });
 }
 
 async fn accept(l: &Listener) -> io::Result<(Conn, Peer)> {

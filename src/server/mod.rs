@@ -10,6 +10,7 @@
 //! 9P2000, 9P2000.u or 9P2000.L replies.
 
 mod access;
+pub mod fair;
 pub mod listener;
 pub mod session;
 mod snapshot;
@@ -21,6 +22,7 @@ use thiserror::Error;
 use crate::proto::{self, DirEntry, Metadata, Qid, Statfs, errno};
 
 pub use access::{AccessPolicy, Claim, Identity, Proof};
+pub use fair::{Principal, Refused, Share, Shares};
 pub use listener::{Server, ServerConfig};
 pub use snapshot::{Charge, Meter, SnapshotBudget};
 

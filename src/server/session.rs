@@ -26,10 +26,11 @@ use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
+use super::fair::{Principal, Share, Shares};
 use super::snapshot::Snapshot;
 use super::{
-    AccessPolicy, AttachRequest, Claim, Filesystem, FsError, FsResult, Identity, Meter, OpenFlags,
-    Peer, SnapshotBudget,
+    AccessPolicy, AttachRequest, Claim, Filesystem, FsError, FsResult, Identity, OpenFlags, Peer,
+    SnapshotBudget,
 };
 use crate::proto::{
     self, Attr, Dialect, Frame, FrameCodec, IOHDRSZ, MAXWELEM, Metadata, NOFID, Qid, Rmessage,
@@ -44,21 +45,43 @@ pub struct SessionLimits {
     pub max_msize: u32,
     /// Fids one connection may hold; more is answered with EMFILE.
     pub max_fids: usize,
+    /// Fids one identity may hold on a connection (every user arrives on
+    /// the aggregator's one connection to an agent); the identities that
+    /// are not a service of [`AccessPolicy`] together stop an eighth short
+    /// of `max_fids`, kept for the service.
+    pub max_fids_per_identity: usize,
     /// Requests in flight per connection; beyond it the session stops
     /// reading (backpressure) instead of queueing without bound.
     pub max_in_flight: usize,
+    /// Requests of one identity in flight on a connection; beyond it that
+    /// identity's requests are answered EAGAIN at once (waiting would stop
+    /// the connection for everyone). Non-service identities together stop
+    /// an eighth short of `max_in_flight`.
+    pub max_in_flight_per_identity: usize,
+    /// How long a new connection may go without a successful `Tattach`
+    /// before it is closed, so idle connections cannot hold slots.
+    pub attach_timeout: Duration,
     /// How long half a frame may sit unfinished before the connection is
     /// closed (a client that sends part of a message and goes silent).
     pub partial_frame_timeout: Duration,
     /// Who may attach and as whom (closed by default: see
     /// [`AccessPolicy`]).
     pub access: AccessPolicy,
-    /// Bytes the open files of one connection may hold (one file of any
-    /// size is always allowed when the connection holds nothing else).
+    /// Bytes the open files of one identity on one connection may hold
+    /// (one file of any size is always allowed when it holds nothing else
+    /// there).
     pub snapshot_bytes_per_connection: usize,
-    /// Bytes the open files of every connection together may hold: shared
+    /// Bytes the open files of every connection together may hold, with a
+    /// share per identity and a reserve for the service identities: shared
     /// by every connection served with clones of these limits.
-    pub snapshot_bytes: Arc<Meter>,
+    pub snapshot_bytes: Arc<Shares>,
+}
+
+/// Identities' share of a server's snapshot bytes by default: an eighth
+/// of the total (128 MiB of 1 GiB, two of the largest files an agent
+/// reads), with another eighth reserved for the service.
+pub fn snapshot_shares(total: usize, per_identity: usize) -> Arc<Shares> {
+    Shares::with_reserve(total, per_identity)
 }
 
 impl Default for SessionLimits {
@@ -66,11 +89,14 @@ impl Default for SessionLimits {
         Self {
             max_msize: 1 << 20,
             max_fids: 65536,
+            max_fids_per_identity: 16384,
             max_in_flight: 1024,
+            max_in_flight_per_identity: 128,
+            attach_timeout: Duration::from_secs(10),
             partial_frame_timeout: Duration::from_secs(30),
             access: AccessPolicy::default(),
             snapshot_bytes_per_connection: 64 << 20,
-            snapshot_bytes: Meter::new(1 << 30),
+            snapshot_bytes: snapshot_shares(1 << 30, 128 << 20),
         }
     }
 }
@@ -119,6 +145,10 @@ enum Effect<S> {
 /// Session state behind one short-held std mutex (never across `.await`).
 struct State<S> {
     fids: HashMap<u32, Arc<FidEntry<S>>>,
+    /// Each fid's charge to its identity's share of `max_fids`.
+    fid_shares: HashMap<u32, Share>,
+    /// A fid was bound once (the attach deadline is met).
+    attached: bool,
     /// Auth fids and the credential written to each so far.
     afids: HashMap<u32, Arc<Mutex<Vec<u8>>>>,
     /// In-flight requests: tag -> (request id, abort handle once spawned).
@@ -144,6 +174,15 @@ struct Backlog {
     drained: Notify,
 }
 
+/// What a running request holds, given back when it ends or is aborted:
+/// its identity's share before the connection's permit (fields drop in
+/// order), so the request read next on a freed permit always finds the
+/// share back too.
+struct RequestSlot {
+    _share: Option<Share>,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// A reply on its way to the writer task.
 struct Outgoing {
     tag: u16,
@@ -156,21 +195,44 @@ struct Shared<F: Filesystem> {
     fs: Arc<F>,
     peer: Arc<Peer>,
     limits: SessionLimits,
-    /// This connection's share of the snapshot bytes.
-    budget: SnapshotBudget,
+    /// Each identity's share of the snapshot bytes, by uid.
+    budgets: Mutex<HashMap<u32, SnapshotBudget>>,
+    /// Identities' shares of this connection's fids and requests.
+    fid_shares: Arc<Shares>,
+    request_shares: Arc<Shares>,
+    /// The connection's slot in the server's per-principal shares, moved
+    /// from the TCP address to the uid at the first attach.
+    slot: Mutex<Option<Share>>,
     state: Mutex<State<F::Node>>,
     tx: mpsc::UnboundedSender<Outgoing>,
     backlog: Arc<Backlog>,
 }
 
-/// Serves one connection until it closes, a framing error occurs, or
-/// `shutdown` fires.
+/// Serves one connection until it closes, a framing error occurs, the
+/// attach deadline passes without an attach, or `shutdown` fires.
 pub async fn serve_connection<F, T>(
     fs: Arc<F>,
     io: T,
     peer: Peer,
     limits: SessionLimits,
     shutdown: CancellationToken,
+) where
+    F: Filesystem,
+    T: AsyncRead + AsyncWrite + Send + 'static,
+{
+    serve_connection_in_slot(fs, io, peer, limits, shutdown, None).await;
+}
+
+/// [`serve_connection`] holding `slot`, the connection's charge to its
+/// principal's share of the server's connections (released at close; a
+/// TCP address's charge moves to the uid proven at the first attach).
+pub(crate) async fn serve_connection_in_slot<F, T>(
+    fs: Arc<F>,
+    io: T,
+    peer: Peer,
+    limits: SessionLimits,
+    shutdown: CancellationToken,
+    slot: Option<Share>,
 ) where
     F: Filesystem,
     T: AsyncRead + AsyncWrite + Send + 'static,
@@ -186,6 +248,8 @@ pub async fn serve_connection<F, T>(
         peer: peer.clone(),
         state: Mutex::new(State {
             fids: HashMap::new(),
+            fid_shares: HashMap::new(),
+            attached: false,
             afids: HashMap::new(),
             tags: HashMap::new(),
             proven_service: None,
@@ -193,10 +257,13 @@ pub async fn serve_connection<F, T>(
             msize: limits.max_msize,
             next_id: 0,
         }),
-        budget: SnapshotBudget::new(
-            limits.snapshot_bytes_per_connection,
-            limits.snapshot_bytes.clone(),
+        budgets: Mutex::new(HashMap::new()),
+        fid_shares: Shares::with_reserve(limits.max_fids, limits.max_fids_per_identity),
+        request_shares: Shares::with_reserve(
+            limits.max_in_flight,
+            limits.max_in_flight_per_identity,
         ),
+        slot: Mutex::new(slot),
         limits: limits.clone(),
         tx,
         backlog: backlog.clone(),
@@ -207,11 +274,21 @@ pub async fn serve_connection<F, T>(
     // closes the connection. FramedRead::next is cancel-safe: bytes already
     // read stay buffered when the timer wins the select.
     let mut stalled = false;
+    let attach_by = tokio::time::sleep(limits.attach_timeout);
+    tokio::pin!(attach_by);
+    let mut attach_checked = false;
     'conn: loop {
         let next = loop {
             tokio::select! {
                 f = frames.next() => break f,
                 _ = conn_done.cancelled() => break 'conn,
+                _ = &mut attach_by, if !attach_checked => {
+                    if !lock(&shared.state).attached {
+                        warn!(peer = %peer.addr, "closing connection: no attach within {:?}", limits.attach_timeout);
+                        break 'conn;
+                    }
+                    attach_checked = true;
+                }
                 _ = tokio::time::sleep(limits.partial_frame_timeout) => {
                     if frames.read_buffer().is_empty() {
                         stalled = false;
@@ -431,6 +508,15 @@ impl<F: Filesystem> Shared<F> {
             }
             _ => {}
         }
+        // One identity's requests may not take the whole connection.
+        let share = match self.request_share(&msg) {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(peer = %self.peer.addr, tag, "{e}");
+                self.send(tag, error_reply(d, &e), d, msize);
+                return None;
+            }
+        };
         // Register the tag before spawning so that a fast request cannot
         // commit before it is known.
         let id = {
@@ -447,6 +533,10 @@ impl<F: Filesystem> Shared<F> {
             id
         };
         let me = self.clone();
+        let slot = RequestSlot {
+            _share: share,
+            _permit: permit,
+        };
         let task = tokio::spawn(async move {
             let res = AssertUnwindSafe(me.handle(msg, d, msize))
                 .catch_unwind()
@@ -456,7 +546,7 @@ impl<F: Filesystem> Shared<F> {
                 (Err(FsError::IO), Effect::None)
             });
             me.commit(tag, id, r, eff, d, msize);
-            drop(permit);
+            drop(slot);
         });
         let mut st = lock(&self.state);
         if let Some((i, h)) = st.tags.get_mut(&tag)
@@ -492,8 +582,19 @@ impl<F: Filesystem> Shared<F> {
                 } else if st.fids.len() + st.afids.len() >= self.limits.max_fids {
                     Err(FsError::new(errno::EMFILE).with("too many fids on this connection"))
                 } else {
-                    st.fids.insert(fid, e);
-                    Ok(m)
+                    let who = Principal::Uid(e.who.uid);
+                    match self.fid_shares.take(who, self.is_service(&e.who), 1) {
+                        Ok(share) => {
+                            st.fid_shares.insert(fid, share);
+                            st.fids.insert(fid, e);
+                            st.attached = true;
+                            Ok(m)
+                        }
+                        Err(r) => Err(FsError::new(errno::EMFILE).with(format!(
+                            "{} on this connection",
+                            r.message(&who, "fids", |n| n.to_string(), "clunk some")
+                        ))),
+                    }
                 }
             }
             (Ok(m), Effect::Replace(fid, old, new)) => {
@@ -536,6 +637,7 @@ impl<F: Filesystem> Shared<F> {
                 }
             }
             let fids = std::mem::take(&mut st.fids);
+            st.fid_shares.clear();
             st.afids.clear();
             if msize < proto::MIN_MSIZE {
                 st.dialect = None;
@@ -653,14 +755,122 @@ impl<F: Filesystem> Shared<F> {
             }
         };
         let proven = lock(&self.state).proven_service;
-        policy.resolve(&self.peer, verified.or(proven), verified.is_none(), claim)
+        let id = policy.resolve(&self.peer, verified.or(proven), verified.is_none(), claim)?;
+        self.claim_slot(&id)?;
+        Ok(id)
+    }
+
+    /// Whether `who` is a service identity of the policy: it is not held
+    /// to an identity's share, and the others leave it a reserve.
+    fn is_service(&self, who: &Identity) -> bool {
+        self.limits.access.service_uids.contains(&who.uid)
+    }
+
+    /// At a TCP connection's first attach, moves its slot from the peer's
+    /// address to the proven principal (a service's credential, or the
+    /// user): from then on it counts against that principal's share.
+    ///
+    /// # Errors
+    /// EMFILE when the principal already holds its share of connections.
+    fn claim_slot(&self, id: &Identity) -> FsResult<()> {
+        let mut slot = lock(&self.slot);
+        let Some(cur) = slot.take() else {
+            return Ok(());
+        };
+        if !matches!(cur.principal(), Principal::Addr(_)) {
+            *slot = Some(cur);
+            return Ok(());
+        }
+        let p = id.principal();
+        let service = self.limits.access.service_uids.contains(&p)
+            && matches!(
+                id.proof,
+                super::Proof::Credential | super::Proof::NamedByService { .. }
+            );
+        match cur.rekey(Principal::Uid(p), service) {
+            Ok(s) => {
+                *slot = Some(s);
+                Ok(())
+            }
+            Err((cur, r)) => {
+                *slot = Some(cur);
+                let why = r.message(
+                    &Principal::Uid(p),
+                    "connections",
+                    |n| n.to_string(),
+                    "close some",
+                );
+                warn!(peer = %self.peer.addr, "attach refused: {why} to this server");
+                Err(FsError::new(errno::EMFILE).with(why))
+            }
+        }
+    }
+
+    /// The charge of a request to its identity's share of the
+    /// connection's requests in flight; `None` for requests without a fid
+    /// (version, auth, attach: bounded by the connection's own limit).
+    ///
+    /// # Errors
+    /// EAGAIN when the identity has its share in flight.
+    fn request_share(&self, msg: &Tmessage) -> FsResult<Option<Share>> {
+        use Tmessage as T;
+        let fid = match msg {
+            T::Walk(m) => m.fid,
+            T::Open(m) => m.fid,
+            T::Lopen(m) => m.fid,
+            T::Read(m) => m.fid,
+            T::Readdir(m) => m.fid,
+            T::Write(m) => m.fid,
+            T::Getattr(m) => m.fid,
+            T::Stat(m) => m.fid,
+            T::Readlink(m) => m.fid,
+            T::Statfs(m) => m.fid,
+            _ => return Ok(None),
+        };
+        let Some(who) = lock(&self.state).fids.get(&fid).map(|e| e.who.clone()) else {
+            return Ok(None); // answered EBADF by the request itself
+        };
+        let p = Principal::Uid(who.uid);
+        self.request_shares
+            .take(p, self.is_service(&who), 1)
+            .map(Some)
+            .map_err(|r| {
+                FsError::new(errno::EAGAIN).with(format!(
+                    "{} on this connection",
+                    r.message(
+                        &p,
+                        "requests in flight",
+                        |n| n.to_string(),
+                        "wait for replies"
+                    )
+                ))
+            })
+    }
+
+    /// `who`'s snapshot budget on this connection.
+    fn budget(&self, who: &Identity) -> SnapshotBudget {
+        lock(&self.budgets)
+            .entry(who.uid)
+            .or_insert_with(|| {
+                SnapshotBudget::new(
+                    self.limits.snapshot_bytes_per_connection,
+                    self.limits.snapshot_bytes.clone(),
+                    Principal::Uid(who.uid),
+                    self.is_service(who),
+                )
+            })
+            .clone()
     }
 
     fn clunk(&self, fid: u32) -> FsResult<()> {
         if lock(&self.state).afids.remove(&fid).is_some() {
             return Ok(());
         }
-        let e = lock(&self.state).fids.remove(&fid).ok_or(FsError::BADF)?;
+        let e = {
+            let mut st = lock(&self.state);
+            st.fid_shares.remove(&fid);
+            st.fids.remove(&fid).ok_or(FsError::BADF)?
+        };
         if let Ok(e) = Arc::try_unwrap(e) {
             let fs = self.fs.clone();
             tokio::spawn(async move { fs.clunk(&e.who, e.node).await });
@@ -986,7 +1196,7 @@ impl<F: Filesystem> Shared<F> {
             return Err(FsError::ISDIR);
         }
         let contents = self.fs.open(&e.who, &e.node, flags).await?;
-        let snap = Snapshot::new(contents, &self.budget)?;
+        let snap = Snapshot::new(contents, &self.budget(&e.who))?;
         let qid = e.qid;
         let iounit = msize - IOHDRSZ;
         let entry = Arc::new(FidEntry {

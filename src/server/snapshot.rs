@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
+use super::fair::{self, Principal, Share, Shares};
 use super::{Contents, FsError, FsResult};
 use crate::proto::{DirEntry, errno};
 
@@ -52,60 +53,76 @@ impl Meter {
     }
 }
 
-/// Where an open's snapshot is charged: its connection's meter and the
-/// server's. Every open holds its file whole until clunk, so without this
-/// one client opening a large file many times (50 opens of a 5 MB
-/// `/proc/kallsyms`) could hold any amount of a node's memory; the fid
-/// limit alone does not bound bytes.
+/// Where an open's snapshot is charged: its identity's meter on its
+/// connection and the identity's share of the server's bytes. Every open
+/// holds its file whole until clunk, so without this one client opening a
+/// large file many times (50 opens of a 5 MB `/proc/kallsyms`) could hold
+/// any amount of a node's memory; the fid limit alone does not bound
+/// bytes. Per identity, because every user arrives on the aggregator's one
+/// connection to an agent: one user's open files must not use up what
+/// another user's opens need (issue 12 item 8).
 #[derive(Debug, Clone)]
 pub struct SnapshotBudget {
     conn: Arc<Meter>,
-    server: Arc<Meter>,
+    server: Arc<Shares>,
+    who: Principal,
+    service: bool,
 }
 
 impl SnapshotBudget {
-    /// A budget for one connection of a server whose connections share
-    /// `server`.
-    pub fn new(per_connection: usize, server: Arc<Meter>) -> Self {
+    /// A budget for `who` (a service identity when `service`) on one
+    /// connection of a server whose connections share `server`.
+    pub fn new(per_connection: usize, server: Arc<Shares>, who: Principal, service: bool) -> Self {
         Self {
             conn: Meter::new(per_connection),
             server,
+            who,
+            service,
         }
     }
 
     /// No limit: for callers that are not a network peer (tests, the
     /// in-process benchmark).
     pub fn unlimited() -> Self {
-        Self::new(usize::MAX, Meter::new(usize::MAX))
+        Self::new(
+            usize::MAX,
+            Shares::new(usize::MAX, usize::MAX, 0),
+            Principal::Uid(0),
+            true,
+        )
     }
 
-    /// Charges `bytes` to the connection and the server. A connection
-    /// holding nothing may always take one snapshot past its own limit; the
-    /// server's limit is strict.
+    /// Charges `bytes` to the identity on its connection and to its share
+    /// of the server. An identity holding nothing on its connection may
+    /// always take one snapshot past that limit; the server's shares are
+    /// strict.
     ///
     /// # Errors
     /// EMFILE (as for too many fids: the remedy is to clunk open files)
-    /// when either limit would be passed.
+    /// when a limit would be passed.
     pub fn charge(&self, bytes: usize) -> FsResult<Charge> {
         if !self.conn.take(bytes, true) {
             return Err(FsError::new(errno::EMFILE).with(format!(
-                "open files of this connection hold {} bytes (limit {}); clunk some",
-                self.conn.used(),
-                self.conn.limit()
+                "{}: {} of open-file snapshots already held on this connection (limit {}); close files",
+                self.who,
+                fair::bytes(self.conn.used()),
+                fair::bytes(self.conn.limit())
             )));
         }
-        if !self.server.take(bytes, false) {
-            self.conn.give(bytes);
-            return Err(FsError::new(errno::EMFILE).with(format!(
-                "open files of all connections hold {} bytes (limit {})",
-                self.server.used(),
-                self.server.limit()
-            )));
+        match self.server.take(self.who, self.service, bytes) {
+            Ok(share) => Ok(Charge {
+                conn: self.conn.clone(),
+                bytes,
+                _share: share,
+            }),
+            Err(r) => {
+                self.conn.give(bytes);
+                Err(FsError::new(errno::EMFILE).with(format!(
+                    "{} on this server",
+                    r.message(&self.who, "open-file snapshots", fair::bytes, "close files")
+                )))
+            }
         }
-        Ok(Charge {
-            budget: self.clone(),
-            bytes,
-        })
     }
 }
 
@@ -113,14 +130,14 @@ impl SnapshotBudget {
 #[derive(Debug)]
 #[must_use = "dropping the charge gives the bytes back at once"]
 pub struct Charge {
-    budget: SnapshotBudget,
+    conn: Arc<Meter>,
     bytes: usize,
+    _share: Share,
 }
 
 impl Drop for Charge {
     fn drop(&mut self) {
-        self.budget.conn.give(self.bytes);
-        self.budget.server.give(self.bytes);
+        self.conn.give(self.bytes);
     }
 }
 
@@ -230,11 +247,11 @@ mod tests {
 
     #[test]
     fn budget_bounds_bytes_held_and_gives_them_back() {
-        let server = Meter::new(250);
-        let a = SnapshotBudget::new(100, server.clone());
-        let b = SnapshotBudget::new(100, server.clone());
-        // One snapshot past the connection's limit is allowed when it
-        // holds nothing; a second is not.
+        let server = Shares::new(250, 200, 0);
+        let a = SnapshotBudget::new(100, server.clone(), Principal::Uid(1), false);
+        let b = SnapshotBudget::new(100, server.clone(), Principal::Uid(2), false);
+        // One snapshot past the connection's limit is allowed when the
+        // identity holds nothing there; a second is not.
         let big = file(150, &a).unwrap();
         let err = file(1, &a).unwrap_err();
         assert_eq!(err.errno, errno::EMFILE);
@@ -251,5 +268,25 @@ mod tests {
         // Shared bytes are not charged.
         let _s = Snapshot::new(Contents::Shared(Bytes::from(vec![0u8; 1000])), &a).unwrap();
         assert_eq!(server.used(), 0);
+    }
+
+    #[test]
+    fn one_identity_cannot_take_the_bytes_another_needs() {
+        // Finding 8: a shared budget filled by one user failed everyone's
+        // opens. Each identity now has its share; the service its reserve.
+        let server = Shares::new(100, 40, 20);
+        let greedy = SnapshotBudget::new(1000, server.clone(), Principal::Uid(1001), false);
+        let _held: Vec<_> = (0..4).map(|_| file(10, &greedy).unwrap()).collect();
+        let e = file(10, &greedy).unwrap_err();
+        assert_eq!(e.errno, errno::EMFILE);
+        let why = e.context.unwrap();
+        assert!(
+            why.starts_with("uid 1001: ") && why.contains("open-file snapshots"),
+            "{why}"
+        );
+        let other = SnapshotBudget::new(1000, server.clone(), Principal::Uid(1002), false);
+        let _o = file(40, &other).unwrap();
+        let svc = SnapshotBudget::new(1000, server.clone(), Principal::Uid(0), true);
+        let _s = file(20, &svc).unwrap();
     }
 }

@@ -932,3 +932,110 @@ async fn the_attach_identity_goes_with_every_fid_walked_from_it() {
     c.version("9P2000.L").await;
     assert_eq!(errno_of(&c.attach(0).await), errno::EPERM);
 }
+
+impl Conn {
+    /// Attaches `fid` as `uid`, believed (the test policy believes claims).
+    async fn attach_as(&mut self, fid: u32, uid: u32) -> Rmessage {
+        self.rpc(
+            1,
+            Tmessage::Attach(Tattach {
+                fid,
+                afid: NOFID,
+                uname: String::new(),
+                aname: "".into(),
+                n_uname: uid,
+            }),
+        )
+        .await
+    }
+}
+
+/// Finding 8 on one connection that carries many users (the aggregator's
+/// to an agent): one identity holding its share of fids and of requests
+/// in flight gets EMFILE and EAGAIN; another identity's walks and
+/// requests still go through.
+#[tokio::test]
+async fn one_identity_cannot_take_every_fid_or_request_of_a_connection() {
+    let mut c = start_with(SessionLimits {
+        max_fids: 16,
+        max_fids_per_identity: 4,
+        max_in_flight: 16,
+        max_in_flight_per_identity: 2,
+        ..limits()
+    });
+    c.version("9P2000.L").await;
+    assert!(matches!(c.attach_as(0, 1001).await, Rmessage::Attach(_)));
+    assert!(matches!(c.attach_as(100, 1002).await, Rmessage::Attach(_)));
+    for fid in 1..4 {
+        assert!(matches!(c.walk(0, fid, &["slow"]).await, Rmessage::Walk(_)));
+    }
+    assert_eq!(errno_of(&c.walk(0, 4, &[]).await), errno::EMFILE);
+    for fid in 101..104 {
+        assert!(matches!(c.walk(100, fid, &["a"]).await, Rmessage::Walk(_)));
+    }
+    // A clunk gives the fid back to its identity.
+    c.rpc(3, Tmessage::Clunk(Tclunk { fid: 3 })).await;
+    assert!(matches!(c.walk(0, 3, &["slow"]).await, Rmessage::Walk(_)));
+
+    // Two slow opens are uid 1001's share of requests in flight.
+    for (tag, fid) in [(10, 1), (11, 2)] {
+        c.send(tag, Tmessage::Lopen(Tlopen { fid, flags: 0 })).await;
+    }
+    let getattr = |fid| {
+        Tmessage::Getattr(Tgetattr {
+            fid,
+            request_mask: getattr::BASIC,
+        })
+    };
+    c.send(12, getattr(0)).await;
+    let r = c.recv().await.unwrap();
+    assert_eq!((r.tag, errno_of(&r.msg)), (12, errno::EAGAIN));
+    // uid 1002 is answered while uid 1001's requests still wait.
+    c.send(13, getattr(100)).await;
+    let r = c.recv().await.unwrap();
+    assert!(
+        r.tag == 13 && matches!(&r.msg, Rmessage::Getattr(g) if g.attr.uid == 1002),
+        "{r:?}"
+    );
+    c.release.notify_waiters();
+    let mut tags = vec![c.recv().await.unwrap().tag, c.recv().await.unwrap().tag];
+    tags.sort();
+    assert_eq!(tags, [10, 11]);
+}
+
+/// The service identity keeps its reserve: users together stop an eighth
+/// short of the connection's fids.
+#[tokio::test]
+async fn the_service_identity_keeps_its_reserve_of_fids() {
+    let mut c = start_with(SessionLimits {
+        max_fids: 16,
+        max_fids_per_identity: 15,
+        ..limits()
+    });
+    c.version("9P2000.L").await;
+    c.attach_as(0, 1001).await;
+    for fid in 1..14 {
+        assert!(matches!(c.walk(0, fid, &[]).await, Rmessage::Walk(_)));
+    }
+    assert_eq!(errno_of(&c.walk(0, 14, &[]).await), errno::EMFILE);
+    assert_eq!(errno_of(&c.attach_as(50, 1002).await), errno::EMFILE);
+    assert!(matches!(c.attach_as(60, 0).await, Rmessage::Attach(_)));
+    assert!(matches!(c.walk(60, 61, &["a"]).await, Rmessage::Walk(_)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_connection_that_does_not_attach_is_closed_at_the_deadline() {
+    let limits = SessionLimits {
+        attach_timeout: Duration::from_secs(5),
+        ..limits()
+    };
+    let mut idle = start_with(limits.clone());
+    idle.version("9P2000.L").await;
+    let mut busy = start_with(limits);
+    busy.version("9P2000.L").await;
+    busy.attach(0).await;
+    tokio::time::advance(Duration::from_secs(6)).await;
+    assert!(idle.recv().await.is_none(), "closed without an attach");
+    tokio::time::advance(Duration::from_secs(60)).await;
+    assert!(matches!(busy.walk(0, 1, &["a"]).await, Rmessage::Walk(_)));
+}

@@ -44,10 +44,14 @@ impl Drop for TestServer {
     }
 }
 
+/// A server on loopback. Every client here comes from 127.0.0.1, one
+/// principal until it attaches: it may take every slot (these tests are
+/// about the server-wide bounds; `fair` tests the shares).
 async fn start(limits: SessionLimits, max_connections: usize) -> TestServer {
     let config = ServerConfig {
         limits,
         max_connections,
+        max_connections_per_principal: Some(max_connections),
         ..ServerConfig::default()
     };
     let (bound, shutdown) = serve_proc(&Address::Tcp("127.0.0.1:0".into()), config).await;

@@ -16,6 +16,7 @@ mod client_faults;
 mod client_proc;
 mod conformance;
 mod demo;
+mod fair;
 mod hetero;
 mod hostile_client;
 mod hostile_input;

@@ -28,6 +28,16 @@ pub struct AgentArgs {
     /// Connections served at once.
     #[arg(long, default_value_t = 1024)]
     max_connections: usize,
+    /// Connections one user (a Unix peer's uid; a TCP address until its
+    /// attach proves a uid) may hold. Default: an eighth of
+    /// --max-connections; service users keep another eighth.
+    #[arg(long)]
+    max_connections_per_user: Option<usize>,
+    /// Bytes of open-file snapshots one user may hold on this agent, on
+    /// all connections together (e.g. 128MiB, the default; the agent holds
+    /// at most 1GiB in all, an eighth of it reserved for service users).
+    #[arg(long, default_value = "128MiB", value_parser = parse_size)]
+    snapshot_bytes_per_user: usize,
     /// Accept TCP connections only from these addresses or blocks
     /// (repeatable; e.g. the aggregator's 10.0.0.5 or 10.0.0.0/24).
     #[arg(long, value_parser = Cidr::parse)]
@@ -58,6 +68,11 @@ pub struct AgentArgs {
     name: Option<String>,
 }
 
+fn parse_size(s: &str) -> Result<usize, String> {
+    let b = gproc::config::ByteSize::parse(s).map_err(|e| e.to_string())?;
+    usize::try_from(b.bytes()).map_err(|_| format!("{s:?}: too large"))
+}
+
 fn parse_mode(s: &str) -> Result<u32, String> {
     u32::from_str_radix(s.trim_start_matches("0o"), 8)
         .ok()
@@ -83,6 +98,13 @@ pub async fn run(a: AgentArgs) -> Result<ExitCode> {
         let uid = n.parse().ok().or_else(|| gproc::sys::users::uid_by_name(n));
         service.push(uid.with_context(|| format!("--allow-user {n}: no such user"))?);
     }
+    // Descriptors: one per connection, per process directory a fid holds
+    // and per file being read; the held directories' shares are half of
+    // the limit in force when the tree is opened.
+    match gproc::sys::raise_nofile_limit(a.max_connections as u64 + 64) {
+        Ok(n) => tracing::debug!("open-file limit {n}"),
+        Err(e) => tracing::warn!("{e}"),
+    }
     let fs = ProcFs::new(&a.root)
         .with_context(|| format!("cannot serve {}", a.root.display()))?
         .with_service_uids(service.iter().copied());
@@ -93,11 +115,14 @@ pub async fn run(a: AgentArgs) -> Result<ExitCode> {
     }
     let mut cfg = ServerConfig {
         max_connections: a.max_connections,
+        max_connections_per_principal: a.max_connections_per_user,
         allow: a.allow.clone(),
         unix_mode: a.socket_mode,
         ..ServerConfig::default()
     };
     cfg.limits.max_msize = a.msize.max(gproc::proto::MIN_MSIZE);
+    cfg.limits.snapshot_bytes =
+        gproc::server::session::snapshot_shares(1 << 30, a.snapshot_bytes_per_user);
     let tcp = a.listen.iter().any(Address::is_tcp);
     let mut access = AccessPolicy::default();
     if !service.is_empty() {
