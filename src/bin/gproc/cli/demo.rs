@@ -82,8 +82,17 @@ pub async fn run(a: DemoArgs) -> Result<ExitCode> {
     // Ctrl-C while the first summary is still being read stops the demo
     // cleanly instead of failing the read of a server that is going away.
     tokio::select! {
-        r = first_look(&tcp, &a.socket, t0) => r?,
+        biased;
         () = shutdown.cancelled() => {}
+        r = first_look(&tcp, &a.socket, t0) => {
+            // The interrupt closes the server first: a read that failed
+            // because of it is the interrupt, not an error.
+            if let Err(e) = r
+                && !shutdown.is_cancelled()
+            {
+                return Err(e);
+            }
+        }
     }
     if a.once {
         shutdown.cancel();
