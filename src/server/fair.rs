@@ -39,6 +39,10 @@ impl std::fmt::Display for Principal {
 pub struct Shares {
     total: usize,
     per_principal: usize,
+    /// The share of a TCP address before its connections attach: larger,
+    /// since every user of a login node arrives from its one address (and
+    /// the attach deadline bounds how long a slot is held that way).
+    per_address: usize,
     reserve: usize,
     state: Mutex<State>,
 }
@@ -105,6 +109,7 @@ impl Shares {
         Arc::new(Self {
             total,
             per_principal: per_principal.min(total),
+            per_address: per_principal.min(total),
             reserve: reserve.min(total),
             state: Mutex::new(State::default()),
         })
@@ -116,6 +121,34 @@ impl Shares {
     pub fn with_reserve(total: usize, per_principal: usize) -> Arc<Self> {
         let reserve = if per_principal >= total { 0 } else { total / 8 };
         Self::new(total, per_principal, reserve)
+    }
+
+    /// [`Self::with_reserve`] where an address that has not attached yet
+    /// may hold up to half the bound (at least `per_principal`): a login
+    /// node's users connect from one address at once, and each
+    /// connection's charge moves to its uid at attach.
+    pub fn for_connections(total: usize, per_principal: usize) -> Arc<Self> {
+        let s = Self::with_reserve(total, per_principal);
+        let per_address = if per_principal >= total {
+            total
+        } else {
+            per_principal.max(total / 2)
+        };
+        Arc::new(Self {
+            total: s.total,
+            per_principal: s.per_principal,
+            per_address,
+            reserve: s.reserve,
+            state: Mutex::new(State::default()),
+        })
+    }
+
+    /// The share of `who`.
+    fn share_of(&self, who: &Principal) -> usize {
+        match who {
+            Principal::Addr(_) => self.per_address,
+            Principal::Uid(_) => self.per_principal,
+        }
     }
 
     /// The whole bound.
@@ -160,11 +193,9 @@ impl Shares {
             });
         }
         if !service {
-            if held.saturating_add(n) > self.per_principal {
-                return Err(Refused::Principal {
-                    held,
-                    limit: self.per_principal,
-                });
+            let cap = self.share_of(&who);
+            if held.saturating_add(n) > cap {
+                return Err(Refused::Principal { held, limit: cap });
             }
             let limit = self.total - self.reserve;
             if st.users.saturating_add(n) > limit {
@@ -192,11 +223,9 @@ impl Shares {
         let n = share.n;
         let held = st.held.get(&who).copied().unwrap_or(0);
         if !service {
-            if held.saturating_add(n) > self.per_principal {
-                return Err(Refused::Principal {
-                    held,
-                    limit: self.per_principal,
-                });
+            let cap = self.share_of(&who);
+            if held.saturating_add(n) > cap {
+                return Err(Refused::Principal { held, limit: cap });
             }
             let limit = self.total - self.reserve;
             let users = st.users.saturating_sub(if share.service { 0 } else { n });
@@ -330,5 +359,39 @@ mod tests {
             m,
             "uid 1001: 64 MiB of open-file snapshots already held (its share is 64 MiB); close files"
         );
+    }
+
+    /// A login node's users connect from one address at once: before they
+    /// attach, an address may hold half the connections, a uid an eighth.
+    #[test]
+    fn an_address_before_attach_may_hold_half_the_connections() {
+        let s = Shares::for_connections(64, 8);
+        let addr = Principal::Addr("10.0.0.9".parse().unwrap());
+        let held: Vec<Share> = (0..32).map(|_| s.take(addr, false, 1).unwrap()).collect();
+        assert_eq!(
+            s.take(addr, false, 1).unwrap_err(),
+            Refused::Principal {
+                held: 32,
+                limit: 32
+            }
+        );
+        // At attach each moves to its uid, whose share is an eighth.
+        let mut moved = held.into_iter();
+        let mine: Vec<Share> = (0..8)
+            .map(|_| {
+                moved
+                    .next()
+                    .unwrap()
+                    .rekey(Principal::Uid(7), false)
+                    .unwrap()
+            })
+            .collect();
+        let (_ninth, r) = moved
+            .next()
+            .unwrap()
+            .rekey(Principal::Uid(7), false)
+            .unwrap_err();
+        assert_eq!(r, Refused::Principal { held: 8, limit: 8 });
+        assert_eq!(s.held(&Principal::Uid(7)), mine.len());
     }
 }

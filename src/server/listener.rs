@@ -193,7 +193,7 @@ impl<F: Filesystem> Server<F> {
             .max_connections_per_principal
             .unwrap_or(max / 8)
             .max(1);
-        let shares = Shares::with_reserve(max, per);
+        let shares = Shares::for_connections(max, per);
         let mut conns = JoinSet::new();
         let mut accepts = JoinSet::new();
         for l in listeners {
