@@ -49,6 +49,7 @@ declare -A PKGFILE=(
     [cpio]=/usr/bin/cpio
     [xz-utils]=/usr/bin/xz
     [fuse3]=/usr/bin/fusermount3
+    [man-db]=/usr/bin/man
 )
 missing=()
 for p in "${!PKGFILE[@]}"; do

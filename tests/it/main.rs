@@ -16,6 +16,7 @@ mod client_faults;
 mod client_proc;
 mod conformance;
 mod demo;
+mod docs;
 mod fair;
 mod hetero;
 mod hostile_client;

@@ -5,6 +5,7 @@ mod agent;
 #[cfg(feature = "bench")]
 mod bench;
 mod demo;
+mod docs;
 mod inspect;
 #[cfg(feature = "fuse")]
 mod mount;
@@ -56,6 +57,10 @@ enum Command {
     Demo(demo::DemoArgs),
     /// A live view of the cluster: nodes, totals, top processes.
     Top(top::TopArgs),
+    /// Write the manual pages (gproc.1, gproc-ps.1, ...) into a directory.
+    Man(docs::ManArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(docs::CompletionsArgs),
     /// Benchmarks (the tables of BENCHMARKS.md).
     #[cfg(feature = "bench")]
     #[command(subcommand)]
@@ -119,6 +124,8 @@ pub fn main() -> ExitCode {
             #[cfg(not(feature = "fuse"))]
             Command::Mount(_) => absent("mount", "fuse"),
             Command::Top(a) => top::run(a).await,
+            Command::Man(a) => docs::run_man(a),
+            Command::Completions(a) => docs::run_completions(a),
         }
     });
     match res {
