@@ -11,6 +11,7 @@ fn demo_serves_ps_and_stops_on_sigint() {
     let port = free_port();
     let dir = tempfile::tempdir().unwrap();
     let sock = dir.path().join("demo.sock");
+    let log = dir.path().join("demo.err");
     let mut child = Command::new(gproc())
         .args([
             "demo",
@@ -23,8 +24,9 @@ fn demo_serves_ps_and_stops_on_sigint() {
         ])
         .arg("--socket")
         .arg(&sock)
+        .env_remove("RUST_LOG")
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .unwrap();
     let guard_pid = child.id();
@@ -72,6 +74,24 @@ fn demo_serves_ps_and_stops_on_sigint() {
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("sim0040"));
+    // Every command the demo suggests works as printed (the mount needs
+    // root and v9fs: tests/it/v9fs.rs).
+    let exe = gproc().display().to_string();
+    let suggested: Vec<&str> = summary
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.starts_with(&exe))
+        .collect();
+    assert!(suggested.len() >= 5, "{summary}");
+    for cmd in suggested {
+        let out = Command::new("sh").args(["-c", cmd]).output().unwrap();
+        assert!(
+            out.status.success() && !out.stdout.is_empty(),
+            "{cmd}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
 
     // SAFETY: sending a signal to our own child.
     unsafe { libc::kill(guard_pid as i32, libc::SIGINT) };
@@ -88,6 +108,9 @@ fn demo_serves_ps_and_stops_on_sigint() {
         summary.contains("processes on") && summary.contains("Top processes by CPU"),
         "{summary}"
     );
+    // Its own lines only: no log noise from the servers it runs.
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(!err.contains(" INFO "), "{err}");
 }
 
 /// Ctrl-C while the demo is still reading its first summary stops it

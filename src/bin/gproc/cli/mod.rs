@@ -93,7 +93,13 @@ fn absent(cmd: &str, feature: &str) -> anyhow::Result<ExitCode> {
 /// Entry point of the `gproc` binary.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    // The demo talks to a person: its own lines, and only warnings from
+    // the servers it runs (RUST_LOG still chooses).
+    init_logging(if matches!(cli.cmd, Command::Demo(_)) {
+        "warn"
+    } else {
+        "info"
+    });
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -151,10 +157,10 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Logs to stderr; `RUST_LOG` selects the level (default `info`).
-fn init_logging() {
+/// Logs to stderr; `RUST_LOG` selects the level (default `default`).
+fn init_logging(default: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

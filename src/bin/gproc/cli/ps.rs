@@ -40,7 +40,7 @@ pub struct PsArgs {
     /// Sort keys, comma-separated; prefix `-` for descending
     /// (e.g. `-cpu,node`). Keys: node user pid ppid cpu mem rss vsz stat
     /// start time thr command.
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     sort: Option<String>,
     /// Columns to print, comma-separated (same names as --sort).
     #[arg(short = 'o', long = "output")]
