@@ -244,6 +244,32 @@ impl Tree {
         }
     }
 
+    /// A table built from every visible node's summary: `header`, the rows
+    /// `rows` writes for each node that answered, then the notes for those
+    /// that did not or answered with a stale copy.
+    async fn cluster_table(
+        &self,
+        view: &View,
+        header: &str,
+        out: &mut String,
+        rows: impl Fn(&mut String, &str, &NodeSummary),
+    ) {
+        let Gathered {
+            ok,
+            missing,
+            stale,
+            unsure,
+        } = self.gather(view).await;
+        out.push_str(header);
+        out.push('\n');
+        for (n, s) in &ok {
+            rows(out, &n.spec.name, s);
+        }
+        tables::missing_notes(out, &missing);
+        tables::unsure_note(out, unsure);
+        tables::stale_notes(out, &stale);
+    }
+
     async fn render_now(&self, view: &View, s: Synth) -> Bytes {
         let mut out = String::new();
         match s {
@@ -259,40 +285,20 @@ impl Tree {
                 }
             }
             Synth::Ps => {
-                let Gathered {
-                    ok,
-                    missing,
-                    stale,
-                    unsure,
-                } = self.gather(view).await;
-                out.push_str(PS_HEADER);
-                out.push('\n');
-                for (n, s) in &ok {
+                self.cluster_table(view, PS_HEADER, &mut out, |out, name, s| {
                     for p in s.procs.iter().filter(|p| view.sees_process(p.ruid, p.euid)) {
-                        out.push_str(&tables::ps_row(&n.spec.name, s, p).line());
+                        out.push_str(&tables::ps_row(name, s, p).line());
                         out.push('\n');
                     }
-                }
-                tables::missing_notes(&mut out, &missing);
-                tables::unsure_note(&mut out, unsure);
-                tables::stale_notes(&mut out, &stale);
+                })
+                .await;
             }
             Synth::Load => {
-                let Gathered {
-                    ok,
-                    missing,
-                    stale,
-                    unsure,
-                } = self.gather(view).await;
-                out.push_str(LOAD_HEADER);
-                out.push('\n');
-                for (n, s) in &ok {
-                    out.push_str(&tables::load_row(&n.spec.name, s).line());
+                self.cluster_table(view, LOAD_HEADER, &mut out, |out, name, s| {
+                    out.push_str(&tables::load_row(name, s).line());
                     out.push('\n');
-                }
-                tables::missing_notes(&mut out, &missing);
-                tables::unsure_note(&mut out, unsure);
-                tables::stale_notes(&mut out, &stale);
+                })
+                .await;
             }
             Synth::Stats => {
                 self.cache.sync().await;
