@@ -74,15 +74,7 @@ impl Cross {
 
     /// Its agent on `port` (the inherited socket passes through qemu).
     fn agent(&self, port: &Port) -> Proc {
-        let mut cmd = self.command();
-        cmd.args(["agent", "--auth", "none"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        let child = port.spawn(&mut cmd, |c, listen| {
-            c.args(["--listen", listen]);
-        });
-        wait_for_9p(&port.addr());
-        Proc(child)
+        start_agent_with(port, self.command())
     }
 }
 

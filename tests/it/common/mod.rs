@@ -145,7 +145,12 @@ impl Drop for Proc {
 /// Starts `gproc agent --auth none` on `port` (loopback: claims are
 /// believed) serving this machine's /proc.
 pub fn start_agent(port: &Port) -> Proc {
-    let mut cmd = Command::new(gproc());
+    start_agent_with(port, Command::new(gproc()))
+}
+
+/// [`start_agent`] with `cmd` as the gproc to run (e.g. a cross-built
+/// one under qemu-user).
+pub fn start_agent_with(port: &Port, mut cmd: Command) -> Proc {
     cmd.args(["agent", "--auth", "none"])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
