@@ -93,6 +93,24 @@ fn demo_serves_ps_and_stops_on_sigint() {
         );
     }
 
+    // On a terminal (a pty from script(1)) `gproc ps` cuts lines at the
+    // terminal's width, as procps does; `-w` keeps them whole.
+    if require("script (util-linux)", have("script")) {
+        let on_tty = |extra: &str| {
+            let cmd = format!("env COLUMNS=50 {exe} ps --server 127.0.0.1:{port} {extra}");
+            let out = Command::new("script")
+                .args(["-qec", &cmd, "/dev/null"])
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "{cmd}");
+            let text = String::from_utf8_lossy(&out.stdout).replace('\r', "");
+            text.lines().map(|l| l.chars().count()).max().unwrap_or(0)
+        };
+        let cut = on_tty("");
+        assert!(cut > 0 && cut <= 50, "longest line {cut}");
+        assert!(on_tty("-w") > 50, "-w keeps whole command lines");
+    }
+
     // SAFETY: sending a signal to our own child.
     unsafe { libc::kill(guard_pid as i32, libc::SIGINT) };
     let deadline = Instant::now() + Duration::from_secs(30);

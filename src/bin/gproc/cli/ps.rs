@@ -51,6 +51,11 @@ pub struct PsArgs {
     /// Omit the header line.
     #[arg(long)]
     no_header: bool,
+    /// Wide output: full command lines on a terminal too (otherwise, as
+    /// procps does, lines are cut at the terminal's width; pipes and
+    /// files always get whole lines).
+    #[arg(short = 'w', long)]
+    wide: bool,
     /// Give up after this long.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -336,7 +341,8 @@ pub async fn run(a: PsArgs) -> Result<ExitCode> {
         serde_json::to_writer_pretty(&mut out, &list)?;
         writeln!(out)?;
     } else {
-        write_table(&mut out, &cols, &rows, !a.no_header)?;
+        let fit = if a.wide { None } else { terminal_width() };
+        write_table(&mut out, &cols, &rows, !a.no_header, fit)?;
     }
     out.flush()?;
     Ok(if missing > 0 {
@@ -346,12 +352,36 @@ pub async fn run(a: PsArgs) -> Result<ExitCode> {
     })
 }
 
-/// Aligned columns; the last column is not padded.
+/// The width to fit lines to: standard output's terminal (`COLUMNS` when
+/// set, as procps honours it, else the terminal's size); `None` when it is
+/// not a terminal.
+fn terminal_width() -> Option<usize> {
+    use std::io::IsTerminal;
+    let stdout = std::io::stdout();
+    if !stdout.is_terminal() {
+        return None;
+    }
+    if let Some(c) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|c| *c > 0)
+    {
+        return Some(c);
+    }
+    rustix::termios::tcgetwinsize(&stdout)
+        .ok()
+        .map(|w| usize::from(w.ws_col))
+        .filter(|c| *c > 0)
+}
+
+/// Aligned columns; the last column is not padded; a line is cut at `fit`
+/// characters when given.
 fn write_table(
     out: &mut impl Write,
     cols: &[Col],
     rows: &[PsRow],
     header: bool,
+    fit: Option<usize>,
 ) -> std::io::Result<()> {
     let cells: Vec<Vec<String>> = rows
         .iter()
@@ -365,16 +395,20 @@ fn write_table(
     }
     let line = |out: &mut dyn Write, vals: &[&str]| -> std::io::Result<()> {
         let last = vals.len() - 1;
+        let mut text = String::new();
         for (i, v) in vals.iter().enumerate() {
             if i == last {
-                writeln!(out, "{v}")?;
+                text.push_str(v);
             } else if cols[i].right_aligned() {
-                write!(out, "{v:>w$} ", w = width[i])?;
+                text.push_str(&format!("{v:>w$} ", w = width[i]));
             } else {
-                write!(out, "{v:<w$} ", w = width[i])?;
+                text.push_str(&format!("{v:<w$} ", w = width[i]));
             }
         }
-        Ok(())
+        match fit {
+            Some(n) => writeln!(out, "{}", text.chars().take(n).collect::<String>()),
+            None => writeln!(out, "{text}"),
+        }
     };
     if header {
         let h: Vec<&str> = cols.iter().map(|c| c.header()).collect();
@@ -430,9 +464,30 @@ mod tests {
             &[Col::Node, Col::Pid, Col::Command],
             &[row("n1", 5, 1.0), row("n10", 12345, 2.0)],
             true,
+            None,
         )
         .unwrap();
         let s = String::from_utf8(out).unwrap();
         assert_eq!(s, "NODE   PID COMMAND\nn1       5 a b\nn10  12345 a b\n");
+    }
+
+    /// On a terminal lines are cut at its width, in the command column
+    /// (procps' behaviour; `-w` and pipes keep whole lines).
+    #[test]
+    fn a_terminal_width_cuts_the_command() {
+        let mut long = row("n1", 5, 1.0);
+        long.command = "./solver --input /scratch/big/case.h5 --steps 100000".into();
+        let mut out = Vec::new();
+        write_table(
+            &mut out,
+            &[Col::Node, Col::Pid, Col::Command],
+            &[long],
+            true,
+            Some(20),
+        )
+        .unwrap();
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(s, "NODE PID COMMAND\nn1     5 ./solver --\n");
+        assert!(s.lines().all(|l| l.chars().count() <= 20), "{s}");
     }
 }
