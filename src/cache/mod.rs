@@ -303,6 +303,13 @@ impl Cache {
         let _ = self.store.invalidate_entries_if(move |k, _| k.node == node);
     }
 
+    /// The value kept for `key`, whatever its age, without loading or
+    /// counting a read: facts shown beside live state (a node's machine
+    /// in `/nodes`), gone once the store drops the entry.
+    pub async fn peek<K: Kind>(&self, key: &Key<K>) -> Option<K::Value> {
+        self.store.get(&Slot::of(key)).await.map(|e| e.value::<K>())
+    }
+
     /// The value for `key`, from the cache when its kind's
     /// [`Lifetime`] allows it, else from `load` (a node read).
     ///

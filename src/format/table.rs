@@ -65,7 +65,7 @@ pub const PS_HEADER: &str = "NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIM
 pub const LOAD_HEADER: &str = "NODE LOAD1 LOAD5 LOAD15 RUNNING TASKS CPUS MEM_TOTAL_MB MEM_USED_MB MEM_AVAIL_MB PROCS UPTIME ARCH KERNEL";
 
 /// Header of `/nodes`.
-pub const NODES_HEADER: &str = "NODE STATE ADDRESS DIALECT RTT_MS LAST_CONTACT ERROR";
+pub const NODES_HEADER: &str = "NODE STATE ADDRESS DIALECT RTT_MS LAST_CONTACT ARCH KERNEL ERROR";
 
 // ---------------------------------------------------------------------------
 // Rows
@@ -349,6 +349,10 @@ pub struct NodeRow {
     pub rtt_ms: Option<f64>,
     /// Last successful exchange, unix seconds.
     pub last_contact: Option<u64>,
+    /// The node's machine, from its last summary read; `None` if unknown.
+    pub arch: Option<String>,
+    /// The node's kernel release, from its last summary read.
+    pub kernel: Option<String>,
     /// Why the node is down, or its last error.
     pub error: Option<String>,
 }
@@ -380,11 +384,13 @@ impl Row for NodeRow {
             .unwrap_or_else(|| "-".into());
         let err = self.error.as_deref().map_or_else(|| "-".into(), one_line);
         format!(
-            "{} {} {} {} {rtt} {contact} {err}",
+            "{} {} {} {} {rtt} {contact} {} {} {err}",
             cell(&self.node),
             cell(&self.state),
             cell(&self.address),
             self.dialect.as_deref().map_or_else(|| "-".into(), cell),
+            self.arch.as_deref().map_or_else(|| "-".into(), cell),
+            self.kernel.as_deref().map_or_else(|| "-".into(), cell),
         )
     }
 
@@ -396,7 +402,9 @@ impl Row for NodeRow {
             dialect: c.opt(3, |d| Some(visible(d))),
             rtt_ms: c.opt(4, |r| r.parse().ok()),
             last_contact: c.opt(5, parse_start),
-            error: c.opt(6, |e| (!e.is_empty()).then(|| visible(e))),
+            arch: c.opt(6, |s| Some(visible(s))),
+            kernel: c.opt(7, |s| Some(visible(s))),
+            error: c.opt(8, |e| (!e.is_empty()).then(|| visible(e))),
         })
     }
 }
@@ -743,6 +751,8 @@ mod tests {
             dialect: None,
             rtt_ms: None,
             last_contact: Some(1_795_669_636),
+            arch: Some("aarch64".into()),
+            kernel: None,
             error: Some("10.0.0.3:5640: Connection refused (os error 111)".into()),
         }
     }
@@ -811,12 +821,13 @@ mod tests {
             };
             assert!(!a.chars().chain(b.chars()).any(hostile), "{n:?}");
         }
-        let nodes = format!("{NODES_HEADER}\nn1 up{esc} a{esc} 9P{esc} - - err{esc}\n");
+        let nodes = format!("{NODES_HEADER}\nn1 up{esc} a{esc} 9P{esc} - - ppc{esc} - err{esc}\n");
         let n = &Table::<NodeRow>::parse(&nodes).unwrap().rows[0];
         for s in [&n.state, &n.address] {
             assert!(!s.chars().any(hostile), "{s:?}");
         }
         assert!(!n.dialect.as_deref().unwrap().chars().any(hostile));
+        assert!(!n.arch.as_deref().unwrap().chars().any(hostile));
         assert!(!n.error.as_deref().unwrap().chars().any(hostile));
         let load =
             format!("{LOAD_HEADER}\nn1{esc} 1 1 1 1 1 1 1 1 1 1 0d+00:01 ppc{esc} 6.1{esc}\n");
@@ -829,6 +840,20 @@ mod tests {
             assert!(!s.chars().any(hostile), "{s:?}");
         }
         assert_eq!(printable("a\u{1b}[2Jb\nc"), "a [2Jb c");
+    }
+
+    /// An older aggregator's `/nodes`, without ARCH and KERNEL (which go
+    /// before the free-text ERROR), still reads, its error whole.
+    #[test]
+    fn nodes_without_arch_and_kernel_read_as_unknown() {
+        let old = "NODE STATE ADDRESS DIALECT RTT_MS LAST_CONTACT ERROR\n\
+                   n3 down 10.0.0.3:565 - - - connection refused (os error 111)\n";
+        let r = &Table::<NodeRow>::parse(old).unwrap().rows[0];
+        assert_eq!((r.arch.as_deref(), r.kernel.as_deref()), (None, None));
+        assert_eq!(
+            r.error.as_deref(),
+            Some("connection refused (os error 111)")
+        );
     }
 
     /// An older aggregator's `/load`, without ARCH and KERNEL, still reads.
@@ -853,7 +878,7 @@ mod tests {
         );
         assert_eq!(
             node_row().line(),
-            "n3 down 10.0.0.3:5640 - - 2026-11-26T05:07:16Z 10.0.0.3:5640: Connection refused (os error 111)"
+            "n3 down 10.0.0.3:5640 - - 2026-11-26T05:07:16Z aarch64 - 10.0.0.3:5640: Connection refused (os error 111)"
         );
         let up = NodeRow {
             state: "up".into(),
@@ -864,7 +889,7 @@ mod tests {
         };
         assert_eq!(
             up.line(),
-            "n3 up 10.0.0.3:5640 9P2000.L 0.42 2026-11-26T05:07:16Z -"
+            "n3 up 10.0.0.3:5640 9P2000.L 0.42 2026-11-26T05:07:16Z aarch64 - -"
         );
         let mut out = String::new();
         Note::Missing {
@@ -1162,17 +1187,22 @@ mod tests {
             proptest::option::of(token()),
             proptest::option::of(0u32..1_000_000),
             proptest::option::of(0u64..253_402_300_799),
+            (proptest::option::of(token()), proptest::option::of(token())),
             proptest::option::of(tail()),
         )
             .prop_map(
-                |((node, state, address), dialect, rtt, last_contact, error)| NodeRow {
-                    node,
-                    state,
-                    address,
-                    dialect,
-                    rtt_ms: rtt.map(|r| f64::from(r) / 100.0),
-                    last_contact,
-                    error: error.filter(|e| e != "-"),
+                |((node, state, address), dialect, rtt, last_contact, (arch, kernel), error)| {
+                    NodeRow {
+                        node,
+                        state,
+                        address,
+                        dialect,
+                        rtt_ms: rtt.map(|r| f64::from(r) / 100.0),
+                        last_contact,
+                        arch,
+                        kernel,
+                        error: error.filter(|e| e != "-"),
+                    }
                 },
             )
     }

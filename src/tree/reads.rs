@@ -194,6 +194,18 @@ impl Tree {
         .map(|(v, _)| v)
     }
 
+    /// The node's last parsed summary, if the cache still has it, without
+    /// reading the node (for `/nodes`, which shows live pool state).
+    pub(super) async fn last_summary(&self, node: &Node) -> Option<Arc<NodeSummary>> {
+        let key = Key {
+            kind: Parsed,
+            node: node.index,
+            path: summary::FILE_PATH.into(),
+            user: None,
+        };
+        self.cache.peek(&key).await
+    }
+
     /// The node's parsed summary and, when a `stale` rule let the cache
     /// serve it past its TTL, its age.
     pub(super) async fn node_parsed_summary(

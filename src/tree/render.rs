@@ -277,10 +277,14 @@ impl Tree {
                 out.push_str(NODES_HEADER);
                 out.push('\n');
                 for n in self.visible_nodes(view).await {
-                    out.push_str(
-                        &tables::node_row(&n.spec.name, &n.spec.address.to_string(), &n.status())
-                            .line(),
+                    let last = self.last_summary(&n).await;
+                    let row = tables::node_row(
+                        &n.spec.name,
+                        &n.spec.address.to_string(),
+                        &n.status(),
+                        last.as_deref(),
                     );
+                    out.push_str(&row.line());
                     out.push('\n');
                 }
             }

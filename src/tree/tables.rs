@@ -66,7 +66,7 @@ pub fn load_row(node: &str, s: &NodeSummary) -> LoadRow {
 }
 
 /// The `/nodes` row of a node of the pool.
-pub fn node_row(name: &str, address: &str, st: &NodeStatus) -> NodeRow {
+pub fn node_row(name: &str, address: &str, st: &NodeStatus, last: Option<&NodeSummary>) -> NodeRow {
     let state = match &st.state {
         NodeState::Idle => "idle",
         NodeState::Up => "up",
@@ -86,6 +86,8 @@ pub fn node_row(name: &str, address: &str, st: &NodeStatus) -> NodeRow {
             .last_contact
             .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
             .map(|d| d.as_secs()),
+        arch: last.map(|s| s.arch.clone()).filter(|a| !a.is_empty()),
+        kernel: last.map(|s| s.kernel.clone()).filter(|k| !k.is_empty()),
         error,
     }
 }

@@ -190,6 +190,19 @@ fn big_endian_and_arm_nodes_beside_native_ones_both_ways() {
             .to_string()
     };
     assert_eq!(arch_of("x86"), std::env::consts::ARCH);
+    // /nodes shows the machine from each node's last summary.
+    let nodes = cat(&pg.addr(), "nodes");
+    let header: Vec<&str> = nodes.lines().next().unwrap().split_whitespace().collect();
+    let ncol = header.iter().position(|h| *h == "ARCH").unwrap();
+    let arch_in_nodes = |n: &str| {
+        rows_of(&nodes, n)[0]
+            .split_whitespace()
+            .nth(ncol)
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(arch_in_nodes("ppc64"), "ppc64", "{nodes}");
+    assert_eq!(arch_in_nodes("arm64"), "aarch64", "{nodes}");
     assert_eq!(arch_of("ppc64"), "ppc64");
     assert_eq!(arch_of("arm64"), "aarch64");
     if diod.is_some() {
