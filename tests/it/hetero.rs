@@ -100,6 +100,14 @@ fn rows_of<'a>(table: &'a str, node: &str) -> Vec<&'a str> {
         .collect()
 }
 
+/// The cell of column `col` (by header name) in `node`'s row of `table`.
+fn cell(table: &str, node: &str, col: &str) -> String {
+    let header: Vec<&str> = table.lines().next().unwrap().split_whitespace().collect();
+    let i = header.iter().position(|h| *h == col).unwrap();
+    let row = rows_of(table, node);
+    row[0].split_whitespace().nth(i).unwrap().to_string()
+}
+
 /// Checks every table and a node file of every node through `addr`.
 fn check_tables(addr: &str, nodes: &[&str]) {
     let ps = cat(addr, "ps");
@@ -180,27 +188,11 @@ fn big_endian_and_arm_nodes_beside_native_ones_both_ways() {
     check_tables(&pg.addr(), &names);
     // /load says what each node is; `gproc ps --arch` selects by it.
     let load = cat(&pg.addr(), "load");
-    let header: Vec<&str> = load.lines().next().unwrap().split_whitespace().collect();
-    let col = header.iter().position(|h| *h == "ARCH").unwrap();
-    let arch_of = |n: &str| {
-        rows_of(&load, n)[0]
-            .split_whitespace()
-            .nth(col)
-            .unwrap()
-            .to_string()
-    };
+    let arch_of = |n: &str| cell(&load, n, "ARCH");
     assert_eq!(arch_of("x86"), std::env::consts::ARCH);
     // /nodes shows the machine from each node's last summary.
     let nodes = cat(&pg.addr(), "nodes");
-    let header: Vec<&str> = nodes.lines().next().unwrap().split_whitespace().collect();
-    let ncol = header.iter().position(|h| *h == "ARCH").unwrap();
-    let arch_in_nodes = |n: &str| {
-        rows_of(&nodes, n)[0]
-            .split_whitespace()
-            .nth(ncol)
-            .unwrap()
-            .to_string()
-    };
+    let arch_in_nodes = |n: &str| cell(&nodes, n, "ARCH");
     assert_eq!(arch_in_nodes("ppc64"), "ppc64", "{nodes}");
     assert_eq!(arch_in_nodes("arm64"), "aarch64", "{nodes}");
     assert_eq!(arch_of("ppc64"), "ppc64");

@@ -127,7 +127,15 @@ pub(crate) async fn start_sims(
     Ok((sims, text))
 }
 
+/// `path` read whole from the aggregator at `addr` by root (an
+/// administrator).
 async fn read(addr: &Address, path: &str) -> Result<bytes::Bytes> {
+    read_as(addr, 0, path).await
+}
+
+/// `path` read whole from the aggregator at `addr` by `uid` (believed:
+/// the benchmarks' aggregators use `auth = "none"` on loopback).
+pub(crate) async fn read_as(addr: &Address, uid: u32, path: &str) -> Result<bytes::Bytes> {
     let c = Client::connect(
         addr,
         ClientOptions {
@@ -136,10 +144,10 @@ async fn read(addr: &Address, path: &str) -> Result<bytes::Bytes> {
         },
     )
     .await?;
-    let root = c.attach("root", "", Some(0)).await?;
-    Ok(root
-        .read_all_limited(path, gproc::format::table::MAX_TABLE_BYTES)
-        .await?)
+    let root = c.attach(&uid.to_string(), "", Some(uid)).await?;
+    root.read_all_limited(path, gproc::format::table::MAX_TABLE_BYTES)
+        .await
+        .with_context(|| format!("uid {uid}: {path}"))
 }
 
 /// The naive client: every process's three files from every node, direct.

@@ -16,10 +16,9 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::cluster::start_sims;
+use super::cluster::{read_as, start_sims};
 use super::{cpu_seconds, print_table};
 use gproc::aggregator::Aggregator;
-use gproc::client::{Client, ClientOptions};
 use gproc::config::Config;
 use gproc::format::table::{PsRow, Table};
 use gproc::net::Address;
@@ -41,22 +40,6 @@ pub struct ViewsBench {
 /// on the simulated nodes): owns processes on every node.
 const USER_UID: u32 = 1000;
 const USER_NAME: &str = "alice";
-
-/// One identity's read of `path` from the aggregator at `addr`.
-async fn read_as(addr: &Address, uid: u32, path: &str) -> Result<bytes::Bytes> {
-    let c = Client::connect(
-        addr,
-        ClientOptions {
-            request_timeout: Duration::from_secs(120),
-            ..ClientOptions::default()
-        },
-    )
-    .await?;
-    let root = c.attach(&uid.to_string(), "", Some(uid)).await?;
-    root.read_all_limited(path, gproc::format::table::MAX_TABLE_BYTES)
-        .await
-        .with_context(|| format!("uid {uid}: {path}"))
-}
 
 /// A started aggregator and what stops it.
 struct Running {
