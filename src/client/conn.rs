@@ -542,10 +542,10 @@ impl Shared {
                 server: self.server.clone(),
                 op,
                 path: path.to_string(),
-                // .u sends an errno beside the string; plain 9P2000 only
-                // the string, which we map back.
-                errno: if self.dialect == Dialect::P2000u && e.errno != 0 {
-                    e.errno
+                // .u sends an errno beside the string (when it has one);
+                // plain 9P2000 only the string, which we map back.
+                errno: if self.dialect == Dialect::P2000u {
+                    errno::from_dotu(e.errno, &e.ename)
                 } else {
                     errno::from_string(&e.ename)
                 },

@@ -362,6 +362,15 @@ fn put_esc(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 impl NodeSummary {
+    /// Whether the summary says anything a Linux `/proc` would: a CPU, some
+    /// memory, a process. Every Linux node has all three; a summary built
+    /// from the files of a node that has none of them (a Plan 9 machine's
+    /// `/proc`, a plain file server) is empty, and tables must say so
+    /// rather than print a row of zeros as if the node were idle.
+    pub fn has_linux_facts(&self) -> bool {
+        self.cpus > 0 || self.mem_total_kb > 0 || !self.procs.is_empty()
+    }
+
     /// The file's bytes: what the agent serves (from its collector) and the
     /// simulator serves (from synthetic data).
     pub fn encode(&self) -> Vec<u8> {

@@ -18,9 +18,12 @@
 //! ```
 //!
 //! Notes say what a table leaves out or qualifies, one per line:
-//! `# missing NODE: reason` (the node has no rows: it failed or timed out)
-//! and `# stale NODE: AGEs old (reason)` (its rows come from a copy past its
-//! cache TTL, which a `stale` cache rule allowed). They follow the rows.
+//! `# missing NODE: reason` (the node has no rows: it failed or timed out),
+//! `# stale NODE: AGEs old (reason)` (its rows come from a copy past its
+//! cache TTL, which a `stale` cache rule allowed) and `# foreign NODE:
+//! reason` (the node answers but serves no Linux `/proc`, a Plan 9 machine
+//! or a plain file server: it has no rows, and its files are browsable
+//! under `/NODE/`). They follow the rows.
 //!
 //! The columns are [`PS_HEADER`], [`LOAD_HEADER`] and [`NODES_HEADER`];
 //! [`PsRow`], [`LoadRow`] and [`NodeRow`] are the rows, each written by its
@@ -501,6 +504,15 @@ pub enum Note {
         /// Why no fresh copy was read.
         reason: String,
     },
+    /// `# foreign NODE: reason`: the node answers but serves no Linux
+    /// `/proc` (no `stat`, `meminfo`, `loadavg` or `<pid>/stat`), so it has
+    /// no rows; unlike `missing`, nothing failed and nothing is lost.
+    Foreign {
+        /// The node.
+        node: String,
+        /// What it lacks, and where to look instead.
+        reason: String,
+    },
     /// Any other note: its text after `#` and spaces. A kind this build does
     /// not know, from a newer aggregator.
     Other(String),
@@ -512,6 +524,11 @@ impl Note {
         let text = line.strip_prefix('#')?.trim_start();
         let parsed = if let Some(rest) = text.strip_prefix("missing ") {
             rest.split_once(": ").map(|(node, reason)| Note::Missing {
+                node: visible(node),
+                reason: one_line(reason),
+            })
+        } else if let Some(rest) = text.strip_prefix("foreign ") {
+            rest.split_once(": ").map(|(node, reason)| Note::Foreign {
                 node: visible(node),
                 reason: one_line(reason),
             })
@@ -543,7 +560,9 @@ impl Note {
     /// The node a note is about, if it is about one.
     pub fn node(&self) -> Option<&str> {
         match self {
-            Note::Missing { node, .. } | Note::Stale { node, .. } => Some(node),
+            Note::Missing { node, .. } | Note::Stale { node, .. } | Note::Foreign { node, .. } => {
+                Some(node)
+            }
             Note::Other(_) => None,
         }
     }
@@ -569,6 +588,9 @@ impl fmt::Display for Note {
                 age.as_secs_f64(),
                 one_line(reason)
             ),
+            Note::Foreign { node, reason } => {
+                write!(f, "foreign {}: {}", cell(node), one_line(reason))
+            }
             Note::Other(text) => f.write_str(&one_line(text)),
         }
     }
@@ -814,9 +836,9 @@ mod tests {
         assert_eq!(t.notes.len(), 3);
         for n in &t.notes {
             let (a, b) = match n {
-                Note::Missing { node, reason } | Note::Stale { node, reason, .. } => {
-                    (node.clone(), reason.clone())
-                }
+                Note::Missing { node, reason }
+                | Note::Stale { node, reason, .. }
+                | Note::Foreign { node, reason } => (node.clone(), reason.clone()),
                 Note::Other(o) => (o.clone(), String::new()),
             };
             assert!(!a.chars().chain(b.chars()).any(hostile), "{n:?}");
@@ -1210,6 +1232,7 @@ mod tests {
     fn arb_note() -> impl Strategy<Value = Note> {
         prop_oneof![
             (token(), tail()).prop_map(|(node, reason)| Note::Missing { node, reason }),
+            (token(), tail()).prop_map(|(node, reason)| Note::Foreign { node, reason }),
             (token(), 0u64..1_000_000, tail()).prop_map(|(node, tenths, reason)| Note::Stale {
                 node,
                 age: Duration::from_millis(tenths * 100),
@@ -1217,7 +1240,8 @@ mod tests {
             }),
             "[a-z][a-z ]{0,20}[a-z]"
                 .prop_filter("other kinds", |t| !t.starts_with("missing ")
-                    && !t.starts_with("stale "))
+                    && !t.starts_with("stale ")
+                    && !t.starts_with("foreign "))
                 .prop_map(Note::Other),
         ]
     }

@@ -116,6 +116,19 @@ pub fn from_string(s: &str) -> u32 {
     }
 }
 
+/// The errno of a 9P2000.u `Rerror`: its errno field when it holds a Linux
+/// errno (1 to 4095, the kernel's `MAX_ERRNO`), else the one its string
+/// names. Servers that have no errno send 0 or ~0 (the reference p9fs
+/// server sends ~0 with "file not found"), which must not reach a client
+/// as `errno 4294967295`.
+pub fn from_dotu(errno: u32, ename: &str) -> u32 {
+    if (1..4096).contains(&errno) {
+        errno
+    } else {
+        from_string(ename)
+    }
+}
+
 /// The errno for an I/O error: the OS's own when it has one, otherwise one
 /// chosen by its kind (a closed connection is ECONNRESET, anything unknown
 /// EIO). The one mapping for the server's replies and the client's errors.
@@ -151,6 +164,14 @@ mod tests {
         }
         assert_eq!(from_string(&to_string(999)), 999);
         assert_eq!(from_string("'foo' file does not exist"), ENOENT);
+    }
+
+    #[test]
+    fn dotu_errors_without_an_errno_take_the_strings() {
+        assert_eq!(from_dotu(2, "whatever"), ENOENT);
+        assert_eq!(from_dotu(u32::MAX, "file not found"), ENOENT);
+        assert_eq!(from_dotu(0, "permission denied"), EPERM);
+        assert_eq!(from_dotu(70_000, "odd"), EIO);
     }
 
     #[test]

@@ -164,6 +164,9 @@ impl Tree {
         }
         match self.proc_id(node, pid).await {
             Ok(Some(p)) => Ok(Some(p.pin)),
+            // The summary read just now found the node has none (the
+            // first walk into it): as above, the node decides.
+            Ok(None) if view.admin && self.lacks_summary(node.index) => Ok(None),
             Ok(None) => Err(FsError::NOENT),
             Err(_) if view.admin => Ok(None),
             Err(e) => Err(e),

@@ -262,10 +262,16 @@ impl Tree {
         } = self.gather(view).await;
         out.push_str(header);
         out.push('\n');
+        let mut foreign = Vec::new();
         for (n, s) in &ok {
-            rows(out, &n.spec.name, s);
+            if s.has_linux_facts() {
+                rows(out, &n.spec.name, s);
+            } else {
+                foreign.push(n.spec.name.as_str());
+            }
         }
         tables::missing_notes(out, &missing);
+        tables::foreign_notes(out, &foreign);
         tables::unsure_note(out, unsure);
         tables::stale_notes(out, &stale);
     }

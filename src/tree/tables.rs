@@ -103,6 +103,20 @@ pub fn missing_notes(out: &mut String, missing: &[(String, String)]) {
     }
 }
 
+/// Appends `# foreign NODE: ...` notes for nodes that answered without
+/// any Linux `/proc` facts, so they are neither missing nor a row of zeros.
+pub fn foreign_notes(out: &mut String, foreign: &[&str]) {
+    for node in foreign {
+        Note::Foreign {
+            node: node.to_string(),
+            reason: format!(
+                "answers 9P but serves no Linux /proc (no stat, meminfo, loadavg or <pid>/stat); browse /{node}/"
+            ),
+        }
+        .write(out);
+    }
+}
+
 /// Appends, when `unsure` nodes did not answer that the reader may not be
 /// told about (a user who sees the nodes where they run cannot be told
 /// which nodes exist), a note naming none of them, so an incomplete table

@@ -257,3 +257,117 @@ fn big_endian_and_arm_nodes_beside_native_ones_both_ways() {
     wait_for_9p(&up.addr());
     check_tables(&up.addr(), &["x86", "arm64"]);
 }
+
+/// A Plan 9 machine's `/proc` as its 9P2000.u server exports it (the
+/// p9fs reference server over a directory): `status` in Plan 9's fixed
+/// columns, no `stat`, `meminfo` or `loadavg`.
+fn plan9_proc(dir: &std::path::Path) {
+    for (pid, line) in [
+        (
+            1,
+            "init            bootes          Await             0     10     100       0       0       0     100      10",
+        ),
+        (
+            42,
+            "rc              glenda          Ready             5     20     300       0       0       0     200      10",
+        ),
+    ] {
+        let d = dir.join(pid.to_string());
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join("status"), format!("{line}\n")).unwrap();
+    }
+    std::fs::write(dir.join("README"), "a Plan 9 cpu server\n").unwrap();
+}
+
+/// The tables' notes, as `gproc ps` would read them.
+fn notes(table: &str) -> Vec<String> {
+    table
+        .lines()
+        .filter(|l| l.starts_with('#'))
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn a_plan9_node_sits_in_the_merged_tree_without_breaking_tables() {
+    let python = peers_dir().join("venv-p9fs/bin/python");
+    if !require("the p9fs venv", python.exists()) {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("plan9");
+    plan9_proc(&root);
+    let p9port = free_port();
+    let _p9 = Proc(
+        Command::new(&python)
+            .args(["-m", "py9p", "-D", "-a", "127.0.0.1", "-p"])
+            .arg(p9port.to_string())
+            .arg("-r")
+            .arg(&root)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(&format!("127.0.0.1:{p9port}"));
+    let native = Port::new();
+    let _native = start_agent(&native);
+    let pg = Port::new();
+    let cfg = format!(
+        "[server]\nlisten = [\"{}\"]\nauth = \"none\"\n\n[views]\nadmin_users = [\"root\"]\n\n\
+         [[nodes]]\nnames = \"x86\"\naddress = \"{}\"\naname = \"\"\n\n\
+         [[nodes]]\nnames = \"plan9\"\naddress = \"127.0.0.1:{p9port}\"\naname = \"\"\ndialect = \"9P2000.u\"\n",
+        pg.addr(),
+        native.addr()
+    );
+    let _agg = start_aggregator(dir.path(), &cfg, &pg);
+    let addr = pg.addr();
+
+    // Its files, through the merged tree, as the Plan 9 server has them.
+    assert_eq!(
+        cat(&addr, "plan9/42/status"),
+        std::fs::read_to_string(root.join("42/status")).unwrap()
+    );
+    assert_eq!(cat(&addr, "plan9/README"), "a Plan 9 cpu server\n");
+    let ls = Command::new(gproc())
+        .args(["ls", "--server", &addr, "plan9"])
+        .output()
+        .unwrap();
+    let names: std::collections::BTreeSet<String> = String::from_utf8_lossy(&ls.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        names,
+        ["1", "42", "README"]
+            .map(String::from)
+            .into_iter()
+            .collect()
+    );
+
+    // The tables: the Linux node's rows; the Plan 9 node neither a row of
+    // zeros nor missing, but said to be foreign.
+    for table in ["ps", "load"] {
+        let t = cat(&addr, table);
+        assert!(!rows_of(&t, "x86").is_empty(), "x86 in /{table}:\n{t}");
+        assert!(rows_of(&t, "plan9").is_empty(), "plan9 in /{table}:\n{t}");
+        let n = notes(&t);
+        assert_eq!(n.len(), 1, "/{table} notes: {n:?}");
+        assert!(n[0].starts_with("# foreign plan9: "), "{n:?}");
+    }
+    let nodes = cat(&addr, "nodes");
+    assert_eq!(cell(&nodes, "plan9", "STATE"), "up", "{nodes}");
+    assert_eq!(cell(&nodes, "plan9", "DIALECT"), "9P2000.u", "{nodes}");
+    assert_eq!(cell(&nodes, "x86", "STATE"), "up", "{nodes}");
+
+    // `gproc ps` lists the Linux node, says why plan9 has no rows, and
+    // succeeds: nothing is missing.
+    let out = Command::new(gproc())
+        .args(["ps", "--server", &addr, "-o", "node"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("foreign plan9"), "{err}");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("x86"));
+}

@@ -334,7 +334,7 @@ fn record(
                     s.stale_age = Some(s.stale_age.unwrap_or(0.0).max(age));
                 }
             }
-            Note::Other(_) => {}
+            Note::Foreign { .. } | Note::Other(_) => {}
         }
     }
     for r in &ps.rows {
