@@ -3,7 +3,8 @@
 //! as nodes of an x86_64 aggregator beside a native agent and diod; and
 //! the aggregator built for powerpc64 over x86_64 agents, so the codec's
 //! byte order is exercised in both directions. Every table and a node file
-//! of every node are read.
+//! of every node are read. And a Plan 9 style node (the p9fs reference
+//! server over 9P2000.u) beside a Linux one in the same merged tree.
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
