@@ -290,7 +290,7 @@ fn notes(table: &str) -> Vec<String> {
 }
 
 #[test]
-fn a_plan9_node_sits_in_the_merged_tree_without_breaking_tables() {
+fn a_plan9_node_and_a_down_one_sit_in_the_merged_tree_without_breaking_tables() {
     let python = peers_dir().join("venv-p9fs/bin/python");
     if !require("the p9fs venv", python.exists()) {
         return;
@@ -317,9 +317,11 @@ fn a_plan9_node_sits_in_the_merged_tree_without_breaking_tables() {
     let cfg = format!(
         "[server]\nlisten = [\"{}\"]\nauth = \"none\"\n\n[views]\nadmin_users = [\"root\"]\n\n\
          [[nodes]]\nnames = \"x86\"\naddress = \"{}\"\naname = \"\"\n\n\
-         [[nodes]]\nnames = \"plan9\"\naddress = \"127.0.0.1:{p9port}\"\naname = \"\"\ndialect = \"9P2000.u\"\n",
+         [[nodes]]\nnames = \"plan9\"\naddress = \"127.0.0.1:{p9port}\"\naname = \"\"\ndialect = \"9P2000.u\"\n\n\
+         [[nodes]]\nnames = \"gone\"\naddress = \"127.0.0.1:{}\"\naname = \"\"\n",
         pg.addr(),
-        native.addr()
+        native.addr(),
+        free_port()
     );
     let _agg = start_aggregator(dir.path(), &cfg, &pg);
     let addr = pg.addr();
@@ -353,8 +355,9 @@ fn a_plan9_node_sits_in_the_merged_tree_without_breaking_tables() {
         assert!(!rows_of(&t, "x86").is_empty(), "x86 in /{table}:\n{t}");
         assert!(rows_of(&t, "plan9").is_empty(), "plan9 in /{table}:\n{t}");
         let n = notes(&t);
-        assert_eq!(n.len(), 1, "/{table} notes: {n:?}");
-        assert!(n[0].starts_with("# foreign plan9: "), "{n:?}");
+        assert_eq!(n.len(), 2, "/{table} notes: {n:?}");
+        assert!(n[0].starts_with("# missing gone: "), "{n:?}");
+        assert!(n[1].starts_with("# foreign plan9: "), "{n:?}");
     }
     let nodes = cat(&addr, "nodes");
     assert_eq!(cell(&nodes, "plan9", "STATE"), "up", "{nodes}");
@@ -362,13 +365,27 @@ fn a_plan9_node_sits_in_the_merged_tree_without_breaking_tables() {
     assert_eq!(cell(&nodes, "x86", "STATE"), "up", "{nodes}");
 
     // `gproc ps` lists the Linux node, says why plan9 has no rows, and
-    // succeeds: nothing is missing.
-    let out = Command::new(gproc())
-        .args(["ps", "--server", &addr, "-o", "node"])
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{err}");
-    assert!(err.contains("foreign plan9"), "{err}");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("x86"));
+    // fails only for what its selection misses: a foreign node is not
+    // missing, and a down node outside `-n` is not this listing's.
+    let ps = |nodes: Option<&str>| {
+        let mut c = Command::new(gproc());
+        c.args(["ps", "--server", &addr, "-o", "node"]);
+        if let Some(n) = nodes {
+            c.args(["-n", n]);
+        }
+        let out = c.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = ps(Some("x86,plan9"));
+    assert!(ok, "{err}");
+    assert!(err.contains("foreign plan9") && !err.contains("gone"), "{err}");
+    assert!(out.contains("x86"));
+    let (ok, _, err) = ps(None);
+    assert!(!ok && err.contains("missing gone"), "{err}");
+    let (ok, _, err) = ps(Some("gone"));
+    assert!(!ok && err.contains("missing gone"), "{err}");
 }

@@ -261,32 +261,46 @@ pub async fn run(a: PsArgs) -> Result<ExitCode> {
         bail!("-o needs at least one column");
     }
     let server = server_address(a.server.clone())?;
-    // Which nodes the machine filters keep, from /load's ARCH and KERNEL.
-    let machines: Option<std::collections::HashSet<String>> =
-        if a.arch.is_empty() && a.kernel.is_none() {
-            None
-        } else {
-            let load = read_aggregator_file(&server, "load", a.timeout).await?;
-            let load = Table::<LoadRow>::parse(&String::from_utf8_lossy(&load))
-                .context("reading /load")?;
-            Some(
-                load.rows
-                    .into_iter()
-                    .filter(|r| {
-                        (a.arch.is_empty() || r.arch.as_ref().is_some_and(|x| a.arch.contains(x)))
-                            && a.kernel.as_ref().is_none_or(|k| {
-                                r.kernel.as_ref().is_some_and(|x| x.starts_with(k.as_str()))
-                            })
+    // Which nodes the machine filters keep, from /load's ARCH and KERNEL,
+    // and every node /load has a row for (the machine of the others is
+    // not known).
+    type Nodes = std::collections::HashSet<String>;
+    let machines: Option<(Nodes, Nodes)> = if a.arch.is_empty() && a.kernel.is_none() {
+        None
+    } else {
+        let load = read_aggregator_file(&server, "load", a.timeout).await?;
+        let load =
+            Table::<LoadRow>::parse(&String::from_utf8_lossy(&load)).context("reading /load")?;
+        let known = load.rows.iter().map(|r| r.node.clone()).collect();
+        let picked = load
+            .rows
+            .into_iter()
+            .filter(|r| {
+                (a.arch.is_empty() || r.arch.as_ref().is_some_and(|x| a.arch.contains(x)))
+                    && a.kernel.as_ref().is_none_or(|k| {
+                        r.kernel.as_ref().is_some_and(|x| x.starts_with(k.as_str()))
                     })
-                    .map(|r| r.node)
-                    .collect(),
-            )
-        };
+            })
+            .map(|r| r.node)
+            .collect();
+        Some((picked, known))
+    };
     let data = read_aggregator_file(&server, "ps", a.timeout).await?;
     let text = String::from_utf8_lossy(&data);
     let table = Table::<PsRow>::parse(&text).context("reading /ps")?;
     let mut missing = 0;
     for note in &table.notes {
+        // A note about a node the selection leaves out is not about this
+        // listing: `-n n[01-10]` is complete when those ten answered.
+        // A missing node of unknown machine may be one --arch asks for.
+        if let Some(node) = note.node()
+            && (hosts.as_ref().is_some_and(|h| !h.contains(node))
+                || machines
+                    .as_ref()
+                    .is_some_and(|(picked, known)| known.contains(node) && !picked.contains(node)))
+        {
+            continue;
+        }
         eprintln!("gproc ps: {note}");
         // Stale rows are shown (and said to be stale); missing nodes
         // make the listing incomplete, so the exit status says so.
@@ -307,7 +321,7 @@ pub async fn run(a: PsArgs) -> Result<ExitCode> {
         {
             continue;
         }
-        if let Some(m) = &machines
+        if let Some((m, _)) = &machines
             && !m.contains(&r.node)
         {
             continue;
