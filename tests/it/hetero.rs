@@ -382,7 +382,10 @@ fn a_plan9_node_and_a_down_one_sit_in_the_merged_tree_without_breaking_tables() 
     };
     let (ok, out, err) = ps(Some("x86,plan9"));
     assert!(ok, "{err}");
-    assert!(err.contains("foreign plan9") && !err.contains("gone"), "{err}");
+    assert!(
+        err.contains("foreign plan9") && !err.contains("gone"),
+        "{err}"
+    );
     assert!(out.contains("x86"));
     let (ok, _, err) = ps(None);
     assert!(!ok && err.contains("missing gone"), "{err}");
