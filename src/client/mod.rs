@@ -747,6 +747,41 @@ impl FidHandle {
         Ok(r.data)
     }
 
+    /// One write of `data` (at most one message's worth) at `offset` of a
+    /// file opened for writing; returns how many bytes the server took.
+    ///
+    /// # Errors
+    /// The server refuses the write (a read-only tree, a `ctl` command it
+    /// rejects, the kernel's EPERM), or claims more than was sent.
+    pub async fn write_at(&self, offset: u64, data: &[u8]) -> Result<u32> {
+        let n = data.len().min(self.io_size() as usize);
+        let reply = self
+            .shared()
+            .rpc(
+                Tmessage::Write(proto::Twrite {
+                    fid: self.fid,
+                    offset,
+                    data: Bytes::copy_from_slice(&data[..n]),
+                }),
+                NewFid::None,
+                "write",
+                &self.path,
+            )
+            .await?;
+        let Rmessage::Write(r) = reply else {
+            return Err(self.client.unexpected("write", &self.path));
+        };
+        if r.count as usize > n {
+            let e = ClientError::Protocol {
+                server: self.client.server().to_string(),
+                detail: format!("write of {n} bytes answered with count {}", r.count),
+            };
+            self.shared().fail(e.clone());
+            return Err(e);
+        }
+        Ok(r.count)
+    }
+
     /// Reads an opened file from offset 0 until an empty read (/proc files
     /// report size 0, so the size cannot be trusted).
     ///

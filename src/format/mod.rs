@@ -3,11 +3,13 @@
 //! - [`summary`]: the node summary file `/.gproc/ps` an agent (or the
 //!   simulator) serves and the aggregator reads;
 //! - [`table`]: the aggregator's `/ps`, `/load` and `/nodes` tables that
-//!   `gproc ps`, `gproc top`, the benchmarks and scripts read.
+//!   `gproc ps`, `gproc top`, the benchmarks and scripts read;
+//! - [`ctl`]: the commands written to a process's `ctl` file (signals).
 //!
 //! Pure: no I/O, no async, and nothing else of the crate, so any binary (a
 //! newer or older one included) can depend on it. Each module's doc says how
 //! its format may grow without breaking older readers.
 
+pub mod ctl;
 pub mod summary;
 pub mod table;

@@ -1,13 +1,15 @@
 //! Small helpers over the operating system and the standard library, so
 //! each rule has one home: the user database ([`users`]), the open-file
 //! limit ([`raise_nofile_limit`]), poison-tolerant locks ([`lock`],
-//! [`read`], [`write()`]), the one pseudo-random generator ([`rng`]) and
-//! acting as another user on dedicated threads ([`creds`]).
+//! [`read`], [`write()`]), the one pseudo-random generator ([`rng`]),
+//! acting as another user on dedicated threads ([`creds`]) and signalling
+//! as another user ([`signal`]).
 //!
 //! Depends on nothing else in the crate.
 
 pub mod creds;
 pub mod rng;
+pub mod signal;
 pub mod users;
 
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
