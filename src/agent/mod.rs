@@ -18,6 +18,13 @@
 //!   once the process exits the fid answers ENOENT, even if the pid is
 //!   reused by another process.
 //!
+//! Control (`--control`, off by default): every process directory has a
+//! `ctl` file; writing a [`crate::format::ctl`] command signals that
+//! process as the writer ([`crate::sys::signal`]), through the directory
+//! the fid holds, so the node's kernel decides who may signal whom and a
+//! reused pid is never signalled. Every signal, sent or refused, is logged
+//! under the `gproc::audit` target.
+//!
 //! Who reads: the node's kernel decides. A service identity (the agent's
 //! own uid, the aggregator's service user) is served with the agent's own
 //! credentials; everyone else's walk, getattr, open, listing, readlink and
@@ -31,7 +38,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::fs;
 use std::io::Read;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -39,6 +46,7 @@ use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use rustix::fs::{Mode, OFlags};
 
+use crate::format::ctl;
 use crate::format::summary::{self, GPROC_DIR, SUMMARY_FILE};
 use crate::proto::{
     DirEntry, Metadata, Qid, dt, errno, qid_type_from_mode, qt, s_if, time_from_wire,
@@ -69,7 +77,12 @@ enum Place {
     GprocDir,
     /// `/.gproc/ps`.
     Summary,
+    /// `<pid>/ctl` (with control on): the process directory's path.
+    Ctl(PathBuf),
 }
+
+/// The control file of a process directory.
+pub const CTL_FILE: &str = "ctl";
 
 /// A directory held open for a fid: `depth` path components below the
 /// root. Operations below it open relative to it, so a fid walked into
@@ -135,6 +148,8 @@ pub struct ProcFs {
     /// Threads acting as users; `None` when this process cannot switch
     /// (not root, CAP_SETUID/CAP_SETGID missing).
     users: Option<UserThreads>,
+    /// Whether process directories have a `ctl` file.
+    control: bool,
 }
 
 /// Threads acting as users, and how many requests may wait for them.
@@ -233,7 +248,15 @@ impl ProcFs {
             names: Mutex::new(HashMap::new()),
             service: vec![rustix::process::geteuid().as_raw()],
             users: UserThreads::new(USER_THREADS, USER_QUEUE).ok(),
+            control: false,
         })
+    }
+
+    /// Gives every process directory a `ctl` file that signals the process
+    /// as the writer (see the module doc). Off unless asked for.
+    pub fn with_control(mut self, on: bool) -> Self {
+        self.control = on;
+        self
     }
 
     /// Adds service identities: their requests are served with the
@@ -387,6 +410,38 @@ impl ProcFs {
             mode,
             std::time::SystemTime::now(),
         )
+    }
+
+    /// The process directory `p` (held by the fid) as `who` sees it now:
+    /// ENOENT once it exited or when it is not theirs to see.
+    async fn process_dir_stat(&self, who: &Identity, held: &[Held], p: &Path) -> FsResult<St> {
+        let (base, rel) = self.base_of(held, p);
+        let abs = self.root.join(p);
+        self.run(who, move || {
+            lstat_at(&base, &rel).map_err(|e| vanished(e, &abs))
+        })
+        .await
+    }
+
+    /// `ctl`'s metadata: the process's owner may write it (so a shell's
+    /// `>` through v9fs is allowed where the kernel would allow the signal).
+    fn ctl_meta(&self, dir: &St) -> Metadata {
+        let mut md = self.meta_from(
+            &St {
+                mode: s_if::REG | 0o200,
+                nlink: 1,
+                size: 0,
+                ..*dir
+            },
+            CTL_FILE.into(),
+        );
+        md.qid = ctl_qid(dir);
+        md
+    }
+
+    /// Whether `who` is this agent's own uid (its signals need no switch).
+    fn is_own(&self, who: &Identity) -> bool {
+        who.uid == rustix::process::geteuid().as_raw()
     }
 
     /// The directory `p` is resolved from (the deepest held one, else the
@@ -572,12 +627,19 @@ impl Filesystem for ProcFs {
                 Place::Real(p)
             }
             (Place::Real(p), GPROC_DIR) if p.as_os_str().is_empty() => Place::GprocDir,
+            (Place::Real(p), CTL_FILE) if self.control && is_tgid_dir(p) => Place::Ctl(p.clone()),
             (Place::Real(_), n) if n.contains('/') => return Err(FsError::NOENT),
             (Place::Real(p), _) => Place::Real(p.join(name)),
             (Place::GprocDir, "..") => Place::Real(PathBuf::new()),
             (Place::GprocDir, SUMMARY_FILE) => Place::Summary,
             _ => return Err(FsError::NOENT),
         };
+        if let Place::Ctl(p) = &place {
+            let held = dir.held.clone();
+            let md = self.process_dir_stat(who, &held, p).await?;
+            let qid = ctl_qid(&md);
+            return Ok((AgentNode { place, qid, held }, qid));
+        }
         let Place::Real(p) = &place else {
             let qid = Self::synth_qid(&place);
             let node = AgentNode {
@@ -677,12 +739,16 @@ impl Filesystem for ProcFs {
                     .unwrap_or_else(|| "/".into());
                 Ok(self.meta_from(&md, name))
             }
+            Place::Ctl(p) => {
+                let md = self.process_dir_stat(who, &node.held, p).await?;
+                Ok(self.ctl_meta(&md))
+            }
             n => Ok(self.synth_meta(n)),
         }
     }
 
     async fn open(&self, who: &Identity, node: &AgentNode, flags: OpenFlags) -> FsResult<Contents> {
-        if flags.write || flags.truncate {
+        if (flags.write || flags.truncate) && !matches!(node.place, Place::Ctl(_)) {
             return Err(FsError::ROFS);
         }
         match &node.place {
@@ -696,6 +762,15 @@ impl Filesystem for ProcFs {
                     })
                     .await?;
                 Ok(Contents::File(Bytes::from(data)))
+            }
+            Place::Ctl(p) => {
+                if flags.read {
+                    return Err(FsError::ACCES.with(
+                        "ctl is write-only: write kill, term, stop, cont, signal N or signal NAME",
+                    ));
+                }
+                self.process_dir_stat(who, &node.held, p).await?;
+                Ok(Contents::File(Bytes::new()))
             }
             Place::GprocDir => Ok(Contents::Dir(vec![
                 dirent(node.qid, dt::DIR, "."),
@@ -717,11 +792,22 @@ impl Filesystem for ProcFs {
                 let abs = self.root.join(p);
                 let qid = node.qid;
                 let is_root = p.as_os_str().is_empty();
+                let control = self.control && is_tgid_dir(p);
                 self.run(who, move || {
                     if qid.is_dir() {
-                        let extra = is_root.then(|| {
-                            dirent(ProcFs::synth_qid(&Place::GprocDir), dt::DIR, GPROC_DIR)
-                        });
+                        let extra = if is_root {
+                            Some(dirent(
+                                ProcFs::synth_qid(&Place::GprocDir),
+                                dt::DIR,
+                                GPROC_DIR,
+                            ))
+                        } else if control {
+                            lstat_at(&base, &rel)
+                                .ok()
+                                .map(|md| dirent(ctl_qid(&md), dt::REG, CTL_FILE))
+                        } else {
+                            None
+                        };
                         list_dir(&base, &rel, qid, extra)
                             .map(Contents::Dir)
                             .map_err(|e| vanished(e, &abs))
@@ -748,6 +834,99 @@ impl Filesystem for ProcFs {
             Ok(String::from_utf8_lossy(t.as_bytes()).into_owned())
         })
         .await
+    }
+
+    async fn write(
+        &self,
+        who: &Identity,
+        node: &AgentNode,
+        _offset: u64,
+        data: Bytes,
+    ) -> FsResult<u32> {
+        let Place::Ctl(p) = &node.place else {
+            return Err(FsError::ROFS);
+        };
+        let command = match ctl::Command::parse(&data) {
+            Ok(c) => c,
+            Err(e) => {
+                audit(who, p, None, "-", &format!("refused: {e}"));
+                return Err(FsError::INVAL.with(e.to_string()));
+            }
+        };
+        // Still there and still theirs to see, as they would see it.
+        self.process_dir_stat(who, &node.held, p).await?;
+        let Some((_, dir)) = node.held.iter().find(|(d, _)| *d == 1).cloned() else {
+            return Err(FsError::NOENT.with(format!("{}: not a held process", p.display())));
+        };
+        let creds = (!self.is_own(who)).then(|| Creds {
+            uid: who.uid,
+            gid: who.gid.unwrap_or(OVERFLOW_GID),
+            groups: who.gids.clone(),
+        });
+        let signal = command.signal;
+        let (what, sent) = blocking(move || {
+            // For the audit record, read with the agent's own credentials
+            // and logged only: which process this is.
+            let what = read_whole(&dir, Path::new("stat"))
+                .ok()
+                .and_then(|st| summary::stat_comm_and_start(&st));
+            let sent = crate::sys::signal::send(dir.as_fd(), creds.as_ref(), signal);
+            Ok((what, sent))
+        })
+        .await?;
+        let name = command.signal_name();
+        match sent {
+            Ok(()) => {
+                audit(who, p, what.as_ref(), &name, "sent");
+                u32::try_from(data.len()).map_err(|_| FsError::INVAL)
+            }
+            Err(e) => {
+                audit(who, p, what.as_ref(), &name, &format!("refused: {e}"));
+                let mut fe =
+                    FsError::new(e.errno()).with(format!("{name} to {}: {e}", p.display()));
+                if fe.errno == errno::ESRCH {
+                    fe.errno = errno::ENOENT; // it exited: gone, as everywhere
+                }
+                Err(fe)
+            }
+        }
+    }
+}
+
+/// One audit record of a signal, sent or refused: who (uid, name, how
+/// established), what, which process (pid, start time in ticks, command),
+/// the result.
+fn audit(who: &Identity, p: &Path, what: Option<&(String, u64)>, signal: &str, result: &str) {
+    let (comm, start) = what.map_or(("?", 0), |(c, s)| (c.as_str(), *s));
+    tracing::info!(
+        target: "gproc::audit",
+        uid = who.uid,
+        user = who.name.as_deref().unwrap_or("?"),
+        proof = ?who.proof,
+        pid = %p.display(),
+        start,
+        comm,
+        signal,
+        result,
+        "signal"
+    );
+}
+
+/// Whether `p` (relative to the root) names a process (not a thread)
+/// directory: the ones `pidfd_send_signal` accepts.
+fn is_tgid_dir(p: &Path) -> bool {
+    let mut c = p.iter();
+    matches!((c.next(), c.next()), (Some(pid), None)
+        if !pid.is_empty() && pid.as_bytes().iter().all(u8::is_ascii_digit))
+}
+
+/// The qid of a process's `ctl`: in the synthesized space, by the process
+/// directory's inode (32-bit in procfs), so unique per process.
+fn ctl_qid(dir: &St) -> Qid {
+    Qid {
+        ty: qt::FILE,
+        version: 0,
+        path: SYNTH_QID | (1 << 62) | dir.ino,
     }
 }
 

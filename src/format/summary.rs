@@ -777,6 +777,18 @@ pub fn stat_start_ticks(stat: &[u8]) -> Option<u64> {
     rest.split_ascii_whitespace().nth(19)?.parse().ok()
 }
 
+/// `comm` (between the first `(` and the last `)`, made printable) and the
+/// start time of a `/proc/<pid>/stat`: which process it is, for logs.
+pub fn stat_comm_and_start(stat: &[u8]) -> Option<(String, u64)> {
+    let open = stat.iter().position(|&b| b == b'(')?;
+    let close = stat.iter().rposition(|&b| b == b')')?;
+    let comm = String::from_utf8_lossy(stat.get(open + 1..close)?)
+        .chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect();
+    Some((comm, stat_start_ticks(stat)?))
+}
+
 /// argv from raw `cmdline` bytes, as [`ProcEntry::cmdline`] carries it:
 /// trailing NUL padding dropped, then one argument per NUL-separated piece
 /// (empty arguments kept). The agent, the simulator and the aggregator's

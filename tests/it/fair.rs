@@ -32,26 +32,6 @@ use crate::common::*;
 const GREEDY: &str = "gproc-f1";
 const OTHER: &str = "gproc-f2";
 
-/// Makes (or reuses) a test user; its (uid, gid).
-fn test_user(name: &str) -> (u32, u32) {
-    for _ in 0..20 {
-        if let Some(uid) = gproc::sys::users::uid_by_name(name) {
-            let gid = gproc::sys::users::passwd(uid).unwrap().1;
-            return (uid, gid);
-        }
-        // Another test module may be running useradd: it locks
-        // /etc/passwd, and we try again.
-        let _ = Command::new("useradd")
-            .args(["-M", "-s", "/usr/sbin/nologin", name])
-            .stderr(Stdio::null())
-            .status();
-        if gproc::sys::users::uid_by_name(name).is_none() {
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
-    panic!("useradd {name} failed");
-}
-
 struct Users {
     greedy: (u32, u32),
     other: (u32, u32),

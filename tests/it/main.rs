@@ -15,6 +15,7 @@ mod client_diod;
 mod client_faults;
 mod client_proc;
 mod conformance;
+mod control;
 mod demo;
 mod docs;
 mod fair;

@@ -180,6 +180,26 @@ pub fn start_aggregator(dir: &Path, config: &str, port: &Port) -> Proc {
     Proc(child)
 }
 
+/// Makes (or reuses) a test user; its (uid, gid). Tests run
+/// concurrently: another may be running useradd (which locks
+/// /etc/passwd), so this tries again.
+pub fn test_user(name: &str) -> (u32, u32) {
+    for _ in 0..20 {
+        if let Some(uid) = gproc::sys::users::uid_by_name(name) {
+            let gid = gproc::sys::users::passwd(uid).unwrap().1;
+            return (uid, gid);
+        }
+        let _ = Command::new("useradd")
+            .args(["-M", "-s", "/usr/sbin/nologin", name])
+            .stderr(Stdio::null())
+            .status();
+        if gproc::sys::users::uid_by_name(name).is_none() {
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    panic!("useradd {name} failed");
+}
+
 /// Whether a program is on PATH (or at an absolute path).
 pub fn have(prog: &str) -> bool {
     if prog.starts_with('/') {

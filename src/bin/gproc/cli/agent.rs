@@ -66,6 +66,13 @@ pub struct AgentArgs {
     /// host name.
     #[arg(long)]
     name: Option<String>,
+    /// Let users signal processes: every process directory gets a `ctl`
+    /// file (write kill, term, stop, cont, signal N or signal NAME). The
+    /// signal is sent as the writer's own uid, so the node's kernel decides
+    /// whom they may signal; every signal is logged (target gproc::audit).
+    /// Off by default: without it the tree is read-only.
+    #[arg(long)]
+    control: bool,
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -107,7 +114,11 @@ pub async fn run(a: AgentArgs) -> Result<ExitCode> {
     }
     let fs = ProcFs::new(&a.root)
         .with_context(|| format!("cannot serve {}", a.root.display()))?
-        .with_service_uids(service.iter().copied());
+        .with_service_uids(service.iter().copied())
+        .with_control(a.control);
+    if a.control {
+        tracing::info!("control on: process directories have a ctl file (signals as the writer)");
+    }
     if !fs.can_act_as_users() {
         tracing::warn!(
             "running as uid {euid} without CAP_SETUID/CAP_SETGID: serving only uid {euid}, other users are refused"

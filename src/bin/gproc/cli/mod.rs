@@ -158,12 +158,16 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 }
 
 /// Logs to stderr; `RUST_LOG` selects the level (default `default`).
+/// Colours only on a terminal: journald and log files get plain text, so
+/// the audit records (`gproc::audit`) can be searched as written.
 fn init_logging(default: &str) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

@@ -1,0 +1,233 @@
+//! Control at the agent (issue 16): with `--control`, `/<pid>/ctl` signals
+//! that process as the writer, so the node's kernel decides. Real
+//! processes of two test users, of root, and one with a user's effective
+//! uid but root's real and saved uid; the writers are those users and root,
+//! named in `Tattach` by root over the agent's Unix socket, as the
+//! aggregator comes. Every signal, sent or refused, is in the audit log.
+
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use gproc::client::{Client, ClientOptions, FidHandle, OpenMode};
+use gproc::net::Address;
+use gproc::proto::errno;
+
+use crate::common::*;
+
+const C1: &str = "gproc-c1";
+const C2: &str = "gproc-c2";
+
+fn opts() -> ClientOptions {
+    ClientOptions {
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(20),
+        ..ClientOptions::default()
+    }
+}
+
+/// `sleep` as `user` (or as root).
+fn sleeper(user: Option<&str>) -> Child {
+    let mut c = match user {
+        Some(u) => {
+            let mut c = Command::new("setpriv");
+            c.args(["--reuid", u, "--regid", u, "--init-groups", "--", "sleep"]);
+            c
+        }
+        None => Command::new("sleep"),
+    };
+    c.arg("600").spawn().unwrap()
+}
+
+/// The state letter of a process (`S`, `T`, ...), `None` once it is gone.
+fn state(pid: u32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(") ")?.1.chars().next()
+}
+
+/// The uids (real, effective, saved) of a process.
+fn uids(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .filter_map(|v| v.parse().ok())
+        .collect()
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..200 {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{what}: not after 5 s");
+}
+
+/// An agent on a Unix socket in `dir`, logging to `dir/agent.log`.
+fn agent(dir: &Path, control: bool) -> (Proc, std::path::PathBuf) {
+    let sock = dir.join("agent.sock");
+    let mut cmd = Command::new(gproc());
+    cmd.args(["agent", "--listen"])
+        .arg(format!("unix:{}", sock.display()))
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.join("agent.log")).unwrap());
+    if control {
+        cmd.arg("--control");
+    }
+    let p = Proc(cmd.spawn().unwrap());
+    wait_for("the agent's socket", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    (p, sock)
+}
+
+/// Writes `command` to `<pid>/ctl` as the attach `root` is.
+async fn ctl(root: &FidHandle, pid: u32, command: &str) -> Result<(), u32> {
+    let mut f = root
+        .walk(&format!("{pid}/ctl"))
+        .await
+        .map_err(|e| e.errno())?;
+    f.open(OpenMode::Write).await.map_err(|e| e.errno())?;
+    let r = f.write_at(0, command.as_bytes()).await;
+    let _ = f.clunk().await;
+    match r {
+        Ok(n) if n as usize == command.len() => Ok(()),
+        Ok(n) => panic!("short write: {n}"),
+        Err(e) => Err(e.errno()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_signal_what_the_kernel_lets_them_and_nothing_else() {
+    if !require(
+        "root, useradd and setpriv",
+        rustix::process::geteuid().is_root() && have("useradd") && have("setpriv"),
+    ) {
+        return;
+    }
+    let (c1, _) = test_user(C1);
+    let (c2, _) = test_user(C2);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_agent, sock) = agent(dir.path(), true);
+    let c = Client::connect(&Address::Unix(sock.clone()), opts())
+        .await
+        .unwrap();
+    let as_c1 = c.attach_named(C1, "", c1).await.unwrap();
+    let as_root = c.attach("root", "", Some(0)).await.unwrap();
+
+    let mut mine = sleeper(Some(C1));
+    let mut theirs = sleeper(Some(C2));
+    let mut roots = sleeper(None);
+    // c1's effective uid, root's real and saved uid (a program that
+    // dropped its effective uid only): visible to c1, not theirs to signal.
+    let mut half = Command::new("perl")
+        .args(["-e", &format!("$> = {c1}; sleep 600")])
+        .spawn()
+        .unwrap();
+    let (m, t, r, h) = (mine.id(), theirs.id(), roots.id(), half.id());
+    wait_for("the processes' users", || {
+        uids(m).first() == Some(&c1) && uids(t).first() == Some(&c2) && uids(h) == [0, c1, 0]
+    });
+
+    // ctl says whose it is and that its owner may write it.
+    let md = as_c1.metadata(&format!("{m}/ctl")).await.unwrap();
+    assert_eq!((md.mode & 0o7777, md.uid), (0o200, Some(c1)), "{md:?}");
+    let listing = as_c1.read_dir(&m.to_string()).await.unwrap();
+    assert!(listing.iter().any(|e| e.name == "ctl"));
+    let mut f = as_c1.walk(&format!("{m}/ctl")).await.unwrap();
+    assert_eq!(
+        f.open(OpenMode::Read).await.unwrap_err().errno(),
+        errno::EACCES
+    );
+
+    // Their own: stop, continue, kill.
+    ctl(&as_c1, m, "stop\n").await.unwrap();
+    wait_for("c1's sleep stopped", || state(m) == Some('T'));
+    ctl(&as_c1, m, "signal CONT").await.unwrap();
+    wait_for("c1's sleep continued", || state(m) == Some('S'));
+    assert_eq!(ctl(&as_c1, m, "explode").await, Err(errno::EINVAL));
+    ctl(&as_c1, m, "kill").await.unwrap();
+    assert_eq!(mine.wait().unwrap().signal(), Some(9));
+
+    // Others': the kernel says no, and they are unharmed.
+    for (who, pid) in [("c2's", t), ("root's", r), ("root-real-uid", h)] {
+        assert_eq!(ctl(&as_c1, pid, "kill").await, Err(errno::EPERM), "{who}");
+        assert_eq!(ctl(&as_c1, pid, "stop").await, Err(errno::EPERM), "{who}");
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(theirs.try_wait().unwrap().is_none() && state(t) == Some('S'));
+    assert!(roots.try_wait().unwrap().is_none() && state(r) == Some('S'));
+    assert!(half.try_wait().unwrap().is_none() && state(h) == Some('S'));
+
+    // A fid on a process that exited: gone, as everywhere (never another
+    // process with its pid).
+    let mut held = as_root.walk(&format!("{t}/ctl")).await.unwrap();
+    held.open(OpenMode::Write).await.unwrap();
+    theirs.kill().unwrap();
+    theirs.wait().unwrap();
+    assert_eq!(
+        held.write_at(0, b"kill").await.unwrap_err().errno(),
+        errno::ENOENT
+    );
+
+    // Root signals anything.
+    ctl(&as_root, r, "term").await.unwrap();
+    assert_eq!(roots.wait().unwrap().signal(), Some(15));
+    ctl(&as_root, h, "signal 9").await.unwrap();
+    assert_eq!(half.wait().unwrap().signal(), Some(9));
+
+    // The audit log has each, sent or refused, with who and what.
+    let log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
+    let audit: Vec<&str> = log.lines().filter(|l| l.contains("gproc::audit")).collect();
+    let has = |uid: u32, pid: u32, sig: &str, result: &str| {
+        audit.iter().any(|l| {
+            l.contains(&format!("uid={uid} "))
+                && l.contains(&format!("pid={pid} "))
+                && l.contains(&format!("signal=\"{sig}\""))
+                && l.contains(result)
+        })
+    };
+    assert!(has(c1, m, "SIGSTOP", "sent"), "{audit:#?}");
+    assert!(has(c1, m, "SIGKILL", "sent"), "{audit:#?}");
+    assert!(has(c1, t, "SIGKILL", "refused"), "{audit:#?}");
+    assert!(has(c1, h, "SIGSTOP", "refused"), "{audit:#?}");
+    assert!(has(0, r, "SIGTERM", "sent"), "{audit:#?}");
+    assert!(
+        audit
+            .iter()
+            .any(|l| l.contains(&format!("uid={c1} ")) && l.contains("unknown ctl command")),
+        "{audit:#?}"
+    );
+    assert!(
+        audit.iter().any(|l| l.contains("comm=\"sleep\"")),
+        "{audit:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_control_there_is_no_ctl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_agent, sock) = agent(dir.path(), false);
+    let c = Client::connect(&Address::Unix(sock.clone()), opts())
+        .await
+        .unwrap();
+    let me = rustix::process::geteuid().as_raw();
+    let root = c.attach("me", "", Some(me)).await.unwrap();
+    let mut child = sleeper(None);
+    let pid = child.id();
+    let e = root.walk(&format!("{pid}/ctl")).await.unwrap_err();
+    assert_eq!(e.errno(), errno::ENOENT);
+    let listing = root.read_dir(&pid.to_string()).await.unwrap();
+    assert!(!listing.iter().any(|e| e.name == "ctl"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
