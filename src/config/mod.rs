@@ -370,6 +370,7 @@ impl Config {
             cache_rules: self.cache.user_rule_count(),
             builtin_rules: self.cache.rules.len() - self.cache.user_rule_count(),
             listen: self.server.listen.clone(),
+            metrics: self.metrics.listen,
             warnings: self.warnings.clone(),
         }
     }
@@ -392,6 +393,8 @@ pub struct Summary {
     pub builtin_rules: usize,
     /// Listen addresses.
     pub listen: Vec<Endpoint>,
+    /// The metrics listener's address, if any.
+    pub metrics: Option<std::net::SocketAddr>,
     /// Warnings to show the admin.
     pub warnings: Vec<Diagnostic>,
 }
@@ -421,6 +424,9 @@ impl fmt::Display for Summary {
         )?;
         let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
         writeln!(f, "  listen: {}", listen.join(", "))?;
+        if let Some(m) = self.metrics {
+            writeln!(f, "  metrics: http://{m}/metrics (unauthenticated)")?;
+        }
         for w in &self.warnings {
             writeln!(f, "warning: {w}")?;
         }

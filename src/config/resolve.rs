@@ -239,7 +239,9 @@ fn metrics(cx: &mut Cx<'_, '_>, raw: &RawMetrics, server: &ServerConfig) -> Metr
         cx.error(
             Some(l.span()),
             key,
-            format!("{addr} is also a [server] listen address: the metrics listener needs its own port"),
+            format!(
+                "{addr} is also a [server] listen address: the metrics listener needs its own port"
+            ),
         );
         return MetricsConfig::default();
     }

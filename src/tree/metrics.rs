@@ -98,7 +98,9 @@ impl Requests {
     /// Counts one answered request of kind `op`.
     pub(super) fn record(&self, op: &'static str, elapsed: Duration, ok: bool) {
         let l = OpLabel { op };
-        self.latency.get_or_create(&l).observe(elapsed.as_secs_f64());
+        self.latency
+            .get_or_create(&l)
+            .observe(elapsed.as_secs_f64());
         if !ok {
             self.errors.get_or_create(&l).inc();
         }
@@ -145,7 +147,12 @@ fn state_name(s: &NodeState) -> &'static str {
 }
 
 /// A gauge family labelled by node, registered under `name`.
-fn node_gauge(reg: &mut Registry, name: &str, help: &str, unit: Option<Unit>) -> Family<NodeLabel, FGauge> {
+fn node_gauge(
+    reg: &mut Registry,
+    name: &str,
+    help: &str,
+    unit: Option<Unit>,
+) -> Family<NodeLabel, FGauge> {
     let f = Family::<NodeLabel, FGauge>::default();
     match unit {
         Some(u) => reg.register_with_unit(name, help, u, f.clone()),
@@ -204,11 +211,31 @@ pub(super) fn render(nodes: &[NodeFacts], health: Option<(&Health<'_>, &Requests
         machine.clone(),
     );
     let load = [
-        node_gauge(&mut reg, "node_load1", "1-minute load average (last cached summary)", None),
-        node_gauge(&mut reg, "node_load5", "5-minute load average (last cached summary)", None),
-        node_gauge(&mut reg, "node_load15", "15-minute load average (last cached summary)", None),
+        node_gauge(
+            &mut reg,
+            "node_load1",
+            "1-minute load average (last cached summary)",
+            None,
+        ),
+        node_gauge(
+            &mut reg,
+            "node_load5",
+            "5-minute load average (last cached summary)",
+            None,
+        ),
+        node_gauge(
+            &mut reg,
+            "node_load15",
+            "15-minute load average (last cached summary)",
+            None,
+        ),
     ];
-    let cpus = node_gauge(&mut reg, "node_cpus", "Online CPUs (last cached summary)", None);
+    let cpus = node_gauge(
+        &mut reg,
+        "node_cpus",
+        "Online CPUs (last cached summary)",
+        None,
+    );
     let mem_total = node_gauge(
         &mut reg,
         "node_memory_total",
@@ -257,7 +284,10 @@ pub(super) fn render(nodes: &[NodeFacts], health: Option<(&Health<'_>, &Requests
         if let Some(d) = st.rtt {
             rtt.get_or_create(&l).set(d.as_secs_f64());
         }
-        if let Some(t) = st.last_contact.and_then(|t| t.duration_since(UNIX_EPOCH).ok()) {
+        if let Some(t) = st
+            .last_contact
+            .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+        {
             contact.get_or_create(&l).set(t.as_secs_f64());
         }
         let Some(s) = &n.summary else { continue };
@@ -288,7 +318,12 @@ pub(super) fn render(nodes: &[NodeFacts], health: Option<(&Health<'_>, &Requests
     }
     if let Some((h, req)) = health {
         let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
-        gauge(&mut reg, "cache_entries", "Entries the cache holds", h.cache_entries);
+        gauge(
+            &mut reg,
+            "cache_entries",
+            "Entries the cache holds",
+            h.cache_entries,
+        );
         reg.register_with_unit(
             "cache_size",
             "Weighted size of what the cache holds",
@@ -299,7 +334,12 @@ pub(super) fn render(nodes: &[NodeFacts], health: Option<(&Health<'_>, &Requests
                 b
             },
         );
-        counter(&mut reg, "cache_hits", "Lookups answered from the cache, fresh", g(&h.cache.hits));
+        counter(
+            &mut reg,
+            "cache_hits",
+            "Lookups answered from the cache, fresh",
+            g(&h.cache.hits),
+        );
         counter(
             &mut reg,
             "cache_stale_hits",
@@ -371,7 +411,9 @@ pub(super) fn render(nodes: &[NodeFacts], health: Option<(&Health<'_>, &Requests
     // Writing to a String cannot fail, and every name and label here is
     // valid; should the encoder still refuse, the reader gets what was
     // written so far and the end marker rather than nothing.
-    if prometheus_client::encoding::text::encode(&mut out, &reg).is_err() && !out.ends_with("# EOF\n") {
+    if prometheus_client::encoding::text::encode(&mut out, &reg).is_err()
+        && !out.ends_with("# EOF\n")
+    {
         out.push_str("# EOF\n");
     }
     out
@@ -450,7 +492,8 @@ mod tests {
             state,
             dialect: None,
             rtt: rtt_ms.map(Duration::from_millis),
-            last_contact: rtt_ms.map(|_| SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
+            last_contact: rtt_ms
+                .map(|_| SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000)),
             last_error: None,
             failures: 0,
         }
@@ -510,7 +553,10 @@ mod tests {
             value(&t, "gproc_node_state{node=\"n2\",state=\"up\"}"),
             Some(0.0)
         );
-        assert_eq!(value(&t, "gproc_node_rtt_seconds{node=\"n1\"}"), Some(0.003));
+        assert_eq!(
+            value(&t, "gproc_node_rtt_seconds{node=\"n1\"}"),
+            Some(0.003)
+        );
         assert_eq!(value(&t, "gproc_node_load1{node=\"n1\"}"), Some(1.75));
         assert_eq!(value(&t, "gproc_node_load15{node=\"n1\"}"), Some(0.25));
         assert_eq!(value(&t, "gproc_node_cpus{node=\"n1\"}"), Some(4.0));
