@@ -153,3 +153,116 @@ fn plain(status: StatusCode, text: &'static str) -> Response<Full<Bytes>> {
     );
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    async fn ask(addr: SocketAddr, req: &[u8]) -> String {
+        let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let _ = s.write_all(req).await;
+        let mut out = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(10), s.read_to_end(&mut out)).await;
+        String::from_utf8_lossy(&out).into_owned()
+    }
+
+    #[tokio::test]
+    async fn get_head_and_everything_else() {
+        let l = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let render: Render =
+            Arc::new(|| Box::pin(async { (Bytes::from_static(b"up 1\n# EOF\n"), "text/x-test") }));
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(serve(l, render, stop.clone()));
+
+        let r = ask(
+            addr,
+            b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        assert!(r.contains("content-type: text/x-test"), "{r}");
+        assert!(r.ends_with("\r\n\r\nup 1\n# EOF\n"), "{r}");
+        // A query string is still /metrics.
+        let r = ask(
+            addr,
+            b"GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 200"), "{r}");
+        let r = ask(
+            addr,
+            b"HEAD /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 200") && !r.contains("up 1"), "{r}");
+        let r = ask(
+            addr,
+            b"DELETE /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(
+            r.starts_with("HTTP/1.1 405") && r.contains("allow: GET, HEAD"),
+            "{r}"
+        );
+        let r = ask(
+            addr,
+            b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .await;
+        assert!(r.starts_with("HTTP/1.1 404"), "{r}");
+        // Too many headers, and a head past the byte bound: refused, not served.
+        let mut many = b"GET /metrics HTTP/1.1\r\n".to_vec();
+        for i in 0..MAX_HEADERS + 10 {
+            many.extend(format!("X-{i}: v\r\n").as_bytes());
+        }
+        many.extend(b"\r\n");
+        let r = ask(addr, &many).await;
+        assert!(!r.starts_with("HTTP/1.1 200"), "{r}");
+        let mut big = b"GET /metrics HTTP/1.1\r\nX-Big: ".to_vec();
+        big.extend(std::iter::repeat_n(b'a', MAX_HEAD_BYTES + 1));
+        big.extend(b"\r\n\r\n");
+        let r = ask(addr, &big).await;
+        assert!(!r.starts_with("HTTP/1.1 200"), "{r}");
+        // Still serving.
+        let r = ask(addr, b"GET /metrics HTTP/1.0\r\n\r\n").await;
+        assert!(
+            r.starts_with("HTTP/1.0 200") || r.starts_with("HTTP/1.1 200"),
+            "{r}"
+        );
+
+        stop.cancel();
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .unwrap()
+            .unwrap();
+    }
+
+    /// Slow or silent clients are closed (virtual time: the runtime's
+    /// clock is paused and jumps to the next timer).
+    #[tokio::test(start_paused = true)]
+    async fn slow_heads_and_idle_connections_are_closed() {
+        let l = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = l.local_addr().unwrap();
+        let render: Render = Arc::new(|| Box::pin(async { (Bytes::new(), "text/plain") }));
+        let stop = CancellationToken::new();
+        tokio::spawn(serve(l, render, stop.clone()));
+        for first in [&b"GET /metrics HTTP/1.1\r\nHost:"[..], b""] {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            s.write_all(first).await.unwrap();
+            let started = tokio::time::Instant::now();
+            let mut out = Vec::new();
+            let read =
+                tokio::time::timeout(Duration::from_secs(3600), s.read_to_end(&mut out)).await;
+            assert!(read.is_ok(), "{first:?}: never closed");
+            assert!(
+                started.elapsed() <= CONNECTION_LIFETIME,
+                "{first:?}: closed after {:?}",
+                started.elapsed()
+            );
+            assert!(!String::from_utf8_lossy(&out).contains(" 200 "));
+        }
+        stop.cancel();
+    }
+}
