@@ -43,7 +43,7 @@ use crate::view::View;
 
 use super::Tree;
 
-/// The media type of what [`render`] writes, for HTTP.
+/// The media type of `/metrics` (the OpenMetrics text format), for HTTP.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
