@@ -408,13 +408,12 @@ pub(super) fn render(nodes: &[NodeFacts], health: Option<(&Health<'_>, &Requests
         );
     }
     let mut out = String::new();
-    // Writing to a String cannot fail, and every name and label here is
-    // valid; should the encoder still refuse, the reader gets what was
-    // written so far and the end marker rather than nothing.
-    if prometheus_client::encoding::text::encode(&mut out, &reg).is_err()
-        && !out.ends_with("# EOF\n")
-    {
-        out.push_str("# EOF\n");
+    // Writing to a String cannot fail and every name here is valid; should
+    // the encoder still refuse, a scraper gets an empty exposition rather
+    // than a half-written one.
+    if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &reg) {
+        tracing::warn!("/metrics: the encoder failed ({e}); serving an empty exposition");
+        out = "# EOF\n".to_string();
     }
     out
 }
