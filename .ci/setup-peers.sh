@@ -4,6 +4,8 @@
 #   * Debian packages: diod (server + diodls/diodcat), qemu-system-x86, busybox-static, cpio, xz-utils
 #   * $GPROC_PEERS/venv-p9fs      python venv with p9fs (bundles a Python 3 fork of py9p: 9P2000/.u/.L)
 #   * $GPROC_PEERS/venv-python9p  python venv with python-9p (9P2000 only; conflicts with p9fs: own venv)
+#   * $GPROC_PEERS/venv-prometheus  python venv with prometheus_client (its text and OpenMetrics
+#     parsers check the aggregator's /metrics)
 #   * $GPROC_PEERS/kernels/{6.1,6.12}/  vmlinuz + the 9p/netfs/e1000 modules (decompressed, in load
 #     order) from the Debian packages behind linux-image-amd64 and linux-image-6.12-amd64
 #
@@ -15,6 +17,7 @@ CACHE=${GPROC_PEERS:-/var/cache/gproc-peers}
 PY=${PYTHON:-python3}
 P9FS_SPEC=${P9FS_SPEC:-p9fs==0.0.4}
 PYTHON9P_SPEC=${PYTHON9P_SPEC:-python-9p==0.1.0}
+PROMETHEUS_SPEC=${PROMETHEUS_SPEC:-prometheus_client==0.26.0}
 KERNELS=(6.1 6.12)
 
 log() { echo "setup-peers: $*"; }
@@ -104,6 +107,8 @@ make_venv "$CACHE/venv-p9fs" "$P9FS_SPEC" \
     'from py9p import py9p; py9p.Client; py9p.Version.v9P2000L; import p9fs'
 make_venv "$CACHE/venv-python9p" "$PYTHON9P_SPEC" \
     'from py9p import Client, Tflush, Rflush, OREAD; Client.connect_tcp'
+make_venv "$CACHE/venv-prometheus" "$PROMETHEUS_SPEC" \
+    'from prometheus_client.parser import text_string_to_metric_families; from prometheus_client.openmetrics import parser'
 
 # ---------------------------------------------------------------- kernels for the v9fs tests
 # modinfo is not on the machine: read 'depends=' from the module's .modinfo strings.

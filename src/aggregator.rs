@@ -1,5 +1,6 @@
 //! Assembles the aggregator from a [`Config`]: the node pool, the cache, the
-//! merged tree and the 9P server on every listen address, and applies
+//! merged tree, the 9P server on every listen address and, when
+//! configured, the HTTP listener for metrics scrapers, and applies
 //! config reloads (SIGHUP) without dropping the connections of nodes that
 //! stay.
 
@@ -64,6 +65,8 @@ pub struct Aggregator {
     pub tree: Arc<Tree>,
     /// The addresses actually bound (with real ports).
     pub addresses: Vec<Address>,
+    /// Where the metrics listener is bound, when `[metrics] listen` is set.
+    pub metrics_address: Option<std::net::SocketAddr>,
     /// Cancel to stop serving.
     pub shutdown: CancellationToken,
     /// The server task; ends after `shutdown` once connections drain.
@@ -137,6 +140,23 @@ impl Aggregator {
             listeners.push(Listener::bind(a, scfg.unix_mode).await?);
         }
         let addresses = listeners.iter().map(Listener::local_addr).collect();
+        let mut metrics_address = None;
+        if let Some(a) = cfg.metrics.listen {
+            let l = crate::scrape::bind(a).await?;
+            metrics_address = l.local_addr().ok();
+            // What an administrator sees: the listener is the scrapers'.
+            let t = tree.clone();
+            let render: crate::scrape::Render = Arc::new(move || {
+                let t = t.clone();
+                Box::pin(async move {
+                    (
+                        t.metrics_for_admin().await,
+                        crate::tree::METRICS_CONTENT_TYPE,
+                    )
+                })
+            });
+            tokio::spawn(crate::scrape::serve(l, render, shutdown.clone()));
+        }
         if cfg.pool.connect == ConnectMode::Eager {
             let p = pool.clone();
             tokio::spawn(async move { p.connect_all().await });
@@ -148,6 +168,7 @@ impl Aggregator {
         Ok(Aggregator {
             tree,
             addresses,
+            metrics_address,
             shutdown,
             task,
         })
@@ -165,6 +186,9 @@ impl Aggregator {
         self.tree.views().set_config(new.views.clone());
         if old.server != new.server {
             warn!("[server] changed: listen addresses and limits apply after a restart");
+        }
+        if old.metrics != new.metrics {
+            warn!("[metrics] changed: the metrics listener applies after a restart");
         }
         if old.cache.max_bytes != new.cache.max_bytes {
             warn!("cache.max_bytes changed: applies after a restart");

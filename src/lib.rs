@@ -21,7 +21,8 @@
 //! | [`agent`] | a `Filesystem` over a local Linux `/proc` read with the asking user's credentials, and the node summary's collector | `server`, `format`, `proto`, `sys` |
 //! | [`sim`] | synthetic nodes: deterministic `/proc` trees served over 9P on loopback addresses, with churn and fault injection | `server`, `format`, `proto`, `config`, `net`, `sys` |
 //! | [`tree`] | the aggregator's merged namespace: a `Filesystem` over the pool and the cache, filtered by views | `server`, `client`, `cache`, `view`, `format`, `proto`, `config`, `net`, `sys` |
-//! | [`aggregator`] | the composition root: pool, cache, tree, views and server assembled from a config; reloads | `server`, `client`, `cache`, `tree`, `view`, `auth`, `config`, `format`, `net`, `proto`, `sys` |
+//! | [`scrape`] | the HTTP listener for Prometheus scrapers (`GET /metrics`, hyper): bounded connections, request heads and time | nothing |
+//! | [`aggregator`] | the composition root: pool, cache, tree, views, server and scrape listener assembled from a config; reloads | `server`, `client`, `cache`, `tree`, `view`, `auth`, `config`, `format`, `net`, `proto`, `scrape`, `sys` |
 //!
 //! The front ends (`cli`, `top`, `mount`, `bench`) are not here: they are
 //! the `gproc` binary's own modules, in `src/bin/gproc/`, so `src/` holds
@@ -41,6 +42,7 @@ pub mod config;
 pub mod format;
 pub mod net;
 pub mod proto;
+pub mod scrape;
 pub mod server;
 pub mod sim;
 pub mod sys;

@@ -360,6 +360,15 @@ impl Pool {
         removed
     }
 
+    /// Requests to nodes in flight now, all users and the service
+    /// together (for `/metrics`).
+    pub fn in_flight(&self) -> usize {
+        self.opts
+            .max_in_flight
+            .max(1)
+            .saturating_sub(self.global.available_permits())
+    }
+
     /// Every node, in config order.
     pub fn nodes(&self) -> Arc<Vec<Arc<Node>>> {
         sys::read(&self.nodes).clone()

@@ -44,7 +44,7 @@ pub use views::{AllotCommand, Allotment, Ident, Principal, Unallotted, ViewsConf
 /// Top-level names of the merged tree that a node may not take, because
 /// the aggregator serves its own files there. Names starting with `.` are
 /// reserved too (see [`check_node_name`]).
-pub const RESERVED_NAMES: &[&str] = &["nodes", "ps", "load", "pid", "stats"];
+pub const RESERVED_NAMES: &[&str] = &["nodes", "ps", "load", "pid", "stats", "metrics"];
 
 /// Where the aggregator listens when `server.listen` is absent: the Unix
 /// socket only, where the peer's uid is a real identity.
@@ -74,6 +74,8 @@ pub struct Config {
     pub cache: CachePolicy,
     /// `[views]`.
     pub views: ViewsConfig,
+    /// `[metrics]`.
+    pub metrics: MetricsConfig,
     /// Things that are legal but probably not meant (e.g. a TCP listener
     /// with `auth = "none"`); `gproc config check` prints them.
     pub warnings: Vec<Diagnostic>,
@@ -122,6 +124,17 @@ impl Default for ServerConfig {
             msize: DEFAULT_MSIZE,
         }
     }
+}
+
+/// `[metrics]`, resolved: the HTTP listener for Prometheus scrapers.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// Where to answer `GET /metrics` over HTTP; `None` (the default): no
+    /// listener. It is unauthenticated and serves what an administrator
+    /// sees in `/metrics` (the per-node numbers of every node, the
+    /// aggregator's counters, never a process), so the config check warns
+    /// when it is not a loopback address.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 /// How TCP clients prove who they are.
@@ -295,6 +308,7 @@ impl Default for Config {
             nodes: Vec::new(),
             cache: CachePolicy::default(),
             views: ViewsConfig::default(),
+            metrics: MetricsConfig::default(),
             warnings: Vec::new(),
         }
     }
@@ -356,6 +370,7 @@ impl Config {
             cache_rules: self.cache.user_rule_count(),
             builtin_rules: self.cache.rules.len() - self.cache.user_rule_count(),
             listen: self.server.listen.clone(),
+            metrics: self.metrics.listen,
             warnings: self.warnings.clone(),
         }
     }
@@ -378,6 +393,8 @@ pub struct Summary {
     pub builtin_rules: usize,
     /// Listen addresses.
     pub listen: Vec<Endpoint>,
+    /// The metrics listener's address, if any.
+    pub metrics: Option<std::net::SocketAddr>,
     /// Warnings to show the admin.
     pub warnings: Vec<Diagnostic>,
 }
@@ -407,6 +424,9 @@ impl fmt::Display for Summary {
         )?;
         let listen: Vec<String> = self.listen.iter().map(ToString::to_string).collect();
         writeln!(f, "  listen: {}", listen.join(", "))?;
+        if let Some(m) = self.metrics {
+            writeln!(f, "  metrics: http://{m}/metrics (unauthenticated)")?;
+        }
         for w in &self.warnings {
             writeln!(f, "warning: {w}")?;
         }

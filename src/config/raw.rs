@@ -127,6 +127,13 @@ pub(crate) struct RawConfig {
     pub(crate) nodes: Option<Vec<Spanned<RawNodes>>>,
     pub(crate) cache: Opt<RawCache>,
     pub(crate) views: Opt<RawViews>,
+    pub(crate) metrics: Opt<RawMetrics>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawMetrics {
+    pub(crate) listen: Opt<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -212,7 +219,7 @@ pub(crate) struct RawAllot {
 }
 
 /// The top-level tables that are single tables, for the "write `[x]`" hint.
-const SECTIONS: &[&str] = &["server", "pool", "cache", "views"];
+const SECTIONS: &[&str] = &["server", "pool", "cache", "views", "metrics"];
 
 /// Keys that hold arrays of tables, for the "write `[[x]]`" hint.
 const TABLE_ARRAYS: &[&str] = &["nodes", "cache.rule", "views.allot"];

@@ -17,13 +17,14 @@ use super::diag::Diags;
 use super::endpoint::{self, Endpoint};
 use super::hostlist::{self, Hostlist};
 use super::raw::{
-    OneOrMany, RawAllot, RawCache, RawConfig, RawNodes, RawPool, RawServer, RawViews, Scalar,
+    OneOrMany, RawAllot, RawCache, RawConfig, RawMetrics, RawNodes, RawPool, RawServer, RawViews,
+    Scalar,
 };
 use super::units::{self, ByteSize, Ttl};
 use super::views::{AllotCommand, Allotment, Ident, Principal, Unallotted, ViewsConfig, ViewsMode};
 use super::{
     AuthMode, Config, ConnectMode, DEFAULT_ANAME, DEFAULT_UNAME, Dialect, MAX_MSIZE, MIN_MSIZE,
-    NodeGroup, NodeSpec, PoolConfig, ServerConfig, check_node_name,
+    MetricsConfig, NodeGroup, NodeSpec, PoolConfig, ServerConfig, check_node_name,
 };
 
 /// How many individual bad names to report per `[[nodes]]` table before
@@ -188,6 +189,10 @@ pub(crate) fn resolve(
         .views
         .map(|v| views(&mut cx, v.get_ref(), &nodes, &server))
         .unwrap_or_default();
+    let metrics = raw
+        .metrics
+        .map(|m| metrics(&mut cx, m.get_ref(), &server))
+        .unwrap_or_default();
     Config {
         origin: origin.to_string(),
         server,
@@ -196,8 +201,62 @@ pub(crate) fn resolve(
         nodes,
         cache,
         views,
+        metrics,
         warnings: Vec::new(),
     }
+}
+
+/// `[metrics]`: an `IP:PORT` for the scrape listener, which must not be a
+/// 9P listen address, warned about when not loopback (it is
+/// unauthenticated).
+fn metrics(cx: &mut Cx<'_, '_>, raw: &RawMetrics, server: &ServerConfig) -> MetricsConfig {
+    let Some(l) = &raw.listen else {
+        return MetricsConfig::default();
+    };
+    let key = "metrics.listen";
+    let addr = match l.get_ref().parse::<std::net::SocketAddr>() {
+        Ok(a) => a,
+        Err(_) => {
+            cx.error(
+                Some(l.span()),
+                key,
+                format!(
+                    "{:?} is not an IP:PORT address: expected e.g. \"127.0.0.1:9464\" or \"[::1]:9464\" (host names are not accepted)",
+                    l.get_ref()
+                ),
+            );
+            return MetricsConfig::default();
+        }
+    };
+    let taken = server.listen.iter().any(|e| match e {
+        Endpoint::Tcp(t) => t.parse::<std::net::SocketAddr>().is_ok_and(|s| {
+            s.port() == addr.port()
+                && (s.ip() == addr.ip() || s.ip().is_unspecified() || addr.ip().is_unspecified())
+        }),
+        _ => false,
+    });
+    if taken && addr.port() != 0 {
+        cx.error(
+            Some(l.span()),
+            key,
+            format!(
+                "{addr} is also a [server] listen address: the metrics listener needs its own port"
+            ),
+        );
+        return MetricsConfig::default();
+    }
+    if !addr.ip().is_loopback() {
+        cx.warn(
+            Some(l.span()),
+            key,
+            format!(
+                "{addr} is not loopback: the metrics listener is unauthenticated, and whoever reaches it \
+                 sees every node's name, state, load and memory and the aggregator's counters (what an \
+                 administrator sees in /metrics)"
+            ),
+        );
+    }
+    MetricsConfig { listen: Some(addr) }
 }
 
 fn is_loopback(addr: &str) -> bool {

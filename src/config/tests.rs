@@ -744,3 +744,64 @@ fn node_auth_is_explicit_and_munge_wants_a_privileged_port() {
         ["t.toml:4:8: nodes[0].auth: invalid value \"krb5\": expected \"none\" or \"munge\""]
     );
 }
+
+#[test]
+fn metrics_listener() {
+    // Absent: no listener.
+    assert_eq!(ok(NODES).metrics.listen, None);
+    assert_eq!(ok(&format!("{NODES}[metrics]\n")).metrics.listen, None);
+    let c = ok(&format!("{NODES}[metrics]\nlisten = \"127.0.0.1:9464\"\n"));
+    assert_eq!(c.metrics.listen, Some("127.0.0.1:9464".parse().unwrap()));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    assert!(
+        ok(&format!("{NODES}[metrics]\nlisten = \"[::1]:9464\"\n"))
+            .warnings
+            .is_empty()
+    );
+    // Unauthenticated on the network: legal, warned with its line.
+    let open = ok(&format!("{NODES}[metrics]\nlisten = \"0.0.0.0:9464\"\n"));
+    assert_eq!(open.metrics.listen, Some("0.0.0.0:9464".parse().unwrap()));
+    assert_eq!(open.warnings.len(), 1, "{:?}", open.warnings);
+    let w = open.warnings[0].to_string();
+    assert!(
+        w.starts_with("t.toml:5:10: metrics.listen: 0.0.0.0:9464 is not loopback"),
+        "{w}"
+    );
+    // Not an address, a host name, a Unix socket, the wrong type, an
+    // unknown key, a port the 9P server listens on.
+    one_error(
+        &format!("{NODES}[metrics]\nlisten = \"9464\"\n"),
+        "t.toml:5:10: metrics.listen: \"9464\" is not an IP:PORT address: expected e.g. \"127.0.0.1:9464\"",
+    );
+    one_error(
+        &format!("{NODES}[metrics]\nlisten = \"localhost:9464\"\n"),
+        "t.toml:5:10: metrics.listen: \"localhost:9464\" is not an IP:PORT address",
+    );
+    one_error(
+        &format!("{NODES}[metrics]\nlisten = \"unix:/run/m.sock\"\n"),
+        "t.toml:5:10: metrics.listen: \"unix:/run/m.sock\" is not an IP:PORT",
+    );
+    one_error(
+        &format!("{NODES}[metrics]\nlisten = 9464\n"),
+        "t.toml:5:10: metrics.listen: invalid type: integer `9464`, expected a string",
+    );
+    one_error(
+        &format!("{NODES}[metrics]\nlisen = \"127.0.0.1:9464\"\n"),
+        "t.toml:5:1: metrics.lisen: unknown key",
+    );
+    one_error(
+        &format!(
+            "[server]\nlisten = [\"0.0.0.0:5640\"]\nauth = \"munge\"\n{NODES}[metrics]\nlisten = \"127.0.0.1:5640\"\n"
+        ),
+        "t.toml:8:10: metrics.listen: 127.0.0.1:5640 is also a [server] listen address",
+    );
+    one_error(
+        &format!("{NODES}[[metrics]]\nlisten = \"127.0.0.1:9464\"\n"),
+        "t.toml:4:1: metrics: [metrics] is a single table",
+    );
+    // A node may not take the file's name.
+    one_error(
+        "[[nodes]]\nnames = \"metrics\"\naddress = \"{name}:5640\"\n",
+        "t.toml:2:9: nodes[0].names: node name \"metrics\" is reserved",
+    );
+}

@@ -254,6 +254,13 @@ pub trait Filesystem: Send + Sync + 'static {
         async { Err(FsError::ROFS) }
     }
 
+    /// A request was answered: its kind (one of a few fixed names, see
+    /// [`session::op_name`]), how long the session took to answer it, and
+    /// whether the answer was a success. For counters (the aggregator's
+    /// `/metrics`); the default ignores it. Called on the request's task:
+    /// keep it cheap.
+    fn request_done(&self, _op: &'static str, _elapsed: std::time::Duration, _ok: bool) {}
+
     /// The fid is forgotten. Dropping the node is usually enough.
     fn clunk(&self, _who: &Identity, _node: Self::Node) -> impl Future<Output = ()> + Send {
         async {}

@@ -442,6 +442,26 @@ pub fn error_reply(d: Dialect, e: &FsError) -> Rmessage {
 
 type Reply<S> = (FsResult<Rmessage>, Effect<S>);
 
+/// The kind of a request that reaches the filesystem, as
+/// [`Filesystem::request_done`] names it: a small fixed set, so counters
+/// keyed by it stay few.
+pub fn op_name(msg: &Tmessage) -> &'static str {
+    use Tmessage as T;
+    match msg {
+        T::Attach(_) | T::Auth(_) => "attach",
+        T::Walk(_) => "walk",
+        T::Open(_) | T::Lopen(_) => "open",
+        T::Read(_) => "read",
+        T::Readdir(_) => "readdir",
+        T::Stat(_) | T::Getattr(_) => "getattr",
+        T::Readlink(_) => "readlink",
+        T::Statfs(_) => "statfs",
+        T::Xattrwalk(_) => "xattrwalk",
+        T::Write(_) => "write",
+        _ => "other",
+    }
+}
+
 impl<F: Filesystem> Shared<F> {
     fn send(&self, tag: u16, msg: Rmessage, dialect: Dialect, msize: u32) {
         // The receiver is gone only when the connection is closing.
@@ -537,7 +557,9 @@ impl<F: Filesystem> Shared<F> {
             _share: share,
             _permit: permit,
         };
+        let op = op_name(&msg);
         let task = tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
             let res = AssertUnwindSafe(me.handle(msg, d, msize))
                 .catch_unwind()
                 .await;
@@ -545,6 +567,7 @@ impl<F: Filesystem> Shared<F> {
                 warn!("filesystem panicked while handling a request; answering EIO");
                 (Err(FsError::IO), Effect::None)
             });
+            me.fs.request_done(op, started.elapsed(), r.is_ok());
             me.commit(tag, id, r, eff, d, msize);
             drop(slot);
         });

@@ -572,6 +572,10 @@ impl Filesystem for Tree {
         }
         let (view, _) = self.current_view(who, fid).await?;
         match &fid.loc {
+            // Rendered per open and held by no cache: charged to the reader.
+            Loc::File(Synth::Metrics) => Ok(Contents::File(
+                Box::pin(self.render(&view, Synth::Metrics)).await,
+            )),
             // Rendered tables are cached per view; the session shares them.
             Loc::File(s) => Ok(Contents::Shared(Box::pin(self.render(&view, *s)).await)),
             Loc::Node {
@@ -593,6 +597,10 @@ impl Filesystem for Tree {
                 ))
             }
         }
+    }
+
+    fn request_done(&self, op: &'static str, elapsed: std::time::Duration, ok: bool) {
+        self.requests.record(op, elapsed, ok);
     }
 
     async fn readlink(&self, who: &Identity, fid: &TreeNode) -> FsResult<String> {

@@ -5,7 +5,9 @@
 //! /nodes              one line per node: state, address, dialect, rtt, last error
 //! /ps                 one line per visible process of the cluster
 //! /load               one line per visible node: load, cpus, memory, uptime
-//! /stats              cache and pool counters
+//! /stats              cache and pool counters (administrators)
+//! /metrics            the same and per-node state, load and memory, in the
+//!                     Prometheus/OpenMetrics text format, per view
 //! /pid/<pid>@<node>   the global process space: that process's directory
 //! /<node>/...         everything that node's /proc export has
 //! ```
@@ -18,12 +20,13 @@
 //! to it (`pin`), the `qid.path` scheme (`qid`), node data read through
 //! the cache, one typed kind per sort of read (`reads`), per-node process
 //! tables from the summary or per-process files (`procs`), table rows
-//! (`tables`), the synthesized files rendered through the cache (`render`)
-//! and the [`Filesystem`] impl (`fs`).
+//! (`tables`), the synthesized files rendered through the cache (`render`),
+//! the Prometheus exposition (`metrics`) and the [`Filesystem`] impl (`fs`).
 //!
 //! [`Filesystem`]: crate::server::Filesystem
 
 mod fs;
+mod metrics;
 mod pin;
 mod procs;
 mod qid;
@@ -44,6 +47,7 @@ use crate::sys;
 use crate::view::Views;
 
 pub use fs::TreeNode;
+pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
 
 /// The aggregator's tree.
 pub struct Tree {
@@ -61,6 +65,8 @@ pub struct Tree {
     views: Arc<Views>,
     /// Names nodes lately said do not exist.
     negatives: Mutex<pin::Negatives>,
+    /// The 9P server's request counts and latencies, for `/metrics`.
+    requests: metrics::Requests,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -78,6 +84,7 @@ impl Tree {
             tables_built: AtomicU64::new(0),
             views,
             negatives: Mutex::new(pin::Negatives::default()),
+            requests: metrics::Requests::default(),
         }
     }
 

@@ -1,5 +1,5 @@
-//! The synthesized files at the top of the tree, `/nodes`, `/ps`, `/load`
-//! and `/stats`, rendered per view. The cluster-wide tables (`/ps`,
+//! The synthesized files at the top of the tree, `/nodes`, `/ps`, `/load`,
+//! `/stats` and `/metrics` (written by `metrics`), rendered per view. The cluster-wide tables (`/ps`,
 //! `/load`) are cached like node data, as a [`Table`] kind: a table of
 //! 200,000 processes costs CPU to format and is no fresher than the
 //! summaries it is built from, and readers that find it expired while
@@ -31,6 +31,7 @@ pub(super) enum Synth {
     Ps,
     Load,
     Stats,
+    Metrics,
 }
 
 impl Synth {
@@ -41,11 +42,18 @@ impl Synth {
             Synth::Ps => "ps",
             Synth::Load => "load",
             Synth::Stats => "stats",
+            Synth::Metrics => "metrics",
         }
     }
 
     /// Every synthesized file, in listing order.
-    pub(super) const ALL: [Synth; 4] = [Synth::Nodes, Synth::Ps, Synth::Load, Synth::Stats];
+    pub(super) const ALL: [Synth; 5] = [
+        Synth::Nodes,
+        Synth::Ps,
+        Synth::Load,
+        Synth::Stats,
+        Synth::Metrics,
+    ];
 }
 
 /// A rendered cluster-wide table, for one view.
@@ -279,6 +287,7 @@ impl Tree {
     async fn render_now(&self, view: &View, s: Synth) -> Bytes {
         let mut out = String::new();
         match s {
+            Synth::Metrics => return self.render_metrics(view).await,
             Synth::Nodes => {
                 out.push_str(NODES_HEADER);
                 out.push('\n');

@@ -25,6 +25,7 @@ mod hostile_input;
 mod hostile_server;
 mod interop;
 mod layers;
+mod metrics;
 mod mount;
 mod pool;
 mod reload;

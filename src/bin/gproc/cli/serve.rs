@@ -10,6 +10,14 @@ use clap::{Args, Subcommand};
 #[derive(Debug, Args)]
 pub struct ServeArgs {
     /// The aggregator's configuration (TOML); see config/gproc.toml.
+    ///
+    /// Sections: [server] (9P listen addresses, auth, limits), [pool],
+    /// [[nodes]], [cache], [views] and [metrics]. `[metrics] listen =
+    /// "127.0.0.1:9464"` also answers `GET /metrics` over HTTP for
+    /// Prometheus scrapers: unauthenticated, with what an administrator
+    /// sees in the tree's /metrics (per-node state, load and memory, the
+    /// aggregator's counters; never a process). A non-loopback address
+    /// draws a warning. Absent: no HTTP listener.
     #[arg(long, short)]
     config: PathBuf,
 }
