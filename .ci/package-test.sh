@@ -19,6 +19,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 profile=${1:-dev}
+dir=$profile
+[ "$profile" = dev ] && dir=debug
+target=${CARGO_TARGET_DIR:-target}
 start=$(date +%s)
 step() { echo "--- package [$(($(date +%s) - start))s] $*"; }
 fail() {
@@ -72,7 +75,15 @@ start_unit() {
     pids+=($!)
 }
 
-step "cargo-deb"
+step "tools: systemd-analyze, man, file, adduser, cargo-deb"
+need=()
+command -v systemd-analyze >/dev/null || need+=(systemd)
+command -v man >/dev/null || need+=(man-db)
+command -v file >/dev/null || need+=(file)
+command -v adduser >/dev/null || need+=(adduser)
+if [ ${#need[@]} -gt 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}"
+fi
 if ! command -v cargo-deb >/dev/null; then
     # Pinned: later versions may refuse the dev profile CI packages.
     cargo install cargo-deb --locked --version 3.8.0
@@ -163,4 +174,36 @@ dpkg -P gproc
 [ ! -e /etc/gproc ] || fail "/etc/gproc left after dpkg -P"
 id gproc >/dev/null || fail "purge removed the gproc user (kept on purpose)"
 
+step "the static agent (+crt-static, lean, profile $profile)"
+triple=$(rustc -vV | sed -n 's/^host: //p')
+if [ "$triple" != x86_64-unknown-linux-gnu ] || ! rustup target list --installed 2>/dev/null | grep -qx "$triple"; then
+    # The flag needs an explicit --target with its std installed.
+    echo "SKIPPED: the static agent: no rustup std for $triple on this host" >&2
+    [ "${CI:-}" != true ] || fail "static agent target missing under CI=true"
+else
+    RUSTFLAGS='-C target-feature=+crt-static' \
+        cargo build --no-default-features --target "$triple" --profile "$profile" --bin gproc
+    static=$target/$triple/$dir/gproc
+    file "$static" | tee "$tmp/file"
+    grep -Eq 'static(-pie)? linked' "$tmp/file" || fail "$static is not statically linked"
+    if ldd "$static" 2>&1 | grep -q '=>'; then fail "ldd lists shared libraries of $static"; fi
+    # MUNGE is refused at startup, saying why.
+    if timeout 10 "$static" agent --listen 127.0.0.1:0 --auth munge >"$tmp/munge.log" 2>&1; then
+        fail "the static agent started with --auth munge"
+    fi
+    grep -q 'MUNGE is unavailable in this statically linked build' "$tmp/munge.log" ||
+        fail "the static agent's MUNGE error: $(cat "$tmp/munge.log")"
+    # It serves /proc on a Unix socket, read through by gproc cat (and by
+    # itself as a client).
+    sock=$tmp/static.sock
+    "$static" agent --listen "unix:$sock" >"$tmp/static-agent.log" 2>&1 &
+    pids+=($!)
+    wait_socket "$sock"
+    for client in "$target/$dir/gproc" "$static"; do
+        "$client" cat --server "unix:$sock" loadavg | grep -Eq '^[0-9.]+ [0-9.]+ [0-9.]+ ' ||
+            fail "$client cat loadavg through the static agent"
+        "$client" cat --server "unix:$sock" $$/status | grep -q "^Pid:[[:space:]]*$$\$" ||
+            fail "$client cat $$/status through the static agent"
+    done
+fi
 step "done"
