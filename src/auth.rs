@@ -15,10 +15,10 @@
 //!
 //! libmunge is loaded at run time (`dlopen("libmunge.so.2")`), so gproc
 //! builds and runs without it and only `auth = "munge"` needs it installed;
-//! when it is missing the error says so.
+//! when it is missing the error says so. A statically linked build
+//! (`+crt-static`, musl) has no MUNGE at all: see [`STATIC_BUILD`].
 
 use std::ffi::{CStr, CString, c_char, c_int, c_void};
-use std::sync::OnceLock;
 
 /// What a credential's payload starts with when it names its receiver.
 pub const RECEIVER_PREFIX: &str = "gproc-receiver=";
@@ -69,14 +69,30 @@ type EncodeFn = unsafe extern "C" fn(
 ) -> c_int;
 type StrerrorFn = unsafe extern "C" fn(e: c_int) -> *const c_char;
 
+/// Why a statically linked gproc refuses MUNGE. A static binary cannot
+/// load libmunge safely: `dlopen` would map the node's shared libc next to
+/// the one linked in (two mallocs, two sets of locks), and on the old-libc
+/// nodes such builds are for, a libc that may not match at all.
+pub const STATIC_BUILD: &str = "MUNGE is unavailable in this statically linked build of gproc: \
+     a static binary cannot load libmunge (dlopen would bring in the node's shared libc \
+     beside the static one). Use the dynamically linked gproc where MUNGE is needed, \
+     or serve the aggregator over a Unix socket or with --auth none on a trusted network";
+
+#[cfg_attr(target_feature = "crt-static", allow(dead_code))]
 struct Lib {
     decode: DecodeFn,
     encode: EncodeFn,
     strerror: StrerrorFn,
 }
 
+#[cfg(target_feature = "crt-static")]
 fn lib() -> Result<&'static Lib, String> {
-    static LIB: OnceLock<Result<Lib, String>> = OnceLock::new();
+    Err(STATIC_BUILD.into())
+}
+
+#[cfg(not(target_feature = "crt-static"))]
+fn lib() -> Result<&'static Lib, String> {
+    static LIB: std::sync::OnceLock<Result<Lib, String>> = std::sync::OnceLock::new();
     LIB.get_or_init(|| {
         // SAFETY: dlopen/dlsym with NUL-terminated names; the handle is never
         // closed, so the function pointers stay valid for the process's life;
