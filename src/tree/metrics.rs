@@ -6,12 +6,13 @@
 //!
 //! - Per node, for the nodes the reader's view shows (as `/nodes` and
 //!   `/load` do): its state (`gproc_node_up`, `gproc_node_state`), the
-//!   round trip of its last operation, and, from its last summary still
-//!   cached, its machine, load averages, CPUs, memory, process count and
-//!   uptime. Rendering never reads a node: a node whose summary is not
-//!   cached (nobody read `/ps`, `/load` or `/pid` lately) has its state
-//!   series only. For a user who sees the nodes where they run, a node
-//!   exists here when its cached summary shows one of their processes.
+//!   round trip of its last operation, and, from its summary (gathered as
+//!   `/load` gathers it: through the cache under its rules, within the
+//!   deadline, one read coalesced with every other reader's), its machine,
+//!   load averages, CPUs, memory, process count and uptime. A node that did
+//!   not answer has its state series only. For a user who sees the nodes
+//!   where they run, a node exists here when its summary shows one of
+//!   their processes, as in `/nodes`.
 //! - Aggregator health, for administrators only, like `/stats`: cache
 //!   counters, pool connections and requests in flight, and the 9P
 //!   server's request counts and latencies. They are not per node and
@@ -419,25 +420,29 @@ pub(super) fn render(nodes: &[NodeFacts], health: Option<(&Health<'_>, &Requests
 }
 
 impl Tree {
-    /// The nodes `view` sees in `/metrics`, with their last cached summary;
-    /// no node is read (see the module docs).
+    /// The nodes `view` sees in `/metrics`, with their summaries gathered
+    /// as `/load` gathers them (through the cache, within the deadline,
+    /// coalesced with other readers), so a scrape every 15 s has every
+    /// answering node's numbers whether or not anyone else read lately.
+    /// A node that did not answer, or serves no Linux `/proc`, keeps its
+    /// state series and has no load series.
     async fn metrics_nodes(&self, view: &View) -> Vec<NodeFacts> {
-        let mut out = Vec::new();
-        for n in self.pool.nodes().iter() {
-            let last = self.last_summary(n).await;
-            let visible = view.sees_node(&n.spec.name)
-                || (view.depends_on_processes()
-                    && last.as_ref().is_some_and(|s| {
-                        view.sees_node_running(
-                            &n.spec.name,
-                            s.procs.iter().map(|p| (p.ruid, p.euid)),
-                        )
-                    }));
-            if visible {
-                out.push(facts(n, last));
-            }
-        }
-        out
+        let gathered = self.gather(view).await;
+        let nodes: Vec<Arc<Node>> = if view.depends_on_processes() {
+            gathered.ok.iter().map(|(n, _)| n.clone()).collect()
+        } else {
+            self.candidate_nodes(view)
+        };
+        let mut summaries: std::collections::HashMap<u32, Arc<NodeSummary>> = gathered
+            .ok
+            .into_iter()
+            .filter(|(_, s)| s.has_linux_facts())
+            .map(|(n, s)| (n.index, s))
+            .collect();
+        nodes
+            .iter()
+            .map(|n| facts(n, summaries.remove(&n.index)))
+            .collect()
     }
 
     /// `/metrics` as `view` sees it.

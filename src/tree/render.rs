@@ -97,7 +97,7 @@ impl Tree {
     /// The nodes a view may see before looking at what runs on them (all
     /// of them for a view that sees the nodes where the user runs), in
     /// config order.
-    fn candidate_nodes(&self, view: &View) -> Vec<Arc<Node>> {
+    pub(super) fn candidate_nodes(&self, view: &View) -> Vec<Arc<Node>> {
         self.pool
             .nodes()
             .iter()

@@ -204,6 +204,17 @@ fn metrics_parse_match_load_and_follow_views() {
     // SAFETY: geteuid has no preconditions.
     let me = unsafe { libc::geteuid() };
 
+    // The first scrape, before anyone read a table, has every answering
+    // node's numbers (it gathers summaries as /load does).
+    let (_, first) = parse_with_python(&format!("http://127.0.0.1:{pm}/metrics"), "");
+    for n in &names {
+        assert!(
+            node_value(&first, "gproc_node_load1", n).is_some(),
+            "{n}: no load in the first scrape"
+        );
+    }
+    assert_eq!(node_value(&first, "gproc_node_load1", "down1"), None);
+
     // Reading /load reads every node's summary (and finds down1 down).
     let load = gproc_as(me, &["cat", "--server", &server, "load"]);
     let load: Table<LoadRow> = Table::parse(&load).unwrap();
