@@ -91,7 +91,13 @@ impl Aggregator {
         let cache = Cache::new(cfg.cache.clone());
         let views = Views::new(cfg.views.clone());
         views.spawn_refresher(shutdown.clone());
-        let tree = Tree::new(pool.clone(), cache, cfg.pool.deadline, views);
+        let tree = Tree::new(pool.clone(), cache, cfg.pool.deadline, views)
+            .with_control(cfg.control.clone());
+        if cfg.control.enabled {
+            info!(
+                "control on: process directories have ctl files (signals go to nodes as the writer)"
+            );
+        }
         let tree = Arc::new(tree);
         let mut scfg = ServerConfig {
             max_connections: cfg.server.max_connections as usize,
@@ -186,6 +192,9 @@ impl Aggregator {
         self.tree.views().set_config(new.views.clone());
         if old.server != new.server {
             warn!("[server] changed: listen addresses and limits apply after a restart");
+        }
+        if old.control != new.control {
+            warn!("[control] changed: applies after a restart");
         }
         if old.metrics != new.metrics {
             warn!("[metrics] changed: the metrics listener applies after a restart");

@@ -76,6 +76,8 @@ pub struct Config {
     pub views: ViewsConfig,
     /// `[metrics]`.
     pub metrics: MetricsConfig,
+    /// `[control]`.
+    pub control: ControlConfig,
     /// Things that are legal but probably not meant (e.g. a TCP listener
     /// with `auth = "none"`); `gproc config check` prints them.
     pub warnings: Vec<Diagnostic>,
@@ -135,6 +137,19 @@ pub struct MetricsConfig {
     /// aggregator's counters, never a process), so the config check warns
     /// when it is not a loopback address.
     pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `[control]`, resolved: signalling processes through `ctl` files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ControlConfig {
+    /// Whether process directories have a `ctl` file (off by default: the
+    /// tree is read-only). Each signal goes to the node as the writer's own
+    /// uid, administrators included, so the node's kernel decides.
+    pub enabled: bool,
+    /// The signals users who are not gproc administrators may send, by
+    /// number; `None`: any. A site that wants users to only stop, continue
+    /// and end their processes lists those.
+    pub user_signals: Option<Vec<i32>>,
 }
 
 /// How TCP clients prove who they are.
@@ -309,6 +324,7 @@ impl Default for Config {
             cache: CachePolicy::default(),
             views: ViewsConfig::default(),
             metrics: MetricsConfig::default(),
+            control: ControlConfig::default(),
             warnings: Vec::new(),
         }
     }

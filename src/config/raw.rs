@@ -128,6 +128,14 @@ pub(crate) struct RawConfig {
     pub(crate) cache: Opt<RawCache>,
     pub(crate) views: Opt<RawViews>,
     pub(crate) metrics: Opt<RawMetrics>,
+    pub(crate) control: Opt<RawControl>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawControl {
+    pub(crate) enabled: Opt<bool>,
+    pub(crate) user_signals: Opt<OneOrMany>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -219,7 +227,7 @@ pub(crate) struct RawAllot {
 }
 
 /// The top-level tables that are single tables, for the "write `[x]`" hint.
-const SECTIONS: &[&str] = &["server", "pool", "cache", "views", "metrics"];
+const SECTIONS: &[&str] = &["server", "pool", "cache", "views", "metrics", "control"];
 
 /// Keys that hold arrays of tables, for the "write `[[x]]`" hint.
 const TABLE_ARRAYS: &[&str] = &["nodes", "cache.rule", "views.allot"];

@@ -17,14 +17,14 @@ use super::diag::Diags;
 use super::endpoint::{self, Endpoint};
 use super::hostlist::{self, Hostlist};
 use super::raw::{
-    OneOrMany, RawAllot, RawCache, RawConfig, RawMetrics, RawNodes, RawPool, RawServer, RawViews,
-    Scalar,
+    OneOrMany, RawAllot, RawCache, RawConfig, RawControl, RawMetrics, RawNodes, RawPool, RawServer,
+    RawViews, Scalar,
 };
 use super::units::{self, ByteSize, Ttl};
 use super::views::{AllotCommand, Allotment, Ident, Principal, Unallotted, ViewsConfig, ViewsMode};
 use super::{
-    AuthMode, Config, ConnectMode, DEFAULT_ANAME, DEFAULT_UNAME, Dialect, MAX_MSIZE, MIN_MSIZE,
-    MetricsConfig, NodeGroup, NodeSpec, PoolConfig, ServerConfig, check_node_name,
+    AuthMode, Config, ConnectMode, ControlConfig, DEFAULT_ANAME, DEFAULT_UNAME, Dialect, MAX_MSIZE,
+    MIN_MSIZE, MetricsConfig, NodeGroup, NodeSpec, PoolConfig, ServerConfig, check_node_name,
 };
 
 /// How many individual bad names to report per `[[nodes]]` table before
@@ -193,6 +193,10 @@ pub(crate) fn resolve(
         .metrics
         .map(|m| metrics(&mut cx, m.get_ref(), &server))
         .unwrap_or_default();
+    let control = raw
+        .control
+        .map(|c| control(&mut cx, c.get_ref(), c.span()))
+        .unwrap_or_default();
     Config {
         origin: origin.to_string(),
         server,
@@ -202,7 +206,57 @@ pub(crate) fn resolve(
         cache,
         views,
         metrics,
+        control,
         warnings: Vec::new(),
+    }
+}
+
+/// `[control]`: whether `ctl` files exist, and which signals users who are
+/// not administrators may send (names as `signal NAME` takes them, or
+/// numbers).
+fn control(cx: &mut Cx<'_, '_>, raw: &RawControl, span: std::ops::Range<usize>) -> ControlConfig {
+    let enabled = raw.enabled.as_ref().is_some_and(|e| *e.get_ref());
+    let user_signals = raw.user_signals.as_ref().map(|l| {
+        let mut out = Vec::new();
+        for item in l.get_ref().items(l.span()) {
+            let n = match item.get_ref() {
+                Scalar::Str(s) => crate::format::ctl::signal_number(s),
+                Scalar::Int(i) => i32::try_from(*i)
+                    .ok()
+                    .and_then(|n| crate::format::ctl::signal_number(&n.to_string())),
+                Scalar::Other(_) => None,
+            };
+            match n {
+                Some(n) if !out.contains(&n) => out.push(n),
+                Some(_) => {}
+                None => {
+                    let shown = match item.get_ref() {
+                        Scalar::Str(s) => format!("{s:?}"),
+                        Scalar::Int(i) => i.to_string(),
+                        Scalar::Other(t) => (*t).to_string(),
+                    };
+                    cx.error(
+                        Some(item.span()),
+                        "control.user_signals",
+                        format!(
+                            "{shown} is not a signal: write names such as \"TERM\", \"STOP\", \"CONT\", \"KILL\" or numbers 1-31, 34-64"
+                        ),
+                    )
+                }
+            }
+        }
+        out
+    });
+    if !enabled && raw.user_signals.is_some() {
+        cx.warn(
+            Some(span),
+            "control",
+            "user_signals is set but enabled is not true: there are no ctl files".to_string(),
+        );
+    }
+    ControlConfig {
+        enabled,
+        user_signals,
     }
 }
 

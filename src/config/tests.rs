@@ -805,3 +805,28 @@ fn metrics_listener() {
         "t.toml:2:9: nodes[0].names: node name \"metrics\" is reserved",
     );
 }
+
+#[test]
+fn control_section() {
+    // Off unless enabled.
+    assert_eq!(ok(NODES).control, ControlConfig::default());
+    let c = ok(&format!("{NODES}[control]\nenabled = true\n"));
+    assert!(c.control.enabled && c.control.user_signals.is_none());
+    let c = ok(&format!(
+        "{NODES}[control]\nenabled = true\nuser_signals = [\"TERM\", \"sigstop\", 18, \"KILL\", 15]\n"
+    ));
+    assert_eq!(c.control.user_signals, Some(vec![15, 19, 18, 9]));
+    assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    // A list without enabled: no ctl files, said.
+    let c = ok(&format!("{NODES}[control]\nuser_signals = \"TERM\"\n"));
+    assert!(!c.control.enabled);
+    assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+    one_error(
+        &format!("{NODES}[control]\nenabled = true\nuser_signals = [\"TERM\", \"BOOM\"]\n"),
+        "t.toml:6:25: control.user_signals: \"BOOM\" is not a signal",
+    );
+    one_error(
+        &format!("{NODES}[control]\nenabled = true\nuser_signals = [0]\n"),
+        "t.toml:6:17: control.user_signals: 0 is not a signal",
+    );
+}

@@ -285,6 +285,9 @@ impl Tree {
                     if visible_pids.is_some() && e.name.starts_with('.') {
                         continue;
                     }
+                    if !self.control.enabled && is_ctl(&Self::child_path(path, &e.name)) {
+                        continue;
+                    }
                     out.push(DirEntry {
                         qid: map_qid(kind, node.index, e.qid),
                         offset: 0,
@@ -484,6 +487,9 @@ impl Filesystem for Tree {
                     }
                 } else {
                     let child = Self::child_path(path, name);
+                    if is_ctl(&child) && !self.control.enabled {
+                        return Err(FsError::NOENT);
+                    }
                     if !self.path_visible(&view, node, &child).await? {
                         return Err(FsError::NOENT);
                     }
@@ -567,10 +573,20 @@ impl Filesystem for Tree {
     }
 
     async fn open(&self, who: &Identity, fid: &TreeNode, flags: OpenFlags) -> FsResult<Contents> {
-        if flags.write || flags.truncate {
+        let ctl = matches!(&fid.loc, Loc::Node { path, .. } if is_ctl(path));
+        if (flags.write || flags.truncate) && !(ctl && self.control.enabled) {
             return Err(FsError::ROFS);
         }
         let (view, _) = self.current_view(who, fid).await?;
+        if ctl {
+            if flags.read {
+                return Err(FsError::ACCES.with(
+                    "ctl is write-only: write kill, term, stop, cont, signal N or signal NAME",
+                ));
+            }
+            // Written through to the node at each write; nothing to hold.
+            return Ok(Contents::File(bytes::Bytes::new()));
+        }
         match &fid.loc {
             // Rendered per open and held by no cache: charged to the reader.
             Loc::File(Synth::Metrics) => Ok(Contents::File(
@@ -619,4 +635,31 @@ impl Filesystem for Tree {
             _ => Err(FsError::INVAL),
         }
     }
+
+    async fn write(
+        &self,
+        who: &Identity,
+        fid: &TreeNode,
+        _offset: u64,
+        data: bytes::Bytes,
+    ) -> FsResult<u32> {
+        let Loc::Node {
+            node, path, pin, ..
+        } = &fid.loc
+        else {
+            return Err(FsError::ROFS);
+        };
+        if !is_ctl(path) || !self.control.enabled {
+            return Err(FsError::ROFS);
+        }
+        let (view, _) = self.current_view(who, fid).await?;
+        self.signal(&view, who, node, path, *pin, data).await
+    }
+}
+
+/// Whether a node path is a process's `ctl` file: `/<pid>/ctl`.
+fn is_ctl(path: &str) -> bool {
+    path.strip_prefix('/')
+        .and_then(|p| p.strip_suffix("/ctl"))
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
 }

@@ -10,6 +10,8 @@
 //!                     Prometheus/OpenMetrics text format, per view
 //! /pid/<pid>@<node>   the global process space: that process's directory
 //! /<node>/...         everything that node's /proc export has
+//! /<node>/<pid>/ctl   with [control] on: write kill, term, stop, cont or
+//!                     signal N|NAME; sent down to the node as the writer
 //! ```
 //!
 //! Node data is read path by path from each node's attach root and cached
@@ -25,6 +27,7 @@
 //!
 //! [`Filesystem`]: crate::server::Filesystem
 
+mod control;
 mod fs;
 mod metrics;
 mod pin;
@@ -43,6 +46,7 @@ use tokio::time::Instant;
 
 use crate::cache::Cache;
 use crate::client::pool::Pool;
+use crate::config::ControlConfig;
 use crate::sys;
 use crate::view::Views;
 
@@ -67,6 +71,9 @@ pub struct Tree {
     negatives: Mutex<pin::Negatives>,
     /// The 9P server's request counts and latencies, for `/metrics`.
     requests: metrics::Requests,
+    /// Whether process directories have `ctl` files, and what users may
+    /// send through them (`[control]`).
+    control: ControlConfig,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -85,7 +92,15 @@ impl Tree {
             views,
             negatives: Mutex::new(pin::Negatives::default()),
             requests: metrics::Requests::default(),
+            control: ControlConfig::default(),
         }
+    }
+
+    /// Gives process directories `ctl` files per `control` (off by default:
+    /// the tree is read-only, and a node's own `ctl` files are hidden).
+    pub fn with_control(mut self, control: ControlConfig) -> Self {
+        self.control = control;
+        self
     }
 
     /// The view policy.

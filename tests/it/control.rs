@@ -89,12 +89,16 @@ fn agent(dir: &Path, control: bool) -> (Proc, std::path::PathBuf) {
     (p, sock)
 }
 
-/// Writes `command` to `<pid>/ctl` as the attach `root` is.
-async fn ctl(root: &FidHandle, pid: u32, command: &str) -> Result<(), u32> {
-    let mut f = root
-        .walk(&format!("{pid}/ctl"))
-        .await
-        .map_err(|e| e.errno())?;
+/// Writes `command` to `<pid>/ctl` as the attach `root` is: at the
+/// agent (`where_` empty), under a node's directory of the aggregator
+/// (`n1`), or in its global pid space (`pid`).
+async fn ctl(root: &FidHandle, pid: u32, where_: &str, command: &str) -> Result<(), u32> {
+    let path = match where_ {
+        "" => format!("{pid}/ctl"),
+        "pid" => format!("pid/{pid}@n1/ctl"),
+        node => format!("{node}/{pid}/ctl"),
+    };
+    let mut f = root.walk(&path).await.map_err(|e| e.errno())?;
     f.open(OpenMode::Write).await.map_err(|e| e.errno())?;
     let r = f.write_at(0, command.as_bytes()).await;
     let _ = f.clunk().await;
@@ -150,18 +154,26 @@ async fn users_signal_what_the_kernel_lets_them_and_nothing_else() {
     );
 
     // Their own: stop, continue, kill.
-    ctl(&as_c1, m, "stop\n").await.unwrap();
+    ctl(&as_c1, m, "", "stop\n").await.unwrap();
     wait_for("c1's sleep stopped", || state(m) == Some('T'));
-    ctl(&as_c1, m, "signal CONT").await.unwrap();
+    ctl(&as_c1, m, "", "signal CONT").await.unwrap();
     wait_for("c1's sleep continued", || state(m) == Some('S'));
-    assert_eq!(ctl(&as_c1, m, "explode").await, Err(errno::EINVAL));
-    ctl(&as_c1, m, "kill").await.unwrap();
+    assert_eq!(ctl(&as_c1, m, "", "explode").await, Err(errno::EINVAL));
+    ctl(&as_c1, m, "", "kill").await.unwrap();
     assert_eq!(mine.wait().unwrap().signal(), Some(9));
 
     // Others': the kernel says no, and they are unharmed.
     for (who, pid) in [("c2's", t), ("root's", r), ("root-real-uid", h)] {
-        assert_eq!(ctl(&as_c1, pid, "kill").await, Err(errno::EPERM), "{who}");
-        assert_eq!(ctl(&as_c1, pid, "stop").await, Err(errno::EPERM), "{who}");
+        assert_eq!(
+            ctl(&as_c1, pid, "", "kill").await,
+            Err(errno::EPERM),
+            "{who}"
+        );
+        assert_eq!(
+            ctl(&as_c1, pid, "", "stop").await,
+            Err(errno::EPERM),
+            "{who}"
+        );
     }
     std::thread::sleep(Duration::from_millis(100));
     assert!(theirs.try_wait().unwrap().is_none() && state(t) == Some('S'));
@@ -180,9 +192,9 @@ async fn users_signal_what_the_kernel_lets_them_and_nothing_else() {
     );
 
     // Root signals anything.
-    ctl(&as_root, r, "term").await.unwrap();
+    ctl(&as_root, r, "", "term").await.unwrap();
     assert_eq!(roots.wait().unwrap().signal(), Some(15));
-    ctl(&as_root, h, "signal 9").await.unwrap();
+    ctl(&as_root, h, "", "signal 9").await.unwrap();
     assert_eq!(half.wait().unwrap().signal(), Some(9));
 
     // The audit log has each, sent or refused, with who and what.
@@ -228,6 +240,131 @@ async fn without_control_there_is_no_ctl() {
     assert_eq!(e.errno(), errno::ENOENT);
     let listing = root.read_dir(&pid.to_string()).await.unwrap();
     assert!(!listing.iter().any(|e| e.name == "ctl"));
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+/// The aggregator over an agent with control: `[control]` on, users may
+/// stop, continue, end and kill; a gproc administrator who is not root.
+fn aggregator_config(pg: &Port, agent_sock: &Path, control: bool) -> String {
+    let control = if control {
+        "[control]\nenabled = true\nuser_signals = [\"STOP\", \"CONT\", \"TERM\", \"KILL\"]\n\n"
+    } else {
+        ""
+    };
+    format!(
+        "[server]\nlisten = [\"{}\"]\nauth = \"none\"\n\n{control}\
+         [views]\nadmin_users = [\"root\", \"{C2}\"]\n\n\
+         [[nodes]]\nnames = \"n1\"\naddress = \"unix:{}\"\n",
+        pg.addr(),
+        agent_sock.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_through_the_aggregator_go_down_as_the_writer() {
+    if !require(
+        "root, useradd and setpriv",
+        rustix::process::geteuid().is_root() && have("useradd") && have("setpriv"),
+    ) {
+        return;
+    }
+    let (c1, _) = test_user(C1);
+    let (c2, _) = test_user(C2);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_agent, sock) = agent(dir.path(), true);
+    let pg = Port::new();
+    let _agg = start_aggregator(dir.path(), &aggregator_config(&pg, &sock, true), &pg);
+    let c = Client::connect(&Address::Tcp(pg.addr()), opts())
+        .await
+        .unwrap();
+    let as_c1 = c.attach_named(C1, "", c1).await.unwrap();
+    let as_c2 = c.attach_named(C2, "", c2).await.unwrap(); // an administrator
+    let as_root = c.attach("root", "", Some(0)).await.unwrap();
+
+    let mut mine = sleeper(Some(C1));
+    let mut theirs = sleeper(Some(C2));
+    let mut roots = sleeper(None);
+    let (m, t, r) = (mine.id(), theirs.id(), roots.id());
+    wait_for("the processes' users", || {
+        uids(m).first() == Some(&c1) && uids(t).first() == Some(&c2)
+    });
+
+    // Their own, by node path and by the global pid space.
+    ctl(&as_c1, m, "n1", "stop").await.unwrap();
+    wait_for("stopped", || state(m) == Some('T'));
+    ctl(&as_c1, m, "pid", "cont").await.unwrap();
+    wait_for("continued", || state(m) == Some('S'));
+    // Not among user_signals: refused here, before the node.
+    assert_eq!(ctl(&as_c1, m, "n1", "signal HUP").await, Err(errno::EPERM));
+    assert!(mine.try_wait().unwrap().is_none());
+
+    // Another user's process does not exist for them.
+    assert_eq!(ctl(&as_c1, t, "n1", "kill").await, Err(errno::ENOENT));
+    assert_eq!(ctl(&as_c1, t, "pid", "kill").await, Err(errno::ENOENT));
+    // A gproc administrator who is not root sees it, but the node's
+    // kernel decides as them: root's process is not theirs.
+    assert_eq!(ctl(&as_c2, r, "n1", "kill").await, Err(errno::EPERM));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(theirs.try_wait().unwrap().is_none() && roots.try_wait().unwrap().is_none());
+
+    // Root: anything, any signal.
+    ctl(&as_root, t, "n1", "signal HUP").await.unwrap();
+    assert_eq!(theirs.wait().unwrap().signal(), Some(1));
+    ctl(&as_c1, m, "pid", "kill").await.unwrap();
+    assert_eq!(mine.wait().unwrap().signal(), Some(9));
+    ctl(&as_root, r, "pid", "term").await.unwrap();
+    assert_eq!(roots.wait().unwrap().signal(), Some(15));
+
+    // Audited at the aggregator, and at the agent as the writer.
+    let agg_log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    let agg: Vec<&str> = agg_log
+        .lines()
+        .filter(|l| l.contains("gproc::audit"))
+        .collect();
+    assert!(
+        agg.iter().any(|l| l.contains(&format!("uid={c1} "))
+            && l.contains("signal=\"SIGHUP\"")
+            && l.contains("user_signals")),
+        "{agg:#?}"
+    );
+    assert!(
+        agg.iter().any(|l| l.contains(&format!("uid={c2} "))
+            && l.contains(&format!("process=\"{r}\""))
+            && l.contains("refused")),
+        "{agg:#?}"
+    );
+    let agent_log = std::fs::read_to_string(dir.path().join("agent.log")).unwrap();
+    assert!(
+        agent_log.lines().any(|l| l.contains("gproc::audit")
+            && l.contains(&format!("uid={c2} "))
+            && l.contains(&format!("pid={r} "))
+            && l.contains("Operation not permitted")),
+        "{agent_log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_aggregator_without_control_hides_the_nodes_ctl() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_agent, sock) = agent(dir.path(), true);
+    let pg = Port::new();
+    let _agg = start_aggregator(dir.path(), &aggregator_config(&pg, &sock, false), &pg);
+    let c = Client::connect(&Address::Tcp(pg.addr()), opts())
+        .await
+        .unwrap();
+    let me = rustix::process::geteuid().as_raw();
+    let root = c.attach("root", "", Some(me)).await.unwrap();
+    let mut child = sleeper(None);
+    let pid = child.id();
+    for path in [format!("n1/{pid}"), format!("pid/{pid}@n1")] {
+        let e = root.walk(&format!("{path}/ctl")).await.unwrap_err();
+        assert_eq!(e.errno(), errno::ENOENT, "{path}");
+        let listing = root.read_dir(&path).await.unwrap();
+        assert!(listing.iter().any(|e| e.name == "status"), "{path}");
+        assert!(!listing.iter().any(|e| e.name == "ctl"), "{path}");
+    }
     child.kill().unwrap();
     child.wait().unwrap();
 }
