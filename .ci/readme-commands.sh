@@ -75,7 +75,7 @@ demo)
             printf '%s\n' "$got" >&2
             exit 1
         fi
-        printf '%s\n' "$got" | head -3
+        head -n 3 <<<"$got"
     done
     kill -INT -- "-$pid"
     rc=0

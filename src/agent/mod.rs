@@ -836,6 +836,13 @@ impl Filesystem for ProcFs {
         .await
     }
 
+    async fn truncate(&self, who: &Identity, node: &AgentNode) -> FsResult<()> {
+        let Place::Ctl(p) = &node.place else {
+            return Err(FsError::ROFS);
+        };
+        self.process_dir_stat(who, &node.held, p).await.map(|_| ())
+    }
+
     async fn write(
         &self,
         who: &Identity,

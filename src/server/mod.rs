@@ -261,6 +261,17 @@ pub trait Filesystem: Send + Sync + 'static {
     /// keep it cheap.
     fn request_done(&self, _op: &'static str, _elapsed: std::time::Duration, _ok: bool) {}
 
+    /// Truncates the file to length zero: what a shell's `>` asks (through
+    /// v9fs, a `Tsetattr` of size 0 after the open). Only files that take
+    /// whole writes (a `ctl`) accept it; the default refuses.
+    fn truncate(
+        &self,
+        _who: &Identity,
+        _node: &Self::Node,
+    ) -> impl Future<Output = FsResult<()>> + Send {
+        async { Err(FsError::ROFS) }
+    }
+
     /// The fid is forgotten. Dropping the node is usually enough.
     fn clunk(&self, _who: &Identity, _node: Self::Node) -> impl Future<Output = ()> + Send {
         async {}

@@ -1087,13 +1087,25 @@ impl<F: Filesystem> Shared<F> {
                     client_id: g.client_id,
                 }))
             }
+            T::Setattr(s) => {
+                // A size of 0, with or without times: a shell's `>` on a
+                // file that takes whole writes. Anything else is refused.
+                const SIZE: u32 = 0x8;
+                const TIMES: u32 = 0x10 | 0x20 | 0x40 | 0x80 | 0x100;
+                let a = &s.attr;
+                if a.valid & SIZE == 0 || a.size != 0 || a.valid & !(SIZE | TIMES) != 0 {
+                    return Err(FsError::ROFS);
+                }
+                let e = self.fid(s.fid)?;
+                self.fs.truncate(&e.who, &e.node).await?;
+                ok(Rmessage::Setattr)
+            }
             T::Create(_)
             | T::Wstat(_)
             | T::Lcreate(_)
             | T::Symlink(_)
             | T::Mknod(_)
             | T::Rename(_)
-            | T::Setattr(_)
             | T::Xattrcreate(_)
             | T::Link(_)
             | T::Mkdir(_)

@@ -368,3 +368,80 @@ async fn an_aggregator_without_control_hides_the_nodes_ctl() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// Linux's v9fs (6.12, `access=client`, `cache=none`) in a qemu guest,
+/// mounted on the aggregator (`aname=/n1`) as c1's uid: a shell's `echo
+/// stop > ctl` (an open with O_TRUNC, which v9fs sends as a `Tsetattr` of
+/// size 0, then the write) signals c1's own processes, and c2's does not
+/// exist for them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shell_on_linux_v9fs_signals_through_ctl() {
+    let kernel = peers_dir().join("kernels/6.12");
+    if !require(
+        "root, useradd, setpriv, qemu-system-x86_64 and the Debian 6.12 kernel",
+        rustix::process::geteuid().is_root()
+            && have("useradd")
+            && have("setpriv")
+            && have("qemu-system-x86_64")
+            && kernel.join(".complete").exists(),
+    ) {
+        return;
+    }
+    let (c1, g1) = test_user(C1);
+    let (c2, _) = test_user(C2);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_agent, sock) = agent(dir.path(), true);
+    let pg = Port::new();
+    let _agg = start_aggregator(dir.path(), &aggregator_config(&pg, &sock, true), &pg);
+
+    let mut stopped = sleeper(Some(C1));
+    let mut killed = sleeper(Some(C1));
+    let mut theirs = sleeper(Some(C2));
+    let (s, k, t) = (stopped.id(), killed.id(), theirs.id());
+    wait_for("the processes' users", || {
+        uids(s).first() == Some(&c1) && uids(k).first() == Some(&c1) && uids(t).first() == Some(&c2)
+    });
+    let list = dir.path().join("writes");
+    std::fs::write(
+        &list,
+        format!("1 w {s}/ctl stop\n2 w {t}/ctl kill\n3 w {k}/ctl kill\n"),
+    )
+    .unwrap();
+    let out = Command::new("bash")
+        .arg(repo().join("tests/v9fs/run-vm.sh"))
+        .args([
+            "6.12",
+            &pg.n.to_string(),
+            "/n1",
+            "cache=none,access=client,uname=root",
+        ])
+        .env("V9FS_READ_AS", format!("{C1}:{c1}:{g1}"))
+        .env("V9FS_READ_LIST", &list)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    eprintln!("{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "run-vm.sh failed");
+    let outcome = |i: u32| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("READ {i} ")))
+            .unwrap_or_else(|| panic!("no outcome for write {i}"))
+            .to_string()
+    };
+    assert_eq!(outcome(1), "D 0");
+    // ENOENT, as busybox's shell words it for a missing directory.
+    assert!(
+        ["E nonexistent directory", "E No such file or directory"].contains(&outcome(2).as_str()),
+        "{}",
+        outcome(2)
+    );
+    assert_eq!(outcome(3), "D 0");
+    wait_for("c1's first sleep stopped", || state(s) == Some('T'));
+    assert_eq!(killed.wait().unwrap().signal(), Some(9));
+    assert!(theirs.try_wait().unwrap().is_none() && state(t) == Some('S'));
+    for c in [&mut stopped, &mut theirs] {
+        c.kill().unwrap();
+        c.wait().unwrap();
+    }
+}

@@ -7,6 +7,8 @@
 #   LIST  lines 'INDEX MODE PATH' (PATH relative to MOUNTPOINT), MODE one of
 #         f  the whole file (cat)          1  its first line (head -n 1)
 #         d  a directory's names (ls -1A)  l  a symbolic link's target (readlink)
+#         w  writes the line's 4th word with the shell (echo WORD > PATH: open with O_TRUNC,
+#            then a write), as a user writes a ctl file; prints D 0 when it succeeded
 #
 # Prints per path either
 #   READ INDEX E TEXT        the read failed; TEXT is the error's text (strerror), e.g. Permission denied
@@ -20,12 +22,18 @@ mkdir -p $T
 n=0
 while read -r i mode p; do
     [ -n "$i" ] || continue
+    word=
+    if [ "$mode" = w ]; then
+        word=${p##* }
+        p=${p% *}
+    fi
     f="$M/$p"
     case $mode in
         f) timeout -s KILL 30 cat "$f" >$T/out 2>$T/err ;;
         1) timeout -s KILL 30 head -n 1 "$f" >$T/out 2>$T/err ;;
         d) timeout -s KILL 30 ls -1A "$f" >$T/out 2>$T/err ;;
         l) timeout -s KILL 30 readlink -v "$f" >$T/out 2>$T/err ;;
+        w) : >$T/out; (echo "$word" >"$f") 2>$T/err ;;
         *) echo "bad mode $mode" >$T/err; false ;;
     esac
     rc=$?
