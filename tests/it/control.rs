@@ -445,3 +445,134 @@ async fn a_shell_on_linux_v9fs_signals_through_ctl() {
         c.wait().unwrap();
     }
 }
+
+/// `gproc ARGS` as `user` (setpriv), with its exit status, stdout and
+/// stderr.
+fn gproc_as(user: &str, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new("setpriv")
+        .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+        .arg(gproc())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gproc_kill_and_signal_select_list_and_report() {
+    if !require(
+        "root, useradd and setpriv",
+        rustix::process::geteuid().is_root() && have("useradd") && have("setpriv"),
+    ) {
+        return;
+    }
+    let (c1, _) = test_user(C1);
+    let (c2, _) = test_user(C2);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_agent, sock) = agent(dir.path(), true);
+    let pg = Port::new();
+    let _agg = start_aggregator(dir.path(), &aggregator_config(&pg, &sock, true), &pg);
+    let server = pg.addr();
+    let mut mine = sleeper(Some(C1));
+    let mut theirs = sleeper(Some(C2));
+    let (m, t) = (mine.id(), theirs.id());
+    wait_for("the processes' users", || {
+        uids(m).first() == Some(&c1) && uids(t).first() == Some(&c2)
+    });
+    let (ms, ts) = (m.to_string(), t.to_string());
+
+    // Nothing is signalled without a selector, or without --yes off a
+    // terminal; --dry-run only lists.
+    let (rc, _, err) = gproc_as(C1, &["kill", "--server", &server]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("say which processes"), "{err}");
+    let (rc, out, err) = gproc_as(C1, &["kill", "--server", &server, "-p", &ms]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("--yes"), "{err}");
+    assert!(out.contains(&ms), "listed first: {out}");
+    let (rc, out, _) = gproc_as(
+        C1,
+        &[
+            "kill",
+            "--server",
+            &server,
+            "-c",
+            "^sleep 600$",
+            "--dry-run",
+        ],
+    );
+    assert_eq!(rc, 0);
+    assert!(out.contains(&ms) && !out.contains(&ts), "{out}");
+    assert_eq!(state(m), Some('S'));
+
+    // Their own, by user and state; the other user's does not match.
+    let (rc, out, err) = gproc_as(
+        C1,
+        &[
+            "signal", "STOP", "--server", &server, "-u", C1, "-c", "sleep", "--yes",
+        ],
+    );
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(
+        out.contains(&format!("n1 {ms} {C1}: sent SIGSTOP")),
+        "{out}"
+    );
+    wait_for("stopped", || state(m) == Some('T'));
+    let (rc, _, err) = gproc_as(C1, &["kill", "--server", &server, "-p", &ts, "--yes"]);
+    assert_ne!(rc, 0);
+    assert!(err.contains("no process matches"), "{err}");
+    // /ps shows the stop once the node's summary is read again (its TTL).
+    wait_for("/ps shows it stopped", || {
+        gproc_as(C1, &["ps", "--server", &server, "-s", "T", "-o", "pid"])
+            .1
+            .contains(&ms)
+    });
+    let (rc, out, err) = gproc_as(
+        C1,
+        &[
+            "kill", "--signal", "KILL", "--server", &server, "-s", "T", "-u", C1, "--yes",
+        ],
+    );
+    assert_eq!(rc, 0, "{out}{err}");
+    assert_eq!(mine.wait().unwrap().signal(), Some(9));
+
+    // An administrator who is not root lists c2's and root's, and the
+    // node's kernel refuses what is not theirs: reported, exit 1.
+    let mut roots = sleeper(None);
+    let r = roots.id().to_string();
+    wait_for("/ps lists root's new process", || {
+        gproc_as(C2, &["ps", "--server", &server, "-p", &r, "-o", "pid"])
+            .1
+            .contains(&r)
+    });
+    let (rc, out, err) = gproc_as(
+        C2,
+        &[
+            "kill",
+            "--server",
+            &server,
+            "-p",
+            &format!("{ts},{r}"),
+            "--yes",
+        ],
+    );
+    assert_eq!(rc, 1, "{out}{err}");
+    assert!(
+        out.contains(&format!("n1 {ts} {C2}: sent SIGTERM")),
+        "{out}"
+    );
+    assert!(
+        out.contains(&format!("n1 {r} root: not sent: Operation not permitted")),
+        "{out}"
+    );
+    assert_eq!(theirs.wait().unwrap().signal(), Some(15));
+    assert!(roots.try_wait().unwrap().is_none());
+    roots.kill().unwrap();
+    roots.wait().unwrap();
+}

@@ -7,6 +7,7 @@ mod bench;
 mod demo;
 mod docs;
 mod inspect;
+mod kill;
 #[cfg(feature = "fuse")]
 mod mount;
 mod ps;
@@ -45,6 +46,12 @@ enum Command {
     Config(serve::ConfigCmd),
     /// The cluster's processes, like `ps aux` with a NODE column.
     Ps(ps::PsArgs),
+    /// Signal the processes a selection picks (default TERM), through the
+    /// aggregator's ctl files: lists them, asks, reports each.
+    Kill(kill::KillArgs),
+    /// Send a signal (a name or number) to the processes a selection
+    /// picks, like kill.
+    Signal(kill::SignalArgs),
     /// Mount a 9P server's tree (aggregator, agent, diod) read-only with FUSE.
     #[cfg(feature = "fuse")]
     Mount(mount::MountArgs),
@@ -119,6 +126,8 @@ pub fn main() -> ExitCode {
             Command::Serve(a) => serve::run(a).await,
             Command::Config(c) => serve::run_config(c),
             Command::Ps(a) => ps::run(a).await,
+            Command::Kill(a) => kill::kill(a).await,
+            Command::Signal(a) => kill::signal(a).await,
             #[cfg(feature = "bench")]
             Command::Bench(c) => bench::run(c).await,
             #[cfg(not(feature = "bench"))]

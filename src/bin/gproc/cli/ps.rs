@@ -21,22 +21,8 @@ pub struct PsArgs {
     /// the local socket unix:/run/gproc/gproc.sock).
     #[arg(long, value_parser = super::agent::parse_addr)]
     server: Option<Address>,
-    /// Only these users' processes (comma-separated names).
-    #[arg(short = 'u', long = "user", value_delimiter = ',')]
-    users: Vec<String>,
-    /// Only these nodes (a hostlist: n[01-16],login1).
-    #[arg(short = 'n', long = "nodes")]
-    nodes: Option<String>,
-    /// Only nodes of these machines (comma-separated `uname -m` names, as
-    /// /load's ARCH column shows them: x86_64,ppc64,aarch64).
-    #[arg(long, value_delimiter = ',')]
-    arch: Vec<String>,
-    /// Only nodes whose kernel release starts with this (/load's KERNEL).
-    #[arg(long)]
-    kernel: Option<String>,
-    /// Only these pids (comma-separated).
-    #[arg(short = 'p', long = "pid", value_delimiter = ',')]
-    pids: Vec<i32>,
+    #[command(flatten)]
+    select: Select,
     /// Sort keys, comma-separated; prefix `-` for descending
     /// (e.g. `-cpu,node`). Keys: node user pid ppid cpu mem rss vsz stat
     /// start time thr command.
@@ -59,6 +45,137 @@ pub struct PsArgs {
     /// Give up after this long.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+}
+
+/// Which processes: the selectors `gproc ps`, `gproc kill` and `gproc
+/// signal` share.
+#[derive(Debug, Args)]
+pub struct Select {
+    /// Only these users' processes (comma-separated names).
+    #[arg(short = 'u', long = "user", value_delimiter = ',')]
+    users: Vec<String>,
+    /// Only these nodes (a hostlist: n[01-16],login1).
+    #[arg(short = 'n', long = "nodes")]
+    nodes: Option<String>,
+    /// Only nodes of these machines (comma-separated `uname -m` names, as
+    /// /load's ARCH column shows them: x86_64,ppc64,aarch64).
+    #[arg(long, value_delimiter = ',')]
+    arch: Vec<String>,
+    /// Only nodes whose kernel release starts with this (/load's KERNEL).
+    #[arg(long)]
+    kernel: Option<String>,
+    /// Only these pids (comma-separated).
+    #[arg(short = 'p', long = "pid", value_delimiter = ',')]
+    pids: Vec<i32>,
+    /// Only processes whose command line matches this regular expression
+    /// (anywhere in it; anchor with ^ and $).
+    #[arg(short = 'c', long = "command")]
+    command: Option<String>,
+    /// Only processes in these states (letters as in STAT: D, Z, R, S, T...;
+    /// e.g. `-s DZ` for uninterruptible and zombie processes).
+    #[arg(short = 's', long = "state")]
+    states: Option<String>,
+}
+
+/// The rows a [`Select`] keeps, and how many nodes it concerns did not
+/// answer.
+pub(crate) struct Selected {
+    pub(crate) rows: Vec<PsRow>,
+    pub(crate) missing: usize,
+}
+
+impl Select {
+    /// Whether any selector is given (a command that signals wants one:
+    /// never everything by default).
+    pub(crate) fn narrows(&self) -> bool {
+        !self.users.is_empty()
+            || self.nodes.is_some()
+            || !self.arch.is_empty()
+            || self.kernel.is_some()
+            || !self.pids.is_empty()
+            || self.command.is_some()
+            || self.states.is_some()
+    }
+
+    /// Reads `/ps` (and `/load` for the machine filters) from the
+    /// aggregator, prints the notes about the selected nodes on stderr
+    /// (prefixed with `who`), and keeps the selected rows.
+    pub(crate) async fn read(
+        &self,
+        server: &Address,
+        timeout: Duration,
+        who: &str,
+    ) -> Result<Selected> {
+        let hosts = match &self.nodes {
+            Some(h) => Some(Hostlist::parse(h).map_err(|e| anyhow::anyhow!("-n {h:?}: {e}"))?),
+            None => None,
+        };
+        let command = match &self.command {
+            Some(c) => Some(regex::Regex::new(c).with_context(|| format!("-c {c:?}"))?),
+            None => None,
+        };
+        // Which nodes the machine filters keep, from /load's ARCH and
+        // KERNEL, and every node /load has a row for (the machine of the
+        // others is not known).
+        type Nodes = std::collections::HashSet<String>;
+        let machines: Option<(Nodes, Nodes)> = if self.arch.is_empty() && self.kernel.is_none() {
+            None
+        } else {
+            let load = read_aggregator_file(server, "load", timeout).await?;
+            let load = Table::<LoadRow>::parse(&String::from_utf8_lossy(&load))
+                .context("reading /load")?;
+            let known = load.rows.iter().map(|r| r.node.clone()).collect();
+            let picked = load
+                .rows
+                .into_iter()
+                .filter(|r| {
+                    (self.arch.is_empty() || r.arch.as_ref().is_some_and(|x| self.arch.contains(x)))
+                        && self.kernel.as_ref().is_none_or(|k| {
+                            r.kernel.as_ref().is_some_and(|x| x.starts_with(k.as_str()))
+                        })
+                })
+                .map(|r| r.node)
+                .collect();
+            Some((picked, known))
+        };
+        let data = read_aggregator_file(server, "ps", timeout).await?;
+        let text = String::from_utf8_lossy(&data);
+        let table = Table::<PsRow>::parse(&text).context("reading /ps")?;
+        let mut missing = 0;
+        for note in &table.notes {
+            // A note about a node the selection leaves out is not about
+            // this listing: `-n n[01-10]` is complete when those ten
+            // answered. A missing node of unknown machine may be one
+            // --arch asks for.
+            if let Some(node) = note.node()
+                && (hosts.as_ref().is_some_and(|h| !h.contains(node))
+                    || machines.as_ref().is_some_and(|(picked, known)| {
+                        known.contains(node) && !picked.contains(node)
+                    }))
+            {
+                continue;
+            }
+            eprintln!("{who}: {note}");
+            // Stale rows are shown (and said to be stale); missing nodes
+            // make the listing incomplete, so the exit status says so.
+            if matches!(note, Note::Missing { .. }) {
+                missing += 1;
+            }
+        }
+        let rows = table
+            .rows
+            .into_iter()
+            .filter(|r| {
+                (self.users.is_empty() || self.users.contains(&r.user))
+                    && (self.pids.is_empty() || self.pids.contains(&r.pid))
+                    && hosts.as_ref().is_none_or(|h| h.contains(&r.node))
+                    && machines.as_ref().is_none_or(|(m, _)| m.contains(&r.node))
+                    && command.as_ref().is_none_or(|c| c.is_match(&r.command))
+                    && self.states.as_ref().is_none_or(|s| s.contains(r.state))
+            })
+            .collect();
+        Ok(Selected { rows, missing })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -253,81 +370,11 @@ pub async fn run(a: PsArgs) -> Result<ExitCode> {
         Some(s) => parse_sort(s)?,
         None => Vec::new(),
     };
-    let hosts = match &a.nodes {
-        Some(h) => Some(Hostlist::parse(h).map_err(|e| anyhow::anyhow!("-n {h:?}: {e}"))?),
-        None => None,
-    };
     if cols.is_empty() {
         bail!("-o needs at least one column");
     }
     let server = server_address(a.server.clone())?;
-    // Which nodes the machine filters keep, from /load's ARCH and KERNEL,
-    // and every node /load has a row for (the machine of the others is
-    // not known).
-    type Nodes = std::collections::HashSet<String>;
-    let machines: Option<(Nodes, Nodes)> = if a.arch.is_empty() && a.kernel.is_none() {
-        None
-    } else {
-        let load = read_aggregator_file(&server, "load", a.timeout).await?;
-        let load =
-            Table::<LoadRow>::parse(&String::from_utf8_lossy(&load)).context("reading /load")?;
-        let known = load.rows.iter().map(|r| r.node.clone()).collect();
-        let picked = load
-            .rows
-            .into_iter()
-            .filter(|r| {
-                (a.arch.is_empty() || r.arch.as_ref().is_some_and(|x| a.arch.contains(x)))
-                    && a.kernel.as_ref().is_none_or(|k| {
-                        r.kernel.as_ref().is_some_and(|x| x.starts_with(k.as_str()))
-                    })
-            })
-            .map(|r| r.node)
-            .collect();
-        Some((picked, known))
-    };
-    let data = read_aggregator_file(&server, "ps", a.timeout).await?;
-    let text = String::from_utf8_lossy(&data);
-    let table = Table::<PsRow>::parse(&text).context("reading /ps")?;
-    let mut missing = 0;
-    for note in &table.notes {
-        // A note about a node the selection leaves out is not about this
-        // listing: `-n n[01-10]` is complete when those ten answered.
-        // A missing node of unknown machine may be one --arch asks for.
-        if let Some(node) = note.node()
-            && (hosts.as_ref().is_some_and(|h| !h.contains(node))
-                || machines
-                    .as_ref()
-                    .is_some_and(|(picked, known)| known.contains(node) && !picked.contains(node)))
-        {
-            continue;
-        }
-        eprintln!("gproc ps: {note}");
-        // Stale rows are shown (and said to be stale); missing nodes
-        // make the listing incomplete, so the exit status says so.
-        if matches!(note, Note::Missing { .. }) {
-            missing += 1;
-        }
-    }
-    let mut rows = Vec::new();
-    for r in table.rows {
-        if !a.users.is_empty() && !a.users.contains(&r.user) {
-            continue;
-        }
-        if !a.pids.is_empty() && !a.pids.contains(&r.pid) {
-            continue;
-        }
-        if let Some(h) = &hosts
-            && !h.contains(&r.node)
-        {
-            continue;
-        }
-        if let Some((m, _)) = &machines
-            && !m.contains(&r.node)
-        {
-            continue;
-        }
-        rows.push(r);
-    }
+    let Selected { mut rows, missing } = a.select.read(&server, a.timeout, "gproc ps").await?;
     if !sort.is_empty() {
         rows.sort_by(|x, y| {
             for (k, desc) in &sort {
@@ -364,6 +411,13 @@ pub async fn run(a: PsArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// Prints `rows` as `gproc ps` does by default (fitted to a terminal).
+pub(crate) fn print_rows(rows: &[PsRow]) -> std::io::Result<()> {
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    write_table(&mut out, &DEFAULT_COLS, rows, true, terminal_width())?;
+    out.flush()
 }
 
 /// The width to fit lines to: standard output's terminal (`COLUMNS` when
