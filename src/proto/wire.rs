@@ -69,7 +69,7 @@ impl Reader {
         String::from_utf8(raw.to_vec()).map_err(|_| DecodeError::InvalidUtf8)
     }
 
-    /// A qid: type[1] version[4] path[8].
+    /// A qid: `type[1] version[4] path[8]`.
     pub fn qid(&mut self) -> Result<Qid, DecodeError> {
         Ok(Qid {
             ty: self.u8()?,
