@@ -112,17 +112,7 @@ pub(crate) enum Kind {
 
 /// Makes (or reuses) a test user; its uid.
 fn user(name: &str) -> u32 {
-    // Tests run concurrently: one useradd at a time.
-    static MADE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = MADE.lock().unwrap_or_else(|p| p.into_inner());
-    if gproc::sys::users::uid_by_name(name).is_none() {
-        let st = Command::new("useradd")
-            .args(["-M", "-s", "/usr/sbin/nologin", name])
-            .status()
-            .unwrap();
-        assert!(st.success(), "useradd {name}");
-    }
-    gproc::sys::users::uid_by_name(name).unwrap()
+    test_user(name).0
 }
 
 fn as_user(name: &str, prog: &str) -> Command {
