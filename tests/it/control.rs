@@ -511,11 +511,13 @@ async fn gproc_kill_and_signal_select_list_and_report() {
     assert!(out.contains(&ms) && !out.contains(&ts), "{out}");
     assert_eq!(state(m), Some('S'));
 
-    // Their own, by user and state; the other user's does not match.
+    // Their own, by user, command and state (and pid: other tests'
+    // processes of the same test users run meanwhile); the other user's
+    // does not match.
     let (rc, out, err) = gproc_as(
         C1,
         &[
-            "signal", "STOP", "--server", &server, "-u", C1, "-c", "sleep", "--yes",
+            "signal", "STOP", "--server", &server, "-u", C1, "-c", "sleep", "-p", &ms, "--yes",
         ],
     );
     assert_eq!(rc, 0, "{out}{err}");
@@ -536,7 +538,8 @@ async fn gproc_kill_and_signal_select_list_and_report() {
     let (rc, out, err) = gproc_as(
         C1,
         &[
-            "kill", "--signal", "KILL", "--server", &server, "-s", "T", "-u", C1, "--yes",
+            "kill", "--signal", "KILL", "--server", &server, "-s", "T", "-u", C1, "-p", &ms,
+            "--yes",
         ],
     );
     assert_eq!(rc, 0, "{out}{err}");
