@@ -299,6 +299,17 @@ impl Tree {
                         .await
                         .map_err(pool_err)?;
                     let name = n.spec.name.clone();
+                    // Only a peer the config attaches whole (aname "", as
+                    // a lower aggregator is) may speak for other nodes: a
+                    // compromised node attached at /proc cannot make
+                    // itself an aggregator and serve nodes it invents.
+                    if merged::is_merged(&bytes) && !n.spec.aname.trim_matches('/').is_empty() {
+                        return Err(FsError::new(errno::EPROTO).with(format!(
+                            "{name} serves a merged summary (a gproc aggregator's) but is attached at {:?}; \
+                             a lower aggregator is configured with aname = \"\"",
+                            n.spec.aname
+                        )));
+                    }
                     let small = bytes.len() < OFFLOAD_PARSE_BYTES;
                     let parse = move || {
                         let bad = |e| {

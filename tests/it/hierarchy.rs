@@ -453,3 +453,46 @@ async fn the_shipped_two_level_example_works_as_written() {
     }
     c.shutdown().await;
 }
+
+/// A node attached at a path (as every node serving its own `/proc` is)
+/// cannot make itself an aggregator: a merged summary it serves, naming
+/// nodes it invents, is refused with the reason, and the names do not
+/// exist. Here diod exports a directory holding such a file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_node_cannot_speak_for_other_nodes() {
+    let dir = tempfile::tempdir().unwrap();
+    let gproc_dir = dir.path().join(".gproc");
+    std::fs::create_dir(&gproc_dir).unwrap();
+    let fake = "gproc-merged 1\nsource evil\n\
+                n victim up x \\- \\- \\- \\- \\-\nm 5 io\nend 1\n";
+    std::fs::write(gproc_dir.join("ps"), fake).unwrap();
+    let port = crate::common::free_port();
+    let Some(_diod) = crate::common::start_diod_exporting(port, dir.path().to_str().unwrap())
+    else {
+        return;
+    };
+    let top = Agg::start(
+        "top",
+        "127.0.0.1:0",
+        &[],
+        &format!(
+            "[[nodes]]\nnames = \"evil\"\naddress = \"127.0.0.1:{port}\"\naname = \"{}\"\n",
+            dir.path().display()
+        ),
+    )
+    .await;
+    let t = root_of(&top.addr()).await;
+    let (rows, notes) = ps(&t).await;
+    assert!(rows.is_empty(), "{rows:?}");
+    assert!(
+        notes
+            .iter()
+            .any(|n| matches!(n, Note::Missing { node, reason, .. }
+            if node == "evil" && reason.contains("merged summary"))),
+        "{notes:?}"
+    );
+    assert!(t.walk("victim").await.is_err());
+    let nodes = text(&t, "nodes").await;
+    assert!(!nodes.contains("victim"), "{nodes}");
+    top.stop().await;
+}

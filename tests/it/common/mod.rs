@@ -234,6 +234,11 @@ pub fn peers_dir() -> PathBuf {
 /// Starts `diod -e /proc` on 127.0.0.1:`port`, or `None` (after
 /// [`require`]) when diod is missing.
 pub fn start_diod(port: u16) -> Option<Proc> {
+    start_diod_exporting(port, "/proc")
+}
+
+/// diod on 127.0.0.1:`port` exporting `dir` (no authentication).
+pub fn start_diod_exporting(port: u16, dir: &str) -> Option<Proc> {
     let diod = ["/usr/sbin/diod", "/usr/bin/diod"]
         .into_iter()
         .find(|p| Path::new(p).exists());
@@ -241,14 +246,7 @@ pub fn start_diod(port: u16) -> Option<Proc> {
         return None;
     }
     let child = Command::new(diod?)
-        .args([
-            "-f",
-            "-n",
-            "-l",
-            &format!("127.0.0.1:{port}"),
-            "-e",
-            "/proc",
-        ])
+        .args(["-f", "-n", "-l", &format!("127.0.0.1:{port}"), "-e", dir])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
