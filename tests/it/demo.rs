@@ -166,3 +166,39 @@ fn demo_stops_cleanly_when_interrupted_during_startup() {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// `gproc demo --racks 3`: the same cluster behind three rack aggregators
+/// under the top; the summary counts every node and process, and `/nodes`
+/// names each node's rack.
+#[test]
+fn demo_with_racks_is_a_two_level_site() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(gproc())
+        .args([
+            "demo",
+            "--nodes",
+            "30",
+            "--procs-per-node",
+            "20",
+            "--racks",
+            "3",
+            "--once",
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--socket")
+        .arg(dir.path().join("demo.sock"))
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One of the 30 may be made to refuse connections (the demo shows a
+    // down node from 50 nodes on): none here.
+    assert!(text.contains("600 processes on 30 of 30 nodes"), "{text}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("3 rack aggregators"), "{err}");
+}

@@ -33,6 +33,51 @@ pub struct DemoArgs {
     /// Print the summary and exit instead of serving (for scripts).
     #[arg(long)]
     once: bool,
+    /// Split the nodes across this many rack aggregators (each on its own
+    /// loopback port) under the top one that serves `--listen`: a
+    /// two-level site in one command.
+    #[arg(long, default_value_t = 0)]
+    racks: usize,
+}
+
+/// Starts `racks` rack aggregators over slices of `nodes` (name, address),
+/// each on 127.0.0.1 with a port of its own; returns them and the top's
+/// `[[nodes]]` tables for them.
+async fn start_racks(
+    nodes: &[(String, String)],
+    racks: usize,
+    shutdown: &tokio_util::sync::CancellationToken,
+) -> Result<(Vec<Aggregator>, String)> {
+    let per = nodes.len().div_ceil(racks.max(1)).max(1);
+    let mut started = Vec::new();
+    let mut top = String::new();
+    for (k, chunk) in nodes.chunks(per).enumerate() {
+        let name = format!("rack{}", k + 1);
+        let mut text = format!(
+            "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\nname = \"{name}\"\n\n\
+             [pool]\ndeadline = \"2s\"\nrequest_timeout = \"2s\"\nconnect_timeout = \"1s\"\nconnect = \"eager\"\n\n\
+             [views]\nmode = \"off\"\n\n"
+        );
+        for (n, a) in chunk {
+            text.push_str(&format!(
+                "[[nodes]]\nnames = \"{n}\"\naddress = \"{a}\"\n\n"
+            ));
+        }
+        let cfg = Config::from_str(&text, &name).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let agg = Aggregator::start(&cfg, shutdown.clone())
+            .await
+            .with_context(|| format!("cannot start {name}"))?;
+        let addr = agg
+            .addresses
+            .first()
+            .map(ToString::to_string)
+            .context("a rack without an address")?;
+        top.push_str(&format!(
+            "[[nodes]]\nnames = \"{name}\"\naddress = \"{addr}\"\naname = \"\"\n\n"
+        ));
+        started.push(agg);
+    }
+    Ok((started, top))
 }
 
 /// Runs the demo until Ctrl-C.
@@ -56,14 +101,29 @@ pub async fn run(a: DemoArgs) -> Result<ExitCode> {
     let sim = SimCluster::start(opts)
         .await
         .context("cannot start the simulated cluster")?;
+    let (racks, nodes) = if a.racks > 0 {
+        let list: Vec<(String, String)> = sim
+            .nodes()
+            .iter()
+            .map(|n| (n.name.clone(), n.addr.to_string()))
+            .collect();
+        let (racks, top) = start_racks(&list, a.racks, &shutdown).await?;
+        eprintln!(
+            "gproc demo: {} rack aggregators over {} nodes each ({:.1?} so far)",
+            racks.len(),
+            list.len().div_ceil(a.racks),
+            t0.elapsed()
+        );
+        (racks, top)
+    } else {
+        (Vec::new(), sim.config_toml())
+    };
     let config = format!(
         "[server]\nlisten = [\"{}\", \"unix:{}\"]\n# Loopback only: clients are trusted to say who they are.\nauth = \"none\"\n\n\
-         [pool]\ndeadline = \"3s\"\nrequest_timeout = \"2s\"\nconnect_timeout = \"1s\"\nconnect = \"eager\"\n\n\
+         [pool]\ndeadline = \"3s\"\nrequest_timeout = \"3s\"\nconnect_timeout = \"1s\"\nconnect = \"eager\"\n\n\
          # Simulated processes belong to made-up users: whoever runs the demo\n\
          # sees them all.\n[views]\nmode = \"off\"\n\n{}",
-        a.listen,
-        a.socket,
-        sim.config_toml()
+        a.listen, a.socket, nodes
     );
     let cfg = Config::from_str(&config, "demo").map_err(|e| anyhow::anyhow!("{e}"))?;
     // Views are off in the demo: say so when --listen leaves loopback.
@@ -100,6 +160,9 @@ pub async fn run(a: DemoArgs) -> Result<ExitCode> {
     shutdown.cancelled().await;
     eprintln!("gproc demo: stopping");
     let _ = agg.task.await;
+    for r in racks {
+        let _ = r.task.await;
+    }
     sim.shutdown().await;
     Ok(ExitCode::SUCCESS)
 }
