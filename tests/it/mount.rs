@@ -510,3 +510,75 @@ fn background_mode_returns_once_mounted() {
     );
     assert!(!is_mounted(&mp));
 }
+
+/// The process's state letter (`S`, `T`, ...) from the host's /proc.
+fn state_of(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Control through the mount (issue 16): with control on at the agent and
+/// the aggregator, a shell's `echo stop > .../ctl` (open with O_TRUNC, or
+/// the truncate before it, then a write) signals the process, by node
+/// path and by its `/pid` alias; any other write is refused.
+#[test]
+fn a_shell_signals_through_ctl_in_the_mount() {
+    if !fuse_ready() {
+        return;
+    }
+    let (pa, pg) = (Port::new(), Port::new());
+    let mut cmd = Command::new(gproc());
+    cmd.args(["agent", "--auth", "none", "--control"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let _agent = Proc(pa.spawn(&mut cmd, |c, listen| {
+        c.args(["--listen", listen]);
+    }));
+    crate::common::wait_for_9p(&pa.addr());
+    let cfg_dir = tempfile::tempdir().unwrap();
+    let cfg = format!(
+        "[server]\nlisten = [\"127.0.0.1:{pg}\"]\nauth = \"none\"\n\n\
+         [control]\nenabled = true\n\n\
+         [[nodes]]\nnames = \"n1\"\naddress = \"127.0.0.1:{pa}\"\n"
+    );
+    let _agg = start_aggregator(cfg_dir.path(), &cfg, &pg);
+    let tmp = tempfile::tempdir().unwrap();
+    let mp = tmp.path().join("mnt");
+    std::fs::create_dir(&mp).unwrap();
+    let m = Mount::start(&format!("127.0.0.1:{pg}"), "", &mp);
+    let mut victim = Command::new("sleep").arg("300").spawn().unwrap();
+    let pid = victim.id();
+    let wait_state = |want: char| {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while state_of(pid) != Some(want) {
+            assert!(Instant::now() < deadline, "state {want} never came");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    sh_ok(&format!("echo stop > {}", m.path(&format!("n1/{pid}/ctl"))));
+    wait_state('T');
+    sh_ok(&format!(
+        "echo cont > {}",
+        m.path(&format!("pid/{pid}@n1/ctl"))
+    ));
+    wait_state('S');
+    // Anything else is read-only, and a ctl reads nothing.
+    for target in [format!("n1/{pid}/status"), "ps".to_string()] {
+        let o = sh(&format!("echo x > {}", m.path(&target)));
+        assert!(!o.status.success(), "{target} was written");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("Read-only"), "{target}: {err}");
+    }
+    assert!(
+        !sh(&format!("cat {}", m.path(&format!("n1/{pid}/ctl"))))
+            .status
+            .success()
+    );
+    sh_ok(&format!(
+        "printf kill > {}",
+        m.path(&format!("n1/{pid}/ctl"))
+    ));
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(victim.wait().unwrap().signal(), Some(9));
+    m.unmount();
+}

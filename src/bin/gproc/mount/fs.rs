@@ -16,9 +16,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fuser::{
-    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
-    INodeNo, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty,
-    ReplyEntry, ReplyOpen, ReplyStatfs, ReplyXattr, Request,
+    AccessFlags, BsdFileFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags,
+    Generation, INodeNo, LockOwner, OpenAccMode, OpenFlags, ReplyAttr, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    WriteFlags,
 };
 use tokio::runtime::Handle;
 
@@ -248,6 +249,43 @@ impl Inner {
         Ok(fh)
     }
 
+    /// Opens a process's `ctl` for writing: the server decides whether
+    /// this user may (control on, the process theirs to see); nothing is
+    /// held but the path, and each write goes to the server at once.
+    async fn open_ctl(&self, ino: u64) -> Result<u64, Errno> {
+        let node = self.inode(ino)?;
+        let p = &*node.path;
+        let qid = self
+            .remote
+            .call(|root| async move {
+                let mut f = root.walk(p).await?;
+                let walked = f.qid();
+                f.open(OpenMode::Write).await?;
+                let _ = f.clunk().await;
+                Ok(walked)
+            })
+            .await
+            .map_err(|e| errno_for_inode(&e))?;
+        self.same_file(&node, &qid)?;
+        Ok(self.new_fh())
+    }
+
+    /// One write to a `ctl` file: a command, sent as this user.
+    async fn write_ctl(&self, ino: u64, data: Vec<u8>) -> Result<u32, Errno> {
+        let node = self.inode(ino)?;
+        let (p, data) = (&*node.path, &data[..]);
+        self.remote
+            .call(|root| async move {
+                let mut f = root.walk(p).await?;
+                f.open(OpenMode::Write).await?;
+                let r = f.write_at(0, data).await;
+                let _ = f.clunk().await;
+                r
+            })
+            .await
+            .map_err(|e| errno_for_inode(&e))
+    }
+
     /// Lists the directory into a new handle's snapshot.
     async fn opendir(&self, ino: u64) -> Result<u64, Errno> {
         let node = self.inode(ino)?;
@@ -289,6 +327,18 @@ impl Inner {
 }
 
 impl GprocFuse {
+    /// Whether inode `ino` is a process's `ctl` file (`.../<pid>/ctl`),
+    /// the only file a write may reach.
+    fn is_ctl(&self, ino: u64) -> bool {
+        self.inner.inode(ino).is_ok_and(|n| {
+            n.path
+                .strip_suffix("/ctl")
+                .and_then(|d| d.rsplit('/').next())
+                .and_then(|dir| dir.split('@').next())
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        })
+    }
+
     /// A file system over `remote`, whose attach root has `root_qid`;
     /// operations run on `rt`.
     pub fn new(rt: Handle, remote: Redialer, root_qid: Qid, s: FuseSettings) -> Self {
@@ -350,7 +400,18 @@ impl Filesystem for GprocFuse {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
         if flags.acc_mode() != OpenAccMode::O_RDONLY || flags.0 & libc::O_TRUNC != 0 {
-            reply.error(Errno::EROFS);
+            // Only a process's ctl is ever written (`echo term > ctl`).
+            if flags.acc_mode() != OpenAccMode::O_WRONLY || !self.is_ctl(ino.0) {
+                reply.error(Errno::EROFS);
+                return;
+            }
+            let inner = self.inner.clone();
+            self.rt.spawn(async move {
+                match inner.open_ctl(ino.0).await {
+                    Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_DIRECT_IO),
+                    Err(e) => reply.error(e),
+                }
+            });
             return;
         }
         let inner = self.inner.clone();
@@ -456,14 +517,75 @@ impl Filesystem for GprocFuse {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Nothing is ever written, so there is nothing to flush.
+        // Writes (to ctl files) go to the server at once: nothing to flush.
         reply.ok();
     }
 
-    fn access(&self, _req: &Request, _ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        // Writing is refused here; reading is the server's decision, made
-        // when the file is opened.
-        if mask.contains(AccessFlags::W_OK) {
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        if !self.is_ctl(ino.0) {
+            reply.error(Errno::EROFS);
+            return;
+        }
+        let inner = self.inner.clone();
+        let data = data.to_vec();
+        self.rt.spawn(async move {
+            match inner.write_ctl(ino.0, data).await {
+                Ok(n) => reply.written(n),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        _atime: Option<TimeOrNow>,
+        _mtime: Option<TimeOrNow>,
+        _ctime: Option<std::time::SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<std::time::SystemTime>,
+        _chgtime: Option<std::time::SystemTime>,
+        _bkuptime: Option<std::time::SystemTime>,
+        _flags: Option<BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        // The truncate a shell's `>` sends before writing a ctl: nothing
+        // to truncate (writes are commands), so its attributes as they are.
+        let truncate_only = size == Some(0) && mode.is_none() && uid.is_none() && gid.is_none();
+        if !truncate_only || !self.is_ctl(ino.0) {
+            reply.error(Errno::EROFS);
+            return;
+        }
+        let inner = self.inner.clone();
+        self.rt.spawn(async move {
+            match inner.getattr(ino.0).await {
+                Ok(attr) => reply.attr(&inner.ttl, &attr),
+                Err(e) => reply.error(e),
+            }
+        });
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        // Writing is refused here but for a ctl (the server decides when
+        // it is opened); reading is the server's decision, made when the
+        // file is opened.
+        if mask.contains(AccessFlags::W_OK) && !self.is_ctl(ino.0) {
             reply.error(Errno::EROFS);
         } else {
             reply.ok();

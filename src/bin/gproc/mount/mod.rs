@@ -99,7 +99,10 @@ pub async fn mount(req: MountRequest, ready: impl FnOnce()) -> Result<()> {
     );
     let mut config = Config::default();
     config.mount_options = vec![
-        MountOption::RO,
+        // Read-write so that a process's ctl can be written (the server
+        // decides, and has no ctl files unless its control is on); every
+        // other write is refused here with EROFS.
+        MountOption::RW,
         MountOption::NoDev,
         MountOption::NoSuid,
         MountOption::NoAtime,
