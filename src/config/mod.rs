@@ -160,6 +160,10 @@ pub struct ControlConfig {
     /// number; `None`: any. A site that wants users to only stop, continue
     /// and end their processes lists those.
     pub user_signals: Option<Vec<i32>>,
+    /// Signals one user who is not a gproc administrator may send per
+    /// minute through this aggregator (every node together); `None`: no
+    /// limit. Past it a write fails with EAGAIN until the minute frees up.
+    pub user_signals_per_minute: Option<u32>,
 }
 
 /// How TCP clients prove who they are.

@@ -136,6 +136,7 @@ pub(crate) struct RawConfig {
 pub(crate) struct RawControl {
     pub(crate) enabled: Opt<bool>,
     pub(crate) user_signals: Opt<OneOrMany>,
+    pub(crate) user_signals_per_minute: Opt<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -254,9 +254,18 @@ fn control(cx: &mut Cx<'_, '_>, raw: &RawControl, span: std::ops::Range<usize>) 
             "user_signals is set but enabled is not true: there are no ctl files".to_string(),
         );
     }
+    let user_signals_per_minute = raw.user_signals_per_minute.as_ref().map(|_| {
+        cx.int(
+            &raw.user_signals_per_minute,
+            "control.user_signals_per_minute",
+            0,
+            1..1_000_001,
+        ) as u32
+    });
     ControlConfig {
         enabled,
         user_signals,
+        user_signals_per_minute,
     }
 }
 

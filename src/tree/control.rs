@@ -18,11 +18,32 @@ use crate::server::{FsError, FsResult, Identity};
 use crate::view::View;
 
 use super::Tree;
+
+/// The window of `[control] user_signals_per_minute`.
+const MINUTE: std::time::Duration = std::time::Duration::from_secs(60);
 use super::members::Member;
 use super::pin::{Pin, wire_path};
 use super::reads::pool_err;
 
 impl Tree {
+    /// Whether `uid` may send one more signal under a limit of `limit` a
+    /// minute (a sliding window); records it when so.
+    fn take_signal_slot(&self, uid: u32, limit: u32) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut all = crate::sys::lock(&self.signal_times);
+        // Users who sent nothing for a minute are forgotten.
+        all.retain(|_, q| q.back().is_some_and(|t| now.duration_since(*t) < MINUTE));
+        let q = all.entry(uid).or_default();
+        while q.front().is_some_and(|t| now.duration_since(*t) >= MINUTE) {
+            q.pop_front();
+        }
+        if q.len() >= limit as usize {
+            return false;
+        }
+        q.push_back(now);
+        true
+    }
+
     /// Sends the command in `data` to the process of `node` whose `ctl` is
     /// `path`, as `who`.
     pub(super) async fn signal(
@@ -69,6 +90,15 @@ impl Tree {
                     .map(|s| ctl::signal_name(*s))
                     .collect::<Vec<_>>()
                     .join(", ")
+            )));
+        }
+        if !view.admin
+            && let Some(limit) = self.control.user_signals_per_minute
+            && !self.take_signal_slot(who.uid, limit)
+        {
+            audit(&name, "refused: over [control] user_signals_per_minute");
+            return Err(FsError::new(crate::proto::errno::EAGAIN).with(format!(
+                "{name}: at most {limit} signals a minute for users; try again shortly"
             )));
         }
         // Always as the writer, never the service identity: an

@@ -83,6 +83,9 @@ pub struct Tree {
     members: Mutex<members::Members>,
     /// This aggregator's name, in the merged summary it serves upwards.
     name: String,
+    /// When each user's signals of the last minute were sent, for
+    /// `[control] user_signals_per_minute`.
+    signal_times: Mutex<HashMap<u32, std::collections::VecDeque<Instant>>>,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -104,6 +107,7 @@ impl Tree {
             control: ControlConfig::default(),
             members: Mutex::new(members::Members::default()),
             name: sys::host_name(),
+            signal_times: Mutex::new(HashMap::new()),
         }
     }
 

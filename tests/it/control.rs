@@ -427,6 +427,57 @@ async fn signals_go_down_two_levels_as_the_writer() {
     }
 }
 
+/// `[control] user_signals_per_minute`: a user past it gets EAGAIN (and
+/// an audit line) and the process is left alone; administrators are not
+/// counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_signals_are_rate_limited() {
+    if !require(
+        "root, useradd and setpriv",
+        rustix::process::geteuid().is_root() && have("useradd") && have("setpriv"),
+    ) {
+        return;
+    }
+    let (c1, _) = test_user(C1);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_agent, sock) = agent(dir.path(), true);
+    let pg = Port::new();
+    let cfg = aggregator_config(&pg, &sock, true).replace(
+        "[control]\nenabled = true\n",
+        "[control]\nenabled = true\nuser_signals_per_minute = 2\n",
+    );
+    assert!(cfg.contains("user_signals_per_minute"));
+    let _agg = start_aggregator(dir.path(), &cfg, &pg);
+    let c = Client::connect(&Address::Tcp(pg.addr()), opts())
+        .await
+        .unwrap();
+    let as_c1 = c.attach_named(C1, "", c1).await.unwrap();
+    let as_root = c.attach("root", "", Some(0)).await.unwrap();
+    let mut mine = sleeper(Some(C1));
+    let m = mine.id();
+    wait_for("the process's user", || uids(m).first() == Some(&c1));
+    ctl(&as_c1, m, "n1", "stop").await.unwrap();
+    wait_for("stopped", || state(m) == Some('T'));
+    ctl(&as_c1, m, "n1", "cont").await.unwrap();
+    wait_for("continued", || state(m) == Some('S'));
+    assert_eq!(ctl(&as_c1, m, "n1", "kill").await, Err(errno::EAGAIN));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(mine.try_wait().unwrap().is_none(), "a refused kill killed");
+    // Root is not held to it.
+    ctl(&as_root, m, "n1", "stop").await.unwrap();
+    wait_for("stopped by root", || state(m) == Some('T'));
+    ctl(&as_root, m, "n1", "kill").await.unwrap();
+    assert_eq!(mine.wait().unwrap().signal(), Some(9));
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    assert!(
+        log.lines().any(|l| l.contains("gproc::audit")
+            && l.contains(&format!("uid={c1} "))
+            && l.contains("user_signals_per_minute")),
+        "{log}"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aggregator_without_control_hides_the_nodes_ctl() {
     let dir = tempfile::tempdir().unwrap();
