@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use procfs::process::Process;
 use procfs::{FromRead, FromReadSI, KernelStats, LoadAverage, ProcError, Uptime};
 
+use crate::format::jobs::JobRules;
 use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
 
 /// A node-wide file (`stat`, `uptime`, `meminfo`, `loadavg`) or the process
@@ -167,8 +168,14 @@ fn load(v: f32) -> f64 {
     (f64::from(v) * 100.0).round() / 100.0
 }
 
-/// One process, or `None` if it vanished while being read.
-fn collect_proc(p: &Process, users: &mut HashMap<u32, String>) -> Option<ProcEntry> {
+/// One process, or `None` if it vanished while being read. With `jobs`,
+/// its job too, from its `cgroup` file (world-readable; unreadable or
+/// vanished: no job).
+fn collect_proc(
+    p: &Process,
+    users: &mut HashMap<u32, String>,
+    jobs: Option<&JobRules>,
+) -> Option<ProcEntry> {
     // `stat` is world-readable: failing to read it means the process is gone.
     let stat = parse_stat(&p.read::<_, Raw>("stat").ok()?.0)?;
     let (ruid, euid) = match p.read::<_, Raw>("status") {
@@ -187,6 +194,10 @@ fn collect_proc(p: &Process, users: &mut HashMap<u32, String>) -> Option<ProcEnt
         .read::<_, Raw>("cmdline")
         .map(|Raw(c)| split_cmdline(&c))
         .unwrap_or_default();
+    let job = jobs.and_then(|rules| {
+        let Raw(c) = p.read::<_, Raw>("cgroup").ok()?;
+        rules.job_of(&c)
+    });
     let user = users
         .entry(euid)
         .or_insert_with(|| crate::sys::users::user_label(euid))
@@ -206,16 +217,25 @@ fn collect_proc(p: &Process, users: &mut HashMap<u32, String>) -> Option<ProcEnt
         threads: stat.threads,
         comm: stat.comm,
         cmdline,
+        job,
     })
 }
 
-/// Collects a snapshot of the proc tree at `root` (normally `/proc`).
+/// Collects a snapshot of the proc tree at `root` (normally `/proc`),
+/// jobs recognised by the built-in patterns ([`collect_with`]).
+pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
+    collect_with(root, Some(&JobRules::default()))
+}
+
+/// Collects a snapshot of the proc tree at `root`.
 ///
 /// Per process it reads `stat`, `status` (for the uids only) and `cmdline`
-/// once each. Processes that vanish during the scan are left out; an
-/// unreadable `cmdline` leaves only the arguments out. The node-wide files
-/// (`stat`, `uptime`, `meminfo`, `loadavg`) must be readable.
-pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
+/// once each, and `cgroup` when `jobs` is given (each process's job is
+/// then the first pattern's match). Processes that vanish during the scan
+/// are left out; an unreadable `cmdline` leaves only the arguments out.
+/// The node-wide files (`stat`, `uptime`, `meminfo`, `loadavg`) must be
+/// readable.
+pub fn collect_with(root: &Path, jobs: Option<&JobRules>) -> Result<NodeSummary, CollectError> {
     let ks = KernelStats::from_file(root.join("stat"), procfs::current_system_info())
         .map_err(read_err(root, "stat"))?;
     let mem = Mem::from_file(root.join("meminfo")).map_err(read_err(root, "meminfo"))?;
@@ -230,7 +250,7 @@ pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
     let mut users = HashMap::new();
     let mut procs: Vec<ProcEntry> = procfs::process::all_processes_with_root(root)
         .map_err(read_err(root, ""))?
-        .filter_map(|p| collect_proc(&p.ok()?, &mut users))
+        .filter_map(|p| collect_proc(&p.ok()?, &mut users, jobs))
         .collect();
     procs.sort_by_key(|p| p.pid);
 
@@ -268,9 +288,15 @@ pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
 }
 
 /// The summary file's bytes for the proc tree at `root`: [`collect`] then
-/// [`NodeSummary::encode`]. Runs on every read of the file.
+/// [`NodeSummary::encode`].
 pub fn generate(root: &Path) -> Result<Vec<u8>, CollectError> {
     Ok(collect(root)?.encode())
+}
+
+/// [`generate`] with the agent's job patterns (`None`: no job field).
+/// Runs on every read of the file.
+pub fn generate_with(root: &Path, jobs: Option<&JobRules>) -> Result<Vec<u8>, CollectError> {
+    Ok(collect_with(root, jobs)?.encode())
 }
 
 #[cfg(test)]
