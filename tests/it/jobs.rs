@@ -1,0 +1,482 @@
+//! Jobs (issue 15): a process's batch job and step, from its cgroups.
+//!
+//! On this machine, as root: real processes moved into Slurm-shaped
+//! cgroups the test makes (cgroup v2 `system.slice/slurmstepd.scope/...`,
+//! and v1 `slurm/uid_N/job_N/step_N` in the freezer hierarchy when one is
+//! mounted), one in a site pattern given with `--job-cgroup`, one in a
+//! user-delegated look-alike and one outside any job. Their jobs are
+//! checked in the agent's summary, in the aggregator's `/ps`, with `gproc
+//! ps -j` and `gproc kill -j`. The cgroups are removed afterwards, failed
+//! or not.
+//!
+//! On the simulator: `gproc ps -j` lists exactly the `/ps` rows of a job
+//! spread over several nodes (some of them without a summary, so from the
+//! per-process fallback), and `gproc kill -j --dry-run` lists exactly them.
+
+use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use gproc::client::{Client, ClientOptions};
+use gproc::format::jobs::JobRef;
+use gproc::format::summary;
+use gproc::format::table::{PsRow, Table};
+use gproc::net::Address;
+use gproc::sim::{SimCluster, SimOptions};
+use tokio_util::sync::CancellationToken;
+
+use crate::common::*;
+
+fn opts() -> ClientOptions {
+    ClientOptions {
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(20),
+        ..ClientOptions::default()
+    }
+}
+
+/// A cgroup filesystem mounted here: its mount point, from mountinfo
+/// (`root` must be `/`, so the paths in `/proc/<pid>/cgroup` are the
+/// paths under the mount point). `v1` names a v1 controller to look for;
+/// `None` finds the cgroup2 mount.
+fn cgroup_mount(v1: Option<&str>) -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|l| {
+        let (pre, post) = l.split_once(" - ")?;
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        let (root, point) = (pre.get(3)?, pre.get(4)?);
+        let (fstype, supers) = (post.first()?, post.get(2).copied().unwrap_or(""));
+        let ok = match v1 {
+            None => *fstype == "cgroup2",
+            Some(c) => *fstype == "cgroup" && supers.split(',').any(|o| o == c),
+        };
+        (ok && *root == "/").then(|| PathBuf::from(point))
+    })
+}
+
+/// Cgroup directories this test made, removed when dropped (deepest
+/// first), any process still in one moved to its hierarchy's root first.
+#[derive(Default)]
+struct Cgroups {
+    made: Vec<(PathBuf, PathBuf)>,
+}
+
+impl Cgroups {
+    /// Makes `mount/rel` and its missing parents; returns the leaf.
+    fn make(&mut self, mount: &Path, rel: &str) -> PathBuf {
+        let mut dir = mount.to_path_buf();
+        for c in rel.split('/').filter(|c| !c.is_empty()) {
+            dir.push(c);
+            if !dir.exists() {
+                std::fs::create_dir(&dir)
+                    .unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+                self.made.push((mount.to_path_buf(), dir.clone()));
+            }
+        }
+        dir
+    }
+}
+
+impl Drop for Cgroups {
+    fn drop(&mut self) {
+        for (mount, dir) in self.made.iter().rev() {
+            if let Ok(procs) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+                for pid in procs.lines() {
+                    let _ = std::fs::write(mount.join("cgroup.procs"), pid);
+                }
+            }
+            for _ in 0..50 {
+                if std::fs::remove_dir(dir).is_ok() || !dir.exists() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            if dir.exists() {
+                eprintln!("could not remove the test's cgroup {}", dir.display());
+            }
+        }
+    }
+}
+
+/// `sleep 600` moved into `cgroup` (a directory of a cgroup filesystem).
+fn sleeper_in(cgroup: Option<&Path>) -> Proc {
+    let child: Child = Command::new("sleep").arg("600").spawn().unwrap();
+    if let Some(dir) = cgroup {
+        std::fs::write(dir.join("cgroup.procs"), child.id().to_string())
+            .unwrap_or_else(|e| panic!("moving {} into {}: {e}", child.id(), dir.display()));
+    }
+    Proc(child)
+}
+
+fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{what}: not after 10 s");
+}
+
+/// `gproc ARGS`: exit status, stdout, stderr.
+fn gproc_run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(gproc())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn job(id: &str, step: Option<&str>) -> Option<JobRef> {
+    Some(JobRef {
+        id: id.into(),
+        step: step.map(Into::into),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_cgroups_name_jobs_at_the_agent_the_aggregator_and_the_cli() {
+    if !require("root", rustix::process::geteuid().is_root()) {
+        return;
+    }
+    let v2 = cgroup_mount(None);
+    let v1 = cgroup_mount(Some("freezer"));
+    if !require("a cgroup2 mount (this test makes cgroups)", v2.is_some()) {
+        return;
+    }
+    let Some(v2) = v2 else { return };
+    if v1.is_none() {
+        eprintln!(
+            "no cgroup v1 freezer hierarchy mounted: v1 is covered by format::jobs's unit tests only"
+        );
+    }
+    let me = std::process::id();
+    let (v2_job, v1_job, site_job, fake_job) = (
+        format!("7{me}"),
+        format!("8{me}"),
+        format!("9{me}"),
+        format!("6{me}"),
+    );
+    // Declared first, so removed last: after every process below is gone.
+    let mut cg = Cgroups::default();
+    let v2_dir = cg.make(
+        &v2,
+        &format!("system.slice/slurmstepd.scope/job_{v2_job}/step_0/user/task_0"),
+    );
+    let site_root = format!("gproc-test-{me}.slice");
+    let site_dir = cg.make(&v2, &format!("{site_root}/run-{site_job}.scope"));
+    let fake_dir = cg.make(
+        &v2,
+        &format!("user.slice/user-1000.slice/user@1000.service/app.slice/job_{fake_job}/step_0"),
+    );
+    let v1_dir = v1
+        .as_ref()
+        .map(|m| cg.make(m, &format!("slurm/uid_0/job_{v1_job}/step_batch")));
+
+    let in_v2 = sleeper_in(Some(&v2_dir));
+    let in_site = sleeper_in(Some(&site_dir));
+    let in_fake = sleeper_in(Some(&fake_dir));
+    let outside = sleeper_in(None);
+    let mut in_v1 = v1_dir.as_deref().map(|d| sleeper_in(Some(d)));
+    let pid = |p: &Proc| p.0.id() as i32;
+    let cgroup_text = std::fs::read_to_string(format!("/proc/{}/cgroup", pid(&in_v2))).unwrap();
+    assert!(
+        cgroup_text.contains(&format!(
+            "/system.slice/slurmstepd.scope/job_{v2_job}/step_0"
+        )),
+        "{cgroup_text}"
+    );
+
+    // The agent, with a site pattern; a bad one is refused up front.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = dir.path().join("agent.sock");
+    let (rc, _, err) = gproc_run(&[
+        "agent",
+        "--listen",
+        &format!("unix:{}", dir.path().join("bad.sock").display()),
+        "--job-cgroup",
+        "/*/job_{job}",
+    ]);
+    assert_ne!(rc, 0);
+    assert!(
+        err.contains("--job-cgroup") && err.contains("literal text"),
+        "{err}"
+    );
+    let site_pattern = format!("/{site_root}/run-{{job}}.scope");
+    let _agent = Proc(
+        Command::new(gproc())
+            .args(["agent", "--control", "--listen"])
+            .arg(format!("unix:{}", sock.display()))
+            .args(["--job-cgroup", &site_pattern])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("agent.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the agent's socket", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+
+    // 1. The agent's summary.
+    let c = Client::connect(&Address::Unix(sock.clone()), opts())
+        .await
+        .unwrap();
+    let root = c.attach("root", "", Some(0)).await.unwrap();
+    let s = summary::parse(&root.read_all(".gproc/ps").await.unwrap()).unwrap();
+    let job_at_agent = |p: &Proc| {
+        s.procs
+            .iter()
+            .find(|e| e.pid == pid(p))
+            .unwrap_or_else(|| panic!("pid {} in the summary", pid(p)))
+            .job
+            .clone()
+    };
+    assert_eq!(job_at_agent(&in_v2), job(&v2_job, Some("0")));
+    assert_eq!(job_at_agent(&in_site), job(&site_job, None));
+    assert_eq!(
+        job_at_agent(&in_fake),
+        None,
+        "a user's look-alike is no job"
+    );
+    assert_eq!(job_at_agent(&outside), None);
+    if let Some(p) = &in_v1 {
+        assert_eq!(job_at_agent(p), job(&v1_job, Some("batch")));
+    }
+
+    // 2. The aggregator's /ps.
+    let pg = Port::new();
+    let config = format!(
+        "[server]\nlisten = [\"{}\"]\nauth = \"none\"\n\n\
+         [control]\nenabled = true\n\n\
+         [[nodes]]\nnames = \"n1\"\naddress = \"unix:{}\"\n",
+        pg.addr(),
+        sock.display()
+    );
+    let _agg = start_aggregator(dir.path(), &config, &pg);
+    let server = pg.addr();
+    let agg = Client::connect(&Address::Tcp(server.clone()), opts())
+        .await
+        .unwrap();
+    let aroot = agg.attach("root", "", Some(0)).await.unwrap();
+    let ps = String::from_utf8(aroot.read_all("ps").await.unwrap().to_vec()).unwrap();
+    let table = Table::<PsRow>::parse(&ps).unwrap();
+    let row = |p: &Proc| {
+        table
+            .rows
+            .iter()
+            .find(|r| r.node == "n1" && r.pid == pid(p))
+            .unwrap_or_else(|| panic!("pid {} in /ps", pid(p)))
+            .clone()
+    };
+    let js = |r: PsRow| (r.job, r.step);
+    assert_eq!(js(row(&in_v2)), (Some(v2_job.clone()), Some("0".into())));
+    assert_eq!(js(row(&in_site)), (Some(site_job.clone()), None));
+    assert_eq!(js(row(&in_fake)), (None, None));
+    assert_eq!(js(row(&outside)), (None, None));
+    if let Some(p) = &in_v1 {
+        assert_eq!(js(row(p)), (Some(v1_job.clone()), Some("batch".into())));
+    }
+
+    // 3. gproc ps -j: exactly the job's process, in a table and in JSON.
+    let (rc, out, err) = gproc_run(&[
+        "ps",
+        "--server",
+        &server,
+        "-j",
+        &v2_job,
+        "-o",
+        "pid,jobid,step",
+        "--no-header",
+    ]);
+    assert_eq!(rc, 0, "{err}");
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(
+        lines,
+        vec![vec![pid(&in_v2).to_string().as_str(), v2_job.as_str(), "0"]],
+        "{out}"
+    );
+    let (rc, out, err) = gproc_run(&["ps", "--server", &server, "-j", &site_job, "--json"]);
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let list = v.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{out}");
+    assert_eq!(list[0]["pid"], pid(&in_site));
+    assert_eq!(list[0]["job"], site_job.as_str());
+    assert_eq!(list[0]["step"], serde_json::Value::Null);
+    let (rc, out, _) = gproc_run(&["ps", "--server", &server, "-j", &fake_job]);
+    assert_eq!(rc, 0);
+    assert!(!out.contains(&pid(&in_fake).to_string()), "{out}");
+
+    // 4. gproc kill -j: every process of the job, and nothing else.
+    if let Some(p) = in_v1.as_mut() {
+        let (rc, out, err) = gproc_run(&["kill", "--server", &server, "-j", &v1_job, "--yes"]);
+        assert_eq!(rc, 0, "{out}{err}");
+        assert!(
+            out.contains(&format!("n1 {} root: sent SIGTERM", pid(p))),
+            "{out}"
+        );
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(p.0.wait().unwrap().signal(), Some(15));
+    }
+    let (rc, out, err) = gproc_run(&["kill", "--server", &server, "-j", &v2_job, "--dry-run"]);
+    assert_eq!(rc, 0, "{out}{err}");
+    assert!(out.contains(&pid(&in_v2).to_string()), "{out}");
+    assert!(err.contains("1 process on 1 node"), "{err}");
+    for p in [&in_v2, &in_site, &in_fake, &outside] {
+        assert!(
+            std::fs::metadata(format!("/proc/{}", pid(p))).is_ok(),
+            "{} still runs",
+            pid(p)
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_jobs_across_nodes_select_with_ps_and_kill() {
+    let cluster = SimCluster::start(SimOptions {
+        nodes: 48,
+        base_port: 0,
+        first_address: Ipv4Addr::new(127, 15, 0, 1),
+        no_summary: 0.3,
+        churn_per_min: 0.0,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let no_summary: std::collections::HashSet<String> = cluster
+        .nodes()
+        .iter()
+        .filter(|n| !n.has_summary)
+        .map(|n| n.name.clone())
+        .collect();
+    assert!(!no_summary.is_empty());
+    // Summaries and files kept for the test's length: one /ps throughout.
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\n\n\
+         [cache]\n[[cache.rule]]\npath = \"/**\"\nttl = \"120s\"\n\n{}",
+        cluster.config_toml()
+    );
+    let cfg = gproc::config::Config::from_str(&text, "sim.toml").unwrap();
+    let stop = CancellationToken::new();
+    let agg = gproc::aggregator::Aggregator::start(&cfg, stop.clone())
+        .await
+        .unwrap();
+    let server = match &agg.addresses[0] {
+        Address::Tcp(a) => a.clone(),
+        a => panic!("{a:?}"),
+    };
+    let c = Client::connect(&agg.addresses[0], opts()).await.unwrap();
+    let root = c.attach("root", "", Some(0)).await.unwrap();
+    let read_ps = || async {
+        let ps = String::from_utf8(root.read_all("ps").await.unwrap().to_vec()).unwrap();
+        Table::<PsRow>::parse(&ps).unwrap().rows
+    };
+    let rows = read_ps().await;
+    // The job on most nodes, among those with processes on a node
+    // without a summary (its rows come from the per-process fallback).
+    let mut nodes_of: std::collections::BTreeMap<String, std::collections::BTreeSet<String>> =
+        Default::default();
+    for r in &rows {
+        if let Some(j) = &r.job {
+            nodes_of
+                .entry(j.clone())
+                .or_default()
+                .insert(r.node.clone());
+        }
+    }
+    let (job_id, nodes) = nodes_of
+        .iter()
+        .filter(|(_, nodes)| nodes.iter().any(|n| no_summary.contains(n)))
+        .max_by_key(|(_, nodes)| nodes.len())
+        .expect("a job with processes on a node without a summary");
+    assert!(nodes.len() > 1, "{job_id} spans {nodes:?}");
+    assert!(
+        rows.iter().any(|r| r.job.is_none() && r.user != "root"),
+        "some users' processes are in no job"
+    );
+    let want: Vec<PsRow> = rows
+        .iter()
+        .filter(|r| r.job.as_deref() == Some(job_id.as_str()))
+        .cloned()
+        .collect();
+
+    let job_arg = job_id.clone();
+    let server2 = server.clone();
+    let (rc, out, err) = tokio::task::spawn_blocking(move || {
+        gproc_run(&["ps", "--server", &server2, "-j", &job_arg, "--json"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(rc, 0, "{err}");
+    let got: Vec<PsRow> = serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| PsRow {
+            node: o["node"].as_str().unwrap().into(),
+            pid: o["pid"].as_i64().unwrap() as i32,
+            ppid: o["ppid"].as_i64().unwrap() as i32,
+            user: o["user"].as_str().unwrap().into(),
+            state: o["state"].as_str().unwrap().chars().next().unwrap(),
+            cpu: o["cpu"].as_f64().unwrap(),
+            mem: o["mem"].as_f64().unwrap(),
+            rss_kb: o["rss_kb"].as_u64().unwrap(),
+            vsz_kb: o["vsz_kb"].as_u64().unwrap(),
+            start: o["start"].as_u64().unwrap(),
+            time: o["time"].as_u64().unwrap(),
+            threads: o["threads"].as_i64().unwrap(),
+            job: o["job"].as_str().map(Into::into),
+            step: o["step"].as_str().map(Into::into),
+            command: o["command"].as_str().unwrap().into(),
+        })
+        .collect();
+    assert_eq!(got.len(), want.len());
+    if let Some((g, w)) = got.iter().zip(&want).find(|(g, w)| g != w) {
+        panic!("gproc ps -j: {g:?}\n/ps: {w:?}");
+    }
+    // The same table once more: nothing changed under the test.
+    assert_eq!(read_ps().await, rows);
+
+    let job_arg = job_id.clone();
+    let (rc, out, err) = tokio::task::spawn_blocking(move || {
+        gproc_run(&["kill", "--server", &server, "-j", &job_arg, "--dry-run"])
+    })
+    .await
+    .unwrap();
+    assert_eq!(rc, 0, "{err}");
+    let listed: std::collections::BTreeSet<(String, i32)> = out
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[0].to_string(), f[2].parse().unwrap())
+        })
+        .collect();
+    let expected: std::collections::BTreeSet<(String, i32)> =
+        want.iter().map(|r| (r.node.clone(), r.pid)).collect();
+    assert_eq!(listed, expected);
+    assert!(
+        err.contains(&format!(
+            "{} processes on {} nodes",
+            want.len(),
+            nodes.len()
+        )),
+        "{err}"
+    );
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(6), agg.task).await;
+    cluster.shutdown().await;
+}
