@@ -170,7 +170,7 @@ fn load(v: f32) -> f64 {
 
 /// One process, or `None` if it vanished while being read. With `jobs`,
 /// its job too, from its `cgroup` file (world-readable; unreadable or
-/// vanished: no job).
+/// vanished: no job; kernel threads: not read).
 fn collect_proc(
     p: &Process,
     users: &mut HashMap<u32, String>,
@@ -194,7 +194,10 @@ fn collect_proc(
         .read::<_, Raw>("cmdline")
         .map(|Raw(c)| split_cmdline(&c))
         .unwrap_or_default();
-    let job = jobs.and_then(|rules| {
+    // Kernel threads (kthreadd and its children) are in no job: their
+    // `cgroup` is not read.
+    let kernel_thread = p.pid() == 2 || stat.ppid == 2;
+    let job = jobs.filter(|_| !kernel_thread).and_then(|rules| {
         let Raw(c) = p.read::<_, Raw>("cgroup").ok()?;
         rules.job_of(&c)
     });
@@ -401,6 +404,11 @@ mod tests {
         .unwrap();
         std::fs::write(p.join("status"), "Name:\tx\nUid:\t0\t0\t0\t0\n").unwrap();
         std::fs::write(p.join("cmdline"), b"a\xfe\0b\tc\0").unwrap();
+        std::fs::write(
+            p.join("cgroup"),
+            "1:name=systemd:/user.slice/job_9/step_0\n0::/system.slice/slurmstepd.scope/job_55/step_batch/user/task_0\n",
+        )
+        .unwrap();
         // Vanished mid-scan: no stat.
         std::fs::create_dir(root.join("4243")).unwrap();
 
@@ -433,6 +441,15 @@ mod tests {
             (p.start_ticks, p.vsize, p.rss_pages, p.user.as_str()),
             (900, 4096, 10, "root")
         );
+        assert_eq!(
+            p.job,
+            Some(crate::format::jobs::JobRef {
+                id: "55".into(),
+                step: Some("batch".into())
+            })
+        );
+        let no_jobs = collect_with(root, None).unwrap();
+        assert_eq!(no_jobs.procs[0].job, None);
 
         std::fs::remove_file(root.join("uptime")).unwrap();
         let e = generate(root).unwrap_err();

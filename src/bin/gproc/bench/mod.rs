@@ -7,6 +7,7 @@ pub mod agent;
 pub mod cluster;
 pub mod faults;
 pub mod load;
+pub mod summary;
 pub mod views;
 
 use std::time::Duration;
