@@ -252,15 +252,23 @@ async fn real_cgroups_name_jobs_at_the_agent_the_aggregator_and_the_cli() {
         assert_eq!(job_at_agent(p), job(&v1_job, Some("batch")));
     }
 
-    // 2. The aggregator's /ps.
+    // 2. The aggregator's /ps: n1 is the agent, d1 diod serving the same
+    // /proc (no summary: the aggregator reads each <pid>/cgroup).
+    let dport = free_port();
+    let diod = start_diod(dport);
     let pg = Port::new();
-    let config = format!(
+    let mut config = format!(
         "[server]\nlisten = [\"{}\"]\nauth = \"none\"\n\n\
          [control]\nenabled = true\n\n\
-         [[nodes]]\nnames = \"n1\"\naddress = \"unix:{}\"\n",
+         [[nodes]]\nnames = \"n1\"\naddress = \"unix:{}\"\n\n",
         pg.addr(),
         sock.display()
     );
+    if diod.is_some() {
+        config.push_str(&format!(
+            "[[nodes]]\nnames = \"d1\"\naddress = \"127.0.0.1:{dport}\"\naname = \"/proc\"\n"
+        ));
+    }
     let _agg = start_aggregator(dir.path(), &config, &pg);
     let server = pg.addr();
     let agg = Client::connect(&Address::Tcp(server.clone()), opts())
@@ -269,24 +277,39 @@ async fn real_cgroups_name_jobs_at_the_agent_the_aggregator_and_the_cli() {
     let aroot = agg.attach("root", "", Some(0)).await.unwrap();
     let ps = String::from_utf8(aroot.read_all("ps").await.unwrap().to_vec()).unwrap();
     let table = Table::<PsRow>::parse(&ps).unwrap();
-    let row = |p: &Proc| {
+    let row = |node: &str, p: &Proc| {
         table
             .rows
             .iter()
-            .find(|r| r.node == "n1" && r.pid == pid(p))
-            .unwrap_or_else(|| panic!("pid {} in /ps", pid(p)))
+            .find(|r| r.node == node && r.pid == pid(p))
+            .unwrap_or_else(|| panic!("pid {} of {node} in /ps:\n{ps}", pid(p)))
             .clone()
     };
     let js = |r: PsRow| (r.job, r.step);
-    assert_eq!(js(row(&in_v2)), (Some(v2_job.clone()), Some("0".into())));
-    assert_eq!(js(row(&in_site)), (Some(site_job.clone()), None));
-    assert_eq!(js(row(&in_fake)), (None, None));
-    assert_eq!(js(row(&outside)), (None, None));
-    if let Some(p) = &in_v1 {
-        assert_eq!(js(row(p)), (Some(v1_job.clone()), Some("batch".into())));
+    // The fallback for diod knows the built-in patterns only (the site's
+    // are the agent's flags).
+    let nodes: &[&str] = if diod.is_some() {
+        &["n1", "d1"]
+    } else {
+        &["n1"]
+    };
+    for &n in nodes {
+        assert_eq!(js(row(n, &in_v2)), (Some(v2_job.clone()), Some("0".into())));
+        let site = (n == "n1").then(|| site_job.clone());
+        assert_eq!(js(row(n, &in_site)), (site, None), "{n}");
+        assert_eq!(js(row(n, &in_fake)), (None, None), "{n}");
+        assert_eq!(js(row(n, &outside)), (None, None), "{n}");
+        if let Some(p) = &in_v1 {
+            assert_eq!(
+                js(row(n, p)),
+                (Some(v1_job.clone()), Some("batch".into())),
+                "{n}"
+            );
+        }
     }
 
-    // 3. gproc ps -j: exactly the job's process, in a table and in JSON.
+    // 3. gproc ps -j: exactly the job's process (on each node serving
+    // this machine's /proc), in a table and in JSON.
     let (rc, out, err) = gproc_run(&[
         "ps",
         "--server",
@@ -294,7 +317,9 @@ async fn real_cgroups_name_jobs_at_the_agent_the_aggregator_and_the_cli() {
         "-j",
         &v2_job,
         "-o",
-        "pid,jobid,step",
+        "node,pid,jobid,step",
+        "--sort",
+        "node",
         "--no-header",
     ]);
     assert_eq!(rc, 0, "{err}");
@@ -302,11 +327,13 @@ async fn real_cgroups_name_jobs_at_the_agent_the_aggregator_and_the_cli() {
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    assert_eq!(
-        lines,
-        vec![vec![pid(&in_v2).to_string().as_str(), v2_job.as_str(), "0"]],
-        "{out}"
-    );
+    let me_pid = pid(&in_v2).to_string();
+    let mut want = Vec::new();
+    if diod.is_some() {
+        want.push(vec!["d1", me_pid.as_str(), v2_job.as_str(), "0"]);
+    }
+    want.push(vec!["n1", me_pid.as_str(), v2_job.as_str(), "0"]);
+    assert_eq!(lines, want, "{out}");
     let (rc, out, err) = gproc_run(&["ps", "--server", &server, "-j", &site_job, "--json"]);
     assert_eq!(rc, 0, "{err}");
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
@@ -321,7 +348,9 @@ async fn real_cgroups_name_jobs_at_the_agent_the_aggregator_and_the_cli() {
 
     // 4. gproc kill -j: every process of the job, and nothing else.
     if let Some(p) = in_v1.as_mut() {
-        let (rc, out, err) = gproc_run(&["kill", "--server", &server, "-j", &v1_job, "--yes"]);
+        let (rc, out, err) = gproc_run(&[
+            "kill", "--server", &server, "-j", &v1_job, "-n", "n1", "--yes",
+        ]);
         assert_eq!(rc, 0, "{out}{err}");
         assert!(
             out.contains(&format!("n1 {} root: sent SIGTERM", pid(p))),
@@ -330,7 +359,16 @@ async fn real_cgroups_name_jobs_at_the_agent_the_aggregator_and_the_cli() {
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(p.0.wait().unwrap().signal(), Some(15));
     }
-    let (rc, out, err) = gproc_run(&["kill", "--server", &server, "-j", &v2_job, "--dry-run"]);
+    let (rc, out, err) = gproc_run(&[
+        "kill",
+        "--server",
+        &server,
+        "-j",
+        &v2_job,
+        "-n",
+        "n1",
+        "--dry-run",
+    ]);
     assert_eq!(rc, 0, "{out}{err}");
     assert!(out.contains(&pid(&in_v2).to_string()), "{out}");
     assert!(err.contains("1 process on 1 node"), "{err}");
