@@ -59,6 +59,41 @@ impl Default for PoolOptions {
     }
 }
 
+/// The views' config, with the service users (`[server] service_users`)
+/// among the administrators: they may name any user, root included, so
+/// they see everything anyway; an aggregator above this one reads its
+/// tables as one of them.
+fn views_config(cfg: &Config) -> crate::config::ViewsConfig {
+    let mut v = cfg.views.clone();
+    v.admin_users
+        .extend(cfg.server.service_users.iter().cloned());
+    v
+}
+
+/// The uids of `[server] service_users` (root is always one); a name the
+/// user database does not know is left out with a warning.
+fn service_uids(cfg: &Config) -> Vec<u32> {
+    let mut uids = vec![0];
+    for u in &cfg.server.service_users {
+        match u {
+            crate::config::Ident::Id(id) => uids.push(*id),
+            crate::config::Ident::Name(n) => match crate::sys::users::uid_by_name(n) {
+                Some(id) => uids.push(id),
+                None => warn!("[server] service_users: no user named {n:?} here; left out"),
+            },
+        }
+    }
+    uids
+}
+
+/// This aggregator's name: `[server] name`, else the host name.
+fn own_name(cfg: &Config) -> String {
+    cfg.server
+        .name
+        .clone()
+        .unwrap_or_else(crate::sys::host_name)
+}
+
 /// A running aggregator.
 pub struct Aggregator {
     /// The merged tree (shared with the server).
@@ -89,10 +124,11 @@ impl Aggregator {
         }
         let pool = Pool::new(pool_specs(cfg), pool_options(&cfg.pool));
         let cache = Cache::new(cfg.cache.clone());
-        let views = Views::new(cfg.views.clone());
+        let views = Views::new(views_config(cfg));
         views.spawn_refresher(shutdown.clone());
         let tree = Tree::new(pool.clone(), cache, cfg.pool.deadline, views)
-            .with_control(cfg.control.clone());
+            .with_control(cfg.control.clone())
+            .with_name(&own_name(cfg));
         if cfg.control.enabled {
             info!(
                 "control on: process directories have ctl files (signals go to nodes as the writer)"
@@ -117,7 +153,7 @@ impl Aggregator {
         // is refused when auth is not configured.
         match &cfg.server.auth {
             Some(AuthMode::Munge) => {
-                let m = crate::auth::Munge::new(crate::sys::host_name())
+                let m = crate::auth::Munge::new(own_name(cfg))
                     .map_err(|e| anyhow::anyhow!("auth = \"munge\": {e}"))?;
                 scfg.limits.access = AccessPolicy {
                     verifier: Some(Arc::new(m)),
@@ -131,6 +167,7 @@ impl Aggregator {
             ),
             _ => {}
         }
+        scfg.limits.access.service_uids = service_uids(cfg);
         let mut listeners = Vec::new();
         for a in &cfg.server.listen {
             match &cfg.server.auth {
@@ -185,11 +222,9 @@ impl Aggregator {
     /// limits need a restart; a change there is logged.
     pub fn reload(&self, old: &Config, new: &Config) {
         let removed = self.tree.pool().set_nodes(pool_specs(new));
-        for idx in &removed {
-            self.tree.cache().forget_node(*idx);
-        }
+        self.tree.forget_pool_nodes(&removed);
         self.tree.cache().set_policy(new.cache.clone());
-        self.tree.views().set_config(new.views.clone());
+        self.tree.views().set_config(views_config(new));
         if old.server != new.server {
             warn!("[server] changed: listen addresses and limits apply after a restart");
         }

@@ -320,6 +320,13 @@ impl Pool {
         Redialer::new(target, policy)
     }
 
+    /// A fresh index from the same counter as the nodes' own, for what an
+    /// aggregator numbers beside them (the nodes below a lower
+    /// aggregator): unique with theirs, never reused.
+    pub fn allocate_index(&self) -> u32 {
+        self.next_index.fetch_add(1, Ordering::Relaxed) as u32
+    }
+
     /// Replaces the node table (config reload): nodes whose spec is
     /// unchanged keep their index and connection; removed ones are dropped
     /// (their connections close when the last operation ends); new and

@@ -108,6 +108,14 @@ pub struct ServerConfig {
     pub snapshot_bytes_per_user: ByteSize,
     /// Largest 9P message size offered to clients.
     pub msize: u32,
+    /// This aggregator's name: the receiver a MUNGE credential must be
+    /// addressed to, and the source named in the merged summary it serves
+    /// to an aggregator above it. `None`: the host name.
+    pub name: Option<String>,
+    /// Users besides root that may name other users in their attaches
+    /// (the service identity of an aggregator above this one): they are
+    /// administrators here, since they could name root anyway.
+    pub service_users: Vec<Ident>,
 }
 
 impl Default for ServerConfig {
@@ -124,6 +132,8 @@ impl Default for ServerConfig {
             snapshot_bytes: ByteSize(1 << 30),
             snapshot_bytes_per_user: ByteSize(128 << 20),
             msize: DEFAULT_MSIZE,
+            name: None,
+            service_users: Vec::new(),
         }
     }
 }

@@ -157,6 +157,8 @@ pub(crate) struct RawServer {
     pub(crate) snapshot_bytes: Opt<Scalar>,
     pub(crate) snapshot_bytes_per_user: Opt<Scalar>,
     pub(crate) msize: Opt<Scalar>,
+    pub(crate) name: Opt<String>,
+    pub(crate) service_users: Opt<OneOrMany>,
 }
 
 #[derive(Debug, Default, Deserialize)]

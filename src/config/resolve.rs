@@ -474,6 +474,23 @@ fn server(cx: &mut Cx<'_, '_>, raw: &RawServer) -> ServerConfig {
         snapshot_bytes,
         snapshot_bytes_per_user,
         msize: cx.msize(&raw.msize, "server.msize", def.msize),
+        name: raw.name.as_ref().and_then(|n| {
+            let s = n.get_ref();
+            if crate::format::merged::valid_node_name(s) && !s.contains(char::is_whitespace) {
+                Some(s.clone())
+            } else {
+                cx.error(
+                    Some(n.span()),
+                    "server.name",
+                    format!("{s:?} cannot name an aggregator: expected a host-name-like word (no spaces, no `/`, not starting with `.`)"),
+                );
+                None
+            }
+        }),
+        service_users: raw
+            .service_users
+            .as_ref()
+            .map_or_else(Vec::new, |v| idents(cx, v, "server.service_users")),
     }
 }
 

@@ -2,6 +2,8 @@
 //!
 //! - [`summary`]: the node summary file `/.gproc/ps` an agent (or the
 //!   simulator) serves and the aggregator reads;
+//! - [`merged`]: the merged summary a gproc aggregator serves at the same
+//!   path, every node below it in one read, for the aggregator above it;
 //! - [`table`]: the aggregator's `/ps`, `/load` and `/nodes` tables that
 //!   `gproc ps`, `gproc top`, the benchmarks and scripts read;
 //! - [`ctl`]: the commands written to a process's `ctl` file (signals);
@@ -13,5 +15,6 @@
 
 pub mod ctl;
 pub mod jobs;
+pub mod merged;
 pub mod summary;
 pub mod table;

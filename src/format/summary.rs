@@ -316,7 +316,7 @@ impl ProcEntry {
 // Encoding
 
 /// Appends `bytes` escaped as one field (see the module doc).
-fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(super) fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
     if bytes.is_empty() {
         out.extend_from_slice(b"\\-");
         return;
@@ -474,8 +474,8 @@ impl NodeSummary {
 
 /// Space-separated tokens of one line; runs of spaces count as one.
 #[derive(Clone)]
-struct Tokens<'a> {
-    rest: &'a [u8],
+pub(super) struct Tokens<'a> {
+    pub(super) rest: &'a [u8],
 }
 
 impl<'a> Iterator for Tokens<'a> {
@@ -492,7 +492,7 @@ impl<'a> Iterator for Tokens<'a> {
 }
 
 /// Hostile bytes made printable and short for an error message.
-fn quote(bytes: &[u8]) -> String {
+pub(super) fn quote(bytes: &[u8]) -> String {
     let mut esc = Vec::new();
     escape_into(&mut esc, bytes);
     let s = String::from_utf8_lossy(&esc);
@@ -534,27 +534,27 @@ fn unescape(tok: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// The tokens of one line, with the line number for errors.
-struct Fields<'a> {
-    toks: Tokens<'a>,
-    line: usize,
+pub(super) struct Fields<'a> {
+    pub(super) toks: Tokens<'a>,
+    pub(super) line: usize,
 }
 
 impl<'a> Fields<'a> {
-    fn err(&self, msg: String) -> SummaryError {
+    pub(super) fn err(&self, msg: String) -> SummaryError {
         SummaryError::Parse {
             line: self.line,
             msg,
         }
     }
 
-    fn token(&mut self, what: &str) -> Result<&'a [u8], SummaryError> {
+    pub(super) fn token(&mut self, what: &str) -> Result<&'a [u8], SummaryError> {
         match self.toks.next() {
             Some(t) => Ok(t),
             None => Err(self.err(format!("expected {what}, found end of line"))),
         }
     }
 
-    fn num<T: std::str::FromStr>(&mut self, what: &str) -> Result<T, SummaryError> {
+    pub(super) fn num<T: std::str::FromStr>(&mut self, what: &str) -> Result<T, SummaryError> {
         let tok = self.token(what)?;
         std::str::from_utf8(tok)
             .ok()
@@ -570,7 +570,7 @@ impl<'a> Fields<'a> {
         Ok(v)
     }
 
-    fn float(&mut self, what: &str) -> Result<f64, SummaryError> {
+    pub(super) fn float(&mut self, what: &str) -> Result<f64, SummaryError> {
         let tok = self.token(what)?;
         std::str::from_utf8(tok)
             .ok()
@@ -599,7 +599,7 @@ impl<'a> Fields<'a> {
         Ok((!s.is_empty()).then_some(s))
     }
 
-    fn string(&mut self, what: &str) -> Result<String, SummaryError> {
+    pub(super) fn string(&mut self, what: &str) -> Result<String, SummaryError> {
         let b = self.bytes(what)?;
         Ok(String::from_utf8(b)
             .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))

@@ -70,7 +70,8 @@ pub const PS_HEADER: &str =
 pub const LOAD_HEADER: &str = "NODE LOAD1 LOAD5 LOAD15 RUNNING TASKS CPUS MEM_TOTAL_MB MEM_USED_MB MEM_AVAIL_MB PROCS UPTIME ARCH KERNEL";
 
 /// Header of `/nodes`.
-pub const NODES_HEADER: &str = "NODE STATE ADDRESS DIALECT RTT_MS LAST_CONTACT ARCH KERNEL ERROR";
+pub const NODES_HEADER: &str =
+    "NODE STATE ADDRESS DIALECT RTT_MS LAST_CONTACT ARCH KERNEL AGE VIA ERROR";
 
 // ---------------------------------------------------------------------------
 // Rows
@@ -368,6 +369,12 @@ pub struct NodeRow {
     pub arch: Option<String>,
     /// The node's kernel release, from its last summary read.
     pub kernel: Option<String>,
+    /// How old the node's data is: seconds since the snapshot of its last
+    /// summary (one decimal); `None` when there is none.
+    pub age_s: Option<f64>,
+    /// The lower aggregators it is reached through, nearest first; empty
+    /// for a node this aggregator dials itself.
+    pub via: Vec<String>,
     /// Why the node is down, or its last error.
     pub error: Option<String>,
 }
@@ -398,8 +405,22 @@ impl Row for NodeRow {
             .map(format_start)
             .unwrap_or_else(|| "-".into());
         let err = self.error.as_deref().map_or_else(|| "-".into(), one_line);
+        let age = self
+            .age_s
+            .filter(|a| a.is_finite())
+            .map(|a| format!("{:.1}", a.max(0.0)))
+            .unwrap_or_else(|| "-".into());
+        let via = if self.via.is_empty() {
+            "-".to_string()
+        } else {
+            self.via
+                .iter()
+                .map(|v| cell(v))
+                .collect::<Vec<_>>()
+                .join("/")
+        };
         format!(
-            "{} {} {} {} {rtt} {contact} {} {} {err}",
+            "{} {} {} {} {rtt} {contact} {} {} {age} {via} {err}",
             cell(&self.node),
             cell(&self.state),
             cell(&self.address),
@@ -419,7 +440,11 @@ impl Row for NodeRow {
             last_contact: c.opt(5, parse_start),
             arch: c.opt(6, |s| Some(visible(s))),
             kernel: c.opt(7, |s| Some(visible(s))),
-            error: c.opt(8, |e| (!e.is_empty()).then(|| visible(e))),
+            age_s: c.opt(8, |a| a.parse().ok().filter(|v: &f64| v.is_finite())),
+            via: c
+                .opt(9, |v| Some(v.split('/').map(visible).collect()))
+                .unwrap_or_default(),
+            error: c.opt(10, |e| (!e.is_empty()).then(|| visible(e))),
         })
     }
 }
@@ -504,6 +529,9 @@ pub enum Note {
         node: String,
         /// Why (an error, a timeout).
         reason: String,
+        /// The aggregators the note came through, nearest the reader's
+        /// first (empty when the reader's own aggregator wrote it).
+        via: Vec<String>,
     },
     /// `# stale NODE: 12.3s old (reason)`: the node's rows come from a copy
     /// past its TTL, which a `stale` cache rule allowed.
@@ -515,6 +543,8 @@ pub enum Note {
         age: Duration,
         /// Why no fresh copy was read.
         reason: String,
+        /// As [`Note::Missing`]'s.
+        via: Vec<String>,
     },
     /// `# foreign NODE: reason`: the node answers but serves no Linux
     /// `/proc` (no `stat`, `meminfo`, `loadavg` or `<pid>/stat`), so it has
@@ -535,9 +565,13 @@ impl Note {
     pub fn parse(line: &str) -> Option<Note> {
         let text = line.strip_prefix('#')?.trim_start();
         let parsed = if let Some(rest) = text.strip_prefix("missing ") {
-            rest.split_once(": ").map(|(node, reason)| Note::Missing {
-                node: visible(node),
-                reason: one_line(reason),
+            rest.split_once(": ").map(|(node, reason)| {
+                let (reason, via) = split_via(reason);
+                Note::Missing {
+                    node: visible(node),
+                    reason: one_line(reason),
+                    via,
+                }
             })
         } else if let Some(rest) = text.strip_prefix("foreign ") {
             rest.split_once(": ").map(|(node, reason)| Note::Foreign {
@@ -546,6 +580,7 @@ impl Note {
             })
         } else if let Some(rest) = text.strip_prefix("stale ") {
             rest.split_once(": ").and_then(|(node, tail)| {
+                let (tail, via) = split_via(tail);
                 let (age, after) = tail.split_once("s old")?;
                 // Milliseconds, so that the tenths written read back exactly.
                 let ms = (age.parse::<f64>().ok()? * 1000.0).round();
@@ -561,6 +596,7 @@ impl Note {
                     node: visible(node),
                     age,
                     reason: one_line(reason),
+                    via,
                 })
             })
         } else {
@@ -590,22 +626,54 @@ impl Note {
 impl fmt::Display for Note {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Note::Missing { node, reason } => {
-                write!(f, "missing {}: {}", cell(node), one_line(reason))
+            Note::Missing { node, reason, via } => {
+                write!(f, "missing {}: {}", cell(node), one_line(reason))?;
+                write_via(f, via)
             }
-            Note::Stale { node, age, reason } => write!(
-                f,
-                "stale {}: {:.1}s old ({})",
-                cell(node),
-                age.as_secs_f64(),
-                one_line(reason)
-            ),
+            Note::Stale {
+                node,
+                age,
+                reason,
+                via,
+            } => {
+                write!(
+                    f,
+                    "stale {}: {:.1}s old ({})",
+                    cell(node),
+                    age.as_secs_f64(),
+                    one_line(reason)
+                )?;
+                write_via(f, via)
+            }
             Note::Foreign { node, reason } => {
                 write!(f, "foreign {}: {}", cell(node), one_line(reason))
             }
             Note::Other(text) => f.write_str(&one_line(text)),
         }
     }
+}
+
+/// Writes ` [via A/B]` when a note came through lower aggregators.
+fn write_via(f: &mut fmt::Formatter<'_>, via: &[String]) -> fmt::Result {
+    if via.is_empty() {
+        return Ok(());
+    }
+    let names: Vec<String> = via.iter().map(|v| cell(v)).collect();
+    write!(f, " [via {}]", names.join("/"))
+}
+
+/// A note's text without its trailing ` [via A/B]`, and the chain.
+fn split_via(text: &str) -> (&str, Vec<String>) {
+    let trimmed = text.trim_end();
+    if let Some(open) = trimmed.rfind(" [via ")
+        && let Some(inner) = trimmed[open + 6..].strip_suffix(']')
+        && !inner.is_empty()
+        && !inner.contains([' ', '['])
+    {
+        let via = inner.split('/').map(visible).collect();
+        return (&trimmed[..open], via);
+    }
+    (text, Vec::new())
 }
 
 // ---------------------------------------------------------------------------
@@ -789,6 +857,8 @@ mod tests {
             last_contact: Some(1_795_669_636),
             arch: Some("aarch64".into()),
             kernel: None,
+            age_s: Some(12.5),
+            via: vec!["rack1".into()],
             error: Some("10.0.0.3:5640: Connection refused (os error 111)".into()),
         }
     }
@@ -850,14 +920,15 @@ mod tests {
         assert_eq!(t.notes.len(), 3);
         for n in &t.notes {
             let (a, b) = match n {
-                Note::Missing { node, reason }
+                Note::Missing { node, reason, .. }
                 | Note::Stale { node, reason, .. }
                 | Note::Foreign { node, reason } => (node.clone(), reason.clone()),
                 Note::Other(o) => (o.clone(), String::new()),
             };
             assert!(!a.chars().chain(b.chars()).any(hostile), "{n:?}");
         }
-        let nodes = format!("{NODES_HEADER}\nn1 up{esc} a{esc} 9P{esc} - - ppc{esc} - err{esc}\n");
+        let nodes =
+            format!("{NODES_HEADER}\nn1 up{esc} a{esc} 9P{esc} - - ppc{esc} - - r{esc} err{esc}\n");
         let n = &Table::<NodeRow>::parse(&nodes).unwrap().rows[0];
         for s in [&n.state, &n.address] {
             assert!(!s.chars().any(hostile), "{s:?}");
@@ -865,6 +936,7 @@ mod tests {
         assert!(!n.dialect.as_deref().unwrap().chars().any(hostile));
         assert!(!n.arch.as_deref().unwrap().chars().any(hostile));
         assert!(!n.error.as_deref().unwrap().chars().any(hostile));
+        assert!(!n.via.iter().flat_map(|v| v.chars()).any(hostile));
         let load =
             format!("{LOAD_HEADER}\nn1{esc} 1 1 1 1 1 1 1 1 1 1 0d+00:01 ppc{esc} 6.1{esc}\n");
         let l = &Table::<LoadRow>::parse(&load).unwrap().rows[0];
@@ -955,7 +1027,7 @@ mod tests {
         );
         assert_eq!(
             node_row().line(),
-            "n3 down 10.0.0.3:5640 - - 2026-11-26T05:07:16Z aarch64 - 10.0.0.3:5640: Connection refused (os error 111)"
+            "n3 down 10.0.0.3:5640 - - 2026-11-26T05:07:16Z aarch64 - 12.5 rack1 10.0.0.3:5640: Connection refused (os error 111)"
         );
         let up = NodeRow {
             state: "up".into(),
@@ -966,23 +1038,32 @@ mod tests {
         };
         assert_eq!(
             up.line(),
-            "n3 up 10.0.0.3:5640 9P2000.L 0.42 2026-11-26T05:07:16Z aarch64 - -"
+            "n3 up 10.0.0.3:5640 9P2000.L 0.42 2026-11-26T05:07:16Z aarch64 - 12.5 rack1 -"
         );
         let mut out = String::new();
         Note::Missing {
             node: "n3".into(),
             reason: "refused\nagain".into(),
+            via: vec![],
         }
         .write(&mut out);
         Note::Stale {
             node: "n4".into(),
             age: Duration::from_millis(12_345),
             reason: "deadline".into(),
+            via: vec![],
+        }
+        .write(&mut out);
+        Note::Missing {
+            node: "n5".into(),
+            reason: "refused".into(),
+            via: vec!["rack1".into(), "sub 2".into()],
         }
         .write(&mut out);
         assert_eq!(
             out,
-            "# missing n3: refused again\n# stale n4: 12.3s old (deadline)\n"
+            "# missing n3: refused again\n# stale n4: 12.3s old (deadline)\n\
+             # missing n5: refused [via rack1/sub?2]\n"
         );
     }
 
@@ -1020,11 +1101,18 @@ mod tests {
             Note::Missing {
                 node: "n3".into(),
                 reason: "connection refused".into(),
+                via: vec![],
             },
             Note::Stale {
                 node: "n4".into(),
                 age: Duration::from_millis(3_000),
                 reason: "deadline exceeded (2s)".into(),
+                via: vec!["rack1".into()],
+            },
+            Note::Missing {
+                node: "n5".into(),
+                reason: "connection refused".into(),
+                via: vec!["mid".into(), "rack2".into()],
             },
             Note::Other("a note of a newer kind".into()),
         ];
@@ -1152,7 +1240,8 @@ mod tests {
             Some(Note::Stale {
                 node: "n8".into(),
                 age: Duration::from_secs(3),
-                reason: String::new()
+                reason: String::new(),
+                via: vec![],
             })
         );
         assert_eq!(
@@ -1280,9 +1369,21 @@ mod tests {
             proptest::option::of(0u64..253_402_300_799),
             (proptest::option::of(token()), proptest::option::of(token())),
             proptest::option::of(tail()),
+            (
+                proptest::option::of(0u32..1_000_000),
+                proptest::collection::vec("[a-z][a-z0-9-]{0,7}", 0..3),
+            ),
         )
             .prop_map(
-                |((node, state, address), dialect, rtt, last_contact, (arch, kernel), error)| {
+                |(
+                    (node, state, address),
+                    dialect,
+                    rtt,
+                    last_contact,
+                    (arch, kernel),
+                    error,
+                    (age, via),
+                )| {
                     NodeRow {
                         node,
                         state,
@@ -1292,6 +1393,8 @@ mod tests {
                         last_contact,
                         arch,
                         kernel,
+                        age_s: age.map(|a| f64::from(a) / 10.0),
+                        via,
                         error: error.filter(|e| e != "-"),
                     }
                 },
@@ -1300,13 +1403,25 @@ mod tests {
 
     fn arb_note() -> impl Strategy<Value = Note> {
         prop_oneof![
-            (token(), tail()).prop_map(|(node, reason)| Note::Missing { node, reason }),
+            (
+                token(),
+                tail(),
+                proptest::collection::vec("[a-z][a-z0-9-]{0,7}", 0..3)
+            )
+                .prop_map(|(node, reason, via)| Note::Missing { node, reason, via }),
             (token(), tail()).prop_map(|(node, reason)| Note::Foreign { node, reason }),
-            (token(), 0u64..1_000_000, tail()).prop_map(|(node, tenths, reason)| Note::Stale {
-                node,
-                age: Duration::from_millis(tenths * 100),
-                reason
-            }),
+            (
+                token(),
+                0u64..1_000_000,
+                tail(),
+                proptest::collection::vec("[a-z][a-z0-9-]{0,7}", 0..3)
+            )
+                .prop_map(|(node, tenths, reason, via)| Note::Stale {
+                    node,
+                    age: Duration::from_millis(tenths * 100),
+                    reason,
+                    via,
+                }),
             "[a-z][a-z ]{0,20}[a-z]"
                 .prop_filter("other kinds", |t| !t.starts_with("missing ")
                     && !t.starts_with("stale ")

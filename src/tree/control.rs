@@ -12,12 +12,13 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use crate::client::OpenMode;
-use crate::client::pool::{Node, User};
+use crate::client::pool::User;
 use crate::format::ctl;
 use crate::server::{FsError, FsResult, Identity};
 use crate::view::View;
 
 use super::Tree;
+use super::members::Member;
 use super::pin::{Pin, wire_path};
 use super::reads::pool_err;
 
@@ -28,7 +29,7 @@ impl Tree {
         &self,
         view: &View,
         who: &Identity,
-        node: &Arc<Node>,
+        node: &Member,
         path: &str,
         pin: Option<Pin>,
         data: Bytes,
@@ -40,7 +41,7 @@ impl Tree {
                 user = who.name.as_deref().unwrap_or("?"),
                 proof = ?who.proof,
                 admin = view.admin,
-                node = %node.spec.name,
+                node = %node.name,
                 process = path.trim_end_matches("/ctl").trim_start_matches('/'),
                 start = pin.map_or(0, |p| p.start),
                 signal,
@@ -76,11 +77,11 @@ impl Tree {
             uid: who.uid,
             name: Arc::from(who.name.clone().unwrap_or_else(|| who.uid.to_string())),
         };
-        let wire = wire_path(path, pin).into_owned();
+        let wire = node.wire(&wire_path(path, pin)).into_owned();
         let text = command.to_string();
         let sent = self
             .pool
-            .with_node_as(node, Some(&writer), |root| async move {
+            .with_node_as(&node.via, Some(&writer), |root| async move {
                 let mut f = root.walk(&wire).await?;
                 f.open(OpenMode::Write).await?;
                 let r = f.write_at(0, text.as_bytes()).await;

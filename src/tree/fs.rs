@@ -5,16 +5,18 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::client::pool::{Node, User};
+use crate::client::pool::User;
+use crate::format::summary::{self, GPROC_DIR};
 use crate::proto::{DirEntry, Metadata, Qid, dt, errno, s_if};
 use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags};
 use crate::view::View;
 
 use super::Tree;
+use super::members::Member;
 use super::pin::{Pin, wire_path};
 use super::qid::{
-    FIRST_FILE_QID, KIND_ALIAS, KIND_NODE, PIDDIR_QID, ROOT_QID, alias_qid, map_qid, node_root_qid,
-    synth_qid,
+    FIRST_FILE_QID, GPROC_DIR_QID, KIND_ALIAS, KIND_NODE, PIDDIR_QID, ROOT_QID, alias_qid, map_qid,
+    node_root_qid, synth_qid,
 };
 use super::render::Synth;
 
@@ -24,10 +26,12 @@ enum Loc {
     Root,
     File(Synth),
     PidDir,
+    /// `/.gproc`, administrators only: the merged summary's directory.
+    GprocDir,
     /// A node's file; `path` is node-relative ("/" for its root); `pin`
     /// the process its first component named when walked.
     Node {
-        node: Arc<Node>,
+        node: Arc<Member>,
         path: Arc<str>,
         alias: bool,
         pin: Option<Pin>,
@@ -53,9 +57,11 @@ impl std::fmt::Debug for TreeNode {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let loc = match &self.loc {
             Loc::Root => "/".to_string(),
+            Loc::File(Synth::Merged) => "/.gproc/ps".to_string(),
             Loc::File(s) => format!("/{}", s.name()),
             Loc::PidDir => "/pid".to_string(),
-            Loc::Node { node, path, .. } => format!("/{}{path}", node.spec.name),
+            Loc::GprocDir => "/.gproc".to_string(),
+            Loc::Node { node, path, .. } => format!("/{}{path}", node.name),
         };
         f.debug_struct("TreeNode")
             .field("loc", &loc)
@@ -102,7 +108,8 @@ impl Tree {
         }
         let visible = match &fid.loc {
             Loc::Root | Loc::PidDir => true,
-            Loc::File(s) => *s != Synth::Stats,
+            Loc::GprocDir => false,
+            Loc::File(s) => !matches!(s, Synth::Stats | Synth::Merged),
             Loc::Node { node, path, .. } => {
                 self.node_visible(&view, node).await && self.path_visible(&view, node, path).await?
             }
@@ -131,7 +138,7 @@ impl Tree {
     /// files and their own processes' directories, never a name starting
     /// with `.` at the node's root (the agent's `.gproc` summary holds
     /// every user's command lines).
-    async fn path_visible(&self, view: &View, node: &Arc<Node>, path: &str) -> FsResult<bool> {
+    async fn path_visible(&self, view: &View, node: &Arc<Member>, path: &str) -> FsResult<bool> {
         if view.admin {
             return Ok(true);
         }
@@ -141,13 +148,18 @@ impl Tree {
         if first.starts_with('.') {
             return Ok(false);
         }
-        let Ok(pid) = first.parse::<i32>() else {
-            return Ok(true);
+        // A process directory, by pid or by pinned name (`<pid>.<start>`,
+        // which an agent resolves too: it must be judged as the pid is).
+        let (pid, start) = match first.parse::<i32>() {
+            Ok(pid) => (pid, None),
+            Err(_) => match summary::parse_pinned_name(first) {
+                Some((pid, start)) => (pid, Some(start)),
+                None => return Ok(true),
+            },
         };
-        Ok(self
-            .proc_id(node, pid)
-            .await?
-            .is_some_and(|p| view.sees_process(p.ruid, p.euid)))
+        Ok(self.proc_id(node, pid).await?.is_some_and(|p| {
+            start.is_none_or(|s| s == p.pin.start) && view.sees_process(p.ruid, p.euid)
+        }))
     }
 
     /// The pin of a walk from a node's root to `name`: the process it
@@ -155,7 +167,7 @@ impl Tree {
     /// An administrator on a node without summaries is not pinned (that
     /// would rebuild the node's table from every process's files), nor
     /// where the node's processes cannot be told: the node decides.
-    async fn pin_for(&self, view: &View, node: &Arc<Node>, name: &str) -> FsResult<Option<Pin>> {
+    async fn pin_for(&self, view: &View, node: &Arc<Member>, name: &str) -> FsResult<Option<Pin>> {
         let Ok(pid) = name.parse::<i32>() else {
             return Ok(None);
         };
@@ -233,12 +245,14 @@ impl Tree {
                     ty: dt::DIR,
                     name: "pid".into(),
                 });
+                // `/.gproc` (administrators) is walked to, never listed:
+                // it is for the aggregator above, not for browsing.
                 for n in self.visible_nodes(view).await {
                     out.push(DirEntry {
                         qid: node_root_qid(KIND_NODE, n.index),
                         offset: 0,
                         ty: dt::DIR,
-                        name: n.spec.name.clone(),
+                        name: n.name.clone(),
                     });
                 }
             }
@@ -250,7 +264,7 @@ impl Tree {
                             qid: alias_qid(n.index, p.pid),
                             offset: 0,
                             ty: dt::DIR,
-                            name: format!("{}@{}", p.pid, n.spec.name),
+                            name: format!("{}@{}", p.pid, n.name),
                         });
                     }
                 }
@@ -289,13 +303,19 @@ impl Tree {
                         continue;
                     }
                     out.push(DirEntry {
-                        qid: map_qid(kind, node.index, e.qid),
+                        qid: map_qid(kind, node.index, e.qid, node.is_below()),
                         offset: 0,
                         ty: e.kind.dt(),
                         name: e.name.clone(),
                     });
                 }
             }
+            Loc::GprocDir => out.push(DirEntry {
+                qid: file_qid(Synth::Merged),
+                offset: 0,
+                ty: dt::REG,
+                name: Synth::Merged.name().into(),
+            }),
             Loc::File(_) => return Err(FsError::NOTDIR),
         }
         Ok(out)
@@ -307,7 +327,7 @@ impl Tree {
     /// remembered for a moment.
     async fn lookup_qid(
         &self,
-        node: &Arc<Node>,
+        node: &Arc<Member>,
         path: &str,
         kind: u64,
         user: Option<&User>,
@@ -317,14 +337,14 @@ impl Tree {
         let name = path.rsplit('/').next().unwrap_or_default();
         let ents = self.node_list(node, &wire_path(&parent, pin), user).await?;
         if let Some(e) = ents.iter().find(|e| e.name == name) {
-            return Ok(map_qid(kind, node.index, e.qid));
+            return Ok(map_qid(kind, node.index, e.qid, node.is_below()));
         }
         let wire = wire_path(path, pin);
         if self.known_absent(node, user, &wire) {
             return Err(FsError::NOENT);
         }
         match self.node_meta(node, &wire, user).await {
-            Ok(m) => Ok(map_qid(kind, node.index, m.qid)),
+            Ok(m) => Ok(map_qid(kind, node.index, m.qid, node.is_below())),
             Err(e) => {
                 if e.errno == errno::ENOENT {
                     self.note_absent(node, user, &wire);
@@ -369,7 +389,7 @@ impl Filesystem for Tree {
         // it is that node's /proc, so unmodified tools (`ps`) work on it.
         let node = self.visible_node(&view, aname).await.ok_or_else(|| {
             FsError::NOENT.with(format!(
-                "no tree named {:?} (use \"\" or \"/NODE\")",
+                "no tree named {:?} here: this is a gproc aggregator, attach \"\" for its tree                  (an aggregator above it sets aname = \"\" for it) or \"/NODE\" for one node",
                 req.aname
             ))
         })?;
@@ -407,6 +427,8 @@ impl Filesystem for Tree {
                     (Loc::File(s), file_qid(s))
                 } else if name == "pid" {
                     (Loc::PidDir, synth_qid(PIDDIR_QID, true))
+                } else if name == GPROC_DIR && view.admin {
+                    (Loc::GprocDir, synth_qid(GPROC_DIR_QID, true))
                 } else {
                     let node = self.visible_node(&view, name).await.ok_or(FsError::NOENT)?;
                     let q = node_root_qid(KIND_NODE, node.index);
@@ -453,6 +475,13 @@ impl Filesystem for Tree {
                     )
                 }
             }
+            Loc::GprocDir => match name {
+                ".." => (Loc::Root, synth_qid(ROOT_QID, true)),
+                n if n == Synth::Merged.name() => {
+                    (Loc::File(Synth::Merged), file_qid(Synth::Merged))
+                }
+                _ => return Err(FsError::NOENT),
+            },
             Loc::File(_) => return Err(FsError::NOTDIR),
             Loc::Node {
                 node,
@@ -485,6 +514,32 @@ impl Filesystem for Tree {
                             )
                         }
                     }
+                } else if let Some((pid, start)) =
+                    summary::parse_pinned_name(name).filter(|_| &**path == "/")
+                {
+                    // The pinned name an aggregator above this one walks
+                    // by: that process and no other, or nothing.
+                    let p = self
+                        .proc_id(node, pid)
+                        .await?
+                        .filter(|p| p.pin.start == start)
+                        .ok_or(FsError::NOENT)?;
+                    if !view.admin && !view.sees_process(p.ruid, p.euid) {
+                        return Err(FsError::NOENT);
+                    }
+                    let child = format!("/{pid}");
+                    let q = self
+                        .lookup_qid(node, &child, kind, user, Some(p.pin))
+                        .await?;
+                    (
+                        Loc::Node {
+                            node: node.clone(),
+                            path: child.into(),
+                            alias: *alias,
+                            pin: Some(p.pin),
+                        },
+                        q,
+                    )
                 } else {
                     let child = Self::child_path(path, name);
                     if is_ctl(&child) && !self.control.enabled {
@@ -528,6 +583,7 @@ impl Filesystem for Tree {
         match &fid.loc {
             Loc::Root => Ok(synth_meta(fid.qid, "/")),
             Loc::PidDir => Ok(synth_meta(fid.qid, "pid")),
+            Loc::GprocDir => Ok(synth_meta(fid.qid, GPROC_DIR)),
             Loc::File(s) => Ok(synth_meta(fid.qid, s.name())),
             Loc::Node {
                 node,
@@ -536,9 +592,9 @@ impl Filesystem for Tree {
                 pin,
             } => {
                 let name = if &**path == "/" {
-                    node.spec.name.clone()
+                    node.name.clone()
                 } else if *alias && path.matches('/').count() == 1 {
-                    format!("{}@{}", &path[1..], node.spec.name)
+                    format!("{}@{}", &path[1..], node.name)
                 } else {
                     path.rsplit('/').next().unwrap_or_default().to_string()
                 };

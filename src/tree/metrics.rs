@@ -38,11 +38,12 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::{Registry, Unit};
 
 use crate::cache::Stats;
-use crate::client::pool::{Node, NodeState, NodeStatus};
+use crate::client::pool::{NodeState, NodeStatus};
 use crate::format::summary::NodeSummary;
 use crate::view::View;
 
 use super::Tree;
+use super::members::Member;
 
 /// The media type of `/metrics` (the OpenMetrics text format), for HTTP.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -428,7 +429,7 @@ impl Tree {
     /// state series and has no load series.
     async fn metrics_nodes(&self, view: &View) -> Vec<NodeFacts> {
         let gathered = self.gather(view).await;
-        let nodes: Vec<Arc<Node>> = if view.depends_on_processes() {
+        let nodes: Vec<Arc<Member>> = if view.depends_on_processes() {
             gathered.ok.iter().map(|(n, _)| n.clone()).collect()
         } else {
             self.candidate_nodes(view)
@@ -477,9 +478,9 @@ impl Tree {
     }
 }
 
-fn facts(n: &Node, summary: Option<Arc<NodeSummary>>) -> NodeFacts {
+fn facts(n: &Member, summary: Option<Arc<NodeSummary>>) -> NodeFacts {
     NodeFacts {
-        name: n.spec.name.clone(),
+        name: n.name.clone(),
         status: n.status(),
         summary,
     }

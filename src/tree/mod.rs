@@ -9,7 +9,10 @@
 //! /metrics            the same and per-node state, load and memory, in the
 //!                     Prometheus/OpenMetrics text format, per view
 //! /pid/<pid>@<node>   the global process space: that process's directory
-//! /<node>/...         everything that node's /proc export has
+//! /<node>/...         everything that node's /proc export has, for the
+//!                     pool's nodes and the nodes below lower aggregators
+//! /.gproc/ps          (administrators) every node's summary in one file,
+//!                     for an aggregator above this one
 //! /<node>/<pid>/ctl   with [control] on: write kill, term, stop, cont or
 //!                     signal N|NAME; sent down to the node as the writer
 //! ```
@@ -18,7 +21,8 @@
 //! under the per-path rules; a fid's node is only a location (what an open
 //! fid holds is the session's). So a node reconnect needs no fid replay.
 //!
-//! One job per file: which process a path names and the pin a fid keeps
+//! One job per file: every node served and the lower aggregators they
+//! come through (`members`), which process a path names and the pin a fid keeps
 //! to it (`pin`), the `qid.path` scheme (`qid`), node data read through
 //! the cache, one typed kind per sort of read (`reads`), per-node process
 //! tables from the summary or per-process files (`procs`), table rows
@@ -29,6 +33,7 @@
 
 mod control;
 mod fs;
+mod members;
 mod metrics;
 mod pin;
 mod procs;
@@ -74,6 +79,10 @@ pub struct Tree {
     /// Whether process directories have `ctl` files, and what users may
     /// send through them (`[control]`).
     control: ControlConfig,
+    /// The nodes below the lower aggregators among the pool's.
+    members: Mutex<members::Members>,
+    /// This aggregator's name, in the merged summary it serves upwards.
+    name: String,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -93,7 +102,16 @@ impl Tree {
             negatives: Mutex::new(pin::Negatives::default()),
             requests: metrics::Requests::default(),
             control: ControlConfig::default(),
+            members: Mutex::new(members::Members::default()),
+            name: sys::host_name(),
         }
+    }
+
+    /// Names this aggregator in the merged summary it serves to an
+    /// aggregator above it (`[server] name`; the host name by default).
+    pub fn with_name(mut self, name: &str) -> Self {
+        self.name = name.to_string();
+        self
     }
 
     /// Gives process directories `ctl` files per `control` (off by default:

@@ -13,18 +13,18 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::client::pool::{Node, User};
+use crate::client::pool::User;
 use crate::format::summary;
 use crate::proto::errno;
 use crate::server::FsResult;
 use crate::sys;
 
 use super::Tree;
+use super::members::Member;
 
 /// How long a "does not exist" answer of a node is believed.
 pub(super) const NEGATIVE_TTL: Duration = Duration::from_secs(1);
@@ -115,13 +115,13 @@ fn status_uids(status: &[u8]) -> Option<(u32, u32)> {
 impl Tree {
     /// Whether the node said `path` does not exist for `user` within
     /// [`NEGATIVE_TTL`].
-    pub(super) fn known_absent(&self, node: &Node, user: Option<&User>, path: &str) -> bool {
+    pub(super) fn known_absent(&self, node: &Member, user: Option<&User>, path: &str) -> bool {
         let key = (node.index, user.map(|u| u.uid), path.to_string());
         sys::lock(&self.negatives).fresh(&key)
     }
 
     /// Remembers that the node said `path` does not exist for `user`.
-    pub(super) fn note_absent(&self, node: &Node, user: Option<&User>, path: &str) {
+    pub(super) fn note_absent(&self, node: &Member, user: Option<&User>, path: &str) {
         let key = (node.index, user.map(|u| u.uid), path.to_string());
         sys::lock(&self.negatives).insert(key);
     }
@@ -132,7 +132,7 @@ impl Tree {
     ///
     /// # Errors
     /// The node cannot be read.
-    pub(super) async fn proc_id(&self, node: &Arc<Node>, pid: i32) -> FsResult<Option<ProcId>> {
+    pub(super) async fn proc_id(&self, node: &Member, pid: i32) -> FsResult<Option<ProcId>> {
         let s = self.node_summary(node).await?;
         if let Ok(i) = s.procs.binary_search_by_key(&pid, |p| p.pid) {
             let p = &s.procs[i];
@@ -150,10 +150,13 @@ impl Tree {
         if self.known_absent(node, None, &key) {
             return Ok(None);
         }
-        let (status, stat) = (format!("/{pid}/status"), format!("/{pid}/stat"));
+        let (status, stat) = (
+            node.wire(&format!("/{pid}/status")).into_owned(),
+            node.wire(&format!("/{pid}/stat")).into_owned(),
+        );
         let read = self
             .pool
-            .with_node(node, |root| async move {
+            .with_node(&node.via, |root| async move {
                 let st = root.read_all(&status).await?;
                 let sa = root.read_all(&stat).await?;
                 Ok((st, sa))

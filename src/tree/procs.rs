@@ -10,10 +10,15 @@ use procfs::FromRead;
 
 use crate::client::pool::Node;
 use crate::format::jobs::JobRules;
+use crate::format::merged::NodeData;
 use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
-use crate::server::FsResult;
+use crate::proto::errno;
+use crate::server::{FsError, FsResult};
+use crate::sys;
 
 use super::Tree;
+use super::members::Member;
+use super::reads::Fetched;
 
 /// The job patterns of the fallback path: the built-in ones (a site's own
 /// patterns are the agents' flags; nodes without a summary have no agent).
@@ -24,8 +29,9 @@ const FALLBACK_CONCURRENCY: usize = 16;
 
 impl Tree {
     /// The node's processes and facts: the summary file where the node
-    /// serves one, else assembled from per-process files.
-    pub(crate) async fn node_summary(&self, node: &Arc<Node>) -> FsResult<Arc<NodeSummary>> {
+    /// serves one, else assembled from per-process files; for a node below
+    /// a lower aggregator, its part of that one's merged summary.
+    pub(crate) async fn node_summary(&self, node: &Member) -> FsResult<Arc<NodeSummary>> {
         self.node_summary_aged(node).await.map(|(s, _)| s)
     }
 
@@ -33,21 +39,54 @@ impl Tree {
     /// file (served past its TTL under a `stale` rule).
     pub(crate) async fn node_summary_aged(
         &self,
-        node: &Arc<Node>,
+        node: &Member,
     ) -> FsResult<(Arc<NodeSummary>, Option<std::time::Duration>)> {
+        let (fetched, age) = self.peer_data(&node.via).await?;
+        match fetched {
+            Fetched::Node(s) if !node.is_below() => Ok((s, age)),
+            Fetched::Merged(m) if node.is_below() => match m.get(&node.name).map(|n| &n.data) {
+                Some(NodeData::Summary { summary, stale }) => {
+                    Ok((summary.clone(), age.max(*stale)))
+                }
+                Some(NodeData::Missing { errno, reason }) => {
+                    Err(FsError::new(if *errno == 0 { errno::EIO } else { *errno })
+                        .with(format!("{reason} [via {}]", node.chain.join("/"))))
+                }
+                None => Err(FsError::NOENT.with(format!(
+                    "{} no longer serves {}",
+                    node.via.spec.name, node.name
+                ))),
+            },
+            _ => Err(FsError::NOENT.with(format!(
+                "{} changed between a node and an aggregator; read again",
+                node.via.spec.name
+            ))),
+        }
+    }
+
+    /// What pool node `node`'s summary file holds (a node's summary, or a
+    /// lower aggregator's merged one), or for a node without that file,
+    /// its summary assembled from per-process files.
+    pub(super) async fn peer_data(
+        &self,
+        node: &Arc<Node>,
+    ) -> FsResult<(Fetched, Option<std::time::Duration>)> {
         if !self.lacks_summary(node.index) {
-            match self.node_parsed_summary(node).await {
+            match self.fetch_summary(node).await {
                 Ok(s) => return Ok(s),
-                Err(e) if e.errno == crate::proto::errno::ENOENT => {
-                    self.mark_no_summary(node.index)
+                Err(e) if e.errno == errno::ENOENT => {
+                    self.mark_no_summary(node.index);
+                    sys::lock(&self.members).set_node(node.index);
                 }
                 Err(e) => return Err(e),
             }
         }
-        self.summary_from_files(node).await.map(|s| (s, None))
+        self.summary_from_files(&Member::direct(node))
+            .await
+            .map(|s| (Fetched::Node(s), None))
     }
 
-    async fn summary_from_files(&self, node: &Arc<Node>) -> FsResult<Arc<NodeSummary>> {
+    async fn summary_from_files(&self, node: &Member) -> FsResult<Arc<NodeSummary>> {
         let root = self.node_list(node, "/", None).await?;
         let (stat, uptime, meminfo, loadavg) = tokio::join!(
             self.node_read(node, "/stat", None),
@@ -56,7 +95,7 @@ impl Tree {
             self.node_read(node, "/loadavg", None),
         );
         let mut s = NodeSummary {
-            hostname: node.spec.name.clone(),
+            hostname: node.name.clone(),
             arch: String::new(),
             kernel: String::new(),
             boot_time: 0,
@@ -150,7 +189,7 @@ impl Tree {
     }
 
     /// One process from its files; `None` when it vanished or is unreadable.
-    async fn proc_from_files(&self, node: &Arc<Node>, pid: i32) -> FsResult<Option<ProcEntry>> {
+    async fn proc_from_files(&self, node: &Member, pid: i32) -> FsResult<Option<ProcEntry>> {
         let (p_stat, p_status, p_cmdline, p_cgroup) = (
             format!("/{pid}/stat"),
             format!("/{pid}/status"),

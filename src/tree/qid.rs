@@ -2,9 +2,16 @@
 //!
 //! The top two bits say which part of the namespace a file is in
 //! (synthesized, node tree, or the `/pid` aliases, which Linux must not see
-//! as the same directories), the next 22 bits are the node's stable index,
-//! the low 40 bits the node's own qid.path (hashed into 40 bits when larger,
-//! as a lower aggregator's are). Synthesized files have small constants.
+//! as the same directories), the next 22 bits are the node's index at this
+//! level (unique among every node this aggregator serves, its own and
+//! those below lower aggregators: about four million), the low 40 bits the
+//! node's own qid.path. A node's own qids larger than 40 bits (rare: Linux
+//! procfs inode numbers are 32-bit) are folded into 40. For a node below a
+//! lower gproc aggregator, whose qids have this same layout, the low 40
+//! bits are taken as they are: they are the node's own, already mapped
+//! once at the bottom, so at every level of a hierarchy a file's qid is
+//! its node's index at that level beside its own 40 bits, never a hash of
+//! a hash. Synthesized files have small constants.
 
 use crate::proto::{Qid, qt};
 
@@ -18,6 +25,8 @@ const LOW40: u64 = (1 << 40) - 1;
 pub(super) const ROOT_QID: u64 = 1;
 /// `/pid`'s qid.path.
 pub(super) const PIDDIR_QID: u64 = 2;
+/// `/.gproc`'s qid.path.
+pub(super) const GPROC_DIR_QID: u64 = 100;
 /// The first synthesized file's qid.path; the others follow.
 pub(super) const FIRST_FILE_QID: u64 = 3;
 
@@ -30,10 +39,11 @@ pub(super) fn synth_qid(n: u64, dir: bool) -> Qid {
     }
 }
 
-/// Maps a node's qid into the merged tree's qid space.
-pub(super) fn map_qid(kind: u64, node: u32, q: Qid) -> Qid {
-    let low = if q.path <= LOW40 {
-        q.path
+/// Maps a node's qid into the merged tree's qid space; `below`: the qid
+/// is a lower gproc aggregator's, whose low 40 bits are the node's own.
+pub(super) fn map_qid(kind: u64, node: u32, q: Qid, below: bool) -> Qid {
+    let low = if below || q.path <= LOW40 {
+        q.path & LOW40
     } else {
         fold40(q.path)
     };
@@ -44,7 +54,7 @@ pub(super) fn map_qid(kind: u64, node: u32, q: Qid) -> Qid {
     }
 }
 
-/// Folds 64 bits into 40 (a lower aggregator's composite qids).
+/// Folds 64 bits into 40 (a node whose own qid.path is that large).
 fn fold40(p: u64) -> u64 {
     let mut z = p.wrapping_mul(0x9E37_79B9_7F4A_7C15);
     z ^= z >> 29;
@@ -62,6 +72,7 @@ pub(super) fn node_root_qid(kind: u64, node: u32) -> Qid {
             version: 0,
             path: 0,
         },
+        false,
     )
 }
 
@@ -75,5 +86,6 @@ pub(super) fn alias_qid(node: u32, pid: i32) -> Qid {
             version: 0,
             path: 0x8000_0000 + pid as u64,
         },
+        false,
     )
 }

@@ -2,8 +2,10 @@
 //! kind fixes the cached value's type, so each accessor gets back what it
 //! stored.
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -11,11 +13,13 @@ use bytes::Bytes;
 use crate::cache::{Freshness, Key, Kind};
 use crate::client::DirEntryInfo;
 use crate::client::pool::{Node, Pool, PoolError, User};
+use crate::format::merged::{self, Merged, MergedNode};
 use crate::format::summary::{self, NodeSummary};
 use crate::proto::{Metadata, errno};
 use crate::server::{FsError, FsResult};
 
 use super::Tree;
+use super::members::Member;
 
 /// A node file's bytes.
 pub(super) struct Data;
@@ -57,19 +61,80 @@ impl Kind for Link {
     }
 }
 
-/// A node's summary file, parsed.
+/// A pool node's summary file, parsed: a node's own, or the merged one of
+/// a lower aggregator.
 pub(super) struct Parsed;
 
-impl Kind for Parsed {
-    type Value = Arc<NodeSummary>;
-    fn weight(s: &Self::Value) -> usize {
-        256 + s
-            .procs
+/// What a pool node's summary file held.
+#[derive(Clone)]
+pub(super) enum Fetched {
+    /// A node's summary.
+    Node(Arc<NodeSummary>),
+    /// A lower aggregator's merged summary.
+    Merged(Arc<MergedIndex>),
+}
+
+/// A merged summary with its nodes by name.
+pub(super) struct MergedIndex {
+    /// The file.
+    pub(super) merged: Merged,
+    by_name: HashMap<String, usize>,
+    /// Unique per parse: says whether a member list was made from it.
+    pub(super) id: u64,
+}
+
+impl MergedIndex {
+    fn new(merged: Merged) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let by_name = merged
+            .nodes
             .iter()
-            .map(|p| 96 + p.comm.len() + p.cmdline.iter().map(Vec::len).sum::<usize>())
-            .sum::<usize>()
+            .enumerate()
+            .map(|(i, n)| (n.name.clone(), i))
+            .collect();
+        Self {
+            merged,
+            by_name,
+            id: NEXT.fetch_add(1, Ordering::Relaxed),
+        }
+    }
+
+    /// The node named `name`.
+    pub(super) fn get(&self, name: &str) -> Option<&MergedNode> {
+        self.by_name.get(name).map(|&i| &self.merged.nodes[i])
     }
 }
+
+fn summary_weight(s: &NodeSummary) -> usize {
+    256 + s
+        .procs
+        .iter()
+        .map(|p| 96 + p.comm.len() + p.cmdline.iter().map(Vec::len).sum::<usize>())
+        .sum::<usize>()
+}
+
+impl Kind for Parsed {
+    type Value = Fetched;
+    fn weight(f: &Fetched) -> usize {
+        match f {
+            Fetched::Node(s) => summary_weight(s),
+            Fetched::Merged(m) => m
+                .merged
+                .nodes
+                .iter()
+                .map(|n| {
+                    128 + match &n.data {
+                        merged::NodeData::Summary { summary, .. } => summary_weight(summary),
+                        merged::NodeData::Missing { reason, .. } => reason.len(),
+                    }
+                })
+                .sum(),
+        }
+    }
+}
+
+/// Summary files at least this big are parsed on a blocking thread.
+const OFFLOAD_PARSE_BYTES: usize = 1 << 20;
 
 pub(super) fn pool_err(e: PoolError) -> FsError {
     FsError::new(e.errno()).with(e.to_string())
@@ -77,11 +142,12 @@ pub(super) fn pool_err(e: PoolError) -> FsError {
 
 impl Tree {
     /// The `kind` value of `node`'s `path`, from the cache or from `load`
-    /// (given the pool, the node and the path).
+    /// (given the pool, the pool node reads go through and the path as
+    /// sent there).
     async fn cached<K, F, Fut>(
         &self,
         kind: K,
-        node: &Arc<Node>,
+        node: &Member,
         path: &str,
         user: Option<&User>,
         load: F,
@@ -99,8 +165,8 @@ impl Tree {
         };
         let (pool, n, p, u) = (
             self.pool.clone(),
-            node.clone(),
-            path.to_string(),
+            node.via.clone(),
+            node.wire(path).into_owned(),
             user.cloned(),
         );
         self.cache
@@ -112,7 +178,7 @@ impl Tree {
     /// (`None`: the service identity; the same for the accessors below).
     pub(super) async fn node_read(
         &self,
-        node: &Arc<Node>,
+        node: &Member,
         path: &str,
         user: Option<&User>,
     ) -> FsResult<Bytes> {
@@ -132,7 +198,7 @@ impl Tree {
     /// A node directory's entries (without `.` and `..`), through the cache.
     pub(super) async fn node_list(
         &self,
-        node: &Arc<Node>,
+        node: &Member,
         path: &str,
         user: Option<&User>,
     ) -> FsResult<Arc<Vec<DirEntryInfo>>> {
@@ -155,7 +221,7 @@ impl Tree {
     /// A node file's metadata, through the cache.
     pub(super) async fn node_meta(
         &self,
-        node: &Arc<Node>,
+        node: &Member,
         path: &str,
         user: Option<&User>,
     ) -> FsResult<Arc<Metadata>> {
@@ -176,7 +242,7 @@ impl Tree {
     /// A node symlink's target, through the cache.
     pub(super) async fn node_link(
         &self,
-        node: &Arc<Node>,
+        node: &Member,
         path: &str,
         user: Option<&User>,
     ) -> FsResult<Arc<str>> {
@@ -194,28 +260,37 @@ impl Tree {
         .map(|(v, _)| v)
     }
 
-    /// The node's last parsed summary, if the cache still has it, without
-    /// reading the node (for `/nodes`, which shows live pool state).
-    pub(super) async fn last_summary(&self, node: &Node) -> Option<Arc<NodeSummary>> {
+    /// The member's last parsed summary, if the cache still has it,
+    /// without reading anything (for `/nodes`, which shows live state).
+    pub(super) async fn last_summary(&self, node: &Member) -> Option<Arc<NodeSummary>> {
         let key = Key {
             kind: Parsed,
-            node: node.index,
+            node: node.via.index,
             path: summary::FILE_PATH.into(),
             user: None,
         };
-        self.cache.peek(&key).await
+        match self.cache.peek(&key).await? {
+            Fetched::Node(s) if !node.is_below() => Some(s),
+            Fetched::Merged(m) if node.is_below() => match &m.get(&node.name)?.data {
+                merged::NodeData::Summary { summary, .. } => Some(summary.clone()),
+                merged::NodeData::Missing { .. } => None,
+            },
+            _ => None,
+        }
     }
 
-    /// The node's parsed summary and, when a `stale` rule let the cache
-    /// serve it past its TTL, its age.
-    pub(super) async fn node_parsed_summary(
+    /// A pool node's summary file, parsed (a node's or a lower
+    /// aggregator's), and, when a `stale` rule let the cache serve it past
+    /// its TTL, its age. What the pool node was found to be is recorded.
+    pub(super) async fn fetch_summary(
         &self,
         node: &Arc<Node>,
-    ) -> FsResult<(Arc<NodeSummary>, Option<Duration>)> {
-        let (s, fresh) = self
+    ) -> FsResult<(Fetched, Option<Duration>)> {
+        let direct = Member::direct(node);
+        let (f, fresh) = self
             .cached(
                 Parsed,
-                node,
+                &direct,
                 summary::FILE_PATH,
                 None,
                 |pool, n, p, _| async move {
@@ -223,17 +298,39 @@ impl Tree {
                         .with_node(&n, |root| async move { root.read_all(&p).await })
                         .await
                         .map_err(pool_err)?;
-                    summary::parse(&bytes).map(Arc::new).map_err(|e| {
-                        FsError::new(errno::EPROTO)
-                            .with(format!("{}: bad summary: {e}", n.spec.name))
-                    })
+                    let name = n.spec.name.clone();
+                    let small = bytes.len() < OFFLOAD_PARSE_BYTES;
+                    let parse = move || {
+                        let bad = |e| {
+                            FsError::new(errno::EPROTO).with(format!("{name}: bad summary: {e}"))
+                        };
+                        if merged::is_merged(&bytes) {
+                            merged::parse(&bytes)
+                                .map(|m| Fetched::Merged(Arc::new(MergedIndex::new(m))))
+                                .map_err(bad)
+                        } else {
+                            summary::parse(&bytes)
+                                .map(|s| Fetched::Node(Arc::new(s)))
+                                .map_err(bad)
+                        }
+                    };
+                    // A lower aggregator's file is CPU-bound work of up to
+                    // seconds: off the runtime's threads. A node's is not
+                    // worth the hand-off.
+                    if small {
+                        return parse();
+                    }
+                    tokio::task::spawn_blocking(parse)
+                        .await
+                        .map_err(|e| FsError::IO.with(format!("parsing a summary: {e}")))?
                 },
             )
             .await?;
+        self.learn(node, &f);
         let age = match fresh {
             Freshness::Stale(age) => Some(age),
             _ => None,
         };
-        Ok((s, age))
+        Ok((f, age))
     }
 }

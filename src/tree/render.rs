@@ -17,11 +17,16 @@ use futures::StreamExt;
 use crate::cache::{CLUSTER, Key, Kind, Lifetime};
 use crate::client::pool::{Node, NodeState};
 use crate::config::{CachePolicy, Ttl};
+use crate::format::merged::{self, NodeData};
 use crate::format::summary::{self, NodeSummary};
 use crate::format::table::{LOAD_HEADER, NODES_HEADER, PS_HEADER, Row};
 use crate::proto::errno;
+use crate::server::FsError;
+use crate::sys;
 use crate::view::View;
 
+use super::members::Member;
+use super::reads::Fetched;
 use super::{Tree, tables};
 
 /// Synthesized files at the top level.
@@ -32,6 +37,9 @@ pub(super) enum Synth {
     Load,
     Stats,
     Metrics,
+    /// `/.gproc/ps`, for administrators: every node's summary in one file
+    /// (the merged summary), what an aggregator above this one reads.
+    Merged,
 }
 
 impl Synth {
@@ -43,10 +51,11 @@ impl Synth {
             Synth::Load => "load",
             Synth::Stats => "stats",
             Synth::Metrics => "metrics",
+            Synth::Merged => summary::SUMMARY_FILE,
         }
     }
 
-    /// Every synthesized file, in listing order.
+    /// The synthesized files at the root, in listing order.
     pub(super) const ALL: [Synth; 5] = [
         Synth::Nodes,
         Synth::Ps,
@@ -79,15 +88,38 @@ impl Kind for Table {
     const NODE_READS: bool = false;
 }
 
+/// A node left out of a table, and why.
+pub(super) struct MissingNode {
+    /// Its name.
+    pub(super) node: String,
+    /// Linux errno.
+    pub(super) errno: u32,
+    /// Why, as the view may be told (for a user, the errno's text alone:
+    /// a node's own error text can name other users' processes).
+    pub(super) reason: String,
+    /// The lower aggregators the news came through, nearest first.
+    pub(super) via: Vec<String>,
+}
+
+/// A node whose rows come from a copy past its TTL.
+pub(super) struct StaleNode {
+    pub(super) node: String,
+    pub(super) age: Duration,
+    pub(super) reason: String,
+    pub(super) via: Vec<String>,
+}
+
+/// A node that answered, with its summary.
+pub(super) type Answered = (Arc<Member>, Arc<NodeSummary>);
+
 /// What [`Tree::gather`] collected.
 pub(super) struct Gathered {
     /// Nodes that answered, with their summaries, in config order.
-    pub(super) ok: Vec<(Arc<Node>, Arc<NodeSummary>)>,
-    /// Node, why it is missing (for a user, the errno's text alone: a
-    /// node's own error text can name other users' processes).
-    missing: Vec<(String, String)>,
-    /// Node, age of its copy, why it is stale.
-    stale: Vec<(String, Duration, String)>,
+    pub(super) ok: Vec<Answered>,
+    /// Nodes that did not.
+    pub(super) missing: Vec<MissingNode>,
+    /// Nodes whose data is a stale copy.
+    pub(super) stale: Vec<StaleNode>,
     /// Nodes that did not answer and that this view cannot name, since
     /// only their summary would say whether the user runs there.
     unsure: usize,
@@ -97,20 +129,19 @@ impl Tree {
     /// The nodes a view may see before looking at what runs on them (all
     /// of them for a view that sees the nodes where the user runs), in
     /// config order.
-    pub(super) fn candidate_nodes(&self, view: &View) -> Vec<Arc<Node>> {
-        self.pool
-            .nodes()
-            .iter()
-            .filter(|n| view.depends_on_processes() || view.sees_node(&n.spec.name))
-            .cloned()
+    pub(super) fn candidate_nodes(&self, view: &View) -> Vec<Arc<Member>> {
+        self.all_members()
+            .into_iter()
+            .filter(|n| view.depends_on_processes() || view.sees_node(&n.name))
             .collect()
     }
 
     /// The nodes this view sees, in config order: for a view of the nodes
     /// where the user runs, those whose summary (as cached) shows one of
     /// their processes now.
-    pub(super) async fn visible_nodes(&self, view: &View) -> Vec<Arc<Node>> {
+    pub(super) async fn visible_nodes(&self, view: &View) -> Vec<Arc<Member>> {
         if !view.depends_on_processes() {
+            self.learn_kinds().await;
             return self.candidate_nodes(view);
         }
         self.gather(view)
@@ -125,90 +156,201 @@ impl Tree {
     /// the user runs this asks the node's summary (cached per its TTL), so
     /// a node appears and disappears as their processes come and go; a
     /// node whose summary cannot be read does not exist for them.
-    pub(super) async fn node_visible(&self, view: &View, node: &Arc<Node>) -> bool {
-        if view.sees_node(&node.spec.name) {
+    pub(super) async fn node_visible(&self, view: &View, node: &Member) -> bool {
+        if view.sees_node(&node.name) {
             return true;
         }
         if !view.depends_on_processes() {
             return false;
         }
         match self.node_summary(node).await {
-            Ok(s) => {
-                view.sees_node_running(&node.spec.name, s.procs.iter().map(|p| (p.ruid, p.euid)))
-            }
+            Ok(s) => view.sees_node_running(&node.name, s.procs.iter().map(|p| (p.ruid, p.euid))),
             Err(_) => false,
         }
     }
 
     /// The node named `name` if it exists for `view` now.
-    pub(super) async fn visible_node(&self, view: &View, name: &str) -> Option<Arc<Node>> {
-        let node = self.pool.node(name)?;
+    pub(super) async fn visible_node(&self, view: &View, name: &str) -> Option<Arc<Member>> {
+        // Which names exist may not be told to those who see part of the
+        // cluster: one not theirs is not looked up (no probe of the pool).
+        if !view.admin && !view.depends_on_processes() && !view.sees_node(name) {
+            return None;
+        }
+        let node = self.member(name).await?;
         self.node_visible(view, &node).await.then_some(node)
     }
 
-    /// Summaries of every visible node, gathered within the deadline; the
-    /// nodes that failed with why; and notes for nodes whose summary is a
-    /// stale copy (allowed by a `stale` rule) with its age and why.
+    /// Summaries of every visible node, gathered within the deadline (one
+    /// read per pool node: a lower aggregator's merged summary covers every
+    /// node below it); the nodes that failed with why; and notes for nodes
+    /// whose summary is a stale copy (allowed by a `stale` rule).
     pub(super) async fn gather(&self, view: &View) -> Gathered {
-        let nodes = self.candidate_nodes(view);
+        let pool_nodes = self.pool.nodes();
+        // Lower aggregators and pool nodes of unknown kind are always read
+        // (what is below them decides); known nodes when the view may see
+        // them.
+        let targets: Vec<Arc<Node>> = {
+            let m = sys::lock(&self.members);
+            pool_nodes
+                .iter()
+                .filter(|n| {
+                    !m.is_node(n.index)
+                        || view.depends_on_processes()
+                        || view.sees_node(&n.spec.name)
+                })
+                .cloned()
+                .collect()
+        };
         let mut futs = self
             .pool
-            .fan_out_with(&nodes, self.deadline, |n| async move {
-                self.node_summary_aged(&n).await
+            .fan_out_with(&targets, self.deadline, |n| async move {
+                self.peer_data(&n).await
             });
         let ttl = match self.cache.policy().ttl_for(summary::FILE_PATH).ttl {
             Ttl::For(d) => d,
             Ttl::Never => Duration::ZERO,
         };
-        let (mut ok, mut missing, mut stale) = (Vec::new(), Vec::new(), Vec::new());
-        while let Some((n, r)) = futs.next().await {
-            match r {
-                Some(Ok((s, age))) => {
-                    // A copy just past its TTL while a refresh runs is
-                    // normal (stale-while-revalidate); say so only when the
-                    // node is down, or up but not refreshed within a
-                    // deadline after the TTL.
-                    if let Some(age) = age {
-                        match n.status().state {
-                            NodeState::Down(r) => {
-                                stale.push((n.spec.name.clone(), age, format!("node down: {r}")));
-                            }
-                            _ if age > ttl + self.deadline => {
-                                stale.push((n.spec.name.clone(), age, "refreshing".into()));
-                            }
-                            _ => {}
-                        }
-                    }
-                    ok.push((n, s));
-                }
-                Some(Err(e)) if view.admin => missing.push((n.spec.name.clone(), e.to_string())),
-                Some(Err(e)) => missing.push((n.spec.name.clone(), errno::to_string(e.errno))),
-                None => missing.push((
-                    n.spec.name.clone(),
-                    format!("no answer within {:?}", self.deadline),
-                )),
+        let reason_for = |e: &FsError| {
+            if view.admin {
+                e.to_string()
+            } else {
+                errno::to_string(e.errno)
             }
-        }
-        // Config order, so the tables are stable from read to read.
-        let order: HashMap<u32, usize> = nodes
+        };
+        let order: HashMap<u32, usize> = pool_nodes
             .iter()
             .enumerate()
             .map(|(i, n)| (n.index, i))
             .collect();
-        ok.sort_by_key(|(n, _)| order.get(&n.index).copied().unwrap_or(usize::MAX));
+        // Per pool node (by config position): what it gave.
+        let mut slots: Vec<(usize, Vec<Answered>)> = Vec::new();
+        let (mut missing, mut stale) = (Vec::new(), Vec::new());
+        while let Some((n, r)) = futs.next().await {
+            let pos = order.get(&n.index).copied().unwrap_or(usize::MAX);
+            let below = sys::lock(&self.members).below(n.index);
+            let failed = |e: FsError, missing: &mut Vec<MissingNode>| {
+                if below.is_empty() {
+                    missing.push(MissingNode {
+                        node: n.spec.name.clone(),
+                        errno: e.errno,
+                        reason: reason_for(&e),
+                        via: Vec::new(),
+                    });
+                    return;
+                }
+                // A lower aggregator that does not answer: every node
+                // below it is missing, with its reason.
+                for m in below
+                    .iter()
+                    .filter(|m| view.depends_on_processes() || view.sees_node(&m.name))
+                {
+                    missing.push(MissingNode {
+                        node: m.name.clone(),
+                        errno: e.errno,
+                        reason: reason_for(&e),
+                        via: m.chain.clone(),
+                    });
+                }
+            };
+            // How far past its TTL this level's copy is, and whether to say.
+            let own_stale = |age: Option<Duration>| -> Option<(Duration, String)> {
+                let age = age?;
+                match n.status().state {
+                    NodeState::Down(r) => Some((age, format!("node down: {r}"))),
+                    _ if age > ttl + self.deadline => Some((age, "refreshing".into())),
+                    _ => None,
+                }
+            };
+            match r {
+                Some(Ok((Fetched::Node(s), age))) => {
+                    if !(view.depends_on_processes() || view.sees_node(&n.spec.name)) {
+                        continue;
+                    }
+                    if let Some((age, reason)) = own_stale(age) {
+                        stale.push(StaleNode {
+                            node: n.spec.name.clone(),
+                            age,
+                            reason,
+                            via: Vec::new(),
+                        });
+                    }
+                    slots.push((pos, vec![(Member::direct(&n), s)]));
+                }
+                Some(Ok((Fetched::Merged(mi), age))) => {
+                    let own = own_stale(age);
+                    let mut got = Vec::new();
+                    for m in below.iter() {
+                        if !(view.depends_on_processes() || view.sees_node(&m.name)) {
+                            continue;
+                        }
+                        let Some(mn) = mi.get(&m.name) else { continue };
+                        match &mn.data {
+                            NodeData::Summary {
+                                summary,
+                                stale: lower,
+                            } => {
+                                if let Some((age, reason)) = &own {
+                                    stale.push(StaleNode {
+                                        node: m.name.clone(),
+                                        age: (*age).max(lower.unwrap_or_default()),
+                                        reason: reason.clone(),
+                                        via: Vec::new(),
+                                    });
+                                } else if let Some(lower) = lower {
+                                    stale.push(StaleNode {
+                                        node: m.name.clone(),
+                                        age: *lower,
+                                        reason: if mn.state == "down" {
+                                            format!(
+                                                "node down: {}",
+                                                mn.last_error.as_deref().unwrap_or("?")
+                                            )
+                                        } else {
+                                            "refreshing".into()
+                                        },
+                                        via: m.chain.clone(),
+                                    });
+                                }
+                                got.push((m.clone(), summary.clone()));
+                            }
+                            NodeData::Missing { errno: e, reason } => missing.push(MissingNode {
+                                node: m.name.clone(),
+                                errno: *e,
+                                reason: if view.admin {
+                                    reason.clone()
+                                } else {
+                                    errno::to_string(*e)
+                                },
+                                via: m.chain.clone(),
+                            }),
+                        }
+                    }
+                    slots.push((pos, got));
+                }
+                Some(Err(e)) => failed(e, &mut missing),
+                None => failed(
+                    FsError::new(errno::ETIMEDOUT)
+                        .with(format!("no answer within {:?}", self.deadline)),
+                    &mut missing,
+                ),
+            }
+        }
+        // Config order, so the tables are stable from read to read.
+        slots.sort_by_key(|(pos, _)| *pos);
+        let mut ok: Vec<Answered> = slots.into_iter().flat_map(|(_, v)| v).collect();
         let mut unsure = 0;
         if view.depends_on_processes() {
             // Only the nodes where they run exist for them: the others
             // are neither listed nor named in a note.
             ok.retain(|(n, s)| {
-                view.sees_node_running(&n.spec.name, s.procs.iter().map(|p| (p.ruid, p.euid)))
+                view.sees_node_running(&n.name, s.procs.iter().map(|p| (p.ruid, p.euid)))
             });
-            stale.retain(|(name, _, _)| ok.iter().any(|(n, _)| n.spec.name == *name));
+            stale.retain(|st| ok.iter().any(|(n, _)| n.name == st.node));
             unsure = missing.len();
             missing.clear();
         }
-        missing.sort();
-        stale.sort();
+        missing.sort_by(|a, b| a.node.cmp(&b.node));
+        stale.sort_by(|a, b| a.node.cmp(&b.node));
         Gathered {
             ok,
             missing,
@@ -220,7 +362,7 @@ impl Tree {
     /// The synthesized file `s` as `view` sees it; `/ps` and `/load`
     /// through the cache.
     pub(super) async fn render(&self, view: &View, s: Synth) -> Bytes {
-        if !matches!(s, Synth::Ps | Synth::Load) {
+        if !matches!(s, Synth::Ps | Synth::Load | Synth::Merged) {
             return self.render_now(view, s).await;
         }
         let key = Key {
@@ -230,7 +372,11 @@ impl Tree {
             // an allotment changed is not served after.
             path: format!(
                 "/{}?admin={}&uid={}&generation={}",
-                s.name(),
+                if s == Synth::Merged {
+                    summary::FILE_PATH.trim_start_matches('/')
+                } else {
+                    s.name()
+                },
                 view.admin,
                 view.uid,
                 view.generation
@@ -273,31 +419,96 @@ impl Tree {
         let mut foreign = Vec::new();
         for (n, s) in &ok {
             if s.has_linux_facts() {
-                rows(out, &n.spec.name, s);
+                rows(out, &n.name, s);
             } else {
-                foreign.push(n.spec.name.as_str());
+                foreign.push(n.name.as_str());
             }
         }
-        tables::missing_notes(out, &missing);
+        tables::missing_notes(
+            out,
+            missing
+                .iter()
+                .map(|m| (m.node.as_str(), m.reason.as_str(), m.via.as_slice())),
+        );
         tables::foreign_notes(out, &foreign);
         tables::unsure_note(out, unsure);
-        tables::stale_notes(out, &stale);
+        tables::stale_notes(
+            out,
+            stale
+                .iter()
+                .map(|s| (s.node.as_str(), s.age, s.reason.as_str(), s.via.as_slice())),
+        );
+    }
+
+    /// The merged summary: every node this aggregator serves, with its
+    /// state and its summary or why there is none, gathered as `/ps` is
+    /// (through the cache, within the deadline).
+    async fn render_merged(&self, view: &View) -> Bytes {
+        let Gathered {
+            ok, missing, stale, ..
+        } = self.gather(view).await;
+        let summaries: HashMap<u32, Arc<NodeSummary>> =
+            ok.into_iter().map(|(m, s)| (m.index, s)).collect();
+        let missing: HashMap<&str, &MissingNode> =
+            missing.iter().map(|m| (m.node.as_str(), m)).collect();
+        let stale: HashMap<&str, Duration> =
+            stale.iter().map(|s| (s.node.as_str(), s.age)).collect();
+        let mut w = merged::Writer::new(&self.name);
+        for m in self.all_members() {
+            let data = match (summaries.get(&m.index), missing.get(m.name.as_str())) {
+                (Some(s), _) => NodeData::Summary {
+                    summary: s.clone(),
+                    stale: stale.get(m.name.as_str()).copied(),
+                },
+                (None, Some(x)) => NodeData::Missing {
+                    errno: x.errno,
+                    reason: x.reason.clone(),
+                },
+                (None, None) => continue,
+            };
+            let st = m.status();
+            let (state, error) = match &st.state {
+                NodeState::Idle => ("idle", st.last_error.clone()),
+                NodeState::Up => ("up", st.last_error.clone()),
+                NodeState::Down(r) => ("down", Some(r.clone())),
+            };
+            w.node(
+                &merged::MergedNode {
+                    name: m.name.clone(),
+                    state: state.into(),
+                    address: m.address(),
+                    via: m.chain.clone(),
+                    dialect: st.dialect.map(|d| d.version_string().to_string()),
+                    rtt_ms: st.rtt.map(|d| d.as_secs_f64() * 1000.0),
+                    last_contact: st
+                        .last_contact
+                        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                        .map(|d| d.as_secs()),
+                    last_error: error,
+                    data,
+                },
+                None,
+            );
+        }
+        Bytes::from(w.finish())
     }
 
     async fn render_now(&self, view: &View, s: Synth) -> Bytes {
         let mut out = String::new();
         match s {
             Synth::Metrics => return self.render_metrics(view).await,
+            Synth::Merged => return self.render_merged(view).await,
             Synth::Nodes => {
                 out.push_str(NODES_HEADER);
                 out.push('\n');
                 for n in self.visible_nodes(view).await {
                     let last = self.last_summary(&n).await;
                     let row = tables::node_row(
-                        &n.spec.name,
-                        &n.spec.address.to_string(),
+                        &n.name,
+                        &n.address(),
                         &n.status(),
                         last.as_deref(),
+                        &n.chain,
                     );
                     out.push_str(&row.line());
                     out.push('\n');

@@ -67,8 +67,15 @@ pub fn load_row(node: &str, s: &NodeSummary) -> LoadRow {
     }
 }
 
-/// The `/nodes` row of a node of the pool.
-pub fn node_row(name: &str, address: &str, st: &NodeStatus, last: Option<&NodeSummary>) -> NodeRow {
+/// The `/nodes` row of a node: its name, where it is dialled, its status,
+/// its last summary and the lower aggregators it is reached through.
+pub fn node_row(
+    name: &str,
+    address: &str,
+    st: &NodeStatus,
+    last: Option<&NodeSummary>,
+    via: &[String],
+) -> NodeRow {
     let state = match &st.state {
         NodeState::Idle => "idle",
         NodeState::Up => "up",
@@ -90,16 +97,30 @@ pub fn node_row(name: &str, address: &str, st: &NodeStatus, last: Option<&NodeSu
             .map(|d| d.as_secs()),
         arch: last.map(|s| s.arch.clone()).filter(|a| !a.is_empty()),
         kernel: last.map(|s| s.kernel.clone()).filter(|k| !k.is_empty()),
+        age_s: last.map(|s| (now_unix() - s.time).max(0.0)),
+        via: via.to_vec(),
         error,
     }
 }
 
-/// Appends `# missing NODE: reason` notes for nodes left out of a table.
-pub fn missing_notes(out: &mut String, missing: &[(String, String)]) {
-    for (node, why) in missing {
+fn now_unix() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Appends `# missing NODE: reason [via A/B]` notes for nodes left out
+/// of a table: each `(node, reason, via)`.
+pub fn missing_notes<'a>(
+    out: &mut String,
+    missing: impl IntoIterator<Item = (&'a str, &'a str, &'a [String])>,
+) {
+    for (node, why, via) in missing {
         Note::Missing {
-            node: node.clone(),
-            reason: why.clone(),
+            node: node.to_string(),
+            reason: why.to_string(),
+            via: via.to_vec(),
         }
         .write(out);
     }
@@ -132,14 +153,19 @@ pub fn unsure_note(out: &mut String, unsure: usize) {
     }
 }
 
-/// Appends `# stale NODE: 12.3s old (why)` notes for nodes whose rows
-/// come from a copy past its TTL (a `stale` cache rule allowed it).
-pub fn stale_notes(out: &mut String, stale: &[(String, std::time::Duration, String)]) {
-    for (node, age, why) in stale {
+/// Appends `# stale NODE: 12.3s old (why) [via A/B]` notes for nodes
+/// whose rows come from a copy past its TTL (a `stale` cache rule allowed
+/// it): each `(node, age, why, via)`.
+pub fn stale_notes<'a>(
+    out: &mut String,
+    stale: impl IntoIterator<Item = (&'a str, std::time::Duration, &'a str, &'a [String])>,
+) {
+    for (node, age, why, via) in stale {
         Note::Stale {
-            node: node.clone(),
-            age: *age,
-            reason: why.clone(),
+            node: node.to_string(),
+            age,
+            reason: why.to_string(),
+            via: via.to_vec(),
         }
         .write(out);
     }

@@ -794,7 +794,7 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
     let missing: Vec<_> = notes(ps.clone())
         .into_iter()
         .filter_map(|n| match n {
-            crate::format::table::Note::Missing { node, reason } => Some((node, reason)),
+            crate::format::table::Note::Missing { node, reason, .. } => Some((node, reason)),
             _ => None,
         })
         .collect();

@@ -20,6 +20,7 @@ mod demo;
 mod docs;
 mod fair;
 mod hetero;
+mod hierarchy;
 mod hostile_client;
 mod hostile_input;
 mod hostile_server;

@@ -274,7 +274,8 @@ pub(crate) mod tests {
             s.notes,
             vec![Note::Missing {
                 node: "n3".into(),
-                reason: "connection refused".into()
+                reason: "connection refused".into(),
+                via: vec![],
             }]
         );
         assert_eq!(s.node_names(), vec!["n1", "n2", "n3"]);

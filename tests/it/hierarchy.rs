@@ -1,0 +1,356 @@
+//! Aggregators of aggregators (issue 14), all real servers on loopback:
+//! simulated nodes split across rack aggregators under a top one. The
+//! top's tables are the union of the racks' (one read per rack), every
+//! node is reachable by name at the top with qids unique across the whole
+//! tree, a rack that dies makes its nodes missing with the reason while
+//! the others keep working, and three levels work as two do.
+
+use std::collections::{BTreeSet, HashSet};
+use std::net::Ipv4Addr;
+use std::time::Duration;
+
+use gproc::aggregator::Aggregator;
+use gproc::client::{Client, ClientOptions, FidHandle};
+use gproc::config::Config;
+use gproc::format::table::{NodeRow, Note, PsRow, Table};
+use gproc::net::Address;
+use gproc::sim::{SimCluster, SimOptions};
+use tokio_util::sync::CancellationToken;
+
+/// A running in-process aggregator and its stop switch.
+struct Agg {
+    agg: Aggregator,
+    stop: CancellationToken,
+}
+
+impl Agg {
+    /// Starts an aggregator named `name` over `nodes` (name, address)
+    /// listening on `listen` (`127.0.0.1:0` for any port).
+    async fn start(name: &str, listen: &str, nodes: &[(String, String)], extra: &str) -> Agg {
+        let mut text = format!(
+            "[server]\nlisten = [\"{listen}\"]\nauth = \"none\"\nname = \"{name}\"\n\n\
+             [pool]\nrequest_timeout = \"3s\"\nconnect_timeout = \"1s\"\ndeadline = \"4s\"\n\
+             reconnect_min = \"50ms\"\nreconnect_max = \"200ms\"\n\n{extra}\n"
+        );
+        for (n, a) in nodes {
+            // A lower aggregator serves its tree at the attach root.
+            let aname = if n.starts_with("sim") { "/proc" } else { "" };
+            text.push_str(&format!(
+                "[[nodes]]\nnames = \"{n}\"\naddress = \"{a}\"\naname = \"{aname}\"\n\n"
+            ));
+        }
+        let cfg = Config::from_str(&text, &format!("{name}.toml")).unwrap();
+        let stop = CancellationToken::new();
+        let agg = Aggregator::start(&cfg, stop.clone()).await.unwrap();
+        Agg { agg, stop }
+    }
+
+    fn addr(&self) -> String {
+        match &self.agg.addresses[0] {
+            Address::Tcp(a) => a.clone(),
+            a => panic!("{a}"),
+        }
+    }
+
+    async fn stop(self) {
+        self.stop.cancel();
+        let _ = tokio::time::timeout(Duration::from_secs(6), self.agg.task).await;
+    }
+}
+
+async fn root_of(addr: &str) -> FidHandle {
+    let c = Client::connect(&Address::Tcp(addr.into()), ClientOptions::default())
+        .await
+        .unwrap();
+    c.attach("root", "", Some(0)).await.unwrap()
+}
+
+async fn text(root: &FidHandle, path: &str) -> String {
+    String::from_utf8(root.read_all(path).await.unwrap().to_vec()).unwrap()
+}
+
+/// `/ps` as (node, pid, user, command) rows, and its notes.
+async fn ps(root: &FidHandle) -> (BTreeSet<(String, i32, String, String)>, Vec<Note>) {
+    let t = Table::<PsRow>::parse(&text(root, "ps").await).unwrap();
+    let rows = t
+        .rows
+        .into_iter()
+        .map(|r| (r.node, r.pid, r.user, r.command))
+        .collect();
+    (rows, t.notes)
+}
+
+async fn cluster(nodes: usize, second: u8) -> SimCluster {
+    SimCluster::start(SimOptions {
+        nodes,
+        procs_per_node: 12,
+        churn_per_min: 0.0,
+        base_port: 0,
+        first_address: Ipv4Addr::new(127, 14, second, 1),
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap()
+}
+
+/// The sim nodes `range` as `(name, address)` config entries.
+fn entries(c: &SimCluster, range: std::ops::Range<usize>) -> Vec<(String, String)> {
+    c.nodes()[range]
+        .iter()
+        .map(|n| (n.name.clone(), n.addr.to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_levels_serve_the_union_of_the_racks() {
+    let c = cluster(30, 1).await;
+    let mut racks = Vec::new();
+    for r in 0..3 {
+        racks.push(
+            Agg::start(
+                &format!("rack{}", r + 1),
+                "127.0.0.1:0",
+                &entries(&c, r * 10..r * 10 + 10),
+                "",
+            )
+            .await,
+        );
+    }
+    let top_nodes: Vec<(String, String)> = racks
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (format!("rack{}", i + 1), r.addr()))
+        .collect();
+    let top = Agg::start("top", "127.0.0.1:0", &top_nodes, "").await;
+    let check = async {
+        let t = root_of(&top.addr()).await;
+        // The top's /ps is the union of the racks' own, row for row.
+        let (rows, notes) = ps(&t).await;
+        assert!(notes.is_empty(), "{notes:?}");
+        let mut union = BTreeSet::new();
+        for r in &racks {
+            let (rr, rn) = ps(&root_of(&r.addr()).await).await;
+            assert!(rn.is_empty(), "{rn:?}");
+            union.extend(rr);
+        }
+        assert_eq!(rows.len(), c.total_processes());
+        assert_eq!(rows, union);
+
+        // /nodes names every node below, through its rack, with its age.
+        let nodes = Table::<NodeRow>::parse(&text(&t, "nodes").await).unwrap();
+        assert_eq!(nodes.rows.len(), 30, "{:?}", nodes.rows);
+        for (i, n) in nodes.rows.iter().enumerate() {
+            assert_eq!(n.node, c.nodes()[i].name);
+            assert_eq!(n.via, vec![format!("rack{}", i / 10 + 1)], "{n:?}");
+            assert!(n.is_up(), "{n:?}");
+            assert!(n.age_s.is_some_and(|a| a < 60.0), "{n:?}");
+        }
+        // /load too.
+        let load = text(&t, "load").await;
+        assert_eq!(load.lines().filter(|l| !l.starts_with('#')).count(), 31);
+
+        // The racks are not directories of the top; their nodes are, and
+        // reads reach the nodes through them, byte for byte.
+        assert!(t.walk("rack1").await.is_err());
+        let mut root_listing: Vec<String> = t
+            .read_dir("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        root_listing.retain(|n| n.starts_with("sim"));
+        assert_eq!(root_listing.len(), 30);
+        let r2 = root_of(&racks[1].addr()).await;
+        let name = &c.nodes()[14].name;
+        for f in ["loadavg", "1/status", "1/cmdline", "meminfo"] {
+            let path = format!("{name}/{f}");
+            assert_eq!(
+                t.read_all(&path).await.unwrap(),
+                r2.read_all(&path).await.unwrap(),
+                "{path}"
+            );
+        }
+        // /pid aliases cover nodes below too.
+        let alias = format!("pid/1@{name}/status");
+        assert!(t.read_all(&alias).await.is_ok(), "{alias}");
+
+        // qid.path is unique across the whole top tree: every node root,
+        // every entry of two nodes of different racks, and the aliases.
+        let mut seen = HashSet::new();
+        for e in t.read_dir("").await.unwrap() {
+            assert!(seen.insert(e.qid.path), "{} repeats a qid", e.name);
+        }
+        for n in [&c.nodes()[3].name, &c.nodes()[23].name] {
+            for e in t.read_dir(n).await.unwrap() {
+                if e.name == "." || e.name == ".." {
+                    continue;
+                }
+                assert!(seen.insert(e.qid.path), "{n}/{} repeats a qid", e.name);
+            }
+        }
+        for e in t.read_dir("pid").await.unwrap() {
+            if e.name == "." || e.name == ".." {
+                continue;
+            }
+            assert!(seen.insert(e.qid.path), "pid/{} repeats a qid", e.name);
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), check)
+        .await
+        .expect("answers in time");
+    top.stop().await;
+    for r in racks {
+        r.stop().await;
+    }
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rack_that_dies_is_missing_with_the_reason_then_back() {
+    let c = cluster(12, 2).await;
+    let r1 = Agg::start("rack1", "127.0.0.1:0", &entries(&c, 0..6), "").await;
+    let r2 = Agg::start("rack2", "127.0.0.1:0", &entries(&c, 6..12), "").await;
+    let r2_addr = r2.addr();
+    let top = Agg::start(
+        "top",
+        "127.0.0.1:0",
+        &[
+            ("rack1".into(), r1.addr()),
+            ("rack2".into(), r2_addr.clone()),
+        ],
+        "[cache]\n[[cache.rule]]\npath = \"/.gproc/ps\"\nttl = \"200ms\"\n",
+    )
+    .await;
+    let t = root_of(&top.addr()).await;
+    let (rows, notes) = ps(&t).await;
+    assert_eq!(rows.len(), c.total_processes(), "{notes:?}");
+
+    r2.stop().await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let (rows, notes) = ps(&t).await;
+    let rack1: BTreeSet<&str> = c.nodes()[..6].iter().map(|n| n.name.as_str()).collect();
+    assert!(rows.iter().all(|r| rack1.contains(r.0.as_str())));
+    assert_eq!(rows.len(), c.total_processes() / 2, "{notes:?}");
+    for n in &c.nodes()[6..] {
+        let note = notes
+            .iter()
+            .find(|x| x.node() == Some(n.name.as_str()))
+            .unwrap_or_else(|| panic!("no note for {}: {notes:?}", n.name));
+        match note {
+            Note::Missing { reason, via, .. } => {
+                assert_eq!(via, &vec!["rack2".to_string()], "{note:?}");
+                assert!(reason.contains("rack2"), "{note:?}");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    // A node file below the dead rack fails with the reason; the other
+    // rack's are read.
+    assert!(
+        t.read_all(&format!("{}/loadavg", c.nodes()[7].name))
+            .await
+            .is_err()
+    );
+    assert!(
+        t.read_all(&format!("{}/loadavg", c.nodes()[1].name))
+            .await
+            .is_ok()
+    );
+
+    // Back on the same address: its nodes come back.
+    let r2 = Agg::start("rack2", &r2_addr, &entries(&c, 6..12), "").await;
+    let mut back = false;
+    for _ in 0..100 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let (rows, notes) = ps(&t).await;
+        if rows.len() == c.total_processes() && notes.is_empty() {
+            back = true;
+            break;
+        }
+    }
+    assert!(back, "rack2's nodes came back");
+    top.stop().await;
+    r1.stop().await;
+    r2.stop().await;
+    c.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_levels_work_as_two() {
+    let c = cluster(12, 3).await;
+    let r1 = Agg::start("rack1", "127.0.0.1:0", &entries(&c, 0..4), "").await;
+    let r2 = Agg::start("rack2", "127.0.0.1:0", &entries(&c, 4..8), "").await;
+    let mid = Agg::start(
+        "mid",
+        "127.0.0.1:0",
+        &[("rack1".into(), r1.addr()), ("rack2".into(), r2.addr())],
+        "",
+    )
+    .await;
+    // The top has the middle level and a rack of its own side by side,
+    // and one node directly.
+    let r3 = Agg::start("rack3", "127.0.0.1:0", &entries(&c, 8..11), "").await;
+    let mut top_nodes = vec![("mid".to_string(), mid.addr()), ("rack3".into(), r3.addr())];
+    top_nodes.extend(entries(&c, 11..12));
+    let top = Agg::start("top", "127.0.0.1:0", &top_nodes, "").await;
+    let check = async {
+        let t = root_of(&top.addr()).await;
+        let (rows, notes) = ps(&t).await;
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(rows.len(), c.total_processes());
+        let nodes = Table::<NodeRow>::parse(&text(&t, "nodes").await).unwrap();
+        let via: Vec<(String, Vec<String>)> = nodes
+            .rows
+            .iter()
+            .map(|n| (n.node.clone(), n.via.clone()))
+            .collect();
+        let want: Vec<(String, Vec<String>)> = c
+            .nodes()
+            .iter()
+            .enumerate()
+            .map(|(i, n)| {
+                let v: Vec<&str> = match i {
+                    0..4 => vec!["mid", "rack1"],
+                    4..8 => vec!["mid", "rack2"],
+                    8..11 => vec!["rack3"],
+                    _ => vec![],
+                };
+                (n.name.clone(), v.into_iter().map(String::from).collect())
+            })
+            .collect();
+        assert_eq!(via, want);
+        // A file three levels down, byte for byte as the node serves it.
+        let name = &c.nodes()[5].name;
+        let direct = {
+            let c2 = Client::connect(
+                &Address::Tcp(c.nodes()[5].addr.to_string()),
+                ClientOptions::default(),
+            )
+            .await
+            .unwrap();
+            c2.attach("root", "", Some(0)).await.unwrap()
+        };
+        assert_eq!(
+            t.read_all(&format!("{name}/1/status")).await.unwrap(),
+            direct.read_all("1/status").await.unwrap()
+        );
+        let mut seen = HashSet::new();
+        for n in c.nodes() {
+            let q = t.metadata(&n.name).await.unwrap().qid;
+            assert!(seen.insert(q.path), "{} repeats a qid", n.name);
+            for e in t.read_dir(&format!("{}/1", n.name)).await.unwrap() {
+                if e.name != "." && e.name != ".." {
+                    assert!(seen.insert(e.qid.path), "{}/1/{} repeats", n.name, e.name);
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), check)
+        .await
+        .expect("answers in time");
+    for a in [top, mid, r1, r2, r3] {
+        a.stop().await;
+    }
+    c.shutdown().await;
+}
