@@ -5,13 +5,16 @@
 //! and v1 `slurm/uid_N/job_N/step_N` in the freezer hierarchy when one is
 //! mounted), one in a site pattern given with `--job-cgroup`, one in a
 //! user-delegated look-alike and one outside any job. Their jobs are
-//! checked in the agent's summary, in the aggregator's `/ps`, with `gproc
-//! ps -j` and `gproc kill -j`. The cgroups are removed afterwards, failed
-//! or not.
+//! checked in the agent's summary, in the aggregator's `/ps` (also from
+//! diod serving the same `/proc`: the per-process fallback), with `gproc
+//! ps -j` and `gproc kill -j`; a test user's process in no job is the only
+//! one `gproc ps --strays` lists. The cgroups are removed afterwards,
+//! failed or not.
 //!
 //! On the simulator: `gproc ps -j` lists exactly the `/ps` rows of a job
 //! spread over several nodes (some of them without a summary, so from the
-//! per-process fallback), and `gproc kill -j --dry-run` lists exactly them.
+//! per-process fallback), `gproc kill -j --dry-run` lists exactly them,
+//! and `gproc ps --forest` puts every process under its parent.
 
 use std::net::Ipv4Addr;
 use std::os::unix::fs::PermissionsExt;
@@ -186,6 +189,34 @@ async fn real_cgroups_name_jobs_at_the_agent_the_aggregator_and_the_cli() {
     let in_fake = sleeper_in(Some(&fake_dir));
     let outside = sleeper_in(None);
     let mut in_v1 = v1_dir.as_deref().map(|d| sleeper_in(Some(d)));
+    // A test user's processes, one in the job and one in none (a stray),
+    // when the test can make users.
+    let user = (have("useradd") && have("setpriv")).then(|| test_user("gproc-c1"));
+    let as_user = |dir: Option<&Path>| {
+        let child = Command::new("setpriv")
+            .args([
+                "--reuid",
+                "gproc-c1",
+                "--regid",
+                "gproc-c1",
+                "--init-groups",
+                "--",
+                "sleep",
+                "600",
+            ])
+            .spawn()
+            .unwrap();
+        if let Some(d) = dir {
+            std::fs::write(d.join("cgroup.procs"), child.id().to_string()).unwrap();
+        }
+        Proc(child)
+    };
+    let users_dir = cg.make(
+        &v2,
+        &format!("system.slice/slurmstepd.scope/job_5{me}/step_extern"),
+    );
+    let users_job = user.map(|_| as_user(Some(&users_dir)));
+    let users_stray = user.map(|_| as_user(None));
     let pid = |p: &Proc| p.0.id() as i32;
     let cgroup_text = std::fs::read_to_string(format!("/proc/{}/cgroup", pid(&in_v2))).unwrap();
     assert!(
@@ -346,6 +377,45 @@ async fn real_cgroups_name_jobs_at_the_agent_the_aggregator_and_the_cli() {
     assert_eq!(rc, 0);
     assert!(!out.contains(&pid(&in_fake).to_string()), "{out}");
 
+    // Strays: of these, only the test user's process in no job (root's
+    // are a system account's).
+    if let (Some(j), Some(s)) = (&users_job, &users_stray) {
+        let (uid, _) = user.unwrap();
+        wait_for("the user's processes switched", || {
+            [j, s].iter().all(|p| {
+                std::fs::read_to_string(format!("/proc/{}/status", pid(p)))
+                    .unwrap_or_default()
+                    .contains(&format!("Uid:\t{uid}\t"))
+            })
+        });
+        let pids: Vec<String> = [&in_v2, &in_site, &in_fake, &outside, j, s]
+            .iter()
+            .map(|p| pid(p).to_string())
+            .collect();
+        let listed = || {
+            let (rc, out, err) = gproc_run(&[
+                "ps",
+                "--server",
+                &server,
+                "-n",
+                "n1",
+                "--strays",
+                "-p",
+                &pids.join(","),
+                "-o",
+                "pid",
+                "--no-header",
+            ]);
+            assert_eq!(rc, 0, "{err}");
+            out.split_whitespace()
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        };
+        // /ps shows the user's processes once the summary is read again.
+        wait_for("/ps lists the user's processes", || !listed().is_empty());
+        assert_eq!(listed(), vec![pid(s).to_string()]);
+    }
+
     // 4. gproc kill -j: every process of the job, and nothing else.
     if let Some(p) = in_v1.as_mut() {
         let (rc, out, err) = gproc_run(&[
@@ -452,6 +522,7 @@ async fn simulated_jobs_across_nodes_select_with_ps_and_kill() {
 
     let job_arg = job_id.clone();
     let server2 = server.clone();
+    let server_for_forest = server.clone();
     let (rc, out, err) = tokio::task::spawn_blocking(move || {
         gproc_run(&["ps", "--server", &server2, "-j", &job_arg, "--json"])
     })
@@ -514,6 +585,71 @@ async fn simulated_jobs_across_nodes_select_with_ps_and_kill() {
         )),
         "{err}"
     );
+
+    // --forest: each node's rows, every child right under its parent's
+    // subtree, one level deeper, as /ps's PPID links them.
+    let picked: Vec<String> = nodes.iter().take(3).cloned().collect();
+    let hostlist = picked.join(",");
+    let server3 = server_for_forest.clone();
+    let (rc, out, err) = tokio::task::spawn_blocking(move || {
+        gproc_run(&[
+            "ps", "--server", &server3, "-n", &hostlist, "--forest", "--json",
+        ])
+    })
+    .await
+    .unwrap();
+    assert_eq!(rc, 0, "{err}");
+    let list: Vec<(String, i32, i32, usize)> = serde_json::from_str::<serde_json::Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["node"].as_str().unwrap().to_string(),
+                o["pid"].as_i64().unwrap() as i32,
+                o["ppid"].as_i64().unwrap() as i32,
+                o["depth"].as_u64().unwrap() as usize,
+            )
+        })
+        .collect();
+    let mut listed: Vec<(String, i32)> = list.iter().map(|(n, p, _, _)| (n.clone(), *p)).collect();
+    listed.sort();
+    let mut expected: Vec<(String, i32)> = rows
+        .iter()
+        .filter(|r| picked.contains(&r.node))
+        .map(|r| (r.node.clone(), r.pid))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected);
+    let mut deep = 0;
+    for (i, (node, pid, ppid, depth)) in list.iter().enumerate() {
+        let pids_here: std::collections::HashSet<i32> = list
+            .iter()
+            .filter(|(n, ..)| n == node)
+            .map(|(_, p, ..)| *p)
+            .collect();
+        if *depth == 0 {
+            assert!(
+                !pids_here.contains(ppid) || ppid == pid,
+                "{node} {pid} is a root"
+            );
+            continue;
+        }
+        deep = deep.max(*depth);
+        let parent = list[..i]
+            .iter()
+            .rev()
+            .find(|(n, _, _, d)| n == node && *d < *depth)
+            .unwrap_or_else(|| panic!("{node} {pid}: nothing above it"));
+        assert_eq!(
+            (parent.1, parent.3),
+            (*ppid, depth - 1),
+            "{node} {pid} under {parent:?}"
+        );
+    }
+    assert!(deep >= 2, "the forest has depth: {deep}");
+
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(6), agg.task).await;
     cluster.shutdown().await;

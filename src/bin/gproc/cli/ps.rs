@@ -36,6 +36,18 @@ pub struct PsArgs {
     /// Print JSON (one array of objects) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Each node's processes as a tree, children under their parent (as
+    /// `ps --forest`; a process whose parent is not listed is a root).
+    /// Siblings are ordered by --sort, else by pid; --json gives each
+    /// object its `depth`.
+    #[arg(long)]
+    forest: bool,
+    /// Only strays: processes of users who are not system accounts (uid
+    /// 1000 to 59999, or 65536 and up, by this host's user database) that
+    /// are in no batch job, such as what an ended job or an ssh session
+    /// left behind. Combine with -n to leave out login nodes.
+    #[arg(long)]
+    strays: bool,
     /// Omit the header line.
     #[arg(long)]
     no_header: bool,
@@ -414,35 +426,56 @@ pub async fn run(a: PsArgs) -> Result<ExitCode> {
     }
     let server = server_address(a.server.clone())?;
     let Selected { mut rows, missing } = a.select.read(&server, a.timeout, "gproc ps").await?;
-    if !sort.is_empty() {
-        rows.sort_by(|x, y| {
-            for (k, desc) in &sort {
-                let o = k.cmp(x, y);
-                if o != Ordering::Equal {
-                    return if *desc { o.reverse() } else { o };
-                }
-            }
-            Ordering::Equal
-        });
+    if a.strays {
+        rows = super::forest::strays(rows, gproc::sys::users::uid_by_name);
     }
+    let by_keys = |x: &PsRow, y: &PsRow| {
+        for (k, desc) in &sort {
+            let o = k.cmp(x, y);
+            if o != Ordering::Equal {
+                return if *desc { o.reverse() } else { o };
+            }
+        }
+        Ordering::Equal
+    };
+    // Rows with their depth in the forest (0 without --forest).
+    let rows: Vec<(PsRow, usize)> = if a.forest {
+        super::forest::forest(rows, |x, y| by_keys(x, y).then(x.pid.cmp(&y.pid)))
+    } else {
+        if !sort.is_empty() {
+            rows.sort_by(by_keys);
+        }
+        rows.into_iter().map(|r| (r, 0)).collect()
+    };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if a.json {
         let list: Vec<serde_json::Value> = rows
             .iter()
-            .map(|r| {
-                serde_json::json!({
+            .map(|(r, depth)| {
+                let mut o = serde_json::json!({
                     "node": r.node, "pid": r.pid, "ppid": r.ppid, "user": r.user,
                     "state": r.state.to_string(), "cpu": r.cpu, "mem": r.mem,
                     "rss_kb": r.rss_kb, "vsz_kb": r.vsz_kb, "start": r.start,
                     "time": r.time, "threads": r.threads, "job": r.job,
                     "step": r.step, "command": r.command,
-                })
+                });
+                if a.forest {
+                    o["depth"] = (*depth).into();
+                }
+                o
             })
             .collect();
         serde_json::to_writer_pretty(&mut out, &list)?;
         writeln!(out)?;
     } else {
         let fit = if a.wide { None } else { terminal_width() };
+        let rows: Vec<PsRow> = rows
+            .into_iter()
+            .map(|(mut r, depth)| {
+                r.command = super::forest::drawn(&r.command, depth);
+                r
+            })
+            .collect();
         write_table(&mut out, &cols, &rows, !a.no_header, fit)?;
     }
     out.flush()?;
