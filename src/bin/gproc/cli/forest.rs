@@ -94,10 +94,17 @@ pub(crate) fn system_user(user: &str, uid_of: impl Fn(&str) -> Option<u32>) -> b
 }
 
 /// Strays: processes of users who are not system accounts that are in no
-/// batch job.
+/// batch job. Each name is looked up once (the user database may be a
+/// directory server).
 pub(crate) fn strays(rows: Vec<PsRow>, uid_of: impl Fn(&str) -> Option<u32>) -> Vec<PsRow> {
+    let mut system: HashMap<String, bool> = HashMap::new();
     rows.into_iter()
-        .filter(|r| r.job.is_none() && !system_user(&r.user, &uid_of))
+        .filter(|r| {
+            r.job.is_none()
+                && !*system
+                    .entry(r.user.clone())
+                    .or_insert_with(|| system_user(&r.user, &uid_of))
+        })
         .collect()
 }
 
