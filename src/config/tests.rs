@@ -8,6 +8,7 @@ use super::*;
 const EXAMPLE: &str = include_str!("../../config/gproc.toml");
 const MINIMAL: &str = include_str!("../../config/minimal.toml");
 const HIERARCHY: &str = include_str!("../../config/hierarchy.toml");
+const RACK: &str = include_str!("../../config/rack.toml");
 
 /// Minimal valid text to build error cases on.
 const NODES: &str = "[[nodes]]\nnames = \"n[1-4]\"\naddress = \"{name}:5640\"\n";
@@ -111,6 +112,25 @@ fn other_examples_parse() {
     assert_eq!(cmd.argv[0], "/usr/bin/squeue");
     assert_eq!(cmd.refresh, Duration::from_secs(30));
     assert!(h.warnings.is_empty(), "{:?}", h.warnings);
+    let racks: Vec<_> = h
+        .nodes
+        .iter()
+        .filter(|n| n.name.starts_with("rack"))
+        .collect();
+    assert!(
+        racks.iter().all(|n| n.aname.is_empty() && n.munge),
+        "{racks:?}"
+    );
+    assert_eq!(h.server.name.as_deref(), Some("top"));
+    let r = ok(RACK);
+    assert_eq!(r.nodes.len(), 128);
+    assert_eq!(r.server.name.as_deref(), Some("rack1"));
+    assert_eq!(r.server.service_users, vec![Ident::Name("gproc".into())]);
+    assert!(
+        r.pool.deadline < h.pool.request_timeout,
+        "a rack answers within the top's request timeout"
+    );
+    assert!(r.warnings.is_empty(), "{:?}", r.warnings);
 }
 
 #[test]

@@ -89,3 +89,66 @@ pub(super) fn alias_qid(node: u32, pid: i32) -> Qid {
         false,
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeSet, HashMap, HashSet};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// One node's index at each of three levels (rack, middle, top),
+    /// distinct per level, each below the 22-bit bound.
+    fn indexes(n: usize) -> impl Strategy<Value = Vec<[u32; 3]>> {
+        let level = move || {
+            proptest::collection::btree_set(1u32..(1 << 22), n)
+                .prop_map(|s| s.into_iter().collect::<Vec<_>>())
+                .prop_shuffle()
+        };
+        (level(), level(), level()).prop_map(|(a, b, c)| {
+            a.into_iter()
+                .zip(b)
+                .zip(c)
+                .map(|((a, b), c)| [a, b, c])
+                .collect()
+        })
+    }
+
+    proptest! {
+        /// Across three levels, every node file's qid at the top is
+        /// unique: the node's own 40 bits under its top index, never a
+        /// hash; and no node file's qid is an alias's or a synthesized
+        /// file's.
+        #[test]
+        fn qids_stay_unique_through_three_levels(
+            (idx, files) in (1usize..40).prop_flat_map(|n| (
+                indexes(n),
+                proptest::collection::vec(
+                    proptest::collection::btree_set(0u64..(1 << 40), 1..20), n),
+            )),
+            pids in proptest::collection::btree_set(1i32..4_194_304, 1..20),
+        ) {
+            let mut seen: HashMap<u64, (usize, u64)> = HashMap::new();
+            let mut aliases = HashSet::new();
+            for (node, own) in files.iter().enumerate() {
+                let [rack, mid, top] = idx[node];
+                for &p in own.iter().chain(std::iter::once(&0)) {
+                    let q = Qid { ty: 0, version: 0, path: p };
+                    let at_rack = map_qid(KIND_NODE, rack, q, false);
+                    let at_mid = map_qid(KIND_NODE, mid, at_rack, true);
+                    let at_top = map_qid(KIND_NODE, top, at_mid, true);
+                    if let Some(prev) = seen.insert(at_top.path, (node, p)) {
+                        prop_assert_eq!(prev, (node, p), "two files share qid {:#x}", at_top.path);
+                    }
+                    prop_assert!(at_top.path > GPROC_DIR_QID);
+                }
+                for &pid in &pids {
+                    prop_assert!(aliases.insert(alias_qid(top, pid).path));
+                }
+            }
+            let files: BTreeSet<u64> = seen.keys().copied().collect();
+            prop_assert!(aliases.iter().all(|a| !files.contains(a)));
+        }
+    }
+}

@@ -70,8 +70,11 @@ const SKIPPED: &[&str] = &["kmsg"];
 /// Per-process files whose content moves even while the process is
 /// stopped: scheduler clocks (`sched`, `schedstat`, `stat`, `status`),
 /// and counts of pages shared with other processes, which come and go
-/// (`smaps`, `smaps_rollup`, `numa_maps`: mapmax, Shared_*, Pss).
+/// (`smaps`, `smaps_rollup`, `numa_maps`: mapmax, Shared_*, Pss), and
+/// x86's `arch_status` (milliseconds since the task last used AVX-512,
+/// on CPUs that have it).
 const MOVING_PID: &[&str] = &[
+    "arch_status",
     "sched",
     "schedstat",
     "timers",
@@ -852,6 +855,141 @@ async fn the_aggregator_gives_a_user_what_the_node_gives_them() {
             "{t:?}"
         );
     }
+}
+
+/// The process's start time (clock ticks after boot), for its pinned
+/// name `<pid>.<start>`.
+fn start_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read(format!("/proc/{pid}/stat")).unwrap();
+    gproc::format::summary::stat_start_ticks(&stat).unwrap()
+}
+
+/// A pinned name (`<pid>.<start>`, which agents resolve and which an
+/// aggregator above walks by) is judged as the pid is: a process outside
+/// t1's view is ENOENT by either name, at one level and through two.
+async fn pinned_names_follow_the_view(root: &FidHandle, fx: &Fixture) {
+    for t in &fx.targets {
+        let name = format!("{}.{}", t.pid, start_ticks(t.pid));
+        let by_pin = remote(root, &format!("n1/{name}/status"), Kind::File).await;
+        let by_pid = remote(root, &format!("n1/{}/status", t.pid), Kind::File).await;
+        if t.t1s {
+            assert!(
+                matches!(by_pin, Out::Data(_)),
+                "{}: {by_pin:?} {:?}",
+                t.label,
+                root.read_all(&format!("n1/{name}/status")).await
+            );
+        } else {
+            assert_eq!(
+                by_pin,
+                Out::Err(errno::ENOENT),
+                "{} by pinned name",
+                t.label
+            );
+            assert_eq!(by_pid, Out::Err(errno::ENOENT), "{} by pid", t.label);
+        }
+        // A start time that is not the process's names nothing.
+        let wrong = format!("n1/{}.{}/status", t.pid, start_ticks(t.pid) + 1);
+        assert_eq!(
+            remote(root, &wrong, Kind::File).await,
+            Out::Err(errno::ENOENT),
+            "{}",
+            t.label
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pinned_name_is_no_way_around_a_view() {
+    let Some(u) = setup() else { return };
+    let fx = fixture(&u).await;
+    let n1 = n1_aggregator("");
+    let c = Client::connect(&Address::Unix(n1.sock.clone()), opts())
+        .await
+        .unwrap();
+    let named = c.attach(T1, "", Some(u.t1)).await.unwrap();
+    pinned_names_follow_the_view(&named, &fx).await;
+}
+
+/// The differential through two levels (issue 14): a top aggregator whose
+/// one node is a rack aggregator over the agent, each level allotting t1
+/// node n1. t1, named by root at the top, reads every file as they would
+/// locally (the top reads the rack as t1, the rack the agent as t1, so the
+/// node's kernel decides), processes outside t1's view do not exist at the
+/// top, and nothing of the lower level is readable raw: not its merged
+/// summary, not its tables as a directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_levels_give_a_user_what_the_node_gives_them() {
+    let Some(u) = setup() else { return };
+    let fx = fixture(&u).await;
+    let rack = n1_aggregator("name = \"rack1\"\n");
+    let top_dir = rack.dir.path().join("top");
+    std::fs::create_dir(&top_dir).unwrap();
+    std::fs::set_permissions(&top_dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let top_sock = top_dir.join("top.sock");
+    let port = Port::new();
+    let cfg = format!(
+        "[server]\nlisten = [\"{}\", \"unix:{}\"]\nsocket_mode = \"0666\"\nname = \"top\"\n\n\
+         [[nodes]]\nnames = \"rack1\"\naddress = \"unix:{}\"\naname = \"\"\n\n\
+         [views]\nadmin_users = [\"root\"]\n\n\
+         [[views.allot]]\nuser = \"{T1}\"\nnodes = \"n1\"\n",
+        port.addr(),
+        top_sock.display(),
+        rack.sock.display()
+    );
+    let _top = start_aggregator(&top_dir, &cfg, &port);
+    let c = Client::connect(&Address::Unix(top_sock), opts())
+        .await
+        .unwrap();
+    let named = c.attach(T1, "", Some(u.t1)).await.unwrap();
+    assert_none(&differ(&named, "n1/", &fx, true).await);
+    pinned_names_follow_the_view(&named, &fx).await;
+    for p in [
+        ".gproc/ps",
+        ".gproc",
+        "rack1",
+        "rack1/ps",
+        "n1/.gproc/ps",
+        "stats",
+    ] {
+        assert_eq!(
+            remote(&named, p, Kind::File).await,
+            Out::Err(errno::ENOENT),
+            "{p} exists for t1 at the top"
+        );
+    }
+    // t1's /ps at the top: their own processes on n1, nobody else's.
+    let ps = named.read_all("ps").await.unwrap();
+    let ps = gproc::format::table::Table::<gproc::format::table::PsRow>::parse(
+        &String::from_utf8_lossy(&ps),
+    )
+    .unwrap();
+    assert!(ps.rows.iter().all(|r| r.node == "n1"), "{:?}", ps.rows);
+    for t in fx.targets.iter().filter(|t| !t.t1s) {
+        assert!(
+            ps.rows.iter().all(|r| r.pid as u32 != t.pid),
+            "{} is in t1's /ps",
+            t.label
+        );
+    }
+    for t in fx.targets.iter().filter(|t| t.t1s) {
+        assert!(
+            ps.rows.iter().any(|r| r.pid as u32 == t.pid),
+            "{} missing from t1's /ps",
+            t.label
+        );
+    }
+    // The administrator reads through the service identity at both levels.
+    let admin = c.attach("root", "", Some(0)).await.unwrap();
+    let env = format!("n1/{}/environ", fx.targets[1].pid);
+    assert!(matches!(
+        remote(&admin, &env, Kind::File).await,
+        Out::Data(_)
+    ));
+    assert_eq!(
+        remote(&named, &env, Kind::File).await,
+        Out::Err(errno::ENOENT)
+    );
 }
 
 /// Finding 5: the agent's socket is 0600 by default (another user cannot

@@ -345,6 +345,88 @@ async fn signals_through_the_aggregator_go_down_as_the_writer() {
     );
 }
 
+/// Through two levels (issue 14): a top aggregator over a rack aggregator
+/// over the agent, control on at each. A signal goes down every level as
+/// the writer, so the node's kernel still decides; each level audits it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_go_down_two_levels_as_the_writer() {
+    if !require(
+        "root, useradd and setpriv",
+        rustix::process::geteuid().is_root() && have("useradd") && have("setpriv"),
+    ) {
+        return;
+    }
+    let (c1, _) = test_user(C1);
+    let (c2, _) = test_user(C2);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_agent, sock) = agent(dir.path(), true);
+    let rack_dir = dir.path().join("rack");
+    std::fs::create_dir(&rack_dir).unwrap();
+    let pr = Port::new();
+    let _rack = start_aggregator(&rack_dir, &aggregator_config(&pr, &sock, true), &pr);
+    let top_dir = dir.path().join("top");
+    std::fs::create_dir(&top_dir).unwrap();
+    let pt = Port::new();
+    let top_cfg = format!(
+        "[server]\nlisten = [\"{}\"]\nauth = \"none\"\n\n\
+         [control]\nenabled = true\nuser_signals = [\"STOP\", \"CONT\", \"TERM\", \"KILL\"]\n\n\
+         [views]\nadmin_users = [\"root\", \"{C2}\"]\n\n\
+         [[nodes]]\nnames = \"rack1\"\naddress = \"{}\"\naname = \"\"\n",
+        pt.addr(),
+        pr.addr()
+    );
+    let _top = start_aggregator(&top_dir, &top_cfg, &pt);
+    let c = Client::connect(&Address::Tcp(pt.addr()), opts())
+        .await
+        .unwrap();
+    let as_c1 = c.attach_named(C1, "", c1).await.unwrap();
+    let as_c2 = c.attach_named(C2, "", c2).await.unwrap();
+    let as_root = c.attach("root", "", Some(0)).await.unwrap();
+
+    let mut mine = sleeper(Some(C1));
+    let mut theirs = sleeper(Some(C2));
+    let mut roots = sleeper(None);
+    let (m, t, r) = (mine.id(), theirs.id(), roots.id());
+    wait_for("the processes' users", || {
+        uids(m).first() == Some(&c1) && uids(t).first() == Some(&c2)
+    });
+    ctl(&as_c1, m, "n1", "stop").await.unwrap();
+    wait_for("stopped", || state(m) == Some('T'));
+    ctl(&as_c1, m, "pid", "cont").await.unwrap();
+    wait_for("continued", || state(m) == Some('S'));
+    assert_eq!(ctl(&as_c1, t, "n1", "kill").await, Err(errno::ENOENT));
+    assert_eq!(ctl(&as_c1, t, "pid", "kill").await, Err(errno::ENOENT));
+    assert_eq!(ctl(&as_c2, r, "n1", "kill").await, Err(errno::EPERM));
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(theirs.try_wait().unwrap().is_none() && roots.try_wait().unwrap().is_none());
+    ctl(&as_root, t, "n1", "signal HUP").await.unwrap();
+    assert_eq!(theirs.wait().unwrap().signal(), Some(1));
+    ctl(&as_c1, m, "pid", "kill").await.unwrap();
+    assert_eq!(mine.wait().unwrap().signal(), Some(9));
+    ctl(&as_root, r, "n1", "term").await.unwrap();
+    assert_eq!(roots.wait().unwrap().signal(), Some(15));
+
+    // The administrator's refused signal is in every level's audit log,
+    // as their uid.
+    let refused = |log: &str, pid_key: &str| {
+        log.lines().any(|l| {
+            l.contains("gproc::audit")
+                && l.contains(&format!("uid={c2} "))
+                && l.contains(&format!("{pid_key}{r}"))
+                && (l.contains("refused") || l.contains("Operation not permitted"))
+        })
+    };
+    for (name, log, key) in [
+        ("top", top_dir.join("serve.log"), "process=\""),
+        ("rack", rack_dir.join("serve.log"), "process=\""),
+        ("agent", dir.path().join("agent.log"), "pid="),
+    ] {
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(refused(&text, key), "{name}: {text}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_aggregator_without_control_hides_the_nodes_ctl() {
     let dir = tempfile::tempdir().unwrap();

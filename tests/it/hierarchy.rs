@@ -15,6 +15,8 @@ use gproc::config::Config;
 use gproc::format::table::{NodeRow, Note, PsRow, Table};
 use gproc::net::Address;
 use gproc::sim::{SimCluster, SimOptions};
+
+use crate::common::{have, require};
 use tokio_util::sync::CancellationToken;
 
 /// A running in-process aggregator and its stop switch.
@@ -351,6 +353,103 @@ async fn three_levels_work_as_two() {
         .expect("answers in time");
     for a in [top, mid, r1, r2, r3] {
         a.stop().await;
+    }
+    c.shutdown().await;
+}
+
+/// The shipped two-level example (`config/hierarchy.toml` over
+/// `config/rack.toml`) as written, with MUNGE: only what names this
+/// machine's addresses and nodes is replaced (loopback listeners, the
+/// simulated nodes, two racks of the eight). The top's credentials must
+/// be addressed to each rack by the name the top gives it, which the rack
+/// checks against its `[server] name`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_two_level_example_works_as_written() {
+    let munged = have("munge")
+        && std::process::Command::new("sh")
+            .args(["-c", "munge -n </dev/null | unmunge >/dev/null"])
+            .status()
+            .is_ok_and(|s| s.success());
+    if !require("munged (run .ci/setup-munge.sh)", munged) {
+        return;
+    }
+    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let rack_toml = std::fs::read_to_string(repo.join("config/rack.toml")).unwrap();
+    let top_toml = std::fs::read_to_string(repo.join("config/hierarchy.toml")).unwrap();
+    // Everything before the first [[nodes]] table and from [cache] on is
+    // kept as written; the listen line names loopback.
+    let split = |text: &str| -> (String, String) {
+        let head = &text[..text.find("[[nodes]]").unwrap()];
+        let tail = &text[text
+            .find("\n[[cache.rule]]")
+            .or(text.find("\n[cache]"))
+            .unwrap()..];
+        let head = head
+            .lines()
+            .map(|l| {
+                if l.starts_with("listen = ") {
+                    "listen = [\"127.0.0.1:0\"]".to_string()
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        (head, tail.to_string())
+    };
+    let c = cluster(8, 4).await;
+    let mut racks = Vec::new();
+    for r in 0..2 {
+        let (head, tail) = split(&rack_toml);
+        let head = head.replace("name = \"rack1\"", &format!("name = \"rack{}\"", r + 1));
+        let mut nodes = String::new();
+        for (n, a) in entries(&c, r * 4..r * 4 + 4) {
+            nodes.push_str(&format!(
+                "[[nodes]]\nnames = \"{n}\"\naddress = \"{a}\"\n\n"
+            ));
+        }
+        let toml = format!("{head}\n{nodes}{tail}");
+        let cfg = Config::from_str(&toml, "rack.toml").unwrap_or_else(|e| panic!("{e}\n{toml}"));
+        let stop = CancellationToken::new();
+        let agg = Aggregator::start(&cfg, stop.clone()).await.unwrap();
+        racks.push(Agg { agg, stop });
+    }
+    let (head, tail) = split(&top_toml);
+    let mut nodes = String::new();
+    for (i, r) in racks.iter().enumerate() {
+        // The shipped rack table, one per rack for its loopback address.
+        nodes.push_str(&format!(
+            "[[nodes]]\nnames = \"rack{}\"\naddress = \"{}\"\naname = \"\"\nauth = \"munge\"\n\n",
+            i + 1,
+            r.addr()
+        ));
+    }
+    let toml = format!("{head}\n{nodes}{tail}");
+    let cfg = Config::from_str(&toml, "hierarchy.toml").unwrap_or_else(|e| panic!("{e}\n{toml}"));
+    let stop = CancellationToken::new();
+    let agg = Aggregator::start(&cfg, stop.clone()).await.unwrap();
+    let top = Agg { agg, stop };
+    let check = async {
+        // root proves itself with a MUNGE credential of its own.
+        let cl = Client::connect(&Address::Tcp(top.addr()), ClientOptions::default())
+            .await
+            .unwrap();
+        let t = cl.attach("root", "", Some(0)).await.unwrap();
+        let (rows, notes) = ps(&t).await;
+        assert!(notes.is_empty(), "{notes:?}");
+        assert_eq!(rows.len(), c.total_processes());
+        let nodes = Table::<NodeRow>::parse(&text(&t, "nodes").await).unwrap();
+        assert_eq!(nodes.rows.len(), 8);
+        assert!(nodes.rows.iter().all(|n| n.is_up() && n.via.len() == 1));
+        let name = &c.nodes()[6].name;
+        assert!(t.read_all(&format!("{name}/1/status")).await.is_ok());
+    };
+    tokio::time::timeout(Duration::from_secs(60), check)
+        .await
+        .expect("answers in time");
+    top.stop().await;
+    for r in racks {
+        r.stop().await;
     }
     c.shutdown().await;
 }

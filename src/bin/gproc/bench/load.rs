@@ -773,15 +773,15 @@ async fn client(id: usize, sh: Arc<Shared>) -> ClientStats {
 }
 
 /// The `gproc serve` child; killed when dropped.
-struct AggProc {
-    child: Child,
+pub(crate) struct AggProc {
+    pub(crate) child: Child,
     exe: PathBuf,
     config: PathBuf,
     log: PathBuf,
 }
 
 impl AggProc {
-    fn spawn(exe: &Path, config: &Path, log: &Path) -> Result<AggProc> {
+    pub(crate) fn spawn(exe: &Path, config: &Path, log: &Path) -> Result<AggProc> {
         let out = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -823,7 +823,7 @@ impl Drop for AggProc {
 }
 
 /// Waits until something accepts on `addr` (a `host:port`).
-async fn wait_for_port(addr: &str, limit: Duration) -> Result<()> {
+pub(crate) async fn wait_for_port(addr: &str, limit: Duration) -> Result<()> {
     let deadline = Instant::now() + limit;
     loop {
         if tokio::net::TcpStream::connect(addr).await.is_ok() {

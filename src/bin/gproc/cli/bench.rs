@@ -49,6 +49,13 @@ pub enum BenchCmd {
         /// takes (10,000 nodes: 30s) so the warm row is a cache hit.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         summary_ttl: std::time::Duration,
+        /// 2: the nodes behind `--racks` rack aggregators under a top one,
+        /// against the same nodes flat, in one run (first `--nodes` only).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
+        levels: u8,
+        /// Rack aggregators with `--levels 2`.
+        #[arg(long, default_value_t = 10)]
+        racks: usize,
     },
     /// Reading as the user: ps and cat as an administrator vs as a user,
     /// and node reads for many users reading /ps at once vs one.
@@ -113,9 +120,26 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
         BenchCmd::Cluster {
             nodes,
             procs_per_node,
+            summary_ttl,
+            levels: 2,
+            racks,
+            ..
+        } => {
+            bench::levels::run(bench::levels::LevelsBench {
+                nodes: nodes.first().copied().unwrap_or(10_000),
+                procs_per_node,
+                racks,
+                summary_ttl,
+            })
+            .await?;
+        }
+        BenchCmd::Cluster {
+            nodes,
+            procs_per_node,
             naive_concurrency,
             naive_max_nodes,
             summary_ttl,
+            ..
         } => {
             let b = bench::cluster::ClusterBench {
                 sizes: nodes,
