@@ -13,7 +13,9 @@
 //! matches `/slurm/uid_1000/job_42/step_0/task_0` but never
 //! `/user.slice/.../slurm/uid_1000/job_42`. A pattern's first component
 //! must begin with literal text, so no pattern can start with a wildcard
-//! that reaches into a user's tree.
+//! that reaches into a user's tree. The paths are those of the reader's
+//! cgroup namespace, so the agent must run in the host's: in a container
+//! with its own, the container's cgroup is `/` and no pattern matches.
 //!
 //! # Pattern syntax (`--job-cgroup`)
 //!
