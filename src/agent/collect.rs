@@ -10,6 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use procfs::process::Process;
 use procfs::{FromRead, FromReadSI, KernelStats, LoadAverage, ProcError, Uptime};
 
+use crate::format::jobs::JobRules;
 use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
 
 /// A node-wide file (`stat`, `uptime`, `meminfo`, `loadavg`) or the process
@@ -167,8 +168,14 @@ fn load(v: f32) -> f64 {
     (f64::from(v) * 100.0).round() / 100.0
 }
 
-/// One process, or `None` if it vanished while being read.
-fn collect_proc(p: &Process, users: &mut HashMap<u32, String>) -> Option<ProcEntry> {
+/// One process, or `None` if it vanished while being read. With `jobs`,
+/// its job too, from its `cgroup` file (world-readable; unreadable or
+/// vanished: no job; kernel threads: not read).
+fn collect_proc(
+    p: &Process,
+    users: &mut HashMap<u32, String>,
+    jobs: Option<&JobRules>,
+) -> Option<ProcEntry> {
     // `stat` is world-readable: failing to read it means the process is gone.
     let stat = parse_stat(&p.read::<_, Raw>("stat").ok()?.0)?;
     let (ruid, euid) = match p.read::<_, Raw>("status") {
@@ -187,6 +194,13 @@ fn collect_proc(p: &Process, users: &mut HashMap<u32, String>) -> Option<ProcEnt
         .read::<_, Raw>("cmdline")
         .map(|Raw(c)| split_cmdline(&c))
         .unwrap_or_default();
+    // Kernel threads (kthreadd and its children) are in no job: their
+    // `cgroup` is not read.
+    let kernel_thread = p.pid() == 2 || stat.ppid == 2;
+    let job = jobs.filter(|_| !kernel_thread).and_then(|rules| {
+        let Raw(c) = p.read::<_, Raw>("cgroup").ok()?;
+        rules.job_of(&c)
+    });
     let user = users
         .entry(euid)
         .or_insert_with(|| crate::sys::users::user_label(euid))
@@ -206,16 +220,25 @@ fn collect_proc(p: &Process, users: &mut HashMap<u32, String>) -> Option<ProcEnt
         threads: stat.threads,
         comm: stat.comm,
         cmdline,
+        job,
     })
 }
 
-/// Collects a snapshot of the proc tree at `root` (normally `/proc`).
+/// Collects a snapshot of the proc tree at `root` (normally `/proc`),
+/// jobs recognised by the built-in patterns ([`collect_with`]).
+pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
+    collect_with(root, Some(&JobRules::default()))
+}
+
+/// Collects a snapshot of the proc tree at `root`.
 ///
 /// Per process it reads `stat`, `status` (for the uids only) and `cmdline`
-/// once each. Processes that vanish during the scan are left out; an
-/// unreadable `cmdline` leaves only the arguments out. The node-wide files
-/// (`stat`, `uptime`, `meminfo`, `loadavg`) must be readable.
-pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
+/// once each, and `cgroup` when `jobs` is given (each process's job is
+/// then the first pattern's match). Processes that vanish during the scan
+/// are left out; an unreadable `cmdline` leaves only the arguments out.
+/// The node-wide files (`stat`, `uptime`, `meminfo`, `loadavg`) must be
+/// readable.
+pub fn collect_with(root: &Path, jobs: Option<&JobRules>) -> Result<NodeSummary, CollectError> {
     let ks = KernelStats::from_file(root.join("stat"), procfs::current_system_info())
         .map_err(read_err(root, "stat"))?;
     let mem = Mem::from_file(root.join("meminfo")).map_err(read_err(root, "meminfo"))?;
@@ -230,7 +253,7 @@ pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
     let mut users = HashMap::new();
     let mut procs: Vec<ProcEntry> = procfs::process::all_processes_with_root(root)
         .map_err(read_err(root, ""))?
-        .filter_map(|p| collect_proc(&p.ok()?, &mut users))
+        .filter_map(|p| collect_proc(&p.ok()?, &mut users, jobs))
         .collect();
     procs.sort_by_key(|p| p.pid);
 
@@ -268,9 +291,15 @@ pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
 }
 
 /// The summary file's bytes for the proc tree at `root`: [`collect`] then
-/// [`NodeSummary::encode`]. Runs on every read of the file.
+/// [`NodeSummary::encode`].
 pub fn generate(root: &Path) -> Result<Vec<u8>, CollectError> {
     Ok(collect(root)?.encode())
+}
+
+/// [`generate`] with the agent's job patterns (`None`: no job field).
+/// Runs on every read of the file.
+pub fn generate_with(root: &Path, jobs: Option<&JobRules>) -> Result<Vec<u8>, CollectError> {
+    Ok(collect_with(root, jobs)?.encode())
 }
 
 #[cfg(test)]
@@ -375,6 +404,11 @@ mod tests {
         .unwrap();
         std::fs::write(p.join("status"), "Name:\tx\nUid:\t0\t0\t0\t0\n").unwrap();
         std::fs::write(p.join("cmdline"), b"a\xfe\0b\tc\0").unwrap();
+        std::fs::write(
+            p.join("cgroup"),
+            "1:name=systemd:/user.slice/job_9/step_0\n0::/system.slice/slurmstepd.scope/job_55/step_batch/user/task_0\n",
+        )
+        .unwrap();
         // Vanished mid-scan: no stat.
         std::fs::create_dir(root.join("4243")).unwrap();
 
@@ -407,6 +441,15 @@ mod tests {
             (p.start_ticks, p.vsize, p.rss_pages, p.user.as_str()),
             (900, 4096, 10, "root")
         );
+        assert_eq!(
+            p.job,
+            Some(crate::format::jobs::JobRef {
+                id: "55".into(),
+                step: Some("batch".into())
+            })
+        );
+        let no_jobs = collect_with(root, None).unwrap();
+        assert_eq!(no_jobs.procs[0].job, None);
 
         std::fs::remove_file(root.join("uptime")).unwrap();
         let e = generate(root).unwrap_err();

@@ -150,6 +150,8 @@ pub struct ProcFs {
     users: Option<UserThreads>,
     /// Whether process directories have a `ctl` file.
     control: bool,
+    /// How the summary tells a process's batch job from its cgroups.
+    job_rules: Arc<crate::format::jobs::JobRules>,
 }
 
 /// Threads acting as users, and how many requests may wait for them.
@@ -249,6 +251,7 @@ impl ProcFs {
             service: vec![rustix::process::geteuid().as_raw()],
             users: UserThreads::new(USER_THREADS, USER_QUEUE).ok(),
             control: false,
+            job_rules: Arc::default(),
         })
     }
 
@@ -256,6 +259,13 @@ impl ProcFs {
     /// as the writer (see the module doc). Off unless asked for.
     pub fn with_control(mut self, on: bool) -> Self {
         self.control = on;
+        self
+    }
+
+    /// Sets the cgroup patterns that name a process's job in the summary
+    /// (default: the built-in ones of [`crate::format::jobs`]).
+    pub fn with_job_rules(mut self, rules: crate::format::jobs::JobRules) -> Self {
+        self.job_rules = Arc::new(rules);
         self
     }
 
@@ -755,9 +765,10 @@ impl Filesystem for ProcFs {
             Place::Summary => {
                 // Generated as the asker: the collector sees what they may.
                 let root = self.root.clone();
+                let rules = self.job_rules.clone();
                 let data = self
                     .run(who, move || {
-                        collect::generate(&root)
+                        collect::generate_with(&root, Some(&rules))
                             .map_err(|e| FsError::IO.with(format!("node summary: {e}")))
                     })
                     .await?;

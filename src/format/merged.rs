@@ -451,7 +451,12 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let a = summary("n1", &[1, 42]);
+        let mut a = summary("n1", &[1, 42]);
+        // A process's batch job travels up with its node's summary.
+        a.procs[1].job = Some(crate::format::jobs::JobRef {
+            id: "4242".into(),
+            step: Some("batch".into()),
+        });
         let mut w = Writer::new("rack 1");
         let n1 = node(
             "n1",

@@ -31,10 +31,10 @@
 //! mem_free_kb 101234500
 //! mem_available_kb 200123456
 //! loadavg 0.52 0.58 0.59 2 1234
-//! # pid ppid ruid euid user state utime stime rss vsize start threads comm argc argv...
+//! # pid ppid ruid euid user state utime stime rss vsize start threads comm argc argv... [job step]
 //! p 1 0 0 0 root S 120 340 3000 170000000 5 1 systemd 2 /sbin/init splash
 //! p 2 0 0 0 root S 0 0 0 0 5 1 kthreadd 0
-//! p 4242 1 1000 1000 alice R 9000 12 51200 2147483648 81234 8 my\sjob 3 ./my\sjob --name \-
+//! p 4242 1 1000 1000 alice R 9000 12 51200 2147483648 81234 8 my\sjob 3 ./my\sjob --name \- 1234 0
 //! end 3
 //! ```
 //!
@@ -66,7 +66,15 @@
 //!   escaped `comm` of `stat`; `argc` the number of arguments that follow,
 //!   each one escaped field (so arguments stay distinct, empty ones too).
 //!   `argc` is `0` for kernel threads, zombies and processes whose
-//!   `cmdline` could not be read.
+//!   `cmdline` could not be read. Optional fields follow the arguments,
+//!   in this order (added after version 1 first shipped, by the rules
+//!   below, so older readers ignore them):
+//!   `job` and `step`, escaped strings, the batch job and step the
+//!   process runs in as its cgroup says ([`crate::format::jobs`]), `\-`
+//!   for none. A writer omits trailing optional fields that are all none,
+//!   so a process in no job has no field after its arguments; a reader
+//!   takes a missing field as none (so a summary of an older agent reads
+//!   as "no job").
 //! - `end N` closes the file; `N` is the number of `p` lines. A file without
 //!   it, or with the wrong count, was truncated and is rejected. Nothing after
 //!   it is read.
@@ -111,6 +119,8 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 use std::io::Write;
+
+use crate::format::jobs::JobRef;
 
 /// The directory, at the root of a node's tree, holding gproc's synthesized
 /// files.
@@ -254,6 +264,9 @@ pub struct ProcEntry {
     pub comm: Vec<u8>,
     /// `argv` exactly, one element per argument; empty for kernel threads.
     pub cmdline: Vec<Vec<u8>>,
+    /// The batch job (and step) the process runs in; `None` outside any
+    /// job, and from agents that do not say.
+    pub job: Option<JobRef>,
 }
 
 impl ProcEntry {
@@ -419,7 +432,7 @@ impl NodeSummary {
             l.total
         );
         out.extend_from_slice(
-            b"# pid ppid ruid euid user state utime stime rss vsize start threads comm argc argv...\n",
+            b"# pid ppid ruid euid user state utime stime rss vsize start threads comm argc argv... [job step]\n",
         );
         for p in &self.procs {
             out.push(b'p');
@@ -441,6 +454,14 @@ impl NodeSummary {
             for arg in &p.cmdline {
                 put_esc(&mut out, arg);
             }
+            // Optional fields: written only up to the last one that is not
+            // none.
+            if let Some(job) = &p.job {
+                put_esc(&mut out, job.id.as_bytes());
+                if let Some(step) = &job.step {
+                    put_esc(&mut out, step.as_bytes());
+                }
+            }
             out.push(b'\n');
         }
         let _ = writeln!(out, "end {}", self.procs.len());
@@ -452,6 +473,7 @@ impl NodeSummary {
 // Parsing
 
 /// Space-separated tokens of one line; runs of spaces count as one.
+#[derive(Clone)]
 pub(super) struct Tokens<'a> {
     pub(super) rest: &'a [u8],
 }
@@ -567,6 +589,16 @@ impl<'a> Fields<'a> {
         })
     }
 
+    /// An optional trailing string field: `None` when the line ends
+    /// before it or it is `\-` (empty).
+    fn optional(&mut self, what: &str) -> Result<Option<String>, SummaryError> {
+        if self.toks.clone().next().is_none() {
+            return Ok(None);
+        }
+        let s = self.string(what)?;
+        Ok((!s.is_empty()).then_some(s))
+    }
+
     pub(super) fn string(&mut self, what: &str) -> Result<String, SummaryError> {
         let b = self.bytes(what)?;
         Ok(String::from_utf8(b)
@@ -626,6 +658,14 @@ fn parse_proc(f: &mut Fields<'_>) -> Result<ProcEntry, SummaryError> {
     for i in 1..=argc {
         cmdline.push(f.bytes(&format!("argument {i} of {argc}"))?);
     }
+    // Optional fields; absent ones are none.
+    let job = match f.optional("job")? {
+        Some(id) => Some(JobRef {
+            id,
+            step: f.optional("step")?,
+        }),
+        None => None,
+    };
     Ok(ProcEntry {
         pid,
         ppid,
@@ -641,6 +681,7 @@ fn parse_proc(f: &mut Fields<'_>) -> Result<ProcEntry, SummaryError> {
         threads,
         comm,
         cmdline,
+        job,
     })
 }
 
@@ -844,6 +885,7 @@ mod tests {
                     threads: 1,
                     comm: b"systemd".to_vec(),
                     cmdline: vec![b"/sbin/init".to_vec(), b"splash".to_vec()],
+                    job: None,
                 },
                 ProcEntry {
                     pid: 2,
@@ -869,6 +911,10 @@ mod tests {
                     threads: 8,
                     comm: b"my job".to_vec(),
                     cmdline: vec![b"./my job".to_vec(), b"--name".to_vec(), Vec::new()],
+                    job: Some(JobRef {
+                        id: "1234".into(),
+                        step: Some("0".into()),
+                    }),
                 },
             ],
             pinned_walk: false,
@@ -890,7 +936,7 @@ mod tests {
         );
         assert!(lines.contains(&"p 2 0 0 0 root S 0 0 0 0 5 1 kthreadd 0"));
         assert!(lines.contains(
-            &"p 4242 1 1000 1000 alice R 9000 12 51200 2147483648 81234 8 my\\sjob 3 ./my\\sjob --name \\-"
+            &"p 4242 1 1000 1000 alice R 9000 12 51200 2147483648 81234 8 my\\sjob 3 ./my\\sjob --name \\- 1234 0"
         ));
         assert_eq!(*lines.last().unwrap(), "end 3");
     }
@@ -976,7 +1022,14 @@ mod tests {
         let mut newer = String::new();
         for line in text.lines() {
             newer.push_str(line);
-            if line.starts_with("p ") || line.starts_with("loadavg") || line.starts_with("cpus") {
+            if line.starts_with("p ") && !line.starts_with("p 4242 ") {
+                // Fields after the optional ones this build knows (job
+                // and step, none here).
+                newer.push_str(" \\- \\- 42 future\\sfield");
+            } else if line.starts_with("p ")
+                || line.starts_with("loadavg")
+                || line.starts_with("cpus")
+            {
                 newer.push_str(" 42 future\\sfield");
             }
             newer.push('\n');
@@ -991,6 +1044,87 @@ mod tests {
         // A later duplicate key replaces an earlier one.
         let again = newer.replace("end 3\n", "cpus 65\nend 3\n");
         assert_eq!(parse(again.as_bytes()).unwrap().cpus, 65);
+    }
+
+    /// A summary of an agent that knows no jobs reads as "no job".
+    #[test]
+    fn older_summaries_read_as_no_job() {
+        let old = "gproc-ps 1\nhostname n1\narch x86_64\nkernel 6.1\nboot_time 1\nclk_tck 100\n\
+                   page_size 4096\nuptime 1\nidle 1\ntime 2\ncpus 1\nmem_total_kb 1\nmem_free_kb 1\n\
+                   loadavg 0 0 0 1 1\n\
+                   p 4242 1 1000 1000 alice R 9000 12 51200 2147483648 81234 8 my\\sjob 3 ./my\\sjob --name \\-\n\
+                   p 4243 1 1000 1000 alice S 0 0 0 0 1 1 sh 0\nend 2\n";
+        let s = parse(old.as_bytes()).unwrap();
+        assert_eq!(s.procs.len(), 2);
+        assert!(s.procs.iter().all(|p| p.job.is_none()), "{:?}", s.procs);
+        assert_eq!(s.procs[0].cmdline.len(), 3);
+        // A job without a step, and explicit nones.
+        let with = old
+            .replace(" sh 0\n", " sh 0 77\n")
+            .replace("--name \\-\n", "--name \\- \\- \\-\n");
+        let s = parse(with.as_bytes()).unwrap();
+        assert_eq!(s.procs[0].job, None);
+        assert_eq!(
+            s.procs[1].job,
+            Some(JobRef {
+                id: "77".into(),
+                step: None
+            })
+        );
+        let bad = old.replace(" sh 0\n", " sh 0 7\\q\n");
+        let (n, msg) = err_line(&bad);
+        assert_eq!(n, 16);
+        assert!(msg.contains("expected job"), "{msg}");
+    }
+
+    /// What an older reader reads of a summary with jobs: it reads the
+    /// listed fields of each `p` line and ignores the rest, and the listed
+    /// fields are exactly those the same process has in a summary without
+    /// jobs, the job and step only appended.
+    #[test]
+    fn older_readers_read_summaries_with_jobs_unchanged() {
+        let new = sample();
+        let mut old = new.clone();
+        for p in &mut old.procs {
+            p.job = None;
+        }
+        let new_text = String::from_utf8(new.encode()).unwrap();
+        let old_text = String::from_utf8(old.encode()).unwrap();
+        let p_lines = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| l.starts_with("p "))
+                .map(str::to_string)
+                .collect()
+        };
+        let (new_p, old_p) = (p_lines(&new_text), p_lines(&old_text));
+        assert_eq!(new_p.len(), old_p.len());
+        let mut extended = 0;
+        for ((n, o), p) in new_p.iter().zip(&old_p).zip(&new.procs) {
+            match &p.job {
+                None => assert_eq!(n, o),
+                Some(_) => {
+                    let tail = n.strip_prefix(o.as_str()).expect("old fields first");
+                    assert_eq!(tail, " 1234 0");
+                    extended += 1;
+                }
+            }
+        }
+        assert_eq!(extended, 1);
+        // The other lines are the same bytes.
+        let others = |t: &str| -> Vec<String> {
+            t.lines()
+                .filter(|l| !l.starts_with("p "))
+                .map(str::to_string)
+                .collect()
+        };
+        assert_eq!(others(&new_text), others(&old_text));
+        // And this build's reader drops exactly the job when told to ignore
+        // fields past the arguments, as an older one does.
+        let cut: String = new_text
+            .lines()
+            .map(|l| l.strip_suffix(" 1234 0").unwrap_or(l).to_string() + "\n")
+            .collect();
+        assert_eq!(parse(cut.as_bytes()).unwrap(), old);
     }
 
     fn err_line(text: &str) -> (usize, String) {
@@ -1109,6 +1243,10 @@ mod tests {
             ),
             arb_bytes(),
             proptest::collection::vec(arb_bytes(), 0..5),
+            proptest::option::of((
+                "[0-9a-z.\\[\\]_-]{1,12}",
+                proptest::option::of("[0-9a-z]{1,8}"),
+            )),
         )
             .prop_map(
                 |(
@@ -1116,6 +1254,7 @@ mod tests {
                     (utime, stime, rss_pages, vsize, start_ticks, threads),
                     comm,
                     cmdline,
+                    job,
                 )| ProcEntry {
                     pid,
                     ppid,
@@ -1131,6 +1270,7 @@ mod tests {
                     threads,
                     comm,
                     cmdline,
+                    job: job.map(|(id, step)| JobRef { id, step }),
                 },
             )
     }

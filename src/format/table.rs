@@ -11,8 +11,9 @@
 //! `-` means "none" (no round-trip time yet, no error).
 //!
 //! ```text
-//! NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR COMMAND
-//! n1 4242 1 alice R 99.5 1.2 51200 2097152 2026-11-26T05:07:16Z 1:02:03 8 ./my job --name x
+//! NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR JOBID STEP COMMAND
+//! n1 4242 1 alice R 99.5 1.2 51200 2097152 2026-11-26T05:07:16Z 1:02:03 8 1234 0 ./my job --name x
+//! n1 4300 1 alice S 0.0 0.1 2048 8192 2026-11-26T05:10:00Z 0:00:00 1 - - -bash
 //! # missing n3: connection refused
 //! # stale n4: 12.3s old (deadline exceeded)
 //! ```
@@ -62,7 +63,8 @@ use std::time::{Duration, UNIX_EPOCH};
 pub const MAX_TABLE_BYTES: u64 = 4 << 30;
 
 /// Header of `/ps`.
-pub const PS_HEADER: &str = "NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR COMMAND";
+pub const PS_HEADER: &str =
+    "NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR JOBID STEP COMMAND";
 
 /// Header of `/load`.
 pub const LOAD_HEADER: &str = "NODE LOAD1 LOAD5 LOAD15 RUNNING TASKS CPUS MEM_TOTAL_MB MEM_USED_MB MEM_AVAIL_MB PROCS UPTIME ARCH KERNEL";
@@ -155,6 +157,11 @@ pub struct PsRow {
     pub time: u64,
     /// Threads.
     pub threads: i64,
+    /// The batch job it runs in (`JOBID`); `None` outside any job, or
+    /// from an aggregator that does not say.
+    pub job: Option<String>,
+    /// The job's step (`STEP`), where it is in one.
+    pub step: Option<String>,
     /// Command line (or `[comm]`).
     pub command: String,
 }
@@ -174,8 +181,9 @@ impl Row for PsRow {
             .chars()
             .map(|c| if hostile(c) { '?' } else { c })
             .collect();
+        let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "-".into(), cell);
         format!(
-            "{} {} {} {} {} {:.1} {:.1} {} {} {} {} {} {}",
+            "{} {} {} {} {} {:.1} {:.1} {} {} {} {} {} {} {} {}",
             cell(&self.node),
             self.pid,
             self.ppid,
@@ -188,6 +196,8 @@ impl Row for PsRow {
             format_start(self.start),
             format_cputime(self.time),
             self.threads,
+            opt(&self.job),
+            opt(&self.step),
             if command.is_empty() { "?" } else { &command }
         )
     }
@@ -209,7 +219,9 @@ impl Row for PsRow {
             start: c.opt(9, parse_start).unwrap_or_default(),
             time: c.opt(10, parse_cputime).unwrap_or_default(),
             threads: c.num(11),
-            command: c.text(12),
+            job: c.opt(12, |s| Some(visible(s))),
+            step: c.opt(13, |s| Some(visible(s))),
+            command: c.text(14),
         })
     }
 }
@@ -810,6 +822,8 @@ mod tests {
             start: 1_795_669_636,
             time: 3723,
             threads: 8,
+            job: Some("1234".into()),
+            step: Some("0".into()),
             command: "./my job  --name x".into(),
         }
     }
@@ -950,6 +964,37 @@ mod tests {
         );
     }
 
+    /// An older aggregator's `/ps`, without JOBID and STEP (which go
+    /// before COMMAND), still reads, with no job and the command whole;
+    /// a table with them reads them, whatever their place before COMMAND.
+    #[test]
+    fn ps_without_jobid_and_step_reads_as_no_job() {
+        let old = "NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR COMMAND\n\
+                   n01 4242 1 alice R 99.5 1.2 51200 2097152 2026-11-26T05:07:16Z 1:02:03 8 ./my job  --name x\n";
+        let r = &Table::<PsRow>::parse(old).unwrap().rows[0];
+        assert_eq!(
+            *r,
+            PsRow {
+                job: None,
+                step: None,
+                ..ps_row()
+            }
+        );
+        let new = format!("{PS_HEADER}\n{}\n", ps_row().line());
+        assert_eq!(Table::<PsRow>::parse(&new).unwrap().rows, vec![ps_row()]);
+        let moved = "STEP NODE JOBID PID COMMAND\nbatch n1 77 5 sh -c x\n- n1 - 6 y\n";
+        let t = Table::<PsRow>::parse(moved).unwrap();
+        assert_eq!(
+            (t.rows[0].job.as_deref(), t.rows[0].step.as_deref()),
+            (Some("77"), Some("batch"))
+        );
+        assert_eq!(t.rows[0].command, "sh -c x");
+        assert_eq!(
+            (t.rows[1].job.as_deref(), t.rows[1].step.as_deref()),
+            (None, None)
+        );
+    }
+
     /// An older aggregator's `/load`, without ARCH and KERNEL, still reads.
     #[test]
     fn load_without_arch_and_kernel_reads_as_unknown() {
@@ -964,7 +1009,17 @@ mod tests {
     fn lines_are_the_documented_bytes() {
         assert_eq!(
             ps_row().line(),
-            "n01 4242 1 alice R 99.5 1.2 51200 2097152 2026-11-26T05:07:16Z 1:02:03 8 ./my job  --name x"
+            "n01 4242 1 alice R 99.5 1.2 51200 2097152 2026-11-26T05:07:16Z 1:02:03 8 1234 0 ./my job  --name x"
+        );
+        let no_job = PsRow {
+            job: None,
+            step: None,
+            ..ps_row()
+        };
+        assert!(
+            no_job.line().ends_with(" 1:02:03 8 - - ./my job  --name x"),
+            "{}",
+            no_job.line()
         );
         assert_eq!(
             load_row().line(),
@@ -1027,7 +1082,17 @@ mod tests {
             command: String::new(),
             ..ps_row()
         };
-        assert!(empty.line().ends_with(" 8 ?"));
+        assert!(empty.line().ends_with(" 8 1234 0 ?"));
+        let spaced = PsRow {
+            job: Some("12 34".into()),
+            step: Some(String::new()),
+            ..ps_row()
+        };
+        assert!(
+            spaced.line().contains(" 8 12?34 ? ./my"),
+            "{}",
+            spaced.line()
+        );
     }
 
     #[test]
@@ -1130,11 +1195,11 @@ mod tests {
     fn unreadable_cells_default_and_rows_without_identity_are_skipped() {
         let text = format!(
             "{PS_HEADER}\n\
-             a1 1 0 root S 0 0 1 1 0 0 1 init\n\
-             a1 x 0 root S 0 0 1 1 0 0 1 no pid\n\
+             a1 1 0 root S 0 0 1 1 0 0 1 - - init\n\
+             a1 x 0 root S 0 0 1 1 0 0 1 - - no pid\n\
              short line\n\
              \n\
-             a2 7 1 root S - - 1 1 - - 1\n"
+             a2 7 1 root S - - 1 1 - - 1 - -\n"
         );
         let t = Table::<PsRow>::parse(&text).unwrap();
         assert_eq!(t.skipped, 2);
@@ -1232,12 +1297,14 @@ mod tests {
                 any::<u64>(),
             ),
             (0u64..253_402_300_799, any::<u64>(), any::<i64>(), tail()),
+            (proptest::option::of(token()), proptest::option::of(token())),
         )
             .prop_map(
                 |(
                     (node, pid, ppid, user),
                     (state, cpu, mem, rss_kb, vsz_kb),
                     (start, time, threads, command),
+                    (job, step),
                 )| PsRow {
                     node,
                     pid,
@@ -1251,6 +1318,8 @@ mod tests {
                     start,
                     time,
                     threads,
+                    job,
+                    step,
                     command,
                 },
             )

@@ -67,6 +67,7 @@ const PROC_ITEMS: &[(&str, Item)] = &[
     ("cwd", Item::Cwd),
     ("exe", Item::Exe),
     ("io", Item::File(ProcFile::Io)),
+    ("cgroup", Item::File(ProcFile::Cgroup)),
 ];
 
 /// Node-wide files of the root, in listing order.
@@ -83,6 +84,8 @@ impl Item {
     fn code(self) -> u64 {
         match self {
             Item::Dir => 0,
+            // After the codes of the other items (files are 1..=8).
+            Item::File(ProcFile::Cgroup) => 13,
             Item::File(f) => 1 + f as u64,
             Item::TaskDir => 9,
             Item::FdDir => 10,
@@ -368,6 +371,7 @@ impl SimNodeFs {
                 let ctx = self.ctx(p, now);
                 let tid = if tid == 0 { pid } else { tid };
                 Ok(match f {
+                    ProcFile::Cgroup => render::cgroup(&ctx),
                     ProcFile::Cmdline => render::cmdline(&ctx),
                     ProcFile::Comm => render::comm(&ctx),
                     ProcFile::Environ => render::environ(&ctx),

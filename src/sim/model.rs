@@ -153,6 +153,33 @@ pub(crate) struct ProcRec {
     pub(crate) role: Role,
     /// Controlling terminal: `pts/(tty - 1)`, 0 for none.
     pub(crate) tty: u8,
+    /// The step of its node's job it runs in (its cgroup), if any.
+    pub(crate) step: JobStep,
+}
+
+/// A Slurm step of the node's job (the job id is the node's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum JobStep {
+    /// In no job.
+    None,
+    /// `extern`: the job's adopted processes (the extern step's `sleep`).
+    Extern,
+    /// `batch`: the batch script and what it starts.
+    Batch,
+    /// `0`: the first `srun` step, the ranks.
+    Zero,
+}
+
+impl JobStep {
+    /// The step's name as Slurm writes it in cgroup paths (`step_<name>`).
+    pub(crate) fn name(self) -> Option<&'static str> {
+        match self {
+            JobStep::None => None,
+            JobStep::Extern => Some("extern"),
+            JobStep::Batch => Some("batch"),
+            JobStep::Zero => Some("0"),
+        }
+    }
 }
 
 impl ProcRec {
@@ -589,7 +616,14 @@ fn rec(
         threads: threads.max(1),
         role,
         tty: 0,
+        step: JobStep::None,
     }
+}
+
+/// `r` in a step of the node's job.
+fn in_step(mut r: ProcRec, step: JobStep) -> ProcRec {
+    r.step = step;
+    r
 }
 
 /// Jitter a value by ±`pct` percent.
@@ -641,52 +675,67 @@ fn build_procs(
         let ext = push(
             &mut drafts,
             Parent::Daemon(slurmd),
-            rec(0, t.job(job, JobCmd::Extern), js, 5_800, 0, 4, Role::Stepd),
+            in_step(
+                rec(0, t.job(job, JobCmd::Extern), js, 5_800, 0, 4, Role::Stepd),
+                JobStep::Extern,
+            ),
         );
         push(
             &mut drafts,
             Parent::Draft(ext),
-            rec(uid, t.extern_sleep, js + 3, 900, 0, 1, Role::Job),
+            in_step(
+                rec(uid, t.extern_sleep, js + 3, 900, 0, 1, Role::Job),
+                JobStep::Extern,
+            ),
         );
         budget -= 2;
         if i == job.first && budget >= 5 {
             let b = push(
                 &mut drafts,
                 Parent::Daemon(slurmd),
-                rec(
-                    0,
-                    t.job(job, JobCmd::Batch),
-                    js + 5,
-                    6_100,
-                    0,
-                    4,
-                    Role::Stepd,
+                in_step(
+                    rec(
+                        0,
+                        t.job(job, JobCmd::Batch),
+                        js + 5,
+                        6_100,
+                        0,
+                        4,
+                        Role::Stepd,
+                    ),
+                    JobStep::Batch,
                 ),
             );
             let script = push(
                 &mut drafts,
                 Parent::Draft(b),
-                rec(
-                    uid,
-                    t.job(job, JobCmd::Script),
-                    js + 8,
-                    3_400,
-                    0,
-                    1,
-                    Role::Shell,
+                in_step(
+                    rec(
+                        uid,
+                        t.job(job, JobCmd::Script),
+                        js + 8,
+                        3_400,
+                        0,
+                        1,
+                        Role::Shell,
+                    ),
+                    JobStep::Batch,
                 ),
             );
             push(
                 &mut drafts,
                 Parent::Draft(script),
-                rec(
-                    uid,
-                    t.job(job, JobCmd::Srun),
-                    js + 20,
-                    11_000,
-                    2,
-                    5,
-                    Role::Job,
+                in_step(
+                    rec(
+                        uid,
+                        t.job(job, JobCmd::Srun),
+                        js + 20,
+                        11_000,
+                        2,
+                        5,
+                        Role::Job,
+                    ),
+                    JobStep::Batch,
                 ),
             );
             budget -= 3;
@@ -695,14 +744,17 @@ fn build_procs(
             let step = push(
                 &mut drafts,
                 Parent::Daemon(slurmd),
-                rec(
-                    0,
-                    t.job(job, JobCmd::Step),
-                    js + 25,
-                    6_300,
-                    1,
-                    7,
-                    Role::Stepd,
+                in_step(
+                    rec(
+                        0,
+                        t.job(job, JobCmd::Step),
+                        js + 25,
+                        6_300,
+                        1,
+                        7,
+                        Role::Stepd,
+                    ),
+                    JobStep::Zero,
                 ),
             );
             budget -= 1;
@@ -719,14 +771,17 @@ fn build_procs(
                 push(
                     &mut drafts,
                     Parent::Draft(step),
-                    rec(
-                        uid,
-                        t.app(user, usize::from(job.app)),
-                        js + 30 + k as u64 / 8,
-                        jitter(&mut r, app.rss_mb * 1024, 10),
-                        cpu,
-                        threads,
-                        Role::Rank,
+                    in_step(
+                        rec(
+                            uid,
+                            t.app(user, usize::from(job.app)),
+                            js + 30 + k as u64 / 8,
+                            jitter(&mut r, app.rss_mb * 1024, 10),
+                            cpu,
+                            threads,
+                            Role::Rank,
+                        ),
+                        JobStep::Zero,
                     ),
                 );
             }
@@ -1005,6 +1060,9 @@ impl NodeModel {
         );
         c.tty = parent.tty;
         c.ppid = parent.pid;
+        // A child stays in its parent's cgroup (the batch script's
+        // commands are in the batch step).
+        c.step = parent.step;
         // Other forks happen between ours (cron, shells' pipelines).
         let gap = r.range(1, 8) as u32;
         let mut pid = st.next_pid;

@@ -10,6 +10,7 @@
 
 use std::fmt::Write as _;
 
+use crate::format::jobs::JobRef;
 use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
 
 use super::model::{Arch, CpuModel, HZ, NodeAt, NodeModel, ProcRec, Sim};
@@ -27,6 +28,7 @@ pub(crate) enum ProcFile {
     Stat,
     Statm,
     Status,
+    Cgroup,
 }
 
 /// A node-wide file.
@@ -415,6 +417,86 @@ pub(crate) fn io(ctx: &ProcCtx<'_>) -> Vec<u8> {
 /// `/proc/<pid>/cmdline`.
 pub(crate) fn cmdline(ctx: &ProcCtx<'_>) -> Vec<u8> {
     ctx.sim.tables.cmd(ctx.p.cmd).cmdline.to_vec()
+}
+
+/// The job and step a process runs in: its node's Slurm job, the step
+/// its record says.
+pub(crate) fn job(node: &NodeModel, sim: &Sim, p: &ProcRec) -> Option<JobRef> {
+    let step = p.step.name()?;
+    let job = &sim.jobs[node.job? as usize];
+    Some(JobRef {
+        id: job.id.to_string(),
+        step: Some(step.to_string()),
+    })
+}
+
+/// `/proc/<pid>/cgroup` as a Slurm node has it: cgroup v2 (one `0::`
+/// line) on most nodes, v1 (one line per hierarchy, Slurm's in freezer,
+/// memory, devices, cpuset and cpu,cpuacct) on some. Job
+/// processes are in `job_<id>/step_<step>`, user sessions in their
+/// systemd session scope, daemons in `system.slice`, kernel threads at
+/// the root.
+pub(crate) fn cgroup(ctx: &ProcCtx<'_>) -> Vec<u8> {
+    let p = &ctx.p;
+    let job = job(ctx.node, ctx.sim, p);
+    // A cluster half-way through its move to cgroup v2: the older
+    // kernels and every third rack of 32 nodes are still on v1.
+    let v1 = ctx.node.hw.old_kernel || (ctx.node.index / 32) % 3 == 1;
+    let other = match p.role {
+        Role::Kernel | Role::Init => "/".to_string(),
+        _ if p.uid == 0 => "/system.slice".to_string(),
+        _ => format!(
+            "/user.slice/user-{}.slice/session-{}.scope",
+            p.uid,
+            u32::from(p.tty.max(1))
+        ),
+    };
+    let task = match p.role {
+        Role::Stepd => "slurm",
+        _ => "user/task_0",
+    };
+    if !v1 {
+        return match &job {
+            Some(j) => format!(
+                "0::/system.slice/slurmstepd.scope/job_{}/step_{}/{task}\n",
+                j.id,
+                j.step.as_deref().unwrap_or_default()
+            ),
+            None => format!("0::{other}\n"),
+        }
+        .into_bytes();
+    }
+    // Slurm's v1 tree is per job owner, slurmstepd (root) included.
+    let owner = ctx.node.job.map_or(p.uid, |j| {
+        super::tables::FIRST_UID + u32::from(ctx.sim.jobs[j as usize].user)
+    });
+    let slurm = job.as_ref().map(|j| {
+        format!(
+            "/slurm/uid_{owner}/job_{}/step_{}",
+            j.id,
+            j.step.as_deref().unwrap_or_default()
+        )
+    });
+    let mut out = String::new();
+    for (n, hierarchy, slurm_uses) in [
+        (11, "pids", false),
+        (10, "freezer", true),
+        (9, "memory", true),
+        (6, "devices", true),
+        (4, "cpu,cpuacct", true),
+        (3, "cpuset", true),
+        (1, "name=systemd", false),
+    ] {
+        let path = match &slurm {
+            Some(sp) if slurm_uses => sp.as_str(),
+            _ if hierarchy == "name=systemd" || p.role == Role::Kernel => other.as_str(),
+            _ if p.uid == 0 => "/system.slice",
+            _ => "/user.slice",
+        };
+        out.push_str(&format!("{n}:{hierarchy}:{path}\n"));
+    }
+    out.push_str("0::/\n");
+    out.into_bytes()
 }
 
 /// `/proc/<pid>/comm`.
@@ -1104,6 +1186,7 @@ pub(crate) fn summary(sim: &Sim, node: &NodeModel, snap: &NodeAt, hostname: Stri
                 threads: i64::from(p.threads),
                 comm: cmd.comm.as_bytes().to_vec(),
                 cmdline: split_cmdline(&cmd.cmdline),
+                job: job(node, sim, p),
             }
         })
         .collect();

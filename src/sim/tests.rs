@@ -523,3 +523,49 @@ fn memory_per_node_is_small() {
     assert!(std::mem::size_of::<super::model::ProcRec>() <= 40);
     assert!(recs + std::mem::size_of_val(&sim.nodes[0]) < 8 << 10);
 }
+
+/// Jobs: the summary's job of each process is what its `cgroup` file says
+/// by the built-in patterns (the aggregator's fallback for nodes without
+/// a summary); jobs span several nodes with one id; users' sessions,
+/// daemons and kernel threads are in none; both cgroup versions appear.
+#[tokio::test(start_paused = true)]
+async fn jobs_in_the_summary_match_the_cgroup_files() {
+    let n = 40;
+    let sim = Arc::new(Sim::new(opts(n)).unwrap());
+    let rules = crate::format::jobs::JobRules::default();
+    let mut nodes_of_job: std::collections::BTreeMap<String, std::collections::BTreeSet<usize>> =
+        Default::default();
+    let (mut in_job, mut outside, mut users_outside) = (0, 0, 0);
+    let (mut v1, mut v2) = (false, false);
+    let mut steps = std::collections::BTreeSet::new();
+    for i in 0..n {
+        let fs = node(&sim, i);
+        let ps = summary::parse(&read(&fs, ".gproc/ps").await.unwrap()).unwrap();
+        for p in &ps.procs {
+            let cg = read(&fs, &format!("{}/cgroup", p.pid)).await.unwrap();
+            let text = String::from_utf8(cg.clone()).unwrap();
+            v1 |= text.contains(":freezer:");
+            v2 |= text.starts_with("0::");
+            assert_eq!(rules.job_of(&cg), p.job, "node {i} pid {}: {text}", p.pid);
+            match &p.job {
+                Some(j) => {
+                    in_job += 1;
+                    nodes_of_job.entry(j.id.clone()).or_default().insert(i);
+                    steps.insert(j.step.clone().unwrap());
+                }
+                None => {
+                    outside += 1;
+                    users_outside += usize::from(p.ruid >= 1000);
+                }
+            }
+        }
+    }
+    assert!(in_job > 0 && outside > 0 && users_outside > 0);
+    assert!(v1 && v2, "both cgroup versions are modelled");
+    assert!(nodes_of_job.values().any(|nodes| nodes.len() > 1));
+    let want: std::collections::BTreeSet<String> = ["0", "batch", "extern"]
+        .into_iter()
+        .map(String::from)
+        .collect();
+    assert_eq!(steps, want);
+}

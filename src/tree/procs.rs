@@ -1,6 +1,7 @@
 //! Per-node process tables: from the agent's summary file in one read, or,
 //! for nodes without one (diod, Plan 9 style), from per-process reads of
-//! `stat`, `status` and `cmdline` plus the node-wide files.
+//! `stat`, `status`, `cmdline` and `cgroup` (the job, by the built-in
+//! patterns) plus the node-wide files.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use futures::StreamExt;
 use procfs::FromRead;
 
 use crate::client::pool::Node;
+use crate::format::jobs::JobRules;
 use crate::format::merged::NodeData;
 use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
 use crate::proto::errno;
@@ -17,6 +19,10 @@ use crate::sys;
 use super::Tree;
 use super::members::Member;
 use super::reads::Fetched;
+
+/// The job patterns of the fallback path: the built-in ones (a site's own
+/// patterns are the agents' flags; nodes without a summary have no agent).
+static JOB_RULES: std::sync::LazyLock<JobRules> = std::sync::LazyLock::new(JobRules::default);
 
 /// Per-process reads in flight per node on the fallback path.
 const FALLBACK_CONCURRENCY: usize = 16;
@@ -184,15 +190,17 @@ impl Tree {
 
     /// One process from its files; `None` when it vanished or is unreadable.
     async fn proc_from_files(&self, node: &Member, pid: i32) -> FsResult<Option<ProcEntry>> {
-        let (p_stat, p_status, p_cmdline) = (
+        let (p_stat, p_status, p_cmdline, p_cgroup) = (
             format!("/{pid}/stat"),
             format!("/{pid}/status"),
             format!("/{pid}/cmdline"),
+            format!("/{pid}/cgroup"),
         );
-        let (stat, status, cmdline) = tokio::join!(
+        let (stat, status, cmdline, cgroup) = tokio::join!(
             self.node_read(node, &p_stat, None),
             self.node_read(node, &p_status, None),
             self.node_read(node, &p_cmdline, None),
+            self.node_read(node, &p_cgroup, None),
         );
         let stat = match stat {
             Ok(b) => b,
@@ -208,6 +216,8 @@ impl Tree {
             .map(|s| (s.ruid, s.euid))
             .unwrap_or((u32::MAX, u32::MAX));
         let cmdline = cmdline.map(|b| split_cmdline(&b)).unwrap_or_default();
+        // Unreadable (an old kernel, a node that hides it): no job.
+        let job = cgroup.ok().and_then(|b| JOB_RULES.job_of(&b));
         Ok(Some(ProcEntry {
             pid,
             ppid: st.ppid,
@@ -223,6 +233,7 @@ impl Tree {
             threads: st.num_threads,
             comm: st.comm.into_bytes(),
             cmdline,
+            job,
         }))
     }
 

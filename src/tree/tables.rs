@@ -42,6 +42,8 @@ pub fn ps_row(node: &str, s: &NodeSummary, p: &ProcEntry) -> PsRow {
         start: start.max(0.0) as u64,
         time: cpu_s as u64,
         threads: p.threads,
+        job: p.job.as_ref().map(|j| j.id.clone()),
+        step: p.job.as_ref().and_then(|j| j.step.clone()),
         command: p.cmdline_display(),
     }
 }

@@ -25,6 +25,7 @@ mod hostile_client;
 mod hostile_input;
 mod hostile_server;
 mod interop;
+mod jobs;
 mod layers;
 mod metrics;
 mod mount;

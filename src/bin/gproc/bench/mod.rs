@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod faults;
 pub mod levels;
 pub mod load;
+pub mod summary;
 pub mod views;
 
 use std::time::Duration;

@@ -73,6 +73,21 @@ pub struct AgentArgs {
     /// Off by default: without it the tree is read-only.
     #[arg(long)]
     control: bool,
+    /// A cgroup path pattern naming a batch job, tried before the built-in
+    /// ones (Slurm cgroup v1 and v2, PBS) (repeatable). Components from
+    /// the hierarchy's root, the first one literal; `*` matches within one
+    /// component; {job} (required) and {step} capture the ids, e.g.
+    /// `/flux.slice/imp-shell-*-{job}.service`. Anchor it at a root only
+    /// the workload manager writes, so users' own cgroups cannot pose as
+    /// jobs.
+    #[arg(long = "job-cgroup", value_name = "PATTERN", value_parser = parse_job_pattern)]
+    job_cgroups: Vec<String>,
+}
+
+fn parse_job_pattern(s: &str) -> Result<String, String> {
+    gproc::format::jobs::JobPattern::parse(s)
+        .map(|_| s.to_string())
+        .map_err(|e| e.to_string())
 }
 
 fn parse_size(s: &str) -> Result<usize, String> {
@@ -112,10 +127,13 @@ pub async fn run(a: AgentArgs) -> Result<ExitCode> {
         Ok(n) => tracing::debug!("open-file limit {n}"),
         Err(e) => tracing::warn!("{e}"),
     }
+    let jobs = gproc::format::jobs::JobRules::with_site(&a.job_cgroups)
+        .map_err(|e| anyhow::anyhow!("--job-cgroup: {e}"))?;
     let fs = ProcFs::new(&a.root)
         .with_context(|| format!("cannot serve {}", a.root.display()))?
         .with_service_uids(service.iter().copied())
-        .with_control(a.control);
+        .with_control(a.control)
+        .with_job_rules(jobs);
     if a.control {
         tracing::info!("control on: process directories have a ctl file (signals as the writer)");
     }

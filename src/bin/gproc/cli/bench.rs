@@ -19,6 +19,17 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 32)]
         concurrency: usize,
     },
+    /// The agent's node summary with and without the job field (a
+    /// `cgroup` read and match per process), same run.
+    Summary {
+        /// Summaries built of each kind.
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
+        /// Extra `sleep` processes to start for the run (as root, half in
+        /// a Slurm-shaped job cgroup made for the run).
+        #[arg(long, default_value_t = 500)]
+        spawn: usize,
+    },
     /// The aggregator over simulated nodes: connect, fan-out, ps cold/warm,
     /// RSS per node, CPU per ps, cache hit ratio, vs a naive client.
     Cluster {
@@ -99,6 +110,12 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
                 concurrency,
             })
             .await?;
+        }
+        BenchCmd::Summary { rounds, spawn } => {
+            tokio::task::spawn_blocking(move || {
+                bench::summary::run(bench::summary::SummaryBench { rounds, spawn })
+            })
+            .await??;
         }
         BenchCmd::Cluster {
             nodes,

@@ -88,7 +88,7 @@ async fn run(signal: &str, a: TargetArgs, who: &str) -> Result<ExitCode> {
     let name = command.signal_name();
     if !a.select.narrows() {
         bail!(
-            "say which processes: -u USER, -n NODES, -p PIDS, -c REGEX or -s STATES \
+            "say which processes: -u USER, -n NODES, -p PIDS, -j JOBID, -c REGEX or -s STATES \
              (all of your own: -u $USER)"
         );
     }

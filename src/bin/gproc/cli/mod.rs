@@ -6,6 +6,7 @@ mod agent;
 mod bench;
 mod demo;
 mod docs;
+mod forest;
 mod inspect;
 mod kill;
 #[cfg(feature = "fuse")]

@@ -25,15 +25,29 @@ pub struct PsArgs {
     select: Select,
     /// Sort keys, comma-separated; prefix `-` for descending
     /// (e.g. `-cpu,node`). Keys: node user pid ppid cpu mem rss vsz stat
-    /// start time thr command.
+    /// start time thr jobid step command.
     #[arg(long, allow_hyphen_values = true)]
     sort: Option<String>,
-    /// Columns to print, comma-separated (same names as --sort).
+    /// Columns to print, comma-separated (same names as --sort). Scripts
+    /// should name their columns here, or read --json: the default
+    /// columns may grow.
     #[arg(short = 'o', long = "output")]
     columns: Option<String>,
     /// Print JSON (one array of objects) instead of a table.
     #[arg(long)]
     json: bool,
+    /// Each node's processes as a tree, children under their parent (as
+    /// `ps --forest`; a process whose parent is not listed is a root).
+    /// Siblings are ordered by --sort, else by pid; --json gives each
+    /// object its `depth`.
+    #[arg(long)]
+    forest: bool,
+    /// Only strays: processes of users who are not system accounts (uid
+    /// 1000 to 59999, or 65536 and up, by this host's user database) that
+    /// are in no batch job, such as what an ended job or an ssh session
+    /// left behind. Combine with -n to leave out login nodes.
+    #[arg(long)]
+    strays: bool,
     /// Omit the header line.
     #[arg(long)]
     no_header: bool,
@@ -75,6 +89,10 @@ pub struct Select {
     /// e.g. `-s DZ` for uninterruptible and zombie processes).
     #[arg(short = 's', long = "state")]
     states: Option<String>,
+    /// Only processes of these batch jobs (comma-separated job ids, as the
+    /// JOBID column shows them), on every node they run on.
+    #[arg(short = 'j', long = "job", value_delimiter = ',')]
+    jobs: Vec<String>,
 }
 
 /// The rows a [`Select`] keeps, and how many nodes it concerns did not
@@ -95,6 +113,7 @@ impl Select {
             || !self.pids.is_empty()
             || self.command.is_some()
             || self.states.is_some()
+            || !self.jobs.is_empty()
     }
 
     /// Reads `/ps` (and `/load` for the machine filters) from the
@@ -172,6 +191,8 @@ impl Select {
                     && machines.as_ref().is_none_or(|(m, _)| m.contains(&r.node))
                     && command.as_ref().is_none_or(|c| c.is_match(&r.command))
                     && self.states.as_ref().is_none_or(|s| s.contains(r.state))
+                    && (self.jobs.is_empty()
+                        || r.job.as_ref().is_some_and(|j| self.jobs.contains(j)))
             })
             .collect();
         Ok(Selected { rows, missing })
@@ -192,6 +213,8 @@ enum Col {
     Start,
     Time,
     Thr,
+    Job,
+    Step,
     Command,
 }
 
@@ -216,6 +239,8 @@ impl Col {
                 "start" => Col::Start,
                 "time" => Col::Time,
                 "thr" | "threads" | "nlwp" => Col::Thr,
+                "jobid" | "job" => Col::Job,
+                "step" => Col::Step,
                 "command" | "cmd" | "args" => Col::Command,
                 _ => return None,
             },
@@ -236,6 +261,8 @@ impl Col {
             Col::Start => "START",
             Col::Time => "TIME",
             Col::Thr => "THR",
+            Col::Job => "JOBID",
+            Col::Step => "STEP",
             Col::Command => "COMMAND",
         }
     }
@@ -261,6 +288,8 @@ impl Col {
             Col::Start => format_start(r.start),
             Col::Time => format_cputime(r.time),
             Col::Thr => r.threads.to_string(),
+            Col::Job => r.job.clone().unwrap_or_else(|| "-".into()),
+            Col::Step => r.step.clone().unwrap_or_else(|| "-".into()),
             Col::Command => r.command.clone(),
         }
     }
@@ -279,12 +308,32 @@ impl Col {
             Col::Start => a.start.cmp(&b.start),
             Col::Time => a.time.cmp(&b.time),
             Col::Thr => a.threads.cmp(&b.threads),
+            // Numerically where both are numbers (Slurm's), else as text;
+            // processes in no job last.
+            Col::Job => job_cmp(a.job.as_deref(), b.job.as_deref()),
+            Col::Step => job_cmp(a.step.as_deref(), b.step.as_deref()),
             Col::Command => a.command.cmp(&b.command),
         }
     }
 }
 
-const DEFAULT_COLS: [Col; 11] = [
+/// Job and step ids in order: numbers by value, before other text, and
+/// none last.
+fn job_cmp(a: Option<&str>, b: Option<&str>) -> Ordering {
+    match (a, b) {
+        (Some(a), Some(b)) => match (a.parse::<u64>(), b.parse::<u64>()) {
+            (Ok(x), Ok(y)) => x.cmp(&y),
+            (Ok(_), Err(_)) => Ordering::Less,
+            (Err(_), Ok(_)) => Ordering::Greater,
+            (Err(_), Err(_)) => a.cmp(b),
+        },
+        (Some(_), None) => Ordering::Less,
+        (None, Some(_)) => Ordering::Greater,
+        (None, None) => Ordering::Equal,
+    }
+}
+
+const DEFAULT_COLS: [Col; 13] = [
     Col::Node,
     Col::User,
     Col::Pid,
@@ -295,6 +344,8 @@ const DEFAULT_COLS: [Col; 11] = [
     Col::Stat,
     Col::Start,
     Col::Time,
+    Col::Job,
+    Col::Step,
     Col::Command,
 ];
 
@@ -303,7 +354,7 @@ fn parse_cols(s: &str) -> Result<Vec<Col>> {
         .filter(|c| !c.trim().is_empty())
         .map(|c| {
             Col::parse(c).with_context(|| {
-                format!("unknown column {c:?} (try node,user,pid,cpu,mem,rss,command)")
+                format!("unknown column {c:?} (try node,user,pid,cpu,mem,rss,jobid,step,command)")
             })
         })
         .collect()
@@ -375,34 +426,56 @@ pub async fn run(a: PsArgs) -> Result<ExitCode> {
     }
     let server = server_address(a.server.clone())?;
     let Selected { mut rows, missing } = a.select.read(&server, a.timeout, "gproc ps").await?;
-    if !sort.is_empty() {
-        rows.sort_by(|x, y| {
-            for (k, desc) in &sort {
-                let o = k.cmp(x, y);
-                if o != Ordering::Equal {
-                    return if *desc { o.reverse() } else { o };
-                }
-            }
-            Ordering::Equal
-        });
+    if a.strays {
+        rows = super::forest::strays(rows, gproc::sys::users::uid_by_name);
     }
+    let by_keys = |x: &PsRow, y: &PsRow| {
+        for (k, desc) in &sort {
+            let o = k.cmp(x, y);
+            if o != Ordering::Equal {
+                return if *desc { o.reverse() } else { o };
+            }
+        }
+        Ordering::Equal
+    };
+    // Rows with their depth in the forest (0 without --forest).
+    let rows: Vec<(PsRow, usize)> = if a.forest {
+        super::forest::forest(rows, |x, y| by_keys(x, y).then(x.pid.cmp(&y.pid)))
+    } else {
+        if !sort.is_empty() {
+            rows.sort_by(by_keys);
+        }
+        rows.into_iter().map(|r| (r, 0)).collect()
+    };
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if a.json {
         let list: Vec<serde_json::Value> = rows
             .iter()
-            .map(|r| {
-                serde_json::json!({
+            .map(|(r, depth)| {
+                let mut o = serde_json::json!({
                     "node": r.node, "pid": r.pid, "ppid": r.ppid, "user": r.user,
                     "state": r.state.to_string(), "cpu": r.cpu, "mem": r.mem,
                     "rss_kb": r.rss_kb, "vsz_kb": r.vsz_kb, "start": r.start,
-                    "time": r.time, "threads": r.threads, "command": r.command,
-                })
+                    "time": r.time, "threads": r.threads, "job": r.job,
+                    "step": r.step, "command": r.command,
+                });
+                if a.forest {
+                    o["depth"] = (*depth).into();
+                }
+                o
             })
             .collect();
         serde_json::to_writer_pretty(&mut out, &list)?;
         writeln!(out)?;
     } else {
         let fit = if a.wide { None } else { terminal_width() };
+        let rows: Vec<PsRow> = rows
+            .into_iter()
+            .map(|(mut r, depth)| {
+                r.command = super::forest::drawn(&r.command, depth);
+                r
+            })
+            .collect();
         write_table(&mut out, &cols, &rows, !a.no_header, fit)?;
     }
     out.flush()?;
@@ -507,6 +580,8 @@ mod tests {
             start: 0,
             time: 61,
             threads: 1,
+            job: None,
+            step: None,
             command: "a b".into(),
         }
     }
@@ -519,8 +594,36 @@ mod tests {
         );
         assert!(parse_sort("bogus").is_err());
         assert_eq!(
+            parse_cols("jobid,step,job").unwrap(),
+            vec![Col::Job, Col::Step, Col::Job]
+        );
+        assert_eq!(
             parse_cols("node,pid,args").unwrap(),
             vec![Col::Node, Col::Pid, Col::Command]
+        );
+    }
+
+    #[test]
+    fn jobs_sort_numerically_and_none_last() {
+        let mut ids = vec![
+            None,
+            Some("10"),
+            Some("9"),
+            Some("batch"),
+            Some("extern"),
+            None,
+        ];
+        ids.sort_by(|a, b| job_cmp(*a, *b));
+        assert_eq!(
+            ids,
+            vec![
+                Some("9"),
+                Some("10"),
+                Some("batch"),
+                Some("extern"),
+                None,
+                None
+            ]
         );
     }
 

@@ -364,6 +364,8 @@ fn draw_procs(f: &mut Frame<'_>, app: &App, node: Option<&str>, area: Rect) {
             human_kb(p.rss_kb),
             format_cputime(p.time),
             p.state.to_string(),
+            p.job.clone().unwrap_or_else(|| "-".into()),
+            p.step.clone().unwrap_or_else(|| "-".into()),
             p.command.clone(),
         ])
     });
@@ -376,10 +378,12 @@ fn draw_procs(f: &mut Frame<'_>, app: &App, node: Option<&str>, area: Rect) {
         Constraint::Length(7),
         Constraint::Length(10),
         Constraint::Length(4),
+        Constraint::Length(10),
+        Constraint::Length(8),
         Constraint::Min(10),
     ];
     let header = Row::new(vec![
-        "NODE", "PID", "USER", "%CPU", "%MEM", "RSS", "TIME", "S", "COMMAND",
+        "NODE", "PID", "USER", "%CPU", "%MEM", "RSS", "TIME", "S", "JOBID", "STEP", "COMMAND",
     ])
     .style(header_style());
     let total = app
