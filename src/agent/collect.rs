@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use procfs::process::Process;
 use procfs::{FromRead, FromReadSI, KernelStats, LoadAverage, ProcError, Uptime};
 
+use super::classify::{Class, Op, classify};
+use super::deadline::{Outcome, Reads};
 use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
 
 /// A node-wide file (`stat`, `uptime`, `meminfo`, `loadavg`) or the process
@@ -167,11 +169,24 @@ fn load(v: f32) -> f64 {
     (f64::from(v) * 100.0).round() / 100.0
 }
 
-/// One process, or `None` if it vanished while being read.
-fn collect_proc(p: &Process, users: &mut HashMap<u32, String>) -> Option<ProcEntry> {
+/// The per-process files the summary reads. `stat` and `status` make the
+/// row and are read inline, so they must be [`Class::Fast`] (a test checks
+/// it); `cmdline` is read as [`classify`] says: through [`Reads`], with a
+/// deadline, when it is isolated.
+const STAT: &str = "stat";
+const STATUS: &str = "status";
+const CMDLINE: &str = "cmdline";
+
+/// One process, or `None` if it vanished while being read. `cmdline` is
+/// the outcome of its `cmdline` read, made elsewhere (with a deadline).
+fn collect_proc(
+    p: &Process,
+    cmdline: Outcome,
+    users: &mut HashMap<u32, String>,
+) -> Option<ProcEntry> {
     // `stat` is world-readable: failing to read it means the process is gone.
-    let stat = parse_stat(&p.read::<_, Raw>("stat").ok()?.0)?;
-    let (ruid, euid) = match p.read::<_, Raw>("status") {
+    let stat = parse_stat(&p.read::<_, Raw>(STAT).ok()?.0)?;
+    let (ruid, euid) = match p.read::<_, Raw>(STATUS) {
         Ok(Raw(s)) => parse_uids(&s)?,
         // Unreadable but present (e.g. an LSM): the directory's owner is
         // the effective uid, the best that is left.
@@ -182,11 +197,13 @@ fn collect_proc(p: &Process, users: &mut HashMap<u32, String>) -> Option<ProcEnt
         Err(_) => return None,
     };
     // Unreadable `cmdline` (permissions, or the process exiting) only costs
-    // the arguments: `ps` then shows `[comm]`.
-    let cmdline = p
-        .read::<_, Raw>("cmdline")
-        .map(|Raw(c)| split_cmdline(&c))
-        .unwrap_or_default();
+    // the arguments: `ps` then shows `[comm]`. One that did not answer in
+    // time makes them unknown: `?`.
+    let cmdline = match cmdline {
+        Outcome::Read(c) => split_cmdline(&c),
+        Outcome::Failed => Vec::new(),
+        Outcome::Late => ProcEntry::unknown_cmdline(),
+    };
     let user = users
         .entry(euid)
         .or_insert_with(|| crate::sys::users::user_label(euid))
@@ -213,7 +230,10 @@ fn collect_proc(p: &Process, users: &mut HashMap<u32, String>) -> Option<ProcEnt
 ///
 /// Per process it reads `stat`, `status` (for the uids only) and `cmdline`
 /// once each. Processes that vanish during the scan are left out; an
-/// unreadable `cmdline` leaves only the arguments out. The node-wide files
+/// unreadable `cmdline` leaves only the arguments out. `cmdline` can sleep
+/// on the process (its memory map lock): those reads are made on a helper
+/// thread, each with a deadline ([`super::deadline`]), and one not
+/// answered in time marks its row's arguments unknown. The node-wide files
 /// (`stat`, `uptime`, `meminfo`, `loadavg`) must be readable.
 pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
     let ks = KernelStats::from_file(root.join("stat"), procfs::current_system_info())
@@ -228,9 +248,26 @@ pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
     let (node, release, machine) = uname().unwrap_or_default();
 
     let mut users = HashMap::new();
-    let mut procs: Vec<ProcEntry> = procfs::process::all_processes_with_root(root)
+    let listed: Vec<Process> = procfs::process::all_processes_with_root(root)
         .map_err(read_err(root, ""))?
-        .filter_map(|p| collect_proc(&p.ok()?, &mut users))
+        .filter_map(Result::ok)
+        .collect();
+    let pids = listed.iter().map(Process::pid).collect();
+    let mut cmdlines = match classify(&Path::new("1").join(CMDLINE), Op::Open) {
+        Class::Isolated => Some(Reads::start(root, CMDLINE, pids)),
+        Class::Fast => None,
+    };
+    let mut procs: Vec<ProcEntry> = listed
+        .iter()
+        .filter_map(|p| {
+            let cmdline = match &mut cmdlines {
+                Some(r) => r.next_outcome(),
+                None => p
+                    .read::<_, Raw>(CMDLINE)
+                    .map_or(Outcome::Failed, |Raw(c)| Outcome::Read(c)),
+            };
+            collect_proc(p, cmdline, &mut users)
+        })
         .collect();
     procs.sort_by_key(|p| p.pid);
 
@@ -277,6 +314,19 @@ pub fn generate(root: &Path) -> Result<Vec<u8>, CollectError> {
 mod tests {
     use super::*;
     use crate::format::summary::parse;
+
+    /// The files a row is made of are read inline: they must not sleep on
+    /// another process. `cmdline` can, and goes through the deadline.
+    #[test]
+    fn the_collectors_files_are_classified() {
+        for f in [STAT, STATUS] {
+            assert_eq!(classify(&Path::new("1").join(f), Op::Open), Class::Fast);
+        }
+        assert_eq!(
+            classify(&Path::new("1").join(CMDLINE), Op::Open),
+            Class::Isolated
+        );
+    }
 
     #[test]
     fn stat_and_status_parsing() {
@@ -407,6 +457,47 @@ mod tests {
             (p.start_ticks, p.vsize, p.rss_pages, p.user.as_str()),
             (900, 4096, 10, "root")
         );
+
+        // A process whose cmdline read sleeps (a FIFO's open blocks until
+        // a writer comes, as a locked memory map makes a cmdline read
+        // wait): its row says `?`, in time, and the others are intact.
+        let q = root.join("4244");
+        std::fs::create_dir(&q).unwrap();
+        std::fs::write(
+            q.join("stat"),
+            b"4244 (hung) D 1 4244 4244 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 901 4096 10 0\n",
+        )
+        .unwrap();
+        std::fs::write(q.join("status"), "Name:\thung\nUid:\t0\t0\t0\t0\n").unwrap();
+        let fifo = std::ffi::CString::new(q.join("cmdline").into_os_string().into_encoded_bytes())
+            .unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let t = std::time::Instant::now();
+        let s2 = parse(&generate(root).unwrap()).unwrap();
+        let took = t.elapsed();
+        assert!(
+            took < crate::agent::deadline::READ_DEADLINE * 3,
+            "the summary came back in {took:?}"
+        );
+        assert_eq!(s2.procs.len(), 2);
+        assert_eq!(s2.procs[0], s.procs[0], "the other row is intact");
+        let hung = &s2.procs[1];
+        assert_eq!((hung.pid, hung.state), (4244, 'D'));
+        assert!(hung.cmdline_unknown());
+        assert_eq!(hung.cmdline_display(), "?");
+        // Known stuck: the next summary does not wait for it again.
+        let t = std::time::Instant::now();
+        let s3 = parse(&generate(root).unwrap()).unwrap();
+        assert!(t.elapsed() < crate::agent::deadline::READ_DEADLINE);
+        assert!(s3.procs[1].cmdline_unknown());
+        // Let the stuck read finish (a writer opens the FIFO).
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(q.join("cmdline"));
+        std::fs::remove_dir_all(&q).unwrap();
 
         std::fs::remove_file(root.join("uptime")).unwrap();
         let e = generate(root).unwrap_err();

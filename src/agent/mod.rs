@@ -28,11 +28,24 @@
 //! Who reads: the node's kernel decides. A service identity (the agent's
 //! own uid, the aggregator's service user) is served with the agent's own
 //! credentials; everyone else's walk, getattr, open, listing, readlink and
-//! summary are made on a thread switched to that user
-//! ([`crate::sys::creds::UserThreads`]), never falling back to the agent's
-//! own credentials.
+//! summary are made by a thread switched to that user, never falling back
+//! to the agent's own credentials.
+//!
+//! Where: a request that cannot sleep on another process ([`classify`]:
+//! walks, getattrs, `stat`, `status`, node-wide files, most of a process
+//! directory) runs on the async worker that received it, switched to the
+//! asker for that one call ([`crate::sys::creds::run_here`]) when the
+//! asker is not a service identity. A request that can (`cmdline`,
+//! `environ`, `maps` and the others that take a process's memory map
+//! lock, see [`classify::PROCESS_ENTRIES`]) and the summary run on a
+//! thread of their own: tokio's blocking pool for a service identity,
+//! [`crate::sys::creds::UserThreads`] for a user, a bounded number per
+//! user. The summary gives each such read of a process a deadline
+//! ([`deadline`]).
 
+pub mod classify;
 pub mod collect;
+pub mod deadline;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -56,6 +69,7 @@ use crate::server::{
     Shares,
 };
 use crate::sys::creds::{CredError, Creds, UserThreads};
+use classify::{Class, Op};
 
 /// Largest snapshot taken of one file. /proc has files that claim to be
 /// huge (`kcore`); reading stops here.
@@ -126,10 +140,11 @@ pub struct AgentNode {
 ///
 /// Requests of a service identity (the agent's own uid and the users
 /// given to [`ProcFs::with_service_uids`], i.e. the aggregator's service
-/// user) are served with the agent's own credentials on tokio's blocking
-/// pool. Every other identity's requests run on [`UserThreads`] switched
-/// to that user, so the node's kernel decides what they may read; an
-/// agent that cannot switch refuses them.
+/// user) are served with the agent's own credentials. Every other
+/// identity's requests are made by a thread switched to that user (the
+/// receiving worker for [`Class::Fast`] requests, [`UserThreads`] for
+/// [`Class::Isolated`] ones), so the node's kernel decides what they may
+/// read; an agent that cannot switch refuses them.
 pub struct ProcFs {
     /// The tree served (normally `/proc`).
     root: PathBuf,
@@ -288,17 +303,25 @@ impl ProcFs {
         self.service.contains(&who.uid)
     }
 
-    /// Runs `f` for `who`: on the blocking pool for a service identity, on
-    /// a thread switched to `who`'s credentials otherwise. Never falls back
-    /// to the agent's own credentials.
+    /// Runs `f` for `who` as `class` says: [`Class::Fast`] on this thread
+    /// ([`Self::run_here`]), [`Class::Isolated`] on a thread of its own
+    /// ([`Self::run_isolated`]). Never falls back to the agent's own
+    /// credentials.
     async fn run<T: Send + 'static>(
         &self,
         who: &Identity,
+        class: Class,
         f: impl FnOnce() -> FsResult<T> + Send + 'static,
     ) -> FsResult<T> {
-        if self.is_service(who) {
-            return blocking(f).await;
+        match class {
+            Class::Fast => self.run_here(who, f),
+            Class::Isolated => self.run_isolated(who, f).await,
         }
+    }
+
+    /// The credentials `who`'s requests are made with, or why this agent
+    /// cannot act as them.
+    fn creds_of(&self, who: &Identity) -> FsResult<(&UserThreads, Creds)> {
         let Some(users) = &self.users else {
             return Err(FsError::new(errno::EPERM).with(format!(
                 "this agent runs as uid {} without CAP_SETUID/CAP_SETGID: it serves only {:?}, not uid {}",
@@ -312,6 +335,34 @@ impl ProcFs {
             gid: who.gid.unwrap_or(OVERFLOW_GID),
             groups: who.gids.clone(),
         };
+        Ok((users, creds))
+    }
+
+    /// Runs `f` on the calling thread: as the agent for a service
+    /// identity, switched to `who` for the call otherwise. Only for work
+    /// that cannot sleep on another process ([`Class::Fast`]).
+    fn run_here<T>(&self, who: &Identity, f: impl FnOnce() -> FsResult<T>) -> FsResult<T> {
+        if self.is_service(who) {
+            return f();
+        }
+        let (_, creds) = self.creds_of(who)?;
+        crate::sys::creds::run_here(&creds, f).map_err(|e| {
+            FsError::new(errno::EPERM).with(format!("acting as uid {}: {e}", who.uid))
+        })?
+    }
+
+    /// Runs `f` for `who` on a thread of its own: the blocking pool for a
+    /// service identity, a thread switched to `who`'s credentials
+    /// otherwise, of which one user may occupy a bounded number.
+    async fn run_isolated<T: Send + 'static>(
+        &self,
+        who: &Identity,
+        f: impl FnOnce() -> FsResult<T> + Send + 'static,
+    ) -> FsResult<T> {
+        if self.is_service(who) {
+            return blocking(f).await;
+        }
+        let (users, creds) = self.creds_of(who)?;
         // One user's slow reads wait for that user's own slots, never for
         // the threads other users need.
         let slots = crate::sys::lock(&self.user_slots)
@@ -417,7 +468,7 @@ impl ProcFs {
     async fn process_dir_stat(&self, who: &Identity, held: &[Held], p: &Path) -> FsResult<St> {
         let (base, rel) = self.base_of(held, p);
         let abs = self.root.join(p);
-        self.run(who, move || {
+        self.run(who, Class::Fast, move || {
             lstat_at(&base, &rel).map_err(|e| vanished(e, &abs))
         })
         .await
@@ -583,7 +634,7 @@ impl Filesystem for ProcFs {
         }
         let root = self.root_fd.clone();
         let md = self
-            .run(&req.who, move || {
+            .run(&req.who, Class::Fast, move || {
                 lstat_at(&root, Path::new(".")).map_err(FsError::from)
             })
             .await?;
@@ -681,8 +732,9 @@ impl Filesystem for ProcFs {
             None
         };
         let abs = self.root.join(p);
+        let class = classify::classify(p, Op::Lookup);
         let (md, fd) = self
-            .run(who, move || {
+            .run(who, class, move || {
                 if enter {
                     let opened = rustix::fs::openat(
                         &*base,
@@ -728,8 +780,9 @@ impl Filesystem for ProcFs {
             Place::Real(p) => {
                 let (base, rel) = self.base_of(&node.held, p);
                 let abs = self.root.join(p);
+                let class = classify::classify(p, Op::Lookup);
                 let md = self
-                    .run(who, move || {
+                    .run(who, class, move || {
                         lstat_at(&base, &rel).map_err(|e| vanished(e, &abs))
                     })
                     .await?;
@@ -756,7 +809,7 @@ impl Filesystem for ProcFs {
                 // Generated as the asker: the collector sees what they may.
                 let root = self.root.clone();
                 let data = self
-                    .run(who, move || {
+                    .run(who, Class::Isolated, move || {
                         collect::generate(&root)
                             .map_err(|e| FsError::IO.with(format!("node summary: {e}")))
                     })
@@ -793,7 +846,8 @@ impl Filesystem for ProcFs {
                 let qid = node.qid;
                 let is_root = p.as_os_str().is_empty();
                 let control = self.control && is_tgid_dir(p);
-                self.run(who, move || {
+                let class = classify::classify(p, Op::Open);
+                self.run(who, class, move || {
                     if qid.is_dir() {
                         let extra = if is_root {
                             Some(dirent(
@@ -828,7 +882,7 @@ impl Filesystem for ProcFs {
         };
         let (base, rel) = self.base_of(&node.held, p);
         let abs = self.root.join(p);
-        self.run(who, move || {
+        self.run(who, classify::classify(p, Op::Open), move || {
             let t = rustix::fs::readlinkat(&*base, &rel, Vec::new())
                 .map_err(|e| vanished(e.into(), &abs))?;
             Ok(String::from_utf8_lossy(t.as_bytes()).into_owned())
@@ -1379,7 +1433,7 @@ mod tests {
         for _ in 0..2 * USER_THREADS {
             let (fs, gate, running) = (fs.clone(), gate.clone(), running.clone());
             slow.push(tokio::spawn(async move {
-                fs.run(&user(60001), move || {
+                fs.run(&user(60001), Class::Isolated, move || {
                     running.fetch_add(1, Ordering::SeqCst);
                     let (open, cv) = &*gate;
                     let mut g = crate::sys::lock(open);
@@ -1398,7 +1452,9 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
         let them = user(60002);
-        let other = fs.run(&them, || Ok(rustix::process::getpid().as_raw_nonzero()));
+        let other = fs.run(&them, Class::Isolated, || {
+            Ok(rustix::process::getpid().as_raw_nonzero())
+        });
         let r = tokio::time::timeout(std::time::Duration::from_secs(20), other).await;
         assert!(
             r.expect("another user's read waits for the slow ones")
