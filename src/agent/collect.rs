@@ -477,7 +477,7 @@ mod tests {
         let s2 = parse(&generate(root).unwrap()).unwrap();
         let took = t.elapsed();
         assert!(
-            took < crate::agent::deadline::READ_DEADLINE * 3,
+            took < crate::agent::deadline::READ_DEADLINE * 5,
             "the summary came back in {took:?}"
         );
         assert_eq!(s2.procs.len(), 2);
@@ -486,11 +486,12 @@ mod tests {
         assert_eq!((hung.pid, hung.state), (4244, 'D'));
         assert!(hung.cmdline_unknown());
         assert_eq!(hung.cmdline_display(), "?");
-        // Known stuck: the next summary does not wait for it again.
-        let t = std::time::Instant::now();
+        // Known stuck: the next summary does not try (and wait) again.
+        let stuck = crate::agent::deadline::Registry::global().stuck();
+        assert!(stuck >= 1);
         let s3 = parse(&generate(root).unwrap()).unwrap();
-        assert!(t.elapsed() < crate::agent::deadline::READ_DEADLINE);
         assert!(s3.procs[1].cmdline_unknown());
+        assert_eq!(crate::agent::deadline::Registry::global().stuck(), stuck);
         // Let the stuck read finish (a writer opens the FIFO).
         use std::os::unix::fs::OpenOptionsExt;
         let _ = std::fs::OpenOptions::new()

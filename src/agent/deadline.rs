@@ -356,7 +356,7 @@ mod tests {
         }
     }
 
-    const D: Duration = Duration::from_millis(150);
+    const D: Duration = Duration::from_millis(300);
 
     #[test]
     fn a_blocked_read_is_late_and_the_others_are_read() {
@@ -390,7 +390,10 @@ mod tests {
         // The next summary does not wait for it again.
         let t = Instant::now();
         let mut r = Reads::start_with(d.path(), "cmdline", vec![3, 4], reg.clone(), D, 4);
-        assert_eq!((r.next_outcome(), r.next_outcome()), (Outcome::Late, read("arg4\0")));
+        assert_eq!(
+            (r.next_outcome(), r.next_outcome()),
+            (Outcome::Late, read("arg4\0"))
+        );
         assert!(t.elapsed() < D, "known stuck: no deadline spent");
         // Once its read returns, the helper ends and leaves the registry.
         release(d.path(), 3);
@@ -427,7 +430,10 @@ mod tests {
         let d = root(&[7], &[1, 2]);
         let reg = Registry::new(2);
         let mut r = Reads::start_with(d.path(), "cmdline", vec![1, 2], reg.clone(), D, 4);
-        assert_eq!((r.next_outcome(), r.next_outcome()), (Outcome::Late, Outcome::Late));
+        assert_eq!(
+            (r.next_outcome(), r.next_outcome()),
+            (Outcome::Late, Outcome::Late)
+        );
         assert_eq!(reg.stuck(), 2);
         // At the bound: no thread, no wait, every row unknown.
         let t = Instant::now();

@@ -23,6 +23,8 @@ mod hetero;
 mod hostile_client;
 mod hostile_input;
 mod hostile_server;
+#[cfg(feature = "fuse")]
+mod hung_process;
 mod interop;
 mod layers;
 mod metrics;
