@@ -248,25 +248,32 @@ pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
     let (node, release, machine) = uname().unwrap_or_default();
 
     let mut users = HashMap::new();
-    let listed: Vec<Process> = procfs::process::all_processes_with_root(root)
-        .map_err(read_err(root, ""))?
-        .filter_map(Result::ok)
+    // Pids first (one listing), so the `cmdline` reads start on their
+    // helper while this thread reads the rows; each process directory is
+    // opened in turn, never all at once (a node's processes outnumber the
+    // descriptors the agent may hold).
+    let pids: Vec<i32> = std::fs::read_dir(root)
+        .map_err(|e| read_err(root, "")(ProcError::from(e)))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid > 0)
         .collect();
-    let pids = listed.iter().map(Process::pid).collect();
     let mut cmdlines = match classify(&Path::new("1").join(CMDLINE), Op::Open) {
-        Class::Isolated => Some(Reads::start(root, CMDLINE, pids)),
+        Class::Isolated => Some(Reads::start(root, CMDLINE, pids.clone())),
         Class::Fast => None,
     };
-    let mut procs: Vec<ProcEntry> = listed
+    let mut procs: Vec<ProcEntry> = pids
         .iter()
-        .filter_map(|p| {
-            let cmdline = match &mut cmdlines {
-                Some(r) => r.next_outcome(),
-                None => p
+        .filter_map(|&pid| {
+            let p = Process::new_with_root(root.join(pid.to_string()));
+            let cmdline = match (&mut cmdlines, &p) {
+                (Some(r), _) => r.next_outcome(),
+                (None, Ok(p)) => p
                     .read::<_, Raw>(CMDLINE)
                     .map_or(Outcome::Failed, |Raw(c)| Outcome::Read(c)),
+                (None, Err(_)) => Outcome::Failed,
             };
-            collect_proc(p, cmdline, &mut users)
+            collect_proc(&p.ok()?, cmdline, &mut users)
         })
         .collect();
     procs.sort_by_key(|p| p.pid);
