@@ -1288,6 +1288,47 @@ mod tests {
         let _ = child.wait();
     }
 
+    /// Fast requests run on the calling thread (switched for a user and
+    /// back after), isolated ones on a thread of their own; both as the
+    /// asker.
+    #[tokio::test]
+    async fn fast_requests_stay_on_the_calling_thread_as_the_asker() {
+        if !can_switch() {
+            eprintln!("SKIP: needs root with CAP_SETUID/CAP_SETGID");
+            return;
+        }
+        let d = tree();
+        let fs = ProcFs::new(d.path()).unwrap();
+        let here = std::thread::current().id();
+        let probe = || {
+            let s = fs::read_to_string("/proc/thread-self/status").unwrap();
+            let fsuid = s
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string));
+            Ok((std::thread::current().id(), fsuid.unwrap_or_default()))
+        };
+        for (who, uid) in [(user(4242), "4242"), (root(), "0")] {
+            let (t, u) = fs.run(&who, Class::Fast, probe).await.unwrap();
+            assert_eq!((t, u.as_str()), (here, uid));
+            let (t, u) = fs.run(&who, Class::Isolated, probe).await.unwrap();
+            assert!(t != here && u == uid, "{u}");
+        }
+        let (_, me) = probe().unwrap();
+        assert_eq!(me, "0", "the calling thread is itself again");
+        // Through the file system: a user's fast reads are the kernel's
+        // to refuse (exe's link needs ptrace access to a root process).
+        let exe = walk_as(&ProcFs::new("/proc").unwrap(), &user(4242), "1/exe")
+            .await
+            .unwrap();
+        let e = ProcFs::new("/proc")
+            .unwrap()
+            .readlink(&user(4242), &exe)
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno, errno::EACCES);
+    }
+
     #[tokio::test]
     async fn an_agent_that_cannot_switch_serves_only_itself() {
         let d = tree();
