@@ -38,10 +38,11 @@
 //! asker is not a service identity. A request that can (`cmdline`,
 //! `environ`, `maps` and the others that take a process's memory map
 //! lock, see [`classify::PROCESS_ENTRIES`]) and the summary run on a
-//! thread of their own: tokio's blocking pool for a service identity,
-//! [`crate::sys::creds::UserThreads`] for a user, a bounded number per
-//! user. The summary gives each such read of a process a deadline
-//! ([`deadline`]).
+//! thread of their own: tokio's blocking pool for a service identity (at
+//! most 64 at once), [`crate::sys::creds::UserThreads`] for a user (a
+//! bounded number per user); past the bounds they wait, so a node's hung
+//! processes cannot gather threads without end. The summary gives each
+//! such read of a process a deadline ([`deadline`]).
 
 pub mod classify;
 pub mod collect;
@@ -156,6 +157,10 @@ pub struct ProcFs {
     /// Per-user threads one identity may occupy at once, by uid: the rest
     /// stay free for other users however slow one user's reads are.
     user_slots: Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>,
+    /// Blocking-pool threads the service identities' isolated requests
+    /// may occupy at once: each may be stuck in the kernel for as long as
+    /// a process is, so they are bounded; past the bound they wait.
+    service_slots: Arc<tokio::sync::Semaphore>,
     /// uid/gid -> name, for 9P2000 stat records (resolved once each).
     names: Mutex<HashMap<(bool, u32), Option<String>>>,
     /// Identities served with the agent's own credentials.
@@ -172,6 +177,9 @@ const USER_THREADS: usize = 8;
 const USER_QUEUE: usize = 4096;
 /// Of those threads, how many one user's requests may occupy at once.
 const USER_THREADS_PER_USER: usize = USER_THREADS / 2;
+/// Isolated requests of the service identities running at once (on the
+/// blocking pool); more wait for one of them to finish.
+const SERVICE_ISOLATED: usize = 64;
 
 /// The shares of descriptors held for walked process directories: half of
 /// this process's open-file limit (the rest is for sockets and the files
@@ -260,6 +268,7 @@ impl ProcFs {
             }),
             held_dirs: held_dir_shares(),
             user_slots: Mutex::new(HashMap::new()),
+            service_slots: Arc::new(tokio::sync::Semaphore::new(SERVICE_ISOLATED)),
             names: Mutex::new(HashMap::new()),
             service: vec![rustix::process::geteuid().as_raw()],
             users: UserThreads::new(USER_THREADS, USER_QUEUE).ok(),
@@ -360,7 +369,14 @@ impl ProcFs {
         f: impl FnOnce() -> FsResult<T> + Send + 'static,
     ) -> FsResult<T> {
         if self.is_service(who) {
-            return blocking(f).await;
+            // The permit goes with the work, as a user's slot does: a read
+            // given up while it blocks still counts.
+            let permit = self.service_slots.clone().acquire_owned().await;
+            return blocking(move || {
+                let _slot = permit;
+                f()
+            })
+            .await;
         }
         let (users, creds) = self.creds_of(who)?;
         // One user's slow reads wait for that user's own slots, never for
@@ -1286,6 +1302,50 @@ mod tests {
         assert!(walk_as(&tfs, &u, "42/status").await.is_ok());
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// The service's isolated requests that never finish occupy at most
+    /// SERVICE_ISOLATED threads; more wait, and fast requests are served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_services_blocked_reads_are_bounded() {
+        use std::sync::Condvar;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let d = tree();
+        let fs = Arc::new(ProcFs::new(d.path()).unwrap());
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let running = Arc::new(AtomicUsize::new(0));
+        let mut blocked = Vec::new();
+        for _ in 0..SERVICE_ISOLATED + 3 {
+            let (fs, gate, running) = (fs.clone(), gate.clone(), running.clone());
+            blocked.push(tokio::spawn(async move {
+                fs.run(&root(), Class::Isolated, move || {
+                    running.fetch_add(1, Ordering::SeqCst);
+                    let (open, cv) = &*gate;
+                    let mut g = crate::sys::lock(open);
+                    while !*g {
+                        g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
+                    }
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        for _ in 0..400 {
+            if running.load(Ordering::SeqCst) >= SERVICE_ISOLATED {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        let f = walk_path(&fs, "42/status").await.unwrap();
+        assert!(open(&fs, &f).await.is_ok(), "a fast read is served");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(running.load(Ordering::SeqCst), SERVICE_ISOLATED);
+        *crate::sys::lock(&gate.0) = true;
+        gate.1.notify_all();
+        for t in blocked {
+            assert!(t.await.unwrap().is_ok());
+        }
+        assert_eq!(running.load(Ordering::SeqCst), SERVICE_ISOLATED + 3);
     }
 
     /// Fast requests run on the calling thread (switched for a user and
