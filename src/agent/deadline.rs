@@ -23,7 +23,7 @@
 //!   At the bound no helper is started: every row's arguments are unknown
 //!   until a stuck read returns. Each stuck helper ends when its read does.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -51,8 +51,9 @@ const HELPER_STACK: usize = 64 << 10;
 #[derive(Debug)]
 pub struct Registry {
     stuck: AtomicUsize,
-    /// (proc root, pid) of each stuck read.
-    on: Mutex<HashSet<(PathBuf, i32)>>,
+    /// (proc root, pid) of the stuck reads, and how many are stuck on
+    /// each (two summaries at once can both give one up).
+    on: Mutex<HashMap<(PathBuf, i32), usize>>,
     max_stuck: usize,
 }
 
@@ -61,7 +62,7 @@ impl Registry {
     pub fn new(max_stuck: usize) -> Arc<Self> {
         Arc::new(Self {
             stuck: AtomicUsize::new(0),
-            on: Mutex::new(HashSet::new()),
+            on: Mutex::new(HashMap::new()),
             max_stuck,
         })
     }
@@ -78,7 +79,26 @@ impl Registry {
     }
 
     fn is_stuck_on(&self, root: &Path, pid: i32) -> bool {
-        lock(&self.on).contains(&(root.to_path_buf(), pid))
+        lock(&self.on).contains_key(&(root.to_path_buf(), pid))
+    }
+
+    /// Counts a given-up read of `key` as stuck.
+    fn hold(&self, key: (PathBuf, i32)) {
+        self.stuck.fetch_add(1, Ordering::AcqRel);
+        *lock(&self.on).entry(key).or_insert(0) += 1;
+    }
+
+    /// A given-up read of `key` returned: one stuck fewer; the process is
+    /// known stuck until the last of its reads returned.
+    fn release(&self, key: &(PathBuf, i32)) {
+        let mut on = lock(&self.on);
+        if let Some(n) = on.get_mut(key) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                on.remove(key);
+            }
+        }
+        self.stuck.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
@@ -258,8 +278,7 @@ impl Reads {
                      its row is marked unknown and it is not read again until this read returns",
                     self.deadline
                 );
-                self.registry.stuck.fetch_add(1, Ordering::AcqRel);
-                lock(&self.registry.on).insert(key.clone());
+                self.registry.hold(key.clone());
                 st.abandoned = Some(key);
                 true
             }
@@ -297,8 +316,7 @@ fn helper(
     let mut st = lock(state);
     st.exited = true;
     if let Some(key) = st.abandoned.take() {
-        lock(&registry.on).remove(&key);
-        registry.stuck.fetch_sub(1, Ordering::AcqRel);
+        registry.release(&key);
     }
 }
 
@@ -402,6 +420,34 @@ mod tests {
         std::fs::write(d.path().join("3/cmdline"), "arg3\0").unwrap();
         let mut r = Reads::start_with(d.path(), "cmdline", vec![3], reg.clone(), D, 4);
         assert_eq!(r.next_outcome(), read("arg3\0"));
+    }
+
+    /// Two summaries that both gave up the same process's read: it stays
+    /// known stuck until both reads returned.
+    #[test]
+    fn a_process_stays_known_stuck_until_every_read_of_it_returned() {
+        let d = root(&[], &[5]);
+        let reg = Registry::new(8);
+        let mut a = Reads::start_with(d.path(), "cmdline", vec![5], reg.clone(), D, 4);
+        let mut b = Reads::start_with(d.path(), "cmdline", vec![5], reg.clone(), D, 4);
+        assert_eq!(
+            (a.next_outcome(), b.next_outcome()),
+            (Outcome::Late, Outcome::Late)
+        );
+        assert_eq!(reg.stuck(), 2);
+        // One FIFO writer releases one blocked open at a time, or both:
+        // either way the key goes only with the last.
+        release(d.path(), 5);
+        wait_until("both end", || reg.stuck() == 0);
+        assert!(!reg.is_stuck_on(d.path(), 5));
+        // The counting itself: known stuck until the last one returned.
+        let key = (d.path().to_path_buf(), 6);
+        reg.hold(key.clone());
+        reg.hold(key.clone());
+        reg.release(&key);
+        assert!(reg.is_stuck_on(d.path(), 6) && reg.stuck() == 1);
+        reg.release(&key);
+        assert!(!reg.is_stuck_on(d.path(), 6) && reg.stuck() == 0);
     }
 
     #[test]
