@@ -304,6 +304,8 @@ pub struct UserThreads {
     rx: Arc<Mutex<Receiver<Job>>>,
     live: Arc<AtomicUsize>,
     idle: Arc<AtomicUsize>,
+    /// Jobs sent and not yet taken by a worker.
+    queued: Arc<AtomicUsize>,
     threads: usize,
     queue: usize,
 }
@@ -332,6 +334,7 @@ impl UserThreads {
             rx: Arc::new(Mutex::new(rx)),
             live: Arc::new(AtomicUsize::new(0)),
             idle: Arc::new(AtomicUsize::new(0)),
+            queued: Arc::new(AtomicUsize::new(0)),
             threads: threads.max(1),
             queue: queue.max(1),
         })
@@ -342,10 +345,13 @@ impl UserThreads {
         self.live.load(Ordering::Relaxed)
     }
 
-    /// Starts a worker when none is idle and the pool is not full. Called
-    /// on the caller's thread, whose credentials are the process's own.
-    fn grow(&self) {
-        if self.idle.load(Ordering::Acquire) > 0 {
+    /// Starts a worker when fewer are idle than jobs are `waiting` and the
+    /// pool is not full. Counting the waiting jobs matters: an idle worker
+    /// may be about to take an earlier job, and a job left with no worker
+    /// would wait until some other work ends. Called on the caller's
+    /// thread, whose credentials are the process's own.
+    fn grow(&self, waiting: usize) {
+        if self.idle.load(Ordering::Acquire) >= waiting {
             return;
         }
         let n = self.live.fetch_add(1, Ordering::AcqRel);
@@ -353,10 +359,15 @@ impl UserThreads {
             self.live.fetch_sub(1, Ordering::AcqRel);
             return;
         }
-        let (rx, live, idle) = (self.rx.clone(), self.live.clone(), self.idle.clone());
+        let (rx, live, idle, queued) = (
+            self.rx.clone(),
+            self.live.clone(),
+            self.idle.clone(),
+            self.queued.clone(),
+        );
         let spawned = std::thread::Builder::new()
             .name("gproc-as-user".into())
-            .spawn(move || worker(rx, live, idle));
+            .spawn(move || worker(rx, live, idle, queued));
         if let Err(e) = spawned {
             self.live.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!("cannot start a per-user thread: {e}");
@@ -386,8 +397,13 @@ impl UserThreads {
             };
             let _ = done.send(out);
         });
-        self.grow();
-        match self.tx.try_send(job) {
+        let waiting = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        self.grow(waiting);
+        let sent = self.tx.try_send(job);
+        if sent.is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(CredError::Busy(self.queue)),
             Err(TrySendError::Disconnected(_)) => {
@@ -447,7 +463,12 @@ pub fn run_here<T>(creds: &Creds, f: impl FnOnce() -> T) -> Result<T, CredError>
 /// One worker: takes jobs, runs each as its user, restores. Ends when it
 /// cannot restore its own credentials, so no later job runs as the wrong
 /// user.
-fn worker(rx: Arc<Mutex<Receiver<Job>>>, live: Arc<AtomicUsize>, idle: Arc<AtomicUsize>) {
+fn worker(
+    rx: Arc<Mutex<Receiver<Job>>>,
+    live: Arc<AtomicUsize>,
+    idle: Arc<AtomicUsize>,
+    queued: Arc<AtomicUsize>,
+) {
     struct Leave(Arc<AtomicUsize>);
     impl Drop for Leave {
         fn drop(&mut self) {
@@ -468,8 +489,11 @@ fn worker(rx: Arc<Mutex<Receiver<Job>>>, live: Arc<AtomicUsize>, idle: Arc<Atomi
             let guard = super::lock(&rx);
             guard.recv()
         };
+        // Busy first, then one job fewer waiting: never, even for a
+        // moment, an idle count that covers a job no worker will take.
         idle.fetch_sub(1, Ordering::AcqRel);
         let Ok(job) = job else { return };
+        queued.fetch_sub(1, Ordering::AcqRel);
         job(&own);
         if let Err(why) = own.restore() {
             tracing::error!("per-user thread could not restore its credentials ({why}); ending it");
@@ -738,6 +762,46 @@ mod tests {
         );
         assert!(!ran);
         assert_eq!(fsuid, "0");
+    }
+
+    /// A job sent while the only idle worker is about to take an earlier
+    /// one (which then blocks) gets a worker of its own.
+    #[tokio::test]
+    async fn a_job_behind_a_blocked_one_gets_its_own_worker() {
+        if !root() {
+            eprintln!("SKIP: needs root with CAP_SETUID/CAP_SETGID");
+            return;
+        }
+        let pool = UserThreads::new(4, 8).unwrap();
+        // One worker, idle.
+        pool.run(&root_creds(), || ()).await.unwrap();
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let g = gate.clone();
+        let me = root_creds();
+        let blocked = pool.run(&me, move || {
+            let (open, cv) = &*g;
+            let mut o = crate::sys::lock(open);
+            while !*o {
+                o = cv.wait(o).unwrap_or_else(|p| p.into_inner());
+            }
+        });
+        // Both sent in one go (the blocking one first): the idle worker has
+        // not taken the first yet when the second is sent.
+        let quick = pool.run(&me, || 42);
+        let quick = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            tokio::select! {
+                biased;
+                _ = blocked => panic!("the gate is shut"),
+                q = quick => q,
+            }
+        })
+        .await;
+        *crate::sys::lock(&gate.0) = true;
+        gate.1.notify_all();
+        assert_eq!(
+            quick.expect("the second job waited for the first").unwrap(),
+            42
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
