@@ -177,13 +177,20 @@ const STAT: &str = "stat";
 const STATUS: &str = "status";
 const CMDLINE: &str = "cmdline";
 
-/// One process, or `None` if it vanished while being read. `cmdline` is
-/// the outcome of its `cmdline` read, made elsewhere (with a deadline).
-fn collect_proc(
-    p: &Process,
-    cmdline: Outcome,
-    users: &mut HashMap<u32, String>,
-) -> Option<ProcEntry> {
+/// The arguments a `cmdline` read's outcome gives a row: unreadable
+/// (permissions, or the process exiting) costs only the arguments (`ps`
+/// then shows `[comm]`); not answered in time makes them unknown (`?`).
+fn cmdline_of(o: Outcome) -> Vec<Vec<u8>> {
+    match o {
+        Outcome::Read(c) => split_cmdline(&c),
+        Outcome::Failed => Vec::new(),
+        Outcome::Late => ProcEntry::unknown_cmdline(),
+    }
+}
+
+/// One process's row without its arguments (read elsewhere, with a
+/// deadline), or `None` if it vanished while being read.
+fn collect_proc(p: &Process, users: &mut HashMap<u32, String>) -> Option<ProcEntry> {
     // `stat` is world-readable: failing to read it means the process is gone.
     let stat = parse_stat(&p.read::<_, Raw>(STAT).ok()?.0)?;
     let (ruid, euid) = match p.read::<_, Raw>(STATUS) {
@@ -195,14 +202,6 @@ fn collect_proc(
             (uid, uid)
         }
         Err(_) => return None,
-    };
-    // Unreadable `cmdline` (permissions, or the process exiting) only costs
-    // the arguments: `ps` then shows `[comm]`. One that did not answer in
-    // time makes them unknown: `?`.
-    let cmdline = match cmdline {
-        Outcome::Read(c) => split_cmdline(&c),
-        Outcome::Failed => Vec::new(),
-        Outcome::Late => ProcEntry::unknown_cmdline(),
     };
     let user = users
         .entry(euid)
@@ -222,7 +221,7 @@ fn collect_proc(
         start_ticks: stat.start_ticks,
         threads: stat.threads,
         comm: stat.comm,
-        cmdline,
+        cmdline: Vec::new(),
     })
 }
 
@@ -262,18 +261,34 @@ pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
         Class::Isolated => Some(Reads::start(root, CMDLINE, pids.clone())),
         Class::Fast => None,
     };
-    let mut procs: Vec<ProcEntry> = pids
+    // The rows first, from the fast files, while the helper reads the
+    // arguments; then the arguments, in the same order, each within its
+    // deadline (by then most are waiting in the channel: no hand-off per
+    // process, and a stuck read's deadline runs during the rows).
+    let rows: Vec<Option<ProcEntry>> = pids
         .iter()
-        .filter_map(|&pid| {
-            let p = Process::new_with_root(root.join(pid.to_string()));
-            let cmdline = match (&mut cmdlines, &p) {
-                (Some(r), _) => r.next_outcome(),
-                (None, Ok(p)) => p
-                    .read::<_, Raw>(CMDLINE)
-                    .map_or(Outcome::Failed, |Raw(c)| Outcome::Read(c)),
-                (None, Err(_)) => Outcome::Failed,
-            };
-            collect_proc(&p.ok()?, cmdline, &mut users)
+        .map(|&pid| {
+            let p = Process::new_with_root(root.join(pid.to_string())).ok()?;
+            let mut row = collect_proc(&p, &mut users)?;
+            if cmdlines.is_none() {
+                row.cmdline = cmdline_of(
+                    p.read::<_, Raw>(CMDLINE)
+                        .map_or(Outcome::Failed, |Raw(c)| Outcome::Read(c)),
+                );
+            }
+            Some(row)
+        })
+        .collect();
+    let mut procs: Vec<ProcEntry> = rows
+        .into_iter()
+        .filter_map(|row| {
+            // Taken for every listed process, in order, even a vanished one.
+            let outcome = cmdlines.as_mut().map(Reads::next_outcome);
+            let mut row = row?;
+            if let Some(o) = outcome {
+                row.cmdline = cmdline_of(o);
+            }
+            Some(row)
         })
         .collect();
     procs.sort_by_key(|p| p.pid);
