@@ -10,6 +10,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use procfs::process::Process;
 use procfs::{FromRead, FromReadSI, KernelStats, LoadAverage, ProcError, Uptime};
 
+use super::classify::{Class, Op, classify};
+use super::deadline::{Outcome, Reads};
 use crate::format::jobs::JobRules;
 use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
 
@@ -168,17 +170,37 @@ fn load(v: f32) -> f64 {
     (f64::from(v) * 100.0).round() / 100.0
 }
 
-/// One process, or `None` if it vanished while being read. With `jobs`,
-/// its job too, from its `cgroup` file (world-readable; unreadable or
-/// vanished: no job; kernel threads: not read).
+/// The per-process files the summary reads. `stat` and `status` make the
+/// row and are read inline, so they must be [`Class::Fast`] (a test checks
+/// it); `cmdline` is read as [`classify`] says: through [`Reads`], with a
+/// deadline, when it is isolated.
+const STAT: &str = "stat";
+const STATUS: &str = "status";
+const CMDLINE: &str = "cmdline";
+
+/// The arguments a `cmdline` read's outcome gives a row: unreadable
+/// (permissions, or the process exiting) costs only the arguments (`ps`
+/// then shows `[comm]`); not answered in time makes them unknown (`?`).
+fn cmdline_of(o: Outcome) -> Vec<Vec<u8>> {
+    match o {
+        Outcome::Read(c) => split_cmdline(&c),
+        Outcome::Failed => Vec::new(),
+        Outcome::Late => ProcEntry::unknown_cmdline(),
+    }
+}
+
+/// One process's row without its arguments (read elsewhere, with a
+/// deadline), or `None` if it vanished while being read. With `jobs`, its
+/// job too, from its `cgroup` file (world-readable, a fast read;
+/// unreadable or vanished: no job; kernel threads: not read).
 fn collect_proc(
     p: &Process,
     users: &mut HashMap<u32, String>,
     jobs: Option<&JobRules>,
 ) -> Option<ProcEntry> {
     // `stat` is world-readable: failing to read it means the process is gone.
-    let stat = parse_stat(&p.read::<_, Raw>("stat").ok()?.0)?;
-    let (ruid, euid) = match p.read::<_, Raw>("status") {
+    let stat = parse_stat(&p.read::<_, Raw>(STAT).ok()?.0)?;
+    let (ruid, euid) = match p.read::<_, Raw>(STATUS) {
         Ok(Raw(s)) => parse_uids(&s)?,
         // Unreadable but present (e.g. an LSM): the directory's owner is
         // the effective uid, the best that is left.
@@ -188,12 +210,6 @@ fn collect_proc(
         }
         Err(_) => return None,
     };
-    // Unreadable `cmdline` (permissions, or the process exiting) only costs
-    // the arguments: `ps` then shows `[comm]`.
-    let cmdline = p
-        .read::<_, Raw>("cmdline")
-        .map(|Raw(c)| split_cmdline(&c))
-        .unwrap_or_default();
     // Kernel threads (kthreadd and its children) are in no job: their
     // `cgroup` is not read.
     let kernel_thread = p.pid() == 2 || stat.ppid == 2;
@@ -219,7 +235,7 @@ fn collect_proc(
         start_ticks: stat.start_ticks,
         threads: stat.threads,
         comm: stat.comm,
-        cmdline,
+        cmdline: Vec::new(),
         job,
     })
 }
@@ -236,8 +252,11 @@ pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
 /// once each, and `cgroup` when `jobs` is given (each process's job is
 /// then the first pattern's match). Processes that vanish during the scan
 /// are left out; an unreadable `cmdline` leaves only the arguments out.
-/// The node-wide files (`stat`, `uptime`, `meminfo`, `loadavg`) must be
-/// readable.
+/// `cmdline` can sleep on the process (its memory map lock): those reads
+/// are made on a helper thread, each with a deadline
+/// ([`super::deadline`]), and one not answered in time marks its row's
+/// arguments unknown. The node-wide files (`stat`, `uptime`, `meminfo`,
+/// `loadavg`) must be readable.
 pub fn collect_with(root: &Path, jobs: Option<&JobRules>) -> Result<NodeSummary, CollectError> {
     let ks = KernelStats::from_file(root.join("stat"), procfs::current_system_info())
         .map_err(read_err(root, "stat"))?;
@@ -251,9 +270,49 @@ pub fn collect_with(root: &Path, jobs: Option<&JobRules>) -> Result<NodeSummary,
     let (node, release, machine) = uname().unwrap_or_default();
 
     let mut users = HashMap::new();
-    let mut procs: Vec<ProcEntry> = procfs::process::all_processes_with_root(root)
-        .map_err(read_err(root, ""))?
-        .filter_map(|p| collect_proc(&p.ok()?, &mut users, jobs))
+    // Pids first (one listing), so the `cmdline` reads start on their
+    // helper while this thread reads the rows; each process directory is
+    // opened in turn, never all at once (a node's processes outnumber the
+    // descriptors the agent may hold).
+    let pids: Vec<i32> = std::fs::read_dir(root)
+        .map_err(|e| read_err(root, "")(ProcError::from(e)))?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid > 0)
+        .collect();
+    let mut cmdlines = match classify(&Path::new("1").join(CMDLINE), Op::Open) {
+        Class::Isolated => Some(Reads::start(root, CMDLINE, pids.clone())),
+        Class::Fast => None,
+    };
+    // The rows first, from the fast files, while the helper reads the
+    // arguments; then the arguments, in the same order, each within its
+    // deadline (by then most are waiting in the channel: no hand-off per
+    // process, and a stuck read's deadline runs during the rows).
+    let rows: Vec<Option<ProcEntry>> = pids
+        .iter()
+        .map(|&pid| {
+            let p = Process::new_with_root(root.join(pid.to_string())).ok()?;
+            let mut row = collect_proc(&p, &mut users, jobs)?;
+            if cmdlines.is_none() {
+                row.cmdline = cmdline_of(
+                    p.read::<_, Raw>(CMDLINE)
+                        .map_or(Outcome::Failed, |Raw(c)| Outcome::Read(c)),
+                );
+            }
+            Some(row)
+        })
+        .collect();
+    let mut procs: Vec<ProcEntry> = rows
+        .into_iter()
+        .filter_map(|row| {
+            // Taken for every listed process, in order, even a vanished one.
+            let outcome = cmdlines.as_mut().map(Reads::next_outcome);
+            let mut row = row?;
+            if let Some(o) = outcome {
+                row.cmdline = cmdline_of(o);
+            }
+            Some(row)
+        })
         .collect();
     procs.sort_by_key(|p| p.pid);
 
@@ -306,6 +365,19 @@ pub fn generate_with(root: &Path, jobs: Option<&JobRules>) -> Result<Vec<u8>, Co
 mod tests {
     use super::*;
     use crate::format::summary::parse;
+
+    /// The files a row is made of are read inline: they must not sleep on
+    /// another process. `cmdline` can, and goes through the deadline.
+    #[test]
+    fn the_collectors_files_are_classified() {
+        for f in [STAT, STATUS] {
+            assert_eq!(classify(&Path::new("1").join(f), Op::Open), Class::Fast);
+        }
+        assert_eq!(
+            classify(&Path::new("1").join(CMDLINE), Op::Open),
+            Class::Isolated
+        );
+    }
 
     #[test]
     fn stat_and_status_parsing() {
@@ -450,6 +522,48 @@ mod tests {
         );
         let no_jobs = collect_with(root, None).unwrap();
         assert_eq!(no_jobs.procs[0].job, None);
+
+        // A process whose cmdline read sleeps (a FIFO's open blocks until
+        // a writer comes, as a locked memory map makes a cmdline read
+        // wait): its row says `?`, in time, and the others are intact.
+        let q = root.join("4244");
+        std::fs::create_dir(&q).unwrap();
+        std::fs::write(
+            q.join("stat"),
+            b"4244 (hung) D 1 4244 4244 0 -1 0 0 0 0 0 1 1 0 0 20 0 1 0 901 4096 10 0\n",
+        )
+        .unwrap();
+        std::fs::write(q.join("status"), "Name:\thung\nUid:\t0\t0\t0\t0\n").unwrap();
+        let fifo = std::ffi::CString::new(q.join("cmdline").into_os_string().into_encoded_bytes())
+            .unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let t = std::time::Instant::now();
+        let s2 = parse(&generate(root).unwrap()).unwrap();
+        let took = t.elapsed();
+        assert!(
+            took < crate::agent::deadline::READ_DEADLINE * 5,
+            "the summary came back in {took:?}"
+        );
+        assert_eq!(s2.procs.len(), 2);
+        assert_eq!(s2.procs[0], s.procs[0], "the other row is intact");
+        let hung = &s2.procs[1];
+        assert_eq!((hung.pid, hung.state), (4244, 'D'));
+        assert!(hung.cmdline_unknown());
+        assert_eq!(hung.cmdline_display(), "?");
+        // Known stuck: the next summary does not try (and wait) again.
+        let stuck = crate::agent::deadline::Registry::global().stuck();
+        assert!(stuck >= 1);
+        let s3 = parse(&generate(root).unwrap()).unwrap();
+        assert!(s3.procs[1].cmdline_unknown());
+        assert_eq!(crate::agent::deadline::Registry::global().stuck(), stuck);
+        // Let the stuck read finish (a writer opens the FIFO).
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(q.join("cmdline"));
+        std::fs::remove_dir_all(&q).unwrap();
 
         std::fs::remove_file(root.join("uptime")).unwrap();
         let e = generate(root).unwrap_err();

@@ -28,11 +28,25 @@
 //! Who reads: the node's kernel decides. A service identity (the agent's
 //! own uid, the aggregator's service user) is served with the agent's own
 //! credentials; everyone else's walk, getattr, open, listing, readlink and
-//! summary are made on a thread switched to that user
-//! ([`crate::sys::creds::UserThreads`]), never falling back to the agent's
-//! own credentials.
+//! summary are made by a thread switched to that user, never falling back
+//! to the agent's own credentials.
+//!
+//! Where: a request that cannot sleep on another process ([`classify`]:
+//! walks, getattrs, `stat`, `status`, node-wide files, most of a process
+//! directory) runs on the async worker that received it, switched to the
+//! asker for that one call ([`crate::sys::creds::run_here`]) when the
+//! asker is not a service identity. A request that can (`cmdline`,
+//! `environ`, `maps` and the others that take a process's memory map
+//! lock, see [`classify::PROCESS_ENTRIES`]) and the summary run on a
+//! thread of their own: tokio's blocking pool for a service identity (at
+//! most 64 at once), [`crate::sys::creds::UserThreads`] for a user (a
+//! bounded number per user); past the bounds they wait, so a node's hung
+//! processes cannot gather threads without end. The summary gives each
+//! such read of a process a deadline ([`deadline`]).
 
+pub mod classify;
 pub mod collect;
+pub mod deadline;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -56,6 +70,7 @@ use crate::server::{
     Shares,
 };
 use crate::sys::creds::{CredError, Creds, UserThreads};
+use classify::{Class, Op};
 
 /// Largest snapshot taken of one file. /proc has files that claim to be
 /// huge (`kcore`); reading stops here.
@@ -126,10 +141,11 @@ pub struct AgentNode {
 ///
 /// Requests of a service identity (the agent's own uid and the users
 /// given to [`ProcFs::with_service_uids`], i.e. the aggregator's service
-/// user) are served with the agent's own credentials on tokio's blocking
-/// pool. Every other identity's requests run on [`UserThreads`] switched
-/// to that user, so the node's kernel decides what they may read; an
-/// agent that cannot switch refuses them.
+/// user) are served with the agent's own credentials. Every other
+/// identity's requests are made by a thread switched to that user (the
+/// receiving worker for [`Class::Fast`] requests, [`UserThreads`] for
+/// [`Class::Isolated`] ones), so the node's kernel decides what they may
+/// read; an agent that cannot switch refuses them.
 pub struct ProcFs {
     /// The tree served (normally `/proc`).
     root: PathBuf,
@@ -141,6 +157,10 @@ pub struct ProcFs {
     /// Per-user threads one identity may occupy at once, by uid: the rest
     /// stay free for other users however slow one user's reads are.
     user_slots: Mutex<HashMap<u32, Arc<tokio::sync::Semaphore>>>,
+    /// Blocking-pool threads the service identities' isolated requests
+    /// may occupy at once: each may be stuck in the kernel for as long as
+    /// a process is, so they are bounded; past the bound they wait.
+    service_slots: Arc<tokio::sync::Semaphore>,
     /// uid/gid -> name, for 9P2000 stat records (resolved once each).
     names: Mutex<HashMap<(bool, u32), Option<String>>>,
     /// Identities served with the agent's own credentials.
@@ -159,6 +179,9 @@ const USER_THREADS: usize = 8;
 const USER_QUEUE: usize = 4096;
 /// Of those threads, how many one user's requests may occupy at once.
 const USER_THREADS_PER_USER: usize = USER_THREADS / 2;
+/// Isolated requests of the service identities running at once (on the
+/// blocking pool); more wait for one of them to finish.
+const SERVICE_ISOLATED: usize = 64;
 
 /// The shares of descriptors held for walked process directories: half of
 /// this process's open-file limit (the rest is for sockets and the files
@@ -247,6 +270,7 @@ impl ProcFs {
             }),
             held_dirs: held_dir_shares(),
             user_slots: Mutex::new(HashMap::new()),
+            service_slots: Arc::new(tokio::sync::Semaphore::new(SERVICE_ISOLATED)),
             names: Mutex::new(HashMap::new()),
             service: vec![rustix::process::geteuid().as_raw()],
             users: UserThreads::new(USER_THREADS, USER_QUEUE).ok(),
@@ -298,17 +322,25 @@ impl ProcFs {
         self.service.contains(&who.uid)
     }
 
-    /// Runs `f` for `who`: on the blocking pool for a service identity, on
-    /// a thread switched to `who`'s credentials otherwise. Never falls back
-    /// to the agent's own credentials.
+    /// Runs `f` for `who` as `class` says: [`Class::Fast`] on this thread
+    /// ([`Self::run_here`]), [`Class::Isolated`] on a thread of its own
+    /// ([`Self::run_isolated`]). Never falls back to the agent's own
+    /// credentials.
     async fn run<T: Send + 'static>(
         &self,
         who: &Identity,
+        class: Class,
         f: impl FnOnce() -> FsResult<T> + Send + 'static,
     ) -> FsResult<T> {
-        if self.is_service(who) {
-            return blocking(f).await;
+        match class {
+            Class::Fast => self.run_here(who, f),
+            Class::Isolated => self.run_isolated(who, f).await,
         }
+    }
+
+    /// The credentials `who`'s requests are made with, or why this agent
+    /// cannot act as them.
+    fn creds_of(&self, who: &Identity) -> FsResult<(&UserThreads, Creds)> {
         let Some(users) = &self.users else {
             return Err(FsError::new(errno::EPERM).with(format!(
                 "this agent runs as uid {} without CAP_SETUID/CAP_SETGID: it serves only {:?}, not uid {}",
@@ -322,6 +354,41 @@ impl ProcFs {
             gid: who.gid.unwrap_or(OVERFLOW_GID),
             groups: who.gids.clone(),
         };
+        Ok((users, creds))
+    }
+
+    /// Runs `f` on the calling thread: as the agent for a service
+    /// identity, switched to `who` for the call otherwise. Only for work
+    /// that cannot sleep on another process ([`Class::Fast`]).
+    fn run_here<T>(&self, who: &Identity, f: impl FnOnce() -> FsResult<T>) -> FsResult<T> {
+        if self.is_service(who) {
+            return f();
+        }
+        let (_, creds) = self.creds_of(who)?;
+        crate::sys::creds::run_here(&creds, f).map_err(|e| {
+            FsError::new(errno::EPERM).with(format!("acting as uid {}: {e}", who.uid))
+        })?
+    }
+
+    /// Runs `f` for `who` on a thread of its own: the blocking pool for a
+    /// service identity, a thread switched to `who`'s credentials
+    /// otherwise, of which one user may occupy a bounded number.
+    async fn run_isolated<T: Send + 'static>(
+        &self,
+        who: &Identity,
+        f: impl FnOnce() -> FsResult<T> + Send + 'static,
+    ) -> FsResult<T> {
+        if self.is_service(who) {
+            // The permit goes with the work, as a user's slot does: a read
+            // given up while it blocks still counts.
+            let permit = self.service_slots.clone().acquire_owned().await;
+            return blocking(move || {
+                let _slot = permit;
+                f()
+            })
+            .await;
+        }
+        let (users, creds) = self.creds_of(who)?;
         // One user's slow reads wait for that user's own slots, never for
         // the threads other users need.
         let slots = crate::sys::lock(&self.user_slots)
@@ -427,7 +494,7 @@ impl ProcFs {
     async fn process_dir_stat(&self, who: &Identity, held: &[Held], p: &Path) -> FsResult<St> {
         let (base, rel) = self.base_of(held, p);
         let abs = self.root.join(p);
-        self.run(who, move || {
+        self.run(who, Class::Fast, move || {
             lstat_at(&base, &rel).map_err(|e| vanished(e, &abs))
         })
         .await
@@ -593,7 +660,7 @@ impl Filesystem for ProcFs {
         }
         let root = self.root_fd.clone();
         let md = self
-            .run(&req.who, move || {
+            .run(&req.who, Class::Fast, move || {
                 lstat_at(&root, Path::new(".")).map_err(FsError::from)
             })
             .await?;
@@ -691,8 +758,9 @@ impl Filesystem for ProcFs {
             None
         };
         let abs = self.root.join(p);
+        let class = classify::classify(p, Op::Lookup);
         let (md, fd) = self
-            .run(who, move || {
+            .run(who, class, move || {
                 if enter {
                     let opened = rustix::fs::openat(
                         &*base,
@@ -738,8 +806,9 @@ impl Filesystem for ProcFs {
             Place::Real(p) => {
                 let (base, rel) = self.base_of(&node.held, p);
                 let abs = self.root.join(p);
+                let class = classify::classify(p, Op::Lookup);
                 let md = self
-                    .run(who, move || {
+                    .run(who, class, move || {
                         lstat_at(&base, &rel).map_err(|e| vanished(e, &abs))
                     })
                     .await?;
@@ -767,7 +836,7 @@ impl Filesystem for ProcFs {
                 let root = self.root.clone();
                 let rules = self.job_rules.clone();
                 let data = self
-                    .run(who, move || {
+                    .run(who, Class::Isolated, move || {
                         collect::generate_with(&root, Some(&rules))
                             .map_err(|e| FsError::IO.with(format!("node summary: {e}")))
                     })
@@ -804,7 +873,8 @@ impl Filesystem for ProcFs {
                 let qid = node.qid;
                 let is_root = p.as_os_str().is_empty();
                 let control = self.control && is_tgid_dir(p);
-                self.run(who, move || {
+                let class = classify::classify(p, Op::Open);
+                self.run(who, class, move || {
                     if qid.is_dir() {
                         let extra = if is_root {
                             Some(dirent(
@@ -839,7 +909,7 @@ impl Filesystem for ProcFs {
         };
         let (base, rel) = self.base_of(&node.held, p);
         let abs = self.root.join(p);
-        self.run(who, move || {
+        self.run(who, classify::classify(p, Op::Open), move || {
             let t = rustix::fs::readlinkat(&*base, &rel, Vec::new())
                 .map_err(|e| vanished(e.into(), &abs))?;
             Ok(String::from_utf8_lossy(t.as_bytes()).into_owned())
@@ -1245,6 +1315,91 @@ mod tests {
         let _ = child.wait();
     }
 
+    /// The service's isolated requests that never finish occupy at most
+    /// SERVICE_ISOLATED threads; more wait, and fast requests are served.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_services_blocked_reads_are_bounded() {
+        use std::sync::Condvar;
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let d = tree();
+        let fs = Arc::new(ProcFs::new(d.path()).unwrap());
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let running = Arc::new(AtomicUsize::new(0));
+        let mut blocked = Vec::new();
+        for _ in 0..SERVICE_ISOLATED + 3 {
+            let (fs, gate, running) = (fs.clone(), gate.clone(), running.clone());
+            blocked.push(tokio::spawn(async move {
+                fs.run(&root(), Class::Isolated, move || {
+                    running.fetch_add(1, Ordering::SeqCst);
+                    let (open, cv) = &*gate;
+                    let mut g = crate::sys::lock(open);
+                    while !*g {
+                        g = cv.wait(g).unwrap_or_else(|p| p.into_inner());
+                    }
+                    Ok(())
+                })
+                .await
+            }));
+        }
+        for _ in 0..400 {
+            if running.load(Ordering::SeqCst) >= SERVICE_ISOLATED {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        let f = walk_path(&fs, "42/status").await.unwrap();
+        assert!(open(&fs, &f).await.is_ok(), "a fast read is served");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        assert_eq!(running.load(Ordering::SeqCst), SERVICE_ISOLATED);
+        *crate::sys::lock(&gate.0) = true;
+        gate.1.notify_all();
+        for t in blocked {
+            assert!(t.await.unwrap().is_ok());
+        }
+        assert_eq!(running.load(Ordering::SeqCst), SERVICE_ISOLATED + 3);
+    }
+
+    /// Fast requests run on the calling thread (switched for a user and
+    /// back after), isolated ones on a thread of their own; both as the
+    /// asker.
+    #[tokio::test]
+    async fn fast_requests_stay_on_the_calling_thread_as_the_asker() {
+        if !can_switch() {
+            eprintln!("SKIP: needs root with CAP_SETUID/CAP_SETGID");
+            return;
+        }
+        let d = tree();
+        let fs = ProcFs::new(d.path()).unwrap();
+        let here = std::thread::current().id();
+        let probe = || {
+            let s = fs::read_to_string("/proc/thread-self/status").unwrap();
+            let fsuid = s
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(3).map(str::to_string));
+            Ok((std::thread::current().id(), fsuid.unwrap_or_default()))
+        };
+        for (who, uid) in [(user(4242), "4242"), (root(), "0")] {
+            let (t, u) = fs.run(&who, Class::Fast, probe).await.unwrap();
+            assert_eq!((t, u.as_str()), (here, uid));
+            let (t, u) = fs.run(&who, Class::Isolated, probe).await.unwrap();
+            assert!(t != here && u == uid, "{u}");
+        }
+        let (_, me) = probe().unwrap();
+        assert_eq!(me, "0", "the calling thread is itself again");
+        // Through the file system: a user's fast reads are the kernel's
+        // to refuse (exe's link needs ptrace access to a root process).
+        let exe = walk_as(&ProcFs::new("/proc").unwrap(), &user(4242), "1/exe")
+            .await
+            .unwrap();
+        let e = ProcFs::new("/proc")
+            .unwrap()
+            .readlink(&user(4242), &exe)
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno, errno::EACCES);
+    }
+
     #[tokio::test]
     async fn an_agent_that_cannot_switch_serves_only_itself() {
         let d = tree();
@@ -1390,7 +1545,7 @@ mod tests {
         for _ in 0..2 * USER_THREADS {
             let (fs, gate, running) = (fs.clone(), gate.clone(), running.clone());
             slow.push(tokio::spawn(async move {
-                fs.run(&user(60001), move || {
+                fs.run(&user(60001), Class::Isolated, move || {
                     running.fetch_add(1, Ordering::SeqCst);
                     let (open, cv) = &*gate;
                     let mut g = crate::sys::lock(open);
@@ -1409,7 +1564,9 @@ mod tests {
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
         let them = user(60002);
-        let other = fs.run(&them, || Ok(rustix::process::getpid().as_raw_nonzero()));
+        let other = fs.run(&them, Class::Isolated, || {
+            Ok(rustix::process::getpid().as_raw_nonzero())
+        });
         let r = tokio::time::timeout(std::time::Duration::from_secs(20), other).await;
         assert!(
             r.expect("another user's read waits for the slow ones")

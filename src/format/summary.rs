@@ -75,6 +75,16 @@
 //!   so a process in no job has no field after its arguments; a reader
 //!   takes a missing field as none (so a summary of an older agent reads
 //!   as "no job").
+//! - Unknown arguments: `argc` `1` with the single argument `\x00` (one NUL
+//!   byte, [`UNKNOWN_ARG`]) says the node's read of the process's
+//!   `cmdline` did not finish within its deadline (the process's memory
+//!   map is locked, e.g. by a thread stuck on a hung network file system),
+//!   so its arguments are unknown, not absent. No real argument holds a
+//!   NUL byte (`cmdline` separates arguments with NULs), so the marker is
+//!   never a process's own; it is a listed field's ordinary syntax, so
+//!   readers of version 1 that predate it keep the row and print it as `?`
+//!   (a control character), which is what [`ProcEntry::cmdline_display`]
+//!   shows.
 //! - `end N` closes the file; `N` is the number of `p` lines. A file without
 //!   it, or with the wrong count, was truncated and is rejected. Nothing after
 //!   it is read.
@@ -139,6 +149,10 @@ pub const MAGIC: &str = "gproc-ps";
 /// Major version written by [`NodeSummary::encode`] and the only one
 /// [`parse`] reads. Compatible additions do not change it.
 pub const VERSION: u32 = 1;
+
+/// The one argument of a process whose arguments are unknown (see the
+/// module doc): a NUL byte, which no real argument can hold.
+pub const UNKNOWN_ARG: &[u8] = b"\0";
 
 /// Longest piece of hostile input quoted back in an error message.
 const QUOTE_MAX: usize = 40;
@@ -292,10 +306,26 @@ impl ProcEntry {
         String::from_utf8_lossy(&self.comm)
     }
 
-    /// The command as `ps` shows it: arguments joined by spaces, or `[comm]`
-    /// when there are none (kernel threads, zombies). Control characters
-    /// become `?`, as in `ps`, so the result is safe on a terminal.
+    /// The arguments of a process whose `cmdline` the node could not read
+    /// in time: the marker [`UNKNOWN_ARG`] alone.
+    pub fn unknown_cmdline() -> Vec<Vec<u8>> {
+        vec![UNKNOWN_ARG.to_vec()]
+    }
+
+    /// Whether the arguments are unknown (the node's read of `cmdline`
+    /// did not finish in time), as opposed to absent.
+    pub fn cmdline_unknown(&self) -> bool {
+        matches!(self.cmdline.as_slice(), [a] if a == UNKNOWN_ARG)
+    }
+
+    /// The command as `ps` shows it: arguments joined by spaces, `[comm]`
+    /// when there are none (kernel threads, zombies), `?` when they are
+    /// unknown. Control characters become `?`, as in `ps`, so the result
+    /// is safe on a terminal.
     pub fn cmdline_display(&self) -> String {
+        if self.cmdline_unknown() {
+            return "?".to_string();
+        }
         let raw = if self.cmdline.is_empty() {
             format!("[{}]", self.comm_lossy())
         } else {
@@ -1204,6 +1234,30 @@ mod tests {
         );
     }
 
+    #[test]
+    fn unknown_arguments_are_a_marker_old_readers_show_as_a_question_mark() {
+        let mut s = sample();
+        s.procs[0].cmdline = ProcEntry::unknown_cmdline();
+        let bytes = s.encode();
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let line = text.lines().find(|l| l.starts_with("p ")).unwrap();
+        assert!(line.ends_with(" 1 \\x00"), "{line}");
+        let back = parse(&bytes).unwrap();
+        assert_eq!(back, s);
+        assert!(back.procs[0].cmdline_unknown());
+        assert_eq!(back.procs[0].cmdline_display(), "?");
+        // What a reader without the marker's rule does: an argument whose
+        // control character is shown as `?`.
+        let old_display: String = String::from_utf8_lossy(&back.procs[0].cmdline[0])
+            .chars()
+            .map(|c| if c.is_control() { '?' } else { c })
+            .collect();
+        assert_eq!(old_display, "?");
+        // Other rows are untouched, and absent arguments are not unknown.
+        assert!(back.procs[1..].iter().all(|p| !p.cmdline_unknown()));
+        assert!(!ProcEntry::default().cmdline_unknown());
+    }
+
     fn arb_bytes() -> impl Strategy<Value = Vec<u8>> {
         prop_oneof![
             proptest::collection::vec(any::<u8>(), 0..24),
@@ -1291,6 +1345,13 @@ mod tests {
             let bytes = s.encode();
             prop_assert!(std::str::from_utf8(&bytes).is_ok());
             prop_assert_eq!(parse(&bytes).unwrap(), s);
+        }
+
+        #[test]
+        fn no_real_cmdline_is_the_unknown_marker(raw in proptest::collection::vec(any::<u8>(), 0..64)) {
+            let p = ProcEntry { cmdline: split_cmdline(&raw), ..ProcEntry::default() };
+            prop_assert!(!p.cmdline_unknown());
+            prop_assert!(p.cmdline.iter().all(|a| !a.contains(&0)));
         }
 
         #[test]

@@ -22,6 +22,12 @@
 //! are spawned from a caller's thread, whose credentials are the
 //! process's own (a new thread inherits its creator's).
 //!
+//! Work that cannot sleep on another process (most `/proc` reads) need not
+//! leave the calling thread at all: [`run_here`] switches the calling
+//! thread itself for the length of one synchronous call and switches it
+//! back before returning, aborting the process if it cannot (a thread that
+//! goes on serving must never keep a user's credentials).
+//!
 //! See `shared/notes/per-user-credentials.md` in the design notes, and
 //! credentials(7), capabilities(7), setfsuid(2), ptrace(2).
 
@@ -298,6 +304,8 @@ pub struct UserThreads {
     rx: Arc<Mutex<Receiver<Job>>>,
     live: Arc<AtomicUsize>,
     idle: Arc<AtomicUsize>,
+    /// Jobs sent and not yet taken by a worker.
+    queued: Arc<AtomicUsize>,
     threads: usize,
     queue: usize,
 }
@@ -326,6 +334,7 @@ impl UserThreads {
             rx: Arc::new(Mutex::new(rx)),
             live: Arc::new(AtomicUsize::new(0)),
             idle: Arc::new(AtomicUsize::new(0)),
+            queued: Arc::new(AtomicUsize::new(0)),
             threads: threads.max(1),
             queue: queue.max(1),
         })
@@ -336,10 +345,13 @@ impl UserThreads {
         self.live.load(Ordering::Relaxed)
     }
 
-    /// Starts a worker when none is idle and the pool is not full. Called
-    /// on the caller's thread, whose credentials are the process's own.
-    fn grow(&self) {
-        if self.idle.load(Ordering::Acquire) > 0 {
+    /// Starts a worker when fewer are idle than jobs are `waiting` and the
+    /// pool is not full. Counting the waiting jobs matters: an idle worker
+    /// may be about to take an earlier job, and a job left with no worker
+    /// would wait until some other work ends. Called on the caller's
+    /// thread, whose credentials are the process's own.
+    fn grow(&self, waiting: usize) {
+        if self.idle.load(Ordering::Acquire) >= waiting {
             return;
         }
         let n = self.live.fetch_add(1, Ordering::AcqRel);
@@ -347,10 +359,15 @@ impl UserThreads {
             self.live.fetch_sub(1, Ordering::AcqRel);
             return;
         }
-        let (rx, live, idle) = (self.rx.clone(), self.live.clone(), self.idle.clone());
+        let (rx, live, idle, queued) = (
+            self.rx.clone(),
+            self.live.clone(),
+            self.idle.clone(),
+            self.queued.clone(),
+        );
         let spawned = std::thread::Builder::new()
             .name("gproc-as-user".into())
-            .spawn(move || worker(rx, live, idle));
+            .spawn(move || worker(rx, live, idle, queued));
         if let Err(e) = spawned {
             self.live.fetch_sub(1, Ordering::AcqRel);
             tracing::warn!("cannot start a per-user thread: {e}");
@@ -380,8 +397,13 @@ impl UserThreads {
             };
             let _ = done.send(out);
         });
-        self.grow();
-        match self.tx.try_send(job) {
+        let waiting = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
+        self.grow(waiting);
+        let sent = self.tx.try_send(job);
+        if sent.is_err() {
+            self.queued.fetch_sub(1, Ordering::AcqRel);
+        }
+        match sent {
             Ok(()) => {}
             Err(TrySendError::Full(_)) => return Err(CredError::Busy(self.queue)),
             Err(TrySendError::Disconnected(_)) => {
@@ -394,10 +416,59 @@ impl UserThreads {
     }
 }
 
+/// Runs `f` on the calling thread switched to `creds`, and switches the
+/// thread back before returning: the same switch and read-backs as
+/// [`UserThreads::run`], with no hand-off to another thread.
+///
+/// For short work that cannot sleep on another process: while `f` runs,
+/// the calling thread (an async worker) serves nothing else. A panic in
+/// `f` unwinds through the restore. If the thread cannot be restored, the
+/// process aborts: the thread would otherwise go on serving other users
+/// (or the agent itself) with this user's credentials.
+///
+/// # Errors
+/// The calling thread's own credentials cannot be read, or the switch did
+/// not take (the thread is restored first); `f` has not run.
+pub fn run_here<T>(creds: &Creds, f: impl FnOnce() -> T) -> Result<T, CredError> {
+    /// Restores the thread when dropped, also while unwinding.
+    struct Restore<'a>(&'a Own);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            if let Err(why) = self.0.restore() {
+                tracing::error!(
+                    "a thread switched to another user could not restore its credentials \
+                     ({why}); aborting rather than serving as the wrong user"
+                );
+                std::process::abort();
+            }
+        }
+    }
+    let own = Own::read().map_err(|e| CredError::Switch {
+        uid: creds.uid,
+        why: format!("reading the thread's own credentials: {e}"),
+    })?;
+    let restore = Restore(&own);
+    if let Err(why) = own.become_user(creds) {
+        drop(restore);
+        return Err(CredError::Switch {
+            uid: creds.uid,
+            why,
+        });
+    }
+    let out = f();
+    drop(restore);
+    Ok(out)
+}
+
 /// One worker: takes jobs, runs each as its user, restores. Ends when it
 /// cannot restore its own credentials, so no later job runs as the wrong
 /// user.
-fn worker(rx: Arc<Mutex<Receiver<Job>>>, live: Arc<AtomicUsize>, idle: Arc<AtomicUsize>) {
+fn worker(
+    rx: Arc<Mutex<Receiver<Job>>>,
+    live: Arc<AtomicUsize>,
+    idle: Arc<AtomicUsize>,
+    queued: Arc<AtomicUsize>,
+) {
     struct Leave(Arc<AtomicUsize>);
     impl Drop for Leave {
         fn drop(&mut self) {
@@ -418,8 +489,11 @@ fn worker(rx: Arc<Mutex<Receiver<Job>>>, live: Arc<AtomicUsize>, idle: Arc<Atomi
             let guard = super::lock(&rx);
             guard.recv()
         };
+        // Busy first, then one job fewer waiting: never, even for a
+        // moment, an idle count that covers a job no worker will take.
         idle.fetch_sub(1, Ordering::AcqRel);
         let Ok(job) = job else { return };
+        queued.fetch_sub(1, Ordering::AcqRel);
         job(&own);
         if let Err(why) = own.restore() {
             tracing::error!("per-user thread could not restore its credentials ({why}); ending it");
@@ -613,6 +687,120 @@ mod tests {
             matches!(&out, Err(CredError::Switch { uid: 4242, why })
                 if why.contains("read back") || why.contains("setresuid")),
             "{out:?}"
+        );
+    }
+
+    #[test]
+    fn run_here_switches_the_calling_thread_and_restores_it() {
+        if !root() {
+            eprintln!("SKIP: needs root with CAP_SETUID/CAP_SETGID");
+            return;
+        }
+        // On a thread of its own, so a failure cannot leave the test
+        // harness's thread switched.
+        std::thread::spawn(|| {
+            let me = thread_status();
+            let c = Creds {
+                uid: 4242,
+                gid: 4343,
+                groups: vec![4343, 4444],
+            };
+            let inside = run_here(&c, thread_status).unwrap();
+            assert_eq!(
+                (inside.0.as_str(), inside.1.as_str(), inside.2.as_str()),
+                ("4242", "4343", "4343 4444")
+            );
+            assert_eq!(inside.3, "0000000000000000", "effective set empty");
+            assert_eq!(run_here(&c, effective_ids).unwrap(), (4242, 4343));
+            // The kernel decides: a root process's environ is refused.
+            let env = format!("/proc/{}/environ", std::process::id());
+            let r = run_here(&c, || std::fs::read(&env).map_err(|e| e.kind())).unwrap();
+            assert_eq!(r, Err(std::io::ErrorKind::PermissionDenied));
+            assert_eq!(thread_status(), me, "restored");
+            assert!(std::fs::read(&env).is_ok());
+            // A panic inside unwinds through the restore.
+            let p = std::panic::catch_unwind(|| {
+                run_here(&c, || -> () { panic!("inside") }).unwrap();
+            });
+            assert!(p.is_err());
+            assert_eq!(thread_status(), me, "restored after a panic");
+            // Other threads never changed.
+            let other = std::thread::spawn(thread_status).join().unwrap();
+            assert_eq!(other, me);
+        })
+        .join()
+        .unwrap();
+    }
+
+    #[test]
+    fn run_here_refuses_a_switch_that_does_not_take() {
+        if !root() {
+            eprintln!("SKIP: needs root with CAP_SETUID/CAP_SETGID");
+            return;
+        }
+        let out = std::thread::spawn(|| {
+            let mut caps = rustix::thread::capabilities(None).unwrap();
+            caps.effective.remove(CapabilitySet::SETUID);
+            caps.permitted.remove(CapabilitySet::SETUID);
+            rustix::thread::set_capabilities(None, caps).unwrap();
+            let c = Creds {
+                uid: 4242,
+                gid: 4242,
+                groups: vec![4242],
+            };
+            let mut ran = false;
+            let r = run_here(&c, || ran = true);
+            (r, ran, thread_status().0)
+        })
+        .join();
+        // Without CAP_SETUID the switch fails and the thread cannot become
+        // the user: refused before `f`, or the process would have aborted.
+        let (r, ran, fsuid) = out.unwrap();
+        assert!(
+            matches!(&r, Err(CredError::Switch { uid: 4242, .. })),
+            "{r:?}"
+        );
+        assert!(!ran);
+        assert_eq!(fsuid, "0");
+    }
+
+    /// A job sent while the only idle worker is about to take an earlier
+    /// one (which then blocks) gets a worker of its own.
+    #[tokio::test]
+    async fn a_job_behind_a_blocked_one_gets_its_own_worker() {
+        if !root() {
+            eprintln!("SKIP: needs root with CAP_SETUID/CAP_SETGID");
+            return;
+        }
+        let pool = UserThreads::new(4, 8).unwrap();
+        // One worker, idle.
+        pool.run(&root_creds(), || ()).await.unwrap();
+        let gate = Arc::new((Mutex::new(false), std::sync::Condvar::new()));
+        let g = gate.clone();
+        let me = root_creds();
+        let blocked = pool.run(&me, move || {
+            let (open, cv) = &*g;
+            let mut o = crate::sys::lock(open);
+            while !*o {
+                o = cv.wait(o).unwrap_or_else(|p| p.into_inner());
+            }
+        });
+        // Both sent in one go (the blocking one first): the idle worker has
+        // not taken the first yet when the second is sent.
+        let quick = pool.run(&me, || 42);
+        let quick = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+            tokio::select! {
+                biased;
+                _ = blocked => panic!("the gate is shut"),
+                q = quick => q,
+            }
+        })
+        .await;
+        *crate::sys::lock(&gate.0) = true;
+        gate.1.notify_all();
+        assert_eq!(
+            quick.expect("the second job waited for the first").unwrap(),
+            42
         );
     }
 

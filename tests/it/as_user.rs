@@ -454,6 +454,14 @@ pub(crate) async fn fixture(u: &Users) -> Fixture {
     let own = Proc(as_user(T1, "sleep").arg("120").spawn().unwrap());
     let other = Proc(as_user(T2, "sleep").arg("120").spawn().unwrap());
     let rootp = Proc(Command::new("sleep").arg("120").spawn().unwrap());
+    // Not before setpriv has switched ids and exec'd sleep (stopped in
+    // between, "t1's own" would stay root's setpriv).
+    for p in [&own, &other] {
+        let pid = p.0.id();
+        wait_for("the test users' sleeps", || {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|c| c.trim() == "sleep")
+        });
+    }
     targets.push(t("t1's own", own.0.id(), true, true));
     targets.push(t("t2's", other.0.id(), true, false));
     targets.push(t("root's", rootp.0.id(), true, false));
@@ -1300,7 +1308,7 @@ async fn munge_credentials_name_their_node() {
 /// `sleep` as a given user at a chosen pid and kills it, driven line by
 /// line over stdin/stdout.
 const PIDNS_HELPER: &str = r#"
-import os, subprocess, sys
+import os, subprocess, sys, time
 gproc, sock, log = sys.argv[1], sys.argv[2], sys.argv[3]
 agent = subprocess.Popen([gproc, "agent", "--listen", "unix:" + sock],
                          stdout=subprocess.DEVNULL, stderr=open(log, "w"))
@@ -1316,6 +1324,15 @@ for line in sys.stdin:
         p = subprocess.Popen(["setpriv", "--reuid", user, "--regid", user,
                               "--init-groups", "sleep", secs], env=env)
         procs[p.pid] = p
+        # Not before setpriv has switched ids and exec'd sleep: until then
+        # the process is root's, and hidden from the user it is for.
+        while True:
+            try:
+                if open(f"/proc/{p.pid}/comm").read().strip() == "sleep":
+                    break
+            except OSError:
+                pass
+            time.sleep(0.005)
         print(p.pid, flush=True)
     elif cmd[0] == "kill":
         p = procs.pop(int(cmd[1]))

@@ -24,6 +24,8 @@ mod hierarchy;
 mod hostile_client;
 mod hostile_input;
 mod hostile_server;
+#[cfg(feature = "fuse")]
+mod hung_process;
 mod interop;
 mod jobs;
 mod layers;

@@ -2,9 +2,11 @@
 //! `status` of this machine through 9P, N rounds with K requests in flight,
 //! from `gproc agent` and from `diod -e /proc` started in the same run, and
 //! prints operations per second, latency percentiles, server RSS and CPU,
-//! and the ratios: the agent reading as a user (a per-user thread switched
-//! to `nobody`) against the agent reading as itself, and the agent against
-//! diod.
+//! reads per second of server CPU, and the ratios: the agent reading as a
+//! user (switched to `nobody`) against the agent reading as itself, and
+//! the agent against diod, in reads per second and in reads per CPU
+//! second (the server's own cost, which other load on the machine moves
+//! less than it moves throughput).
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -179,6 +181,7 @@ pub async fn run(b: AgentBench) -> Result<()> {
     }
     let mut rows = Vec::new();
     let mut rates = Vec::new();
+    let mut per_cpu = Vec::new();
     // The agent as its service identity, the agent as a user, then diod.
     let mut passes = vec![(&servers[0], AS_ROOT), (&servers[0], AS_USER)];
     passes.extend(servers.get(1).map(|d| (d, AS_ROOT)));
@@ -188,6 +191,12 @@ pub async fn run(b: AgentBench) -> Result<()> {
         let (p50, p99, max) = percentiles(r.lat);
         let rate = r.ops as f64 / r.secs;
         rates.push(rate);
+        let eff = if r.cpu > 0.0 {
+            r.ops as f64 / r.cpu
+        } else {
+            0.0
+        };
+        per_cpu.push(eff);
         rows.push(vec![
             format!("{} as {}", s.name, who.0),
             r.ops.to_string(),
@@ -198,6 +207,7 @@ pub async fn run(b: AgentBench) -> Result<()> {
             format!("{max:.0}"),
             format!("{:.1}", r.rss_kib as f64 / 1024.0),
             format!("{:.2}", r.cpu),
+            format!("{eff:.0}"),
         ]);
     }
     println!(
@@ -214,6 +224,7 @@ pub async fn run(b: AgentBench) -> Result<()> {
             "max us",
             "RSS MiB",
             "server CPU s",
+            "reads per CPU s",
         ],
         &rows,
     );
@@ -227,6 +238,12 @@ pub async fn run(b: AgentBench) -> Result<()> {
         println!(
             "ratio gproc agent / diod (both as root): {:.2}x reads per second",
             rates[0] / rates[2]
+        );
+    }
+    if per_cpu.len() == 3 && per_cpu[2] > 0.0 {
+        println!(
+            "ratio gproc agent / diod (both as root): {:.2}x reads per server CPU second",
+            per_cpu[0] / per_cpu[2]
         );
     }
     Ok(())
