@@ -247,24 +247,7 @@ pub fn parse(bytes: &[u8]) -> Result<Merged, SummaryError> {
     let mut pos = 0;
     let mut line_no = 1usize;
     let first = next_line(bytes, &mut pos).unwrap_or_default();
-    let mut f = Fields {
-        toks: Tokens { rest: first },
-        line: 1,
-    };
-    let magic = f.toks.next().unwrap_or_default();
-    if magic != MAGIC.as_bytes() {
-        return Err(f.err(format!(
-            "expected `{MAGIC} {VERSION}` (a gproc merged summary), found {}",
-            quote(first)
-        )));
-    }
-    let version = f.token("format version")?;
-    if version != VERSION.to_string().as_bytes() {
-        return Err(f.err(format!(
-            "unsupported {MAGIC} version {} (this build reads version {VERSION})",
-            quote(version)
-        )));
-    }
+    summary::check_first_line(first, MAGIC, VERSION, "a gproc merged summary")?;
     let mut m = Merged::default();
     let mut current: Option<MergedNode> = None;
     let push = |m: &mut Merged, n: Option<MergedNode>| {

@@ -168,15 +168,15 @@ pub enum SummaryError {
         /// What was expected, and what was found.
         msg: String,
     },
-    /// A summary of a major version this build cannot read.
-    #[error(
-        "line 1: unsupported {} version `{found}` (this build reads version {})",
-        MAGIC,
-        VERSION
-    )]
+    /// A file of a major version this build cannot read.
+    #[error("line 1: unsupported {magic} version `{found}` (this build reads version {reads})")]
     Version {
+        /// The format's magic (`gproc-ps`, `gproc-merged`).
+        magic: &'static str,
         /// The version token as written (escaped, shortened).
         found: String,
+        /// The version this build reads.
+        reads: u32,
     },
 }
 
@@ -715,28 +715,42 @@ fn parse_proc(f: &mut Fields<'_>) -> Result<ProcEntry, SummaryError> {
     })
 }
 
+/// Checks that line 1 (`first`) is `magic version`: another magic is a
+/// parse error naming `what` was expected, another major version of this
+/// magic [`SummaryError::Version`]; tokens after the version are ignored.
+pub(super) fn check_first_line(
+    first: &[u8],
+    magic: &'static str,
+    version: u32,
+    what: &str,
+) -> Result<(), SummaryError> {
+    let mut f = Fields {
+        toks: Tokens { rest: first },
+        line: 1,
+    };
+    if f.toks.next().unwrap_or_default() != magic.as_bytes() {
+        return Err(f.err(format!(
+            "expected `{magic} {version}` ({what}), found {}",
+            quote(first)
+        )));
+    }
+    let found = f.token("format version")?;
+    if found != version.to_string().as_bytes() {
+        return Err(SummaryError::Version {
+            magic,
+            found: quote(found).trim_matches('`').to_string(),
+            reads: version,
+        });
+    }
+    Ok(())
+}
+
 /// Decodes a summary. Never panics, whatever the bytes: a node can send
 /// anything. Errors name the line and what was expected there.
 pub fn parse(bytes: &[u8]) -> Result<NodeSummary, SummaryError> {
     let mut lines = bytes.split(|&b| b == b'\n').zip(1usize..);
     let first = lines.next().map(|(l, _)| l).unwrap_or_default();
-    let mut f = Fields {
-        toks: Tokens { rest: first },
-        line: 1,
-    };
-    let magic = f.toks.next().unwrap_or_default();
-    if magic != MAGIC.as_bytes() {
-        return Err(f.err(format!(
-            "expected `{MAGIC} {VERSION}` (a gproc node summary), found {}",
-            quote(first)
-        )));
-    }
-    let version = f.token("format version")?;
-    if version != VERSION.to_string().as_bytes() {
-        return Err(SummaryError::Version {
-            found: quote(version).trim_matches('`').to_string(),
-        });
-    }
+    check_first_line(first, MAGIC, VERSION, "a gproc node summary")?;
 
     let mut h = Header::default();
     let mut procs = Vec::new();

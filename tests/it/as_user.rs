@@ -132,28 +132,6 @@ fn as_user(name: &str, prog: &str) -> Command {
     c
 }
 
-/// The (ruid, euid, suid) of a process, from its status.
-fn uids(pid: u32) -> Vec<u32> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    s.lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .map(|v| v.parse().unwrap())
-        .collect()
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    for _ in 0..100 {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("{what}: not after 5 s");
-}
-
 fn stop(pid: u32, sig: i32) {
     // SAFETY: kill with a pid and signal number touches no memory.
     unsafe {

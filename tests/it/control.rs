@@ -47,29 +47,6 @@ fn state(pid: u32) -> Option<char> {
     s.rsplit_once(") ")?.1.chars().next()
 }
 
-/// The uids (real, effective, saved) of a process.
-fn uids(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("Uid:"))
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .filter_map(|v| v.parse().ok())
-        .collect()
-}
-
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    for _ in 0..200 {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("{what}: not after 5 s");
-}
-
 /// An agent on a Unix socket in `dir`, logging to `dir/agent.log`.
 fn agent(dir: &Path, control: bool) -> (Proc, std::path::PathBuf) {
     let sock = dir.join("agent.sock");

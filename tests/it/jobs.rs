@@ -114,16 +114,6 @@ fn sleeper_in(cgroup: Option<&Path>) -> Proc {
     Proc(child)
 }
 
-fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
-    for _ in 0..400 {
-        if ok() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(25));
-    }
-    panic!("{what}: not after 10 s");
-}
-
 /// `gproc ARGS`: exit status, stdout, stderr.
 fn gproc_run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(gproc())

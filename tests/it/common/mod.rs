@@ -180,6 +180,31 @@ pub fn start_aggregator(dir: &Path, config: &str, port: &Port) -> Proc {
     Proc(child)
 }
 
+/// The uids (real, effective, saved) of a process, from its status;
+/// empty once it is gone.
+pub fn uids(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("Uid:"))
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .filter_map(|v| v.parse().ok())
+        .collect()
+}
+
+/// Polls `ok` every 25 ms for up to 10 s; fails the test naming `what`.
+pub fn wait_for(what: &str, mut ok: impl FnMut() -> bool) {
+    for _ in 0..400 {
+        if ok() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    panic!("{what}: not after 10 s");
+}
+
 /// Makes (or reuses) a test user; its (uid, gid). Tests run
 /// concurrently: another may be running useradd (which locks
 /// /etc/passwd), so this tries again.
