@@ -8,8 +8,9 @@
 //! counter, never reused, never hashed) and the path prefix reads take
 //! through the lower aggregator (`/n17/...`). A lower aggregator is not a
 //! directory of the tree itself: only its nodes are. A name served by two
-//! peers is a configuration error of this level: the first in config order
-//! keeps it and the clash is logged.
+//! peers is a configuration error of this level: a pool node's own name
+//! always keeps it, otherwise the peer whose list was read first, and the
+//! clash is logged once.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -224,7 +225,7 @@ impl Members {
                 if self.clashes.insert((via.index, n.name.clone())) {
                     warn!(
                         "node name {:?} is served both by {} and by another peer of this aggregator: \
-                         kept by the first in config order; rename one, or give each lower aggregator \
+                         kept by the one read first; rename one, or give each lower aggregator \
                          unique node names",
                         n.name, via.spec.name
                     );
