@@ -145,7 +145,14 @@ grep -q localhost "$tmp/nodes" || fail "aggregator: no localhost in /nodes"
 sleep 300 &
 sleeper=$!
 pids+=($sleeper)
-gproc ps --server unix:/run/gproc/gproc.sock -p "$sleeper" | tee "$tmp/ps"
+# A process started now is in /ps once the node's summary is read again:
+# within the summary's TTL (1 s here; /nodes above may have just read it).
+for _ in $(seq 20); do
+    gproc ps --server unix:/run/gproc/gproc.sock -p "$sleeper" >"$tmp/ps"
+    grep -Eq "^localhost +root +$sleeper .*sleep 300" "$tmp/ps" && break
+    sleep 0.5
+done
+cat "$tmp/ps"
 grep -Eq "^localhost +root +$sleeper .*sleep 300" "$tmp/ps" || fail "aggregator: root's sleep not in gproc ps"
 # A user sees only their own processes: not root's sleep.
 runuser -u nobody -- gproc ps --server unix:/run/gproc/gproc.sock >"$tmp/ps-nobody" ||
