@@ -47,6 +47,38 @@ fn state(pid: u32) -> Option<char> {
     s.rsplit_once(") ")?.1.chars().next()
 }
 
+/// What most tests here start from: the two test users, a scratch
+/// directory and an agent with control on its Unix socket there.
+struct Setup {
+    c1: u32,
+    c2: u32,
+    dir: tempfile::TempDir,
+    _agent: Proc,
+    sock: std::path::PathBuf,
+}
+
+/// [`Setup`], or `None` (skipped loudly) without root, useradd and setpriv.
+fn setup() -> Option<Setup> {
+    if !require(
+        "root, useradd and setpriv",
+        rustix::process::geteuid().is_root() && have("useradd") && have("setpriv"),
+    ) {
+        return None;
+    }
+    let (c1, _) = test_user(C1);
+    let (c2, _) = test_user(C2);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (_agent, sock) = agent(dir.path(), true);
+    Some(Setup {
+        c1,
+        c2,
+        dir,
+        _agent,
+        sock,
+    })
+}
+
 /// An agent on a Unix socket in `dir`, logging to `dir/agent.log`.
 fn agent(dir: &Path, control: bool) -> (Proc, std::path::PathBuf) {
     let sock = dir.join("agent.sock");
@@ -88,17 +120,16 @@ async fn ctl(root: &FidHandle, pid: u32, where_: &str, command: &str) -> Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_signal_what_the_kernel_lets_them_and_nothing_else() {
-    if !require(
-        "root, useradd and setpriv",
-        rustix::process::geteuid().is_root() && have("useradd") && have("setpriv"),
-    ) {
+    let Some(Setup {
+        c1,
+        c2,
+        dir,
+        _agent,
+        sock,
+    }) = setup()
+    else {
         return;
-    }
-    let (c1, _) = test_user(C1);
-    let (c2, _) = test_user(C2);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (_agent, sock) = agent(dir.path(), true);
+    };
     let c = Client::connect(&Address::Unix(sock.clone()), opts())
         .await
         .unwrap();
@@ -240,17 +271,16 @@ fn aggregator_config(pg: &Port, agent_sock: &Path, control: bool) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signals_through_the_aggregator_go_down_as_the_writer() {
-    if !require(
-        "root, useradd and setpriv",
-        rustix::process::geteuid().is_root() && have("useradd") && have("setpriv"),
-    ) {
+    let Some(Setup {
+        c1,
+        c2,
+        dir,
+        _agent,
+        sock,
+    }) = setup()
+    else {
         return;
-    }
-    let (c1, _) = test_user(C1);
-    let (c2, _) = test_user(C2);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (_agent, sock) = agent(dir.path(), true);
+    };
     let pg = Port::new();
     let _agg = start_aggregator(dir.path(), &aggregator_config(&pg, &sock, true), &pg);
     let c = Client::connect(&Address::Tcp(pg.addr()), opts())
@@ -327,17 +357,16 @@ async fn signals_through_the_aggregator_go_down_as_the_writer() {
 /// the writer, so the node's kernel still decides; each level audits it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn signals_go_down_two_levels_as_the_writer() {
-    if !require(
-        "root, useradd and setpriv",
-        rustix::process::geteuid().is_root() && have("useradd") && have("setpriv"),
-    ) {
+    let Some(Setup {
+        c1,
+        c2,
+        dir,
+        _agent,
+        sock,
+    }) = setup()
+    else {
         return;
-    }
-    let (c1, _) = test_user(C1);
-    let (c2, _) = test_user(C2);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (_agent, sock) = agent(dir.path(), true);
+    };
     let rack_dir = dir.path().join("rack");
     std::fs::create_dir(&rack_dir).unwrap();
     let pr = Port::new();
@@ -409,16 +438,16 @@ async fn signals_go_down_two_levels_as_the_writer() {
 /// counted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn users_signals_are_rate_limited() {
-    if !require(
-        "root, useradd and setpriv",
-        rustix::process::geteuid().is_root() && have("useradd") && have("setpriv"),
-    ) {
+    let Some(Setup {
+        c1,
+        dir,
+        _agent,
+        sock,
+        ..
+    }) = setup()
+    else {
         return;
-    }
-    let (c1, _) = test_user(C1);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (_agent, sock) = agent(dir.path(), true);
+    };
     let pg = Port::new();
     let cfg = aggregator_config(&pg, &sock, true).replace(
         "[control]\nenabled = true\n",
@@ -575,17 +604,16 @@ fn gproc_as(user: &str, args: &[&str]) -> (i32, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gproc_kill_and_signal_select_list_and_report() {
-    if !require(
-        "root, useradd and setpriv",
-        rustix::process::geteuid().is_root() && have("useradd") && have("setpriv"),
-    ) {
+    let Some(Setup {
+        c1,
+        c2,
+        dir,
+        _agent,
+        sock,
+    }) = setup()
+    else {
         return;
-    }
-    let (c1, _) = test_user(C1);
-    let (c2, _) = test_user(C2);
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let (_agent, sock) = agent(dir.path(), true);
+    };
     let pg = Port::new();
     let _agg = start_aggregator(dir.path(), &aggregator_config(&pg, &sock, true), &pg);
     let server = pg.addr();
