@@ -323,22 +323,31 @@ impl ProcEntry {
     /// unknown. Control characters become `?`, as in `ps`, so the result
     /// is safe on a terminal.
     pub fn cmdline_display(&self) -> String {
-        if self.cmdline_unknown() {
-            return "?".to_string();
-        }
-        let raw = if self.cmdline.is_empty() {
-            format!("[{}]", self.comm_lossy())
-        } else {
-            let args: Vec<Cow<'_, str>> = self
-                .cmdline
-                .iter()
-                .map(|a| String::from_utf8_lossy(a))
-                .collect();
-            args.join(" ")
-        };
-        raw.chars()
+        let mut out = String::new();
+        self.cmdline_into(&mut out);
+        out.chars()
             .map(|c| if c.is_control() { '?' } else { c })
             .collect()
+    }
+
+    /// Appends the command as [`Self::cmdline_display`] shows it, but
+    /// with control characters left in: for a writer that makes them safe
+    /// itself (a table's last cell).
+    pub fn cmdline_into(&self, out: &mut String) {
+        if self.cmdline_unknown() {
+            out.push('?');
+        } else if self.cmdline.is_empty() {
+            out.push('[');
+            out.push_str(&self.comm_lossy());
+            out.push(']');
+        } else {
+            for (i, a) in self.cmdline.iter().enumerate() {
+                if i > 0 {
+                    out.push(' ');
+                }
+                out.push_str(&String::from_utf8_lossy(a));
+            }
+        }
     }
 }
 
@@ -534,10 +543,25 @@ pub(super) fn quote(bytes: &[u8]) -> String {
     }
 }
 
+/// A token of ASCII digits only, as a number; `None` for anything else
+/// (signs, overflow), which then takes `FromStr`'s slower, same answer.
+fn digits(tok: &[u8]) -> Option<u64> {
+    if tok.is_empty() || tok.len() > 19 {
+        return None;
+    }
+    tok.iter().try_fold(0u64, |v, &b| {
+        b.is_ascii_digit()
+            .then(|| v * 10 + u64::from(b - b'0'))
+    })
+}
+
 /// Undoes [`escape_into`]; `None` on a malformed escape.
 fn unescape(tok: &[u8]) -> Option<Vec<u8>> {
     if tok == b"\\-" {
         return Some(Vec::new());
+    }
+    if !tok.contains(&b'\\') {
+        return Some(tok.to_vec());
     }
     let mut out = Vec::with_capacity(tok.len());
     let mut it = tok.iter().copied();
@@ -584,11 +608,14 @@ impl<'a> Fields<'a> {
         }
     }
 
-    pub(super) fn num<T: std::str::FromStr>(&mut self, what: &str) -> Result<T, SummaryError> {
+    pub(super) fn num<T: std::str::FromStr + TryFrom<u64>>(
+        &mut self,
+        what: &str,
+    ) -> Result<T, SummaryError> {
         let tok = self.token(what)?;
-        std::str::from_utf8(tok)
-            .ok()
-            .and_then(|s| s.parse().ok())
+        digits(tok)
+            .and_then(|v| T::try_from(v).ok())
+            .or_else(|| std::str::from_utf8(tok).ok().and_then(|s| s.parse().ok()))
             .ok_or_else(|| self.err(format!("expected {what}, found {}", quote(tok))))
     }
 
@@ -610,10 +637,19 @@ impl<'a> Fields<'a> {
     }
 
     fn bytes(&mut self, what: &str) -> Result<Vec<u8>, SummaryError> {
-        let tok = self.token(what)?;
+        self.bytes_named(|| what.to_string())
+    }
+
+    /// [`Self::bytes`], with the field's name made only for an error
+    /// (arguments are many; their names are not needed unless one is bad).
+    fn bytes_named(&mut self, what: impl Fn() -> String) -> Result<Vec<u8>, SummaryError> {
+        let Some(tok) = self.toks.next() else {
+            return Err(self.err(format!("expected {}, found end of line", what())));
+        };
         unescape(tok).ok_or_else(|| {
             self.err(format!(
-                "expected {what} (escaped as \\\\ \\s \\t \\n \\xHH \\-), found {}",
+                "expected {} (escaped as \\\\ \\s \\t \\n \\xHH \\-), found {}",
+                what(),
                 quote(tok)
             ))
         })
@@ -636,6 +672,13 @@ impl<'a> Fields<'a> {
     }
 
     fn char(&mut self, what: &str) -> Result<char, SummaryError> {
+        if let Some(&[b]) = self.toks.clone().next()
+            && (b'!'..=b'~').contains(&b)
+            && b != b'\\'
+        {
+            self.toks.next();
+            return Ok(char::from(b));
+        }
         let s = self.string(what)?;
         let mut chars = s.chars();
         match (chars.next(), chars.next()) {
@@ -686,7 +729,7 @@ fn parse_proc(f: &mut Fields<'_>) -> Result<ProcEntry, SummaryError> {
     // No allocation sized by the untrusted argc: each argument must exist.
     let mut cmdline = Vec::new();
     for i in 1..=argc {
-        cmdline.push(f.bytes(&format!("argument {i} of {argc}"))?);
+        cmdline.push(f.bytes_named(|| format!("argument {i} of {argc}"))?);
     }
     // Optional fields; absent ones are none.
     let job = match f.optional("job")? {
@@ -887,11 +930,11 @@ pub fn split_cmdline(raw: &[u8]) -> Vec<Vec<u8>> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn sample() -> NodeSummary {
+    pub(crate) fn sample() -> NodeSummary {
         NodeSummary {
             hostname: "n17".into(),
             arch: "x86_64".into(),
@@ -1291,7 +1334,7 @@ mod tests {
         ]
     }
 
-    fn arb_proc() -> impl Strategy<Value = ProcEntry> {
+    pub(crate) fn arb_proc() -> impl Strategy<Value = ProcEntry> {
         (
             (
                 any::<i32>(),

@@ -171,35 +171,10 @@ impl Row for PsRow {
     const REQUIRED: &'static [&'static str] = &["NODE", "PID"];
 
     fn line(&self) -> String {
-        let state = if self.state.is_whitespace() || hostile(self.state) {
-            '?'
-        } else {
-            self.state
-        };
-        let command: String = self
-            .command
-            .chars()
-            .map(|c| if hostile(c) { '?' } else { c })
-            .collect();
-        let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "-".into(), cell);
-        format!(
-            "{} {} {} {} {} {:.1} {:.1} {} {} {} {} {} {} {} {}",
-            cell(&self.node),
-            self.pid,
-            self.ppid,
-            cell(&self.user),
-            state,
-            self.cpu,
-            self.mem,
-            self.rss_kb,
-            self.vsz_kb,
-            format_start(self.start),
-            format_cputime(self.time),
-            self.threads,
-            opt(&self.job),
-            opt(&self.step),
-            if command.is_empty() { "?" } else { &command }
-        )
+        let mut out = String::with_capacity(128);
+        self.fields()
+            .write(&mut out, |out| out.push_str(&self.command));
+        out
     }
 
     fn read(c: &Cells<'_>) -> Option<Self> {
@@ -306,6 +281,128 @@ impl Row for LoadRow {
             arch: c.opt(12, |s| Some(visible(s))),
             kernel: c.opt(13, |s| Some(visible(s))),
         })
+    }
+}
+
+impl PsRow {
+    /// The row's cells, borrowed, for [`PsFields::write`].
+    pub fn fields(&self) -> PsFields<'_> {
+        PsFields {
+            node: &self.node,
+            pid: self.pid,
+            ppid: self.ppid,
+            user: &self.user,
+            state: self.state,
+            cpu: self.cpu,
+            mem: self.mem,
+            rss_kb: self.rss_kb,
+            vsz_kb: self.vsz_kb,
+            start: self.start,
+            time: self.time,
+            threads: self.threads,
+            job: self.job.as_deref(),
+            step: self.step.as_deref(),
+        }
+    }
+}
+
+/// A `/ps` row's cells but the command, borrowed: the one writer of a
+/// row's bytes, used by [`PsRow::line`] and by the aggregator straight
+/// from a node's summary (no allocation per cell, so a cold `/ps` costs
+/// what its bytes do).
+#[derive(Debug, Clone, Copy)]
+pub struct PsFields<'a> {
+    /// See [`PsRow::node`].
+    pub node: &'a str,
+    /// See [`PsRow::pid`].
+    pub pid: i32,
+    /// See [`PsRow::ppid`].
+    pub ppid: i32,
+    /// See [`PsRow::user`].
+    pub user: &'a str,
+    /// See [`PsRow::state`].
+    pub state: char,
+    /// See [`PsRow::cpu`].
+    pub cpu: f64,
+    /// See [`PsRow::mem`].
+    pub mem: f64,
+    /// See [`PsRow::rss_kb`].
+    pub rss_kb: u64,
+    /// See [`PsRow::vsz_kb`].
+    pub vsz_kb: u64,
+    /// See [`PsRow::start`].
+    pub start: u64,
+    /// See [`PsRow::time`].
+    pub time: u64,
+    /// See [`PsRow::threads`].
+    pub threads: i64,
+    /// See [`PsRow::job`].
+    pub job: Option<&'a str>,
+    /// See [`PsRow::step`].
+    pub step: Option<&'a str>,
+}
+
+impl PsFields<'_> {
+    /// Appends the row (no newline): the cells, then whatever `command`
+    /// appends as the last one, with [`hostile`] characters made `?` (an
+    /// empty command is `?`).
+    pub fn write(&self, out: &mut String, command: impl FnOnce(&mut String)) {
+        let state = if self.state.is_whitespace() || hostile(self.state) {
+            '?'
+        } else {
+            self.state
+        };
+        let mut n = itoa::Buffer::new();
+        cell_into(out, self.node);
+        out.push(' ');
+        out.push_str(n.format(self.pid));
+        out.push(' ');
+        out.push_str(n.format(self.ppid));
+        out.push(' ');
+        cell_into(out, self.user);
+        out.push(' ');
+        out.push(state);
+        out.push(' ');
+        tenths_into(out, self.cpu);
+        out.push(' ');
+        tenths_into(out, self.mem);
+        out.push(' ');
+        out.push_str(n.format(self.rss_kb));
+        out.push(' ');
+        out.push_str(n.format(self.vsz_kb));
+        out.push(' ');
+        start_into(out, self.start);
+        out.push(' ');
+        cputime_into(out, self.time);
+        out.push(' ');
+        out.push_str(n.format(self.threads));
+        for v in [self.job, self.step] {
+            out.push(' ');
+            match v {
+                Some(v) => cell_into(out, v),
+                None => out.push('-'),
+            }
+        }
+        out.push(' ');
+        let at = out.len();
+        command(out);
+        last_cell_fixup(out, at);
+    }
+}
+
+/// Makes the text appended from `at` on a last cell: [`hostile`]
+/// characters become `?`, and nothing at all becomes `?`.
+fn last_cell_fixup(out: &mut String, at: usize) {
+    let tail = &out[at..];
+    if tail.is_empty() {
+        out.push('?');
+    } else if !tail.bytes().all(|b| (b' '..=b'~').contains(&b)) {
+        let fixed: String = tail
+            .chars()
+            .map(|c| if hostile(c) { '?' } else { c })
+            .collect();
+        out.truncate(at);
+        out.push_str(&fixed);
     }
 }
 
@@ -461,10 +558,26 @@ fn hostile(c: char) -> bool {
 /// or the line) and [`hostile`] characters become `?`, and an empty cell
 /// is `?`, so the columns stay where the header says.
 fn cell(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    cell_into(&mut out, s);
+    out
+}
+
+/// [`cell`], appended to `out`.
+fn cell_into(out: &mut String, s: &str) {
     if s.is_empty() {
-        return "?".into();
+        out.push('?');
+    } else if s.bytes().all(|b| (b'!'..=b'~').contains(&b)) {
+        out.push_str(s);
+    } else {
+        out.extend(s.chars().map(|c| {
+            if c.is_whitespace() || hostile(c) {
+                '?'
+            } else {
+                c
+            }
+        }));
     }
-    s.replace(|c: char| c.is_whitespace() || hostile(c), "?")
 }
 
 /// Free text at the end of a line (an error, a note's reason): [`hostile`]
@@ -490,9 +603,54 @@ pub fn printable(s: &str) -> String {
     one_line(s)
 }
 
-/// RFC 3339 UTC to the second: unambiguous across time zones, sorts as text.
+/// RFC 3339 UTC to the second: unambiguous across time zones, sorts as
+/// text; `-` past the year 9999.
 pub fn format_start(unix: u64) -> String {
-    humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(unix)).to_string()
+    let mut out = String::with_capacity(20);
+    start_into(&mut out, unix);
+    out
+}
+
+/// The first second of the year 10000, past which RFC 3339 has no form.
+const YEAR_10000: u64 = 253_402_300_800;
+
+/// [`format_start`], appended to `out`: the civil date from the day
+/// count (Hinnant's `civil_from_days`), as RFC 3339 writes it. A time
+/// past the year 9999 (only a broken or hostile node sends one) has no
+/// such form and is `-`, unknown.
+fn start_into(out: &mut String, unix: u64) {
+    if unix >= YEAR_10000 {
+        out.push('-');
+        return;
+    }
+    let (days, secs) = (unix / 86_400, unix % 86_400);
+    // Days since 0000-03-01, in 400-year eras of 146,097 days.
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z % 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+    let two = |out: &mut String, v: u64| {
+        out.push(char::from(b'0' + (v / 10) as u8));
+        out.push(char::from(b'0' + (v % 10) as u8));
+    };
+    two(out, year / 100);
+    two(out, year % 100);
+    out.push('-');
+    two(out, month);
+    out.push('-');
+    two(out, day);
+    out.push('T');
+    two(out, secs / 3600);
+    out.push(':');
+    two(out, secs / 60 % 60);
+    out.push(':');
+    two(out, secs % 60);
+    out.push('Z');
 }
 
 fn parse_start(s: &str) -> Option<u64> {
@@ -502,7 +660,38 @@ fn parse_start(s: &str) -> Option<u64> {
 
 /// CPU time as `H:MM:SS`, hours unbounded (ps's TIME).
 pub fn format_cputime(secs: u64) -> String {
-    format!("{}:{:02}:{:02}", secs / 3600, secs / 60 % 60, secs % 60)
+    let mut out = String::with_capacity(10);
+    cputime_into(&mut out, secs);
+    out
+}
+
+/// [`format_cputime`], appended to `out`.
+fn cputime_into(out: &mut String, secs: u64) {
+    out.push_str(itoa::Buffer::new().format(secs / 3600));
+    for v in [secs / 60 % 60, secs % 60] {
+        out.push(':');
+        out.push(char::from(b'0' + (v / 10) as u8));
+        out.push(char::from(b'0' + (v % 10) as u8));
+    }
+}
+
+/// `v` with one decimal, the bytes `format!("{v:.1}")` makes: computed
+/// from `v * 10` when that is far enough from a tie for its rounding
+/// error not to matter, else by `format!`'s exact method.
+fn tenths_into(out: &mut String, v: f64) {
+    if v.is_sign_positive() && v < 1e9 {
+        let t = v * 10.0;
+        let frac = t - t.floor();
+        if (frac - 0.5).abs() > 1e-6 {
+            let r = t.round() as u64;
+            out.push_str(itoa::Buffer::new().format(r / 10));
+            out.push('.');
+            out.push(char::from(b'0' + (r % 10) as u8));
+            return;
+        }
+    }
+    // Writing to a String cannot fail.
+    let _ = write!(out, "{v:.1}");
 }
 
 fn parse_cputime(s: &str) -> Option<u64> {
@@ -1452,6 +1641,151 @@ mod tests {
             let _ = Table::<PsRow>::parse(&text);
             let _ = Table::<LoadRow>::parse(&text);
             let _ = Table::<NodeRow>::parse(&text);
+        }
+    }
+
+    /// The row writer before it wrote in place (a `format!` of cells
+    /// each made a `String`): the bytes every table must keep.
+    fn reference_line(r: &PsRow) -> String {
+        fn cell(s: &str) -> String {
+            if s.is_empty() {
+                return "?".into();
+            }
+            s.replace(|c: char| c.is_whitespace() || hostile(c), "?")
+        }
+        let state = if r.state.is_whitespace() || hostile(r.state) {
+            '?'
+        } else {
+            r.state
+        };
+        let command: String = r
+            .command
+            .chars()
+            .map(|c| if hostile(c) { '?' } else { c })
+            .collect();
+        let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "-".into(), cell);
+        format!(
+            "{} {} {} {} {} {:.1} {:.1} {} {} {} {} {} {} {} {}",
+            cell(&r.node),
+            r.pid,
+            r.ppid,
+            cell(&r.user),
+            state,
+            r.cpu,
+            r.mem,
+            r.rss_kb,
+            r.vsz_kb,
+            humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(r.start)),
+            format!("{}:{:02}:{:02}", r.time / 3600, r.time / 60 % 60, r.time % 60),
+            r.threads,
+            opt(&r.job),
+            opt(&r.step),
+            if command.is_empty() { "?" } else { &command }
+        )
+    }
+
+    /// Floats where one decimal is hard: ties in binary (`k/4`), values
+    /// just around them, tenths, huge, negative, not finite.
+    fn hard_float() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<f64>(),
+            (0u32..4_000_000).prop_map(|k| f64::from(k) / 4.0),
+            (0u32..4_000_000).prop_map(|k| f64::from(k) / 20.0),
+            (0u32..4_000_000, -3i32..=3)
+                .prop_map(|(k, d)| f64::from_bits((f64::from(k) / 20.0).to_bits().wrapping_add_signed(i64::from(d)))),
+            0.0..1e12f64,
+            Just(-0.0),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+        ]
+    }
+
+    /// Any text at all, and the kinds that need escaping.
+    fn any_text() -> impl Strategy<Value = String> {
+        prop_oneof![
+            any::<String>(),
+            "[a-z \t\n\x1b\u{202e}\u{e9}\u{85}\u{a0}\u{3000}-]{0,12}",
+            token(),
+        ]
+    }
+
+    fn hostile_ps() -> impl Strategy<Value = PsRow> {
+        (
+            (any_text(), any::<i32>(), any::<i32>(), any_text(), any::<char>()),
+            (hard_float(), hard_float(), any::<u64>(), any::<u64>()),
+            (
+                prop_oneof![0u64..YEAR_10000 + 10, any::<u64>(), Just(YEAR_10000 - 1)],
+                any::<u64>(),
+                any::<i64>(),
+                any_text(),
+            ),
+            (proptest::option::of(any_text()), proptest::option::of(any_text())),
+        )
+            .prop_map(
+                |(
+                    (node, pid, ppid, user, state),
+                    (cpu, mem, rss_kb, vsz_kb),
+                    (start, time, threads, command),
+                    (job, step),
+                )| PsRow {
+                    node,
+                    pid,
+                    ppid,
+                    user,
+                    state,
+                    cpu,
+                    mem,
+                    rss_kb,
+                    vsz_kb,
+                    start,
+                    time,
+                    threads,
+                    job,
+                    step,
+                    command,
+                },
+            )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The in-place writer makes the bytes the old one made, whatever
+        /// the cells hold.
+        #[test]
+        fn ps_lines_are_the_old_writers_bytes(r in prop_oneof![arb_ps(), hostile_ps()]) {
+            if r.start < YEAR_10000 {
+                prop_assert_eq!(r.line(), reference_line(&r));
+            } else {
+                // The old writer panicked here (humantime has no form for
+                // it); the row now says the start is unknown.
+                let far = PsRow { start: 0, ..r.clone() };
+                let read = |line: String| {
+                    Table::<PsRow>::parse(&format!("{PS_HEADER}\n{line}\n")).map(|t| t.rows).ok()
+                };
+                // Debug, as NaN is not equal to itself.
+                prop_assert_eq!(format!("{:?}", read(r.line())), format!("{:?}", read(reference_line(&far))));
+            }
+        }
+
+        #[test]
+        fn tenths_are_formats(v in hard_float()) {
+            let mut out = String::new();
+            tenths_into(&mut out, v);
+            prop_assert_eq!(out, format!("{v:.1}"));
+        }
+
+        #[test]
+        fn start_times_are_humantimes(t in prop_oneof![0u64..YEAR_10000, Just(YEAR_10000 - 1)]) {
+            prop_assert_eq!(
+                format_start(t),
+                humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(t)).to_string()
+            );
+        }
+
+        #[test]
+        fn start_times_past_9999_are_unknown(t in YEAR_10000..=u64::MAX) {
+            prop_assert_eq!(format_start(t), "-");
         }
     }
 }

@@ -26,7 +26,8 @@
 //! to it (`pin`), the `qid.path` scheme (`qid`), node data read through
 //! the cache, one typed kind per sort of read (`reads`), per-node process
 //! tables from the summary or per-process files (`procs`), table rows
-//! (`tables`), the synthesized files rendered through the cache (`render`),
+//! (`tables`), each node's `/ps` lines written once per summary for every
+//! view (`rows`), the synthesized files rendered through the cache (`render`),
 //! the Prometheus exposition (`metrics`) and the [`Filesystem`] impl (`fs`).
 //!
 //! [`Filesystem`]: crate::server::Filesystem
@@ -40,6 +41,7 @@ mod procs;
 mod qid;
 mod reads;
 mod render;
+mod rows;
 pub mod tables;
 
 use std::collections::HashMap;
@@ -86,6 +88,8 @@ pub struct Tree {
     /// When each user's signals of the last minute were sent, for
     /// `[control] user_signals_per_minute`.
     signal_times: Mutex<HashMap<u32, std::collections::VecDeque<Instant>>>,
+    /// Each node's `/ps` lines, written once per summary for every view.
+    rows: rows::RowsCache,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -108,6 +112,7 @@ impl Tree {
             members: Mutex::new(members::Members::default()),
             name: sys::host_name(),
             signal_times: Mutex::new(HashMap::new()),
+            rows: rows::RowsCache::default(),
         }
     }
 

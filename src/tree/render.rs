@@ -406,38 +406,30 @@ impl Tree {
         view: &View,
         header: &str,
         out: &mut String,
-        rows: impl Fn(&mut String, &str, &NodeSummary),
+        rows: impl FnMut(&mut String, &str, &NodeSummary),
     ) {
-        let Gathered {
-            ok,
-            missing,
-            stale,
-            unsure,
-        } = self.gather(view).await;
-        out.push_str(header);
-        out.push('\n');
-        let mut foreign = Vec::new();
-        for (n, s) in &ok {
-            if s.has_linux_facts() {
-                rows(out, &n.name, s);
-            } else {
-                foreign.push(n.name.as_str());
+        let g = self.gather(view).await;
+        write_table(g, header, out, rows);
+    }
+
+    /// `/ps`: each node's lines written once per summary and shared by
+    /// every view (`rows::RowsCache`), copied in the order of the nodes.
+    async fn ps_table(&self, view: &View, out: &mut String) {
+        let g = self.gather(view).await;
+        let linux: Vec<(String, Arc<NodeSummary>)> = g
+            .ok
+            .iter()
+            .filter(|(_, s)| s.has_linux_facts())
+            .map(|(n, s)| (n.name.clone(), s.clone()))
+            .collect();
+        let rows = self.rows.rows_for(&linux).await;
+        out.reserve(PS_HEADER.len() + 1 + rows.iter().map(|r| r.len_for(view)).sum::<usize>());
+        let mut next = rows.iter();
+        write_table(g, PS_HEADER, out, |out, _, _| {
+            if let Some(r) = next.next() {
+                r.append(out, view);
             }
-        }
-        tables::missing_notes(
-            out,
-            missing
-                .iter()
-                .map(|m| (m.node.as_str(), m.reason.as_str(), m.via.as_slice())),
-        );
-        tables::foreign_notes(out, &foreign);
-        tables::unsure_note(out, unsure);
-        tables::stale_notes(
-            out,
-            stale
-                .iter()
-                .map(|s| (s.node.as_str(), s.age, s.reason.as_str(), s.via.as_slice())),
-        );
+        });
     }
 
     /// The merged summary: every node this aggregator serves, with its
@@ -514,15 +506,7 @@ impl Tree {
                     out.push('\n');
                 }
             }
-            Synth::Ps => {
-                self.cluster_table(view, PS_HEADER, &mut out, |out, name, s| {
-                    for p in s.procs.iter().filter(|p| view.sees_process(p.ruid, p.euid)) {
-                        out.push_str(&tables::ps_row(name, s, p).line());
-                        out.push('\n');
-                    }
-                })
-                .await;
-            }
+            Synth::Ps => self.ps_table(view, &mut out).await,
             Synth::Load => {
                 self.cluster_table(view, LOAD_HEADER, &mut out, |out, name, s| {
                     out.push_str(&tables::load_row(name, s).line());
@@ -548,4 +532,45 @@ impl Tree {
         }
         Bytes::from(out)
     }
+}
+
+/// Writes a table from what was gathered: `header`, the rows `rows`
+/// writes for each node that answered with Linux facts (in the order
+/// gathered), then the notes for the others and for stale copies.
+fn write_table(
+    g: Gathered,
+    header: &str,
+    out: &mut String,
+    mut rows: impl FnMut(&mut String, &str, &NodeSummary),
+) {
+    let Gathered {
+        ok,
+        missing,
+        stale,
+        unsure,
+    } = g;
+    out.push_str(header);
+    out.push('\n');
+    let mut foreign = Vec::new();
+    for (n, s) in &ok {
+        if s.has_linux_facts() {
+            rows(out, &n.name, s);
+        } else {
+            foreign.push(n.name.as_str());
+        }
+    }
+    tables::missing_notes(
+        out,
+        missing
+            .iter()
+            .map(|m| (m.node.as_str(), m.reason.as_str(), m.via.as_slice())),
+    );
+    tables::foreign_notes(out, &foreign);
+    tables::unsure_note(out, unsure);
+    tables::stale_notes(
+        out,
+        stale
+            .iter()
+            .map(|s| (s.node.as_str(), s.age, s.reason.as_str(), s.via.as_slice())),
+    );
 }

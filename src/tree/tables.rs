@@ -6,10 +6,19 @@ use std::time::UNIX_EPOCH;
 
 use crate::client::pool::{NodeState, NodeStatus};
 use crate::format::summary::{NodeSummary, ProcEntry};
-use crate::format::table::{LoadRow, NodeRow, Note, PsRow, Uptime};
+use crate::format::table::{LoadRow, NodeRow, Note, PsFields, PsRow, Uptime};
 
-/// The `/ps` row for one process of a node's summary.
-pub fn ps_row(node: &str, s: &NodeSummary, p: &ProcEntry) -> PsRow {
+/// The numbers of a process's `/ps` row, from its node's summary.
+struct PsNumbers {
+    cpu: f64,
+    mem: f64,
+    rss_kb: u64,
+    vsz_kb: u64,
+    start: u64,
+    time: u64,
+}
+
+fn ps_numbers(s: &NodeSummary, p: &ProcEntry) -> PsNumbers {
     let tck = s.clk_tck.max(1);
     let cpu_s = p.cpu_seconds(tck);
     let start = p.start_time_unix(s.boot_time, tck);
@@ -25,6 +34,19 @@ pub fn ps_row(node: &str, s: &NodeSummary, p: &ProcEntry) -> PsRow {
     } else {
         0.0
     };
+    PsNumbers {
+        cpu,
+        mem,
+        rss_kb: rss / 1024,
+        vsz_kb: p.vsize / 1024,
+        start: start.max(0.0) as u64,
+        time: cpu_s as u64,
+    }
+}
+
+/// The `/ps` row for one process of a node's summary.
+pub fn ps_row(node: &str, s: &NodeSummary, p: &ProcEntry) -> PsRow {
+    let n = ps_numbers(s, p);
     PsRow {
         node: node.to_string(),
         pid: p.pid,
@@ -35,17 +57,47 @@ pub fn ps_row(node: &str, s: &NodeSummary, p: &ProcEntry) -> PsRow {
             p.user.clone()
         },
         state: p.state,
-        cpu,
-        mem,
-        rss_kb: rss / 1024,
-        vsz_kb: p.vsize / 1024,
-        start: start.max(0.0) as u64,
-        time: cpu_s as u64,
+        cpu: n.cpu,
+        mem: n.mem,
+        rss_kb: n.rss_kb,
+        vsz_kb: n.vsz_kb,
+        start: n.start,
+        time: n.time,
         threads: p.threads,
         job: p.job.as_ref().map(|j| j.id.clone()),
         step: p.job.as_ref().and_then(|j| j.step.clone()),
         command: p.cmdline_display(),
     }
+}
+
+/// Appends the `/ps` line of one process of a node's summary (no
+/// newline): the bytes of `ps_row(node, s, p).line()`, written without
+/// building the row.
+pub fn write_ps_line(out: &mut String, node: &str, s: &NodeSummary, p: &ProcEntry) {
+    let n = ps_numbers(s, p);
+    let mut uid = itoa::Buffer::new();
+    let user = if p.user.is_empty() {
+        uid.format(p.euid)
+    } else {
+        p.user.as_str()
+    };
+    PsFields {
+        node,
+        pid: p.pid,
+        ppid: p.ppid,
+        user,
+        state: p.state,
+        cpu: n.cpu,
+        mem: n.mem,
+        rss_kb: n.rss_kb,
+        vsz_kb: n.vsz_kb,
+        start: n.start,
+        time: n.time,
+        threads: p.threads,
+        job: p.job.as_ref().map(|j| j.id.as_str()),
+        step: p.job.as_ref().and_then(|j| j.step.as_deref()),
+    }
+    .write(out, |out| p.cmdline_into(out));
 }
 
 /// The `/load` row of a node (Supermon's per-node numbers).
@@ -168,5 +220,39 @@ pub fn stale_notes<'a>(
             via: via.to_vec(),
         }
         .write(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::summary::tests::{arb_proc, sample};
+    use crate::format::table::Row;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(1000))]
+
+        /// The aggregator writes a process's `/ps` line in place; it must
+        /// be the bytes of the row it used to build and print.
+        #[test]
+        fn written_lines_are_the_rows_lines(
+            p in arb_proc(),
+            node in prop_oneof![any::<String>(), "[a-z0-9-]{1,12}"],
+            boot_time in prop_oneof![any::<u64>(), 0u64..2_000_000_000],
+            clk_tck in prop_oneof![any::<u64>(), Just(100u64)],
+            time in prop_oneof![any::<f64>(), 0.0..2e9f64],
+            cpus in any::<u32>(),
+            mem_total_kb in any::<u64>(),
+            page_size in prop_oneof![any::<u64>(), Just(4096u64)],
+        ) {
+            let mut s = sample();
+            (s.boot_time, s.clk_tck, s.time, s.cpus) = (boot_time, clk_tck, time, cpus);
+            (s.mem_total_kb, s.page_size) = (mem_total_kb, page_size);
+            let row = ps_row(&node, &s, &p);
+            let mut out = String::new();
+            write_ps_line(&mut out, &node, &s, &p);
+            prop_assert_eq!(out, row.line());
+        }
     }
 }

@@ -9,6 +9,7 @@ pub mod faults;
 pub mod levels;
 pub mod load;
 pub mod summary;
+pub mod tables;
 pub mod views;
 
 use std::time::Duration;

@@ -30,6 +30,20 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 500)]
         spawn: usize,
     },
+    /// The aggregator's cold `/ps` work per node without the network:
+    /// simulated summaries parsed and rendered in this process, by stage,
+    /// against copying the same bytes.
+    Tables {
+        /// Simulated nodes.
+        #[arg(long, default_value_t = 2000)]
+        nodes: usize,
+        /// Processes per node.
+        #[arg(long, default_value_t = 100)]
+        procs_per_node: usize,
+        /// Passes of each stage (the median is reported).
+        #[arg(long, default_value_t = 5)]
+        rounds: usize,
+    },
     /// The aggregator over simulated nodes: connect, fan-out, ps cold/warm,
     /// RSS per node, CPU per ps, cache hit ratio, vs a naive client.
     Cluster {
@@ -110,6 +124,20 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
                 concurrency,
             })
             .await?;
+        }
+        BenchCmd::Tables {
+            nodes,
+            procs_per_node,
+            rounds,
+        } => {
+            tokio::task::spawn_blocking(move || {
+                bench::tables::run(bench::tables::TablesBench {
+                    nodes,
+                    procs_per_node,
+                    rounds,
+                })
+            })
+            .await??;
         }
         BenchCmd::Summary { rounds, spawn } => {
             tokio::task::spawn_blocking(move || {

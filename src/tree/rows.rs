@@ -1,0 +1,162 @@
+//! Each node's `/ps` lines, written once per summary and shared by every
+//! view and every table built from that summary: an administrator's `/ps`
+//! copies them whole, a user's copies the lines of their processes. A
+//! cold `/ps` then costs one write of each process's line, spread over the
+//! cores; a hundred users reading `/ps` cost a hundred copies, not a
+//! hundred renderings.
+//!
+//! Lines are kept as long as the summary they were written from is alive
+//! (held by the cache); a summary replaced or evicted leaves its lines to
+//! the next sweep.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+
+use crate::format::summary::NodeSummary;
+use crate::sys;
+use crate::view::View;
+
+use super::tables;
+
+/// A node's `/ps` lines, each with the uids that decide who sees it.
+pub(super) struct NodeRows {
+    /// Every line, each ending in `\n`.
+    text: String,
+    /// Per line: where it ends in `text`, and its (real, effective) uid.
+    lines: Vec<(usize, u32, u32)>,
+}
+
+impl NodeRows {
+    /// The lines of `s`'s processes on node `name`.
+    fn render(name: &str, s: &NodeSummary) -> Self {
+        let mut text = String::with_capacity(s.procs.len() * 112);
+        let mut lines = Vec::with_capacity(s.procs.len());
+        for p in &s.procs {
+            tables::write_ps_line(&mut text, name, s, p);
+            text.push('\n');
+            lines.push((text.len(), p.ruid, p.euid));
+        }
+        Self { text, lines }
+    }
+
+    /// Appends the lines `view` may see.
+    pub(super) fn append(&self, out: &mut String, view: &View) {
+        if view.admin {
+            out.push_str(&self.text);
+            return;
+        }
+        let mut start = 0;
+        for &(end, ruid, euid) in &self.lines {
+            if view.sees_process(ruid, euid) {
+                out.push_str(&self.text[start..end]);
+            }
+            start = end;
+        }
+    }
+
+    /// Bytes of the lines `view` may see (to size the table once).
+    pub(super) fn len_for(&self, view: &View) -> usize {
+        if view.admin {
+            return self.text.len();
+        }
+        let mut start = 0;
+        let mut n = 0;
+        for &(end, ruid, euid) in &self.lines {
+            if view.sees_process(ruid, euid) {
+                n += end - start;
+            }
+            start = end;
+        }
+        n
+    }
+}
+
+/// One summary's lines, with what they were written from.
+struct Entry {
+    summary: Weak<NodeSummary>,
+    name: String,
+    rows: Arc<NodeRows>,
+}
+
+/// The lines of the summaries alive, by summary.
+#[derive(Default)]
+pub(super) struct RowsCache {
+    by_summary: Mutex<HashMap<usize, Entry>>,
+}
+
+/// The key of a summary: its address, which is unique while it is alive
+/// (the entry's `Weak` tells a reused address from the same summary).
+fn key(s: &Arc<NodeSummary>) -> usize {
+    Arc::as_ptr(s) as usize
+}
+
+impl RowsCache {
+    /// The lines of every `(name, summary)`, written where not already,
+    /// the missing ones over the machine's cores.
+    pub(super) async fn rows_for(
+        &self,
+        nodes: &[(String, Arc<NodeSummary>)],
+    ) -> Vec<Arc<NodeRows>> {
+        let mut found: Vec<Option<Arc<NodeRows>>> = {
+            let map = sys::lock(&self.by_summary);
+            nodes
+                .iter()
+                .map(|(name, s)| {
+                    map.get(&key(s))
+                        .filter(|e| {
+                            e.name == *name
+                                && e.summary.upgrade().is_some_and(|a| Arc::ptr_eq(&a, s))
+                        })
+                        .map(|e| e.rows.clone())
+                })
+                .collect()
+        };
+        let todo: Vec<usize> = (0..nodes.len()).filter(|&i| found[i].is_none()).collect();
+        if !todo.is_empty() {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let per = todo.len().div_ceil(threads).max(64);
+            let mut tasks = Vec::new();
+            for chunk in todo.chunks(per) {
+                let work: Vec<(usize, String, Arc<NodeSummary>)> = chunk
+                    .iter()
+                    .map(|&i| (i, nodes[i].0.clone(), nodes[i].1.clone()))
+                    .collect();
+                tasks.push(tokio::task::spawn_blocking(move || {
+                    work.into_iter()
+                        .map(|(i, name, s)| {
+                            let rows = Arc::new(NodeRows::render(&name, &s));
+                            (i, name, s, rows)
+                        })
+                        .collect::<Vec<_>>()
+                }));
+            }
+            let mut done = Vec::with_capacity(todo.len());
+            for t in tasks {
+                // A render never panics; if one did, its nodes are written
+                // below instead of lost.
+                if let Ok(v) = t.await {
+                    done.extend(v);
+                }
+            }
+            let mut map = sys::lock(&self.by_summary);
+            // Lines of summaries gone since: dropped with each batch.
+            map.retain(|_, e| e.summary.strong_count() > 0);
+            for (i, name, s, rows) in done {
+                map.insert(
+                    key(&s),
+                    Entry {
+                        summary: Arc::downgrade(&s),
+                        name,
+                        rows: rows.clone(),
+                    },
+                );
+                found[i] = Some(rows);
+            }
+        }
+        found
+            .into_iter()
+            .zip(nodes)
+            .map(|(r, (name, s))| r.unwrap_or_else(|| Arc::new(NodeRows::render(name, s))))
+            .collect()
+    }
+}
