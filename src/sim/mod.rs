@@ -19,6 +19,7 @@
 //! [`crate::sys`] (the file descriptor limit).
 
 mod cluster;
+mod control;
 mod fs;
 mod model;
 mod render;
@@ -30,8 +31,9 @@ use std::time::{Duration, SystemTime};
 use thiserror::Error;
 
 pub use cluster::{NodeInfo, SimCluster};
+pub use control::{SignalOutcome, SignalRecord};
 pub use fs::{SimNode, SimNodeFs};
-pub use model::{Arch, DieSchedule, GarbageKind, HangKind, Sim};
+pub use model::{Arch, DieSchedule, GarbageKind, HangKind, Sim, SimProcess};
 
 /// What is wrong with a simulated node, chosen per node from the seed.
 /// A node has at most one fault.
@@ -126,6 +128,10 @@ pub struct SimOptions {
     /// Some racks are aarch64 with 64 KiB pages and some x86 nodes run an
     /// older kernel: the aggregator must not assume one architecture.
     pub arch_mix: bool,
+    /// Every process directory has a `ctl` file that signals the simulated
+    /// process (see [`SignalRecord`] and [`Sim::signals`]), as agents with
+    /// `--control`.
+    pub control: bool,
 }
 
 impl Default for SimOptions {
@@ -150,6 +156,7 @@ impl Default for SimOptions {
             huge_bytes: 32 << 20,
             epoch: None,
             arch_mix: true,
+            control: false,
         }
     }
 }

@@ -36,6 +36,7 @@ mod reload;
 mod restart;
 mod sim_aggregator;
 mod sim_cluster;
+mod sim_control;
 mod sim_scale;
 mod top;
 mod v9fs;
