@@ -25,7 +25,7 @@ use gproc::proto::errno;
 use crate::common::*;
 
 pub(crate) const T1: &str = "gproc-t1";
-const T2: &str = "gproc-t2";
+pub(crate) const T2: &str = "gproc-t2";
 
 /// Node-wide files compared by outcome only (data vs errno), because
 /// their content moves by itself between two reads.
