@@ -5,7 +5,14 @@
 //! - [`Sim`] is the model: per node a hardware description and a compact
 //!   record per process (pid, ppid, uid, start tick, CPU rate, RSS, an
 //!   index into shared command tables), deterministic from the seed and
-//!   the node index, with churn driven by a pausable clock.
+//!   the node index, with churn driven by a pausable clock. Some nodes
+//!   hold what `ps` users hunt for: the leftovers of an ended job (a user's
+//!   ranks reparented to init, in no job's cgroup), a process in disk sleep
+//!   (`D`) and a zombie (`Z`), all from the seed ([`Sim::processes`] says
+//!   which).
+//! - With [`SimOptions::control`], process directories have `ctl` files
+//!   whose signals the model applies and records ([`Sim::signals`]; see
+//!   `control` for who may signal what).
 //! - [`SimNodeFs`] serves one node's `/proc` (with `/.gproc/ps`) as a
 //!   [`Filesystem`](crate::server::Filesystem), rendering files on open in
 //!   the formats procfs parsers expect, with the agent's 9P shapes.

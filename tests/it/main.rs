@@ -38,6 +38,7 @@ mod sim_aggregator;
 mod sim_cluster;
 mod sim_control;
 mod sim_scale;
+mod sim_strays;
 mod top;
 mod v9fs;
 mod views;
