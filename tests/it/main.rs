@@ -32,6 +32,7 @@ mod layers;
 mod metrics;
 mod mount;
 mod pool;
+mod ps_watch;
 mod reload;
 mod restart;
 mod sim_aggregator;
