@@ -373,6 +373,12 @@ impl SimCluster {
         for line in self.describe_faults() {
             let _ = writeln!(s, "#   {line}");
         }
+        if o.control {
+            let _ = writeln!(
+                s,
+                "# Every process has a ctl file: signals pass with [control] enabled = true."
+            );
+        }
         for n in &self.nodes {
             let _ = writeln!(s, "\n[[nodes]]");
             let _ = write!(s, "names = \"{}\"", n.name);

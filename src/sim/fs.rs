@@ -9,14 +9,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::model::{NodeAt, NodeModel, ProcRec, Sim};
+use super::control::{SignalOutcome, SignalRecord};
+use super::model::{Hold, NodeAt, NodeModel, ProcRec, Sim};
 use super::render::{self, NodeFile, ProcCtx, ProcFile};
 use super::tables::{Role, user_name};
-use crate::format::summary::{GPROC_DIR, SUMMARY_FILE};
+use crate::format::ctl;
+use crate::format::summary::{self, GPROC_DIR, SUMMARY_FILE};
 use crate::proto::{
     DirEntry, Metadata, Qid, dt, errno, qid_type_from_mode, qt, s_if, time_from_wire,
 };
 use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags};
+
+/// A process's control file (with [`super::SimOptions::control`]).
+const CTL_FILE: &str = "ctl";
 
 /// qid.path of synthesized files: the agent's values, so a client sees the
 /// same numbers from an agent and from the simulator.
@@ -51,6 +56,8 @@ enum Item {
     Fd(u32),
     Exe,
     Cwd,
+    /// `ctl` (with control on): writing a command signals the process.
+    Ctl,
 }
 
 /// A process directory's entries, in the kernel's order.
@@ -91,6 +98,7 @@ impl Item {
             Item::FdDir => 10,
             Item::Exe => 11,
             Item::Cwd => 12,
+            Item::Ctl => 14,
             Item::Fd(n) => 16 + u64::from(n),
         }
     }
@@ -101,6 +109,9 @@ impl Item {
             Item::FdDir => s_if::DIR | 0o500,
             Item::Fd(_) => s_if::LNK | 0o700,
             Item::Exe | Item::Cwd => s_if::LNK | 0o777,
+            // Its owner may write it, so a shell's `>` through v9fs is
+            // allowed where the signal would be.
+            Item::Ctl => s_if::REG | 0o200,
             Item::File(ProcFile::Environ | ProcFile::Io) => s_if::REG | 0o400,
             Item::File(_) => s_if::REG | 0o444,
         }
@@ -224,10 +235,15 @@ impl SimNodeFs {
                 if let Some((_, f)) = NODE_FILES.iter().find(|(n, _)| *n == name) {
                     return Ok(Entry::Node(*f));
                 }
-                let pid = parse_pid(name).ok_or_else(noent)?;
+                // `<pid>.<start>` names the process started then, as on
+                // agents (`pinned_walk` in the summary).
+                let (pid, want) = match summary::parse_pinned_name(name) {
+                    Some((pid, start)) => (u32::try_from(pid).map_err(|_| noent())?, Some(start)),
+                    None => (parse_pid(name).ok_or_else(noent)?, None),
+                };
                 let (p, _) = self
                     .node()
-                    .process(&self.sim, pid, None)
+                    .process(&self.sim, pid, want)
                     .ok_or_else(noent)?;
                 Entry::Proc {
                     pid,
@@ -258,6 +274,7 @@ impl SimNodeFs {
                     (Item::Dir, "..") if tid == 0 => Entry::Root,
                     (Item::Dir, "..") => at(0, Item::TaskDir),
                     (Item::TaskDir | Item::FdDir, "..") => at(tid, Item::Dir),
+                    (Item::Dir, CTL_FILE) if tid == 0 && self.sim.opts.control => at(0, Item::Ctl),
                     (Item::Dir, _) => {
                         let (_, it) = PROC_ITEMS
                             .iter()
@@ -330,6 +347,9 @@ impl SimNodeFs {
                                 continue;
                             }
                             out.push(dirent(at(tid, *it).qid(), it.dt(), name));
+                        }
+                        if tid == 0 && self.sim.opts.control {
+                            out.push(dirent(at(0, Item::Ctl).qid(), dt::REG, CTL_FILE));
                         }
                     }
                     Item::TaskDir => {
@@ -436,6 +456,7 @@ impl SimNodeFs {
                     Item::Dir if tid != 0 => tid.to_string(),
                     Item::Dir => pid.to_string(),
                     Item::Fd(n) => n.to_string(),
+                    Item::Ctl => CTL_FILE.to_string(),
                     _ => PROC_ITEMS
                         .iter()
                         .find(|(_, it)| *it == item)
@@ -459,6 +480,53 @@ impl SimNodeFs {
                 }
             }
         })
+    }
+}
+
+impl SimNodeFs {
+    /// Applies the `ctl` command in `data` from `who` to process `pid`
+    /// started at `start`, and records it (see [`super::control`]).
+    fn signal(&self, who: &Identity, pid: u32, start: u64, data: &[u8]) -> FsResult<()> {
+        let name = self.hostname();
+        let record = |signal, outcome, comm: &str| {
+            self.sim.signals.push(
+                &name,
+                comm,
+                who.name.as_deref(),
+                SignalRecord {
+                    node: self.index,
+                    pid,
+                    start,
+                    uid: who.uid,
+                    signal,
+                    outcome,
+                },
+            );
+        };
+        let command = match ctl::Command::parse(data) {
+            Ok(c) => c,
+            Err(e) => {
+                record(None, SignalOutcome::Refused(errno::EINVAL), "?");
+                return Err(FsError::INVAL.with(e.to_string()));
+            }
+        };
+        let (outcome, p) = self
+            .node()
+            .signal(&self.sim, pid, start, who.uid, command.signal);
+        let comm = p.map_or("?", |p| &*self.sim.tables.cmd(p.cmd).comm);
+        record(Some(command.signal), outcome, comm);
+        match outcome {
+            SignalOutcome::Refused(n) => Err(FsError::new(n).with(format!(
+                "{} to {pid}: {}",
+                command.signal_name(),
+                if n == errno::EPERM {
+                    "not the writer's process"
+                } else {
+                    "it exited"
+                }
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -508,11 +576,29 @@ impl Filesystem for SimNodeFs {
     }
 
     async fn open(&self, _who: &Identity, fid: &SimNode, flags: OpenFlags) -> FsResult<Contents> {
-        if flags.write || flags.truncate {
+        let e = fid.entry;
+        let ctl = matches!(
+            e,
+            Entry::Proc {
+                item: Item::Ctl,
+                ..
+            }
+        );
+        if (flags.write || flags.truncate) && !ctl {
             return Err(FsError::ROFS);
         }
-        let e = fid.entry;
         match e {
+            Entry::Proc {
+                pid, start, tid, ..
+            } if ctl => {
+                if flags.read {
+                    return Err(FsError::ACCES.with(
+                        "ctl is write-only: write kill, term, stop, cont, signal N or signal NAME",
+                    ));
+                }
+                self.live(pid, start, tid)?;
+                Ok(Contents::File(Bytes::new()))
+            }
             Entry::SelfLink
             | Entry::Proc {
                 item: Item::Exe | Item::Cwd | Item::Fd(_),
@@ -537,6 +623,38 @@ impl Filesystem for SimNodeFs {
         }
     }
 
+    async fn truncate(&self, _who: &Identity, fid: &SimNode) -> FsResult<()> {
+        match fid.entry {
+            Entry::Proc {
+                pid,
+                start,
+                tid,
+                item: Item::Ctl,
+            } => self.live(pid, start, tid).map(|_| ()),
+            _ => Err(FsError::ROFS),
+        }
+    }
+
+    async fn write(
+        &self,
+        who: &Identity,
+        fid: &SimNode,
+        _offset: u64,
+        data: Bytes,
+    ) -> FsResult<u32> {
+        let Entry::Proc {
+            pid,
+            start,
+            item: Item::Ctl,
+            ..
+        } = fid.entry
+        else {
+            return Err(FsError::ROFS);
+        };
+        self.signal(who, pid, start, &data)?;
+        u32::try_from(data.len()).map_err(|_| FsError::INVAL)
+    }
+
     async fn readlink(&self, _who: &Identity, fid: &SimNode) -> FsResult<String> {
         match fid.entry {
             Entry::SelfLink => Ok(self.node().agent_pid.to_string()),
@@ -551,6 +669,9 @@ impl Filesystem for SimNodeFs {
                 match item {
                     Item::Exe if p.role == Role::Kernel => {
                         Err(FsError::NOENT.with("kernel threads have no exe"))
+                    }
+                    Item::Exe if p.hold == Hold::Zombie => {
+                        Err(FsError::NOENT.with("a zombie has no exe"))
                     }
                     Item::Exe => Ok(cmd.exe.to_string()),
                     Item::Cwd => Ok(cmd.cwd.to_string()),

@@ -5,7 +5,14 @@
 //! - [`Sim`] is the model: per node a hardware description and a compact
 //!   record per process (pid, ppid, uid, start tick, CPU rate, RSS, an
 //!   index into shared command tables), deterministic from the seed and
-//!   the node index, with churn driven by a pausable clock.
+//!   the node index, with churn driven by a pausable clock. Some nodes
+//!   hold what `ps` users hunt for: the leftovers of an ended job (a user's
+//!   ranks reparented to init, in no job's cgroup), a process in disk sleep
+//!   (`D`) and a zombie (`Z`), all from the seed ([`Sim::processes`] says
+//!   which).
+//! - With [`SimOptions::control`], process directories have `ctl` files
+//!   whose signals the model applies and records ([`Sim::signals`]; see
+//!   `control` for who may signal what).
 //! - [`SimNodeFs`] serves one node's `/proc` (with `/.gproc/ps`) as a
 //!   [`Filesystem`](crate::server::Filesystem), rendering files on open in
 //!   the formats procfs parsers expect, with the agent's 9P shapes.
@@ -19,6 +26,7 @@
 //! [`crate::sys`] (the file descriptor limit).
 
 mod cluster;
+mod control;
 mod fs;
 mod model;
 mod render;
@@ -30,8 +38,9 @@ use std::time::{Duration, SystemTime};
 use thiserror::Error;
 
 pub use cluster::{NodeInfo, SimCluster};
+pub use control::{SignalOutcome, SignalRecord};
 pub use fs::{SimNode, SimNodeFs};
-pub use model::{Arch, DieSchedule, GarbageKind, HangKind, Sim};
+pub use model::{Arch, DieSchedule, GarbageKind, HangKind, Sim, SimProcess};
 
 /// What is wrong with a simulated node, chosen per node from the seed.
 /// A node has at most one fault.
@@ -126,6 +135,10 @@ pub struct SimOptions {
     /// Some racks are aarch64 with 64 KiB pages and some x86 nodes run an
     /// older kernel: the aggregator must not assume one architecture.
     pub arch_mix: bool,
+    /// Every process directory has a `ctl` file that signals the simulated
+    /// process (see [`SignalRecord`] and [`Sim::signals`]), as agents with
+    /// `--control`.
+    pub control: bool,
 }
 
 impl Default for SimOptions {
@@ -150,6 +163,7 @@ impl Default for SimOptions {
             huge_bytes: 32 << 20,
             epoch: None,
             arch_mix: true,
+            control: false,
         }
     }
 }

@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use super::control::{Action, SignalLog, SignalOutcome, SignalRecord, default_action};
 use super::tables::{self, AGENT_DAEMON, APPS, DAEMONS, Job, JobCmd, Role, SHORTS, Tables, USERS};
 use super::{Fault, SimError, SimOptions};
 use crate::sys;
@@ -155,6 +156,27 @@ pub(crate) struct ProcRec {
     pub(crate) tty: u8,
     /// The step of its node's job it runs in (its cgroup), if any.
     pub(crate) step: JobStep,
+    /// A state the model holds it in (stopped, disk sleep, zombie)
+    /// instead of the running or sleeping its CPU rate gives.
+    pub(crate) hold: Hold,
+}
+
+/// A state a process stays in until something changes it, rather than
+/// the `R`/`S` its CPU rate gives from second to second.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Hold {
+    /// None: running or sleeping.
+    None,
+    /// `T`: stopped (`SIGSTOP` and the terminal stops).
+    Stopped,
+    /// `T` with a fatal signal pending: it ends when continued, as a
+    /// stopped Linux process acts on `SIGTERM` only after `SIGCONT`.
+    StoppedDying,
+    /// `D`: uninterruptible sleep (a hung file system); every signal,
+    /// `SIGKILL` included, waits.
+    Disk,
+    /// `Z`: exited, not reaped by its parent: signals do nothing.
+    Zombie,
 }
 
 /// A Slurm step of the node's job (the job id is the node's).
@@ -200,6 +222,33 @@ struct NodeState {
     forks: u64,
     /// Ticks since the cluster start up to which churn has been applied.
     churned_to: u64,
+}
+
+/// A simulated process as the model holds it (see [`Sim::processes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SimProcess {
+    /// Process id.
+    pub pid: u32,
+    /// Parent.
+    pub ppid: u32,
+    /// Its uid (real, effective, saved and filesystem).
+    pub uid: u32,
+    /// The account name the node gives it.
+    pub user: String,
+    /// Start, clock ticks after the node's boot.
+    pub start: u64,
+    /// The state the model holds it in (`T`, `D` or `Z`); `None` for one
+    /// that runs or sleeps as its CPU use goes.
+    pub held: Option<char>,
+    /// The batch job it is in, by its cgroup.
+    pub job: Option<String>,
+    /// A user's process (not a system account's: uid 1000 to 59999) in no
+    /// job: what `gproc ps --strays` finds (leftovers of ended jobs and
+    /// interactive sessions).
+    pub stray: bool,
+    /// Left behind by an ended job: an application process in no job,
+    /// reparented to init.
+    pub left_behind: bool,
 }
 
 /// A consistent view of a node at one tick.
@@ -282,6 +331,8 @@ pub struct Sim {
     pub(crate) jobs: Vec<Job>,
     pub(crate) nodes: Vec<NodeModel>,
     pub(crate) clock: Clock,
+    /// Every `ctl` write (with control on).
+    pub(crate) signals: SignalLog,
 }
 
 impl std::fmt::Debug for Sim {
@@ -326,6 +377,8 @@ const K_SUMMARY: u64 = 0x73756d6d;
 const K_CHURN: u64 = 0x636875726e;
 const K_SLOW: u64 = 0x736c6f77;
 const K_FLAVOR: u64 = 0x666c6176;
+const K_STRAY: u64 = 0x7374726179;
+const K_HOLD: u64 = 0x686f6c64;
 
 impl Sim {
     /// Builds the cluster model: jobs, hardware, processes and faults.
@@ -412,6 +465,7 @@ impl Sim {
             tables,
             jobs,
             nodes,
+            signals: SignalLog::default(),
         })
     }
 
@@ -450,6 +504,46 @@ impl Sim {
     /// Processes on all nodes now (faulty ones included).
     pub fn total_processes(&self) -> usize {
         (0..self.nodes.len()).map(|i| self.processes_on(i)).sum()
+    }
+
+    /// Node `i`'s processes now, as the model holds them: what tests
+    /// compare the aggregator's answers with.
+    pub fn processes(&self, i: usize) -> Vec<SimProcess> {
+        let node = &self.nodes[i];
+        let snap = node.snapshot(self);
+        snap.procs
+            .iter()
+            .map(|p| {
+                let job = super::render::job(node, self, p);
+                let user = tables::user_name(p.uid);
+                SimProcess {
+                    pid: p.pid,
+                    ppid: p.ppid,
+                    uid: p.uid,
+                    start: p.start,
+                    held: match p.hold {
+                        Hold::None => None,
+                        Hold::Stopped | Hold::StoppedDying => Some('T'),
+                        Hold::Disk => Some('D'),
+                        Hold::Zombie => Some('Z'),
+                    },
+                    left_behind: p.role == Role::Rank && p.step == JobStep::None,
+                    stray: job.is_none() && p.uid >= tables::FIRST_UID && p.uid < 60_000,
+                    job: job.map(|j| j.id),
+                    user,
+                }
+            })
+            .collect()
+    }
+
+    /// Every `ctl` write so far, oldest first (the last 100,000).
+    pub fn signals(&self) -> Vec<SignalRecord> {
+        self.signals.records()
+    }
+
+    /// `ctl` writes no longer in [`signals`](Self::signals).
+    pub fn signals_dropped(&self) -> u64 {
+        self.signals.dropped()
     }
 
     /// Where node `i`'s huge file is, if it is a huge node.
@@ -587,6 +681,8 @@ enum Parent {
     Daemon(usize),
     /// Another draft.
     Draft(usize),
+    /// Init: an orphan, reparented.
+    Init,
 }
 
 struct Built {
@@ -617,6 +713,7 @@ fn rec(
         role,
         tty: 0,
         step: JobStep::None,
+        hold: Hold::None,
     }
 }
 
@@ -848,6 +945,44 @@ fn build_procs(
         sessions += 1;
     }
 
+    // What an ended job left behind on some nodes: a rank or two of a
+    // user's application, reparented to init and in no job's cgroup (its
+    // step's cgroup went with the job). Drawn apart from the rest, so the
+    // other processes are those the seed gave before strays existed.
+    let mut rs = Rng::new(&[opts.seed, K_STRAY, u64::from(i)]);
+    if budget >= 6 && rs.chance(STRAY_NODES) {
+        let user = rs.below(USERS.len() as u64) as usize;
+        let uid = tables::FIRST_UID + user as u32;
+        let k = rs.below(APPS.len() as u64) as usize;
+        let app = &APPS[k];
+        let ended =
+            uptime0 - rs.range(MINUTE, (24 * 60 * MINUTE).min(uptime0 - boot_done - MINUTE));
+        let started = ended
+            .saturating_sub(rs.range(10 * MINUTE, 6 * 60 * MINUTE))
+            .max(boot_done);
+        // Spinning where it was left, or blocked on a peer that is gone.
+        let cpu = if rs.chance(0.5) {
+            u32::from(app.threads) * 990
+        } else {
+            0
+        };
+        for n in 0..rs.range(1, 4) {
+            drafts.push(Draft {
+                parent: Parent::Init,
+                rec: rec(
+                    uid,
+                    t.app(user, k),
+                    started + n,
+                    jitter(&mut rs, app.rss_mb * 1024, 10),
+                    cpu,
+                    app.threads,
+                    Role::Rank,
+                ),
+            });
+            budget -= 1;
+        }
+    }
+
     // pids: init, kthreadd, kernel threads, daemons, then the user part in
     // start order.
     let n_k = n_k_min + budget;
@@ -917,10 +1052,11 @@ fn build_procs(
         rr.ppid = match drafts[k].parent {
             Parent::Draft(d) => pid_of[d],
             Parent::Daemon(d) if daemon_pids[d] != 0 => daemon_pids[d],
-            Parent::Daemon(_) => 1,
+            Parent::Daemon(_) | Parent::Init => 1,
         };
         procs.push(rr);
     }
+    hold_some(opts.seed, i, &mut procs);
     let huge_pid = procs
         .iter()
         .find(|p| p.role == Role::Rank)
@@ -935,6 +1071,46 @@ fn build_procs(
         next_pid: pid,
         agent_pid,
         huge_pid,
+    }
+}
+
+/// Fraction of nodes where an ended job left processes behind.
+const STRAY_NODES: f64 = 0.2;
+
+/// Fraction of nodes with a process in disk sleep, and with a zombie.
+const HELD_NODES: f64 = 0.2;
+
+/// Holds a process of some nodes in `D` (a short command or daemon stuck
+/// on a hung file system) and one in `Z` (a short command its shell has not
+/// reaped), drawn apart from the rest of the node.
+fn hold_some(seed: u64, i: u32, procs: &mut [ProcRec]) {
+    let mut r = Rng::new(&[seed, K_HOLD, u64::from(i)]);
+    let pick = |r: &mut Rng, procs: &mut [ProcRec], ok: &dyn Fn(&ProcRec) -> bool, h| {
+        let n = procs
+            .iter()
+            .filter(|p| p.hold == Hold::None && ok(p))
+            .count();
+        if n == 0 {
+            return;
+        }
+        let k = r.below(n as u64) as usize;
+        if let Some(p) = procs
+            .iter_mut()
+            .filter(|p| p.hold == Hold::None && ok(p))
+            .nth(k)
+        {
+            p.hold = h;
+        }
+    };
+    if r.chance(HELD_NODES) {
+        let stuck = |p: &ProcRec| {
+            p.step == JobStep::None && matches!(p.role, Role::Short | Role::Daemon) && p.pid != 1
+        };
+        pick(&mut r, procs, &stuck, Hold::Disk);
+    }
+    if r.chance(HELD_NODES) {
+        let short = |p: &ProcRec| p.role == Role::Short;
+        pick(&mut r, procs, &short, Hold::Zombie);
     }
 }
 
@@ -969,6 +1145,62 @@ impl NodeModel {
             return None;
         }
         Some((p, self.uptime0 + ticks))
+    }
+
+    /// Signal `signal` from `uid` to process `pid` started at `start`,
+    /// applied to the model (see [`super::control`]); with the process as
+    /// it was, when it existed.
+    pub(crate) fn signal(
+        &self,
+        sim: &Sim,
+        pid: u32,
+        start: u64,
+        uid: u32,
+        signal: i32,
+    ) -> (SignalOutcome, Option<ProcRec>) {
+        let mut st = sys::lock(&self.state);
+        self.advance(sim, &mut st);
+        let Ok(k) = st.procs.binary_search_by_key(&pid, |p| p.pid) else {
+            return (SignalOutcome::Refused(crate::proto::errno::ENOENT), None);
+        };
+        let p = st.procs[k];
+        if p.start != start {
+            return (SignalOutcome::Refused(crate::proto::errno::ENOENT), None);
+        }
+        if uid != 0 && uid != p.uid {
+            return (SignalOutcome::Refused(crate::proto::errno::EPERM), Some(p));
+        }
+        if matches!(p.role, Role::Kernel | Role::Init) || p.hold == Hold::Zombie {
+            return (SignalOutcome::NoEffect, Some(p));
+        }
+        let (hold, outcome) = match (default_action(signal), p.hold) {
+            (Action::Ignore, h) | (Action::Cont, h @ (Hold::None | Hold::Disk | Hold::Zombie)) => {
+                (h, SignalOutcome::NoEffect)
+            }
+            (_, Hold::Disk) => (Hold::Disk, SignalOutcome::Pending),
+            (Action::End, Hold::Stopped | Hold::StoppedDying) if signal != 9 => {
+                (Hold::StoppedDying, SignalOutcome::Pending)
+            }
+            (Action::End, _) => {
+                st.procs.remove(k);
+                for c in st.procs.iter_mut().filter(|c| c.ppid == pid) {
+                    c.ppid = 1;
+                }
+                return (SignalOutcome::Ended, Some(p));
+            }
+            (Action::Stop, Hold::None) => (Hold::Stopped, SignalOutcome::Stopped),
+            (Action::Stop, h) => (h, SignalOutcome::NoEffect),
+            (Action::Cont, Hold::Stopped) => (Hold::None, SignalOutcome::Continued),
+            (Action::Cont, Hold::StoppedDying) => {
+                st.procs.remove(k);
+                for c in st.procs.iter_mut().filter(|c| c.ppid == pid) {
+                    c.ppid = 1;
+                }
+                return (SignalOutcome::Ended, Some(p));
+            }
+        };
+        st.procs[k].hold = hold;
+        (outcome, Some(p))
     }
 
     /// Applies the churn events up to now; returns the current tick
@@ -1012,7 +1244,10 @@ impl NodeModel {
         let target = sim.opts.procs_per_node as f64;
         let slack = (target / 10.0).max(2.0);
         let n = st.procs.len() as f64;
-        let shorts = st.procs.iter().filter(|p| p.role == Role::Short).count();
+        // Held processes (stopped, in disk sleep, zombies) do not exit on
+        // their own.
+        let ends = |p: &ProcRec| p.role == Role::Short && p.hold == Hold::None;
+        let shorts = st.procs.iter().filter(|p| ends(p)).count();
         let shells = st.procs.iter().filter(|p| p.role == Role::Shell).count();
         let p_exit = (0.5 + (n - target) / (2.0 * slack)).clamp(0.0, 1.0);
         let mut r = Rng::new(&[h]);
@@ -1028,7 +1263,7 @@ impl NodeModel {
                 .procs
                 .iter()
                 .enumerate()
-                .filter(|(_, p)| p.role == Role::Short)
+                .filter(|(_, p)| ends(p))
                 .nth(k)
                 .map(|(i, _)| i)
             {

@@ -13,7 +13,7 @@ use std::fmt::Write as _;
 use crate::format::jobs::JobRef;
 use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
 
-use super::model::{Arch, CpuModel, HZ, NodeAt, NodeModel, ProcRec, Sim};
+use super::model::{Arch, CpuModel, HZ, Hold, NodeAt, NodeModel, ProcRec, Sim};
 use super::tables::{Libs, Role, user_name};
 use crate::sys::rng::{Rng, hash};
 
@@ -89,6 +89,9 @@ pub(crate) fn cpu_times(p: &ProcRec, now: u64) -> (u64, u64) {
 /// Resident set now, KiB: user processes grow from their start size
 /// towards 1.5 times it (half of the growth within an hour).
 pub(crate) fn rss_kb(p: &ProcRec, now: u64) -> u64 {
+    if p.hold == Hold::Zombie {
+        return 0;
+    }
     let base = u64::from(p.rss_kb);
     if !is_user_role(p.role) {
         return base;
@@ -100,7 +103,7 @@ pub(crate) fn rss_kb(p: &ProcRec, now: u64) -> u64 {
 /// Virtual size, KiB (fixed for a process).
 fn vsize_kb(ctx: &ProcCtx<'_>) -> u64 {
     let p = &ctx.p;
-    if p.role == Role::Kernel {
+    if p.role == Role::Kernel || p.hold == Hold::Zombie {
         return 0;
     }
     let base = u64::from(p.rss_kb);
@@ -115,6 +118,12 @@ fn vsize_kb(ctx: &ProcCtx<'_>) -> u64 {
 /// The state letter at `now`.
 pub(crate) fn state(ctx: &ProcCtx<'_>) -> char {
     let p = &ctx.p;
+    match p.hold {
+        Hold::None => {}
+        Hold::Stopped | Hold::StoppedDying => return 'T',
+        Hold::Disk => return 'D',
+        Hold::Zombie => return 'Z',
+    }
     if p.role == Role::Kernel {
         let comm = &ctx.sim.tables.cmd(p.cmd).comm;
         return if comm.starts_with("kworker") || comm.ends_with("wq") {
@@ -125,10 +134,10 @@ pub(crate) fn state(ctx: &ProcCtx<'_>) -> char {
     }
     let second = ctx.now / HZ;
     let h = hash(&[u64::from(p.pid), p.start, second]) % 100;
-    if u64::from(p.cpu_milli) >= 500 {
-        if h < 85 { 'R' } else { 'S' }
-    } else if p.cpu_milli >= 100 && h < 5 {
-        'D'
+    // `D` only where the model holds a process in it, so that a filter
+    // on it finds exactly those.
+    if u64::from(p.cpu_milli) >= 500 && h < 85 {
+        'R'
     } else {
         'S'
     }
@@ -300,7 +309,7 @@ pub(crate) fn status(ctx: &ProcCtx<'_>, tid: u32) -> Vec<u8> {
     };
     let _ = writeln!(o, "NSpgid:\t{pgrp}");
     let _ = writeln!(o, "NSsid:\t{sid}");
-    if !kernel {
+    if !kernel && p.hold != Hold::Zombie {
         let vs = vsize_kb(ctx);
         let rss = rss_kb(p, ctx.now);
         let file = (rss / 5).min(60_000);
@@ -416,6 +425,9 @@ pub(crate) fn io(ctx: &ProcCtx<'_>) -> Vec<u8> {
 
 /// `/proc/<pid>/cmdline`.
 pub(crate) fn cmdline(ctx: &ProcCtx<'_>) -> Vec<u8> {
+    if ctx.p.hold == Hold::Zombie {
+        return Vec::new(); // its memory is gone
+    }
     ctx.sim.tables.cmd(ctx.p.cmd).cmdline.to_vec()
 }
 
@@ -581,6 +593,9 @@ pub(crate) fn environ(ctx: &ProcCtx<'_>) -> Vec<u8> {
 
 /// Number of open file descriptors.
 pub(crate) fn fd_count(ctx: &ProcCtx<'_>) -> u32 {
+    if ctx.p.hold == Hold::Zombie {
+        return 0;
+    }
     let h = phash(ctx, 14) as u32;
     match ctx.p.role {
         Role::Kernel => 0,
@@ -662,7 +677,7 @@ impl std::fmt::Write for Bytes<'_> {
 /// huge-file fault.
 pub(crate) fn maps(ctx: &ProcCtx<'_>, huge: usize) -> Vec<u8> {
     let p = &ctx.p;
-    if p.role == Role::Kernel {
+    if p.role == Role::Kernel || p.hold == Hold::Zombie {
         return Vec::new();
     }
     let cmd = ctx.sim.tables.cmd(p.cmd);
@@ -1185,7 +1200,7 @@ pub(crate) fn summary(sim: &Sim, node: &NodeModel, snap: &NodeAt, hostname: Stri
                 start_ticks: p.start,
                 threads: i64::from(p.threads),
                 comm: cmd.comm.as_bytes().to_vec(),
-                cmdline: split_cmdline(&cmd.cmdline),
+                cmdline: split_cmdline(&cmdline(&c)),
                 job: job(node, sim, p),
             }
         })
@@ -1206,6 +1221,7 @@ pub(crate) fn summary(sim: &Sim, node: &NodeModel, snap: &NodeAt, hostname: Stri
         mem_available_kb: Some(m.available),
         loadavg: loadavg(sim, node, snap),
         procs,
-        pinned_walk: false,
+        // The simulated node resolves `<pid>.<start>` (see `fs`).
+        pinned_walk: true,
     }
 }

@@ -336,11 +336,14 @@ async fn churn_starts_and_ends_processes_deterministically() {
     };
     let a = Arc::new(Sim::new(o.clone()).unwrap());
     let b = Arc::new(Sim::new(o).unwrap());
-    let before: Vec<Vec<i32>> = futures::future::join_all((0..4).map(|i| {
+    // The pids, and the last pid handed out (`loadavg`): a node where
+    // every command started has exited again has the same pids.
+    let before: Vec<(Vec<i32>, Vec<u8>)> = futures::future::join_all((0..4).map(|i| {
         let fs = node(&a, i);
         async move {
             let ps = summary::parse(&read(&fs, ".gproc/ps").await.unwrap()).unwrap();
-            ps.procs.iter().map(|p| p.pid).collect()
+            let last = read(&fs, "loadavg").await.unwrap();
+            (ps.procs.iter().map(|p| p.pid).collect(), last)
         }
     }))
     .await;
@@ -357,7 +360,7 @@ async fn churn_starts_and_ends_processes_deterministically() {
     };
     tokio::time::advance(Duration::from_secs(600)).await;
     let mut changed = 0;
-    for (i, before) in before.iter().enumerate() {
+    for (i, (before, loadavg)) in before.iter().enumerate() {
         let x = read(&node(&a, i), ".gproc/ps").await.unwrap();
         // `b` is read at the same instant: same bytes.
         let y = read(&node(&b, i), ".gproc/ps").await.unwrap();
@@ -367,7 +370,14 @@ async fn churn_starts_and_ends_processes_deterministically() {
         assert!(now.windows(2).all(|w| w[0] < w[1]));
         let n = now.len() as i64;
         assert!((n - 100).abs() <= 12, "count {n} stays near 100");
-        if now != *before {
+        let last_pid = |l: &[u8]| {
+            String::from_utf8_lossy(l)
+                .rsplit(' ')
+                .next()
+                .map(str::to_owned)
+        };
+        let forked = last_pid(loadavg) != last_pid(&read(&node(&a, i), "loadavg").await.unwrap());
+        if now != *before || forked {
             changed += 1;
         }
         let started: Vec<_> = ps

@@ -25,7 +25,7 @@ use gproc::proto::errno;
 use crate::common::*;
 
 pub(crate) const T1: &str = "gproc-t1";
-const T2: &str = "gproc-t2";
+pub(crate) const T2: &str = "gproc-t2";
 
 /// Node-wide files compared by outcome only (data vs errno), because
 /// their content moves by itself between two reads.
@@ -1281,14 +1281,14 @@ async fn munge_credentials_name_their_node() {
     }
 }
 
-/// Inside a new pid namespace (so the test can choose pids): the agent,
-/// serving that namespace's /proc on `sock`, and a helper that spawns
-/// `sleep` as a given user at a chosen pid and kills it, driven line by
-/// line over stdin/stdout.
+/// Inside a new pid namespace (so the test can choose pids): the agent
+/// (with any further arguments), serving that namespace's /proc on `sock`,
+/// and a helper that spawns `sleep` as a given user at a chosen pid and
+/// kills it, driven line by line over stdin/stdout.
 const PIDNS_HELPER: &str = r#"
 import os, subprocess, sys, time
 gproc, sock, log = sys.argv[1], sys.argv[2], sys.argv[3]
-agent = subprocess.Popen([gproc, "agent", "--listen", "unix:" + sock],
+agent = subprocess.Popen([gproc, "agent", "--listen", "unix:" + sock] + sys.argv[4:],
                          stdout=subprocess.DEVNULL, stderr=open(log, "w"))
 procs = {}
 print("ready", flush=True)
@@ -1320,14 +1320,64 @@ for line in sys.stdin:
 agent.kill()
 "#;
 
-struct PidNs {
+/// The pid-namespace helper ([`PIDNS_HELPER`]) and its agent.
+pub(crate) struct PidNs {
     child: Proc,
     stdin: std::process::ChildStdin,
     stdout: std::io::BufReader<std::process::ChildStdout>,
+    /// The agent's socket.
+    pub(crate) sock: PathBuf,
 }
 
 impl PidNs {
-    fn ask(&mut self, line: &str) -> String {
+    /// Starts it with its agent's socket and log in `dir` (which the
+    /// agent's users must be able to enter), the agent started with
+    /// `agent_args`; `None` (skipped loudly) without unshare or python3.
+    pub(crate) fn start(dir: &Path, agent_args: &[&str]) -> Option<PidNs> {
+        use std::io::BufRead;
+        if !require("unshare (util-linux)", have("unshare")) || !require("python3", have("python3"))
+        {
+            return None;
+        }
+        let sock = dir.join("ns-agent.sock");
+        let log = dir.join("ns-agent.log");
+        let mut child = Command::new("unshare")
+            .args([
+                "--pid",
+                "--fork",
+                "--mount-proc",
+                "python3",
+                "-c",
+                PIDNS_HELPER,
+            ])
+            .arg(gproc())
+            .arg(&sock)
+            .arg(&log)
+            .args(agent_args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let mut ready = String::new();
+        stdout.read_line(&mut ready).unwrap();
+        assert_eq!(ready.trim(), "ready");
+        let ns = PidNs {
+            child: Proc(child),
+            stdin,
+            stdout,
+            sock,
+        };
+        wait_for("the namespace's agent", || {
+            std::os::unix::net::UnixStream::connect(&ns.sock).is_ok()
+        });
+        Some(ns)
+    }
+
+    /// Sends one command (`spawn PID USER SECONDS TAG`, `kill PID`) and
+    /// returns the helper's answer (the new pid, `ok`).
+    pub(crate) fn ask(&mut self, line: &str) -> String {
         use std::io::{BufRead, Write};
         writeln!(self.stdin, "{line}").unwrap();
         let mut out = String::new();
@@ -1345,44 +1395,13 @@ impl PidNs {
 /// by path (Build item 6).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_reused_pid_is_never_the_old_fids_process() {
-    use std::io::BufRead;
     let Some(u) = setup() else { return };
-    if !require("unshare (util-linux)", have("unshare")) || !require("python3", have("python3")) {
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let sock = dir.path().join("ns-agent.sock");
-    let log = dir.path().join("ns-agent.log");
-    let mut child = Command::new("unshare")
-        .args([
-            "--pid",
-            "--fork",
-            "--mount-proc",
-            "python3",
-            "-c",
-            PIDNS_HELPER,
-        ])
-        .arg(gproc())
-        .arg(&sock)
-        .arg(&log)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let stdin = child.stdin.take().unwrap();
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
-    let mut ready = String::new();
-    stdout.read_line(&mut ready).unwrap();
-    assert_eq!(ready.trim(), "ready");
-    let mut ns = PidNs {
-        child: Proc(child),
-        stdin,
-        stdout,
+    let Some(mut ns) = PidNs::start(dir.path(), &[]) else {
+        return;
     };
-    wait_for("the namespace's agent", || {
-        std::os::unix::net::UnixStream::connect(&sock).is_ok()
-    });
+    let sock = ns.sock.clone();
 
     let agg_sock = dir.path().join("agg.sock");
     let port = Port::new();

@@ -25,7 +25,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::as_user::{
-    Kind, Out, T1, assert_none, fixture, judge, n1_aggregator, read_as_t1, setup,
+    Kind, Out, T1, T2, assert_none, fixture, judge, n1_aggregator, read_as_t1, setup,
 };
 use crate::common::*;
 
@@ -213,6 +213,131 @@ async fn a_users_own_gproc_mount_gives_them_what_the_node_gives_them() {
     m.unmount();
     eprintln!("t1's gproc mount: {:.1} s", t0.elapsed().as_secs_f64());
     assert_none(&mismatches);
+}
+
+/// The state letter of a local process, `None` once it is gone.
+fn state(pid: u32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Issue 16 through a user's own `gproc mount`: with control on (agent
+/// `--control`, aggregator `[control] enabled`), t1, who is not a gproc
+/// administrator, writes `ctl` files with a shell's `echo ... >` (an open
+/// with O_TRUNC, then the write) as themselves: their own process stops,
+/// continues and is killed; another user's does not exist for them
+/// (ENOENT), and one they can see but the kernel says is not theirs
+/// (their effective uid, root's real and saved uid) is EPERM. Both are
+/// unharmed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_users_gproc_mount_signals_their_own_processes_and_no_others() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::ExitStatusExt;
+    let Some(u) = setup() else { return };
+    let fuse = Path::new("/dev/fuse").exists() && have("fusermount3");
+    if !require("/dev/fuse and fusermount3", fuse)
+        || !require(
+            "unshare and nsenter (util-linux)",
+            have("unshare") && have("nsenter"),
+        )
+        || !require("perl and bash", have("perl") && have("bash"))
+    {
+        return;
+    }
+    let (t2, _) = test_user(T2);
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = dir.path().join("agent.sock");
+    let _agent = Proc(
+        Command::new(gproc())
+            .args(["agent", "--control", "--listen"])
+            .arg(format!("unix:{}", sock.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the agent's socket", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    let agg = dir.path().join("agg.sock");
+    let port = Port::new();
+    let cfg = format!(
+        "[server]\nlisten = [\"{}\", \"unix:{}\"]\nsocket_mode = \"0666\"\nauth = \"none\"\n\n\
+         [control]\nenabled = true\n\n\
+         [views]\nadmin_users = [\"root\"]\n\n\
+         [[nodes]]\nnames = \"n1\"\naddress = \"unix:{}\"\n",
+        port.addr(),
+        agg.display(),
+        sock.display()
+    );
+    let _agg = start_aggregator(dir.path(), &cfg, &port);
+    let mp = dir.path().canonicalize().unwrap().join("mnt");
+    let dev = dir.path().join("dev");
+    for d in [&mp, &dev] {
+        std::fs::create_dir(d).unwrap();
+    }
+    rustix::fs::chown(&mp, Some(rustix::fs::Uid::from_raw(u.t1)), None).unwrap();
+
+    let sleeper = |user: &str| {
+        Proc(
+            Command::new("setpriv")
+                .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+                .args(["sleep", "600"])
+                .spawn()
+                .unwrap(),
+        )
+    };
+    let mut mine = sleeper(T1);
+    let theirs = sleeper(T2);
+    let half = Proc(
+        Command::new("perl")
+            .args(["-e", &format!("$> = {}; sleep 600", u.t1)])
+            .spawn()
+            .unwrap(),
+    );
+    let (m_pid, t_pid, h_pid) = (mine.0.id(), theirs.0.id(), half.0.id());
+    wait_for("the processes' users", || {
+        uids(m_pid).first() == Some(&u.t1)
+            && uids(t_pid).first() == Some(&t2)
+            && uids(h_pid) == [0, u.t1, 0]
+    });
+
+    let m = T1Mount::start(&agg, &mp, &dev);
+    let echo = |pid: u32, cmd: &str| {
+        let o = m
+            .as_t1()
+            // bash, which says which error a write got (dash's echo says
+            // "I/O error" for every one).
+            .args(["bash", "-c"])
+            .arg(format!("echo {cmd} > {}/n1/{pid}/ctl", mp.display()))
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    };
+    let (ok, err) = echo(m_pid, "stop");
+    assert!(ok, "{err}");
+    wait_for("t1's sleep stopped", || state(m_pid) == Some('T'));
+    let (ok, err) = echo(m_pid, "cont");
+    assert!(ok, "{err}");
+    wait_for("t1's sleep continued", || state(m_pid) == Some('S'));
+    let (ok, err) = echo(t_pid, "kill");
+    assert!(!ok && err.contains("No such file or directory"), "{err}");
+    let (ok, err) = echo(h_pid, "kill");
+    assert!(
+        !ok && err.contains("write error: Operation not permitted"),
+        "{err}"
+    );
+    let (ok, err) = echo(m_pid, "kill");
+    assert!(ok, "{err}");
+    assert_eq!(mine.0.wait().unwrap().signal(), Some(9));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(state(t_pid), Some('S'), "t2's is unharmed");
+    assert_eq!(state(h_pid), Some('S'), "the half-dropped one is unharmed");
+    m.unmount();
 }
 
 /// The per-process files and node-wide files the v9fs leg compares (one

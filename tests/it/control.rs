@@ -717,3 +717,110 @@ async fn gproc_kill_and_signal_select_list_and_report() {
     roots.kill().unwrap();
     roots.wait().unwrap();
 }
+
+/// `gproc kill` pins what it lists: it walks to each listed process
+/// before asking, and signals through that fid. Here, while it asks (in a
+/// terminal: `script` gives it one), the listed process exits and another
+/// user's new process takes its pid (chosen with `ns_last_pid` in a pid
+/// namespace of the test's own): the kill, run as root who could signal
+/// anything, reports the listed process gone, exits 1, and the new
+/// process is untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gproc_kill_never_signals_a_pid_reused_while_it_asked() {
+    use std::io::{Read, Write};
+    if !require("script (util-linux)", have("script")) {
+        return;
+    }
+    let Some(Setup { dir, .. }) = setup() else {
+        return;
+    };
+    let Some(mut ns) = crate::as_user::PidNs::start(dir.path(), &["--control"]) else {
+        return;
+    };
+    let pg = Port::new();
+    let _agg = start_aggregator(dir.path(), &aggregator_config(&pg, &ns.sock, true), &pg);
+    let pid: u32 = 4100;
+    assert_eq!(ns.ask(&format!("spawn {pid} {C1} 1000 A")), pid.to_string());
+
+    let cmdline = format!(
+        "{} kill --server {} -n n1 -p {pid}",
+        gproc().display(),
+        pg.addr()
+    );
+    let mut kill = Command::new("script")
+        .args(["-qec", &cmdline, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut answer = kill.stdin.take().unwrap();
+    let mut terminal = kill.stdout.take().unwrap();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let reader = {
+        let seen = seen.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = terminal.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                seen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let text = || String::from_utf8_lossy(&seen.lock().unwrap()).into_owned();
+    wait_for("gproc kill asks", || text().contains("[y/N]"));
+    let listed = text();
+    assert!(
+        listed.contains(&format!("n1   {C1}")) || listed.contains(&format!(" {pid} ")),
+        "{listed}"
+    );
+
+    // While it asks: the listed process exits, c2's takes its pid.
+    assert_eq!(ns.ask(&format!("kill {pid}")), "ok");
+    assert_eq!(
+        ns.ask(&format!("spawn {pid} {C2} 1001 B")),
+        pid.to_string(),
+        "the pid was reused"
+    );
+    // Answered once the aggregator knows the new process (its cached
+    // summary said the old one for a moment): a walk now would reach it.
+    let c = Client::connect(&Address::Tcp(pg.addr()), opts())
+        .await
+        .unwrap();
+    let root = c.attach("root", "", Some(0)).await.unwrap();
+    let mut new = false;
+    for _ in 0..100 {
+        if let Ok(cmd) = root.read_all(&format!("n1/{pid}/cmdline")).await {
+            assert_eq!(&cmd[..], b"sleep\x001001\x00");
+            new = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(new, "the aggregator reaches the new process");
+    answer.write_all(b"y\n").unwrap();
+    drop(answer);
+    let status = kill.wait().unwrap();
+    reader.join().unwrap();
+    let out = text();
+    assert_eq!(status.code(), Some(1), "{out}");
+    assert!(
+        out.contains(&format!("n1 {pid} {C1}: not sent: no such process")),
+        "{out}"
+    );
+    assert!(!out.contains("sent SIGTERM"), "{out}");
+
+    // The new process runs on, and the node signalled nothing.
+    let status = root.read_all(&format!("n1/{pid}/status")).await.unwrap();
+    let status = String::from_utf8_lossy(&status);
+    assert!(status.contains("State:\tS"), "{status}");
+    let log = std::fs::read_to_string(dir.path().join("ns-agent.log")).unwrap();
+    assert!(
+        !log.lines()
+            .any(|l| l.contains("gproc::audit") && l.contains("result=\"sent\"")),
+        "{log}"
+    );
+    let _ = ns.ask(&format!("kill {pid}"));
+}

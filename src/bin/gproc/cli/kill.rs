@@ -2,10 +2,14 @@
 //! picks (the selectors of `gproc ps`) through the aggregator's `ctl`
 //! files, which send each signal to its node as the caller's own uid.
 //!
-//! It lists what it would signal first and asks in a terminal; each
-//! process is walked to (the aggregator pins the fid to it) and its start
-//! time compared with the listing's before the signal, so a pid reused
-//! since the listing is skipped, never signalled.
+//! It lists what it would signal, walks to each listed process at once
+//! (the aggregator pins the fid to the process that had the pid then: its
+//! start time, which agents and the simulator resolve exactly), and only
+//! then asks in a terminal; each signal goes through its pinned fid, so a
+//! pid reused while the question waited is ENOENT, never signalled. The
+//! start time is compared with the listing's as well (whole seconds), for
+//! nodes that do not resolve pinned names (diod) and for the processes past
+//! [`PINNED_MAX`], which are walked to only when signalled.
 
 use std::collections::HashMap;
 use std::io::{BufRead, IsTerminal, Write};
@@ -26,6 +30,10 @@ use super::ps::{Select, Selected, print_rows, server_address};
 
 /// Signals in flight at once.
 const IN_FLIGHT: usize = 32;
+
+/// Processes pinned (walked to) before asking: held fids count against
+/// the aggregator's per-user fid limit (16384 by default).
+const PINNED_MAX: usize = 8192;
 
 /// Options shared by `gproc kill` and `gproc signal`.
 #[derive(Debug, Args)]
@@ -115,18 +123,8 @@ async fn run(signal: &str, a: TargetArgs, who: &str) -> Result<ExitCode> {
             ExitCode::SUCCESS
         });
     }
-    if !a.yes {
-        if !std::io::stdin().is_terminal() {
-            bail!("standard input is not a terminal: pass --yes to send {what} without asking");
-        }
-        eprint!("Send {what}? [y/N] ");
-        std::io::stderr().flush()?;
-        let mut answer = String::new();
-        std::io::stdin().lock().read_line(&mut answer)?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            eprintln!("{who}: nothing sent");
-            return Ok(ExitCode::FAILURE);
-        }
+    if !a.yes && !std::io::stdin().is_terminal() {
+        bail!("standard input is not a terminal: pass --yes to send {what} without asking");
     }
 
     let opts = ClientOptions {
@@ -140,13 +138,47 @@ async fn run(signal: &str, a: TargetArgs, who: &str) -> Result<ExitCode> {
     let uname = std::env::var("USER").unwrap_or_else(|_| "nobody".into());
     let uid = rustix::process::geteuid().as_raw();
     let root = Arc::new(client.attach(&uname, "", Some(uid)).await?);
+    // Pinned now, while they are the processes listed.
+    let targets: Vec<(PsRow, Result<Option<FidHandle>, String>)> =
+        futures::stream::iter(rows.into_iter().enumerate())
+            .map(|(i, r)| {
+                let root = root.clone();
+                async move {
+                    let dir = if i < PINNED_MAX {
+                        root.walk(&format!("{}/{}", r.node, r.pid))
+                            .await
+                            .map(Some)
+                            .map_err(|e| describe(&e))
+                    } else {
+                        Ok(None)
+                    };
+                    (r, dir)
+                }
+            })
+            .buffered(IN_FLIGHT)
+            .collect()
+            .await;
+    if !a.yes {
+        eprint!("Send {what}? [y/N] ");
+        std::io::stderr().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().lock().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes") {
+            eprintln!("{who}: nothing sent");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+
     let boot: Arc<tokio::sync::Mutex<HashMap<String, Option<u64>>>> = Arc::default();
     let text = command.to_string();
-    let results: Vec<(PsRow, Result<(), String>)> = futures::stream::iter(rows)
-        .map(|r| {
+    let results: Vec<(PsRow, Result<(), String>)> = futures::stream::iter(targets)
+        .map(|(r, dir)| {
             let (root, boot, text) = (root.clone(), boot.clone(), text.clone());
             async move {
-                let res = one(&root, &boot, &r, &text).await;
+                let res = match dir {
+                    Ok(dir) => one(&root, dir, &boot, &r, &text).await,
+                    Err(e) => Err(e),
+                };
                 (r, res)
             }
         })
@@ -175,18 +207,23 @@ async fn run(signal: &str, a: TargetArgs, who: &str) -> Result<ExitCode> {
     })
 }
 
-/// Signals one listed process: walks to it (the aggregator pins the fid),
-/// checks it started when the listing says, then writes its `ctl`.
+/// Signals one listed process through `dir`, its pinned directory
+/// (walked to now when `None`): checks it started when the listing says,
+/// then writes its `ctl`.
 async fn one(
     root: &FidHandle,
+    dir: Option<FidHandle>,
     boot: &tokio::sync::Mutex<HashMap<String, Option<u64>>>,
     r: &PsRow,
     text: &str,
 ) -> Result<(), String> {
-    let dir = root
-        .walk(&format!("{}/{}", r.node, r.pid))
-        .await
-        .map_err(|e| describe(&e))?;
+    let dir = match dir {
+        Some(d) => d,
+        None => root
+            .walk(&format!("{}/{}", r.node, r.pid))
+            .await
+            .map_err(|e| describe(&e))?,
+    };
     let btime = {
         let mut b = boot.lock().await;
         match b.get(&r.node) {

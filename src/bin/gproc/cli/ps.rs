@@ -33,7 +33,8 @@ pub struct PsArgs {
     /// columns may grow.
     #[arg(short = 'o', long = "output")]
     columns: Option<String>,
-    /// Print JSON (one array of objects) instead of a table.
+    /// Print JSON (one array of objects) instead of a table; with --watch,
+    /// one JSON object per line and refresh (see --watch).
     #[arg(long)]
     json: bool,
     /// Each node's processes as a tree, children under their parent (as
@@ -59,6 +60,29 @@ pub struct PsArgs {
     /// Give up after this long.
     #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
     timeout: Duration,
+    /// Read again every interval (`--watch` alone: 2s) until interrupted.
+    /// On a terminal the table is redrawn in place (cut to the screen);
+    /// otherwise, or with --json, each refresh is one line of JSON (JSON
+    /// Lines): `{"time": UNIX_SECONDS, "missing": NODES_NOT_ANSWERING,
+    /// "processes": [...]}`, the objects as --json prints them.
+    #[arg(
+        long,
+        value_name = "INTERVAL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "2s",
+        value_parser = parse_interval
+    )]
+    watch: Option<Duration>,
+}
+
+/// A `--watch` interval: a duration of at least 100 ms.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let d = humantime::parse_duration(s).map_err(|e| format!("{s:?}: {e} (try 2s or 500ms)"))?;
+    if d < Duration::from_millis(100) {
+        return Err(format!("{s:?}: at least 100ms between refreshes"));
+    }
+    Ok(d)
 }
 
 /// Which processes: the selectors `gproc ps`, `gproc kill` and `gproc
@@ -425,58 +449,18 @@ pub async fn run(a: PsArgs) -> Result<ExitCode> {
         bail!("-o needs at least one column");
     }
     let server = server_address(a.server.clone())?;
-    let Selected { mut rows, missing } = a.select.read(&server, a.timeout, "gproc ps").await?;
-    if a.strays {
-        rows = super::forest::strays(rows, gproc::sys::users::uid_by_name);
+    if let Some(every) = a.watch {
+        return watch(&a, &server, &cols, &sort, every).await;
     }
-    let by_keys = |x: &PsRow, y: &PsRow| {
-        for (k, desc) in &sort {
-            let o = k.cmp(x, y);
-            if o != Ordering::Equal {
-                return if *desc { o.reverse() } else { o };
-            }
-        }
-        Ordering::Equal
-    };
-    // Rows with their depth in the forest (0 without --forest).
-    let rows: Vec<(PsRow, usize)> = if a.forest {
-        super::forest::forest(rows, |x, y| by_keys(x, y).then(x.pid.cmp(&y.pid)))
-    } else {
-        if !sort.is_empty() {
-            rows.sort_by(by_keys);
-        }
-        rows.into_iter().map(|r| (r, 0)).collect()
-    };
+    let Selected { rows, missing } = a.select.read(&server, a.timeout, "gproc ps").await?;
+    let rows = arrange(&a, rows, &sort);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if a.json {
-        let list: Vec<serde_json::Value> = rows
-            .iter()
-            .map(|(r, depth)| {
-                let mut o = serde_json::json!({
-                    "node": r.node, "pid": r.pid, "ppid": r.ppid, "user": r.user,
-                    "state": r.state.to_string(), "cpu": r.cpu, "mem": r.mem,
-                    "rss_kb": r.rss_kb, "vsz_kb": r.vsz_kb, "start": r.start,
-                    "time": r.time, "threads": r.threads, "job": r.job,
-                    "step": r.step, "command": r.command,
-                });
-                if a.forest {
-                    o["depth"] = (*depth).into();
-                }
-                o
-            })
-            .collect();
-        serde_json::to_writer_pretty(&mut out, &list)?;
+        serde_json::to_writer_pretty(&mut out, &json_rows(&rows, a.forest))?;
         writeln!(out)?;
     } else {
         let fit = if a.wide { None } else { terminal_width() };
-        let rows: Vec<PsRow> = rows
-            .into_iter()
-            .map(|(mut r, depth)| {
-                r.command = super::forest::drawn(&r.command, depth);
-                r
-            })
-            .collect();
-        write_table(&mut out, &cols, &rows, !a.no_header, fit)?;
+        write_table(&mut out, &cols, &drawn(rows), !a.no_header, fit)?;
     }
     out.flush()?;
     Ok(if missing > 0 {
@@ -484,6 +468,139 @@ pub async fn run(a: PsArgs) -> Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// The selected rows as printed: strays only with --strays, in forest
+/// order with their depth with --forest (depth 0 otherwise), sorted.
+fn arrange(a: &PsArgs, mut rows: Vec<PsRow>, sort: &[(Col, bool)]) -> Vec<(PsRow, usize)> {
+    if a.strays {
+        rows = super::forest::strays(rows, gproc::sys::users::uid_by_name);
+    }
+    let by_keys = |x: &PsRow, y: &PsRow| {
+        for (k, desc) in sort {
+            let o = k.cmp(x, y);
+            if o != Ordering::Equal {
+                return if *desc { o.reverse() } else { o };
+            }
+        }
+        Ordering::Equal
+    };
+    if a.forest {
+        super::forest::forest(rows, |x, y| by_keys(x, y).then(x.pid.cmp(&y.pid)))
+    } else {
+        if !sort.is_empty() {
+            rows.sort_by(by_keys);
+        }
+        rows.into_iter().map(|r| (r, 0)).collect()
+    }
+}
+
+/// The rows as `--json` gives them (with `depth` under --forest).
+fn json_rows(rows: &[(PsRow, usize)], forest: bool) -> serde_json::Value {
+    rows.iter()
+        .map(|(r, depth)| {
+            let mut o = serde_json::json!({
+                "node": r.node, "pid": r.pid, "ppid": r.ppid, "user": r.user,
+                "state": r.state.to_string(), "cpu": r.cpu, "mem": r.mem,
+                "rss_kb": r.rss_kb, "vsz_kb": r.vsz_kb, "start": r.start,
+                "time": r.time, "threads": r.threads, "job": r.job,
+                "step": r.step, "command": r.command,
+            });
+            if forest {
+                o["depth"] = (*depth).into();
+            }
+            o
+        })
+        .collect()
+}
+
+/// The rows with each command drawn at its forest depth.
+fn drawn(rows: Vec<(PsRow, usize)>) -> Vec<PsRow> {
+    rows.into_iter()
+        .map(|(mut r, depth)| {
+            r.command = super::forest::drawn(&r.command, depth);
+            r
+        })
+        .collect()
+}
+
+/// `--watch`: reads and prints every `every` until interrupted (or until
+/// standard output is closed). A refresh that fails says why on stderr
+/// and the next one tries again.
+async fn watch(
+    a: &PsArgs,
+    server: &Address,
+    cols: &[Col],
+    sort: &[(Col, bool)],
+    every: Duration,
+) -> Result<ExitCode> {
+    use std::io::IsTerminal;
+    let redraw = !a.json && std::io::stdout().is_terminal();
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (rows, missing) = match a.select.read(server, a.timeout, "gproc ps").await {
+            Ok(Selected { rows, missing }) => (arrange(a, rows, sort), missing),
+            Err(e) => {
+                eprintln!("gproc ps: {e:#}");
+                continue;
+            }
+        };
+        let mut buf = Vec::new();
+        if redraw {
+            // Home and clear, a header as watch(1) has, then the table cut
+            // to the screen.
+            let size = rustix::termios::tcgetwinsize(std::io::stdout()).ok();
+            let (w, h) = size.map_or((None, None), |s| {
+                (
+                    (s.ws_col > 0 && !a.wide).then(|| usize::from(s.ws_col)),
+                    (s.ws_row > 2).then(|| usize::from(s.ws_row) - 2),
+                )
+            });
+            write!(
+                buf,
+                "\x1b[H\x1b[2JEvery {}: gproc ps, {} processes{}  {}\n\n",
+                humantime::format_duration(every),
+                rows.len(),
+                if missing > 0 {
+                    format!(", {missing} nodes not answering")
+                } else {
+                    String::new()
+                },
+                format_start(unix_now() as u64),
+            )?;
+            let mut table = Vec::new();
+            write_table(&mut table, cols, &drawn(rows), !a.no_header, w)?;
+            let text = String::from_utf8_lossy(&table);
+            for line in text.lines().take(h.unwrap_or(usize::MAX)) {
+                writeln!(buf, "{line}")?;
+            }
+        } else {
+            let doc = serde_json::json!({
+                "time": unix_now(),
+                "missing": missing,
+                "processes": json_rows(&rows, a.forest),
+            });
+            serde_json::to_writer(&mut buf, &doc)?;
+            buf.push(b'\n');
+        }
+        let mut out = std::io::stdout().lock();
+        match out.write_all(&buf).and_then(|()| out.flush()) {
+            Ok(()) => {}
+            // The reader went away (`| head`): done.
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(ExitCode::SUCCESS),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Seconds since the epoch, now (milliseconds kept).
+pub(crate) fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| (d.as_millis() as f64) / 1000.0)
+        .unwrap_or(0.0)
 }
 
 /// Prints `rows` as `gproc ps` does by default (fitted to a terminal).

@@ -62,6 +62,13 @@ pub struct SimArgs {
     /// Node name prefix.
     #[arg(long, default_value = "sim")]
     prefix: String,
+    /// Give every process directory a `ctl` file that signals the
+    /// simulated process (as agents with --control): the simulator believes
+    /// the uid a client names and lets root signal anything, others only
+    /// their own processes; each signal is logged (target gproc::audit).
+    /// The aggregator needs `[control] enabled = true` to pass signals on.
+    #[arg(long)]
+    control: bool,
     /// Write the aggregator configuration here instead of to stdout.
     #[arg(long, value_name = "FILE")]
     config_out: Option<PathBuf>,
@@ -85,6 +92,7 @@ pub async fn run(a: SimArgs) -> Result<ExitCode> {
         first_address: a.first_address,
         name_prefix: a.prefix,
         die_period: a.die_period,
+        control: a.control,
         ..SimOptions::default()
     };
     let shutdown = shutdown_on_signals();
@@ -162,6 +170,11 @@ pub async fn run(a: SimArgs) -> Result<ExitCode> {
         for f in faults {
             eprintln!("  {f}");
         }
+    }
+    if a.control {
+        eprintln!(
+            "control: on (every process has a ctl file; give the aggregator [control] enabled = true)"
+        );
     }
     if let Some(p) = &a.config_out {
         eprintln!("aggregator config written to {}", p.display());
