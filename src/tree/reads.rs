@@ -325,11 +325,16 @@ impl Tree {
                                 .map_err(bad)
                         }
                     };
-                    // A lower aggregator's file is CPU-bound work of up to
-                    // seconds: off the runtime's threads. A node's is not
-                    // worth the hand-off.
+                    // A node's summary is parsed in a task of its own, so
+                    // that a fan-out's parses spread over the runtime's
+                    // workers instead of queueing in the one task that
+                    // polls them all. A lower aggregator's file is
+                    // CPU-bound work of up to seconds: off the runtime's
+                    // threads.
                     if small {
-                        return parse();
+                        return tokio::spawn(async move { parse() })
+                            .await
+                            .map_err(|e| FsError::IO.with(format!("parsing a summary: {e}")))?;
                     }
                     tokio::task::spawn_blocking(parse)
                         .await
