@@ -550,8 +550,7 @@ fn digits(tok: &[u8]) -> Option<u64> {
         return None;
     }
     tok.iter().try_fold(0u64, |v, &b| {
-        b.is_ascii_digit()
-            .then(|| v * 10 + u64::from(b - b'0'))
+        b.is_ascii_digit().then(|| v * 10 + u64::from(b - b'0'))
     })
 }
 

@@ -1664,6 +1664,12 @@ mod tests {
             .map(|c| if hostile(c) { '?' } else { c })
             .collect();
         let opt = |v: &Option<String>| v.as_deref().map_or_else(|| "-".into(), cell);
+        let cputime = format!(
+            "{}:{:02}:{:02}",
+            r.time / 3600,
+            r.time / 60 % 60,
+            r.time % 60
+        );
         format!(
             "{} {} {} {} {} {:.1} {:.1} {} {} {} {} {} {} {} {}",
             cell(&r.node),
@@ -1676,7 +1682,7 @@ mod tests {
             r.rss_kb,
             r.vsz_kb,
             humantime::format_rfc3339_seconds(UNIX_EPOCH + Duration::from_secs(r.start)),
-            format!("{}:{:02}:{:02}", r.time / 3600, r.time / 60 % 60, r.time % 60),
+            cputime,
             r.threads,
             opt(&r.job),
             opt(&r.step),
@@ -1691,8 +1697,11 @@ mod tests {
             any::<f64>(),
             (0u32..4_000_000).prop_map(|k| f64::from(k) / 4.0),
             (0u32..4_000_000).prop_map(|k| f64::from(k) / 20.0),
-            (0u32..4_000_000, -3i32..=3)
-                .prop_map(|(k, d)| f64::from_bits((f64::from(k) / 20.0).to_bits().wrapping_add_signed(i64::from(d)))),
+            (0u32..4_000_000, -3i32..=3).prop_map(|(k, d)| f64::from_bits(
+                (f64::from(k) / 20.0)
+                    .to_bits()
+                    .wrapping_add_signed(i64::from(d))
+            )),
             0.0..1e12f64,
             Just(-0.0),
             Just(f64::NAN),
@@ -1711,7 +1720,13 @@ mod tests {
 
     fn hostile_ps() -> impl Strategy<Value = PsRow> {
         (
-            (any_text(), any::<i32>(), any::<i32>(), any_text(), any::<char>()),
+            (
+                any_text(),
+                any::<i32>(),
+                any::<i32>(),
+                any_text(),
+                any::<char>(),
+            ),
             (hard_float(), hard_float(), any::<u64>(), any::<u64>()),
             (
                 prop_oneof![0u64..YEAR_10000 + 10, any::<u64>(), Just(YEAR_10000 - 1)],
@@ -1719,7 +1734,10 @@ mod tests {
                 any::<i64>(),
                 any_text(),
             ),
-            (proptest::option::of(any_text()), proptest::option::of(any_text())),
+            (
+                proptest::option::of(any_text()),
+                proptest::option::of(any_text()),
+            ),
         )
             .prop_map(
                 |(

@@ -416,12 +416,11 @@ impl Tree {
     /// every view (`rows::RowsCache`), copied in the order of the nodes.
     async fn ps_table(&self, view: &View, out: &mut String) {
         let g = self.gather(view).await;
-        let linux: Vec<(String, Arc<NodeSummary>)> = g
-            .ok
-            .iter()
-            .filter(|(_, s)| s.has_linux_facts())
-            .map(|(n, s)| (n.name.clone(), s.clone()))
-            .collect();
+        let linux: Vec<(String, Arc<NodeSummary>)> =
+            g.ok.iter()
+                .filter(|(_, s)| s.has_linux_facts())
+                .map(|(n, s)| (n.name.clone(), s.clone()))
+                .collect();
         let rows = self.rows.rows_for(&linux).await;
         out.reserve(PS_HEADER.len() + 1 + rows.iter().map(|r| r.len_for(view)).sum::<usize>());
         let mut next = rows.iter();
