@@ -427,6 +427,8 @@ fn reserved_and_malformed_node_names() {
         ("load", "is reserved"),
         ("pid", "is reserved"),
         ("stats", "is reserved"),
+        ("jobs", "is reserved"),
+        ("job", "is reserved"),
         (".gproc", "starts with '.'"),
         (".hidden", "starts with '.'"),
         ("a/b", "contains '/'"),

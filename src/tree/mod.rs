@@ -8,6 +8,11 @@
 //! /stats              cache and pool counters (administrators)
 //! /metrics            the same and per-node state, load and memory, in the
 //!                     Prometheus/OpenMetrics text format, per view
+//! /jobs               one line per visible batch job: user, nodes, sums
+//! /job/<id>/ps        that job's rows of /ps
+//! /job/<id>/nodes     the nodes it runs on, with its sums on each
+//! /job/<id>/<node>/<pid>/...  its processes, as /<node>/<pid>/...
+//! /job/<id>/ctl       with [control] on: a command for each of its processes
 //! /pid/<pid>@<node>   the global process space: that process's directory
 //! /<node>/...         everything that node's /proc export has, for the
 //!                     pool's nodes and the nodes below lower aggregators
@@ -26,13 +31,14 @@
 //! to it (`pin`), the `qid.path` scheme (`qid`), node data read through
 //! the cache, one typed kind per sort of read (`reads`), per-node process
 //! tables from the summary or per-process files (`procs`), table rows
-//! (`tables`), the synthesized files rendered through the cache (`render`),
+//! (`tables`), the job tree (`jobs`), the synthesized files rendered through the cache (`render`),
 //! the Prometheus exposition (`metrics`) and the [`Filesystem`] impl (`fs`).
 //!
 //! [`Filesystem`]: crate::server::Filesystem
 
 mod control;
 mod fs;
+mod jobs;
 mod members;
 mod metrics;
 mod pin;
@@ -86,6 +92,8 @@ pub struct Tree {
     /// When each user's signals of the last minute were sent, for
     /// `[control] user_signals_per_minute`.
     signal_times: Mutex<HashMap<u32, std::collections::VecDeque<Instant>>>,
+    /// Job ids' numbers in the job tree's qids.
+    job_numbers: Mutex<qid::JobNumbers>,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -108,6 +116,7 @@ impl Tree {
             members: Mutex::new(members::Members::default()),
             name: sys::host_name(),
             signal_times: Mutex::new(HashMap::new()),
+            job_numbers: Mutex::new(qid::JobNumbers::default()),
         }
     }
 

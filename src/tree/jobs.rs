@@ -1,0 +1,351 @@
+//! The job tree: `/jobs` and `/job/<id>/{ps,nodes,ctl,<node>/<pid>/...}`,
+//! all from one index per view that `/ps` is part of: one gather of the
+//! summaries ([`Tree::gather`]) makes `/ps`, `/jobs` and every job's files
+//! together, so they agree to the byte whenever they are read (a node
+//! without a summary file is assembled anew at each gather, its `%CPU`
+//! moving with the clock). It is cached per view and generation as long as
+//! the summaries' TTL (a [`JobsKind`] entry).
+//!
+//! Only the rows a view sees go in: a job exists for a reader while one of
+//! its processes is visible to them, and every sum (`/jobs`, a job's
+//! `nodes`) is over those rows alone, so nothing about another user's
+//! hidden processes (how many, how much CPU, where) can be learnt from a
+//! total. A job's `ps` is `/ps`'s header, the very `/ps` lines of the
+//! job's processes in `/ps` order, and `/ps`'s notes (a missing node may
+//! hold some of the job's processes).
+//!
+//! `/job/<id>/ctl` signals each process of the job the writer sees through
+//! the per-process path ([`Tree::signal`]: as the writer, pinned to the
+//! process's start, limited and audited per process).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+
+use crate::cache::{CLUSTER, Key, Kind, Lifetime};
+use crate::config::CachePolicy;
+use crate::format::ctl;
+use crate::format::summary;
+use crate::format::table::{JOB_NODES_HEADER, JOBS_HEADER, PS_HEADER, Row};
+use crate::proto::errno;
+use crate::server::{FsError, FsResult, Identity};
+use crate::sys;
+use crate::view::View;
+
+use super::Tree;
+use super::members::Member;
+use super::pin::Pin;
+use super::render::Gathered;
+use super::tables::{self, JobSums};
+
+/// Signals of one `/job/<id>/ctl` write in flight at once.
+const JOB_SIGNAL_CONCURRENCY: usize = 32;
+
+/// One view's `/ps` and jobs.
+pub(super) struct JobIndex {
+    /// `/ps`, rendered.
+    pub(super) ps: Bytes,
+    /// By id.
+    jobs: HashMap<Arc<str>, Job>,
+    /// The ids in `/jobs` order.
+    order: Vec<Arc<str>>,
+    /// `/jobs`, rendered.
+    pub(super) table: Bytes,
+}
+
+/// One job as a view sees it.
+pub(super) struct Job {
+    /// `/job/<id>/ps`, rendered.
+    pub(super) ps: Bytes,
+    /// `/job/<id>/nodes`, rendered.
+    pub(super) nodes: Bytes,
+    /// Its visible processes, by node, nodes in `/ps` order.
+    procs: Vec<(Arc<Member>, Vec<Pin>)>,
+}
+
+impl JobIndex {
+    /// Job `id`, if the view sees a process of it.
+    pub(super) fn get(&self, id: &str) -> Option<&Job> {
+        self.jobs.get(id)
+    }
+
+    /// The job ids, in `/jobs` order.
+    pub(super) fn ids(&self) -> &[Arc<str>] {
+        &self.order
+    }
+}
+
+impl Job {
+    /// The nodes it runs on (visibly), with its processes there.
+    pub(super) fn nodes(&self) -> impl Iterator<Item = (&Arc<Member>, &[Pin])> {
+        self.procs.iter().map(|(m, p)| (m, p.as_slice()))
+    }
+
+    /// Its processes on the node named `name`, if it runs there.
+    pub(super) fn on(&self, name: &str) -> Option<(&Arc<Member>, &[Pin])> {
+        self.nodes().find(|(m, _)| m.name == name)
+    }
+}
+
+/// The job index of one view, as a cache kind.
+struct JobsKind;
+
+impl Kind for JobsKind {
+    type Value = Arc<JobIndex>;
+
+    fn weight(v: &Arc<JobIndex>) -> usize {
+        v.table.len()
+            + v.ps.len()
+            + v.jobs
+                .iter()
+                .map(|(id, j)| {
+                    id.len()
+                        + j.ps.len()
+                        + j.nodes.len()
+                        + j.procs
+                            .iter()
+                            .map(|(_, p)| 16 + p.len() * 24)
+                            .sum::<usize>()
+                })
+                .sum::<usize>()
+    }
+
+    /// As long as the summaries it is built from, as `/ps`.
+    fn lifetime(policy: &CachePolicy, _path: &str) -> Lifetime {
+        Lifetime {
+            max_entry_bytes: usize::MAX,
+            ..Lifetime::of(policy, summary::FILE_PATH)
+        }
+    }
+
+    const NODE_READS: bool = false;
+}
+
+/// Builds a view's `/ps` and jobs from what [`Tree::gather`] collected
+/// for it.
+fn build(view: &View, g: &Gathered) -> JobIndex {
+    struct Acc {
+        sums: JobSums,
+        lines: String,
+        procs: Vec<(Arc<Member>, Vec<Pin>)>,
+    }
+    let mut acc: HashMap<&str, Acc> = HashMap::new();
+    let mut all = format!("{PS_HEADER}\n");
+    for (n, s) in g.ok.iter().filter(|(_, s)| s.has_linux_facts()) {
+        for p in s.procs.iter().filter(|p| view.sees_process(p.ruid, p.euid)) {
+            let row = tables::ps_row(&n.name, s, p);
+            let line = row.line();
+            all.push_str(&line);
+            all.push('\n');
+            let Some(job) = &p.job else { continue };
+            let a = acc.entry(job.id.as_str()).or_insert_with(|| Acc {
+                sums: JobSums::default(),
+                lines: String::new(),
+                procs: Vec::new(),
+            });
+            a.sums.add(&row);
+            a.lines.push_str(&line);
+            a.lines.push('\n');
+            let pin = Pin {
+                pid: p.pid,
+                start: p.start_ticks,
+                by_name: s.pinned_walk,
+            };
+            match a.procs.last_mut() {
+                Some((m, pins)) if m.index == n.index => pins.push(pin),
+                _ => a.procs.push((n.clone(), vec![pin])),
+            }
+        }
+    }
+    let mut notes = String::new();
+    g.notes(&mut notes);
+    let mut order: Vec<&str> = acc.keys().copied().collect();
+    order.sort_by(|a, b| tables::job_order(a, b));
+    let mut table = format!("{JOBS_HEADER}\n");
+    let mut jobs = HashMap::with_capacity(order.len());
+    for id in &order {
+        let Some(a) = acc.remove(id) else { continue };
+        table.push_str(&a.sums.row(id).line());
+        table.push('\n');
+        let mut ps = String::with_capacity(PS_HEADER.len() + a.lines.len() + notes.len() + 1);
+        ps.push_str(PS_HEADER);
+        ps.push('\n');
+        ps.push_str(&a.lines);
+        ps.push_str(&notes);
+        let mut nodes = format!("{JOB_NODES_HEADER}\n");
+        for r in a.sums.node_rows() {
+            nodes.push_str(&r.line());
+            nodes.push('\n');
+        }
+        nodes.push_str(&notes);
+        jobs.insert(
+            Arc::from(*id),
+            Job {
+                ps: Bytes::from(ps),
+                nodes: Bytes::from(nodes),
+                procs: a.procs,
+            },
+        );
+    }
+    table.push_str(&notes);
+    all.push_str(&notes);
+    JobIndex {
+        ps: Bytes::from(all),
+        jobs,
+        order: order.into_iter().map(Arc::from).collect(),
+        table: Bytes::from(table),
+    }
+}
+
+impl Tree {
+    /// The `/ps` and jobs `view` sees, through the cache.
+    pub(super) async fn job_index(&self, view: &View) -> Arc<JobIndex> {
+        let key = Key {
+            kind: JobsKind,
+            node: CLUSTER,
+            // Per view, as decided at its generation (as `/ps`).
+            path: format!(
+                "/jobs?admin={}&uid={}&generation={}",
+                view.admin, view.uid, view.generation
+            )
+            .into(),
+            user: None,
+        };
+        let built = self
+            .cache
+            .get_or_build(key, || async {
+                let g = self.gather(view).await;
+                self.tables_built
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Ok::<_, std::convert::Infallible>(Arc::new(build(view, &g)))
+            })
+            .await;
+        match built {
+            Ok((v, _)) => v,
+            Err(never) => match never {},
+        }
+    }
+
+    /// The number of job `id` in qids.
+    pub(super) fn job_number(&self, id: &str) -> u32 {
+        sys::lock(&self.job_numbers).number(id)
+    }
+
+    /// Sends the command in `data` to every process of job `id` that
+    /// `view` sees, each through [`Tree::signal`] (as `who`, pinned,
+    /// limited and audited per process), some at once.
+    ///
+    /// The write succeeds when every process was signalled or had exited
+    /// meanwhile (ENOENT: its pin no longer names a process) and at least
+    /// one was signalled. Otherwise it fails, though the others were
+    /// signalled: ENOENT when the job has no process the writer sees (or
+    /// all exited), EINVAL for a command that does not parse (nothing
+    /// sent), else EPERM if any process was refused so, else EAGAIN if a
+    /// rate limit stopped any, else the first other error; the message
+    /// counts what was sent and names the first failures. Each outcome is
+    /// in the audit log, and a line for the whole write.
+    pub(super) async fn signal_job(
+        &self,
+        view: &View,
+        who: &Identity,
+        id: &str,
+        data: Bytes,
+    ) -> FsResult<u32> {
+        let index = self.job_index(view).await;
+        let job = index.get(id).ok_or(FsError::NOENT)?;
+        let audit = |signal: &str, processes: usize, result: &str| {
+            tracing::info!(
+                target: "gproc::audit",
+                uid = who.uid,
+                user = who.name.as_deref().unwrap_or("?"),
+                proof = ?who.proof,
+                admin = view.admin,
+                job = id,
+                processes,
+                signal,
+                result,
+                "job signal"
+            );
+        };
+        let total: usize = job.nodes().map(|(_, p)| p.len()).sum();
+        let command = match ctl::Command::parse(&data) {
+            Ok(c) => c,
+            Err(e) => {
+                audit("-", total, &format!("refused: {e}"));
+                return Err(FsError::INVAL.with(e.to_string()));
+            }
+        };
+        let name = command.signal_name();
+        let targets: Vec<(Arc<Member>, Pin)> = job
+            .nodes()
+            .flat_map(|(m, pins)| pins.iter().map(move |p| (m.clone(), *p)))
+            .collect();
+        let outcomes: Vec<(Arc<Member>, Pin, FsResult<u32>)> = futures::stream::iter(targets)
+            .map(|(m, p)| {
+                let data = data.clone();
+                async move {
+                    let path = format!("/{}/ctl", p.pid);
+                    let r = self.signal(view, who, &m, &path, Some(p), data).await;
+                    (m, p, r)
+                }
+            })
+            .buffer_unordered(JOB_SIGNAL_CONCURRENCY)
+            .collect()
+            .await;
+        let sent = outcomes.iter().filter(|(_, _, r)| r.is_ok()).count();
+        let gone = |e: &FsError| e.errno == errno::ENOENT || e.errno == errno::ESRCH;
+        let mut failed: Vec<(&Arc<Member>, &Pin, &FsError)> = outcomes
+            .iter()
+            .filter_map(|(m, p, r)| match r {
+                Err(e) if !gone(e) => Some((m, p, e)),
+                _ => None,
+            })
+            .collect();
+        let exited = outcomes.len() - sent - failed.len();
+        audit(
+            &name,
+            total,
+            &format!("sent {sent}, exited {exited}, refused {}", failed.len()),
+        );
+        if failed.is_empty() {
+            if sent == 0 {
+                return Err(FsError::NOENT.with(format!(
+                    "job {id}: its {exited} processes exited before the signal"
+                )));
+            }
+            return u32::try_from(data.len()).map_err(|_| FsError::INVAL);
+        }
+        failed.sort_by(|a, b| hostlist_order(&a.0.name, &b.0.name).then(a.1.pid.cmp(&b.1.pid)));
+        let pick = |code: u32| failed.iter().any(|(_, _, e)| e.errno == code);
+        let code = if pick(errno::EPERM) {
+            errno::EPERM
+        } else if pick(errno::EAGAIN) {
+            errno::EAGAIN
+        } else {
+            failed[0].2.errno
+        };
+        let first: Vec<String> = failed
+            .iter()
+            .take(3)
+            .map(|(m, p, e)| format!("{} {}: {}", m.name, p.pid, errno::to_string(e.errno)))
+            .collect();
+        Err(FsError::new(code).with(format!(
+            "job {id}: {name} sent to {sent} of {} processes, {} refused ({}{})",
+            outcomes.len(),
+            failed.len(),
+            first.join("; "),
+            if failed.len() > first.len() {
+                "; ..."
+            } else {
+                ""
+            }
+        )))
+    }
+}
+
+/// Node names in the order people count them.
+fn hostlist_order(a: &str, b: &str) -> std::cmp::Ordering {
+    crate::config::hostlist::natural_cmp(a, b)
+}
