@@ -44,7 +44,7 @@ fn opts() -> ClientOptions {
 /// (`root` must be `/`, so the paths in `/proc/<pid>/cgroup` are the
 /// paths under the mount point). `v1` names a v1 controller to look for;
 /// `None` finds the cgroup2 mount.
-fn cgroup_mount(v1: Option<&str>) -> Option<PathBuf> {
+pub(crate) fn cgroup_mount(v1: Option<&str>) -> Option<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines().find_map(|l| {
         let (pre, post) = l.split_once(" - ")?;
@@ -63,13 +63,13 @@ fn cgroup_mount(v1: Option<&str>) -> Option<PathBuf> {
 /// Cgroup directories this test made, removed when dropped (deepest
 /// first), any process still in one moved to its hierarchy's root first.
 #[derive(Default)]
-struct Cgroups {
+pub(crate) struct Cgroups {
     made: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Cgroups {
     /// Makes `mount/rel` and its missing parents; returns the leaf.
-    fn make(&mut self, mount: &Path, rel: &str) -> PathBuf {
+    pub(crate) fn make(&mut self, mount: &Path, rel: &str) -> PathBuf {
         let mut dir = mount.to_path_buf();
         for c in rel.split('/').filter(|c| !c.is_empty()) {
             dir.push(c);
@@ -115,7 +115,7 @@ fn sleeper_in(cgroup: Option<&Path>) -> Proc {
 }
 
 /// `gproc ARGS`: exit status, stdout, stderr.
-fn gproc_run(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn gproc_run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(gproc())
         .args(args)
         .stdin(Stdio::null())
