@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::Ipv4Addr;
+use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use gproc::client::{Client, ClientOptions};
@@ -22,6 +23,8 @@ use gproc::format::table::{
 use gproc::proto::errno;
 use gproc::sim::{SimCluster, SimOptions};
 use tokio_util::sync::CancellationToken;
+
+use crate::common::*;
 
 fn opts() -> ClientOptions {
     ClientOptions {
@@ -314,4 +317,357 @@ async fn simulated_jobs_sum_their_ps_rows_and_hold_their_processes() {
     stop.cancel();
     let _ = tokio::time::timeout(Duration::from_secs(6), agg.task).await;
     cluster.shutdown().await;
+}
+
+/// `ROW` of `/jobs` for job `id` as `root` reads it, if there.
+async fn job_row(root: &gproc::client::FidHandle, id: &str) -> Option<JobRow> {
+    let text = root.read_all("jobs").await.ok()?;
+    Table::<JobRow>::parse(&String::from_utf8_lossy(&text))
+        .ok()?
+        .rows
+        .into_iter()
+        .find(|r| r.job == id)
+}
+
+/// Writes `command` to `path` as the attach `root` is.
+async fn write_ctl(
+    root: &gproc::client::FidHandle,
+    path: &str,
+    command: &str,
+) -> Result<(), (u32, String)> {
+    let err = |e: gproc::client::ClientError| (e.errno(), e.to_string());
+    let mut f = root.walk(path).await.map_err(err)?;
+    f.open(gproc::client::OpenMode::Write).await.map_err(err)?;
+    let r = f.write_at(0, command.as_bytes()).await;
+    let _ = f.clunk().await;
+    r.map(|_| ()).map_err(err)
+}
+
+/// The state letter of a process, `None` once it is gone.
+fn state(pid: u32) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(") ")?.1.chars().next()
+}
+
+/// Real processes in real Slurm-shaped cgroups (v2), of two test users
+/// and root, through the agent and the aggregator with views on and
+/// control enabled: each user sees only their job, its sums over what
+/// they see, its processes, and signals it through `/job/<id>/ctl`; the
+/// other user's job does not exist for them; `gproc jobs` shows the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_see_and_signal_only_their_own_jobs() {
+    use crate::jobs::{Cgroups, cgroup_mount};
+    use std::os::unix::process::ExitStatusExt;
+    use std::process::{Command, Stdio};
+
+    if !require(
+        "root, useradd, setpriv and perl",
+        rustix::process::geteuid().is_root() && have("useradd") && have("setpriv") && have("perl"),
+    ) {
+        return;
+    }
+    let v2 = cgroup_mount(None);
+    if !require("a cgroup2 mount (this test makes cgroups)", v2.is_some()) {
+        return;
+    }
+    let Some(v2) = v2 else { return };
+    const C1: &str = "gproc-c1";
+    const C2: &str = "gproc-c2";
+    let (c1, _) = test_user(C1);
+    let (c2, _) = test_user(C2);
+    let me = std::process::id();
+    let (job_a, job_b) = (format!("3{me}"), format!("4{me}"));
+    // Declared first, so removed last.
+    let mut cg = Cgroups::default();
+    let dir_a = cg.make(
+        &v2,
+        &format!("system.slice/slurmstepd.scope/job_{job_a}/step_0/user/task_0"),
+    );
+    let dir_b = cg.make(
+        &v2,
+        &format!("system.slice/slurmstepd.scope/job_{job_b}/step_0/user/task_0"),
+    );
+    let spawn_in = |dir: Option<&std::path::Path>, cmd: &mut Command| {
+        let child = cmd.spawn().unwrap();
+        if let Some(d) = dir {
+            std::fs::write(d.join("cgroup.procs"), child.id().to_string()).unwrap();
+        }
+        Proc(child)
+    };
+    let as_user = |u: &str| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            u,
+            "--regid",
+            u,
+            "--init-groups",
+            "--",
+            "sleep",
+            "600",
+        ]);
+        c
+    };
+    // Job A: two of c1's, root's (slurmstepd's part of a job), and one
+    // with c1's effective uid but root's real one (c1 sees it, the kernel
+    // will not let c1 signal it). Job B: c2's. And c1's in no job.
+    let mut a1 = spawn_in(Some(&dir_a), &mut as_user(C1));
+    let mut a2 = spawn_in(Some(&dir_a), &mut as_user(C1));
+    let a_root = spawn_in(Some(&dir_a), Command::new("sleep").arg("600"));
+    let half = spawn_in(
+        Some(&dir_a),
+        Command::new("perl").args(["-e", &format!("$> = {c1}; sleep 600")]),
+    );
+    let b1 = spawn_in(Some(&dir_b), &mut as_user(C2));
+    let stray = spawn_in(None, &mut as_user(C1));
+    let pid = |p: &Proc| p.0.id();
+    wait_for("the processes' users", || {
+        [&a1, &a2, &stray]
+            .iter()
+            .all(|p| uids(pid(p)).first() == Some(&c1))
+            && uids(pid(&b1)).first() == Some(&c2)
+            && uids(pid(&half)) == [0, c1, 0]
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = dir.path().join("agent.sock");
+    let _agent = Proc(
+        Command::new(gproc())
+            .args(["agent", "--control", "--listen"])
+            .arg(format!("unix:{}", sock.display()))
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(dir.path().join("agent.log")).unwrap())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the agent's socket", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    let pg = Port::new();
+    let config = format!(
+        "[server]\nlisten = [\"{}\"]\nauth = \"none\"\n\n\
+         [control]\nenabled = true\nuser_signals = [\"STOP\", \"CONT\", \"TERM\", \"KILL\"]\n\n\
+         [views]\nadmin_users = [\"root\"]\n\n\
+         [[nodes]]\nnames = \"n1\"\naddress = \"unix:{}\"\n",
+        pg.addr(),
+        sock.display()
+    );
+    let _agg = start_aggregator(dir.path(), &config, &pg);
+    let c = Client::connect(&gproc::net::Address::Tcp(pg.addr()), opts())
+        .await
+        .unwrap();
+    let as_root = c.attach("root", "", Some(0)).await.unwrap();
+    let as_c1 = c.attach_named(C1, "", c1).await.unwrap();
+    let as_c2 = c.attach_named(C2, "", c2).await.unwrap();
+
+    // Root's /jobs: job A with all four, once the summary shows them.
+    let mut row = None;
+    for _ in 0..100 {
+        row = job_row(&as_root, &job_a).await.filter(|r| r.procs == 4);
+        if row.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let all = row.expect("job A's four processes in root's /jobs");
+    assert_eq!(all.user, C1, "root's processes in the job are not its user");
+    assert_eq!(all.nodes, "n1");
+
+    // c1: job A with the three they see, summed over those alone; job B
+    // does not exist for them.
+    let mine = job_row(&as_c1, &job_a).await.expect("c1 sees job A");
+    assert_eq!((mine.procs, mine.nnodes, mine.user.as_str()), (3, 1, C1));
+    let c1_ps = Table::<PsRow>::parse(&String::from_utf8_lossy(
+        &as_c1.read_all("ps").await.unwrap(),
+    ))
+    .unwrap();
+    let rows_a: Vec<&PsRow> = c1_ps
+        .rows
+        .iter()
+        .filter(|r| r.job.as_deref() == Some(job_a.as_str()))
+        .collect();
+    assert_eq!(mine, expected_row(&job_a, &rows_a));
+    let mut seen: Vec<u32> = rows_a.iter().map(|r| r.pid as u32).collect();
+    seen.sort_unstable();
+    let mut want = vec![pid(&a1), pid(&a2), pid(&half)];
+    want.sort_unstable();
+    assert_eq!(seen, want, "root's process in the job is not c1's to see");
+    assert!(all.rss_kb >= mine.rss_kb && all.procs > mine.procs);
+    assert_eq!(job_row(&as_c1, &job_b).await, None);
+    let enoent = |r: gproc::client::Result<gproc::client::FidHandle>| matches!(r, Err(e) if e.errno() == errno::ENOENT);
+    for p in [
+        format!("job/{job_b}"),
+        format!("job/{job_b}/ps"),
+        format!("job/{job_b}/n1"),
+        format!("job/{job_b}/ctl"),
+        format!("job/{job_a}/n1/{}", pid(&a_root)),
+        format!("job/{job_a}/n1/{}", pid(&stray)),
+    ] {
+        assert!(enoent(as_c1.walk(&p).await), "{p} exists for c1");
+    }
+    let listed: Vec<String> = as_c1
+        .read_dir("job")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    assert!(
+        listed.contains(&job_a) && !listed.contains(&job_b),
+        "{listed:?}"
+    );
+    // Their job's ps: their rows of /ps, as /ps wrote them.
+    let ps_a = String::from_utf8(
+        as_c1
+            .read_all(&format!("job/{job_a}/ps"))
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let t = Table::<PsRow>::parse(&ps_a).unwrap();
+    assert_eq!(
+        t.rows,
+        rows_a.iter().map(|r| (*r).clone()).collect::<Vec<_>>()
+    );
+    let nodes = Table::<JobNodeRow>::parse(&String::from_utf8_lossy(
+        &as_c1.read_all(&format!("job/{job_a}/nodes")).await.unwrap(),
+    ))
+    .unwrap();
+    assert_eq!(nodes.rows.len(), 1);
+    assert_eq!(
+        (
+            nodes.rows[0].node.as_str(),
+            nodes.rows[0].procs,
+            nodes.rows[0].rss_kb
+        ),
+        ("n1", 3, mine.rss_kb)
+    );
+    // Their process's files, through the job, as the node serves them.
+    let status = as_c1
+        .read_all(&format!("job/{job_a}/n1/{}/status", pid(&a1)))
+        .await
+        .unwrap();
+    assert!(String::from_utf8_lossy(&status).contains(&format!("Uid:\t{c1}\t")));
+    // c2: their job, not c1's.
+    assert_eq!(job_row(&as_c2, &job_b).await.map(|r| r.procs), Some(1));
+    assert!(enoent(as_c2.walk(&format!("job/{job_a}")).await));
+
+    // gproc jobs as c1: job A, three processes; not job B.
+    let server = pg.addr();
+    let gproc_as = |user: &str, args: &[&str]| {
+        let out = Command::new("setpriv")
+            .args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+            .arg(gproc())
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (rc, out, err) = gproc_as(
+        C1,
+        &[
+            "jobs",
+            "--server",
+            &server,
+            "-j",
+            &format!("{job_a},{job_b}"),
+            "--json",
+        ],
+    );
+    assert_eq!(rc, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let list = v.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{out}");
+    assert_eq!(list[0]["job"], job_a.as_str());
+    assert_eq!(list[0]["procs"], 3);
+    assert_eq!(list[0]["users"], serde_json::json!([C1]));
+    let (rc, out, err) = gproc_as(C1, &["jobs", "--server", &server, "-u", C1]);
+    assert_eq!(rc, 0, "{err}");
+    assert!(out.starts_with("JOBID "), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.split_whitespace().next() == Some(job_a.as_str())),
+        "{out}"
+    );
+    assert!(!out.contains(&job_b), "{out}");
+
+    // Control: c1 stops and continues job A: their own two stop, the
+    // process they see but may not signal is refused (EPERM for the
+    // write, with what was sent), root's is never tried.
+    let ctl_a = format!("job/{job_a}/ctl");
+    let md = as_c1.metadata(&ctl_a).await.unwrap();
+    assert_eq!(md.mode & 0o777, 0o222, "{md:?}");
+    let (code, msg) = write_ctl(&as_c1, &ctl_a, "stop").await.unwrap_err();
+    // (9P2000.L carries the errno alone; what was sent is in the audit.)
+    assert_eq!(code, errno::EPERM, "{msg}");
+    wait_for("c1's job processes stopped", || {
+        state(pid(&a1)) == Some('T') && state(pid(&a2)) == Some('T')
+    });
+    assert_eq!(state(pid(&half)), Some('S'));
+    assert_eq!(state(pid(&a_root)), Some('S'));
+    assert_eq!(state(pid(&b1)), Some('S'));
+    assert_eq!(
+        write_ctl(&as_c1, &ctl_a, "explode").await.map_err(|e| e.0),
+        Err(errno::EINVAL)
+    );
+    // c2 cannot reach job A at all.
+    assert_eq!(
+        write_ctl(&as_c2, &ctl_a, "kill").await.map_err(|e| e.0),
+        Err(errno::ENOENT)
+    );
+    let _ = write_ctl(&as_c1, &ctl_a, "cont").await;
+    wait_for("c1's job processes continued", || {
+        state(pid(&a1)) == Some('S') && state(pid(&a2)) == Some('S')
+    });
+    let _ = write_ctl(&as_c1, &ctl_a, "kill").await;
+    assert_eq!(a1.0.wait().unwrap().signal(), Some(9));
+    assert_eq!(a2.0.wait().unwrap().signal(), Some(9));
+    std::thread::sleep(Duration::from_millis(100));
+    for p in [&half, &a_root, &b1, &stray] {
+        assert!(state(pid(p)).is_some(), "{} unharmed", pid(p));
+    }
+    // c2 signals their own job whole.
+    write_ctl(&as_c2, &format!("job/{job_b}/ctl"), "term")
+        .await
+        .unwrap();
+    let mut b1 = b1;
+    assert_eq!(b1.0.wait().unwrap().signal(), Some(15));
+
+    // Audited per process, and once for each job write.
+    let log = std::fs::read_to_string(dir.path().join("serve.log")).unwrap();
+    let audit: Vec<&str> = log.lines().filter(|l| l.contains("gproc::audit")).collect();
+    for (uid, p, sig, result) in [
+        (c1, pid(&a1), "SIGSTOP", "sent"),
+        (c1, pid(&a2), "SIGKILL", "sent"),
+        (c1, pid(&half), "SIGSTOP", "refused"),
+        (c2, b1.0.id(), "SIGTERM", "sent"),
+    ] {
+        assert!(
+            audit.iter().any(|l| l.contains(&format!("uid={uid} "))
+                && l.contains(&format!("process=\"{p}\""))
+                && l.contains(&format!("signal=\"{sig}\""))
+                && l.contains(result)),
+            "{uid} {p} {sig} {result}: {audit:#?}"
+        );
+    }
+    assert!(
+        audit.iter().any(|l| l.contains("job signal")
+            && l.contains(&format!("job=\"{job_a}\""))
+            && l.contains("sent 2, exited 0, refused 1")),
+        "{audit:#?}"
+    );
+    assert!(
+        !audit
+            .iter()
+            .any(|l| l.contains(&format!("process=\"{}\"", pid(&a_root)))),
+        "root's process was never tried: {audit:#?}"
+    );
 }

@@ -25,7 +25,7 @@ use std::time::Duration;
 use gproc::client::{Client, ClientOptions};
 use gproc::format::jobs::JobRef;
 use gproc::format::summary;
-use gproc::format::table::{PsRow, Table};
+use gproc::format::table::{JobRow, PsRow, Table};
 use gproc::net::Address;
 use gproc::sim::{SimCluster, SimOptions};
 use tokio_util::sync::CancellationToken;
@@ -328,6 +328,69 @@ async fn real_cgroups_name_jobs_at_the_agent_the_aggregator_and_the_cli() {
             );
         }
     }
+
+    // 2b. The job tree: the job in /jobs, its process in its ps and its
+    // node in its nodes (on each node serving this /proc); the process in
+    // no job, and the look-alike's, in no job's ps.
+    let jobs = String::from_utf8(aroot.read_all("jobs").await.unwrap().to_vec()).unwrap();
+    let jobs = Table::<JobRow>::parse(&jobs).unwrap();
+    let j = jobs
+        .rows
+        .iter()
+        .find(|r| r.job == v2_job)
+        .unwrap_or_else(|| panic!("{v2_job} in /jobs: {jobs:?}"));
+    assert_eq!(
+        (j.procs, j.nnodes),
+        (nodes.len() as u64, nodes.len() as u64)
+    );
+    let job_ps = String::from_utf8(
+        aroot
+            .read_all(&format!("job/{v2_job}/ps"))
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let mut got: Vec<(String, i32)> = Table::<PsRow>::parse(&job_ps)
+        .unwrap()
+        .rows
+        .into_iter()
+        .map(|r| (r.node, r.pid))
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, i32)> = nodes.iter().map(|n| (n.to_string(), pid(&in_v2))).collect();
+    want.sort();
+    assert_eq!(got, want, "{job_ps}");
+    let job_nodes = aroot
+        .read_all(&format!("job/{v2_job}/nodes"))
+        .await
+        .unwrap();
+    let job_nodes =
+        Table::<gproc::format::table::JobNodeRow>::parse(&String::from_utf8_lossy(&job_nodes))
+            .unwrap();
+    assert_eq!(job_nodes.rows.len(), nodes.len());
+    for id in aroot.read_dir("job").await.unwrap() {
+        if id.name == "." || id.name == ".." {
+            continue;
+        }
+        let Ok(text) = aroot.read_all(&format!("job/{}/ps", id.name)).await else {
+            continue; // another test's job, ended meanwhile
+        };
+        let t = Table::<PsRow>::parse(&String::from_utf8_lossy(&text)).unwrap();
+        for p in [&outside, &in_fake] {
+            assert!(
+                !t.rows.iter().any(|r| r.node == "n1" && r.pid == pid(p)),
+                "{} in job {}",
+                pid(p),
+                id.name
+            );
+        }
+    }
+    let (rc, out, err) = gproc_run(&["jobs", "--server", &server, "-j", &v2_job, "--no-header"]);
+    assert_eq!(rc, 0, "{err}");
+    let f: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(f.first(), Some(&v2_job.as_str()), "{out}");
+    assert_eq!(f.get(2), Some(&nodes.len().to_string().as_str()), "{out}");
 
     // 3. gproc ps -j: exactly the job's process (on each node serving
     // this machine's /proc), in a table and in JSON.
