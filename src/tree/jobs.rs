@@ -345,6 +345,76 @@ impl Tree {
     }
 }
 
+/// The shortest time between refreshes of the allotments from jobs: each
+/// reads every node's summary (through the cache), so an idle aggregator
+/// does not read the cluster every second for them.
+const JOB_ALLOT_MIN_REFRESH: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Tree {
+    /// Sets the views' allotments from jobs (`[views] allot_from_jobs`)
+    /// from every node's summary as cached: each user (real uid, root
+    /// aside) with a process in a batch job is allotted the nodes where
+    /// one runs.
+    pub async fn refresh_job_allotments(&self) {
+        use crate::config::hostlist::{Hostlist, compress};
+        use crate::config::views::{Allotment, Ident, Principal};
+        let g = self.gather(&View::admin()).await;
+        let mut by_uid: std::collections::BTreeMap<u32, Vec<&str>> = Default::default();
+        for (n, s) in &g.ok {
+            for p in s.procs.iter().filter(|p| p.job.is_some()) {
+                // Root's (a workload manager's own) and unknown uids give
+                // no one anything.
+                if p.ruid == 0 || p.ruid == u32::MAX {
+                    continue;
+                }
+                let names = by_uid.entry(p.ruid).or_default();
+                if names.last() != Some(&n.name.as_str()) {
+                    names.push(&n.name);
+                }
+            }
+        }
+        let mut allot = Vec::with_capacity(by_uid.len());
+        for (uid, names) in by_uid {
+            let nodes = match Hostlist::parse(&compress(&names)) {
+                Ok(h) => h,
+                Err(e) => {
+                    tracing::warn!("allot_from_jobs: uid {uid}'s nodes {names:?}: {e}");
+                    continue;
+                }
+            };
+            allot.push(Allotment {
+                who: Principal::User(Ident::Id(uid)),
+                nodes,
+            });
+        }
+        self.views.set_job_allotments(allot);
+    }
+
+    /// Refreshes the allotments from jobs as the summaries are (their
+    /// rule's TTL, at least [`JOB_ALLOT_MIN_REFRESH`]), while `[views]
+    /// allot_from_jobs` is on, until `shutdown`.
+    pub fn spawn_job_allotments(self: &Arc<Self>, shutdown: tokio_util::sync::CancellationToken) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            loop {
+                if me.views.allots_from_jobs() {
+                    me.refresh_job_allotments().await;
+                } else {
+                    me.views.set_job_allotments(Vec::new());
+                }
+                let every = match me.cache.policy().ttl_for(summary::FILE_PATH).ttl {
+                    crate::config::Ttl::For(d) => d.max(JOB_ALLOT_MIN_REFRESH),
+                    crate::config::Ttl::Never => JOB_ALLOT_MIN_REFRESH,
+                };
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+            }
+        });
+    }
+}
+
 /// Node names in the order people count them.
 fn hostlist_order(a: &str, b: &str) -> std::cmp::Ordering {
     crate::config::hostlist::natural_cmp(a, b)

@@ -671,3 +671,140 @@ async fn users_see_and_signal_only_their_own_jobs() {
         "root's process was never tried: {audit:#?}"
     );
 }
+
+/// The node directories at the root of the tree, as `root` sees it.
+async fn nodes_of(root: &gproc::client::FidHandle) -> Vec<String> {
+    let mut v: Vec<String> = root
+        .read_dir("")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.name)
+        .filter(|n| n.starts_with('n') && n != "nodes")
+        .collect();
+    v.sort();
+    v
+}
+
+/// Waits (15 s at most) until `root` sees the nodes `want`.
+async fn until(root: &gproc::client::FidHandle, want: &[&str]) {
+    let mut got = Vec::new();
+    for _ in 0..150 {
+        got = nodes_of(root).await;
+        if got == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("nodes {got:?}, want {want:?}");
+}
+
+/// `[views] allot_from_jobs`: a user whose process runs in a real
+/// Slurm-shaped cgroup is allotted the nodes where it runs (two names
+/// for this machine's agent), combined with a static allotment of
+/// another user's; once the process ends, the nodes are theirs no more.
+/// Uids of their own (no one else runs as them), so the parallel tests'
+/// jobs do not count.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_allot_their_users_nodes() {
+    use crate::jobs::{Cgroups, cgroup_mount};
+    use std::process::{Command, Stdio};
+
+    if !require(
+        "root and setpriv",
+        rustix::process::geteuid().is_root() && have("setpriv"),
+    ) {
+        return;
+    }
+    let v2 = cgroup_mount(None);
+    if !require("a cgroup2 mount (this test makes cgroups)", v2.is_some()) {
+        return;
+    }
+    let Some(v2) = v2 else { return };
+    let me = std::process::id();
+    let (uid_a, uid_b) = (61_000 + (me % 400) * 2, 61_001 + (me % 400) * 2);
+    let job = format!("1{me}");
+    let mut cg = Cgroups::default();
+    let dir_a = cg.make(
+        &v2,
+        &format!("system.slice/slurmstepd.scope/job_{job}/step_0/user/task_0"),
+    );
+    let as_uid = |uid: u32| {
+        let mut c = Command::new("setpriv");
+        c.args([
+            "--reuid",
+            &uid.to_string(),
+            "--regid",
+            &uid.to_string(),
+            "--clear-groups",
+            "--",
+            "sleep",
+            "600",
+        ]);
+        Proc(c.spawn().unwrap())
+    };
+    let a = as_uid(uid_a);
+    std::fs::write(dir_a.join("cgroup.procs"), a.0.id().to_string()).unwrap();
+    let b = as_uid(uid_b);
+    wait_for("the processes' users", || {
+        uids(a.0.id()).first() == Some(&uid_a) && uids(b.0.id()).first() == Some(&uid_b)
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let sock = dir.path().join("agent.sock");
+    let _agent = Proc(
+        Command::new(gproc())
+            .args(["agent", "--listen"])
+            .arg(format!("unix:{}", sock.display()))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for("the agent's socket", || {
+        std::os::unix::net::UnixStream::connect(&sock).is_ok()
+    });
+    let pg = Port::new();
+    let config = format!(
+        "[server]\nlisten = [\"{}\"]\nauth = \"none\"\n\n\
+         [views]\nunallotted = \"nothing\"\nallot_from_jobs = true\n\n\
+         [[views.allot]]\nuser = {uid_b}\nnodes = \"n2\"\n\n\
+         [[nodes]]\nnames = \"n1\"\naddress = \"unix:{sock}\"\n\n\
+         [[nodes]]\nnames = \"n2\"\naddress = \"unix:{sock}\"\n",
+        pg.addr(),
+        sock = sock.display()
+    );
+    let _agg = start_aggregator(dir.path(), &config, &pg);
+    let c = Client::connect(&gproc::net::Address::Tcp(pg.addr()), opts())
+        .await
+        .unwrap();
+    let as_a = c.attach_named("job-owner", "", uid_a).await.unwrap();
+    let as_b = c.attach_named("static", "", uid_b).await.unwrap();
+    // The job's owner: both nodes, from the job; their process in /ps.
+    until(&as_a, &["n1", "n2"]).await;
+    let ps = Table::<PsRow>::parse(&String::from_utf8_lossy(
+        &as_a.read_all("ps").await.unwrap(),
+    ))
+    .unwrap();
+    let mut seen: Vec<&str> = ps
+        .rows
+        .iter()
+        .filter(|r| r.pid as u32 == a.0.id())
+        .map(|r| r.node.as_str())
+        .collect();
+    seen.sort_unstable();
+    assert_eq!(seen, ["n1", "n2"]);
+    // The other: their static node alone (their process is in no job).
+    until(&as_b, &["n2"]).await;
+    let ps = Table::<PsRow>::parse(&String::from_utf8_lossy(
+        &as_b.read_all("ps").await.unwrap(),
+    ))
+    .unwrap();
+    assert!(ps.rows.iter().all(|r| r.node == "n2"), "{:?}", ps.rows);
+    assert!(ps.rows.iter().any(|r| r.pid as u32 == b.0.id()));
+    // The job's process ends: its nodes are the user's no more.
+    drop(a);
+    until(&as_a, &[]).await;
+    until(&as_b, &["n2"]).await;
+}
