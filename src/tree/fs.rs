@@ -590,12 +590,7 @@ impl Filesystem for Tree {
                     (Loc::Root, synth_qid(ROOT_QID, true))
                 } else {
                     let index = self.job_index(&view).await;
-                    let id = index
-                        .ids()
-                        .iter()
-                        .find(|i| &***i == name)
-                        .cloned()
-                        .ok_or(FsError::NOENT)?;
+                    let id = index.id(name).ok_or(FsError::NOENT)?;
                     let q = job_qid(JobPart::Dir, self.job_number(&id), 0);
                     (Loc::Job(id), q)
                 }

@@ -71,6 +71,11 @@ impl JobIndex {
         self.jobs.get(id)
     }
 
+    /// The id of job `name` as the index holds it, if the view sees it.
+    pub(super) fn id(&self, name: &str) -> Option<Arc<str>> {
+        self.jobs.get_key_value(name).map(|(k, _)| k.clone())
+    }
+
     /// The job ids, in `/jobs` order.
     pub(super) fn ids(&self) -> &[Arc<str>] {
         &self.order
