@@ -424,3 +424,175 @@ impl Tree {
 fn hostlist_order(a: &str, b: &str) -> std::cmp::Ordering {
     crate::config::hostlist::natural_cmp(a, b)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::client::pool::{NodeSpec, Pool, PoolOptions};
+    use crate::format::jobs::JobRef;
+    use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry};
+    use crate::format::table::{JobNodeRow, JobRow, PsRow, Table};
+    use crate::net::Address;
+
+    use super::super::render::MissingNode;
+
+    fn summary(procs: Vec<ProcEntry>) -> Arc<NodeSummary> {
+        Arc::new(NodeSummary {
+            hostname: String::new(),
+            arch: "x86_64".into(),
+            kernel: "6.1".into(),
+            boot_time: 1_700_000_000,
+            clk_tck: 100,
+            page_size: 4096,
+            uptime: 1000.0,
+            idle: 0.0,
+            time: 1_700_001_000.0,
+            cpus: 4,
+            mem_total_kb: 1 << 20,
+            mem_free_kb: 1 << 19,
+            mem_available_kb: None,
+            loadavg: LoadAvg {
+                one: 0.0,
+                five: 0.0,
+                fifteen: 0.0,
+                running: 1,
+                total: 1,
+            },
+            procs,
+            pinned_walk: true,
+        })
+    }
+
+    fn proc(pid: i32, uid: u32, job: Option<&str>, utime: u64) -> ProcEntry {
+        ProcEntry {
+            pid,
+            ppid: 1,
+            ruid: uid,
+            euid: uid,
+            user: format!("u{uid}"),
+            state: 'R',
+            utime,
+            stime: 0,
+            rss_pages: 256,
+            vsize: 1 << 20,
+            start_ticks: 1000 + pid as u64,
+            threads: 1,
+            comm: b"a".to_vec(),
+            cmdline: vec![b"./a".to_vec()],
+            job: job.map(|j| JobRef {
+                id: j.into(),
+                step: Some("0".into()),
+            }),
+        }
+    }
+
+    /// Three nodes (two answered, one missing): user 1000's job 7 on both,
+    /// with a process of user 1001 in it on n2 and user 1001's job 8.
+    fn gathered() -> Gathered {
+        let spec = |name: &str| NodeSpec {
+            name: name.into(),
+            address: Address::Tcp("127.0.0.1:1".into()),
+            aname: "/proc".into(),
+            uname: "root".into(),
+            uid: 0,
+            dialect: None,
+            munge: false,
+        };
+        let pool = Pool::new(vec![spec("n1"), spec("n2")], PoolOptions::default());
+        let nodes = pool.nodes();
+        let n1 = Member::direct(&nodes[0]);
+        let n2 = Member::direct(&nodes[1]);
+        Gathered {
+            ok: vec![
+                (
+                    n1,
+                    summary(vec![
+                        proc(10, 1000, Some("7"), 50_000),
+                        proc(11, 1000, None, 10),
+                        proc(12, 1001, Some("8"), 10),
+                    ]),
+                ),
+                (
+                    n2,
+                    summary(vec![
+                        proc(20, 1000, Some("7"), 90_000),
+                        proc(21, 1001, Some("7"), 90_000),
+                    ]),
+                ),
+            ],
+            missing: vec![MissingNode {
+                node: "n3".into(),
+                errno: errno::ECONNREFUSED,
+                reason: "Connection refused".into(),
+                via: Vec::new(),
+            }],
+            stale: Vec::new(),
+            unsure: 0,
+        }
+    }
+
+    #[test]
+    fn the_index_is_ps_and_the_jobs_in_one_and_sums_what_the_view_sees() {
+        let g = gathered();
+        let admin = build(&View::admin(), &g);
+        let ps = String::from_utf8(admin.ps.to_vec()).unwrap();
+        let rows = Table::<PsRow>::parse(&ps).unwrap();
+        assert_eq!(rows.rows.len(), 5);
+        assert!(ps.ends_with("# missing n3: Connection refused\n"), "{ps}");
+        assert_eq!(admin.ids(), [Arc::from("7"), Arc::from("8")]);
+        let jobs = Table::<JobRow>::parse(&String::from_utf8_lossy(&admin.table)).unwrap();
+        assert_eq!(jobs.notes, rows.notes);
+        let seven = &jobs.rows[0];
+        assert_eq!((seven.procs, seven.nnodes), (3, 2));
+        assert_eq!(seven.user, "u1000,u1001");
+        assert_eq!(seven.nodes, "n[1-2]");
+        // A job's ps: /ps's header, its very lines in /ps order, the notes.
+        let job = admin.get("7").unwrap();
+        let want: String = std::iter::once(format!("{PS_HEADER}\n"))
+            .chain(
+                ps.lines()
+                    .filter(|l| l.contains(" 7 0 "))
+                    .map(|l| format!("{l}\n")),
+            )
+            .chain(std::iter::once("# missing n3: Connection refused\n".into()))
+            .collect();
+        assert_eq!(String::from_utf8_lossy(&job.ps), want);
+        let per_node = Table::<JobNodeRow>::parse(&String::from_utf8_lossy(&job.nodes)).unwrap();
+        assert_eq!(
+            per_node
+                .rows
+                .iter()
+                .map(|r| (r.node.as_str(), r.procs))
+                .collect::<Vec<_>>(),
+            [("n1", 1), ("n2", 2)]
+        );
+        let pins: Vec<(&str, Vec<i32>)> = job
+            .nodes()
+            .map(|(m, p)| (m.name.as_str(), p.iter().map(|p| p.pid).collect()))
+            .collect();
+        assert_eq!(pins, [("n1", vec![10]), ("n2", vec![20, 21])]);
+        assert!(
+            job.on("n2")
+                .is_some_and(|(_, p)| p[0].by_name && p[0].start == 1020)
+        );
+
+        // User 1000: their rows only; job 8 does not exist for them, and
+        // job 7 sums their two processes, not user 1001's third.
+        let mine = build(&View::user(1000, Vec::new()), &g);
+        assert_eq!(mine.ids(), [Arc::from("7")]);
+        assert!(mine.get("8").is_none() && mine.id("8").is_none());
+        let jobs = Table::<JobRow>::parse(&String::from_utf8_lossy(&mine.table)).unwrap();
+        let all = Table::<JobRow>::parse(&String::from_utf8_lossy(&admin.table)).unwrap();
+        let (m, a) = (&jobs.rows[0], &all.rows[0]);
+        assert_eq!((m.procs, m.user.as_str()), (2, "u1000"));
+        assert!(m.cpu_tenths < a.cpu_tenths && m.rss_kb < a.rss_kb);
+        let theirs = Table::<PsRow>::parse(&String::from_utf8_lossy(&mine.ps)).unwrap();
+        assert!(theirs.rows.iter().all(|r| r.user == "u1000"));
+        let job_ps =
+            Table::<PsRow>::parse(&String::from_utf8_lossy(&mine.get("7").unwrap().ps)).unwrap();
+        assert_eq!(
+            job_ps.rows.iter().map(|r| r.pid).collect::<Vec<_>>(),
+            [10, 20]
+        );
+    }
+}
