@@ -135,6 +135,7 @@ impl Aggregator {
             );
         }
         let tree = Arc::new(tree);
+        tree.spawn_job_allotments(shutdown.clone());
         let mut scfg = ServerConfig {
             max_connections: cfg.server.max_connections as usize,
             max_connections_per_principal: Some(cfg.server.max_connections_per_user as usize),

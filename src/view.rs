@@ -13,6 +13,11 @@
 //! allotment replaces that set rather than adding to it. Invisible things
 //! do not exist for that user: the tree neither lists nor walks to them.
 //!
+//! With `allot_from_jobs`, a user is also allotted the nodes where a
+//! process of theirs runs inside a batch job: the tree finds them in the
+//! node summaries and sets them here ([`Views::set_job_allotments`]) each
+//! time the summaries are refreshed.
+//!
 //! Group membership comes from this machine's user database
 //! (`getgrouplist`), never from what a client claims.
 
@@ -119,6 +124,8 @@ pub struct Views {
     cfg: RwLock<ViewsConfig>,
     /// Allotments from the command; kept when a run fails.
     dynamic: RwLock<Vec<Allotment>>,
+    /// Allotments from jobs (`allot_from_jobs`), set by the tree.
+    from_jobs: RwLock<Vec<Allotment>>,
     /// Bumped whenever what anyone may see can have changed (a reload, new
     /// allotments), so views decided earlier are decided again.
     generation: AtomicU64,
@@ -130,6 +137,7 @@ impl Views {
         Arc::new(Self {
             cfg: RwLock::new(cfg),
             dynamic: RwLock::new(Vec::new()),
+            from_jobs: RwLock::new(Vec::new()),
             generation: AtomicU64::new(0),
         })
     }
@@ -167,6 +175,22 @@ impl Views {
         }
     }
 
+    /// Whether allotments come from jobs too (`allot_from_jobs`).
+    pub fn allots_from_jobs(&self) -> bool {
+        let cfg = sys::read(&self.cfg);
+        cfg.allot_from_jobs && cfg.mode == ViewsMode::On
+    }
+
+    /// Replaces the allotments from jobs: each user's nodes where a process
+    /// of theirs runs in a batch job, as the summaries show now.
+    pub fn set_job_allotments(&self, a: Vec<Allotment>) {
+        let mut d = sys::write(&self.from_jobs);
+        if *d != a {
+            *d = a;
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+    }
+
     /// The view of `id` (resolved by the server's access policy).
     pub fn view_for(&self, id: &Identity) -> Arc<View> {
         // Read before the config: a change after this bumps it again, so a
@@ -198,10 +222,13 @@ impl Views {
             return View::admin();
         }
         let dynamic = sys::read(&self.dynamic);
+        let from_jobs = sys::read(&self.from_jobs);
+        let jobs: &[Allotment] = if cfg.allot_from_jobs { &from_jobs } else { &[] };
         let nodes = cfg
             .allot
             .iter()
             .chain(dynamic.iter())
+            .chain(jobs.iter())
             .filter(|a| match &a.who {
                 Principal::User(u) => user_is(u),
                 Principal::Group(g) => in_group(g),
@@ -341,6 +368,38 @@ mod tests {
         let (dynamic, _) = parse_allot_output("bob n3\n");
         views.set_dynamic(dynamic);
         assert!(views.view_for(&bob).sees_node("n3"));
+    }
+
+    #[test]
+    fn allotments_from_jobs_add_to_the_others_when_on() {
+        let alice = id(1000, Some("alice"), vec![1000]);
+        let job = |uid: u32, nodes: &str| Allotment {
+            who: Principal::User(Ident::Id(uid)),
+            nodes: Hostlist::parse(nodes).unwrap(),
+        };
+        let on = Views::new(cfg(
+            "[views]\nallot_from_jobs = true\n[[views.allot]]\nuser = \"alice\"\nnodes = \"n1\"\n",
+        ));
+        assert!(on.allots_from_jobs());
+        let g = on.generation();
+        on.set_job_allotments(vec![job(1000, "n3"), job(1001, "n2")]);
+        assert_eq!(on.generation(), g + 1);
+        on.set_job_allotments(vec![job(1000, "n3"), job(1001, "n2")]);
+        assert_eq!(on.generation(), g + 1, "the same answer changes nothing");
+        let v = on.view_for(&alice);
+        assert!(v.sees_node("n1") && v.sees_node("n3") && !v.sees_node("n2"));
+        let bob = on.view_for(&id(1001, Some("bob"), vec![1001]));
+        assert!(bob.sees_node("n2") && !bob.where_they_run, "a job allots");
+        on.set_job_allotments(vec![]);
+        assert!(
+            on.view_for(&id(1001, Some("bob"), vec![1001]))
+                .where_they_run
+        );
+        // Off: set allotments from jobs count for nothing.
+        let off = Views::new(cfg(""));
+        assert!(!off.allots_from_jobs());
+        off.set_job_allotments(vec![job(1000, "n3")]);
+        assert!(!off.view_for(&alice).sees_node("n3"));
     }
 
     #[test]

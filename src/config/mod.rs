@@ -44,7 +44,9 @@ pub use views::{AllotCommand, Allotment, Ident, Principal, Unallotted, ViewsConf
 /// Top-level names of the merged tree that a node may not take, because
 /// the aggregator serves its own files there. Names starting with `.` are
 /// reserved too (see [`check_node_name`]).
-pub const RESERVED_NAMES: &[&str] = &["nodes", "ps", "load", "pid", "stats", "metrics"];
+pub const RESERVED_NAMES: &[&str] = &[
+    "nodes", "ps", "load", "pid", "stats", "metrics", "jobs", "job",
+];
 
 /// Where the aggregator listens when `server.listen` is absent: the Unix
 /// socket only, where the peer's uid is a real identity.

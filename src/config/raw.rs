@@ -219,6 +219,7 @@ pub(crate) struct RawViews {
     pub(crate) allot_command: Opt<OneOrMany>,
     pub(crate) allot_refresh: Opt<String>,
     pub(crate) allot_timeout: Opt<String>,
+    pub(crate) allot_from_jobs: Opt<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -998,6 +998,7 @@ fn views(
             (raw.allot.is_some(), "allot"),
             (raw.allot_command.is_some(), "allot_command"),
             (raw.unallotted.is_some(), "unallotted"),
+            (raw.allot_from_jobs.is_some(), "allot_from_jobs"),
         ] {
             if set {
                 cx.warn(
@@ -1099,6 +1100,7 @@ fn views(
             refresh,
             timeout,
         }),
+        allot_from_jobs: raw.allot_from_jobs.as_ref().is_some_and(|b| *b.get_ref()),
     }
 }
 

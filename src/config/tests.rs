@@ -427,6 +427,8 @@ fn reserved_and_malformed_node_names() {
         ("load", "is reserved"),
         ("pid", "is reserved"),
         ("stats", "is reserved"),
+        ("jobs", "is reserved"),
+        ("job", "is reserved"),
         (".gproc", "starts with '.'"),
         (".hidden", "starts with '.'"),
         ("a/b", "contains '/'"),
@@ -636,7 +638,24 @@ fn views() {
             .starts_with("5 of these are not configured nodes: n[5-9]")
     );
     let c = ok(&format!("{NODES}[views]\nallot_refresh = \"1m\"\n"));
-    assert!(c.warnings[0].message.contains("without allot_command"));
+    assert!(c.warnings[0].message.contains("without allot_command")); // Allotments from jobs: off unless said; a boolean.
+    assert!(!ok(NODES).views.allot_from_jobs);
+    assert!(
+        ok(&format!("{NODES}[views]\nallot_from_jobs = true\n"))
+            .views
+            .allot_from_jobs
+    );
+    assert!(!errors(&format!("{NODES}[views]\nallot_from_jobs = \"yes\"\n")).is_empty());
+    let c = ok(&format!(
+        "{NODES}[views]\nmode = \"off\"\nallot_from_jobs = true\n"
+    ));
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.message.contains("no effect") && w.key == "views.allot_from_jobs"),
+        "{:?}",
+        c.warnings
+    );
 }
 
 #[test]

@@ -126,6 +126,10 @@ pub struct ViewsConfig {
     pub allot: Vec<Allotment>,
     /// Dynamic allotments, added to the static ones.
     pub allot_command: Option<AllotCommand>,
+    /// Allotments from jobs, added to the others: each user is allotted
+    /// the nodes where a process of theirs (real uid) runs in a batch job
+    /// (recognised from its cgroups), refreshed with the node summaries.
+    pub allot_from_jobs: bool,
 }
 
 impl Default for ViewsConfig {
@@ -137,6 +141,7 @@ impl Default for ViewsConfig {
             admin_groups: Vec::new(),
             allot: Vec::new(),
             allot_command: None,
+            allot_from_jobs: false,
         }
     }
 }

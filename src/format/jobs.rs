@@ -248,6 +248,18 @@ struct Caps {
     step: Option<String>,
 }
 
+/// Whether `s` is an id a pattern could have taken from a path: 1 to
+/// [`MAX_ID_LEN`] characters an id may hold, one of them a letter or
+/// digit. What a summary (a node, a lower aggregator) says is a job or
+/// step id is kept only when it is one, since ids become names in the
+/// aggregator's tree (`/job/<id>`) and cells of its tables.
+pub fn is_valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= MAX_ID_LEN
+        && s.chars().all(id_char)
+        && s.chars().any(|c| c.is_ascii_alphanumeric())
+}
+
 /// A character an id may hold.
 fn id_char(c: char) -> bool {
     c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+' | '[' | ']' | '@')

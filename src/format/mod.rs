@@ -4,8 +4,9 @@
 //!   simulator) serves and the aggregator reads;
 //! - [`merged`]: the merged summary a gproc aggregator serves at the same
 //!   path, every node below it in one read, for the aggregator above it;
-//! - [`table`]: the aggregator's `/ps`, `/load` and `/nodes` tables that
-//!   `gproc ps`, `gproc top`, the benchmarks and scripts read;
+//! - [`table`]: the aggregator's `/ps`, `/load`, `/nodes` and `/jobs`
+//!   tables (and a job's `nodes`) that `gproc ps`, `gproc jobs`, `gproc
+//!   top`, the benchmarks and scripts read;
 //! - [`ctl`]: the commands written to a process's `ctl` file (signals);
 //! - [`jobs`]: the batch job a process runs in, from its cgroup paths.
 //!

@@ -730,12 +730,17 @@ fn parse_proc(f: &mut Fields<'_>) -> Result<ProcEntry, SummaryError> {
     for i in 1..=argc {
         cmdline.push(f.bytes_named(|| format!("argument {i} of {argc}"))?);
     }
-    // Optional fields; absent ones are none.
+    // Optional fields; absent ones are none. An id no pattern could have
+    // taken from a cgroup path (a `/`, a control character, too long) is
+    // no job: ids become names in the tree and cells of tables.
     let job = match f.optional("job")? {
-        Some(id) => Some(JobRef {
-            id,
-            step: f.optional("step")?,
-        }),
+        Some(id) => {
+            let step = f.optional("step")?;
+            crate::format::jobs::is_valid_id(&id).then(|| JobRef {
+                id,
+                step: step.filter(|s| crate::format::jobs::is_valid_id(s)),
+            })
+        }
         None => None,
     };
     Ok(ProcEntry {
@@ -1157,6 +1162,24 @@ pub(crate) mod tests {
                 step: None
             })
         );
+        // Ids no cgroup pattern could give are no job (or no step).
+        for (id, step, want) in [
+            ("../etc", "0", None),
+            ("a/b", "0", None),
+            ("..", "0", None),
+            ("x\\n1", "0", None),
+            (&"9".repeat(65) as &str, "0", None),
+            ("12", "../x", Some(("12", None))),
+            ("12.pbs01", "batch", Some(("12.pbs01", Some("batch")))),
+        ] {
+            let line = old.replace(" sh 0\n", &format!(" sh 0 {id} {step}\n"));
+            let s = parse(line.as_bytes()).unwrap();
+            let want = want.map(|(i, st): (&str, Option<&str>)| JobRef {
+                id: i.into(),
+                step: st.map(Into::into),
+            });
+            assert_eq!(s.procs[1].job, want, "{id} {step}");
+        }
         let bad = old.replace(" sh 0\n", " sh 0 7\\q\n");
         let (n, msg) = err_line(&bad);
         assert_eq!(n, 16);
@@ -1354,7 +1377,8 @@ pub(crate) mod tests {
             arb_bytes(),
             proptest::collection::vec(arb_bytes(), 0..5),
             proptest::option::of((
-                "[0-9a-z.\\[\\]_-]{1,12}",
+                // Ids as patterns take them: one letter or digit at least.
+                "[0-9a-z.\\[\\]_-]{0,11}[0-9a-z]",
                 proptest::option::of("[0-9a-z]{1,8}"),
             )),
         )

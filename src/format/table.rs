@@ -1,4 +1,5 @@
-//! The aggregator's tables: `/ps`, `/load` and `/nodes`.
+//! The aggregator's tables: `/ps`, `/load`, `/nodes`, `/jobs` and each
+//! job's `/job/<id>/nodes` (its `/job/<id>/ps` is `/ps`'s).
 //!
 //! # Format
 //!
@@ -26,9 +27,19 @@
 //! or a plain file server: it has no rows, and its files are browsable
 //! under `/NODE/`). They follow the rows.
 //!
-//! The columns are [`PS_HEADER`], [`LOAD_HEADER`] and [`NODES_HEADER`];
-//! [`PsRow`], [`LoadRow`] and [`NodeRow`] are the rows, each written by its
-//! `line` and read by [`Table::parse`].
+//! The columns are [`PS_HEADER`], [`LOAD_HEADER`], [`NODES_HEADER`],
+//! [`JOBS_HEADER`] and [`JOB_NODES_HEADER`]; [`PsRow`], [`LoadRow`],
+//! [`NodeRow`], [`JobRow`] and [`JobNodeRow`] are the rows, each written by
+//! its `line` and read by [`Table::parse`].
+//!
+//! ```text
+//! JOBID USER PROCS NNODES %CPU RSS STATES START NODES
+//! 1234 alice 130 64 6399.0 104857600 R128,S2 2026-11-26T05:07:16Z n[001-064]
+//! ```
+//!
+//! A `/jobs` row sums the `/ps` rows of one job **as printed** (each
+//! `%CPU` to its tenth), so its sums are exactly those of the job's rows a
+//! reader of `/ps` can add up: the rows the reader may see, never others.
 //!
 //! # Extending it without breaking older readers
 //!
@@ -72,6 +83,12 @@ pub const LOAD_HEADER: &str = "NODE LOAD1 LOAD5 LOAD15 RUNNING TASKS CPUS MEM_TO
 /// Header of `/nodes`.
 pub const NODES_HEADER: &str =
     "NODE STATE ADDRESS DIALECT RTT_MS LAST_CONTACT ARCH KERNEL AGE VIA ERROR";
+
+/// Header of `/jobs`.
+pub const JOBS_HEADER: &str = "JOBID USER PROCS NNODES %CPU RSS STATES START NODES";
+
+/// Header of `/job/<id>/nodes`.
+pub const JOB_NODES_HEADER: &str = "NODE PROCS %CPU %MEM RSS";
 
 // ---------------------------------------------------------------------------
 // Rows
@@ -542,6 +559,170 @@ impl Row for NodeRow {
                 .opt(9, |v| Some(v.split('/').map(visible).collect()))
                 .unwrap_or_default(),
             error: c.opt(10, |e| (!e.is_empty()).then(|| visible(e))),
+        })
+    }
+}
+
+/// One batch job as `/jobs` shows it: the sums of its `/ps` rows.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobRow {
+    /// The job id (`JOBID`).
+    pub job: String,
+    /// Who runs it: the users of its rows, comma-separated, root left out
+    /// when anyone else is there (a workload manager's own processes in
+    /// the job's cgroup are root's).
+    pub user: String,
+    /// Processes.
+    pub procs: u64,
+    /// Nodes it runs on.
+    pub nnodes: u64,
+    /// The `%CPU` of its rows summed, in tenths (as printed, one decimal).
+    pub cpu_tenths: u64,
+    /// Resident memory summed, KiB.
+    pub rss_kb: u64,
+    /// How many of its processes are in each state, by state letter.
+    pub states: Vec<(char, u64)>,
+    /// The earliest start of its processes, unix seconds.
+    pub start: u64,
+    /// Its nodes as a compressed hostlist (`n[001-064],login1`).
+    pub nodes: String,
+}
+
+impl JobRow {
+    /// The summed `%CPU`.
+    pub fn cpu(&self) -> f64 {
+        self.cpu_tenths as f64 / 10.0
+    }
+}
+
+/// A percentage as a `/ps` row prints it (`{:.1}`), in tenths: what sums
+/// add up. Taken from the printed digits, since `x * 10.0` rounded can
+/// differ from the decimal printing of `x` (50.05 prints `50.0`). Negative,
+/// NaN and infinite: 0.
+pub fn cpu_tenths(cpu: f64) -> u64 {
+    if !cpu.is_finite() || cpu <= 0.0 {
+        return 0;
+    }
+    let printed = format!("{cpu:.1}");
+    let (int, frac) = printed.split_once('.').unwrap_or((&printed, "0"));
+    let int: u64 = int.parse().unwrap_or(u64::MAX / 10);
+    int.saturating_mul(10)
+        .saturating_add(frac.parse::<u64>().unwrap_or(0))
+}
+
+/// Tenths written with one decimal (exact: no float rounding).
+fn tenths(t: u64) -> String {
+    format!("{}.{}", t / 10, t % 10)
+}
+
+/// Reads a cell written by [`tenths`] (or any decimal) back as tenths.
+fn parse_tenths(s: &str) -> Option<u64> {
+    let v: f64 = s.parse().ok()?;
+    (v.is_finite() && v >= 0.0).then(|| cpu_tenths(v))
+}
+
+impl Row for JobRow {
+    const HEADER: &'static str = JOBS_HEADER;
+    const REQUIRED: &'static [&'static str] = &["JOBID"];
+
+    fn line(&self) -> String {
+        let states = if self.states.is_empty() {
+            "-".to_string()
+        } else {
+            self.states
+                .iter()
+                .map(|(c, n)| {
+                    let c = if c.is_whitespace() || hostile(*c) || *c == ',' {
+                        '?'
+                    } else {
+                        *c
+                    };
+                    format!("{c}{n}")
+                })
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        format!(
+            "{} {} {} {} {} {} {states} {} {}",
+            cell(&self.job),
+            cell(&self.user),
+            self.procs,
+            self.nnodes,
+            tenths(self.cpu_tenths),
+            self.rss_kb,
+            format_start(self.start),
+            if self.nodes.is_empty() {
+                "-".to_string()
+            } else {
+                cell(&self.nodes)
+            },
+        )
+    }
+
+    fn read(c: &Cells<'_>) -> Option<Self> {
+        let states = c
+            .opt(6, |s| {
+                s.split(',')
+                    .map(|e| {
+                        let mut it = e.chars();
+                        let st = it.next().filter(|s| !hostile(*s))?;
+                        Some((st, it.as_str().parse().ok()?))
+                    })
+                    .collect::<Option<Vec<_>>>()
+            })
+            .unwrap_or_default();
+        Some(JobRow {
+            job: c.get(0).filter(|j| !j.is_empty()).map(visible)?,
+            user: c.text(1),
+            procs: c.num(2),
+            nnodes: c.num(3),
+            cpu_tenths: c.opt(4, parse_tenths).unwrap_or_default(),
+            rss_kb: c.num(5),
+            states,
+            start: c.opt(7, parse_start).unwrap_or_default(),
+            nodes: c.opt(8, |s| Some(visible(s))).unwrap_or_default(),
+        })
+    }
+}
+
+/// One node of a job as `/job/<id>/nodes` shows it: the sums of the job's
+/// `/ps` rows there.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct JobNodeRow {
+    /// Node name.
+    pub node: String,
+    /// The job's processes there.
+    pub procs: u64,
+    /// Their `%CPU` summed, in tenths (as printed).
+    pub cpu_tenths: u64,
+    /// Their `%MEM` summed, in tenths (as printed).
+    pub mem_tenths: u64,
+    /// Their resident memory summed, KiB.
+    pub rss_kb: u64,
+}
+
+impl Row for JobNodeRow {
+    const HEADER: &'static str = JOB_NODES_HEADER;
+    const REQUIRED: &'static [&'static str] = &["NODE"];
+
+    fn line(&self) -> String {
+        format!(
+            "{} {} {} {} {}",
+            cell(&self.node),
+            self.procs,
+            tenths(self.cpu_tenths),
+            tenths(self.mem_tenths),
+            self.rss_kb
+        )
+    }
+
+    fn read(c: &Cells<'_>) -> Option<Self> {
+        Some(JobNodeRow {
+            node: c.node()?,
+            procs: c.num(1),
+            cpu_tenths: c.opt(2, parse_tenths).unwrap_or_default(),
+            mem_tenths: c.opt(3, parse_tenths).unwrap_or_default(),
+            rss_kb: c.num(4),
         })
     }
 }
@@ -1331,6 +1512,55 @@ mod tests {
         ];
         let t = Table::<NodeRow>::parse(&write(&nodes, &[])).unwrap();
         assert_eq!(t.rows, nodes);
+    }
+
+    /// `/jobs` and `/job/<id>/nodes` rows: the documented bytes, sums
+    /// in exact tenths, and back.
+    #[test]
+    fn job_rows_round_trip() {
+        let j = JobRow {
+            job: "1234".into(),
+            user: "alice".into(),
+            procs: 130,
+            nnodes: 64,
+            cpu_tenths: 63990,
+            rss_kb: 104_857_600,
+            states: vec![('R', 128), ('S', 2)],
+            start: 1_795_669_636,
+            nodes: "n[001-064]".into(),
+        };
+        assert_eq!(
+            j.line(),
+            "1234 alice 130 64 6399.0 104857600 R128,S2 2026-11-26T05:07:16Z n[001-064]"
+        );
+        assert_eq!(j.cpu(), 6399.0);
+        let idle = JobRow {
+            job: "12345.pbs01".into(),
+            user: "bob,carol".into(),
+            cpu_tenths: 3,
+            states: vec![],
+            nodes: String::new(),
+            ..j.clone()
+        };
+        let t = Table::<JobRow>::parse(&write(&[j.clone(), idle.clone()], &[])).unwrap();
+        assert_eq!(t.rows, vec![j, idle]);
+        let n = JobNodeRow {
+            node: "n001".into(),
+            procs: 2,
+            cpu_tenths: 1999,
+            mem_tenths: 12,
+            rss_kb: 4096,
+        };
+        assert_eq!(n.line(), "n001 2 199.9 1.2 4096");
+        let t = Table::<JobNodeRow>::parse(&write(std::slice::from_ref(&n), &[])).unwrap();
+        assert_eq!(t.rows, vec![n]);
+        // What a /ps row prints is what is summed: 0.05 prints 0.1.
+        assert_eq!(cpu_tenths(0.05), 1);
+        assert_eq!(cpu_tenths(-1.0), 0);
+        assert_eq!(cpu_tenths(f64::NAN), 0);
+        for x in [199.94, 50.05, 0.25, 0.35, 1e6 + 0.05] {
+            assert_eq!(format!("{x:.1}"), tenths(cpu_tenths(x)), "{x}");
+        }
     }
 
     #[test]

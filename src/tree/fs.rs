@@ -15,8 +15,8 @@ use super::Tree;
 use super::members::Member;
 use super::pin::{Pin, wire_path};
 use super::qid::{
-    FIRST_FILE_QID, GPROC_DIR_QID, KIND_ALIAS, KIND_NODE, PIDDIR_QID, ROOT_QID, alias_qid, map_qid,
-    node_root_qid, synth_qid,
+    FIRST_FILE_QID, GPROC_DIR_QID, JOBDIR_QID, JobPart, KIND_ALIAS, KIND_JOB, KIND_NODE,
+    PIDDIR_QID, ROOT_QID, alias_qid, job_qid, map_qid, node_root_qid, synth_qid,
 };
 use super::render::Synth;
 
@@ -28,14 +28,65 @@ enum Loc {
     PidDir,
     /// `/.gproc`, administrators only: the merged summary's directory.
     GprocDir,
+    /// `/job`: the visible jobs.
+    JobDir,
+    /// `/job/<id>`.
+    Job(Arc<str>),
+    /// `/job/<id>/ps`, `nodes` or `ctl`.
+    JobFile(Arc<str>, JobPart),
+    /// `/job/<id>/<node>`: the job's processes there.
+    JobNode(Arc<str>, Arc<Member>),
     /// A node's file; `path` is node-relative ("/" for its root); `pin`
-    /// the process its first component named when walked.
+    /// the process its first component named when walked; `alias`: under
+    /// `/pid`; `job`: under `/job/<id>/<node>` (never at a node's root).
     Node {
         node: Arc<Member>,
         path: Arc<str>,
         alias: bool,
         pin: Option<Pin>,
+        job: Option<Arc<str>>,
     },
+}
+
+impl Loc {
+    /// Whether writes to it are commands: a process's `ctl` or a job's.
+    fn is_ctl(&self) -> bool {
+        match self {
+            Loc::JobFile(_, JobPart::Ctl) => true,
+            Loc::Node { path, .. } => is_ctl(path),
+            _ => false,
+        }
+    }
+
+    /// The job a location is in or under.
+    fn job(&self) -> Option<&Arc<str>> {
+        match self {
+            Loc::Job(j) | Loc::JobFile(j, _) | Loc::JobNode(j, _) => Some(j),
+            Loc::Node { job, .. } => job.as_ref(),
+            _ => None,
+        }
+    }
+}
+
+/// The qid namespace of a node location.
+fn node_kind(alias: bool, job: &Option<Arc<str>>) -> u64 {
+    if job.is_some() {
+        KIND_JOB
+    } else if alias {
+        KIND_ALIAS
+    } else {
+        KIND_NODE
+    }
+}
+
+/// The name of a job file.
+fn job_file_name(part: JobPart) -> &'static str {
+    match part {
+        JobPart::Ps => "ps",
+        JobPart::Nodes => "nodes",
+        JobPart::Ctl => "ctl",
+        JobPart::Dir | JobPart::Node => "",
+    }
 }
 
 /// Where a fid of the merged tree is, and the view last decided for it.
@@ -61,6 +112,16 @@ impl std::fmt::Debug for TreeNode {
             Loc::File(s) => format!("/{}", s.name()),
             Loc::PidDir => "/pid".to_string(),
             Loc::GprocDir => "/.gproc".to_string(),
+            Loc::JobDir => "/job".to_string(),
+            Loc::Job(j) => format!("/job/{j}"),
+            Loc::JobFile(j, p) => format!("/job/{j}/{}", job_file_name(*p)),
+            Loc::JobNode(j, n) => format!("/job/{j}/{}", n.name),
+            Loc::Node {
+                node,
+                path,
+                job: Some(j),
+                ..
+            } => format!("/job/{j}/{}{path}", node.name),
             Loc::Node { node, path, .. } => format!("/{}{path}", node.name),
         };
         f.debug_struct("TreeNode")
@@ -103,11 +164,23 @@ impl Tree {
         {
             return Err(FsError::NOENT);
         }
+        // A job exists while the view sees one of its processes (there
+        // when the location is a job's node directory).
+        if let Some(j) = fid.loc.job() {
+            let index = self.job_index(&view).await;
+            let job = index.get(j).ok_or(FsError::NOENT)?;
+            if let Loc::JobNode(_, n) = &fid.loc
+                && job.on(&n.name).is_none()
+            {
+                return Err(FsError::NOENT);
+            }
+        }
         if view.admin {
             return Ok((view, generation));
         }
         let visible = match &fid.loc {
-            Loc::Root | Loc::PidDir => true,
+            Loc::Root | Loc::PidDir | Loc::JobDir => true,
+            Loc::Job(_) | Loc::JobFile(..) | Loc::JobNode(..) => true,
             Loc::GprocDir => false,
             Loc::File(s) => !matches!(s, Synth::Stats | Synth::Merged),
             Loc::Node { node, path, .. } => {
@@ -245,6 +318,12 @@ impl Tree {
                     ty: dt::DIR,
                     name: "pid".into(),
                 });
+                out.push(DirEntry {
+                    qid: synth_qid(JOBDIR_QID, true),
+                    offset: 0,
+                    ty: dt::DIR,
+                    name: "job".into(),
+                });
                 // `/.gproc` (administrators) is walked to, never listed:
                 // it is for the aggregator above, not for browsing.
                 for n in self.visible_nodes(view).await {
@@ -269,13 +348,72 @@ impl Tree {
                     }
                 }
             }
+            Loc::JobDir => {
+                let index = self.job_index(view).await;
+                for id in index.ids() {
+                    out.push(DirEntry {
+                        qid: job_qid(JobPart::Dir, self.job_number(id), 0),
+                        offset: 0,
+                        ty: dt::DIR,
+                        name: id.to_string(),
+                    });
+                }
+            }
+            Loc::Job(id) => {
+                let index = self.job_index(view).await;
+                let job = index.get(id).ok_or(FsError::NOENT)?;
+                let num = self.job_number(id);
+                let mut parts = vec![JobPart::Ps, JobPart::Nodes];
+                if self.control.enabled {
+                    parts.push(JobPart::Ctl);
+                }
+                for p in parts {
+                    out.push(DirEntry {
+                        qid: job_qid(p, num, 0),
+                        offset: 0,
+                        ty: dt::REG,
+                        name: job_file_name(p).into(),
+                    });
+                }
+                for (n, _) in job.nodes() {
+                    out.push(DirEntry {
+                        qid: job_qid(JobPart::Node, num, n.index),
+                        offset: 0,
+                        ty: dt::DIR,
+                        name: n.name.clone(),
+                    });
+                }
+            }
+            Loc::JobNode(id, node) => {
+                let index = self.job_index(view).await;
+                let (_, pins) = index
+                    .get(id)
+                    .and_then(|j| j.on(&node.name))
+                    .ok_or(FsError::NOENT)?;
+                // The node's own listing gives each directory's qid, as a
+                // walk to it finds it.
+                let ents = self.node_list(node, "/", user).await?;
+                for p in pins {
+                    let name = p.pid.to_string();
+                    if let Some(e) = ents.iter().find(|e| e.name == name) {
+                        out.push(DirEntry {
+                            qid: map_qid(KIND_JOB, node.index, e.qid, node.is_below()),
+                            offset: 0,
+                            ty: dt::DIR,
+                            name,
+                        });
+                    }
+                }
+            }
+            Loc::JobFile(..) => return Err(FsError::NOTDIR),
             Loc::Node {
                 node,
                 path,
                 alias,
                 pin,
+                job,
             } => {
-                let kind = if *alias { KIND_ALIAS } else { KIND_NODE };
+                let kind = node_kind(*alias, job);
                 let ents = self.node_list(node, &wire_path(path, *pin), user).await?;
                 let visible_pids: Option<HashSet<i32>> = if !view.admin && &**path == "/" {
                     let s = self.node_summary(node).await?;
@@ -399,6 +537,7 @@ impl Filesystem for Tree {
             path: "/".into(),
             alias: false,
             pin: None,
+            job: None,
         };
         Ok((
             TreeNode {
@@ -427,6 +566,8 @@ impl Filesystem for Tree {
                     (Loc::File(s), file_qid(s))
                 } else if name == "pid" {
                     (Loc::PidDir, synth_qid(PIDDIR_QID, true))
+                } else if name == "job" {
+                    (Loc::JobDir, synth_qid(JOBDIR_QID, true))
                 } else if name == GPROC_DIR && view.admin {
                     (Loc::GprocDir, synth_qid(GPROC_DIR_QID, true))
                 } else {
@@ -438,6 +579,80 @@ impl Filesystem for Tree {
                             path: "/".into(),
                             alias: false,
                             pin: None,
+                            job: None,
+                        },
+                        q,
+                    )
+                }
+            }
+            Loc::JobDir => {
+                if name == ".." {
+                    (Loc::Root, synth_qid(ROOT_QID, true))
+                } else {
+                    let index = self.job_index(&view).await;
+                    let id = index.id(name).ok_or(FsError::NOENT)?;
+                    let q = job_qid(JobPart::Dir, self.job_number(&id), 0);
+                    (Loc::Job(id), q)
+                }
+            }
+            Loc::Job(id) => {
+                let num = self.job_number(id);
+                match name {
+                    ".." => (Loc::JobDir, synth_qid(JOBDIR_QID, true)),
+                    "ps" => (
+                        Loc::JobFile(id.clone(), JobPart::Ps),
+                        job_qid(JobPart::Ps, num, 0),
+                    ),
+                    "nodes" => (
+                        Loc::JobFile(id.clone(), JobPart::Nodes),
+                        job_qid(JobPart::Nodes, num, 0),
+                    ),
+                    "ctl" if self.control.enabled => (
+                        Loc::JobFile(id.clone(), JobPart::Ctl),
+                        job_qid(JobPart::Ctl, num, 0),
+                    ),
+                    _ => {
+                        let index = self.job_index(&view).await;
+                        let (node, _) = index
+                            .get(id)
+                            .and_then(|j| j.on(name))
+                            .ok_or(FsError::NOENT)?;
+                        let q = job_qid(JobPart::Node, num, node.index);
+                        (Loc::JobNode(id.clone(), node.clone()), q)
+                    }
+                }
+            }
+            Loc::JobFile(..) => return Err(FsError::NOTDIR),
+            Loc::JobNode(id, node) => {
+                if name == ".." {
+                    let q = job_qid(JobPart::Dir, self.job_number(id), 0);
+                    (Loc::Job(id.clone()), q)
+                } else {
+                    // Only the job's processes, each pinned to the start
+                    // it had in the summaries the job was found in.
+                    let pid: i32 = name.parse().map_err(|_| FsError::NOENT)?;
+                    let index = self.job_index(&view).await;
+                    let pin = index
+                        .get(id)
+                        .and_then(|j| j.on(&node.name))
+                        .and_then(|(_, pins)| pins.iter().find(|p| p.pid == pid).copied())
+                        .ok_or(FsError::NOENT)?;
+                    let path = format!("/{pid}");
+                    if !self.node_visible(&view, node).await
+                        || !self.path_visible(&view, node, &path).await?
+                    {
+                        return Err(FsError::NOENT);
+                    }
+                    let q = self
+                        .lookup_qid(node, &path, KIND_JOB, user, Some(pin))
+                        .await?;
+                    (
+                        Loc::Node {
+                            node: node.clone(),
+                            path: path.into(),
+                            alias: false,
+                            pin: Some(pin),
+                            job: Some(id.clone()),
                         },
                         q,
                     )
@@ -470,6 +685,7 @@ impl Filesystem for Tree {
                             path: path.into(),
                             alias: true,
                             pin,
+                            job: None,
                         },
                         q,
                     )
@@ -488,14 +704,20 @@ impl Filesystem for Tree {
                 path,
                 alias,
                 pin,
+                job,
             } => {
-                let kind = if *alias { KIND_ALIAS } else { KIND_NODE };
+                let kind = node_kind(*alias, job);
                 if name == ".." {
                     match Self::parent_path(path) {
                         None if dir.rooted => (dir.loc.clone(), dir.qid),
                         None => (Loc::Root, synth_qid(ROOT_QID, true)),
                         Some(_) if *alias && path.matches('/').count() == 1 => {
                             (Loc::PidDir, synth_qid(PIDDIR_QID, true))
+                        }
+                        Some(_) if job.is_some() && path.matches('/').count() == 1 => {
+                            let id = job.clone().ok_or(FsError::NOENT)?;
+                            let q = job_qid(JobPart::Node, self.job_number(&id), node.index);
+                            (Loc::JobNode(id, node.clone()), q)
                         }
                         Some(p) => {
                             let (q, pin) = if p == "/" {
@@ -508,6 +730,7 @@ impl Filesystem for Tree {
                                     node: node.clone(),
                                     path: p.into(),
                                     alias: *alias,
+                                    job: job.clone(),
                                     pin,
                                 },
                                 q,
@@ -536,6 +759,7 @@ impl Filesystem for Tree {
                             node: node.clone(),
                             path: child.into(),
                             alias: *alias,
+                            job: job.clone(),
                             pin: Some(p.pin),
                         },
                         q,
@@ -559,6 +783,7 @@ impl Filesystem for Tree {
                             node: node.clone(),
                             path: child.into(),
                             alias: *alias,
+                            job: job.clone(),
                             pin,
                         },
                         q,
@@ -585,11 +810,22 @@ impl Filesystem for Tree {
             Loc::PidDir => Ok(synth_meta(fid.qid, "pid")),
             Loc::GprocDir => Ok(synth_meta(fid.qid, GPROC_DIR)),
             Loc::File(s) => Ok(synth_meta(fid.qid, s.name())),
+            Loc::JobDir => Ok(synth_meta(fid.qid, "job")),
+            Loc::Job(id) => Ok(synth_meta(fid.qid, id)),
+            Loc::JobNode(_, n) => Ok(synth_meta(fid.qid, &n.name)),
+            Loc::JobFile(_, JobPart::Ctl) => {
+                // Anyone may write a command; each process's node decides.
+                let mut m = synth_meta(fid.qid, "ctl");
+                m.mode = s_if::REG | 0o222;
+                Ok(m)
+            }
+            Loc::JobFile(_, p) => Ok(synth_meta(fid.qid, job_file_name(*p))),
             Loc::Node {
                 node,
                 path,
                 alias,
                 pin,
+                ..
             } => {
                 let name = if &**path == "/" {
                     node.name.clone()
@@ -629,7 +865,7 @@ impl Filesystem for Tree {
     }
 
     async fn open(&self, who: &Identity, fid: &TreeNode, flags: OpenFlags) -> FsResult<Contents> {
-        let ctl = matches!(&fid.loc, Loc::Node { path, .. } if is_ctl(path));
+        let ctl = fid.loc.is_ctl();
         if (flags.write || flags.truncate) && !(ctl && self.control.enabled) {
             return Err(FsError::ROFS);
         }
@@ -650,6 +886,14 @@ impl Filesystem for Tree {
             )),
             // Rendered tables are cached per view; the session shares them.
             Loc::File(s) => Ok(Contents::Shared(Box::pin(self.render(&view, *s)).await)),
+            Loc::JobFile(id, part) => {
+                let index = self.job_index(&view).await;
+                let job = index.get(id).ok_or(FsError::NOENT)?;
+                Ok(Contents::Shared(match part {
+                    JobPart::Nodes => job.nodes.clone(),
+                    _ => job.ps.clone(),
+                }))
+            }
             Loc::Node {
                 node, path, pin, ..
             } if !fid.qid.is_dir() => {
@@ -693,12 +937,10 @@ impl Filesystem for Tree {
     }
 
     async fn truncate(&self, who: &Identity, fid: &TreeNode) -> FsResult<()> {
-        match &fid.loc {
-            Loc::Node { path, .. } if is_ctl(path) && self.control.enabled => {
-                self.current_view(who, fid).await.map(|_| ())
-            }
-            _ => Err(FsError::ROFS),
+        if fid.loc.is_ctl() && self.control.enabled {
+            return self.current_view(who, fid).await.map(|_| ());
         }
+        Err(FsError::ROFS)
     }
 
     async fn write(
@@ -708,17 +950,17 @@ impl Filesystem for Tree {
         _offset: u64,
         data: bytes::Bytes,
     ) -> FsResult<u32> {
-        let Loc::Node {
-            node, path, pin, ..
-        } = &fid.loc
-        else {
-            return Err(FsError::ROFS);
-        };
-        if !is_ctl(path) || !self.control.enabled {
+        if !fid.loc.is_ctl() || !self.control.enabled {
             return Err(FsError::ROFS);
         }
         let (view, _) = self.current_view(who, fid).await?;
-        self.signal(&view, who, node, path, *pin, data).await
+        match &fid.loc {
+            Loc::JobFile(id, _) => self.signal_job(&view, who, id, data).await,
+            Loc::Node {
+                node, path, pin, ..
+            } => self.signal(&view, who, node, path, *pin, data).await,
+            _ => Err(FsError::ROFS),
+        }
     }
 }
 

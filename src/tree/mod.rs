@@ -8,6 +8,11 @@
 //! /stats              cache and pool counters (administrators)
 //! /metrics            the same and per-node state, load and memory, in the
 //!                     Prometheus/OpenMetrics text format, per view
+//! /jobs               one line per visible batch job: user, nodes, sums
+//! /job/<id>/ps        that job's rows of /ps
+//! /job/<id>/nodes     the nodes it runs on, with its sums on each
+//! /job/<id>/<node>/<pid>/...  its processes, as /<node>/<pid>/...
+//! /job/<id>/ctl       with [control] on: a command for each of its processes
 //! /pid/<pid>@<node>   the global process space: that process's directory
 //! /<node>/...         everything that node's /proc export has, for the
 //!                     pool's nodes and the nodes below lower aggregators
@@ -27,13 +32,15 @@
 //! the cache, one typed kind per sort of read (`reads`), per-node process
 //! tables from the summary or per-process files (`procs`), table rows
 //! (`tables`), each node's `/ps` lines written once per summary for every
-//! view (`rows`), the synthesized files rendered through the cache (`render`),
+//! view (`rows`), the job tree (`jobs`), the synthesized files rendered
+//! through the cache (`render`),
 //! the Prometheus exposition (`metrics`) and the [`Filesystem`] impl (`fs`).
 //!
 //! [`Filesystem`]: crate::server::Filesystem
 
 mod control;
 mod fs;
+mod jobs;
 mod members;
 mod metrics;
 mod pin;
@@ -90,6 +97,8 @@ pub struct Tree {
     signal_times: Mutex<HashMap<u32, std::collections::VecDeque<Instant>>>,
     /// Each node's `/ps` lines, written once per summary for every view.
     rows: rows::RowsCache,
+    /// Job ids' numbers in the job tree's qids.
+    job_numbers: Mutex<qid::JobNumbers>,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -113,6 +122,7 @@ impl Tree {
             name: sys::host_name(),
             signal_times: Mutex::new(HashMap::new()),
             rows: rows::RowsCache::default(),
+            job_numbers: Mutex::new(qid::JobNumbers::default()),
         }
     }
 

@@ -12,6 +12,18 @@
 //! once at the bottom, so at every level of a hierarchy a file's qid is
 //! its node's index at that level beside its own 40 bits, never a hash of
 //! a hash. Synthesized files have small constants.
+//!
+//! The job tree (`/job/<id>/...`) has two parts. Its own directories and
+//! files (`/job/<id>`, its `ps`, `nodes` and `ctl`, and `/job/<id>/<node>`)
+//! are synthesized: bit 61 set, a 3-bit part, the job's number (32 bits,
+//! [`JobNumbers`]) and the node's index (22 bits). The node files under
+//! `/job/<id>/<node>/<pid>/` have the node tree's layout under namespace
+//! bits of their own ([`KIND_JOB`]): like the `/pid` aliases they must not
+//! be the directories of `/<node>/<pid>` to Linux, and a process is in one
+//! job at a time, so its node and own qid make them unique.
+
+use std::collections::HashMap;
+use std::sync::Arc;
 
 use crate::proto::{Qid, qt};
 
@@ -19,6 +31,10 @@ use crate::proto::{Qid, qt};
 pub(super) const KIND_NODE: u64 = 1;
 /// The namespace bits of the `/pid/PID@NODE` aliases.
 pub(super) const KIND_ALIAS: u64 = 2;
+/// The namespace bits of node files reached through `/job/<id>/<node>/`.
+pub(super) const KIND_JOB: u64 = 3;
+/// The job tree's synthesized qids: bit 61 of the synthesized namespace.
+const JOB_AREA: u64 = 1 << 61;
 const LOW40: u64 = (1 << 40) - 1;
 
 /// The root directory's qid.path.
@@ -27,8 +43,83 @@ pub(super) const ROOT_QID: u64 = 1;
 pub(super) const PIDDIR_QID: u64 = 2;
 /// `/.gproc`'s qid.path.
 pub(super) const GPROC_DIR_QID: u64 = 100;
+/// `/job`'s qid.path.
+pub(super) const JOBDIR_QID: u64 = 101;
 /// The first synthesized file's qid.path; the others follow.
 pub(super) const FIRST_FILE_QID: u64 = 3;
+
+/// Which of a job's synthesized files or directories.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum JobPart {
+    /// `/job/<id>`.
+    Dir = 1,
+    /// `/job/<id>/ps`.
+    Ps = 2,
+    /// `/job/<id>/nodes`.
+    Nodes = 3,
+    /// `/job/<id>/ctl`.
+    Ctl = 4,
+    /// `/job/<id>/<node>`.
+    Node = 5,
+}
+
+/// The qid of a job's `part` (of node `node` for [`JobPart::Node`], else
+/// 0), the job numbered `job` by [`JobNumbers`].
+pub(super) fn job_qid(part: JobPart, job: u32, node: u32) -> Qid {
+    Qid {
+        ty: if matches!(part, JobPart::Dir | JobPart::Node) {
+            qt::DIR
+        } else {
+            qt::FILE
+        },
+        version: 0,
+        path: JOB_AREA | (part as u64) << 56 | u64::from(job) << 22 | (u64::from(node) & 0x3F_FFFF),
+    }
+}
+
+/// Most job ids that are not plain numbers remembered at once; past it the
+/// memory is cleared (the serials go on, so no two ids ever share one).
+const MAX_NAMED_JOBS: usize = 1 << 16;
+
+/// Numbers for job ids, for their qids: a Slurm id (a decimal number below
+/// 2^31, written without leading zeros) is its own number; any other id
+/// (`12345.pbs01`, `007`) gets a serial with the top bit set, the same one
+/// for as long as it is remembered.
+#[derive(Debug, Default)]
+pub(super) struct JobNumbers {
+    named: HashMap<Arc<str>, u32>,
+    next: u32,
+}
+
+impl JobNumbers {
+    /// The number of job `id`.
+    pub(super) fn number(&mut self, id: &str) -> u32 {
+        if let Some(n) = plain_number(id) {
+            return n;
+        }
+        if let Some(n) = self.named.get(id) {
+            return *n;
+        }
+        if self.named.len() >= MAX_NAMED_JOBS {
+            self.named.clear();
+        }
+        let n = 1 << 31 | (self.next & 0x7FFF_FFFF);
+        self.next = self.next.wrapping_add(1);
+        self.named.insert(Arc::from(id), n);
+        n
+    }
+}
+
+/// `id` as a number below 2^31 when it is one written plainly.
+fn plain_number(id: &str) -> Option<u32> {
+    if id.is_empty() || (id.len() > 1 && id.starts_with('0')) {
+        return None;
+    }
+    if !id.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    id.parse::<u32>().ok().filter(|n| *n < 1 << 31)
+}
 
 /// The qid of a synthesized file or directory.
 pub(super) fn synth_qid(n: u64, dir: bool) -> Qid {
@@ -150,5 +241,64 @@ mod tests {
             let files: BTreeSet<u64> = seen.keys().copied().collect();
             prop_assert!(aliases.iter().all(|a| !files.contains(a)));
         }
+
+        /// Every job's synthesized qids are unique (per job, part and
+        /// node), none is another namespace's, and a process's files under
+        /// its job are not its files under its node nor its alias.
+        #[test]
+        fn job_qids_are_unique_and_apart(
+            ids in proptest::collection::btree_set(
+                prop_oneof![
+                    (0u64..(1 << 33)).prop_map(|n| n.to_string()),
+                    "[0-9]{1,4}\\.pbs[0-9]",
+                    "0[0-9]{1,3}",
+                ],
+                1..30,
+            ),
+            nodes in proptest::collection::btree_set(0u32..(1 << 22), 1..6),
+            own in 0u64..(1 << 40),
+        ) {
+            let mut numbers = JobNumbers::default();
+            let nums: Vec<u32> = ids.iter().map(|i| numbers.number(i)).collect();
+            let distinct: BTreeSet<u32> = nums.iter().copied().collect();
+            prop_assert_eq!(distinct.len(), ids.len(), "two ids share a number");
+            let again: Vec<u32> = ids.iter().map(|i| numbers.number(i)).collect();
+            prop_assert_eq!(&again, &nums, "numbers are stable");
+            let mut seen = HashSet::new();
+            for &j in &nums {
+                for part in [JobPart::Dir, JobPart::Ps, JobPart::Nodes, JobPart::Ctl] {
+                    prop_assert!(seen.insert(job_qid(part, j, 0).path));
+                }
+                for &n in &nodes {
+                    prop_assert!(seen.insert(job_qid(JobPart::Node, j, n).path));
+                }
+            }
+            let fixed = [ROOT_QID, PIDDIR_QID, GPROC_DIR_QID, JOBDIR_QID];
+            for &n in &nodes {
+                let q = Qid { ty: qt::DIR, version: 0, path: own };
+                let under_job = map_qid(KIND_JOB, n, q, false).path;
+                prop_assert!(seen.insert(under_job));
+                prop_assert!(seen.insert(map_qid(KIND_NODE, n, q, false).path));
+                prop_assert!(seen.insert(map_qid(KIND_ALIAS, n, q, false).path));
+                prop_assert!(seen.insert(node_root_qid(KIND_NODE, n).path));
+            }
+            for f in fixed.into_iter().chain(FIRST_FILE_QID..FIRST_FILE_QID + 16) {
+                prop_assert!(!seen.contains(&f));
+            }
+        }
+    }
+
+    #[test]
+    fn job_numbers() {
+        let mut n = JobNumbers::default();
+        assert_eq!(n.number("42"), 42);
+        assert_eq!(n.number("0"), 0);
+        let pbs = n.number("12345.pbs01");
+        assert!(pbs >= 1 << 31);
+        assert_eq!(n.number("12345.pbs01"), pbs);
+        assert_ne!(n.number("042"), 42, "not the number 42's");
+        assert!(n.number("4294967296") >= 1 << 31, "too large: a serial");
+        assert!(n.number("2147483648") >= 1 << 31);
+        assert_eq!(n.number("2147483647"), 2_147_483_647);
     }
 }

@@ -1,10 +1,11 @@
 //! The synthesized files at the top of the tree, `/nodes`, `/ps`, `/load`,
-//! `/stats` and `/metrics` (written by `metrics`), rendered per view. The cluster-wide tables (`/ps`,
-//! `/load`) are cached like node data, as a [`Table`] kind: a table of
-//! 200,000 processes costs CPU to format and is no fresher than the
-//! summaries it is built from, and readers that find it expired while
-//! another builds it wait for that build instead of each gathering every
-//! node again.
+//! `/jobs`, `/stats` and `/metrics` (written by `metrics`), rendered per
+//! view. The cluster-wide tables are cached like node data: `/load` (and
+//! the merged summary) as a [`Table`] kind, `/ps` and `/jobs` in the job
+//! index (`jobs`), built together. A table of 200,000 processes costs CPU
+//! to format and is no fresher than the summaries it is built from, and
+//! readers that find it expired while another builds it wait for that
+//! build instead of each gathering every node again.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,7 +20,7 @@ use crate::client::pool::{Node, NodeState};
 use crate::config::{CachePolicy, Ttl};
 use crate::format::merged::{self, NodeData};
 use crate::format::summary::{self, NodeSummary};
-use crate::format::table::{LOAD_HEADER, NODES_HEADER, PS_HEADER, Row};
+use crate::format::table::{LOAD_HEADER, NODES_HEADER, Row};
 use crate::proto::errno;
 use crate::server::FsError;
 use crate::sys;
@@ -40,6 +41,9 @@ pub(super) enum Synth {
     /// `/.gproc/ps`, for administrators: every node's summary in one file
     /// (the merged summary), what an aggregator above this one reads.
     Merged,
+    /// `/jobs`: one line per job (after `Merged`, so older files keep
+    /// their qids).
+    Jobs,
 }
 
 impl Synth {
@@ -52,14 +56,16 @@ impl Synth {
             Synth::Stats => "stats",
             Synth::Metrics => "metrics",
             Synth::Merged => summary::SUMMARY_FILE,
+            Synth::Jobs => "jobs",
         }
     }
 
     /// The synthesized files at the root, in listing order.
-    pub(super) const ALL: [Synth; 5] = [
+    pub(super) const ALL: [Synth; 6] = [
         Synth::Nodes,
         Synth::Ps,
         Synth::Load,
+        Synth::Jobs,
         Synth::Stats,
         Synth::Metrics,
     ];
@@ -122,7 +128,37 @@ pub(super) struct Gathered {
     pub(super) stale: Vec<StaleNode>,
     /// Nodes that did not answer and that this view cannot name, since
     /// only their summary would say whether the user runs there.
-    unsure: usize,
+    pub(super) unsure: usize,
+}
+
+impl Gathered {
+    /// The nodes that answered without Linux `/proc` facts (no rows).
+    pub(super) fn foreign(&self) -> Vec<&str> {
+        self.ok
+            .iter()
+            .filter(|(_, s)| !s.has_linux_facts())
+            .map(|(n, _)| n.name.as_str())
+            .collect()
+    }
+
+    /// The notes that follow a table's rows: nodes missing, foreign, not
+    /// told of, and stale.
+    pub(super) fn notes(&self, out: &mut String) {
+        tables::missing_notes(
+            out,
+            self.missing
+                .iter()
+                .map(|m| (m.node.as_str(), m.reason.as_str(), m.via.as_slice())),
+        );
+        tables::foreign_notes(out, &self.foreign());
+        tables::unsure_note(out, self.unsure);
+        tables::stale_notes(
+            out,
+            self.stale
+                .iter()
+                .map(|s| (s.node.as_str(), s.age, s.reason.as_str(), s.via.as_slice())),
+        );
+    }
 }
 
 impl Tree {
@@ -359,10 +395,10 @@ impl Tree {
         }
     }
 
-    /// The synthesized file `s` as `view` sees it; `/ps` and `/load`
-    /// through the cache.
+    /// The synthesized file `s` as `view` sees it; `/ps`, `/jobs` and
+    /// `/load` through the cache.
     pub(super) async fn render(&self, view: &View, s: Synth) -> Bytes {
-        if !matches!(s, Synth::Ps | Synth::Load | Synth::Merged) {
+        if !matches!(s, Synth::Load | Synth::Merged) {
             return self.render_now(view, s).await;
         }
         let key = Key {
@@ -406,29 +442,17 @@ impl Tree {
         view: &View,
         header: &str,
         out: &mut String,
-        rows: impl FnMut(&mut String, &str, &NodeSummary),
+        mut rows: impl FnMut(&mut String, &str, &NodeSummary),
     ) {
-        let g = self.gather(view).await;
-        write_table(g, header, out, rows);
-    }
-
-    /// `/ps`: each node's lines written once per summary and shared by
-    /// every view (`rows::RowsCache`), copied in the order of the nodes.
-    async fn ps_table(&self, view: &View, out: &mut String) {
-        let g = self.gather(view).await;
-        let linux: Vec<(String, Arc<NodeSummary>)> =
-            g.ok.iter()
-                .filter(|(_, s)| s.has_linux_facts())
-                .map(|(n, s)| (n.name.clone(), s.clone()))
-                .collect();
-        let rows = self.rows.rows_for(&linux).await;
-        out.reserve(PS_HEADER.len() + 1 + rows.iter().map(|r| r.len_for(view)).sum::<usize>());
-        let mut next = rows.iter();
-        write_table(g, PS_HEADER, out, |out, _, _| {
-            if let Some(r) = next.next() {
-                r.append(out, view);
+        let gathered = self.gather(view).await;
+        out.push_str(header);
+        out.push('\n');
+        for (n, s) in &gathered.ok {
+            if s.has_linux_facts() {
+                rows(out, &n.name, s);
             }
-        });
+        }
+        gathered.notes(out);
     }
 
     /// The merged summary: every node this aggregator serves, with its
@@ -488,6 +512,7 @@ impl Tree {
         let mut out = String::new();
         match s {
             Synth::Metrics => return self.render_metrics(view).await,
+            Synth::Jobs => return self.job_index(view).await.table.clone(),
             Synth::Merged => return self.render_merged(view).await,
             Synth::Nodes => {
                 out.push_str(NODES_HEADER);
@@ -505,7 +530,8 @@ impl Tree {
                     out.push('\n');
                 }
             }
-            Synth::Ps => self.ps_table(view, &mut out).await,
+            // With the jobs: they agree to the byte.
+            Synth::Ps => return self.job_index(view).await.ps.clone(),
             Synth::Load => {
                 self.cluster_table(view, LOAD_HEADER, &mut out, |out, name, s| {
                     out.push_str(&tables::load_row(name, s).line());
@@ -531,45 +557,4 @@ impl Tree {
         }
         Bytes::from(out)
     }
-}
-
-/// Writes a table from what was gathered: `header`, the rows `rows`
-/// writes for each node that answered with Linux facts (in the order
-/// gathered), then the notes for the others and for stale copies.
-fn write_table(
-    g: Gathered,
-    header: &str,
-    out: &mut String,
-    mut rows: impl FnMut(&mut String, &str, &NodeSummary),
-) {
-    let Gathered {
-        ok,
-        missing,
-        stale,
-        unsure,
-    } = g;
-    out.push_str(header);
-    out.push('\n');
-    let mut foreign = Vec::new();
-    for (n, s) in &ok {
-        if s.has_linux_facts() {
-            rows(out, &n.name, s);
-        } else {
-            foreign.push(n.name.as_str());
-        }
-    }
-    tables::missing_notes(
-        out,
-        missing
-            .iter()
-            .map(|m| (m.node.as_str(), m.reason.as_str(), m.via.as_slice())),
-    );
-    tables::foreign_notes(out, &foreign);
-    tables::unsure_note(out, unsure);
-    tables::stale_notes(
-        out,
-        stale
-            .iter()
-            .map(|s| (s.node.as_str(), s.age, s.reason.as_str(), s.via.as_slice())),
-    );
 }

@@ -1,6 +1,6 @@
 //! Each node's `/ps` lines, written once per summary and shared by every
-//! view and every table built from that summary: an administrator's `/ps`
-//! copies them whole, a user's copies the lines of their processes. A
+//! view and every table built from that summary: a view's `/ps` (and its
+//! jobs' `ps`) copies the lines of the processes it sees. A
 //! cold `/ps` then costs one write of each process's line, spread over the
 //! cores; a hundred users reading `/ps` cost a hundred copies, not a
 //! hundred renderings.
@@ -28,7 +28,7 @@ pub(super) struct NodeRows {
 
 impl NodeRows {
     /// The lines of `s`'s processes on node `name`.
-    fn render(name: &str, s: &NodeSummary) -> Self {
+    pub(super) fn render(name: &str, s: &NodeSummary) -> Self {
         let mut text = String::with_capacity(s.procs.len() * 112);
         let mut lines = Vec::with_capacity(s.procs.len());
         for p in &s.procs {
@@ -39,19 +39,12 @@ impl NodeRows {
         Self { text, lines }
     }
 
-    /// Appends the lines `view` may see.
-    pub(super) fn append(&self, out: &mut String, view: &View) {
-        if view.admin {
-            out.push_str(&self.text);
-            return;
-        }
-        let mut start = 0;
-        for &(end, ruid, euid) in &self.lines {
-            if view.sees_process(ruid, euid) {
-                out.push_str(&self.text[start..end]);
-            }
-            start = end;
-        }
+    /// The line of the summary's `i`th process (with its `\n`), if it
+    /// has one.
+    pub(super) fn line(&self, i: usize) -> Option<&str> {
+        let end = self.lines.get(i)?.0;
+        let start = i.checked_sub(1).map_or(0, |j| self.lines[j].0);
+        self.text.get(start..end)
     }
 
     /// Bytes of the lines `view` may see (to size the table once).

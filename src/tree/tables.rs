@@ -1,12 +1,18 @@
-//! The rows of the aggregator's tables, `/ps`, `/load` and `/nodes`, from
-//! node summaries and the pool's node status. The format (row types,
-//! headers, writers, the parser readers use) is [`crate::format::table`].
+//! The rows of the aggregator's tables, `/ps`, `/load`, `/nodes`, `/jobs`
+//! and `/job/<id>/nodes`, from node summaries and the pool's node status.
+//! The format (row types, headers, writers, the parser readers use) is
+//! [`crate::format::table`].
 
+use std::cmp::Ordering;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::UNIX_EPOCH;
 
 use crate::client::pool::{NodeState, NodeStatus};
+use crate::config::hostlist;
 use crate::format::summary::{NodeSummary, ProcEntry};
-use crate::format::table::{LoadRow, NodeRow, Note, PsFields, PsRow, Uptime};
+use crate::format::table::{
+    JobNodeRow, JobRow, LoadRow, NodeRow, Note, PsFields, PsRow, Uptime, cpu_tenths,
+};
 
 /// The numbers of a process's `/ps` row, from its node's summary.
 struct PsNumbers {
@@ -223,9 +229,173 @@ pub fn stale_notes<'a>(
     }
 }
 
+/// One job's sums, as its `/ps` rows are added: its `/jobs` row and its
+/// `/job/<id>/nodes` rows. Only rows the reader sees are ever added, so
+/// no sum tells anything of a process hidden from them.
+#[derive(Debug, Default, Clone)]
+pub struct JobSums {
+    procs: u64,
+    cpu_tenths: u64,
+    rss_kb: u64,
+    states: BTreeMap<char, u64>,
+    start: Option<u64>,
+    users: BTreeSet<String>,
+    /// Per node, in the order rows came.
+    nodes: Vec<JobNodeRow>,
+    node_at: HashMap<String, usize>,
+}
+
+impl JobSums {
+    /// Adds one `/ps` row of the job.
+    pub fn add(&mut self, r: &PsRow) {
+        let cpu = cpu_tenths(r.cpu);
+        self.procs += 1;
+        self.cpu_tenths += cpu;
+        self.rss_kb += r.rss_kb;
+        *self.states.entry(r.state).or_default() += 1;
+        self.start = Some(self.start.map_or(r.start, |s| s.min(r.start)));
+        if !self.users.contains(&r.user) {
+            self.users.insert(r.user.clone());
+        }
+        let i = match self.node_at.get(&r.node) {
+            Some(i) => *i,
+            None => {
+                self.nodes.push(JobNodeRow {
+                    node: r.node.clone(),
+                    ..JobNodeRow::default()
+                });
+                self.node_at.insert(r.node.clone(), self.nodes.len() - 1);
+                self.nodes.len() - 1
+            }
+        };
+        let n = &mut self.nodes[i];
+        n.procs += 1;
+        n.cpu_tenths += cpu;
+        n.mem_tenths += cpu_tenths(r.mem);
+        n.rss_kb += r.rss_kb;
+    }
+
+    /// Processes added.
+    pub fn procs(&self) -> u64 {
+        self.procs
+    }
+
+    /// The job's `/jobs` row.
+    pub fn row(&self, job: &str) -> JobRow {
+        // The workload manager's own processes in a job's cgroup are
+        // root's: the job is its other users'.
+        let others: Vec<&str> = self
+            .users
+            .iter()
+            .map(String::as_str)
+            .filter(|u| *u != "root" && *u != "0")
+            .collect();
+        let user = if others.is_empty() {
+            self.users.iter().cloned().collect::<Vec<_>>().join(",")
+        } else {
+            others.join(",")
+        };
+        JobRow {
+            job: job.to_string(),
+            user,
+            procs: self.procs,
+            nnodes: self.nodes.len() as u64,
+            cpu_tenths: self.cpu_tenths,
+            rss_kb: self.rss_kb,
+            states: self.states.iter().map(|(c, n)| (*c, *n)).collect(),
+            start: self.start.unwrap_or(0),
+            nodes: hostlist::compress(self.nodes.iter().map(|n| n.node.as_str())),
+        }
+    }
+
+    /// Its `/job/<id>/nodes` rows, in the order their rows came (`/ps`'s).
+    pub fn node_rows(&self) -> &[JobNodeRow] {
+        &self.nodes
+    }
+}
+
+/// Job ids in order: numbers by value, before other text (which sorts as
+/// text).
+pub fn job_order(a: &str, b: &str) -> Ordering {
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y).then_with(|| a.cmp(b)),
+        (Ok(_), Err(_)) => Ordering::Less,
+        (Err(_), Ok(_)) => Ordering::Greater,
+        (Err(_), Err(_)) => a.cmp(b),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(node: &str, pid: i32, user: &str, state: char, cpu: f64, rss: u64) -> PsRow {
+        PsRow {
+            node: node.into(),
+            pid,
+            user: user.into(),
+            state,
+            cpu,
+            mem: cpu / 10.0,
+            rss_kb: rss,
+            start: 1_000 + pid as u64,
+            job: Some("42".into()),
+            ..PsRow::default()
+        }
+    }
+
+    #[test]
+    fn job_sums_are_the_sums_of_the_rows_as_printed() {
+        let rows = [
+            row("n10", 7, "alice", 'R', 99.96, 100),
+            row("n2", 3, "root", 'S', 0.04, 10),
+            row("n2", 5, "alice", 'R', 50.05, 200),
+            row("n3", 9, "alice", 'D', 0.0, 0),
+        ];
+        let mut j = JobSums::default();
+        for r in &rows {
+            j.add(r);
+        }
+        let r = j.row("42");
+        // 100.0 + 0.0 + 50.1 (printed 50.0 or 50.1: the row's own rounding)
+        let printed: u64 = rows
+            .iter()
+            .map(|r| {
+                let s = format!("{:.1}", r.cpu);
+                (s.parse::<f64>().unwrap() * 10.0).round() as u64
+            })
+            .sum();
+        assert_eq!(r.cpu_tenths, printed);
+        assert_eq!((r.procs, r.nnodes, r.rss_kb), (4, 3, 310));
+        assert_eq!(r.states, vec![('D', 1), ('R', 2), ('S', 1)]);
+        assert_eq!(r.start, 1_003);
+        assert_eq!(
+            r.user, "alice",
+            "root's processes in the job are not its user"
+        );
+        assert_eq!(r.nodes, "n[2-3,10]");
+        let nodes: Vec<(&str, u64, u64)> = j
+            .node_rows()
+            .iter()
+            .map(|n| (n.node.as_str(), n.procs, n.rss_kb))
+            .collect();
+        assert_eq!(nodes, vec![("n10", 1, 100), ("n2", 2, 210), ("n3", 1, 0)]);
+        let mut only_root = JobSums::default();
+        only_root.add(&row("n1", 1, "root", 'S', 0.0, 1));
+        assert_eq!(only_root.row("7").user, "root");
+        let mut two = JobSums::default();
+        two.add(&row("n1", 1, "bob", 'S', 0.0, 1));
+        two.add(&row("n1", 2, "alice", 'S', 0.0, 1));
+        assert_eq!(two.row("7").user, "alice,bob");
+    }
+
+    #[test]
+    fn job_ids_sort_numerically_then_as_text() {
+        let mut ids = vec!["10", "9", "b.pbs", "a.pbs", "010"];
+        ids.sort_by(|a, b| job_order(a, b));
+        assert_eq!(ids, vec!["9", "010", "10", "a.pbs", "b.pbs"]);
+    }
+
     use crate::format::summary::tests::{arb_proc, sample};
     use crate::format::table::Row;
     use proptest::prelude::*;

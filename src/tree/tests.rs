@@ -150,7 +150,7 @@ async fn merged_tree_over_two_nodes_and_a_dead_one() {
     assert_eq!(
         top,
         [
-            "nodes", "ps", "load", "stats", "metrics", "pid", "n1", "n2", "down1"
+            "nodes", "ps", "load", "jobs", "stats", "metrics", "pid", "job", "n1", "n2", "down1"
         ]
     );
 
@@ -467,7 +467,7 @@ async fn users_see_only_their_processes_on_their_nodes() {
     assert!(!u.view.admin);
     assert_eq!(
         names(&list(&t, &u, "/").await.unwrap()),
-        ["nodes", "ps", "load", "metrics", "pid", "n1"]
+        ["nodes", "ps", "load", "jobs", "metrics", "pid", "job", "n1"]
     );
     // .gproc/ps is every user's command lines (issue 12 finding 1).
     for hidden in [
@@ -692,7 +692,7 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
     // Nothing of theirs runs anywhere: no node exists for them, and the
     // dead node (which might be theirs) is not named.
     eventually("no node without a process", || async {
-        tops().await == ["nodes", "ps", "load", "metrics", "pid"]
+        tops().await == ["nodes", "ps", "load", "jobs", "metrics", "pid", "job"]
     })
     .await;
     for n in ["n1", "n2", "down1", "n1/loadavg"] {
@@ -715,7 +715,7 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
     let mut child = spawn_as(64000).unwrap();
     let pid = child.id() as i32;
     eventually("n1 appears with their process", || async {
-        tops().await == ["nodes", "ps", "load", "metrics", "pid", "n1"]
+        tops().await == ["nodes", "ps", "load", "jobs", "metrics", "pid", "job", "n1"]
     })
     .await;
     let held = walk(&t, &u, "n1/loadavg").await.unwrap();
@@ -768,7 +768,10 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
     // The setting to see nothing instead, reloaded under open fids.
     t.views().set_config(cfg("unallotted = \"nothing\"\n"));
     assert_eq!(open(&t, &held).await.unwrap_err().errno, errno::ENOENT);
-    assert_eq!(tops().await, ["nodes", "ps", "load", "metrics", "pid"]);
+    assert_eq!(
+        tops().await,
+        ["nodes", "ps", "load", "jobs", "metrics", "pid", "job"]
+    );
     t.views().set_config(cfg(""));
     assert!(open(&t, &held).await.is_ok());
 
@@ -780,7 +783,10 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
             .is_err_and(|e| e.errno == errno::ENOENT)
     })
     .await;
-    assert_eq!(tops().await, ["nodes", "ps", "load", "metrics", "pid"]);
+    assert_eq!(
+        tops().await,
+        ["nodes", "ps", "load", "jobs", "metrics", "pid", "job"]
+    );
 
     // An allotment replaces the nodes where they run: 64001 sees n2 and
     // down1 only; the dead node's note carries the errno's text, not the
@@ -788,7 +794,9 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
     let (v, _) = t.attach(&req(Some(64001), 0, "")).await.unwrap();
     assert_eq!(
         names(&list(&t, &v, "/").await.unwrap()),
-        ["nodes", "ps", "load", "metrics", "pid", "n2", "down1"]
+        [
+            "nodes", "ps", "load", "jobs", "metrics", "pid", "job", "n2", "down1"
+        ]
     );
     let ps = read(&t, &v, "ps").await.unwrap();
     let missing: Vec<_> = notes(ps.clone())

@@ -12,7 +12,7 @@ use std::time::Duration;
 use gproc::aggregator::Aggregator;
 use gproc::client::{Client, ClientOptions, FidHandle};
 use gproc::config::Config;
-use gproc::format::table::{NodeRow, Note, PsRow, Table};
+use gproc::format::table::{JobRow, NodeRow, Note, PsRow, Table};
 use gproc::net::Address;
 use gproc::sim::{SimCluster, SimOptions};
 
@@ -196,6 +196,54 @@ async fn two_levels_serve_the_union_of_the_racks() {
                 continue;
             }
             assert!(seen.insert(e.qid.path), "pid/{} repeats a qid", e.name);
+        }
+
+        // Jobs at the top span racks: each /jobs row counts the top's /ps
+        // rows of its job, and a job's processes are reached through the
+        // racks, byte for byte, under qids of their own.
+        let all = Table::<PsRow>::parse(&text(&t, "ps").await).unwrap().rows;
+        let jobs = Table::<JobRow>::parse(&text(&t, "jobs").await).unwrap();
+        assert!(!jobs.rows.is_empty());
+        for j in &jobs.rows {
+            let rows: Vec<&PsRow> = all
+                .iter()
+                .filter(|r| r.job.as_deref() == Some(j.job.as_str()))
+                .collect();
+            assert_eq!(j.procs, rows.len() as u64, "{j:?}");
+            let nodes: BTreeSet<&str> = rows.iter().map(|r| r.node.as_str()).collect();
+            assert_eq!(j.nodes, gproc::config::hostlist::compress(nodes), "{j:?}");
+        }
+        let wide = jobs.rows.iter().max_by_key(|j| j.nnodes).unwrap();
+        let job_dir = format!("job/{}", wide.job);
+        assert!(seen.insert(t.metadata(&job_dir).await.unwrap().qid.path));
+        for e in t.read_dir(&job_dir).await.unwrap() {
+            if e.name == "." || e.name == ".." || !e.name.starts_with("sim") {
+                continue;
+            }
+            assert!(
+                seen.insert(e.qid.path),
+                "{job_dir}/{} repeats a qid",
+                e.name
+            );
+            let rack = racks[c.nodes().iter().position(|n| n.name == e.name).unwrap() / 10].addr();
+            let rack = root_of(&rack).await;
+            for p in t.read_dir(&format!("{job_dir}/{}", e.name)).await.unwrap() {
+                if p.name == "." || p.name == ".." {
+                    continue;
+                }
+                assert!(
+                    seen.insert(p.qid.path),
+                    "{job_dir}/{}/{} repeats a qid",
+                    e.name,
+                    p.name
+                );
+                let f = format!("{}/{}/status", e.name, p.name);
+                assert_eq!(
+                    t.read_all(&format!("{job_dir}/{f}")).await.unwrap(),
+                    rack.read_all(&f).await.unwrap(),
+                    "{f}"
+                );
+            }
         }
     };
     tokio::time::timeout(Duration::from_secs(60), check)

@@ -25,7 +25,7 @@ use std::time::Duration;
 use gproc::client::{Client, ClientOptions};
 use gproc::format::jobs::JobRef;
 use gproc::format::summary;
-use gproc::format::table::{PsRow, Table};
+use gproc::format::table::{JobRow, PsRow, Table};
 use gproc::net::Address;
 use gproc::sim::{SimCluster, SimOptions};
 use tokio_util::sync::CancellationToken;
@@ -44,7 +44,7 @@ fn opts() -> ClientOptions {
 /// (`root` must be `/`, so the paths in `/proc/<pid>/cgroup` are the
 /// paths under the mount point). `v1` names a v1 controller to look for;
 /// `None` finds the cgroup2 mount.
-fn cgroup_mount(v1: Option<&str>) -> Option<PathBuf> {
+pub(crate) fn cgroup_mount(v1: Option<&str>) -> Option<PathBuf> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     info.lines().find_map(|l| {
         let (pre, post) = l.split_once(" - ")?;
@@ -63,13 +63,13 @@ fn cgroup_mount(v1: Option<&str>) -> Option<PathBuf> {
 /// Cgroup directories this test made, removed when dropped (deepest
 /// first), any process still in one moved to its hierarchy's root first.
 #[derive(Default)]
-struct Cgroups {
+pub(crate) struct Cgroups {
     made: Vec<(PathBuf, PathBuf)>,
 }
 
 impl Cgroups {
     /// Makes `mount/rel` and its missing parents; returns the leaf.
-    fn make(&mut self, mount: &Path, rel: &str) -> PathBuf {
+    pub(crate) fn make(&mut self, mount: &Path, rel: &str) -> PathBuf {
         let mut dir = mount.to_path_buf();
         for c in rel.split('/').filter(|c| !c.is_empty()) {
             dir.push(c);
@@ -115,7 +115,7 @@ fn sleeper_in(cgroup: Option<&Path>) -> Proc {
 }
 
 /// `gproc ARGS`: exit status, stdout, stderr.
-fn gproc_run(args: &[&str]) -> (i32, String, String) {
+pub(crate) fn gproc_run(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(gproc())
         .args(args)
         .stdin(Stdio::null())
@@ -328,6 +328,69 @@ async fn real_cgroups_name_jobs_at_the_agent_the_aggregator_and_the_cli() {
             );
         }
     }
+
+    // 2b. The job tree: the job in /jobs, its process in its ps and its
+    // node in its nodes (on each node serving this /proc); the process in
+    // no job, and the look-alike's, in no job's ps.
+    let jobs = String::from_utf8(aroot.read_all("jobs").await.unwrap().to_vec()).unwrap();
+    let jobs = Table::<JobRow>::parse(&jobs).unwrap();
+    let j = jobs
+        .rows
+        .iter()
+        .find(|r| r.job == v2_job)
+        .unwrap_or_else(|| panic!("{v2_job} in /jobs: {jobs:?}"));
+    assert_eq!(
+        (j.procs, j.nnodes),
+        (nodes.len() as u64, nodes.len() as u64)
+    );
+    let job_ps = String::from_utf8(
+        aroot
+            .read_all(&format!("job/{v2_job}/ps"))
+            .await
+            .unwrap()
+            .to_vec(),
+    )
+    .unwrap();
+    let mut got: Vec<(String, i32)> = Table::<PsRow>::parse(&job_ps)
+        .unwrap()
+        .rows
+        .into_iter()
+        .map(|r| (r.node, r.pid))
+        .collect();
+    got.sort();
+    let mut want: Vec<(String, i32)> = nodes.iter().map(|n| (n.to_string(), pid(&in_v2))).collect();
+    want.sort();
+    assert_eq!(got, want, "{job_ps}");
+    let job_nodes = aroot
+        .read_all(&format!("job/{v2_job}/nodes"))
+        .await
+        .unwrap();
+    let job_nodes =
+        Table::<gproc::format::table::JobNodeRow>::parse(&String::from_utf8_lossy(&job_nodes))
+            .unwrap();
+    assert_eq!(job_nodes.rows.len(), nodes.len());
+    for id in aroot.read_dir("job").await.unwrap() {
+        if id.name == "." || id.name == ".." {
+            continue;
+        }
+        let Ok(text) = aroot.read_all(&format!("job/{}/ps", id.name)).await else {
+            continue; // another test's job, ended meanwhile
+        };
+        let t = Table::<PsRow>::parse(&String::from_utf8_lossy(&text)).unwrap();
+        for p in [&outside, &in_fake] {
+            assert!(
+                !t.rows.iter().any(|r| r.node == "n1" && r.pid == pid(p)),
+                "{} in job {}",
+                pid(p),
+                id.name
+            );
+        }
+    }
+    let (rc, out, err) = gproc_run(&["jobs", "--server", &server, "-j", &v2_job, "--no-header"]);
+    assert_eq!(rc, 0, "{err}");
+    let f: Vec<&str> = out.split_whitespace().collect();
+    assert_eq!(f.first(), Some(&v2_job.as_str()), "{out}");
+    assert_eq!(f.get(2), Some(&nodes.len().to_string().as_str()), "{out}");
 
     // 3. gproc ps -j: exactly the job's process (on each node serving
     // this machine's /proc), in a table and in JSON.

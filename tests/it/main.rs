@@ -27,6 +27,7 @@ mod hostile_server;
 #[cfg(feature = "fuse")]
 mod hung_process;
 mod interop;
+mod job_tree;
 mod jobs;
 mod layers;
 mod metrics;

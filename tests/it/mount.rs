@@ -580,5 +580,43 @@ fn a_shell_signals_through_ctl_in_the_mount() {
     ));
     use std::os::unix::process::ExitStatusExt;
     assert_eq!(victim.wait().unwrap().signal(), Some(9));
+
+    // A job's ctl: every process of the job, with one shell line.
+    if let Some(v2) = crate::jobs::cgroup_mount(None) {
+        let job = format!("2{}", std::process::id());
+        let mut cg = crate::jobs::Cgroups::default();
+        let dir = cg.make(
+            &v2,
+            &format!("system.slice/slurmstepd.scope/job_{job}/step_0"),
+        );
+        let mut members: Vec<std::process::Child> = (0..2)
+            .map(|_| {
+                let c = Command::new("sleep").arg("300").spawn().unwrap();
+                std::fs::write(dir.join("cgroup.procs"), c.id().to_string()).unwrap();
+                c
+            })
+            .collect();
+        let ctl = m.path(&format!("job/{job}/ctl"));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !std::path::Path::new(&ctl).exists() {
+            assert!(Instant::now() < deadline, "{ctl} never came");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        sh_ok(&format!("echo stop > {ctl}"));
+        for c in &members {
+            let pid = c.id();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while state_of(pid) != Some('T') {
+                assert!(Instant::now() < deadline, "{pid} never stopped");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        sh_ok(&format!("echo kill > {ctl}"));
+        for c in &mut members {
+            assert_eq!(c.wait().unwrap().signal(), Some(9));
+        }
+    } else {
+        eprintln!("no cgroup2 mount: a job's ctl through the mount is not tried");
+    }
     m.unmount();
 }

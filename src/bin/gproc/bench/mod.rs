@@ -6,6 +6,7 @@
 pub mod agent;
 pub mod cluster;
 pub mod faults;
+pub mod jobs;
 pub mod levels;
 pub mod load;
 pub mod summary;

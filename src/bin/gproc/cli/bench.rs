@@ -87,6 +87,22 @@ pub enum BenchCmd {
         #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
         summary_ttl: std::time::Duration,
     },
+    /// One job's processes: /job/<id>/ps (filtered at the aggregator) vs
+    /// gproc ps -j (all of /ps filtered by the client), cold and warm.
+    Jobs {
+        /// Simulated nodes.
+        #[arg(long, default_value_t = 2000)]
+        nodes: usize,
+        /// Processes per node.
+        #[arg(long, default_value_t = 100)]
+        procs_per_node: usize,
+        /// Warm reads of each kind (the median is shown).
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// TTL of the summary cache rule (longer than the warm reads take).
+        #[arg(long, default_value = "60s", value_parser = humantime::parse_duration)]
+        summary_ttl: std::time::Duration,
+    },
     /// Node faults behind the aggregator: what `/ps` and `/nodes` show for
     /// slow, hanging, flapping, garbage, refusing and huge-file nodes.
     Faults {
@@ -188,6 +204,20 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
                 nodes,
                 procs_per_node,
                 users,
+                summary_ttl,
+            })
+            .await?;
+        }
+        BenchCmd::Jobs {
+            nodes,
+            procs_per_node,
+            rounds,
+            summary_ttl,
+        } => {
+            bench::jobs::run(bench::jobs::JobsBench {
+                nodes,
+                procs_per_node,
+                rounds,
                 summary_ttl,
             })
             .await?;

@@ -8,6 +8,7 @@ mod demo;
 mod docs;
 mod forest;
 mod inspect;
+mod jobs;
 mod kill;
 #[cfg(feature = "fuse")]
 mod mount;
@@ -47,6 +48,8 @@ enum Command {
     Config(serve::ConfigCmd),
     /// The cluster's processes, like `ps aux` with a NODE column.
     Ps(ps::PsArgs),
+    /// The cluster's batch jobs: users, processes, nodes and sums per job.
+    Jobs(jobs::JobsArgs),
     /// Signal the processes a selection picks (default TERM), through the
     /// aggregator's ctl files: lists them, asks, reports each.
     Kill(kill::KillArgs),
@@ -127,6 +130,7 @@ pub fn main() -> ExitCode {
             Command::Serve(a) => serve::run(a).await,
             Command::Config(c) => serve::run_config(c),
             Command::Ps(a) => ps::run(a).await,
+            Command::Jobs(a) => jobs::run(a).await,
             Command::Kill(a) => kill::kill(a).await,
             Command::Signal(a) => kill::signal(a).await,
             #[cfg(feature = "bench")]

@@ -112,6 +112,23 @@ fn file_type(kind: FileKind) -> FileType {
     }
 }
 
+/// Whether a path from the attach root names a `ctl` file: a process's
+/// (`.../<pid>/ctl`, `pid/<pid>@<node>/ctl`) or a job's (`job/<id>/ctl`).
+fn is_ctl_path(path: &str) -> bool {
+    let Some(dir) = path.strip_suffix("/ctl") else {
+        return false;
+    };
+    let pid = dir
+        .rsplit('/')
+        .next()
+        .and_then(|d| d.split('@').next())
+        .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()));
+    let job = dir
+        .strip_prefix("job/")
+        .is_some_and(|id| !id.is_empty() && !id.contains('/'));
+    pid || job
+}
+
 /// Joins a node path and a name (`""` + `1` is `1`; `1` + `status` is
 /// `1/status`); `.` and `..` resolve here, `..` stopping at the root.
 fn child_path(parent: &str, name: &str) -> String {
@@ -327,16 +344,10 @@ impl Inner {
 }
 
 impl GprocFuse {
-    /// Whether inode `ino` is a process's `ctl` file (`.../<pid>/ctl`),
-    /// the only file a write may reach.
+    /// Whether inode `ino` is a process's `ctl` file (`.../<pid>/ctl`) or
+    /// a job's (`job/<id>/ctl`), the only files a write may reach.
     fn is_ctl(&self, ino: u64) -> bool {
-        self.inner.inode(ino).is_ok_and(|n| {
-            n.path
-                .strip_suffix("/ctl")
-                .and_then(|d| d.rsplit('/').next())
-                .and_then(|dir| dir.split('@').next())
-                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-        })
+        self.inner.inode(ino).is_ok_and(|n| is_ctl_path(&n.path))
     }
 
     /// A file system over `remote`, whose attach root has `root_qid`;
@@ -619,6 +630,29 @@ impl Filesystem for GprocFuse {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ctl_paths_are_processes_and_jobs() {
+        for p in [
+            "n1/42/ctl",
+            "pid/42@n1/ctl",
+            "42/ctl",
+            "job/42/ctl",
+            "job/1.pbs/ctl",
+        ] {
+            assert!(is_ctl_path(p), "{p}");
+        }
+        for p in [
+            "n1/42/status",
+            "ps",
+            "job/ctl",
+            "job/42/n1/ctl",
+            "n1/x/ctl",
+            "ctl",
+        ] {
+            assert!(!is_ctl_path(p), "{p}");
+        }
+    }
 
     #[test]
     fn child_paths_resolve_dots_and_stop_at_the_root() {
