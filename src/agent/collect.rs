@@ -237,6 +237,7 @@ fn collect_proc(
         comm: stat.comm,
         cmdline: Vec::new(),
         job,
+        gpus: None,
     })
 }
 

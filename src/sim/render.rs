@@ -1187,6 +1187,7 @@ pub(crate) fn summary(sim: &Sim, node: &NodeModel, snap: &NodeAt, hostname: Stri
                 comm: cmd.comm.as_bytes().to_vec(),
                 cmdline: split_cmdline(&cmd.cmdline),
                 job: job(node, sim, p),
+                gpus: None,
             }
         })
         .collect();

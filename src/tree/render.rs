@@ -517,7 +517,7 @@ impl Tree {
             Synth::Ps => {
                 self.cluster_table(view, PS_HEADER, &mut out, |out, name, s| {
                     for p in s.procs.iter().filter(|p| view.sees_process(p.ruid, p.euid)) {
-                        out.push_str(&tables::ps_row(name, s, p).line());
+                        out.push_str(&tables::ps_row(name, s, p, view).line());
                         out.push('\n');
                     }
                 })

@@ -7,9 +7,11 @@ use std::time::UNIX_EPOCH;
 use crate::client::pool::{NodeState, NodeStatus};
 use crate::format::summary::{NodeSummary, ProcEntry};
 use crate::format::table::{LoadRow, NodeRow, Note, PsRow, Uptime};
+use crate::view::View;
 
-/// The `/ps` row for one process of a node's summary.
-pub fn ps_row(node: &str, s: &NodeSummary, p: &ProcEntry) -> PsRow {
+/// The `/ps` row for one process of a node's summary, as `view` is shown
+/// it (the caller has decided that the view sees the process).
+pub fn ps_row(node: &str, s: &NodeSummary, p: &ProcEntry, view: &View) -> PsRow {
     let tck = s.clk_tck.max(1);
     let cpu_s = p.cpu_seconds(tck);
     let start = p.start_time_unix(s.boot_time, tck);
@@ -44,8 +46,24 @@ pub fn ps_row(node: &str, s: &NodeSummary, p: &ProcEntry) -> PsRow {
         threads: p.threads,
         job: p.job.as_ref().map(|j| j.id.clone()),
         step: p.job.as_ref().and_then(|j| j.step.clone()),
+        gpu: gpus_shown(view, p),
         command: p.cmdline_display(),
     }
+}
+
+/// The GPUs of a process's row, if `view` may be shown them. The agent
+/// read them from the process's descriptors as its service identity;
+/// the node's kernel shows a user those (`stat` of `/proc/<pid>/fd/N`)
+/// only for a process whose real, effective and saved uids and gids are
+/// all theirs and that is dumpable (ptrace read access). A view sees rows
+/// whose real *or* effective uid is theirs, so a user is shown the GPUs
+/// only where both are, and the agent has not flagged the process as
+/// one its owner could not read (restricted: saved ids or gids differ, or
+/// not dumpable); administrators see them all. Withheld reads as none.
+pub fn gpus_shown(view: &View, p: &ProcEntry) -> Option<String> {
+    let g = p.gpus.as_ref()?;
+    let own = p.ruid == view.uid && p.euid == view.uid && !g.restricted;
+    (view.admin || own).then(|| g.display()).flatten()
 }
 
 /// The `/load` row of a node (Supermon's per-node numbers).
@@ -168,5 +186,44 @@ pub fn stale_notes<'a>(
             via: via.to_vec(),
         }
         .write(out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::gpus::{Gpu, Gpus};
+
+    /// Users are shown the GPUs of their own plain processes only: not of
+    /// a row they see by one uid (a setuid program they run, a root
+    /// process switched to their uid), nor of one the agent flagged;
+    /// administrators see them all.
+    #[test]
+    fn gpus_are_shown_where_the_user_could_read_the_descriptors() {
+        let held = Gpus::new([Gpu::Nvidia(3)], false);
+        let p = |ruid, euid, restricted| ProcEntry {
+            ruid,
+            euid,
+            gpus: Some(Gpus {
+                restricted,
+                ..held.clone()
+            }),
+            ..ProcEntry::default()
+        };
+        let alice = View::user(1000, Vec::new());
+        let admin = View::admin();
+        let shown = Some("nvidia3".to_string());
+        assert_eq!(gpus_shown(&alice, &p(1000, 1000, false)), shown);
+        for (r, e, flag) in [(1000, 0, false), (0, 1000, false), (1000, 1000, true)] {
+            assert!(alice.sees_process(r, e));
+            assert_eq!(gpus_shown(&alice, &p(r, e, flag)), None, "{r} {e} {flag}");
+            assert_eq!(gpus_shown(&admin, &p(r, e, flag)), shown);
+        }
+        let unknown = ProcEntry {
+            ruid: 1000,
+            euid: 1000,
+            ..ProcEntry::default()
+        };
+        assert_eq!(gpus_shown(&admin, &unknown), None);
     }
 }
