@@ -121,8 +121,8 @@ pub fn run(b: SummaryBench) -> Result<()> {
     let root = Path::new("/proc");
     let rules = JobRules::default();
     // Warm-up: NSS for user names, the page cache of /proc's dentries.
-    let first = generate_with(root, Some(&rules))?;
-    generate_with(root, None)?;
+    let first = generate_with(root, Some(&rules), None)?;
+    generate_with(root, None, None)?;
     let procs = gproc::format::summary::parse(&first)
         .map(|s| s.procs.len())
         .unwrap_or(0);
@@ -131,10 +131,10 @@ pub fn run(b: SummaryBench) -> Result<()> {
     let (mut bytes_with, mut bytes_without) = (0, 0);
     for _ in 0..b.rounds.max(1) {
         let t = Instant::now();
-        bytes_with = generate_with(root, Some(&rules))?.len();
+        bytes_with = generate_with(root, Some(&rules), None)?.len();
         with.push(t.elapsed());
         let t = Instant::now();
-        bytes_without = generate_with(root, None)?.len();
+        bytes_without = generate_with(root, None, None)?.len();
         without.push(t.elapsed());
     }
     eprintln!(
