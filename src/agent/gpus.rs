@@ -15,8 +15,10 @@
 //!   numbers); a process with more is marked `+` (truncated);
 //! - once per `rescan` ([`DEFAULT_RESCAN`]) per process: a result is kept
 //!   under the process's pid and start time and the asker's ids, and reused
-//!   until then by the summaries in between (a new process is scanned at
-//!   once).
+//!   by the summaries in between (a new process is scanned at once). Each
+//!   process's interval is between half and the whole of `rescan`, by its
+//!   pid, so the processes scanned together at start are not all rescanned
+//!   in one later summary.
 //!
 //! # Can it block? (the kernel's rules)
 //!
@@ -149,6 +151,12 @@ impl GpuScan {
         }
     }
 
+    /// How long `pid`'s scan is kept: between half and the whole interval.
+    fn rescan_of(&self, pid: i32) -> Duration {
+        let spread = u32::try_from(pid.rem_euclid(16)).unwrap_or(0);
+        self.rescan - self.rescan * spread / 32
+    }
+
     /// The node's drivers, looked at again when the last look is old.
     fn presence(&self, root: &Path) -> Presence {
         let mut st = lock(&self.state);
@@ -199,7 +207,7 @@ impl GpuScan {
                     continue;
                 }
                 match st.kept.get(&Key { ids, pid, start }) {
-                    Some((t, g)) if t.elapsed() < rescan => {
+                    Some((t, g)) if t.elapsed() < self.rescan_of(pid) => {
                         known.insert(pid, Some(g.clone()));
                     }
                     _ => pending.push((pid, start)),

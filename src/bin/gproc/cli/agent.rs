@@ -93,7 +93,8 @@ pub struct AgentArgs {
     #[arg(long, default_value_t = gproc::agent::gpus::DEFAULT_FD_CAP, value_name = "N")]
     gpu_fd_cap: usize,
     /// How long a process's GPU scan is reused before it is scanned again
-    /// (seconds; a new process is scanned at once).
+    /// (seconds; each process between half this and this, by its pid, so
+    /// rescans spread; a new process is scanned at once).
     #[arg(long, default_value_t = gproc::agent::gpus::DEFAULT_RESCAN.as_secs(), value_name = "SECONDS")]
     gpu_rescan: u64,
 }
