@@ -454,6 +454,36 @@ mod tests {
         assert_eq!(keeps.start(root, &other).unwrap().finish()[&pid], None);
     }
 
+    /// A scan that blocks (here on its `stat`, a FIFO in a fake root; on
+    /// a node, a stat answered by a hung file server) leaves its row
+    /// unknown within the deadline, and the summary goes on.
+    #[test]
+    fn a_scan_that_blocks_leaves_its_row_unknown_in_time() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::write(d.path().join("devices"), "Character devices:\n195 nvidia\n").unwrap();
+        std::fs::create_dir(d.path().join("7")).unwrap();
+        let fifo = d.path().join("7/stat");
+        let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        let scan = GpuScan::new(GpuMode::Always, 8, DEFAULT_RESCAN);
+        let t = Instant::now();
+        let got = scan.start(d.path(), &[(7, 1, false)]).unwrap().finish();
+        assert_eq!(got.get(&7), Some(&None));
+        // It did block (waited out the deadline), and no longer.
+        let took = t.elapsed();
+        assert!(
+            took >= READ_DEADLINE && took < READ_DEADLINE * 5,
+            "{took:?}"
+        );
+        // Let the stuck open finish.
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo);
+    }
+
     #[test]
     fn modes_and_presence() {
         assert_eq!("auto".parse(), Ok(GpuMode::Auto));
