@@ -166,7 +166,10 @@ impl Gpus {
     /// when an item is neither a device, a flag nor a plain name.
     pub fn parse_token(s: &str) -> Option<Gpus> {
         let mut g = Gpus::default();
-        for item in s.split(',').filter(|i| !s.is_empty() || !i.is_empty()) {
+        if s.is_empty() {
+            return Some(g);
+        }
+        for item in s.split(',') {
             match item {
                 "+" => g.truncated = true,
                 "!" => g.restricted = true,
