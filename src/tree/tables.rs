@@ -54,12 +54,15 @@ pub fn ps_row(node: &str, s: &NodeSummary, p: &ProcEntry, view: &View) -> PsRow 
 /// The GPUs of a process's row, if `view` may be shown them. The agent
 /// read them from the process's descriptors as its service identity;
 /// the node's kernel shows a user those (`stat` of `/proc/<pid>/fd/N`)
-/// only for a process whose real, effective and saved uids and gids are
-/// all theirs and that is dumpable (ptrace read access). A view sees rows
-/// whose real *or* effective uid is theirs, so a user is shown the GPUs
-/// only where both are, and the agent has not flagged the process as
-/// one its owner could not read (restricted: saved ids or gids differ, or
-/// not dumpable); administrators see them all. Withheld reads as none.
+/// only for a process whose real, effective and saved uids are theirs,
+/// whose gids are their current group, and that is dumpable (ptrace read
+/// access). A view sees rows whose real *or* effective uid is theirs, so
+/// a user is shown the GPUs only where both are, and the agent has not
+/// flagged the process as one its owner could not read (restricted: its
+/// uids or its gids differ among themselves, or it is not dumpable, as a
+/// setuid or setgid program is); administrators see them all. Withheld
+/// reads as none. A user's plain process running under another group of
+/// theirs (`sg`) is shown: under that group they could read it too.
 pub fn gpus_shown(view: &View, p: &ProcEntry) -> Option<String> {
     let g = p.gpus.as_ref()?;
     let own = p.ruid == view.uid && p.euid == view.uid && !g.restricted;
