@@ -8,8 +8,9 @@
 //! told to scan (`--gpus always`, with a cap of 8 descriptors) must show
 //! `nvidia3` for the holder in its summary, in the aggregator's `/ps`,
 //! with `gproc ps -o gpu` and in `--json`; none for a process holding
-//! nothing or only `nvidiactl`; `+` and no device for a holder whose
-//! device descriptor lies past the cap. Differential, with a real test
+//! nothing or only `nvidiactl`; `nvidia0,render1` for a holder of NVIDIA's
+//! 195:0 and the DRM render node 226:129; `+` and no device for a holder
+//! whose device descriptor lies past the cap. Differential, with a real test
 //! user: what the user can read of a process's descriptors on the node
 //! (`stat -L /proc/PID/fd/N` as them) is what `/ps` shows them: their
 //! own holder's GPU, and nothing of a holder they see only by its real uid.
@@ -66,10 +67,12 @@ fn mknod(dir: &Path, name: &str, major: u32, minor: u32) -> CString {
 }
 
 /// `argv`, started holding `O_PATH` descriptors of `nodes`, each at the
-/// descriptor number given, after `filler` descriptors of `/dev/null`
-/// (so the process has more descriptors than a cap). The descriptors are
-/// made between fork and exec, without close-on-exec, so the program (and
-/// what it execs) keeps them.
+/// descriptor number given, and `/dev/null` at descriptors 3 to
+/// `2 + filler` (so the process has more descriptors than a cap, before
+/// the nodes'). The descriptors are made between fork and exec, without
+/// close-on-exec, at fixed numbers (the child's others, the parent's, are
+/// closed at exec and may be anywhere), so the program (and what it
+/// execs) keeps exactly them.
 fn holder(argv: &[&str], nodes: &[(CString, i32)], filler: i32) -> Proc {
     let null = CString::new("/dev/null").unwrap();
     let nodes: Vec<(CString, i32)> = nodes.to_vec();
@@ -81,9 +84,18 @@ fn holder(argv: &[&str], nodes: &[(CString, i32)], filler: i32) -> Proc {
     // memory prepared before the fork.
     unsafe {
         cmd.pre_exec(move || {
-            for _ in 0..filler {
-                if libc::open(null.as_ptr(), libc::O_RDONLY) < 0 {
+            if filler > 0 {
+                let fd = libc::open(null.as_ptr(), libc::O_RDONLY);
+                if fd < 0 {
                     return Err(std::io::Error::last_os_error());
+                }
+                for k in 3..3 + filler {
+                    if libc::dup2(fd, k) < 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                if !(3..3 + filler).contains(&fd) {
+                    libc::close(fd);
                 }
             }
             for (path, at) in &nodes {
@@ -140,10 +152,14 @@ async fn a_process_holding_an_nvidia_numbered_node_shows_that_gpu() {
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let gpu3 = mknod(dir.path(), "plain-name", 195, 3);
     let ctl = mknod(dir.path(), "other-name", 195, 255);
+    let gpu0 = mknod(dir.path(), "a", 195, 0);
+    let render1 = mknod(dir.path(), "b", 226, 129);
     let sleep = ["sleep", "600"];
     let holds = holder(&sleep, &[(gpu3.clone(), 3)], 0);
     let holds_ctl = holder(&sleep, &[(ctl.clone(), 3)], 0);
     let nothing = holder(&sleep, &[], 0);
+    // Two devices, a DRM render node among them, at descriptors 5 and 4.
+    let two = holder(&sleep, &[(render1, 4), (gpu0, 5)], 0);
     // 3..=14 are /dev/null, the GPU at 30: past a cap of 8.
     let past_cap = holder(&sleep, &[(gpu3.clone(), 30)], 12);
     let pid = |p: &Proc| p.0.id() as i32;
@@ -220,6 +236,10 @@ async fn a_process_holding_an_nvidia_numbered_node_shows_that_gpu() {
         "nvidiactl is no GPU"
     );
     assert_eq!(at_agent(&nothing), Some(Gpus::default()));
+    assert_eq!(
+        at_agent(&two),
+        Some(Gpus::new([Gpu::Nvidia(0), Gpu::Render(1)], false))
+    );
     assert_eq!(at_agent(&past_cap), Some(Gpus::new([], true)));
     if let (Some(own), Some(mixed)) = (&users_own, &users_mixed) {
         assert_eq!(at_agent(own), Some(nvidia3.clone()));
@@ -259,6 +279,7 @@ async fn a_process_holding_an_nvidia_numbered_node_shows_that_gpu() {
     assert_eq!(gpu_of(&rows, &holds).as_deref(), Some("nvidia3"));
     assert_eq!(gpu_of(&rows, &holds_ctl), None);
     assert_eq!(gpu_of(&rows, &nothing), None);
+    assert_eq!(gpu_of(&rows, &two).as_deref(), Some("nvidia0,render1"));
     assert_eq!(gpu_of(&rows, &past_cap).as_deref(), Some("+"));
 
     // 3. gproc ps -o gpu and --json.
