@@ -9,7 +9,7 @@
 //! | module | its one job | may import |
 //! |---|---|---|
 //! | [`proto`] | 9P2000, 9P2000.u and 9P2000.L messages, encode/decode, framing, the one metadata type and errno mapping. Pure: no I/O | nothing |
-//! | [`format`](mod@format) | the text formats gproc binaries exchange, each writer beside its parser: the node summary (`/.gproc/ps`) and the `/ps` `/load` `/nodes` `/jobs` tables, with their extension rules; the cgroup patterns that name a process's batch job. Pure | nothing |
+//! | [`format`](mod@format) | the text formats gproc binaries exchange, each writer beside its parser: the node summary (`/.gproc/ps`) and the `/ps` `/load` `/nodes` `/jobs` tables, with their extension rules; the cgroup patterns that name a process's batch job; GPU devices by device number. Pure | nothing |
 //! | [`sys`] | OS helpers: the user database (NSS), acting as another user on dedicated threads, the open-file limit, poison-tolerant locks, the one pseudo-random generator | nothing |
 //! | [`net`] | endpoint addresses (`host:port`, `unix:/path`) | nothing |
 //! | [`auth`] | MUNGE credentials (libmunge loaded at run time) | `sys` |
@@ -18,7 +18,7 @@
 //! | [`client`] | one async 9P connection for the CLI and the node pool ([`client::pool`]: every node, limits, deadlines, fan-out, health as data, re-dial) | `proto`, `net`, `auth`, `sys` |
 //! | [`cache`] | node data kept under per-path rules (moka): expiry, coalesced loads, a byte bound | `config`, `sys` |
 //! | [`view`] | what an identity may see: admins, allotted nodes, own processes | `config`, `server`, `sys` |
-//! | [`agent`] | a `Filesystem` over a local Linux `/proc` read with the asking user's credentials, and the node summary's collector | `server`, `format`, `proto`, `sys` |
+//! | [`agent`] | a `Filesystem` over a local Linux `/proc` read with the asking user's credentials, and the node summary's collector (with its GPU scan) | `server`, `format`, `proto`, `sys` |
 //! | [`sim`] | synthetic nodes: deterministic `/proc` trees served over 9P on loopback addresses, with churn and fault injection | `server`, `format`, `proto`, `config`, `net`, `sys` |
 //! | [`tree`] | the aggregator's merged namespace: a `Filesystem` over the pool and the cache, filtered by views | `server`, `client`, `cache`, `view`, `format`, `proto`, `config`, `net`, `sys` |
 //! | [`scrape`] | the HTTP listener for Prometheus scrapers (`GET /metrics`, hyper): bounded connections, request heads and time | nothing |

@@ -12,6 +12,7 @@ use procfs::{FromRead, FromReadSI, KernelStats, LoadAverage, ProcError, Uptime};
 
 use super::classify::{Class, Op, classify};
 use super::deadline::{Outcome, Reads};
+use super::gpus::GpuScan;
 use crate::format::jobs::JobRules;
 use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
 
@@ -237,13 +238,15 @@ fn collect_proc(
         comm: stat.comm,
         cmdline: Vec::new(),
         job,
+        gpus: None,
     })
 }
 
 /// Collects a snapshot of the proc tree at `root` (normally `/proc`),
-/// jobs recognised by the built-in patterns ([`collect_with`]).
+/// jobs recognised by the built-in patterns, no GPU scan
+/// ([`collect_with`]).
 pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
-    collect_with(root, Some(&JobRules::default()))
+    collect_with(root, Some(&JobRules::default()), None)
 }
 
 /// Collects a snapshot of the proc tree at `root`.
@@ -255,9 +258,16 @@ pub fn collect(root: &Path) -> Result<NodeSummary, CollectError> {
 /// `cmdline` can sleep on the process (its memory map lock): those reads
 /// are made on a helper thread, each with a deadline
 /// ([`super::deadline`]), and one not answered in time marks its row's
-/// arguments unknown. The node-wide files (`stat`, `uptime`, `meminfo`,
-/// `loadavg`) must be readable.
-pub fn collect_with(root: &Path, jobs: Option<&JobRules>) -> Result<NodeSummary, CollectError> {
+/// arguments unknown. With `gpus`, each process's GPUs too, from its
+/// descriptors as [`super::gpus`] says (bounded, kept between summaries,
+/// each scan with the same kind of deadline); without, unknown. The
+/// node-wide files (`stat`, `uptime`, `meminfo`, `loadavg`) must be
+/// readable.
+pub fn collect_with(
+    root: &Path,
+    jobs: Option<&JobRules>,
+    gpus: Option<&GpuScan>,
+) -> Result<NodeSummary, CollectError> {
     let ks = KernelStats::from_file(root.join("stat"), procfs::current_system_info())
         .map_err(read_err(root, "stat"))?;
     let mem = Mem::from_file(root.join("meminfo")).map_err(read_err(root, "meminfo"))?;
@@ -302,6 +312,14 @@ pub fn collect_with(root: &Path, jobs: Option<&JobRules>) -> Result<NodeSummary,
             Some(row)
         })
         .collect();
+    // The GPU scans start now, on their own helper, while the arguments
+    // are taken below.
+    let listed: Vec<(i32, u64, bool)> = rows
+        .iter()
+        .flatten()
+        .map(|r| (r.pid, r.start_ticks, r.pid == 2 || r.ppid == 2))
+        .collect();
+    let gpu_round = gpus.and_then(|g| g.start(root, &listed));
     let mut procs: Vec<ProcEntry> = rows
         .into_iter()
         .filter_map(|row| {
@@ -314,6 +332,12 @@ pub fn collect_with(root: &Path, jobs: Option<&JobRules>) -> Result<NodeSummary,
             Some(row)
         })
         .collect();
+    if let Some(round) = gpu_round {
+        let mut held = round.finish();
+        for p in &mut procs {
+            p.gpus = held.remove(&p.pid).flatten();
+        }
+    }
     procs.sort_by_key(|p| p.pid);
 
     Ok(NodeSummary {
@@ -355,10 +379,14 @@ pub fn generate(root: &Path) -> Result<Vec<u8>, CollectError> {
     Ok(collect(root)?.encode())
 }
 
-/// [`generate`] with the agent's job patterns (`None`: no job field).
-/// Runs on every read of the file.
-pub fn generate_with(root: &Path, jobs: Option<&JobRules>) -> Result<Vec<u8>, CollectError> {
-    Ok(collect_with(root, jobs)?.encode())
+/// [`generate`] with the agent's job patterns (`None`: no job field) and
+/// GPU scanner (`None`: GPUs unknown). Runs on every read of the file.
+pub fn generate_with(
+    root: &Path,
+    jobs: Option<&JobRules>,
+    gpus: Option<&GpuScan>,
+) -> Result<Vec<u8>, CollectError> {
+    Ok(collect_with(root, jobs, gpus)?.encode())
 }
 
 #[cfg(test)]
@@ -520,7 +548,7 @@ mod tests {
                 step: Some("batch".into())
             })
         );
-        let no_jobs = collect_with(root, None).unwrap();
+        let no_jobs = collect_with(root, None, None).unwrap();
         assert_eq!(no_jobs.procs[0].job, None);
 
         // A process whose cmdline read sleeps (a FIFO's open blocks until

@@ -3,8 +3,10 @@
 //! whole summary (the classic hung `ps`).
 //!
 //! [`Reads`] reads one file (`cmdline`) of every listed process in order on
-//! a helper thread while the collector reads the fast files; the collector
-//! takes the results in the same order. A read not answered within
+//! a helper thread while the collector reads the fast files (or makes
+//! another reading of each process directory that may sleep: the GPU
+//! scan's stat of each descriptor, `super::gpus`); the collector takes the
+//! results in the same order. A read not answered within
 //! [`READ_DEADLINE`] of its start is given up: the row says its arguments
 //! are unknown ([`crate::format::summary::ProcEntry::unknown_cmdline`]),
 //! the helper is left to finish in the kernel, and a new helper goes on
@@ -129,10 +131,17 @@ struct Helper {
     state: Arc<Mutex<State>>,
 }
 
+/// What a helper does for one process: given its directory
+/// (`root/<pid>`), the bytes to hand back, `None` when it could not.
+pub type ReadOp = Arc<dyn Fn(&Path) -> Option<Vec<u8>> + Send + Sync>;
+
 /// One summary's reads of `file` for a list of processes, in order.
 pub struct Reads {
     root: PathBuf,
     file: &'static str,
+    op: ReadOp,
+    /// What a blocked read probably waits for, for the log.
+    hint: &'static str,
     pids: Vec<i32>,
     /// Processes not to read: their read is still stuck from earlier.
     skip: Vec<bool>,
@@ -168,13 +177,32 @@ impl Reads {
         deadline: Duration,
         late_max: usize,
     ) -> Self {
+        let op: ReadOp = Arc::new(move |dir: &Path| read_capped(&dir.join(file)));
+        let hint = "the process's memory map is locked?";
+        Self::start_op(root, (file, hint), op, pids, registry, deadline, late_max)
+    }
+
+    /// Runs `op` on each process directory of `pids`, in order, as
+    /// [`Reads::start_with`] reads a file; `what` names the reading and
+    /// what a blocked one probably waits for, for the log.
+    pub fn start_op(
+        root: &Path,
+        what: (&'static str, &'static str),
+        op: ReadOp,
+        pids: Vec<i32>,
+        registry: Arc<Registry>,
+        deadline: Duration,
+        late_max: usize,
+    ) -> Self {
         let skip = pids
             .iter()
             .map(|&p| registry.is_stuck_on(root, p))
             .collect();
         let mut r = Self {
             root: root.to_path_buf(),
-            file,
+            file: what.0,
+            op,
+            hint: what.1,
             pids,
             skip,
             next: 0,
@@ -202,16 +230,17 @@ impl Reads {
         }
         let (tx, rx) = channel();
         let state = Arc::new(Mutex::new(State::default()));
-        let (root, file, st, reg) = (
+        let (root, op, st, reg) = (
             self.root.clone(),
-            self.file,
+            self.op.clone(),
             state.clone(),
             self.registry.clone(),
         );
+        let file = self.file;
         let spawned = std::thread::Builder::new()
             .name("gproc-slow-read".into())
             .stack_size(HELPER_STACK)
-            .spawn(move || helper(&root, file, items, &tx, &st, &reg));
+            .spawn(move || helper(&root, &*op, items, &tx, &st, &reg));
         match spawned {
             Ok(_) => Some(Helper { rx, state }),
             Err(e) => {
@@ -274,9 +303,10 @@ impl Reads {
                 tracing::warn!(
                     pid = self.pids[i],
                     file = self.file,
-                    "read still blocked after {:?} (the process's memory map is locked?): \
+                    "read still blocked after {:?} ({}): \
                      its row is marked unknown and it is not read again until this read returns",
-                    self.deadline
+                    self.deadline,
+                    self.hint
                 );
                 self.registry.hold(key.clone());
                 st.abandoned = Some(key);
@@ -294,7 +324,7 @@ impl Reads {
 /// when it ends.
 fn helper(
     root: &Path,
-    file: &str,
+    op: &(dyn Fn(&Path) -> Option<Vec<u8>> + Send + Sync),
     items: Vec<(usize, i32)>,
     tx: &Sender<(usize, Option<Vec<u8>>)>,
     state: &Mutex<State>,
@@ -308,7 +338,7 @@ fn helper(
             }
             st.current = Some((i, Instant::now()));
         }
-        let r = read_capped(&root.join(pid.to_string()).join(file));
+        let r = op(&root.join(pid.to_string()));
         if tx.send((i, r)).is_err() {
             break;
         }

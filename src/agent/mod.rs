@@ -47,6 +47,7 @@
 pub mod classify;
 pub mod collect;
 pub mod deadline;
+pub mod gpus;
 
 use std::collections::HashMap;
 use std::ffi::OsStr;
@@ -172,6 +173,8 @@ pub struct ProcFs {
     control: bool,
     /// How the summary tells a process's batch job from its cgroups.
     job_rules: Arc<crate::format::jobs::JobRules>,
+    /// How the summary finds the GPUs processes hold (and what it keeps).
+    gpu_scan: Arc<gpus::GpuScan>,
 }
 
 /// Threads acting as users, and how many requests may wait for them.
@@ -276,6 +279,7 @@ impl ProcFs {
             users: UserThreads::new(USER_THREADS, USER_QUEUE).ok(),
             control: false,
             job_rules: Arc::default(),
+            gpu_scan: Arc::default(),
         })
     }
 
@@ -290,6 +294,14 @@ impl ProcFs {
     /// (default: the built-in ones of [`crate::format::jobs`]).
     pub fn with_job_rules(mut self, rules: crate::format::jobs::JobRules) -> Self {
         self.job_rules = Arc::new(rules);
+        self
+    }
+
+    /// Sets how the summary scans processes' descriptors for GPUs
+    /// (default: [`gpus::GpuMode::Auto`], [`gpus::DEFAULT_FD_CAP`],
+    /// [`gpus::DEFAULT_RESCAN`]).
+    pub fn with_gpu_scan(mut self, scan: gpus::GpuScan) -> Self {
+        self.gpu_scan = Arc::new(scan);
         self
     }
 
@@ -835,9 +847,10 @@ impl Filesystem for ProcFs {
                 // Generated as the asker: the collector sees what they may.
                 let root = self.root.clone();
                 let rules = self.job_rules.clone();
+                let gpus = self.gpu_scan.clone();
                 let data = self
                     .run(who, Class::Isolated, move || {
-                        collect::generate_with(&root, Some(&rules))
+                        collect::generate_with(&root, Some(&rules), Some(&gpus))
                             .map_err(|e| FsError::IO.with(format!("node summary: {e}")))
                     })
                     .await?;

@@ -8,13 +8,15 @@
 //!   tables (and a job's `nodes`) that `gproc ps`, `gproc jobs`, `gproc
 //!   top`, the benchmarks and scripts read;
 //! - [`ctl`]: the commands written to a process's `ctl` file (signals);
-//! - [`jobs`]: the batch job a process runs in, from its cgroup paths.
+//! - [`jobs`]: the batch job a process runs in, from its cgroup paths;
+//! - [`gpus`]: the GPU devices a process has open, by device number.
 //!
 //! Pure: no I/O, no async, and nothing else of the crate, so any binary (a
 //! newer or older one included) can depend on it. Each module's doc says how
 //! its format may grow without breaking older readers.
 
 pub mod ctl;
+pub mod gpus;
 pub mod jobs;
 pub mod merged;
 pub mod summary;

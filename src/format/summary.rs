@@ -31,7 +31,7 @@
 //! mem_free_kb 101234500
 //! mem_available_kb 200123456
 //! loadavg 0.52 0.58 0.59 2 1234
-//! # pid ppid ruid euid user state utime stime rss vsize start threads comm argc argv... [job step]
+//! # pid ppid ruid euid user state utime stime rss vsize start threads comm argc argv... [job step gpu]
 //! p 1 0 0 0 root S 120 340 3000 170000000 5 1 systemd 2 /sbin/init splash
 //! p 2 0 0 0 root S 0 0 0 0 5 1 kthreadd 0
 //! p 4242 1 1000 1000 alice R 9000 12 51200 2147483648 81234 8 my\sjob 3 ./my\sjob --name \- 1234 0
@@ -51,6 +51,8 @@
 //!   fraction) are finite decimals; `loadavg` is `one five fifteen running
 //!   total` as in `/proc/loadavg`. All of these are required.
 //!   `mem_available_kb` is optional (kernels before 3.14 lack it).
+//!   `gpu_scan 1` (optional, default 0) says the `p` lines' `gpu` fields
+//!   are meaningful (see below).
 //!   `pinned_walk 1` (optional, default 0) says the node resolves a
 //!   process directory walked as `<pid>.<start>` ([`pinned_name`]) only to
 //!   the process with that pid *and* that start time, so a reader that
@@ -71,10 +73,17 @@
 //!   below, so older readers ignore them):
 //!   `job` and `step`, escaped strings, the batch job and step the
 //!   process runs in as its cgroup says ([`crate::format::jobs`]), `\-`
-//!   for none. A writer omits trailing optional fields that are all none,
-//!   so a process in no job has no field after its arguments; a reader
-//!   takes a missing field as none (so a summary of an older agent reads
-//!   as "no job").
+//!   for none; then `gpu`, the GPU devices the process has open
+//!   ([`crate::format::gpus`]: `nvidia0,nvidia3`, `render1`, `amd?`, with
+//!   the flags `+` for a scan cut at the agent's cap and `!` for a process
+//!   whose owner could not read its descriptors), `\-` for none, `?` for
+//!   unknown. A writer omits trailing optional fields that are all none,
+//!   so a process in no job and holding no GPU has no field after its
+//!   arguments; a reader takes a missing field as none (so a summary of an
+//!   older agent reads as "no job"). A missing `gpu` is "none" only in a
+//!   summary with the header line `gpu_scan 1` (the agent looked); without
+//!   it every process's GPUs are unknown (an older agent, or one told not
+//!   to look).
 //! - Unknown arguments: `argc` `1` with the single argument `\x00` (one NUL
 //!   byte, [`UNKNOWN_ARG`]) says the node's read of the process's
 //!   `cmdline` did not finish within its deadline (the process's memory
@@ -130,6 +139,7 @@ use std::borrow::Cow;
 use std::fmt::Display;
 use std::io::Write;
 
+use crate::format::gpus::{self, Gpus};
 use crate::format::jobs::JobRef;
 
 /// The directory, at the root of a node's tree, holding gproc's synthesized
@@ -281,6 +291,9 @@ pub struct ProcEntry {
     /// The batch job (and step) the process runs in; `None` outside any
     /// job, and from agents that do not say.
     pub job: Option<JobRef>,
+    /// The GPU devices it has open; `None` when unknown (an agent that
+    /// did not look, a scan that failed or did not finish in time).
+    pub gpus: Option<Gpus>,
 }
 
 impl ProcEntry {
@@ -427,6 +440,9 @@ impl NodeSummary {
     /// simulator serves (from synthetic data).
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(512 + self.procs.len() * 128);
+        // Without `gpu_scan 1`, a reader takes every process's GPUs as
+        // unknown; so a summary where none is known says nothing of them.
+        let gpu_scan = self.procs.iter().any(|p| p.gpus.is_some());
         // Writing to a Vec cannot fail: the `io::Result`s are ignored.
         let _ = writeln!(out, "{MAGIC} {VERSION}");
         for (key, value) in [
@@ -460,6 +476,9 @@ impl NodeSummary {
         if self.pinned_walk {
             let _ = writeln!(out, "pinned_walk 1");
         }
+        if gpu_scan {
+            let _ = writeln!(out, "gpu_scan 1");
+        }
         let l = &self.loadavg;
         let _ = writeln!(
             out,
@@ -471,7 +490,7 @@ impl NodeSummary {
             l.total
         );
         out.extend_from_slice(
-            b"# pid ppid ruid euid user state utime stime rss vsize start threads comm argc argv... [job step]\n",
+            b"# pid ppid ruid euid user state utime stime rss vsize start threads comm argc argv... [job step gpu]\n",
         );
         for p in &self.procs {
             out.push(b'p');
@@ -495,11 +514,20 @@ impl NodeSummary {
             }
             // Optional fields: written only up to the last one that is not
             // none.
-            if let Some(job) = &p.job {
-                put_esc(&mut out, job.id.as_bytes());
-                if let Some(step) = &job.step {
-                    put_esc(&mut out, step.as_bytes());
-                }
+            let gpu = match &p.gpus {
+                // Unknown is the default without the header.
+                None => gpu_scan.then(|| gpus::UNKNOWN.to_string()),
+                Some(g) => (!g.is_empty()).then(|| g.token()),
+            };
+            let step = p.job.as_ref().and_then(|j| j.step.as_deref());
+            if p.job.is_some() || gpu.is_some() {
+                put_esc(&mut out, p.job.as_ref().map_or("", |j| &j.id).as_bytes());
+            }
+            if step.is_some() || gpu.is_some() {
+                put_esc(&mut out, step.unwrap_or_default().as_bytes());
+            }
+            if let Some(g) = gpu {
+                put_esc(&mut out, g.as_bytes());
             }
             out.push(b'\n');
         }
@@ -708,9 +736,11 @@ struct Header {
     mem_available_kb: Option<u64>,
     loadavg: Option<LoadAvg>,
     pinned_walk: bool,
+    gpu_scan: bool,
 }
 
-fn parse_proc(f: &mut Fields<'_>) -> Result<ProcEntry, SummaryError> {
+/// One `p` line, and whether it lacks the `gpu` field.
+fn parse_proc(f: &mut Fields<'_>) -> Result<(ProcEntry, bool), SummaryError> {
     let pid = f.num("pid")?;
     let ppid = f.num("ppid")?;
     let ruid = f.num("ruid")?;
@@ -733,17 +763,28 @@ fn parse_proc(f: &mut Fields<'_>) -> Result<ProcEntry, SummaryError> {
     // Optional fields; absent ones are none. An id no pattern could have
     // taken from a cgroup path (a `/`, a control character, too long) is
     // no job: ids become names in the tree and cells of tables.
-    let job = match f.optional("job")? {
-        Some(id) => {
-            let step = f.optional("step")?;
-            crate::format::jobs::is_valid_id(&id).then(|| JobRef {
-                id,
-                step: step.filter(|s| crate::format::jobs::is_valid_id(s)),
-            })
+    let id = f.optional("job")?;
+    let step = f.optional("step")?;
+    let job = id
+        .filter(|id| crate::format::jobs::is_valid_id(id))
+        .map(|id| JobRef {
+            id,
+            step: step.filter(|s| crate::format::jobs::is_valid_id(s)),
+        });
+    let gpu = match f.toks.clone().next() {
+        None => GpuField::Absent,
+        Some(t) if t == gpus::UNKNOWN.as_bytes() => GpuField::Unknown,
+        Some(_) => {
+            let s = f.string("gpu")?;
+            GpuField::Known(Gpus::parse_token(&s).ok_or_else(|| {
+                f.err(format!(
+                    "expected gpu (devices such as nvidia0,render1,amd? and flags + !), found {}",
+                    quote(s.as_bytes())
+                ))
+            })?)
         }
-        None => None,
     };
-    Ok(ProcEntry {
+    let entry = ProcEntry {
         pid,
         ppid,
         ruid,
@@ -759,7 +800,20 @@ fn parse_proc(f: &mut Fields<'_>) -> Result<ProcEntry, SummaryError> {
         comm,
         cmdline,
         job,
-    })
+        gpus: match &gpu {
+            GpuField::Known(g) => Some(g.clone()),
+            _ => None,
+        },
+    };
+    Ok((entry, matches!(gpu, GpuField::Absent)))
+}
+
+/// A `p` line's `gpu` field as written: its meaning when absent depends on
+/// the `gpu_scan` header, which may come later.
+enum GpuField {
+    Absent,
+    Unknown,
+    Known(Gpus),
 }
 
 /// Checks that line 1 (`first`) is `magic version`: another magic is a
@@ -800,7 +854,8 @@ pub fn parse(bytes: &[u8]) -> Result<NodeSummary, SummaryError> {
     check_first_line(first, MAGIC, VERSION, "a gproc node summary")?;
 
     let mut h = Header::default();
-    let mut procs = Vec::new();
+    let mut procs: Vec<ProcEntry> = Vec::new();
+    let mut gpu_absent = Vec::new();
     let mut end_line = None;
     let mut last_line = 1;
     for (line, n) in lines {
@@ -813,7 +868,13 @@ pub fn parse(bytes: &[u8]) -> Result<NodeSummary, SummaryError> {
             continue;
         };
         match tag {
-            b"p" => procs.push(parse_proc(&mut f)?),
+            b"p" => {
+                let (p, no_gpu) = parse_proc(&mut f)?;
+                if no_gpu {
+                    gpu_absent.push(procs.len());
+                }
+                procs.push(p);
+            }
             b"hostname" => h.hostname = Some(f.string("hostname")?),
             b"arch" => h.arch = Some(f.string("arch")?),
             b"kernel" => h.kernel = Some(f.string("kernel release")?),
@@ -828,6 +889,7 @@ pub fn parse(bytes: &[u8]) -> Result<NodeSummary, SummaryError> {
             b"mem_free_kb" => h.mem_free_kb = Some(f.num("MemFree (kB)")?),
             b"mem_available_kb" => h.mem_available_kb = Some(f.num("MemAvailable (kB)")?),
             b"pinned_walk" => h.pinned_walk = f.num::<u8>("pinned_walk (0 or 1)")? == 1,
+            b"gpu_scan" => h.gpu_scan = f.num::<u8>("gpu_scan (0 or 1)")? == 1,
             b"loadavg" => {
                 h.loadavg = Some(LoadAvg {
                     one: f.float("1-minute load average")?,
@@ -857,6 +919,12 @@ pub fn parse(bytes: &[u8]) -> Result<NodeSummary, SummaryError> {
             msg: "expected an `end` line; the summary is truncated".to_string(),
         });
     };
+    if h.gpu_scan {
+        // The agent looked: a process without the field holds none.
+        for i in gpu_absent {
+            procs[i].gpus = Some(Gpus::default());
+        }
+    }
     let missing = |key: &str| SummaryError::Parse {
         line: end,
         msg: format!("expected a `{key}` header line before `end`"),
@@ -936,6 +1004,7 @@ pub fn split_cmdline(raw: &[u8]) -> Vec<Vec<u8>> {
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::format::gpus::Gpu;
     use proptest::prelude::*;
 
     pub(crate) fn sample() -> NodeSummary {
@@ -977,6 +1046,7 @@ pub(crate) mod tests {
                     comm: b"systemd".to_vec(),
                     cmdline: vec![b"/sbin/init".to_vec(), b"splash".to_vec()],
                     job: None,
+                    gpus: None,
                 },
                 ProcEntry {
                     pid: 2,
@@ -1006,6 +1076,7 @@ pub(crate) mod tests {
                         id: "1234".into(),
                         step: Some("0".into()),
                     }),
+                    gpus: None,
                 },
             ],
             pinned_walk: false,
@@ -1115,12 +1186,11 @@ pub(crate) mod tests {
             newer.push_str(line);
             if line.starts_with("p ") && !line.starts_with("p 4242 ") {
                 // Fields after the optional ones this build knows (job
-                // and step, none here).
-                newer.push_str(" \\- \\- 42 future\\sfield");
-            } else if line.starts_with("p ")
-                || line.starts_with("loadavg")
-                || line.starts_with("cpus")
-            {
+                // and step none, gpu unknown here).
+                newer.push_str(" \\- \\- ? 42 future\\sfield");
+            } else if line.starts_with("p ") {
+                newer.push_str(" ? 42 future\\sfield");
+            } else if line.starts_with("loadavg") || line.starts_with("cpus") {
                 newer.push_str(" 42 future\\sfield");
             }
             newer.push('\n');
@@ -1148,6 +1218,7 @@ pub(crate) mod tests {
         let s = parse(old.as_bytes()).unwrap();
         assert_eq!(s.procs.len(), 2);
         assert!(s.procs.iter().all(|p| p.job.is_none()), "{:?}", s.procs);
+        assert!(s.procs.iter().all(|p| p.gpus.is_none()), "unknown GPUs");
         assert_eq!(s.procs[0].cmdline.len(), 3);
         // A job without a step, and explicit nones.
         let with = old
@@ -1184,6 +1255,75 @@ pub(crate) mod tests {
         let (n, msg) = err_line(&bad);
         assert_eq!(n, 16);
         assert!(msg.contains("expected job"), "{msg}");
+    }
+
+    /// A summary whose agent looked at GPUs: the `gpu_scan` header, the
+    /// `gpu` field after job and step (`\\-` placeholders where there is
+    /// no job), `?` for a process it could not look at, nothing for none.
+    #[test]
+    fn gpus_round_trip_with_their_header() {
+        let mut s = sample();
+        s.procs[0].gpus = Some(Gpus::default());
+        s.procs[1].gpus = None;
+        s.procs[2].gpus = Some(Gpus::new([Gpu::Nvidia(3), Gpu::Nvidia(0)], true));
+        let text = String::from_utf8(s.encode()).unwrap();
+        assert!(text.contains("\ngpu_scan 1\n"), "{text}");
+        let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("p ")).collect();
+        assert!(lines[0].ends_with(" /sbin/init splash"), "{}", lines[0]);
+        assert!(lines[1].ends_with(" kthreadd 0 \\- \\- ?"), "{}", lines[1]);
+        assert!(
+            lines[2].ends_with(" \\- 1234 0 nvidia0,nvidia3,+"),
+            "{}",
+            lines[2]
+        );
+        assert_eq!(parse(text.as_bytes()).unwrap(), s);
+        // Without the header (an older agent), a line without the field
+        // is unknown, not none.
+        let old = text.replace("gpu_scan 1\n", "");
+        let back = parse(old.as_bytes()).unwrap();
+        assert_eq!(back.procs[0].gpus, None);
+        assert_eq!(back.procs[2].gpus, s.procs[2].gpus);
+        // A job without a step keeps the step's place.
+        s.procs[2].job = Some(JobRef {
+            id: "9".into(),
+            step: None,
+        });
+        let text = String::from_utf8(s.encode()).unwrap();
+        assert!(text.contains(" \\- 9 \\- nvidia0,nvidia3,+\n"), "{text}");
+        assert_eq!(parse(text.as_bytes()).unwrap(), s);
+        // A field that is no list rejects the summary, naming the line.
+        let bad = text.replace("nvidia0,nvidia3,+", "nvidia0,,x");
+        let (n, msg) = err_line(&bad);
+        assert_eq!(
+            n,
+            text.lines().position(|l| l.starts_with("p 4242")).unwrap() + 1
+        );
+        assert!(msg.contains("expected gpu"), "{msg}");
+    }
+
+    /// What a reader without the `gpu` field reads of a summary with it:
+    /// it reads job and step and ignores what follows and the header it
+    /// does not know, so it reads exactly the summary without GPUs.
+    #[test]
+    fn older_readers_read_summaries_with_gpus_unchanged() {
+        let mut new = sample();
+        for p in &mut new.procs {
+            p.gpus = Some(Gpus::default());
+        }
+        new.procs[2].gpus = Some(Gpus::new([Gpu::Render(1), Gpu::Amd], false));
+        let text = String::from_utf8(new.encode()).unwrap();
+        // What that reader sees: the listed fields and job and step only.
+        let cut: String = text
+            .lines()
+            .filter(|l| *l != "gpu_scan 1")
+            .map(|l| l.strip_suffix(" render1,amd?").unwrap_or(l).to_string() + "\n")
+            .collect();
+        let mut old = new.clone();
+        for p in &mut old.procs {
+            p.gpus = None;
+        }
+        assert_eq!(parse(cut.as_bytes()).unwrap(), old);
+        assert_eq!(cut, String::from_utf8(old.encode()).unwrap());
     }
 
     /// What an older reader reads of a summary with jobs: it reads the
@@ -1376,11 +1516,18 @@ pub(crate) mod tests {
             ),
             arb_bytes(),
             proptest::collection::vec(arb_bytes(), 0..5),
-            proptest::option::of((
-                // Ids as patterns take them: one letter or digit at least.
-                "[0-9a-z.\\[\\]_-]{0,11}[0-9a-z]",
-                proptest::option::of("[0-9a-z]{1,8}"),
-            )),
+            (
+                proptest::option::of((
+                    // Ids as patterns take them: one letter or digit at least.
+                    "[0-9a-z.\\[\\]_-]{0,11}[0-9a-z]",
+                    proptest::option::of("[0-9a-z]{1,8}"),
+                )),
+                proptest::option::of((
+                    proptest::collection::vec((0u32..300, 0u8..3), 0..4),
+                    any::<bool>(),
+                    any::<bool>(),
+                )),
+            ),
         )
             .prop_map(
                 |(
@@ -1388,7 +1535,7 @@ pub(crate) mod tests {
                     (utime, stime, rss_pages, vsize, start_ticks, threads),
                     comm,
                     cmdline,
-                    job,
+                    (job, gpus),
                 )| ProcEntry {
                     pid,
                     ppid,
@@ -1405,6 +1552,17 @@ pub(crate) mod tests {
                     comm,
                     cmdline,
                     job: job.map(|(id, step)| JobRef { id, step }),
+                    gpus: gpus.map(|(devs, truncated, restricted)| Gpus {
+                        restricted,
+                        ..Gpus::new(
+                            devs.into_iter().map(|(n, kind)| match kind {
+                                0 => Gpu::Nvidia(n),
+                                1 => Gpu::Render(n),
+                                _ => Gpu::Amd,
+                            }),
+                            truncated,
+                        )
+                    }),
                 },
             )
     }

@@ -12,9 +12,9 @@
 //! `-` means "none" (no round-trip time yet, no error).
 //!
 //! ```text
-//! NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR JOBID STEP COMMAND
-//! n1 4242 1 alice R 99.5 1.2 51200 2097152 2026-11-26T05:07:16Z 1:02:03 8 1234 0 ./my job --name x
-//! n1 4300 1 alice S 0.0 0.1 2048 8192 2026-11-26T05:10:00Z 0:00:00 1 - - -bash
+//! NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR JOBID STEP GPU COMMAND
+//! n1 4242 1 alice R 99.5 1.2 51200 2097152 2026-11-26T05:07:16Z 1:02:03 8 1234 0 nvidia0,nvidia3 ./my job --name x
+//! n1 4300 1 alice S 0.0 0.1 2048 8192 2026-11-26T05:10:00Z 0:00:00 1 - - - -bash
 //! # missing n3: connection refused
 //! # stale n4: 12.3s old (deadline exceeded)
 //! ```
@@ -75,7 +75,7 @@ pub const MAX_TABLE_BYTES: u64 = 4 << 30;
 
 /// Header of `/ps`.
 pub const PS_HEADER: &str =
-    "NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR JOBID STEP COMMAND";
+    "NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR JOBID STEP GPU COMMAND";
 
 /// Header of `/load`.
 pub const LOAD_HEADER: &str = "NODE LOAD1 LOAD5 LOAD15 RUNNING TASKS CPUS MEM_TOTAL_MB MEM_USED_MB MEM_AVAIL_MB PROCS UPTIME ARCH KERNEL";
@@ -179,6 +179,10 @@ pub struct PsRow {
     pub job: Option<String>,
     /// The job's step (`STEP`), where it is in one.
     pub step: Option<String>,
+    /// The GPU devices it has open (`GPU`, as
+    /// [`crate::format::gpus::Gpus::display`] writes them); `None` for
+    /// none, and when unknown or not the reader's to see.
+    pub gpu: Option<String>,
     /// Command line (or `[comm]`).
     pub command: String,
 }
@@ -213,7 +217,8 @@ impl Row for PsRow {
             threads: c.num(11),
             job: c.opt(12, |s| Some(visible(s))),
             step: c.opt(13, |s| Some(visible(s))),
-            command: c.text(14),
+            gpu: c.opt(14, |s| Some(visible(s))),
+            command: c.text(15),
         })
     }
 }
@@ -319,6 +324,7 @@ impl PsRow {
             threads: self.threads,
             job: self.job.as_deref(),
             step: self.step.as_deref(),
+            gpu: self.gpu.as_deref(),
         }
     }
 }
@@ -357,6 +363,8 @@ pub struct PsFields<'a> {
     pub job: Option<&'a str>,
     /// See [`PsRow::step`].
     pub step: Option<&'a str>,
+    /// See [`PsRow::gpu`].
+    pub gpu: Option<&'a str>,
 }
 
 impl PsFields<'_> {
@@ -393,7 +401,7 @@ impl PsFields<'_> {
         cputime_into(out, self.time);
         out.push(' ');
         out.push_str(n.format(self.threads));
-        for v in [self.job, self.step] {
+        for v in [self.job, self.step, self.gpu] {
             out.push(' ');
             match v {
                 Some(v) => cell_into(out, v),
@@ -1194,6 +1202,7 @@ mod tests {
             threads: 8,
             job: Some("1234".into()),
             step: Some("0".into()),
+            gpu: Some("nvidia0,nvidia3".into()),
             command: "./my job  --name x".into(),
         }
     }
@@ -1347,6 +1356,7 @@ mod tests {
             PsRow {
                 job: None,
                 step: None,
+                gpu: None,
                 ..ps_row()
             }
         );
@@ -1365,6 +1375,27 @@ mod tests {
         );
     }
 
+    /// An aggregator's `/ps` without GPU (older, before COMMAND) reads as
+    /// no GPU with the command whole; GPU is found by name wherever it is.
+    #[test]
+    fn ps_without_gpu_reads_as_none() {
+        let old = "NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR JOBID STEP COMMAND\n\
+                   n01 4242 1 alice R 99.5 1.2 51200 2097152 2026-11-26T05:07:16Z 1:02:03 8 1234 0 ./my job  --name x\n";
+        let r = &Table::<PsRow>::parse(old).unwrap().rows[0];
+        assert_eq!(
+            *r,
+            PsRow {
+                gpu: None,
+                ..ps_row()
+            }
+        );
+        let moved = "GPU NODE PID COMMAND\nrender1,amd? n1 5 sh -c x\n- n1 6 y\n";
+        let t = Table::<PsRow>::parse(moved).unwrap();
+        assert_eq!(t.rows[0].gpu.as_deref(), Some("render1,amd?"));
+        assert_eq!(t.rows[0].command, "sh -c x");
+        assert_eq!(t.rows[1].gpu, None);
+    }
+
     /// An older aggregator's `/load`, without ARCH and KERNEL, still reads.
     #[test]
     fn load_without_arch_and_kernel_reads_as_unknown() {
@@ -1379,15 +1410,18 @@ mod tests {
     fn lines_are_the_documented_bytes() {
         assert_eq!(
             ps_row().line(),
-            "n01 4242 1 alice R 99.5 1.2 51200 2097152 2026-11-26T05:07:16Z 1:02:03 8 1234 0 ./my job  --name x"
+            "n01 4242 1 alice R 99.5 1.2 51200 2097152 2026-11-26T05:07:16Z 1:02:03 8 1234 0 nvidia0,nvidia3 ./my job  --name x"
         );
         let no_job = PsRow {
             job: None,
             step: None,
+            gpu: None,
             ..ps_row()
         };
         assert!(
-            no_job.line().ends_with(" 1:02:03 8 - - ./my job  --name x"),
+            no_job
+                .line()
+                .ends_with(" 1:02:03 8 - - - ./my job  --name x"),
             "{}",
             no_job.line()
         );
@@ -1452,14 +1486,14 @@ mod tests {
             command: String::new(),
             ..ps_row()
         };
-        assert!(empty.line().ends_with(" 8 1234 0 ?"));
+        assert!(empty.line().ends_with(" 8 1234 0 nvidia0,nvidia3 ?"));
         let spaced = PsRow {
             job: Some("12 34".into()),
             step: Some(String::new()),
             ..ps_row()
         };
         assert!(
-            spaced.line().contains(" 8 12?34 ? ./my"),
+            spaced.line().contains(" 8 12?34 ? nvidia0,nvidia3 ./my"),
             "{}",
             spaced.line()
         );
@@ -1614,11 +1648,11 @@ mod tests {
     fn unreadable_cells_default_and_rows_without_identity_are_skipped() {
         let text = format!(
             "{PS_HEADER}\n\
-             a1 1 0 root S 0 0 1 1 0 0 1 - - init\n\
-             a1 x 0 root S 0 0 1 1 0 0 1 - - no pid\n\
+             a1 1 0 root S 0 0 1 1 0 0 1 - - - init\n\
+             a1 x 0 root S 0 0 1 1 0 0 1 - - - no pid\n\
              short line\n\
              \n\
-             a2 7 1 root S - - 1 1 - - 1 - -\n"
+             a2 7 1 root S - - 1 1 - - 1 - - -\n"
         );
         let t = Table::<PsRow>::parse(&text).unwrap();
         assert_eq!(t.skipped, 2);
@@ -1716,14 +1750,18 @@ mod tests {
                 any::<u64>(),
             ),
             (0u64..253_402_300_799, any::<u64>(), any::<i64>(), tail()),
-            (proptest::option::of(token()), proptest::option::of(token())),
+            (
+                proptest::option::of(token()),
+                proptest::option::of(token()),
+                proptest::option::of(token()),
+            ),
         )
             .prop_map(
                 |(
                     (node, pid, ppid, user),
                     (state, cpu, mem, rss_kb, vsz_kb),
                     (start, time, threads, command),
-                    (job, step),
+                    (job, step, gpu),
                 )| PsRow {
                     node,
                     pid,
@@ -1739,6 +1777,7 @@ mod tests {
                     threads,
                     job,
                     step,
+                    gpu,
                     command,
                 },
             )
@@ -1901,7 +1940,7 @@ mod tests {
             r.time % 60
         );
         format!(
-            "{} {} {} {} {} {:.1} {:.1} {} {} {} {} {} {} {} {}",
+            "{} {} {} {} {} {:.1} {:.1} {} {} {} {} {} {} {} {} {}",
             cell(&r.node),
             r.pid,
             r.ppid,
@@ -1916,6 +1955,7 @@ mod tests {
             r.threads,
             opt(&r.job),
             opt(&r.step),
+            opt(&r.gpu),
             if command.is_empty() { "?" } else { &command }
         )
     }
@@ -1967,6 +2007,7 @@ mod tests {
             (
                 proptest::option::of(any_text()),
                 proptest::option::of(any_text()),
+                proptest::option::of(any_text()),
             ),
         )
             .prop_map(
@@ -1974,7 +2015,7 @@ mod tests {
                     (node, pid, ppid, user, state),
                     (cpu, mem, rss_kb, vsz_kb),
                     (start, time, threads, command),
-                    (job, step),
+                    (job, step, gpu),
                 )| PsRow {
                     node,
                     pid,
@@ -1990,6 +2031,7 @@ mod tests {
                     threads,
                     job,
                     step,
+                    gpu,
                     command,
                 },
             )

@@ -117,6 +117,8 @@ pub(crate) struct Hw {
     pub(crate) page_size: u64,
     /// An older kernel on some x86 nodes: the aggregator must not assume one.
     pub(crate) old_kernel: bool,
+    /// NVIDIA GPUs (`/dev/nvidia0..`): 0, 4 or 8, on some EPYC racks.
+    pub(crate) gpus: u8,
 }
 
 impl Hw {
@@ -636,6 +638,9 @@ fn hardware(seed: u64, i: u32, arch_mix: bool) -> Hw {
     let mut r = Rng::new(&[seed, K_HW, u64::from(i / 32)]);
     let kind = r.unit();
     let old_kernel = r.chance(0.1);
+    // Drawn after the others, so adding it left the rest of the
+    // hardware as it was.
+    let gpus = [0, 0, 4, 8][r.below(4) as usize];
     if arch_mix && kind >= 0.9 {
         Hw {
             cpus: 80,
@@ -645,6 +650,7 @@ fn hardware(seed: u64, i: u32, arch_mix: bool) -> Hw {
             mem_total_kb: 263_487_232,
             page_size: 65_536,
             old_kernel: false,
+            gpus: 0,
         }
     } else if kind >= 0.7 {
         Hw {
@@ -655,6 +661,7 @@ fn hardware(seed: u64, i: u32, arch_mix: bool) -> Hw {
             mem_total_kb: 197_559_712,
             page_size: 4096,
             old_kernel,
+            gpus: 0,
         }
     } else {
         Hw {
@@ -665,6 +672,7 @@ fn hardware(seed: u64, i: u32, arch_mix: bool) -> Hw {
             mem_total_kb: 263_856_144,
             page_size: 4096,
             old_kernel,
+            gpus,
         }
     }
 }

@@ -10,10 +10,11 @@
 
 use std::fmt::Write as _;
 
+use crate::format::gpus::{Gpu, Gpus};
 use crate::format::jobs::JobRef;
 use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
 
-use super::model::{Arch, CpuModel, HZ, Hold, NodeAt, NodeModel, ProcRec, Sim};
+use super::model::{Arch, CpuModel, HZ, Hold, JobStep, NodeAt, NodeModel, ProcRec, Sim};
 use super::tables::{Libs, Role, user_name};
 use crate::sys::rng::{Rng, hash};
 
@@ -440,6 +441,16 @@ pub(crate) fn job(node: &NodeModel, sim: &Sim, p: &ProcRec) -> Option<JobRef> {
         id: job.id.to_string(),
         step: Some(step.to_string()),
     })
+}
+
+/// The GPUs a process holds: on a GPU node, the user processes of its
+/// job's `srun` step (the ranks and what they start) hold every GPU of the
+/// node (the job has the node, and the CUDA runtime opens each device it
+/// is allowed); nothing else holds one.
+pub(crate) fn gpus(node: &NodeModel, p: &ProcRec) -> Gpus {
+    let holds = p.step == JobStep::Zero && p.uid != 0 && node.job.is_some();
+    let n = if holds { node.hw.gpus } else { 0 };
+    Gpus::new((0..u32::from(n)).map(Gpu::Nvidia), false)
 }
 
 /// `/proc/<pid>/cgroup` as a Slurm node has it: cgroup v2 (one `0::`
@@ -1202,6 +1213,7 @@ pub(crate) fn summary(sim: &Sim, node: &NodeModel, snap: &NodeAt, hostname: Stri
                 comm: cmd.comm.as_bytes().to_vec(),
                 cmdline: split_cmdline(&cmdline(&c)),
                 job: job(node, sim, p),
+                gpus: Some(gpus(node, p)),
             }
         })
         .collect();

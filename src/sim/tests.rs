@@ -579,3 +579,48 @@ async fn jobs_in_the_summary_match_the_cgroup_files() {
         .collect();
     assert_eq!(steps, want);
 }
+
+/// GPUs: some EPYC racks have 4 or 8 NVIDIA GPUs; there, the user
+/// processes of the job's step 0 hold every one of them, and nothing else
+/// holds any; the summary says it looked (none is "none", not unknown).
+#[tokio::test(start_paused = true)]
+async fn gpus_in_the_summary_match_the_modelled_devices() {
+    use crate::format::gpus::{Gpu, Gpus};
+    let n = 256;
+    let sim = Arc::new(Sim::new(opts(n)).unwrap());
+    let mut sizes = std::collections::BTreeSet::new();
+    let (mut holders, mut step0_without) = (0, 0);
+    for i in 0..n {
+        let model = &sim.nodes[i];
+        if !model.summary {
+            continue;
+        }
+        let ps = summary::parse(&read(&node(&sim, i), ".gproc/ps").await.unwrap()).unwrap();
+        for p in &ps.procs {
+            let step0 = p.job.as_ref().and_then(|j| j.step.as_deref()) == Some("0");
+            let want = if step0 && p.ruid >= 1000 {
+                (0..u32::from(model.hw.gpus)).map(Gpu::Nvidia).collect()
+            } else {
+                Vec::new()
+            };
+            let got = p.gpus.as_ref().expect("the simulated agent looked");
+            assert_eq!(
+                got,
+                &Gpus::new(want.clone(), false),
+                "node {i} pid {}",
+                p.pid
+            );
+            if want.is_empty() {
+                step0_without += usize::from(step0);
+            } else {
+                holders += 1;
+                sizes.insert(want.len());
+            }
+        }
+    }
+    assert!(
+        holders > 0 && step0_without > 0,
+        "{holders} {step0_without}"
+    );
+    assert_eq!(sizes, [4, 8].into_iter().collect(), "4- and 8-GPU nodes");
+}

@@ -115,9 +115,10 @@ pub fn check_capabilities() -> Result<(), CredError> {
     }
 }
 
-/// The calling thread's (fsuid, fsgid): `setfs[ug]id` with an invalid id
-/// changes nothing and returns the current value.
-fn fs_ids() -> (u32, u32) {
+/// The calling thread's (fsuid, fsgid), which the kernel checks file
+/// access with: `setfs[ug]id` with an invalid id changes nothing and
+/// returns the current value.
+pub fn fs_ids() -> (u32, u32) {
     // SAFETY: setfsuid/setfsgid take an integer and touch no memory; -1 is
     // never a valid id, so nothing changes.
     unsafe {

@@ -153,10 +153,12 @@ fn build(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> JobIndex {
             if !view.sees_process(p.ruid, p.euid) {
                 continue;
             }
-            let Some(line) = lines.line(i) else { continue };
+            let Some(line) = lines.line(i, view) else {
+                continue;
+            };
             all.push_str(line);
             let Some(job) = &p.job else { continue };
-            let row = tables::ps_row(&n.name, s, p);
+            let row = tables::ps_row(&n.name, s, p, view);
             let a = acc.entry(job.id.as_str()).or_insert_with(|| Acc {
                 sums: JobSums::default(),
                 lines: String::new(),
@@ -508,6 +510,7 @@ mod tests {
                 id: j.into(),
                 step: Some("0".into()),
             }),
+            gpus: None,
         }
     }
 

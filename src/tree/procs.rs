@@ -1,7 +1,11 @@
 //! Per-node process tables: from the agent's summary file in one read, or,
 //! for nodes without one (diod, Plan 9 style), from per-process reads of
 //! `stat`, `status`, `cmdline` and `cgroup` (the job, by the built-in
-//! patterns) plus the node-wide files.
+//! patterns) plus the node-wide files. The fallback does not say which
+//! GPUs a process holds (unknown, shown `-`): that takes a stat of every
+//! descriptor, one 9P walk and stat each here, and a diod node serves the
+//! `fd` links as the link's text, not the device numbers the agent
+//! recognises GPUs by.
 
 use std::sync::Arc;
 
@@ -234,6 +238,7 @@ impl Tree {
             comm: st.comm.into_bytes(),
             cmdline,
             job,
+            gpus: None,
         }))
     }
 

@@ -19,32 +19,76 @@ use crate::view::View;
 use super::tables;
 
 /// A node's `/ps` lines, each with the uids that decide who sees it.
+///
+/// A line is written as an administrator sees it. Where that shows GPUs
+/// a user may not be shown ([`tables::gpus_shown`]), the line without
+/// them is kept too, and a user is given the one their uid allows.
 pub(super) struct NodeRows {
     /// Every line, each ending in `\n`.
     text: String,
-    /// Per line: where it ends in `text`, and its (real, effective) uid.
-    lines: Vec<(usize, u32, u32)>,
+    /// Per line: where it ends in `text`, its (real, effective) uid, and
+    /// for a line with GPUs, the user shown them (if any) and where its
+    /// line without them is in `withheld`.
+    lines: Vec<Line>,
+    /// The lines without their GPUs, each ending in `\n`.
+    withheld: String,
+}
+
+#[derive(Clone, Copy)]
+struct Line {
+    end: usize,
+    ruid: u32,
+    euid: u32,
+    /// For a line with GPUs: the one user also shown them, and the range
+    /// of its line without them in `withheld`.
+    gpus: Option<(Option<u32>, usize, usize)>,
 }
 
 impl NodeRows {
     /// The lines of `s`'s processes on node `name`.
     pub(super) fn render(name: &str, s: &NodeSummary) -> Self {
+        let admin = View::admin();
         let mut text = String::with_capacity(s.procs.len() * 112);
+        let mut withheld = String::new();
         let mut lines = Vec::with_capacity(s.procs.len());
         for p in &s.procs {
-            tables::write_ps_line(&mut text, name, s, p);
+            let shown = tables::gpus_shown(&admin, p);
+            tables::write_ps_line(&mut text, name, s, p, shown.as_deref());
             text.push('\n');
-            lines.push((text.len(), p.ruid, p.euid));
+            let gpus = shown.map(|_| {
+                let owner = tables::gpus_shown(&View::user(p.ruid, Vec::new()), p).map(|_| p.ruid);
+                let start = withheld.len();
+                tables::write_ps_line(&mut withheld, name, s, p, None);
+                withheld.push('\n');
+                (owner, start, withheld.len())
+            });
+            lines.push(Line {
+                end: text.len(),
+                ruid: p.ruid,
+                euid: p.euid,
+                gpus,
+            });
         }
-        Self { text, lines }
+        Self {
+            text,
+            lines,
+            withheld,
+        }
     }
 
-    /// The line of the summary's `i`th process (with its `\n`), if it
-    /// has one.
-    pub(super) fn line(&self, i: usize) -> Option<&str> {
-        let end = self.lines.get(i)?.0;
-        let start = i.checked_sub(1).map_or(0, |j| self.lines[j].0);
-        self.text.get(start..end)
+    /// The line of the summary's `i`th process as `view` is shown it
+    /// (with its `\n`), if it has one; whether `view` sees the process is
+    /// the caller's to decide.
+    pub(super) fn line(&self, i: usize, view: &View) -> Option<&str> {
+        let l = self.lines.get(i)?;
+        if let Some((owner, start, end)) = l.gpus
+            && !view.admin
+            && owner != Some(view.uid)
+        {
+            return self.withheld.get(start..end);
+        }
+        let start = i.checked_sub(1).map_or(0, |j| self.lines[j].end);
+        self.text.get(start..l.end)
     }
 
     /// Bytes of the lines `view` may see (to size the table once).
@@ -54,11 +98,11 @@ impl NodeRows {
         }
         let mut start = 0;
         let mut n = 0;
-        for &(end, ruid, euid) in &self.lines {
-            if view.sees_process(ruid, euid) {
-                n += end - start;
+        for l in &self.lines {
+            if view.sees_process(l.ruid, l.euid) {
+                n += l.end - start;
             }
-            start = end;
+            start = l.end;
         }
         n
     }
@@ -151,5 +195,38 @@ impl RowsCache {
             .zip(nodes)
             .map(|(r, (name, s))| r.unwrap_or_else(|| Arc::new(NodeRows::render(name, s))))
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::summary::tests::{arb_proc, sample};
+    use crate::format::table::Row;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Whoever reads it, a node's kept line is the row that reader
+        /// would be shown, GPUs included or withheld.
+        #[test]
+        fn each_reader_gets_their_own_rows_line(
+            procs in proptest::collection::vec(arb_proc(), 1..6),
+            other in any::<u32>(),
+        ) {
+            let mut s = sample();
+            s.procs = procs;
+            let rows = NodeRows::render("n1", &s);
+            for (i, p) in s.procs.iter().enumerate() {
+                for view in [
+                    View::admin(),
+                    View::user(p.ruid, Vec::new()),
+                    View::user(p.euid, Vec::new()),
+                    View::user(other, Vec::new()),
+                ] {
+                    let want = format!("{}\n", tables::ps_row("n1", &s, p, &view).line());
+                    prop_assert_eq!(rows.line(i, &view), Some(want.as_str()));
+                }
+            }
+        }
     }
 }

@@ -13,6 +13,7 @@ use crate::format::summary::{NodeSummary, ProcEntry};
 use crate::format::table::{
     JobNodeRow, JobRow, LoadRow, NodeRow, Note, PsFields, PsRow, Uptime, cpu_tenths,
 };
+use crate::view::View;
 
 /// The numbers of a process's `/ps` row, from its node's summary.
 struct PsNumbers {
@@ -50,8 +51,9 @@ fn ps_numbers(s: &NodeSummary, p: &ProcEntry) -> PsNumbers {
     }
 }
 
-/// The `/ps` row for one process of a node's summary.
-pub fn ps_row(node: &str, s: &NodeSummary, p: &ProcEntry) -> PsRow {
+/// The `/ps` row for one process of a node's summary, as `view` is shown
+/// it (the caller has decided that the view sees the process).
+pub fn ps_row(node: &str, s: &NodeSummary, p: &ProcEntry, view: &View) -> PsRow {
     let n = ps_numbers(s, p);
     PsRow {
         node: node.to_string(),
@@ -72,14 +74,22 @@ pub fn ps_row(node: &str, s: &NodeSummary, p: &ProcEntry) -> PsRow {
         threads: p.threads,
         job: p.job.as_ref().map(|j| j.id.clone()),
         step: p.job.as_ref().and_then(|j| j.step.clone()),
+        gpu: gpus_shown(view, p),
         command: p.cmdline_display(),
     }
 }
 
 /// Appends the `/ps` line of one process of a node's summary (no
-/// newline): the bytes of `ps_row(node, s, p).line()`, written without
+/// newline) with `gpu` as its GPU cell: the bytes of `ps_row(node, s, p,
+/// view).line()` for a view shown `gpu` ([`gpus_shown`]), written without
 /// building the row.
-pub fn write_ps_line(out: &mut String, node: &str, s: &NodeSummary, p: &ProcEntry) {
+pub fn write_ps_line(
+    out: &mut String,
+    node: &str,
+    s: &NodeSummary,
+    p: &ProcEntry,
+    gpu: Option<&str>,
+) {
     let n = ps_numbers(s, p);
     let mut uid = itoa::Buffer::new();
     let user = if p.user.is_empty() {
@@ -102,8 +112,27 @@ pub fn write_ps_line(out: &mut String, node: &str, s: &NodeSummary, p: &ProcEntr
         threads: p.threads,
         job: p.job.as_ref().map(|j| j.id.as_str()),
         step: p.job.as_ref().and_then(|j| j.step.as_deref()),
+        gpu,
     }
     .write(out, |out| p.cmdline_into(out));
+}
+
+/// The GPUs of a process's row, if `view` may be shown them. The agent
+/// read them from the process's descriptors as its service identity;
+/// the node's kernel shows a user those (`stat` of `/proc/<pid>/fd/N`)
+/// only for a process whose real, effective and saved uids are theirs,
+/// whose gids are their current group, and that is dumpable (ptrace read
+/// access). A view sees rows whose real *or* effective uid is theirs, so
+/// a user is shown the GPUs only where both are, and the agent has not
+/// flagged the process as one its owner could not read (restricted: its
+/// uids or its gids differ among themselves, or it is not dumpable, as a
+/// setuid or setgid program is); administrators see them all. Withheld
+/// reads as none. A user's plain process running under another group of
+/// theirs (`sg`) is shown: under that group they could read it too.
+pub fn gpus_shown(view: &View, p: &ProcEntry) -> Option<String> {
+    let g = p.gpus.as_ref()?;
+    let own = p.ruid == view.uid && p.euid == view.uid && !g.restricted;
+    (view.admin || own).then(|| g.display()).flatten()
 }
 
 /// The `/load` row of a node (Supermon's per-node numbers).
@@ -419,10 +448,12 @@ mod tests {
             let mut s = sample();
             (s.boot_time, s.clk_tck, s.time, s.cpus) = (boot_time, clk_tck, time, cpus);
             (s.mem_total_kb, s.page_size) = (mem_total_kb, page_size);
-            let row = ps_row(&node, &s, &p);
-            let mut out = String::new();
-            write_ps_line(&mut out, &node, &s, &p);
-            prop_assert_eq!(out, row.line());
+            for view in [View::admin(), View::user(p.ruid, Vec::new())] {
+                let row = ps_row(&node, &s, &p, &view);
+                let mut out = String::new();
+                write_ps_line(&mut out, &node, &s, &p, gpus_shown(&view, &p).as_deref());
+                prop_assert_eq!(out, row.line());
+            }
         }
     }
 }

@@ -601,6 +601,7 @@ async fn simulated_jobs_across_nodes_select_with_ps_and_kill() {
             time: o["time"].as_u64().unwrap(),
             threads: o["threads"].as_i64().unwrap(),
             job: o["job"].as_str().map(Into::into),
+            gpu: o["gpu"].as_str().map(Into::into),
             step: o["step"].as_str().map(Into::into),
             command: o["command"].as_str().unwrap().into(),
         })

@@ -19,6 +19,7 @@ mod control;
 mod demo;
 mod docs;
 mod fair;
+mod gpus;
 mod hetero;
 mod hierarchy;
 mod hostile_client;

@@ -68,6 +68,7 @@ pub fn run(b: TablesBench) -> Result<()> {
         .context("a simulated summary does not parse")?;
     let procs: usize = parsed.iter().map(|(_, s)| s.procs.len()).sum();
 
+    let admin = gproc::view::View::admin();
     let copy = median(b.rounds, || {
         let mut out = Vec::with_capacity(bytes);
         for (_, f) in &files {
@@ -85,7 +86,7 @@ pub fn run(b: TablesBench) -> Result<()> {
         let mut out = String::new();
         for (name, s) in &parsed {
             for p in &s.procs {
-                out.push_str(&tables::ps_row(name, s, p).line());
+                out.push_str(&tables::ps_row(name, s, p, &admin).line());
                 out.push('\n');
             }
         }
@@ -95,7 +96,13 @@ pub fn run(b: TablesBench) -> Result<()> {
         let mut out = String::new();
         for (name, s) in &parsed {
             for p in &s.procs {
-                tables::write_ps_line(&mut out, name, s, p);
+                tables::write_ps_line(
+                    &mut out,
+                    name,
+                    s,
+                    p,
+                    tables::gpus_shown(&admin, p).as_deref(),
+                );
                 out.push('\n');
             }
         }

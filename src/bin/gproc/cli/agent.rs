@@ -82,6 +82,21 @@ pub struct AgentArgs {
     /// jobs.
     #[arg(long = "job-cgroup", value_name = "PATTERN", value_parser = parse_job_pattern)]
     job_cgroups: Vec<String>,
+    /// Whether the summary says which GPUs each process has open (a stat
+    /// of its descriptors): `auto` where the node has an NVIDIA or AMD
+    /// GPU driver or a DRM render node (looked at again every minute),
+    /// `always`, or `never` (GPUs unknown).
+    #[arg(long, default_value = "auto", value_name = "WHEN")]
+    gpus: gproc::agent::gpus::GpuMode,
+    /// Descriptors looked at per process for GPUs; a process with more
+    /// is marked `+` (its later descriptors not looked at).
+    #[arg(long, default_value_t = gproc::agent::gpus::DEFAULT_FD_CAP, value_name = "N")]
+    gpu_fd_cap: usize,
+    /// How long a process's GPU scan is reused before it is scanned again
+    /// (seconds; each process between half this and this, by its pid, so
+    /// rescans spread; a new process is scanned at once).
+    #[arg(long, default_value_t = gproc::agent::gpus::DEFAULT_RESCAN.as_secs(), value_name = "SECONDS")]
+    gpu_rescan: u64,
 }
 
 fn parse_job_pattern(s: &str) -> Result<String, String> {
@@ -133,7 +148,12 @@ pub async fn run(a: AgentArgs) -> Result<ExitCode> {
         .with_context(|| format!("cannot serve {}", a.root.display()))?
         .with_service_uids(service.iter().copied())
         .with_control(a.control)
-        .with_job_rules(jobs);
+        .with_job_rules(jobs)
+        .with_gpu_scan(gproc::agent::gpus::GpuScan::new(
+            a.gpus,
+            a.gpu_fd_cap,
+            std::time::Duration::from_secs(a.gpu_rescan),
+        ));
     if a.control {
         tracing::info!("control on: process directories have a ctl file (signals as the writer)");
     }

@@ -25,7 +25,7 @@ pub struct PsArgs {
     select: Select,
     /// Sort keys, comma-separated; prefix `-` for descending
     /// (e.g. `-cpu,node`). Keys: node user pid ppid cpu mem rss vsz stat
-    /// start time thr jobid step command.
+    /// start time thr jobid step gpu command.
     #[arg(long, allow_hyphen_values = true)]
     sort: Option<String>,
     /// Columns to print, comma-separated (same names as --sort). Scripts
@@ -239,6 +239,7 @@ enum Col {
     Thr,
     Job,
     Step,
+    Gpu,
     Command,
 }
 
@@ -265,6 +266,7 @@ impl Col {
                 "thr" | "threads" | "nlwp" => Col::Thr,
                 "jobid" | "job" => Col::Job,
                 "step" => Col::Step,
+                "gpu" | "gpus" => Col::Gpu,
                 "command" | "cmd" | "args" => Col::Command,
                 _ => return None,
             },
@@ -287,6 +289,7 @@ impl Col {
             Col::Thr => "THR",
             Col::Job => "JOBID",
             Col::Step => "STEP",
+            Col::Gpu => "GPU",
             Col::Command => "COMMAND",
         }
     }
@@ -314,6 +317,7 @@ impl Col {
             Col::Thr => r.threads.to_string(),
             Col::Job => r.job.clone().unwrap_or_else(|| "-".into()),
             Col::Step => r.step.clone().unwrap_or_else(|| "-".into()),
+            Col::Gpu => r.gpu.clone().unwrap_or_else(|| "-".into()),
             Col::Command => r.command.clone(),
         }
     }
@@ -336,6 +340,13 @@ impl Col {
             // processes in no job last.
             Col::Job => job_cmp(a.job.as_deref(), b.job.as_deref()),
             Col::Step => job_cmp(a.step.as_deref(), b.step.as_deref()),
+            // Processes holding GPUs first, by their devices' names.
+            Col::Gpu => match (&a.gpu, &b.gpu) {
+                (Some(x), Some(y)) => x.cmp(y),
+                (Some(_), None) => Ordering::Less,
+                (None, Some(_)) => Ordering::Greater,
+                (None, None) => Ordering::Equal,
+            },
             Col::Command => a.command.cmp(&b.command),
         }
     }
@@ -357,7 +368,7 @@ fn job_cmp(a: Option<&str>, b: Option<&str>) -> Ordering {
     }
 }
 
-const DEFAULT_COLS: [Col; 13] = [
+const DEFAULT_COLS: [Col; 14] = [
     Col::Node,
     Col::User,
     Col::Pid,
@@ -370,6 +381,7 @@ const DEFAULT_COLS: [Col; 13] = [
     Col::Time,
     Col::Job,
     Col::Step,
+    Col::Gpu,
     Col::Command,
 ];
 
@@ -378,7 +390,9 @@ fn parse_cols(s: &str) -> Result<Vec<Col>> {
         .filter(|c| !c.trim().is_empty())
         .map(|c| {
             Col::parse(c).with_context(|| {
-                format!("unknown column {c:?} (try node,user,pid,cpu,mem,rss,jobid,step,command)")
+                format!(
+                    "unknown column {c:?} (try node,user,pid,cpu,mem,rss,jobid,step,gpu,command)"
+                )
             })
         })
         .collect()
@@ -504,7 +518,7 @@ fn json_rows(rows: &[(PsRow, usize)], forest: bool) -> serde_json::Value {
                 "state": r.state.to_string(), "cpu": r.cpu, "mem": r.mem,
                 "rss_kb": r.rss_kb, "vsz_kb": r.vsz_kb, "start": r.start,
                 "time": r.time, "threads": r.threads, "job": r.job,
-                "step": r.step, "command": r.command,
+                "step": r.step, "gpu": r.gpu, "command": r.command,
             });
             if forest {
                 o["depth"] = (*depth).into();
@@ -699,6 +713,7 @@ mod tests {
             threads: 1,
             job: None,
             step: None,
+            gpu: None,
             command: "a b".into(),
         }
     }

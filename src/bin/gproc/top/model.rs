@@ -244,12 +244,12 @@ pub(crate) mod tests {
         n1 4.80 4.85 4.28 6 199 16 64000 32000 32000 3 0d+01:00\n\
         n2 0.10 0.20 0.30 1 99 8 32000 1000 31000 2 3d+02:00\n\
         # missing n3: connection refused\n";
-    pub(crate) const PS: &str = "NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR JOBID STEP COMMAND\n\
-        n1 1 0 root S 0.1 0.0 11308 37768 2026-11-26T05:07:16Z 0:00:04 1 - - /sbin/init\n\
-        n1 4242 1 alice R 99.5 12.5 8000000 9000000 2026-11-26T05:07:16Z 1:02:03 8 1234 0 ./sim --big\n\
-        n1 4243 1 bob R 50.0 0.1 50000 90000 2026-11-26T05:07:16Z 0:30:00 1 1250 batch bob-job\n\
-        n2 1 0 root S 0.0 0.0 9000 30000 2026-11-26T05:07:16Z 0:00:01 1 - - /sbin/init\n\
-        n2 77 1 alice S 3.0 40.0 12800000 13000000 2026-11-26T05:07:16Z 0:05:00 4 - - python train.py\n\
+    pub(crate) const PS: &str = "NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR JOBID STEP GPU COMMAND\n\
+        n1 1 0 root S 0.1 0.0 11308 37768 2026-11-26T05:07:16Z 0:00:04 1 - - - /sbin/init\n\
+        n1 4242 1 alice R 99.5 12.5 8000000 9000000 2026-11-26T05:07:16Z 1:02:03 8 1234 0 nvidia0,nvidia1 ./sim --big\n\
+        n1 4243 1 bob R 50.0 0.1 50000 90000 2026-11-26T05:07:16Z 0:30:00 1 1250 batch - bob-job\n\
+        n2 1 0 root S 0.0 0.0 9000 30000 2026-11-26T05:07:16Z 0:00:01 1 - - - /sbin/init\n\
+        n2 77 1 alice S 3.0 40.0 12800000 13000000 2026-11-26T05:07:16Z 0:05:00 4 - - - python train.py\n\
         # missing n3: connection refused\n";
 
     pub(crate) fn snap() -> ClusterTables {

@@ -62,11 +62,14 @@ pub fn render(server: &str, snap: &ClusterTables, sort: SortKey, limit: usize) -
     for n in &snap.notes {
         let _ = writeln!(out, "# {n}");
     }
-    let _ = writeln!(out, "NODE PID USER %CPU %MEM RSS TIME JOBID STEP COMMAND");
+    let _ = writeln!(
+        out,
+        "NODE PID USER %CPU %MEM RSS TIME JOBID STEP GPU COMMAND"
+    );
     for p in snap.top(sort, None, limit) {
         let _ = writeln!(
             out,
-            "{} {} {} {:.1} {:.1} {} {} {} {} {}",
+            "{} {} {} {:.1} {:.1} {} {} {} {} {} {}",
             p.node,
             p.pid,
             p.user,
@@ -76,6 +79,7 @@ pub fn render(server: &str, snap: &ClusterTables, sort: SortKey, limit: usize) -
             format_cputime(p.time),
             p.job.as_deref().unwrap_or("-"),
             p.step.as_deref().unwrap_or("-"),
+            p.gpu.as_deref().unwrap_or("-"),
             p.command
         );
     }
@@ -128,8 +132,8 @@ mod tests {
         assert_eq!(
             procs,
             vec![
-                "n1 4242 alice 99.5 12.5 8000000 1:02:03 1234 0 ./sim --big",
-                "n1 4243 bob 50.0 0.1 50000 0:30:00 1250 batch bob-job",
+                "n1 4242 alice 99.5 12.5 8000000 1:02:03 1234 0 nvidia0,nvidia1 ./sim --big",
+                "n1 4243 bob 50.0 0.1 50000 0:30:00 1250 batch - bob-job",
             ]
         );
     }

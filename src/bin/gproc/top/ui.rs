@@ -366,6 +366,7 @@ fn draw_procs(f: &mut Frame<'_>, app: &App, node: Option<&str>, area: Rect) {
             p.state.to_string(),
             p.job.clone().unwrap_or_else(|| "-".into()),
             p.step.clone().unwrap_or_else(|| "-".into()),
+            p.gpu.clone().unwrap_or_else(|| "-".into()),
             p.command.clone(),
         ])
     });
@@ -380,10 +381,12 @@ fn draw_procs(f: &mut Frame<'_>, app: &App, node: Option<&str>, area: Rect) {
         Constraint::Length(4),
         Constraint::Length(10),
         Constraint::Length(8),
+        Constraint::Length(10),
         Constraint::Min(10),
     ];
     let header = Row::new(vec![
-        "NODE", "PID", "USER", "%CPU", "%MEM", "RSS", "TIME", "S", "JOBID", "STEP", "COMMAND",
+        "NODE", "PID", "USER", "%CPU", "%MEM", "RSS", "TIME", "S", "JOBID", "STEP", "GPU",
+        "COMMAND",
     ])
     .style(header_style());
     let total = app
