@@ -85,10 +85,10 @@ pub const NODES_HEADER: &str =
     "NODE STATE ADDRESS DIALECT RTT_MS LAST_CONTACT ARCH KERNEL AGE VIA ERROR";
 
 /// Header of `/jobs`.
-pub const JOBS_HEADER: &str = "JOBID USER PROCS NNODES %CPU RSS STATES START NODES";
+pub const JOBS_HEADER: &str = "JOBID USER PROCS NNODES %CPU RSS STATES START GPUS NODES";
 
 /// Header of `/job/<id>/nodes`.
-pub const JOB_NODES_HEADER: &str = "NODE PROCS %CPU %MEM RSS";
+pub const JOB_NODES_HEADER: &str = "NODE PROCS %CPU %MEM RSS GPU";
 
 // ---------------------------------------------------------------------------
 // Rows
@@ -592,6 +592,12 @@ pub struct JobRow {
     pub states: Vec<(char, u64)>,
     /// The earliest start of its processes, unix seconds.
     pub start: u64,
+    /// GPU devices its processes have open, counted once per node and
+    /// device (`GPUS`; `/job/<id>/nodes` lists them).
+    pub gpus: u64,
+    /// Whether a process had more descriptors than its node looked at, so
+    /// that more may be open (`GPUS` ends in `+`).
+    pub gpus_truncated: bool,
     /// Its nodes as a compressed hostlist (`n[001-064],login1`).
     pub nodes: String,
 }
@@ -651,7 +657,7 @@ impl Row for JobRow {
                 .join(",")
         };
         format!(
-            "{} {} {} {} {} {} {states} {} {}",
+            "{} {} {} {} {} {} {states} {} {}{} {}",
             cell(&self.job),
             cell(&self.user),
             self.procs,
@@ -659,6 +665,8 @@ impl Row for JobRow {
             tenths(self.cpu_tenths),
             self.rss_kb,
             format_start(self.start),
+            self.gpus,
+            if self.gpus_truncated { "+" } else { "" },
             if self.nodes.is_empty() {
                 "-".to_string()
             } else {
@@ -688,7 +696,11 @@ impl Row for JobRow {
             rss_kb: c.num(5),
             states,
             start: c.opt(7, parse_start).unwrap_or_default(),
-            nodes: c.opt(8, |s| Some(visible(s))).unwrap_or_default(),
+            gpus: c
+                .opt(8, |s| s.trim_end_matches('+').parse().ok())
+                .unwrap_or_default(),
+            gpus_truncated: c.get(8).is_some_and(|s| s.ends_with('+')),
+            nodes: c.opt(9, |s| Some(visible(s))).unwrap_or_default(),
         })
     }
 }
@@ -707,6 +719,9 @@ pub struct JobNodeRow {
     pub mem_tenths: u64,
     /// Their resident memory summed, KiB.
     pub rss_kb: u64,
+    /// The GPU devices they have open (`GPU`, as a `/ps` row's); `None`
+    /// for none.
+    pub gpu: Option<String>,
 }
 
 impl Row for JobNodeRow {
@@ -715,12 +730,13 @@ impl Row for JobNodeRow {
 
     fn line(&self) -> String {
         format!(
-            "{} {} {} {} {}",
+            "{} {} {} {} {} {}",
             cell(&self.node),
             self.procs,
             tenths(self.cpu_tenths),
             tenths(self.mem_tenths),
-            self.rss_kb
+            self.rss_kb,
+            self.gpu.as_deref().map_or_else(|| "-".into(), cell)
         )
     }
 
@@ -731,6 +747,7 @@ impl Row for JobNodeRow {
             cpu_tenths: c.opt(2, parse_tenths).unwrap_or_default(),
             mem_tenths: c.opt(3, parse_tenths).unwrap_or_default(),
             rss_kb: c.num(4),
+            gpu: c.opt(5, |s| Some(visible(s))),
         })
     }
 }
@@ -1561,11 +1578,13 @@ mod tests {
             rss_kb: 104_857_600,
             states: vec![('R', 128), ('S', 2)],
             start: 1_795_669_636,
+            gpus: 256,
+            gpus_truncated: false,
             nodes: "n[001-064]".into(),
         };
         assert_eq!(
             j.line(),
-            "1234 alice 130 64 6399.0 104857600 R128,S2 2026-11-26T05:07:16Z n[001-064]"
+            "1234 alice 130 64 6399.0 104857600 R128,S2 2026-11-26T05:07:16Z 256 n[001-064]"
         );
         assert_eq!(j.cpu(), 6399.0);
         let idle = JobRow {
@@ -1573,9 +1592,12 @@ mod tests {
             user: "bob,carol".into(),
             cpu_tenths: 3,
             states: vec![],
+            gpus: 1,
+            gpus_truncated: true,
             nodes: String::new(),
             ..j.clone()
         };
+        assert!(idle.line().contains(" 1+ "), "{}", idle.line());
         let t = Table::<JobRow>::parse(&write(&[j.clone(), idle.clone()], &[])).unwrap();
         assert_eq!(t.rows, vec![j, idle]);
         let n = JobNodeRow {
@@ -1584,10 +1606,16 @@ mod tests {
             cpu_tenths: 1999,
             mem_tenths: 12,
             rss_kb: 4096,
+            gpu: Some("nvidia0,nvidia1,+".into()),
         };
-        assert_eq!(n.line(), "n001 2 199.9 1.2 4096");
-        let t = Table::<JobNodeRow>::parse(&write(std::slice::from_ref(&n), &[])).unwrap();
-        assert_eq!(t.rows, vec![n]);
+        assert_eq!(n.line(), "n001 2 199.9 1.2 4096 nvidia0,nvidia1,+");
+        let none = JobNodeRow {
+            gpu: None,
+            ..n.clone()
+        };
+        assert_eq!(none.line(), "n001 2 199.9 1.2 4096 -");
+        let t = Table::<JobNodeRow>::parse(&write(&[n.clone(), none.clone()], &[])).unwrap();
+        assert_eq!(t.rows, vec![n, none]);
         // What a /ps row prints is what is summed: 0.05 prints 0.1.
         assert_eq!(cpu_tenths(0.05), 1);
         assert_eq!(cpu_tenths(-1.0), 0);

@@ -272,6 +272,9 @@ pub struct JobSums {
     /// Per node, in the order rows came.
     nodes: Vec<JobNodeRow>,
     node_at: HashMap<String, usize>,
+    /// Per node (as `nodes`): the GPU devices its rows show, and whether a
+    /// list was cut at the node's descriptor cap.
+    gpus: Vec<(BTreeSet<String>, bool)>,
 }
 
 impl JobSums {
@@ -302,6 +305,24 @@ impl JobSums {
         n.cpu_tenths += cpu;
         n.mem_tenths += cpu_tenths(r.mem);
         n.rss_kb += r.rss_kb;
+        if let Some(list) = r.gpu.as_deref().filter(|l| !l.is_empty()) {
+            let count = self.nodes.len();
+            self.gpus.resize_with(count, Default::default);
+            let (devices, cut) = &mut self.gpus[i];
+            for item in list.split(',') {
+                match item {
+                    "+" => *cut = true,
+                    d => {
+                        devices.insert(d.to_string());
+                    }
+                }
+            }
+            let mut shown: Vec<&str> = devices.iter().map(String::as_str).collect();
+            if *cut {
+                shown.push("+");
+            }
+            self.nodes[i].gpu = Some(shown.join(","));
+        }
     }
 
     /// Processes added.
@@ -333,6 +354,8 @@ impl JobSums {
             rss_kb: self.rss_kb,
             states: self.states.iter().map(|(c, n)| (*c, *n)).collect(),
             start: self.start.unwrap_or(0),
+            gpus: self.gpus.iter().map(|(d, _)| d.len() as u64).sum(),
+            gpus_truncated: self.gpus.iter().any(|(_, cut)| *cut),
             nodes: hostlist::compress(self.nodes.iter().map(|n| n.node.as_str())),
         }
     }

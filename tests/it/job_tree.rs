@@ -60,8 +60,30 @@ fn expected_row(job: &str, rows: &[&PsRow]) -> JobRow {
         rss_kb: rows.iter().map(|r| r.rss_kb).sum(),
         states: states.into_iter().collect(),
         start: rows.iter().map(|r| r.start).min().unwrap_or(0),
+        gpus: nodes.iter().map(|n| gpus_on(rows, n).0.len() as u64).sum(),
+        gpus_truncated: nodes.iter().any(|n| gpus_on(rows, n).1),
         nodes: hostlist::compress(nodes),
     }
+}
+
+/// The GPU devices `rows` on node `node` show, and whether a list was cut.
+fn gpus_on(rows: &[&PsRow], node: &str) -> (BTreeSet<String>, bool) {
+    let mut devices = BTreeSet::new();
+    let mut cut = false;
+    for item in rows
+        .iter()
+        .filter(|r| r.node == node)
+        .filter_map(|r| r.gpu.as_deref())
+        .flat_map(|l| l.split(','))
+        .filter(|i| !i.is_empty())
+    {
+        if item == "+" {
+            cut = true;
+        } else {
+            devices.insert(item.to_string());
+        }
+    }
+    (devices, cut)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -190,6 +212,14 @@ async fn simulated_jobs_sum_their_ps_rows_and_hold_their_processes() {
                 cpu_tenths: here.iter().map(|r| cpu_tenths(r.cpu)).sum(),
                 mem_tenths: here.iter().map(|r| cpu_tenths(r.mem)).sum(),
                 rss_kb: here.iter().map(|r| r.rss_kb).sum(),
+                gpu: {
+                    let (devices, cut) = gpus_on(&here, n);
+                    let mut shown: Vec<String> = devices.into_iter().collect();
+                    if cut {
+                        shown.push("+".into());
+                    }
+                    (!shown.is_empty()).then(|| shown.join(","))
+                },
             }
         })
         .collect();

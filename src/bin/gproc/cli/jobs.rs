@@ -151,11 +151,13 @@ fn states_text(r: &JobRow) -> String {
 
 /// Aligned columns, numbers to the right; the node list last, unpadded.
 fn write_table(out: &mut impl Write, rows: &[JobRow], header: bool) -> std::io::Result<()> {
-    const HEAD: [&str; 9] = [
-        "JOBID", "USER", "PROCS", "NNODES", "%CPU", "RSS", "STATES", "START", "NODES",
+    const HEAD: [&str; 10] = [
+        "JOBID", "USER", "PROCS", "NNODES", "%CPU", "RSS", "STATES", "START", "GPUS", "NODES",
     ];
-    const RIGHT: [bool; 9] = [false, false, true, true, true, true, false, false, false];
-    let cells: Vec<[String; 9]> = rows
+    const RIGHT: [bool; 10] = [
+        false, false, true, true, true, true, false, false, true, false,
+    ];
+    let cells: Vec<[String; 10]> = rows
         .iter()
         .map(|r| {
             [
@@ -167,6 +169,7 @@ fn write_table(out: &mut impl Write, rows: &[JobRow], header: bool) -> std::io::
                 r.rss_kb.to_string(),
                 states_text(r),
                 format_start(r.start),
+                format!("{}{}", r.gpus, if r.gpus_truncated { "+" } else { "" }),
                 if r.nodes.is_empty() {
                     "-".into()
                 } else {
@@ -237,6 +240,7 @@ pub async fn run(a: JobsArgs) -> Result<ExitCode> {
                     "users": r.user.split(',').filter(|u| !u.is_empty()).collect::<Vec<_>>(),
                     "procs": r.procs, "nnodes": r.nnodes, "cpu": r.cpu(),
                     "rss_kb": r.rss_kb, "states": states, "start": r.start,
+                    "gpus": r.gpus, "gpus_truncated": r.gpus_truncated,
                     "nodes": r.nodes,
                 })
             })
@@ -275,6 +279,8 @@ mod tests {
             rss_kb: procs * 10,
             states: vec![('R', procs)],
             start: 0,
+            gpus: 0,
+            gpus_truncated: false,
             nodes: "n1".into(),
         }
     }
@@ -317,8 +323,8 @@ mod tests {
         write_table(&mut out, &[job("9", "bob", 2, 15)], true).unwrap();
         assert_eq!(
             String::from_utf8(out).unwrap(),
-            "JOBID USER PROCS NNODES %CPU RSS STATES START                NODES\n\
-             9     bob      2      1  1.5  20 R2     1970-01-01T00:00:00Z n1\n"
+            "JOBID USER PROCS NNODES %CPU RSS STATES START                GPUS NODES\n\
+             9     bob      2      1  1.5  20 R2     1970-01-01T00:00:00Z    0 n1\n"
         );
     }
 }
