@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use gproc::client::{Client, ClientOptions};
+use gproc::client::{Client, ClientOptions, FidHandle};
 use gproc::config::Hostlist;
 use gproc::format::table::{LoadRow, Note, PsRow, Table, format_cputime, format_start};
 use gproc::net::Address;
@@ -114,7 +114,9 @@ pub struct Select {
     #[arg(short = 's', long = "state")]
     states: Option<String>,
     /// Only processes of these batch jobs (comma-separated job ids, as the
-    /// JOBID column shows them), on every node they run on.
+    /// JOBID column shows them), on every node they run on; read from the
+    /// aggregator's `/job/<id>/ps` (one job's rows, not the whole `/ps`),
+    /// job after job.
     #[arg(short = 'j', long = "job", value_delimiter = ',')]
     jobs: Vec<String>,
 }
@@ -181,9 +183,14 @@ impl Select {
                 .collect();
             Some((picked, known))
         };
-        let data = read_aggregator_file(server, "ps", timeout).await?;
-        let text = String::from_utf8_lossy(&data);
-        let table = Table::<PsRow>::parse(&text).context("reading /ps")?;
+        let table = match self.job_tables(server, timeout).await? {
+            Some(t) => t,
+            None => {
+                let data = read_aggregator_file(server, "ps", timeout).await?;
+                let text = String::from_utf8_lossy(&data);
+                Table::<PsRow>::parse(&text).context("reading /ps")?
+            }
+        };
         let mut missing = 0;
         for note in &table.notes {
             // A note about a node the selection leaves out is not about
@@ -220,6 +227,61 @@ impl Select {
             })
             .collect();
         Ok(Selected { rows, missing })
+    }
+}
+
+impl Select {
+    /// With `-j`, the rows of those jobs from the aggregator's job tree
+    /// (`/job/<id>/ps`: that job's `/ps` lines and `/ps`'s notes), so that
+    /// one job's processes do not cost reading every process of the
+    /// cluster; the other selectors still apply. `None` without `-j`, or
+    /// when the aggregator has no job tree (an older one): then `/ps` is
+    /// read and filtered.
+    async fn job_tables(
+        &self,
+        server: &Address,
+        timeout: Duration,
+    ) -> Result<Option<Table<PsRow>>> {
+        if self.jobs.is_empty() {
+            return Ok(None);
+        }
+        if let Some(bad) = self
+            .jobs
+            .iter()
+            .find(|j| !gproc::format::jobs::is_valid_id(j))
+        {
+            anyhow::bail!("-j {bad:?} is not a job id (letters, digits and . _ - [ ], up to 64)");
+        }
+        let root = attach_aggregator(server, timeout).await?;
+        match root.walk("job").await {
+            Ok(_) => {}
+            Err(e) if e.errno() == gproc::proto::errno::ENOENT => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+        let mut merged = Table::<PsRow>::default();
+        let mut seen_notes = std::collections::HashSet::new();
+        for id in &self.jobs {
+            let path = format!("job/{id}/ps");
+            let data = match root
+                .read_all_limited(&path, gproc::format::table::MAX_TABLE_BYTES)
+                .await
+            {
+                Ok(d) => d,
+                // A job with no process this user may see: no rows.
+                Err(e) if e.errno() == gproc::proto::errno::ENOENT => continue,
+                Err(e) => return Err(e.into()),
+            };
+            let t = Table::<PsRow>::parse(&String::from_utf8_lossy(&data))
+                .with_context(|| format!("reading /{path}"))?;
+            merged.rows.extend(t.rows);
+            // Every job's file carries /ps's notes: each said once.
+            for n in t.notes {
+                if seen_notes.insert(n.to_string()) {
+                    merged.notes.push(n);
+                }
+            }
+        }
+        Ok(Some(merged))
     }
 }
 
@@ -432,6 +494,14 @@ pub(crate) async fn read_aggregator_file(
     path: &str,
     timeout: Duration,
 ) -> Result<bytes::Bytes> {
+    let root = attach_aggregator(server, timeout).await?;
+    Ok(root
+        .read_all_limited(path, gproc::format::table::MAX_TABLE_BYTES)
+        .await?)
+}
+
+/// The aggregator's root, attached as this user.
+async fn attach_aggregator(server: &Address, timeout: Duration) -> Result<FidHandle> {
     let opts = ClientOptions {
         request_timeout: timeout,
         connect_timeout: timeout.min(Duration::from_secs(10)),
@@ -443,10 +513,7 @@ pub(crate) async fn read_aggregator_file(
     let uname = std::env::var("USER").unwrap_or_else(|_| "nobody".into());
     // SAFETY: geteuid has no preconditions and cannot fail.
     let uid = unsafe { libc::geteuid() };
-    let root = client.attach(&uname, "", Some(uid)).await?;
-    Ok(root
-        .read_all_limited(path, gproc::format::table::MAX_TABLE_BYTES)
-        .await?)
+    Ok(client.attach(&uname, "", Some(uid)).await?)
 }
 
 /// Runs `gproc ps`.
