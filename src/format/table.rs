@@ -21,6 +21,9 @@
 //!
 //! Notes say what a table leaves out or qualifies, one per line:
 //! `# missing NODE: reason` (the node has no rows: it failed or timed out),
+//! `# pending NODE: reason` (no rows either, but the node is up and its
+//! data had not come by the table's deadline: late, not failed; a reader
+//! that does not know this kind keeps it as another note),
 //! `# stale NODE: AGEs old (reason)` (its rows come from a copy past its
 //! cache TTL, which a `stale` cache rule allowed) and `# foreign NODE:
 //! reason` (the node answers but serves no Linux `/proc`, a Plan 9 machine
@@ -928,6 +931,19 @@ pub enum Note {
         /// first (empty when the reader's own aggregator wrote it).
         via: Vec<String>,
     },
+    /// `# pending NODE: reason`: the node is up, but its data had not
+    /// arrived when the table was made (the node is slow, or the
+    /// aggregator busy, as just after a restart): it has no rows in this
+    /// table, and a later read should have them. Unlike `missing`, nothing
+    /// is known to have failed.
+    Pending {
+        /// The node.
+        node: String,
+        /// What is awaited.
+        reason: String,
+        /// As [`Note::Missing`]'s.
+        via: Vec<String>,
+    },
     /// `# stale NODE: 12.3s old (reason)`: the node's rows come from a copy
     /// past its TTL, which a `stale` cache rule allowed.
     Stale {
@@ -968,6 +984,15 @@ impl Note {
                     via,
                 }
             })
+        } else if let Some(rest) = text.strip_prefix("pending ") {
+            rest.split_once(": ").map(|(node, reason)| {
+                let (reason, via) = split_via(reason);
+                Note::Pending {
+                    node: visible(node),
+                    reason: one_line(reason),
+                    via,
+                }
+            })
         } else if let Some(rest) = text.strip_prefix("foreign ") {
             rest.split_once(": ").map(|(node, reason)| Note::Foreign {
                 node: visible(node),
@@ -1003,9 +1028,10 @@ impl Note {
     /// The node a note is about, if it is about one.
     pub fn node(&self) -> Option<&str> {
         match self {
-            Note::Missing { node, .. } | Note::Stale { node, .. } | Note::Foreign { node, .. } => {
-                Some(node)
-            }
+            Note::Missing { node, .. }
+            | Note::Pending { node, .. }
+            | Note::Stale { node, .. }
+            | Note::Foreign { node, .. } => Some(node),
             Note::Other(_) => None,
         }
     }
@@ -1023,6 +1049,10 @@ impl fmt::Display for Note {
         match self {
             Note::Missing { node, reason, via } => {
                 write!(f, "missing {}: {}", cell(node), one_line(reason))?;
+                write_via(f, via)
+            }
+            Note::Pending { node, reason, via } => {
+                write!(f, "pending {}: {}", cell(node), one_line(reason))?;
                 write_via(f, via)
             }
             Note::Stale {
@@ -1317,6 +1347,7 @@ mod tests {
         for n in &t.notes {
             let (a, b) = match n {
                 Note::Missing { node, reason, .. }
+                | Note::Pending { node, reason, .. }
                 | Note::Stale { node, reason, .. }
                 | Note::Foreign { node, reason } => (node.clone(), reason.clone()),
                 Note::Other(o) => (o.clone(), String::new()),
@@ -1895,6 +1926,12 @@ mod tests {
                 proptest::collection::vec("[a-z][a-z0-9-]{0,7}", 0..3)
             )
                 .prop_map(|(node, reason, via)| Note::Missing { node, reason, via }),
+            (
+                token(),
+                tail(),
+                proptest::collection::vec("[a-z][a-z0-9-]{0,7}", 0..3)
+            )
+                .prop_map(|(node, reason, via)| Note::Pending { node, reason, via }),
             (token(), tail()).prop_map(|(node, reason)| Note::Foreign { node, reason }),
             (
                 token(),
@@ -1910,6 +1947,7 @@ mod tests {
                 }),
             "[a-z][a-z ]{0,20}[a-z]"
                 .prop_filter("other kinds", |t| !t.starts_with("missing ")
+                    && !t.starts_with("pending ")
                     && !t.starts_with("stale ")
                     && !t.starts_with("foreign "))
                 .prop_map(Note::Other),

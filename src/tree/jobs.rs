@@ -548,6 +548,7 @@ mod tests {
                     ]),
                 ),
             ],
+            pending: Vec::new(),
             missing: vec![MissingNode {
                 node: "n3".into(),
                 errno: errno::ECONNREFUSED,

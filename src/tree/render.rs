@@ -124,6 +124,8 @@ pub(super) struct Gathered {
     pub(super) ok: Vec<Answered>,
     /// Nodes that did not.
     pub(super) missing: Vec<MissingNode>,
+    /// Nodes up but whose data had not come when the deadline passed.
+    pub(super) pending: Vec<MissingNode>,
     /// Nodes whose data is a stale copy.
     pub(super) stale: Vec<StaleNode>,
     /// Nodes that did not answer and that this view cannot name, since
@@ -147,6 +149,12 @@ impl Gathered {
         tables::missing_notes(
             out,
             self.missing
+                .iter()
+                .map(|m| (m.node.as_str(), m.reason.as_str(), m.via.as_slice())),
+        );
+        tables::pending_notes(
+            out,
+            self.pending
                 .iter()
                 .map(|m| (m.node.as_str(), m.reason.as_str(), m.via.as_slice())),
         );
@@ -260,7 +268,7 @@ impl Tree {
             .collect();
         // Per pool node (by config position): what it gave.
         let mut slots: Vec<(usize, Vec<Answered>)> = Vec::new();
-        let (mut missing, mut stale) = (Vec::new(), Vec::new());
+        let (mut missing, mut pending, mut stale) = (Vec::new(), Vec::new(), Vec::new());
         while let Some((n, r)) = futs.next().await {
             let pos = order.get(&n.index).copied().unwrap_or(usize::MAX);
             let below = sys::lock(&self.members).below(n.index);
@@ -364,6 +372,14 @@ impl Tree {
                     slots.push((pos, got));
                 }
                 Some(Err(e)) => failed(e, &mut missing),
+                // Up, and its read still going: not lost, only late (a
+                // slow node, or this aggregator busy, as after a
+                // restart). Said so, not called missing.
+                None if n.status().state == NodeState::Up => failed(
+                    FsError::new(errno::ETIMEDOUT)
+                        .with(format!("up, no answer yet within {:?}", self.deadline)),
+                    &mut pending,
+                ),
                 None => failed(
                     FsError::new(errno::ETIMEDOUT)
                         .with(format!("no answer within {:?}", self.deadline)),
@@ -382,14 +398,17 @@ impl Tree {
                 view.sees_node_running(&n.name, s.procs.iter().map(|p| (p.ruid, p.euid)))
             });
             stale.retain(|st| ok.iter().any(|(n, _)| n.name == st.node));
-            unsure = missing.len();
+            unsure = missing.len() + pending.len();
             missing.clear();
+            pending.clear();
         }
         missing.sort_by(|a, b| a.node.cmp(&b.node));
+        pending.sort_by(|a, b| a.node.cmp(&b.node));
         stale.sort_by(|a, b| a.node.cmp(&b.node));
         Gathered {
             ok,
             missing,
+            pending,
             stale,
             unsure,
         }
@@ -460,12 +479,21 @@ impl Tree {
     /// (through the cache, within the deadline).
     async fn render_merged(&self, view: &View) -> Bytes {
         let Gathered {
-            ok, missing, stale, ..
+            ok,
+            missing,
+            pending,
+            stale,
+            ..
         } = self.gather(view).await;
         let summaries: HashMap<u32, Arc<NodeSummary>> =
             ok.into_iter().map(|(m, s)| (m.index, s)).collect();
-        let missing: HashMap<&str, &MissingNode> =
-            missing.iter().map(|m| (m.node.as_str(), m)).collect();
+        // The merged summary has no pending state: a late node is missing
+        // there, with why (the level above then says so).
+        let missing: HashMap<&str, &MissingNode> = missing
+            .iter()
+            .chain(&pending)
+            .map(|m| (m.node.as_str(), m))
+            .collect();
         let stale: HashMap<&str, Duration> =
             stale.iter().map(|s| (s.node.as_str(), s.age)).collect();
         let mut w = merged::Writer::new(&self.name);

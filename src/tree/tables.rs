@@ -203,14 +203,35 @@ pub fn missing_notes<'a>(
     out: &mut String,
     missing: impl IntoIterator<Item = (&'a str, &'a str, &'a [String])>,
 ) {
-    for (node, why, via) in missing {
-        Note::Missing {
-            node: node.to_string(),
-            reason: why.to_string(),
-            via: via.to_vec(),
-        }
-        .write(out);
+    node_notes(out, missing, |node, reason, via| Note::Missing {
+        node,
+        reason,
+        via,
+    });
+}
+
+/// Writes one note per `(node, reason, via)`, made by `note`.
+fn node_notes<'a>(
+    out: &mut String,
+    items: impl IntoIterator<Item = (&'a str, &'a str, &'a [String])>,
+    note: impl Fn(String, String, Vec<String>) -> Note,
+) {
+    for (node, why, via) in items {
+        note(node.to_string(), why.to_string(), via.to_vec()).write(out);
     }
+}
+
+/// Appends `# pending NODE: reason` notes for nodes that are up but whose
+/// data had not come when the table was made.
+pub fn pending_notes<'a>(
+    out: &mut String,
+    pending: impl IntoIterator<Item = (&'a str, &'a str, &'a [String])>,
+) {
+    node_notes(out, pending, |node, reason, via| Note::Pending {
+        node,
+        reason,
+        via,
+    });
 }
 
 /// Appends `# foreign NODE: ...` notes for nodes that answered without

@@ -59,3 +59,56 @@ async fn aggregator_lists_every_reachable_process() {
     let _ = tokio::time::timeout(Duration::from_secs(6), agg.task).await;
     cluster.shutdown().await;
 }
+
+/// Issue 13: a node that is up but has not answered when the table's
+/// deadline passes (slow, or the aggregator busy, as after a restart) is
+/// `# pending`, never `# missing`: nothing is known to have failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_up_node_late_for_the_deadline_is_pending_not_missing() {
+    let cluster = SimCluster::start(SimOptions {
+        nodes: 12,
+        base_port: 0,
+        first_address: Ipv4Addr::new(127, 57, 0, 1),
+        slow: 0.25,
+        slow_delay: (Duration::from_millis(1500), Duration::from_millis(2000)),
+        churn_per_min: 0.0,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\n\n\
+         [pool]\nrequest_timeout = \"10s\"\nconnect_timeout = \"5s\"\ndeadline = \"600ms\"\n\n{}",
+        cluster.config_toml()
+    );
+    let cfg = Config::from_str(&text, "sim.toml").unwrap();
+    let stop = CancellationToken::new();
+    let agg = Aggregator::start(&cfg, stop.clone()).await.unwrap();
+    // Every node connected (and so up) before the table is read.
+    agg.tree.pool().connect_all().await;
+    let c = Client::connect(&agg.addresses[0], ClientOptions::default())
+        .await
+        .unwrap();
+    let root = c.attach("root", "", Some(0)).await.unwrap();
+    let ps = String::from_utf8(root.read_all("ps").await.unwrap().to_vec()).unwrap();
+    let slow: Vec<&str> = cluster
+        .nodes()
+        .iter()
+        .filter(|n| n.fault == Fault::Slow)
+        .map(|n| n.name.as_str())
+        .collect();
+    assert!(!slow.is_empty(), "the seed makes slow nodes");
+    for n in cluster.nodes() {
+        let pending = ps.contains(&format!("# pending {}: ", n.name));
+        let missing = ps.contains(&format!("# missing {}:", n.name));
+        let rows = ps.lines().any(|l| l.starts_with(&format!("{} ", n.name)));
+        if n.fault == Fault::Slow {
+            assert!(pending && !missing && !rows, "{}:\n{ps}", n.name);
+        } else {
+            assert!(rows && !pending && !missing, "{}:\n{ps}", n.name);
+        }
+    }
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(6), agg.task).await;
+    cluster.shutdown().await;
+}

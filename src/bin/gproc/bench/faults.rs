@@ -320,7 +320,9 @@ fn record(
     let ps = Table::<PsRow>::parse(ps).unwrap_or_default();
     for note in &ps.notes {
         match note {
-            Note::Missing { node, reason, .. } => {
+            // A pending node has no rows either; for a healthy one, why
+            // is in its reason.
+            Note::Missing { node, reason, .. } | Note::Pending { node, reason, .. } => {
                 if let Some(s) = seen.get_mut(node.as_str()) {
                     s.missing[round] = true;
                     if matches!(fault_of.get(node.as_str()), Some(Fault::None | Fault::Huge)) {

@@ -197,6 +197,9 @@ pub struct LoadReport {
     /// Reads of `ps`/`load` whose table left out a live node or served its
     /// rows stale (the node did not answer within the pool's deadline).
     pub incomplete_tables: u64,
+    /// Reads of `ps`/`load` that said a live node was pending: up, its
+    /// data not yet in when the table was made (the aggregator busy).
+    pub pending_tables: u64,
     /// Latency (p50, p99, max ms) of successful operations on one node,
     /// on nodes that never flap and on flapping nodes: whether the tail
     /// comes from nodes coming back.
@@ -442,6 +445,9 @@ struct KindStats {
 struct ClientStats {
     kinds: [KindStats; 8],
     incomplete_tables: u64,
+    /// Tables that said a live node was still pending (up, its data not
+    /// yet in).
+    pending_tables: u64,
     /// Successful operations naming a node: never-flapping, flapping.
     node_ok: [Vec<Duration>; 2],
     /// The first success that started after the kill (from the kill).
@@ -541,7 +547,8 @@ async fn read_discard(
     ))
 }
 
-/// The `# missing`/`# stale` lines of the comment block that ends a table.
+/// The `# missing`/`# stale`/`# pending` lines of the comment block that
+/// ends a table.
 fn trailing_comments(tail: &VecDeque<Bytes>) -> Vec<String> {
     let mut buf = Vec::with_capacity(tail.iter().map(Bytes::len).sum());
     for c in tail {
@@ -556,7 +563,7 @@ fn trailing_comments(tail: &VecDeque<Bytes>) -> Vec<String> {
         .filter(|l| {
             matches!(
                 Note::parse(l),
-                Some(Note::Missing { .. } | Note::Stale { .. })
+                Some(Note::Missing { .. } | Note::Stale { .. } | Note::Pending { .. })
             )
         })
         .collect();
@@ -727,10 +734,13 @@ async fn client(id: usize, sh: Arc<Shared>) -> ClientStats {
                     st.node_ok[usize::from(sh.is_flapping(&path))].push(done - started);
                 }
                 k.bytes += bytes;
-                let live: Vec<&String> = notes
+                let (pending, live): (Vec<&String>, Vec<&String>) = notes
                     .iter()
                     .filter(|l| !sh.flapping.contains(&comment_node(l)))
-                    .collect();
+                    .partition(|l| matches!(Note::parse(l), Some(Note::Pending { .. })));
+                if !pending.is_empty() {
+                    st.pending_tables += 1;
+                }
                 if !live.is_empty() {
                     st.incomplete_tables += 1;
                     let mut ex = sys::lock(&sh.incomplete_examples);
@@ -1319,6 +1329,7 @@ fn build_report(
             .map(|c| (c.name().to_string(), examples[*c as usize].clone()))
             .collect(),
         incomplete_tables: stats.iter().map(|s| s.incomplete_tables).sum(),
+        pending_tables: stats.iter().map(|s| s.pending_tables).sum(),
         node_ops_split: [0, 1].map(|i| {
             let v: Vec<Duration> = stats.iter().flat_map(|s| s.node_ok[i].clone()).collect();
             let (a, b, c) = percentiles(v);
@@ -1429,6 +1440,10 @@ fn print_report(
     for e in &r.incomplete_examples {
         println!("  {e}");
     }
+    println!(
+        "Tables (ps, load) that said a live node was pending (up, its data not yet in): {}",
+        r.pending_tables
+    );
     println!(
         "/nodes at the end: {} up, {} down; nodes that never flap and are not up: {}",
         r.nodes_up_down.0,

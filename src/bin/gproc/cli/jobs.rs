@@ -220,7 +220,7 @@ pub async fn run(a: JobsArgs) -> Result<ExitCode> {
     for note in &table.notes {
         eprintln!("gproc jobs: {note}");
         // A node that did not answer may run processes of any job.
-        if matches!(note, Note::Missing { .. }) {
+        if matches!(note, Note::Missing { .. } | Note::Pending { .. }) {
             missing += 1;
         }
     }

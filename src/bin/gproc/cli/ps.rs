@@ -208,7 +208,7 @@ impl Select {
             eprintln!("{who}: {note}");
             // Stale rows are shown (and said to be stale); missing nodes
             // make the listing incomplete, so the exit status says so.
-            if matches!(note, Note::Missing { .. }) {
+            if matches!(note, Note::Missing { .. } | Note::Pending { .. }) {
                 missing += 1;
             }
         }
