@@ -82,7 +82,7 @@ impl Key {
 
     fn cmp(self, a: &JobRow, b: &JobRow) -> Ordering {
         match self {
-            Key::Job => job_cmp(&a.job, &b.job),
+            Key::Job => gproc::tree::tables::job_order(&a.job, &b.job),
             Key::User => a.user.cmp(&b.user),
             Key::Procs => a.procs.cmp(&b.procs),
             Key::Nnodes => a.nnodes.cmp(&b.nnodes),
@@ -94,30 +94,8 @@ impl Key {
     }
 }
 
-/// Job ids: numbers by value, before other text.
-fn job_cmp(a: &str, b: &str) -> Ordering {
-    match (a.parse::<u64>(), b.parse::<u64>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y).then_with(|| a.cmp(b)),
-        (Ok(_), Err(_)) => Ordering::Less,
-        (Err(_), Ok(_)) => Ordering::Greater,
-        (Err(_), Err(_)) => a.cmp(b),
-    }
-}
-
 fn parse_sort(s: &str) -> Result<Vec<(Key, bool)>> {
-    s.split(',')
-        .filter(|c| !c.trim().is_empty())
-        .map(|c| {
-            let c = c.trim();
-            let (desc, name) = match c.strip_prefix('-') {
-                Some(n) => (true, n),
-                None => (false, c.strip_prefix('+').unwrap_or(c)),
-            };
-            Key::parse(name).map(|k| (k, desc)).with_context(|| {
-                format!("unknown sort key {c:?} (jobid user procs nnodes cpu rss start nodes)")
-            })
-        })
-        .collect()
+    super::ps::sort_keys(s, Key::parse, "jobid user procs nnodes cpu rss start nodes")
 }
 
 /// The rows `a` keeps, in its order.
@@ -133,7 +111,7 @@ fn select(a: &JobsArgs, sort: &[(Key, bool)], mut rows: Vec<JobRow>) -> Vec<JobR
                 return if *desc { o.reverse() } else { o };
             }
         }
-        job_cmp(&x.job, &y.job)
+        gproc::tree::tables::job_order(&x.job, &y.job)
     });
     rows
 }

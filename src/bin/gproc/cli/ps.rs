@@ -414,16 +414,10 @@ impl Col {
     }
 }
 
-/// Job and step ids in order: numbers by value, before other text, and
-/// none last.
+/// Job and step ids in order: as `/jobs` orders them, and none last.
 fn job_cmp(a: Option<&str>, b: Option<&str>) -> Ordering {
     match (a, b) {
-        (Some(a), Some(b)) => match (a.parse::<u64>(), b.parse::<u64>()) {
-            (Ok(x), Ok(y)) => x.cmp(&y),
-            (Ok(_), Err(_)) => Ordering::Less,
-            (Err(_), Ok(_)) => Ordering::Greater,
-            (Err(_), Err(_)) => a.cmp(b),
-        },
+        (Some(a), Some(b)) => gproc::tree::tables::job_order(a, b),
         (Some(_), None) => Ordering::Less,
         (None, Some(_)) => Ordering::Greater,
         (None, None) => Ordering::Equal,
@@ -461,6 +455,21 @@ fn parse_cols(s: &str) -> Result<Vec<Col>> {
 }
 
 fn parse_sort(s: &str) -> Result<Vec<(Col, bool)>> {
+    sort_keys(
+        s,
+        Col::parse,
+        "node user pid ppid cpu mem rss vsz stat start time thr jobid step gpu command",
+    )
+}
+
+/// A `--sort` list: comma-separated keys `parse` knows, each `-` first
+/// for descending (`+` or nothing: ascending); an unknown one is an error
+/// naming the keys in `known`.
+pub(crate) fn sort_keys<K>(
+    s: &str,
+    parse: impl Fn(&str) -> Option<K>,
+    known: &str,
+) -> Result<Vec<(K, bool)>> {
     s.split(',')
         .filter(|c| !c.trim().is_empty())
         .map(|c| {
@@ -469,9 +478,9 @@ fn parse_sort(s: &str) -> Result<Vec<(Col, bool)>> {
                 Some(n) => (true, n),
                 None => (false, c.strip_prefix('+').unwrap_or(c)),
             };
-            Col::parse(name)
+            parse(name)
                 .map(|k| (k, desc))
-                .with_context(|| format!("unknown sort key {c:?}"))
+                .with_context(|| format!("unknown sort key {c:?} ({known})"))
         })
         .collect()
 }
