@@ -358,6 +358,21 @@ fn agent_tree_reads_like_proc_with_unmodified_tools() {
     assert!(snap.starts_with("Name:\tsleep"), "{snap}");
     drop(open);
 
+    // A lookup's fid and attributes are kept for the TTL only: a process
+    // looked up (stat) and opened at once reads, and after it exits and
+    // the TTL passes, neither a stat nor an open of it succeeds.
+    let gone = sleeper();
+    let gpath = m.path(&format!("{}/status", gone.0.id()));
+    assert!(std::fs::metadata(&gpath).is_ok());
+    let first = std::fs::read_to_string(&gpath).unwrap();
+    assert!(first.starts_with("Name:\tsleep"), "{first}");
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(1500));
+    let e = std::fs::File::open(&gpath).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    let e = std::fs::metadata(&gpath).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+
     m.unmount();
 }
 
