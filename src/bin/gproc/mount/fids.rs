@@ -31,7 +31,7 @@ use gproc::client::{FidHandle, Metadata};
 
 /// Most fids one mount keeps open on the server for reuse (each costs the
 /// server a fid entry; a `find` over a large tree looks up many names).
-pub const MAX_ENTRIES: usize = 4096;
+pub const MAX_ENTRIES: usize = 1024;
 
 /// What one lookup of an inode learned.
 struct Entry {
