@@ -169,9 +169,17 @@ impl Drop for Mount {
     }
 }
 
-/// A `sleep` child whose /proc directory is stable for the test.
+/// A `sleep` child whose /proc directory is stable for the test, returned
+/// once it has exec'd (until then it carries the test's name).
 fn sleeper() -> Proc {
-    Proc(Command::new("sleep").arg("300").spawn().unwrap())
+    let p = Proc(Command::new("sleep").arg("300").spawn().unwrap());
+    let comm = format!("/proc/{}/comm", p.0.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&comm).unwrap_or_default() != "sleep\n" {
+        assert!(Instant::now() < deadline, "sleep never exec'd");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p
 }
 
 fn pids_of(text: &str) -> BTreeSet<u32> {

@@ -22,7 +22,9 @@
 //!   another user (the FUSE session admits only its owner). The table
 //!   belongs to one mount and is never shared;
 //! - bounded: at most [`MAX_ENTRIES`] fids are held; past that, lookups
-//!   simply do not keep theirs. `forget` drops an inode's entry.
+//!   simply do not keep theirs. `forget` drops an inode's entry, and a
+//!   timer sweeps expired ones out within two TTLs, so an idle mount
+//!   holds none for long.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -111,8 +113,9 @@ impl FidCache {
         now.saturating_duration_since(e.at) < self.ttl
     }
 
-    /// Drops expired entries (clunking their fids), at most once a TTL.
-    fn sweep(&mut self, now: Instant) {
+    /// Drops expired entries (clunking their fids), at most once a TTL;
+    /// called on each insert and by the mount's timer.
+    pub fn sweep(&mut self, now: Instant) {
         if now.saturating_duration_since(self.swept) < self.ttl {
             return;
         }

@@ -400,20 +400,32 @@ impl GprocFuse {
     /// A file system over `remote`, whose attach root has `root_qid`;
     /// operations run on `rt`.
     pub fn new(rt: Handle, remote: Redialer, root_qid: Qid, s: FuseSettings) -> Self {
-        GprocFuse {
-            rt,
-            inner: Arc::new(Inner {
-                remote,
-                inodes: Mutex::new(InodeTable::new(root_qid)),
-                fids: Mutex::new(FidCache::new(s.ttl)),
-                handles: Mutex::new(Handles::default()),
-                next_fh: AtomicU64::new(1),
-                ttl: s.ttl,
-                uid: s.uid,
-                gid: s.gid,
-                max_bytes: s.max_bytes,
-            }),
+        let inner = Arc::new(Inner {
+            remote,
+            inodes: Mutex::new(InodeTable::new(root_qid)),
+            fids: Mutex::new(FidCache::new(s.ttl)),
+            handles: Mutex::new(Handles::default()),
+            next_fh: AtomicU64::new(1),
+            ttl: s.ttl,
+            uid: s.uid,
+            gid: s.gid,
+            max_bytes: s.max_bytes,
+        });
+        if !s.ttl.is_zero() {
+            // An idle mount holds no fid on the server for long: expired
+            // entries go within two TTLs.
+            let weak = Arc::downgrade(&inner);
+            rt.spawn(async move {
+                let mut tick = tokio::time::interval(s.ttl);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    sys::lock(&inner.fids).sweep(Instant::now());
+                }
+            });
         }
+        GprocFuse { rt, inner }
     }
 }
 
