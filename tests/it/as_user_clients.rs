@@ -210,6 +210,25 @@ async fn a_users_own_gproc_mount_gives_them_what_the_node_gives_them() {
         .map(|(i, b)| (i, fx.locals[i].clone(), b))
         .collect();
     let mismatches = judge(&fx, "through t1's gproc mount", true, &rows);
+    // Everything the mount knows (kept lookup fids included) was walked
+    // as t1; another user, even right after t1's reads, gets nothing
+    // through it: the kernel admits only the mount's owner.
+    let status = mp.join("n1/1/status");
+    let o = Command::new("nsenter")
+        .arg(format!("--mount=/proc/{}/ns/mnt", m.pid()))
+        .args(["--", "setpriv", "--reuid", T2, "--regid", T2])
+        .args(["--init-groups", "--", "cat"])
+        .arg(&status)
+        .output()
+        .unwrap();
+    assert!(
+        !o.status.success() && o.stdout.is_empty(),
+        "t2 read through t1's mount: {o:?}"
+    );
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("Permission denied"),
+        "{o:?}"
+    );
     m.unmount();
     eprintln!("t1's gproc mount: {:.1} s", t0.elapsed().as_secs_f64());
     assert_none(&mismatches);

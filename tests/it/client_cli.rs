@@ -71,6 +71,56 @@ async fn cat_prints_files_and_names_failures() {
     stop.cancel();
 }
 
+/// Many paths are read ahead concurrently, yet printed in argument order,
+/// byte for byte what the files hold, with each failure reported in its
+/// place; a file longer than what is read ahead (kallsyms, megabytes)
+/// streams whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cat_of_many_paths_keeps_their_order() {
+    let (addr, stop) = start_agent().await;
+    let a = addr.to_string();
+    let files = [
+        "version",
+        "filesystems",
+        "sys/kernel/ostype",
+        "sys/kernel/osrelease",
+        "1/cmdline",
+        "cmdline",
+    ];
+    let big = std::fs::read("/proc/kallsyms").unwrap_or_default();
+    let mut args = vec!["cat", "--server", &a];
+    let mut want = Vec::new();
+    let mut missing = Vec::new();
+    for i in 0..40 {
+        if i % 7 == 3 {
+            let p = ["no-such-file", "1/no-such", "999999999/status"][i % 3];
+            args.push(p);
+            missing.push(p);
+        } else if i == 20 && big.len() > 1 << 20 {
+            args.push("kallsyms");
+            want.extend_from_slice(&big);
+        } else {
+            let p = files[i % files.len()];
+            args.push(p);
+            want.extend(std::fs::read(format!("/proc/{p}")).unwrap());
+        }
+    }
+    let o = gproc(&args).await;
+    assert_eq!(o.code, 1, "{}", o.stderr);
+    assert!(o.stdout.as_bytes() == want.as_slice(), "output differs");
+    let reported: Vec<&str> = o
+        .stderr
+        .lines()
+        .map(|l| l.rsplit_once(": ").map_or(l, |(head, _)| head))
+        .collect();
+    let expected: Vec<String> = missing
+        .iter()
+        .map(|p| format!("gproc: cat {a} /{p}"))
+        .collect();
+    assert_eq!(reported, expected, "{}", o.stderr);
+    stop.cancel();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ls_and_stat() {
     let (addr, stop) = start_agent().await;

@@ -169,9 +169,17 @@ impl Drop for Mount {
     }
 }
 
-/// A `sleep` child whose /proc directory is stable for the test.
+/// A `sleep` child whose /proc directory is stable for the test, returned
+/// once it has exec'd (until then it carries the test's name).
 fn sleeper() -> Proc {
-    Proc(Command::new("sleep").arg("300").spawn().unwrap())
+    let p = Proc(Command::new("sleep").arg("300").spawn().unwrap());
+    let comm = format!("/proc/{}/comm", p.0.id());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::fs::read_to_string(&comm).unwrap_or_default() != "sleep\n" {
+        assert!(Instant::now() < deadline, "sleep never exec'd");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    p
 }
 
 fn pids_of(text: &str) -> BTreeSet<u32> {
@@ -357,6 +365,21 @@ fn agent_tree_reads_like_proc_with_unmodified_tools() {
     std::io::Read::read_to_string(&mut open, &mut snap).unwrap();
     assert!(snap.starts_with("Name:\tsleep"), "{snap}");
     drop(open);
+
+    // A lookup's fid and attributes are kept for the TTL only: a process
+    // looked up (stat) and opened at once reads, and after it exits and
+    // the TTL passes, neither a stat nor an open of it succeeds.
+    let gone = sleeper();
+    let gpath = m.path(&format!("{}/status", gone.0.id()));
+    assert!(std::fs::metadata(&gpath).is_ok());
+    let first = std::fs::read_to_string(&gpath).unwrap();
+    assert!(first.starts_with("Name:\tsleep"), "{first}");
+    drop(gone);
+    std::thread::sleep(Duration::from_millis(1500));
+    let e = std::fs::File::open(&gpath).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+    let e = std::fs::metadata(&gpath).unwrap_err();
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
 
     m.unmount();
 }

@@ -107,6 +107,16 @@ async fn open_root(cmd: &str, a: &ConnArgs) -> Option<FidHandle> {
     }
 }
 
+/// Files `gproc cat` reads at once: each file is a few round trips that
+/// wait on the server, so many paths go as fast as the server answers, not
+/// one latency after another. Output stays in argument order.
+const READ_AHEAD: usize = 16;
+
+/// Bytes of one file read ahead while it waits its turn; a longer file
+/// streams the rest a message at a time when its turn comes, so memory
+/// stays bounded by `READ_AHEAD` times this (plus one message each).
+const AHEAD_BYTES: u64 = 1 << 20;
+
 /// Runs `gproc cat`.
 pub async fn run_cat(a: CatArgs) -> Result<ExitCode> {
     let Some(root) = open_root("cat", &a.conn).await else {
@@ -114,8 +124,12 @@ pub async fn run_cat(a: CatArgs) -> Result<ExitCode> {
     };
     let mut failed = false;
     let stdout = io::stdout();
-    for p in &a.paths {
-        match cat_one(&root, p, &mut stdout.lock()).await {
+    let root = &root;
+    let mut files = futures::stream::iter(&a.paths)
+        .map(|p| read_ahead(root, p))
+        .buffered(READ_AHEAD);
+    while let Some(got) = files.next().await {
+        match write_file(got, &mut stdout.lock()).await {
             Ok(()) => {}
             Err(CatError::Out(e)) => return Err(e.into()),
             Err(CatError::Remote(e)) => {
@@ -134,21 +148,58 @@ enum CatError {
     Remote(ClientError),
 }
 
-/// Streams one file to `out`, a message at a time.
-async fn cat_one(root: &FidHandle, path: &str, out: &mut impl Write) -> Result<(), CatError> {
-    let mut f = root.walk(path).await.map_err(CatError::Remote)?;
-    f.open(OpenMode::Read).await.map_err(CatError::Remote)?;
-    let mut offset = 0u64;
-    loop {
-        let data = f
-            .read_at(offset, u32::MAX)
-            .await
-            .map_err(CatError::Remote)?;
-        if data.is_empty() {
-            break;
+/// The start of one file, read before its turn to be printed.
+struct Ahead {
+    /// The bytes read so far, in order.
+    data: Vec<bytes::Bytes>,
+    /// Done (`None`), more to stream from this open fid and offset, or
+    /// the error that stopped the reading after `data`.
+    rest: Result<Option<(FidHandle, u64)>, ClientError>,
+}
+
+/// Walks to, opens and reads `path` until its end or [`AHEAD_BYTES`].
+async fn read_ahead(root: &FidHandle, path: &str) -> Ahead {
+    let mut data = Vec::new();
+    let rest = async {
+        let mut f = root.walk(path).await?;
+        f.open(OpenMode::Read).await?;
+        let mut offset = 0u64;
+        while offset < AHEAD_BYTES {
+            let chunk = f.read_at(offset, u32::MAX).await?;
+            if chunk.is_empty() {
+                return Ok(None);
+            }
+            offset += chunk.len() as u64;
+            data.push(chunk);
         }
-        offset += data.len() as u64;
-        out.write_all(&data).map_err(CatError::Out)?;
+        Ok(Some((f, offset)))
+    }
+    .await;
+    Ahead { data, rest }
+}
+
+/// Prints a file read ahead, then streams what is left of it, a message
+/// at a time.
+async fn write_file(got: Ahead, out: &mut impl Write) -> Result<(), CatError> {
+    for d in &got.data {
+        out.write_all(d).map_err(CatError::Out)?;
+    }
+    if let Some((f, mut offset)) = got.rest.map_err(|e| {
+        // What was read before the error is printed, as a plain cat would.
+        let _ = out.flush();
+        CatError::Remote(e)
+    })? {
+        loop {
+            let data = f
+                .read_at(offset, u32::MAX)
+                .await
+                .map_err(CatError::Remote)?;
+            if data.is_empty() {
+                break;
+            }
+            offset += data.len() as u64;
+            out.write_all(&data).map_err(CatError::Out)?;
+        }
     }
     out.flush().map_err(CatError::Out)
 }

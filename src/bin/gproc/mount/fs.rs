@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use fuser::{
@@ -23,9 +23,10 @@ use fuser::{
 };
 use tokio::runtime::Handle;
 
+use super::fids::FidCache;
 use super::inodes::{Inode, InodeTable, ROOT_INO};
 use gproc::client::redial::Redialer;
-use gproc::client::{ClientError, FileKind, Metadata, OpenMode};
+use gproc::client::{ClientError, DirEntryInfo, FidHandle, FileKind, Metadata, OpenMode};
 use gproc::proto::{Qid, errno};
 use gproc::sys;
 
@@ -52,6 +53,8 @@ struct Handles {
 struct Inner {
     remote: Redialer,
     inodes: Mutex<InodeTable>,
+    /// Each recent lookup's fid and attributes, reused for the TTL.
+    fids: Mutex<FidCache>,
     handles: Mutex<Handles>,
     next_fh: AtomicU64,
     /// How long the kernel may cache attributes and names.
@@ -201,16 +204,38 @@ impl Inner {
         let dir = self.inode(parent)?;
         let path = child_path(&dir.path, name);
         let p = &path;
-        let meta = self
+        if path.is_empty() {
+            // The root itself: its attributes, no fid to keep.
+            let meta = self
+                .remote
+                .call(|root| async move { root.metadata(p).await })
+                .await
+                .map_err(|e| errno_of(&e))?;
+            let ino = sys::lock(&self.inodes).lookup(parent, &path, meta.qid, meta.kind());
+            return Ok(self.attr(ino, &meta));
+        }
+        let (fid, meta) = self
             .remote
-            .call(|root| async move { root.metadata(p).await })
+            .call(|root| async move {
+                let f = root.walk(p).await?;
+                let meta = f.getattr().await?;
+                Ok((f, meta))
+            })
             .await
             .map_err(|e| errno_of(&e))?;
         let ino = sys::lock(&self.inodes).lookup(parent, &path, meta.qid, meta.kind());
-        Ok(self.attr(ino, &meta))
+        let attr = self.attr(ino, &meta);
+        // Kept for the open or getattr that usually follows at once.
+        sys::lock(&self.fids).insert(ino, fid, meta, Instant::now());
+        Ok(attr)
     }
 
     async fn getattr(&self, ino: u64) -> Result<FileAttr, Errno> {
+        // Within the TTL of a lookup: what it found, as the kernel itself
+        // would have trusted it.
+        if let Some(meta) = sys::lock(&self.fids).attr(ino, Instant::now()) {
+            return Ok(self.attr(ino, &meta));
+        }
         let node = self.inode(ino)?;
         let p = &*node.path;
         let meta = self
@@ -220,6 +245,15 @@ impl Inner {
             .map_err(|e| errno_for_inode(&e))?;
         self.same_file(&node, &meta.qid)?;
         Ok(self.attr(ino, &meta))
+    }
+
+    /// The fid a lookup of `ino` walked less than a TTL ago, opened for
+    /// reading; `None` if there is none or it fails (the caller then walks
+    /// the path, so the answer is the server's for the path as it is now).
+    async fn open_cached(&self, ino: u64) -> Option<FidHandle> {
+        let mut f = sys::lock(&self.fids).take_fid(ino, Instant::now())?;
+        f.open(OpenMode::Read).await.ok()?;
+        Some(f)
     }
 
     async fn readlink(&self, ino: u64) -> Result<String, Errno> {
@@ -247,20 +281,33 @@ impl Inner {
     /// Reads the whole file into a new handle's snapshot.
     async fn open(&self, ino: u64) -> Result<u64, Errno> {
         let node = self.inode(ino)?;
-        let (p, max) = (&*node.path, self.max_bytes);
-        let (qid, data) = self
-            .remote
-            .call(|root| async move {
-                let mut f = root.walk(p).await?;
-                let walked = f.qid();
-                f.open(OpenMode::Read).await?;
-                // Dropping `f` clunks it in the background: the snapshot
-                // is all we keep, and the reply need not wait for that.
-                Ok((walked, f.read_to_end(max).await?))
-            })
-            .await
-            .map_err(|e| errno_for_inode(&e))?;
-        self.same_file(&node, &qid)?;
+        let max = self.max_bytes;
+        let cached = match self.open_cached(ino).await {
+            // Dropping `f` clunks it in the background.
+            Some(f) => f.read_to_end(max).await.ok(),
+            None => None,
+        };
+        let data = match cached {
+            Some(data) => data,
+            None => {
+                let p = &*node.path;
+                let (qid, data) = self
+                    .remote
+                    .call(|root| async move {
+                        let mut f = root.walk(p).await?;
+                        let walked = f.qid();
+                        f.open(OpenMode::Read).await?;
+                        // Dropping `f` clunks it in the background: the
+                        // snapshot is all we keep, and the reply need not
+                        // wait for that.
+                        Ok((walked, f.read_to_end(max).await?))
+                    })
+                    .await
+                    .map_err(|e| errno_for_inode(&e))?;
+                self.same_file(&node, &qid)?;
+                data
+            }
+        };
         let fh = self.new_fh();
         self.handles().files.insert(fh, data);
         Ok(fh)
@@ -306,18 +353,29 @@ impl Inner {
     /// Lists the directory into a new handle's snapshot.
     async fn opendir(&self, ino: u64) -> Result<u64, Errno> {
         let node = self.inode(ino)?;
-        let (p, max) = (&*node.path, self.max_bytes);
-        let (qid, entries) = self
-            .remote
-            .call(|root| async move {
-                let mut d = root.walk(p).await?;
-                let walked = d.qid();
-                d.open(OpenMode::Read).await?;
-                Ok((walked, d.list(max).await?))
-            })
-            .await
-            .map_err(|e| errno_for_inode(&e))?;
-        self.same_file(&node, &qid)?;
+        let max = self.max_bytes;
+        let cached = match self.open_cached(ino).await {
+            Some(d) => d.list(max).await.ok(),
+            None => None,
+        };
+        let entries: Vec<DirEntryInfo> = match cached {
+            Some(entries) => entries,
+            None => {
+                let p = &*node.path;
+                let (qid, entries) = self
+                    .remote
+                    .call(|root| async move {
+                        let mut d = root.walk(p).await?;
+                        let walked = d.qid();
+                        d.open(OpenMode::Read).await?;
+                        Ok((walked, d.list(max).await?))
+                    })
+                    .await
+                    .map_err(|e| errno_for_inode(&e))?;
+                self.same_file(&node, &qid)?;
+                entries
+            }
+        };
         let mut items = Vec::with_capacity(entries.len() + 2);
         items.push(DirItem {
             ino,
@@ -353,19 +411,32 @@ impl GprocFuse {
     /// A file system over `remote`, whose attach root has `root_qid`;
     /// operations run on `rt`.
     pub fn new(rt: Handle, remote: Redialer, root_qid: Qid, s: FuseSettings) -> Self {
-        GprocFuse {
-            rt,
-            inner: Arc::new(Inner {
-                remote,
-                inodes: Mutex::new(InodeTable::new(root_qid)),
-                handles: Mutex::new(Handles::default()),
-                next_fh: AtomicU64::new(1),
-                ttl: s.ttl,
-                uid: s.uid,
-                gid: s.gid,
-                max_bytes: s.max_bytes,
-            }),
+        let inner = Arc::new(Inner {
+            remote,
+            inodes: Mutex::new(InodeTable::new(root_qid)),
+            fids: Mutex::new(FidCache::new(s.ttl)),
+            handles: Mutex::new(Handles::default()),
+            next_fh: AtomicU64::new(1),
+            ttl: s.ttl,
+            uid: s.uid,
+            gid: s.gid,
+            max_bytes: s.max_bytes,
+        });
+        if !s.ttl.is_zero() {
+            // An idle mount holds no fid on the server for long: expired
+            // entries go within two TTLs.
+            let weak = Arc::downgrade(&inner);
+            rt.spawn(async move {
+                let mut tick = tokio::time::interval(s.ttl);
+                tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tick.tick().await;
+                    let Some(inner) = weak.upgrade() else { return };
+                    sys::lock(&inner.fids).sweep(Instant::now());
+                }
+            });
         }
+        GprocFuse { rt, inner }
     }
 }
 
@@ -386,7 +457,9 @@ impl Filesystem for GprocFuse {
     }
 
     fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
-        sys::lock(&self.inner.inodes).forget(ino.0, nlookup);
+        if sys::lock(&self.inner.inodes).forget(ino.0, nlookup) {
+            sys::lock(&self.inner.fids).forget(ino.0);
+        }
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {

@@ -130,23 +130,25 @@ impl InodeTable {
         }
     }
 
-    /// The kernel dropped `n` references to `ino`; at zero the entry goes.
-    /// The root is never removed.
-    pub fn forget(&mut self, ino: u64, n: u64) {
+    /// The kernel dropped `n` references to `ino`; at zero the entry goes
+    /// (and this returns true). The root is never removed.
+    pub fn forget(&mut self, ino: u64, n: u64) -> bool {
         if ino == ROOT_INO {
-            return;
+            return false;
         }
         let Some(node) = self.by_ino.get_mut(&ino) else {
-            return;
+            return false;
         };
         node.nlookup = node.nlookup.saturating_sub(n);
-        if node.nlookup == 0 {
-            let q = node.qid.path;
-            self.by_ino.remove(&ino);
-            if self.by_qid.get(&q) == Some(&ino) {
-                self.by_qid.remove(&q);
-            }
+        if node.nlookup > 0 {
+            return false;
         }
+        let q = node.qid.path;
+        self.by_ino.remove(&ino);
+        if self.by_qid.get(&q) == Some(&ino) {
+            self.by_qid.remove(&q);
+        }
+        true
     }
 
     /// Sets the root's qid (after a reconnect the server may report a new

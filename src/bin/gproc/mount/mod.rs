@@ -17,7 +17,9 @@
 //!   makes the kernel look the name up again;
 //! - attributes and names are cached by the kernel for [`DEFAULT_TTL`]
 //!   (`--ttl`): long enough that `ls -l` does not stat twice, short enough
-//!   that processes appear and vanish as on a local /proc;
+//!   that processes appear and vanish as on a local /proc; a lookup's fid
+//!   and attributes are kept for the same TTL ([`fids`]), so the open or
+//!   stat that follows it costs one round trip less;
 //! - the connection is re-dialled and re-attached on the first operation
 //!   after it is lost ([`connection`], a [`Redialer`]); nothing on the
 //!   server outlives an operation, so nothing needs replaying.
@@ -27,6 +29,7 @@
 //! [`ClientError::errno`]: gproc::client::ClientError::errno
 //! [`Redialer`]: gproc::client::redial::Redialer
 
+pub mod fids;
 pub mod fs;
 pub mod inodes;
 
