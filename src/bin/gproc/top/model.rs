@@ -303,10 +303,20 @@ pub fn job_cmp(key: SortKey, a: &JobRow, b: &JobRow) -> Ordering {
     primary.then_with(|| job_id_cmp(&a.job, &b.job))
 }
 
-/// Whether `f` shows job `j`: one of its users is shown (hosts filter
-/// processes, not jobs: a job on any shown node is listed).
+/// Most of a job's node names looked at to match a hostlist filter: its
+/// NODES cell comes from the server, and `n[0-999999999]` must not keep
+/// `gproc top` busy.
+const MAX_JOB_NODES: usize = 1 << 16;
+
+/// Whether `f` shows job `j`: one of its users is shown, and it runs on
+/// one of the shown nodes.
 pub fn job_shown(f: &Filter, j: &JobRow) -> bool {
-    f.users.is_empty() || j.user.split(',').any(|u| f.users.iter().any(|w| w == u))
+    let user = f.users.is_empty() || j.user.split(',').any(|u| f.users.iter().any(|w| w == u));
+    let node = f.hosts.as_ref().is_none_or(|h| {
+        Hostlist::parse(&j.nodes)
+            .is_ok_and(|l| l.iter().take(MAX_JOB_NODES).any(|n| h.contains(&n)))
+    });
+    user && node
 }
 
 /// The jobs view: the list of jobs, the selection, and the job opened
@@ -323,6 +333,10 @@ pub struct JobsState {
     pub open: Option<String>,
     /// The open job's last `/job/<id>/ps`, filtered; `None` before it.
     pub procs: Option<JobProcs>,
+    /// When the list was read.
+    pub list_taken: Option<SystemTime>,
+    /// When the open job's processes were read.
+    pub procs_taken: Option<SystemTime>,
 }
 
 impl JobsState {
@@ -343,6 +357,15 @@ impl JobsState {
     pub fn open_row(&self) -> Option<&JobRow> {
         let id = self.open.as_deref()?;
         self.rows().iter().find(|r| r.job == id)
+    }
+
+    /// When what is shown (the list, or the open job's processes) was
+    /// read.
+    pub fn taken(&self) -> Option<SystemTime> {
+        match self.open {
+            Some(_) => self.procs_taken,
+            None => self.list_taken,
+        }
     }
 
     /// What a refresh of this view reads.
@@ -366,6 +389,7 @@ impl JobsState {
             JobList::NotServed => JobList::NotServed,
         };
         self.list = Some(list);
+        self.list_taken = Some(SystemTime::now());
         self.follow(was);
     }
 
@@ -399,6 +423,7 @@ impl JobsState {
             JobProcs::Listed(t) => JobProcs::Listed(t.filtered(f)),
             JobProcs::Gone => JobProcs::Gone,
         });
+        self.procs_taken = Some(SystemTime::now());
     }
 
     /// Moves the selection by `delta` rows, within the list.
@@ -416,6 +441,7 @@ impl JobsState {
             Some(id) if self.open.is_none() => {
                 self.open = Some(id);
                 self.procs = None;
+                self.procs_taken = None;
                 true
             }
             _ => false,
@@ -425,6 +451,7 @@ impl JobsState {
     /// Back from a job to the list; whether a job was open.
     pub fn back(&mut self) -> bool {
         self.procs = None;
+        self.procs_taken = None;
         self.open.take().is_some()
     }
 }
@@ -509,6 +536,13 @@ pub(crate) mod tests {
         };
         j.set_list(JobList::parse(JOBS), SortKey::Cpu, &f);
         assert_eq!(ids(&j), ["1250", "99"]);
+        let on_n2 = Filter {
+            users: vec![],
+            hosts: Some(Hostlist::parse("n2,n050").unwrap()),
+        };
+        let mut k = JobsState::default();
+        k.set_list(JobList::parse(JOBS), SortKey::Cpu, &on_n2);
+        assert_eq!(ids(&k), ["1234", "99"], "jobs on a shown node");
         assert_eq!(j.selected_row().map(|r| r.job.as_str()), Some("1250"));
         j.select(-5);
         assert_eq!(j.selected, 0);
@@ -531,6 +565,7 @@ pub(crate) mod tests {
         assert_eq!(j.open.as_deref(), Some("1234"));
         assert_eq!(j.want(), Want::Job("1234".into()));
         assert!(j.procs.is_none(), "not read yet");
+        assert!(j.taken().is_none(), "nothing of the job read yet");
         assert!(!j.open(), "already in a job");
         // A read for another job (opened before) is dropped.
         j.set_procs("1250", JobProcs::parse(JOB_PS), &Filter::default());
@@ -552,7 +587,9 @@ pub(crate) mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(j.open_row().map(|r| r.procs), Some(130));
+        assert!(j.taken().is_some());
         assert!(j.back());
+        assert_eq!(j.taken(), j.list_taken, "the list's time again");
         assert_eq!(j.want(), Want::Jobs);
         assert!(j.procs.is_none());
         assert_eq!(j.selected, 0, "back on the job it left");

@@ -260,9 +260,12 @@ fn state_style(state: &str) -> Style {
 
 /// The title line: server, refresh interval, sort key, time of the data.
 fn title(app: &App) -> Line<'static> {
-    let when = app
-        .snap
-        .taken
+    let taken = if app.mode == Mode::Jobs {
+        app.jobs.taken()
+    } else {
+        app.snap.taken
+    };
+    let when = taken
         .map(|t| humantime::format_rfc3339_seconds(t).to_string())
         .unwrap_or_else(|| "waiting for data".into());
     let mut spans = vec![
