@@ -323,6 +323,7 @@ pub fn job_shown(f: &Filter, j: &JobRow) -> bool {
 /// from it. Refreshes arrive with [`JobsState::set_list`] and
 /// [`JobsState::set_procs`]; keys call [`JobsState::select`],
 /// [`JobsState::open`] and [`JobsState::back`].
+#[cfg(any(feature = "tui", test))]
 #[derive(Debug, Clone, Default)]
 pub struct JobsState {
     /// The last `/jobs`, sorted and filtered; `None` before the first.
@@ -339,6 +340,7 @@ pub struct JobsState {
     pub procs_taken: Option<SystemTime>,
 }
 
+#[cfg(any(feature = "tui", test))]
 impl JobsState {
     /// The listed jobs (none before the first read or without `/jobs`).
     pub fn rows(&self) -> &[JobRow] {
