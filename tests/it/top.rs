@@ -114,3 +114,181 @@ fn plain_output_over_an_aggregator() {
         "{o:?}"
     );
 }
+
+/// `gproc top` run from async code (the aggregator runs in this process).
+async fn top_async(addr: &str, extra: &[&str]) -> Output {
+    tokio::process::Command::new("timeout")
+        .arg("60")
+        .arg(gproc())
+        .args(["top", "--server", addr, "--interval", "300ms"])
+        .args(extra)
+        // The identity the test reads with below.
+        .env("USER", "root")
+        .output()
+        .await
+        .expect("run gproc top")
+}
+
+/// The rows of a plain block: the lines after the header line `head`,
+/// notes left out.
+fn rows_after<'a>(out: &'a str, head: &str) -> Vec<&'a str> {
+    out.lines()
+        .skip_while(|l| !l.starts_with(head))
+        .skip(1)
+        .filter(|l| !l.starts_with('#'))
+        .collect()
+}
+
+/// `--jobs` lists every job of `/jobs`, ranked by %CPU; `-j ID` prints
+/// exactly the rows of `/job/<id>/ps`; a job that is not there, an id
+/// that is not one and an aggregator without `/jobs` are clear errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_jobs_and_one_jobs_processes_on_the_simulator() {
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    use gproc::client::{Client, ClientOptions};
+    use gproc::format::table::{JobRow, PsRow, Table, format_cputime};
+    use gproc::sim::{SimCluster, SimOptions};
+    use tokio_util::sync::CancellationToken;
+
+    let cluster = SimCluster::start(SimOptions {
+        nodes: 12,
+        base_port: 0,
+        first_address: Ipv4Addr::new(127, 24, 0, 1),
+        churn_per_min: 0.0,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    // Files kept for the test's length: the test and gproc top read the
+    // same tables.
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\n\n\
+         [cache]\n[[cache.rule]]\npath = \"/**\"\nttl = \"120s\"\n\n{}",
+        cluster.config_toml()
+    );
+    let cfg = gproc::config::Config::from_str(&config, "sim.toml").unwrap();
+    let stop = CancellationToken::new();
+    let agg = gproc::aggregator::Aggregator::start(&cfg, stop.clone())
+        .await
+        .unwrap();
+    let addr = agg.addresses[0].to_string();
+    let opts = ClientOptions {
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(20),
+        ..ClientOptions::default()
+    };
+    let c = Client::connect(&agg.addresses[0], opts).await.unwrap();
+    let root = c.attach("root", "", Some(0)).await.unwrap();
+    let read = |p: String| {
+        let root = &root;
+        async move { String::from_utf8(root.read_all(&p).await.unwrap().to_vec()).unwrap() }
+    };
+
+    // --jobs: /jobs's rows, every one, by %CPU then job id.
+    let jobs_text = read("jobs".into()).await;
+    let jobs = Table::<JobRow>::parse(&jobs_text).unwrap();
+    assert!(jobs.rows.len() > 3, "the simulator runs jobs:\n{jobs_text}");
+    let o = top_async(&addr, &["--jobs", "--iterations", "1", "--limit", "1"]).await;
+    assert!(o.status.success(), "{o:?}");
+    let out = text(&o);
+    assert!(out.starts_with(&format!("gproc top {addr} ")), "{out}");
+    assert_eq!(
+        out.lines().nth(1),
+        Some(format!("Jobs: {}", jobs.rows.len()).as_str())
+    );
+    let got = rows_after(&out, "JOBID USER PROCS NNODES %CPU RSS STATES START NODES");
+    let mut want: Vec<&str> = jobs_text
+        .lines()
+        .skip(1)
+        .filter(|l| !l.starts_with('#'))
+        .collect();
+    let mut sorted = got.clone();
+    sorted.sort_unstable();
+    want.sort_unstable();
+    assert_eq!(sorted, want, "every job, as /jobs writes it");
+    let cpu: Vec<f64> = got
+        .iter()
+        .map(|l| l.split(' ').nth(4).unwrap().parse().unwrap())
+        .collect();
+    assert!(cpu.windows(2).all(|w| w[0] >= w[1]), "by %CPU: {cpu:?}");
+
+    // -j ID: the job on most nodes; exactly its /job/<id>/ps rows.
+    let job = jobs.rows.iter().max_by_key(|j| j.nnodes).unwrap();
+    assert!(job.nnodes > 1, "{job:?}");
+    let ps_text = read(format!("job/{}/ps", job.job)).await;
+    let ps = Table::<PsRow>::parse(&ps_text).unwrap();
+    assert_eq!(ps.rows.len() as u64, job.procs);
+    let o = top_async(&addr, &["-j", &job.job, "--iterations", "2"]).await;
+    assert!(o.status.success(), "{o:?}");
+    let out = text(&o);
+    let blocks: Vec<&str> = out.split("\n\n").collect();
+    assert_eq!(blocks.len(), 2, "two refreshes:\n{out}");
+    let mut want: Vec<String> = ps
+        .rows
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {} {} {:.1} {:.1} {} {} {} {} {} {}",
+                p.node,
+                p.pid,
+                p.user,
+                p.cpu,
+                p.mem,
+                p.rss_kb,
+                format_cputime(p.time),
+                p.job.as_deref().unwrap_or("-"),
+                p.step.as_deref().unwrap_or("-"),
+                p.gpu.as_deref().unwrap_or("-"),
+                p.command
+            )
+        })
+        .collect();
+    want.sort_unstable();
+    for b in blocks {
+        assert!(
+            b.lines()
+                .next()
+                .unwrap()
+                .contains(&format!(" job {} ", job.job)),
+            "{b}"
+        );
+        assert!(
+            b.lines().nth(1).unwrap().starts_with(&format!(
+                "Job {}: {} procs on {} nodes",
+                job.job, job.procs, job.nnodes
+            )),
+            "{b}"
+        );
+        let mut got: Vec<String> = rows_after(b, "NODE PID USER")
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        got.sort_unstable();
+        assert_eq!(got, want, "{b}");
+    }
+
+    // A job that is not there: an error naming it, exit status 1.
+    let o = top_async(&addr, &["-j", "999999999", "--iterations", "1"]).await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(o.stdout.is_empty(), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("job 999999999: no such job"), "{err}");
+    // An id that would walk elsewhere is refused before any read.
+    let o = top_async(&addr, &["-j", "1/../../ps", "--iterations", "1"]).await;
+    assert!(!o.status.success(), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("not a job id"),
+        "{o:?}"
+    );
+    stop.cancel();
+
+    // A server without /jobs (an agent: a node's tree has none).
+    let pa = Port::new();
+    let _agent = start_agent(&pa);
+    let o = top_async(&pa.addr(), &["--jobs", "--iterations", "1"]).await;
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("has no /jobs: upgrade it"), "{err}");
+}

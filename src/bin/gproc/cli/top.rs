@@ -11,7 +11,7 @@ use clap::Args;
 
 use crate::remote::connection;
 use crate::top::text::Plain;
-use crate::top::{Filter, SortKey, Source};
+use crate::top::{Filter, SortKey, Source, Want};
 use gproc::client::ClientOptions;
 use gproc::client::redial::Target;
 use gproc::config::Hostlist;
@@ -40,9 +40,18 @@ pub struct TopArgs {
     /// in plain mode).
     #[arg(long)]
     iterations: Option<u64>,
-    /// Processes listed per refresh in plain mode.
+    /// Processes listed per refresh in plain mode (the jobs table and a
+    /// job's processes are listed whole).
     #[arg(long, default_value_t = 20)]
     limit: usize,
+    /// Show the jobs (`/jobs`: one line per job, ranked like processes)
+    /// instead of the cluster; key J switches in the interactive view.
+    #[arg(long, conflicts_with = "job")]
+    jobs: bool,
+    /// Show one job's processes across its nodes (`/job/JOBID/ps`); in
+    /// the interactive view, Esc goes back to the jobs.
+    #[arg(short = 'j', long = "job", value_name = "JOBID")]
+    job: Option<String>,
     /// Give up on one read of the aggregator after this long.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     timeout: Duration,
@@ -63,6 +72,16 @@ pub async fn run(a: TopArgs) -> Result<ExitCode> {
     let hosts = match &a.nodes {
         Some(h) => Some(Hostlist::parse(h).map_err(|e| anyhow::anyhow!("-n {h:?}: {e}"))?),
         None => None,
+    };
+    if let Some(id) = &a.job
+        && !crate::top::model::valid_job_id(id)
+    {
+        bail!("-j {id:?}: not a job id (no '/', spaces or control characters)");
+    }
+    let want = match (&a.job, a.jobs) {
+        (Some(id), _) => Want::Job(id.clone()),
+        (None, true) => Want::Jobs,
+        (None, false) => Want::Cluster,
     };
     let server = super::ps::server_address(a.server.clone())?;
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -85,7 +104,8 @@ pub async fn run(a: TopArgs) -> Result<ExitCode> {
     };
     #[cfg(feature = "tui")]
     if std::io::stdout().is_terminal() {
-        let app = crate::top::App::new(server.to_string(), a.interval, a.sort, filter);
+        let mut app = crate::top::App::new(server.to_string(), a.interval, a.sort, filter);
+        app.start_at(&want);
         crate::top::run_tui(source, app, a.iterations).await?;
         return Ok(ExitCode::SUCCESS);
     }
@@ -102,6 +122,7 @@ pub async fn run(a: TopArgs) -> Result<ExitCode> {
         sort: a.sort,
         filter,
         limit: a.limit,
+        want,
     };
     let mut out = std::io::stdout().lock();
     let ok = crate::top::run_text(&source, &view, a.iterations, &mut out).await?;

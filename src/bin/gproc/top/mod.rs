@@ -9,7 +9,11 @@
 //! - [`text`]: the plain form printed when stdout is not a terminal (or
 //!   always, in a build without the `tui` feature).
 //!
-//! This module only reads: the three files over one 9P connection that
+//! The jobs view reads `/jobs`, and `/job/<id>/ps` for the job opened
+//! from it, instead of the three cluster files; the plain form prints
+//! either with `--jobs` and `-j JOBID`.
+//!
+//! This module only reads: the files over one 9P connection that
 //! is re-dialled when lost ([`gproc::client::redial::Redialer`], shared with
 //! `gproc mount`). `%CPU` is what `/ps` reports: CPU time over the
 //! process's life, as `ps` shows it, not a rate over the last interval.
@@ -38,7 +42,8 @@ use tokio::time::MissedTickBehavior;
 use gproc::client::ClientError;
 use gproc::client::redial::Redialer;
 use gproc::format::table::MAX_TABLE_BYTES;
-pub use model::{ClusterTables, Filter, SortKey};
+use gproc::proto::errno;
+pub use model::{ClusterTables, Filter, JobList, JobProcs, SortKey, Want};
 #[cfg(feature = "tui")]
 pub use ui::{Action, App};
 
@@ -80,6 +85,71 @@ impl Source {
     }
 }
 
+/// What a refresh read, by what was wanted.
+#[derive(Debug)]
+pub enum Fetched {
+    /// The three cluster tables.
+    Cluster(ClusterTables),
+    /// `/jobs`.
+    Jobs(JobList),
+    /// `/job/<id>/ps` of the job named.
+    Job(String, JobProcs),
+}
+
+impl Source {
+    /// Reads `/jobs`. An aggregator without it (ENOENT) is
+    /// [`JobList::NotServed`], not an error.
+    ///
+    /// # Errors
+    /// The aggregator cannot be reached or refuses the read otherwise.
+    pub async fn jobs(&self) -> Result<JobList, ClientError> {
+        let read = self
+            .remote
+            .call(|root| async move { root.read_all_limited("jobs", MAX_TABLE_BYTES).await })
+            .await;
+        match read {
+            Ok(b) => Ok(JobList::parse(&String::from_utf8_lossy(&b))),
+            Err(e) if e.errno() == errno::ENOENT => Ok(JobList::NotServed),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads `/job/<id>/ps`. ENOENT (the job ended, is not the reader's
+    /// to see, or the aggregator has no job tree) is [`JobProcs::Gone`].
+    /// `id` must pass [`model::valid_job_id`] (else `Gone`: no such job).
+    ///
+    /// # Errors
+    /// The aggregator cannot be reached or refuses the read otherwise.
+    pub async fn job(&self, id: &str) -> Result<JobProcs, ClientError> {
+        if !model::valid_job_id(id) {
+            return Ok(JobProcs::Gone);
+        }
+        let path = format!("job/{id}/ps");
+        let path = &path;
+        let read = self
+            .remote
+            .call(|root| async move { root.read_all_limited(path, MAX_TABLE_BYTES).await })
+            .await;
+        match read {
+            Ok(b) => Ok(JobProcs::parse(&String::from_utf8_lossy(&b))),
+            Err(e) if e.errno() == errno::ENOENT => Ok(JobProcs::Gone),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Reads what `want` names.
+    ///
+    /// # Errors
+    /// As [`Source::fetch`], [`Source::jobs`] and [`Source::job`].
+    pub async fn fetch_want(&self, want: &Want) -> Result<Fetched, ClientError> {
+        Ok(match want {
+            Want::Cluster => Fetched::Cluster(self.fetch().await?),
+            Want::Jobs => Fetched::Jobs(self.jobs().await?),
+            Want::Job(id) => Fetched::Job(id.clone(), self.job(id).await?),
+        })
+    }
+}
+
 /// Plain output: a block every `interval`, `iterations` times (forever
 /// if `None`). Returns whether every refresh succeeded; a failed one is
 /// reported on stderr and the next is tried.
@@ -96,19 +166,24 @@ pub async fn run_text(
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let mut ok = true;
     let mut done = 0u64;
+    let mut printed = 0u64;
     loop {
         tick.tick().await;
-        match source.fetch().await {
-            Ok(s) => {
-                if done > 0 {
-                    writeln!(out)?;
+        match source.fetch_want(&view.want).await {
+            Ok(f) => match view.render(f) {
+                Ok(block) => {
+                    if printed > 0 {
+                        writeln!(out)?;
+                    }
+                    printed += 1;
+                    out.write_all(block.as_bytes())?;
+                    out.flush()?;
                 }
-                let shown = s.filtered(&view.filter);
-                out.write_all(
-                    text::render(&view.server, &shown, view.sort, view.limit).as_bytes(),
-                )?;
-                out.flush()?;
-            }
+                Err(why) => {
+                    eprintln!("gproc top: {why}");
+                    ok = false;
+                }
+            },
             Err(e) => {
                 eprintln!("gproc top: {e}");
                 ok = false;
@@ -235,7 +310,7 @@ pub async fn run_tui(source: Arc<Source>, mut app: App, iterations: Option<u64>)
         })?;
     let mut tick = tokio::time::interval(app.interval.max(Duration::from_millis(100)));
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut pending: Option<tokio::task::JoinHandle<Result<ClusterTables, ClientError>>> = None;
+    let mut pending: Option<tokio::task::JoinHandle<Result<Fetched, ClientError>>> = None;
     let mut done = 0u64;
     // Raw mode turns Ctrl-C into a key; these are for `kill`, so that the
     // terminal is restored whatever ends the view.
@@ -247,12 +322,13 @@ pub async fn run_tui(source: Arc<Source>, mut app: App, iterations: Option<u64>)
         tokio::select! {
             _ = tick.tick(), if pending.is_none() => {
                 let s = source.clone();
-                pending = Some(tokio::spawn(async move { s.fetch().await }));
+                let want = app.want();
+                pending = Some(tokio::spawn(async move { s.fetch_want(&want).await }));
             }
             r = finished(&mut pending), if pending.is_some() => {
                 pending = None;
                 match r {
-                    Ok(Ok(s)) => app.update(&s),
+                    Ok(Ok(f)) => app.apply(f),
                     // It can quote what the server sent.
                     Ok(Err(e)) => app.error = Some(gproc::format::table::printable(&e.to_string())),
                     Err(e) => app.error = Some(format!("refresh task failed: {e}")),

@@ -1,14 +1,15 @@
 //! The data behind `gproc top`: the aggregator's `/nodes`, `/load` and
 //! `/ps` parsed (by [`gproc::format::table`]) into one [`ClusterTables`], filtered by user and hostlist,
-//! with cluster totals and process rankings. No I/O and no drawing, so
-//! all of it is unit-tested on text.
+//! with cluster totals and process rankings; `/jobs` and `/job/<id>/ps`
+//! with [`JobsState`], the jobs view's drill-down (list, open one job,
+//! back). No I/O and no drawing, so all of it is unit-tested on text.
 
 use std::cmp::Ordering;
 use std::time::SystemTime;
 
 use gproc::config::Hostlist;
 use gproc::config::hostlist::natural_cmp;
-use gproc::format::table::{LoadRow, NodeRow, Note, PsRow, Table};
+use gproc::format::table::{JobRow, LoadRow, NodeRow, Note, PsRow, Table};
 
 /// How processes are ranked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +212,252 @@ impl ClusterTables {
     }
 }
 
+/// What one refresh reads, from where the view is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Want {
+    /// `/nodes`, `/load` and `/ps`.
+    Cluster,
+    /// `/jobs`.
+    Jobs,
+    /// `/job/<id>/ps`.
+    Job(String),
+}
+
+/// `/jobs` as read.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobList {
+    /// The aggregator has no `/jobs` (ENOENT: older than jobs).
+    NotServed,
+    /// Its rows (unsorted) and notes.
+    Listed {
+        /// One per job the reader sees.
+        rows: Vec<JobRow>,
+        /// Nodes missing from it and why.
+        notes: Vec<Note>,
+    },
+}
+
+impl JobList {
+    /// Parses `/jobs`'s text; a text that is not the table counts as
+    /// empty, like the other tables.
+    pub fn parse(text: &str) -> JobList {
+        let t = Table::<JobRow>::parse(text).unwrap_or_default();
+        JobList::Listed {
+            rows: t.rows,
+            notes: t.notes,
+        }
+    }
+}
+
+/// One job's `/job/<id>/ps` as read.
+#[derive(Debug, Clone)]
+pub enum JobProcs {
+    /// Its processes (in `procs`) and notes; nodes and load are empty.
+    Listed(ClusterTables),
+    /// ENOENT: the job ended, or none of its processes is the reader's to
+    /// see any more.
+    Gone,
+}
+
+impl JobProcs {
+    /// Parses `/job/<id>/ps`'s text (`/ps`'s header and rows).
+    pub fn parse(text: &str) -> JobProcs {
+        JobProcs::Listed(ClusterTables::parse("", "", text))
+    }
+}
+
+/// Whether `id` can name a job in a path (`/job/<id>/ps`): not empty, no
+/// `/`, not `.` or `..`, nothing unprintable. Checked before any read so
+/// that a job id cannot walk elsewhere in the tree.
+pub fn valid_job_id(id: &str) -> bool {
+    !id.is_empty()
+        && id != "."
+        && id != ".."
+        && id.len() <= 256
+        && id.chars().all(|c| c.is_ascii_graphic() && c != '/')
+}
+
+/// Job ids in order: numbers by value, before other text.
+fn job_id_cmp(a: &str, b: &str) -> Ordering {
+    match (a.parse::<u64>(), b.parse::<u64>()) {
+        (Ok(x), Ok(y)) => x.cmp(&y).then_with(|| a.cmp(b)),
+        (Ok(_), Err(_)) => Ordering::Less,
+        (Err(_), Ok(_)) => Ordering::Greater,
+        (Err(_), Err(_)) => a.cmp(b),
+    }
+}
+
+/// Jobs ranked by `key` like processes: summed %CPU or RSS, highest first;
+/// ties by job id, so the list does not flicker between refreshes.
+pub fn job_cmp(key: SortKey, a: &JobRow, b: &JobRow) -> Ordering {
+    let primary = match key {
+        SortKey::Cpu => b
+            .cpu_tenths
+            .cmp(&a.cpu_tenths)
+            .then(b.rss_kb.cmp(&a.rss_kb)),
+        SortKey::Mem => b
+            .rss_kb
+            .cmp(&a.rss_kb)
+            .then(b.cpu_tenths.cmp(&a.cpu_tenths)),
+    };
+    primary.then_with(|| job_id_cmp(&a.job, &b.job))
+}
+
+/// Most of a job's node names looked at to match a hostlist filter: its
+/// NODES cell comes from the server, and `n[0-999999999]` must not keep
+/// `gproc top` busy.
+const MAX_JOB_NODES: usize = 1 << 16;
+
+/// Whether `f` shows job `j`: one of its users is shown, and it runs on
+/// one of the shown nodes.
+pub fn job_shown(f: &Filter, j: &JobRow) -> bool {
+    let user = f.users.is_empty() || j.user.split(',').any(|u| f.users.iter().any(|w| w == u));
+    let node = f.hosts.as_ref().is_none_or(|h| {
+        Hostlist::parse(&j.nodes)
+            .is_ok_and(|l| l.iter().take(MAX_JOB_NODES).any(|n| h.contains(&n)))
+    });
+    user && node
+}
+
+/// The jobs view: the list of jobs, the selection, and the job opened
+/// from it. Refreshes arrive with [`JobsState::set_list`] and
+/// [`JobsState::set_procs`]; keys call [`JobsState::select`],
+/// [`JobsState::open`] and [`JobsState::back`].
+#[cfg(any(feature = "tui", test))]
+#[derive(Debug, Clone, Default)]
+pub struct JobsState {
+    /// The last `/jobs`, sorted and filtered; `None` before the first.
+    pub list: Option<JobList>,
+    /// Index of the selected job in the list.
+    pub selected: usize,
+    /// The job whose processes are shown (`None`: the list is).
+    pub open: Option<String>,
+    /// The open job's last `/job/<id>/ps`, filtered; `None` before it.
+    pub procs: Option<JobProcs>,
+    /// When the list was read.
+    pub list_taken: Option<SystemTime>,
+    /// When the open job's processes were read.
+    pub procs_taken: Option<SystemTime>,
+}
+
+#[cfg(any(feature = "tui", test))]
+impl JobsState {
+    /// The listed jobs (none before the first read or without `/jobs`).
+    pub fn rows(&self) -> &[JobRow] {
+        match &self.list {
+            Some(JobList::Listed { rows, .. }) => rows,
+            _ => &[],
+        }
+    }
+
+    /// The selected job's row.
+    pub fn selected_row(&self) -> Option<&JobRow> {
+        self.rows().get(self.selected)
+    }
+
+    /// The open job's row in the last `/jobs` (gone from it once ended).
+    pub fn open_row(&self) -> Option<&JobRow> {
+        let id = self.open.as_deref()?;
+        self.rows().iter().find(|r| r.job == id)
+    }
+
+    /// When what is shown (the list, or the open job's processes) was
+    /// read.
+    pub fn taken(&self) -> Option<SystemTime> {
+        match self.open {
+            Some(_) => self.procs_taken,
+            None => self.list_taken,
+        }
+    }
+
+    /// What a refresh of this view reads.
+    pub fn want(&self) -> Want {
+        match &self.open {
+            Some(id) => Want::Job(id.clone()),
+            None => Want::Jobs,
+        }
+    }
+
+    /// Takes a new `/jobs`, keeps the jobs `f` shows, ranks them by `key`;
+    /// the selection follows the selected job by id.
+    pub fn set_list(&mut self, list: JobList, key: SortKey, f: &Filter) {
+        let was = self.selected_row().map(|r| r.job.clone());
+        let list = match list {
+            JobList::Listed { mut rows, notes } => {
+                rows.retain(|r| job_shown(f, r));
+                rows.sort_by(|a, b| job_cmp(key, a, b));
+                JobList::Listed { rows, notes }
+            }
+            JobList::NotServed => JobList::NotServed,
+        };
+        self.list = Some(list);
+        self.list_taken = Some(SystemTime::now());
+        self.follow(was);
+    }
+
+    /// Ranks the list again by `key` (the sort key changed).
+    pub fn resort(&mut self, key: SortKey) {
+        let was = self.selected_row().map(|r| r.job.clone());
+        if let Some(JobList::Listed { rows, .. }) = &mut self.list {
+            rows.sort_by(|a, b| job_cmp(key, a, b));
+        }
+        self.follow(was);
+    }
+
+    /// Puts the selection back on job `was` if it is still listed, else
+    /// keeps the index within the list.
+    fn follow(&mut self, was: Option<String>) {
+        let rows = self.rows();
+        self.selected = match was.and_then(|w| rows.iter().position(|r| r.job == w)) {
+            Some(i) => i,
+            None => self.selected.min(rows.len().saturating_sub(1)),
+        };
+    }
+
+    /// Takes job `id`'s processes, keeping those `f` shows. A read for a
+    /// job that is no longer open (the user went back, or opened another
+    /// meanwhile) is dropped.
+    pub fn set_procs(&mut self, id: &str, procs: JobProcs, f: &Filter) {
+        if self.open.as_deref() != Some(id) {
+            return;
+        }
+        self.procs = Some(match procs {
+            JobProcs::Listed(t) => JobProcs::Listed(t.filtered(f)),
+            JobProcs::Gone => JobProcs::Gone,
+        });
+        self.procs_taken = Some(SystemTime::now());
+    }
+
+    /// Moves the selection by `delta` rows, within the list.
+    pub fn select(&mut self, delta: isize) {
+        let n = self.rows().len();
+        self.selected = self
+            .selected
+            .saturating_add_signed(delta)
+            .min(n.saturating_sub(1));
+    }
+
+    /// Opens the selected job; whether there was one.
+    pub fn open(&mut self) -> bool {
+        match self.selected_row().map(|r| r.job.clone()) {
+            Some(id) if self.open.is_none() => {
+                self.open = Some(id);
+                self.procs = None;
+                self.procs_taken = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Back from a job to the list; whether a job was open.
+    pub fn back(&mut self) -> bool {
+        self.procs = None;
+        self.procs_taken = None;
+        self.open.take().is_some()
+    }
+}
+
 /// MiB as a short human figure (`512M`, `23.5G`, `1.2T`).
 pub fn human_mb(mb: u64) -> String {
     if mb >= 1 << 20 {
@@ -251,6 +498,140 @@ pub(crate) mod tests {
         n2 1 0 root S 0.0 0.0 9000 30000 2026-11-26T05:07:16Z 0:00:01 1 - - - /sbin/init\n\
         n2 77 1 alice S 3.0 40.0 12800000 13000000 2026-11-26T05:07:16Z 0:05:00 4 - - - python train.py\n\
         # missing n3: connection refused\n";
+
+    pub(crate) const JOBS: &str = "JOBID USER PROCS NNODES %CPU RSS STATES START NODES\n\
+        1234 alice 130 64 6399.0 104857600 R128,S2 2026-11-26T05:07:16Z n[001-064]\n\
+        1250 bob 1 1 50.0 50000 R1 2026-11-26T05:07:16Z n1\n\
+        99 carol 3 2 0.5 200000000 S3 2026-11-26T05:07:16Z n[1-2]\n\
+        # missing n3: connection refused\n";
+    pub(crate) const JOB_PS: &str = "NODE PID PPID USER STAT %CPU %MEM RSS VSZ START TIME THR JOBID STEP GPU COMMAND\n\
+        n1 4242 1 alice R 99.5 12.5 8000000 9000000 2026-11-26T05:07:16Z 1:02:03 8 1234 0 nvidia0,nvidia1 ./sim --big\n\
+        n2 5151 1 alice R 80.0 1.0 100000 200000 2026-11-26T05:07:16Z 0:10:00 2 1234 0 - ./sim --rank 2\n\
+        n2 5152 1 root S 0.0 0.0 3000 9000 2026-11-26T05:07:16Z 0:00:00 1 1234 extern - sleep 100000000\n";
+
+    pub(crate) fn jobs_state() -> JobsState {
+        let mut j = JobsState::default();
+        j.set_list(JobList::parse(JOBS), SortKey::Cpu, &Filter::default());
+        j
+    }
+
+    fn ids(j: &JobsState) -> Vec<&str> {
+        j.rows().iter().map(|r| r.job.as_str()).collect()
+    }
+
+    #[test]
+    fn jobs_rank_by_cpu_or_memory_and_filter_by_user() {
+        let mut j = jobs_state();
+        assert_eq!(ids(&j), ["1234", "1250", "99"]);
+        match &j.list {
+            Some(JobList::Listed { notes, .. }) => assert_eq!(notes.len(), 1),
+            other => panic!("{other:?}"),
+        }
+        j.select(1);
+        assert_eq!(j.selected_row().map(|r| r.job.as_str()), Some("1250"));
+        j.resort(SortKey::Mem);
+        assert_eq!(ids(&j), ["99", "1234", "1250"]);
+        assert_eq!(j.selected, 2, "the selection follows its job");
+        let f = Filter {
+            users: vec!["bob".into(), "carol".into()],
+            hosts: None,
+        };
+        j.set_list(JobList::parse(JOBS), SortKey::Cpu, &f);
+        assert_eq!(ids(&j), ["1250", "99"]);
+        let on_n2 = Filter {
+            users: vec![],
+            hosts: Some(Hostlist::parse("n2,n050").unwrap()),
+        };
+        let mut k = JobsState::default();
+        k.set_list(JobList::parse(JOBS), SortKey::Cpu, &on_n2);
+        assert_eq!(ids(&k), ["1234", "99"], "jobs on a shown node");
+        assert_eq!(j.selected_row().map(|r| r.job.as_str()), Some("1250"));
+        j.select(-5);
+        assert_eq!(j.selected, 0);
+        j.select(5);
+        assert_eq!(j.selected, 1);
+        // Equal sums: by job id, numbers by value.
+        let mut a = j.rows()[0].clone();
+        let mut b = a.clone();
+        a.job = "10".into();
+        b.job = "9".into();
+        assert_eq!(job_cmp(SortKey::Cpu, &b, &a), Ordering::Less);
+    }
+
+    #[test]
+    fn drilling_into_a_job_and_back() {
+        let mut j = jobs_state();
+        assert_eq!(j.want(), Want::Jobs);
+        assert!(!j.back(), "nothing open");
+        assert!(j.open());
+        assert_eq!(j.open.as_deref(), Some("1234"));
+        assert_eq!(j.want(), Want::Job("1234".into()));
+        assert!(j.procs.is_none(), "not read yet");
+        assert!(j.taken().is_none(), "nothing of the job read yet");
+        assert!(!j.open(), "already in a job");
+        // A read for another job (opened before) is dropped.
+        j.set_procs("1250", JobProcs::parse(JOB_PS), &Filter::default());
+        assert!(j.procs.is_none());
+        let root_only = Filter {
+            users: vec!["alice".into()],
+            hosts: None,
+        };
+        j.set_procs("1234", JobProcs::parse(JOB_PS), &root_only);
+        match &j.procs {
+            Some(JobProcs::Listed(t)) => {
+                let top: Vec<i32> = t
+                    .top(SortKey::Cpu, None, 10)
+                    .iter()
+                    .map(|p| p.pid)
+                    .collect();
+                assert_eq!(top, [4242, 5151], "alice's rows, by %CPU");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(j.open_row().map(|r| r.procs), Some(130));
+        assert!(j.taken().is_some());
+        assert!(j.back());
+        assert_eq!(j.taken(), j.list_taken, "the list's time again");
+        assert_eq!(j.want(), Want::Jobs);
+        assert!(j.procs.is_none());
+        assert_eq!(j.selected, 0, "back on the job it left");
+    }
+
+    #[test]
+    fn a_job_that_ends_while_open_is_gone_not_an_error() {
+        let mut j = jobs_state();
+        assert!(j.open());
+        j.set_procs("1234", JobProcs::parse(JOB_PS), &Filter::default());
+        // The next refresh: the job ended, /job/1234/ps is ENOENT and
+        // /jobs no longer lists it.
+        j.set_procs("1234", JobProcs::Gone, &Filter::default());
+        assert!(matches!(j.procs, Some(JobProcs::Gone)));
+        let without: String = JOBS
+            .lines()
+            .filter(|l| !l.starts_with("1234 "))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        j.set_list(JobList::parse(&without), SortKey::Cpu, &Filter::default());
+        assert!(j.open_row().is_none());
+        assert_eq!(j.open.as_deref(), Some("1234"), "still shown, as gone");
+        assert!(j.back());
+        assert_eq!(ids(&j), ["1250", "99"]);
+        assert_eq!(j.selected, 0);
+        // An aggregator without /jobs: nothing listed, nothing to open.
+        j.set_list(JobList::NotServed, SortKey::Cpu, &Filter::default());
+        assert!(j.rows().is_empty() && j.selected_row().is_none());
+        assert!(!j.open());
+    }
+
+    #[test]
+    fn job_ids_that_could_walk_elsewhere_are_refused() {
+        for ok in ["1234", "1234_5", "a.pbs", "flux-f2x3"] {
+            assert!(valid_job_id(ok), "{ok}");
+        }
+        for bad in ["", ".", "..", "12/../ps", "1 2", "a\nb"] {
+            assert!(!valid_job_id(bad), "{bad:?}");
+        }
+    }
 
     pub(crate) fn snap() -> ClusterTables {
         ClusterTables::parse(NODES, LOAD, PS)

@@ -1,5 +1,6 @@
 //! The terminal view of `gproc top`: the [`App`] state (sort key, the
-//! selected node, cluster or node view), what each key does, and
+//! selected node, cluster, node or jobs view; the jobs view's drill-down
+//! is [`JobsState`]), what each key does, and
 //! [`draw`], which renders a [`ClusterTables`] with ratatui. Drawing takes any
 //! backend, so tests render into ratatui's `TestBackend` and read the
 //! buffer.
@@ -13,8 +14,11 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, Paragraph, Row, Table, TableState};
 
-use super::model::{ClusterTables, Filter, SortKey, human_kb, human_mb};
-use super::text::totals_text;
+use super::Fetched;
+use super::model::{
+    ClusterTables, Filter, JobList, JobProcs, JobsState, SortKey, Want, human_kb, human_mb,
+};
+use super::text::{job_gone, job_summary, no_jobs, states_text, totals_text};
 use gproc::format::table::format_cputime;
 
 /// What the screen shows.
@@ -24,6 +28,9 @@ pub enum Mode {
     Cluster,
     /// One node: its load figures and its processes.
     Node(String),
+    /// The jobs, or the processes of the job opened from them
+    /// ([`App::jobs`]).
+    Jobs,
 }
 
 /// What a key asks the event loop to do.
@@ -54,8 +61,10 @@ pub struct App {
     pub snap: ClusterTables,
     /// Index of the selected node in `snap.node_names()`.
     pub selected: usize,
-    /// Cluster or node view.
+    /// Cluster, node or jobs view.
     pub mode: Mode,
+    /// The jobs view's list, selection and open job.
+    pub jobs: JobsState,
     /// Why the last refresh failed, shown until one succeeds.
     pub error: Option<String>,
 }
@@ -71,7 +80,44 @@ impl App {
             snap: ClusterTables::default(),
             selected: 0,
             mode: Mode::Cluster,
+            jobs: JobsState::default(),
             error: None,
+        }
+    }
+
+    /// Starts in the view `want` names (`--jobs`, `-j JOBID`).
+    pub fn start_at(&mut self, want: &Want) {
+        match want {
+            Want::Cluster => {}
+            Want::Jobs => self.mode = Mode::Jobs,
+            Want::Job(id) => {
+                self.mode = Mode::Jobs;
+                self.jobs.open = Some(id.clone());
+            }
+        }
+    }
+
+    /// What the next refresh reads.
+    pub fn want(&self) -> Want {
+        match self.mode {
+            Mode::Cluster | Mode::Node(_) => Want::Cluster,
+            Mode::Jobs => self.jobs.want(),
+        }
+    }
+
+    /// Takes what a refresh read (a read for a view since left updates
+    /// that view's data only).
+    pub fn apply(&mut self, f: Fetched) {
+        match f {
+            Fetched::Cluster(s) => self.update(&s),
+            Fetched::Jobs(l) => {
+                self.jobs.set_list(l, self.sort, &self.filter);
+                self.error = None;
+            }
+            Fetched::Job(id, p) => {
+                self.jobs.set_procs(&id, p, &self.filter);
+                self.error = None;
+            }
         }
     }
 
@@ -103,13 +149,24 @@ impl App {
             KeyCode::Char('q') => Action::Quit,
             KeyCode::Char('c') => {
                 self.sort = SortKey::Cpu;
+                self.jobs.resort(self.sort);
                 Action::Redraw
             }
             KeyCode::Char('m') => {
                 self.sort = SortKey::Mem;
+                self.jobs.resort(self.sort);
                 Action::Redraw
             }
             KeyCode::Char('r') => Action::Refresh,
+            KeyCode::Char('J') => {
+                self.mode = if self.mode == Mode::Jobs {
+                    Mode::Cluster
+                } else {
+                    Mode::Jobs
+                };
+                Action::Refresh
+            }
+            _ if self.mode == Mode::Jobs => self.jobs_key(k.code),
             KeyCode::Up | KeyCode::Char('k') => {
                 self.selected = self.selected.saturating_sub(1);
                 self.follow_selection();
@@ -149,6 +206,38 @@ impl App {
         }
     }
 
+    /// A key of the jobs view (the list, or a job opened from it).
+    fn jobs_key(&mut self, code: KeyCode) -> Action {
+        let step = |j: &mut JobsState, d: isize| {
+            if j.open.is_none() {
+                j.select(d);
+                Action::Redraw
+            } else {
+                Action::Ignore
+            }
+        };
+        match code {
+            KeyCode::Up | KeyCode::Char('k') => step(&mut self.jobs, -1),
+            KeyCode::Down | KeyCode::Char('j') => step(&mut self.jobs, 1),
+            KeyCode::PageUp => step(&mut self.jobs, -10),
+            KeyCode::PageDown => step(&mut self.jobs, 10),
+            KeyCode::Enter | KeyCode::Right => {
+                if self.jobs.open() {
+                    Action::Refresh
+                } else {
+                    Action::Ignore
+                }
+            }
+            KeyCode::Esc | KeyCode::Left | KeyCode::Backspace => {
+                if !self.jobs.back() {
+                    self.mode = Mode::Cluster;
+                }
+                Action::Refresh
+            }
+            _ => Action::Ignore,
+        }
+    }
+
     /// In the node view, moving the selection moves to that node.
     fn follow_selection(&mut self) {
         if let (Mode::Node(_), Some(n)) = (&self.mode, self.selected_node()) {
@@ -171,9 +260,12 @@ fn state_style(state: &str) -> Style {
 
 /// The title line: server, refresh interval, sort key, time of the data.
 fn title(app: &App) -> Line<'static> {
-    let when = app
-        .snap
-        .taken
+    let taken = if app.mode == Mode::Jobs {
+        app.jobs.taken()
+    } else {
+        app.snap.taken
+    };
+    let when = taken
         .map(|t| humantime::format_rfc3339_seconds(t).to_string())
         .unwrap_or_else(|| "waiting for data".into());
     let mut spans = vec![
@@ -186,11 +278,14 @@ fn title(app: &App) -> Line<'static> {
             when
         )),
     ];
-    if let Mode::Node(n) = &app.mode {
-        spans.push(Span::styled(
-            format!("  node {n}"),
-            Style::new().add_modifier(Modifier::BOLD),
-        ));
+    let place = match (&app.mode, &app.jobs.open) {
+        (Mode::Node(n), _) => Some(format!("  node {n}")),
+        (Mode::Jobs, None) => Some("  jobs".to_string()),
+        (Mode::Jobs, Some(id)) => Some(format!("  job {id}")),
+        (Mode::Cluster, _) => None,
+    };
+    if let Some(p) = place {
+        spans.push(Span::styled(p, Style::new().add_modifier(Modifier::BOLD)));
     }
     Line::from(spans)
 }
@@ -202,21 +297,31 @@ fn footer(app: &App) -> Line<'static> {
             Style::new().fg(Color::Red),
         ));
     }
-    let keys = match app.mode {
-        Mode::Cluster => {
-            "q quit  c sort %CPU  m sort %MEM  ↑↓ select node  Enter node view  r refresh"
+    let keys = match (&app.mode, &app.jobs.open) {
+        (Mode::Cluster, _) => {
+            "q quit  c sort %CPU  m sort %MEM  ↑↓ select node  Enter node view  J jobs  r refresh"
         }
-        Mode::Node(_) => {
-            "q quit  c sort %CPU  m sort %MEM  ↑↓ other node  Esc cluster view  r refresh"
+        (Mode::Node(_), _) => {
+            "q quit  c sort %CPU  m sort %MEM  ↑↓ other node  Esc cluster view  J jobs  r refresh"
+        }
+        (Mode::Jobs, None) => {
+            "q quit  c sort %CPU  m sort RSS  ↑↓ select job  Enter job's processes  Esc/J cluster view  r refresh"
+        }
+        (Mode::Jobs, Some(_)) => {
+            "q quit  c sort %CPU  m sort %MEM  Esc back to jobs  J cluster view  r refresh"
         }
     };
     let mut s = keys.to_string();
-    if !app.snap.notes.is_empty() {
-        s.push_str(&format!(
-            "   ({} notes: {})",
-            app.snap.notes.len(),
-            app.snap.notes[0]
-        ));
+    let notes = match (&app.mode, &app.jobs.list, &app.jobs.procs) {
+        (Mode::Jobs, _, Some(JobProcs::Listed(t))) if app.jobs.open.is_some() => &t.notes[..],
+        (Mode::Jobs, Some(JobList::Listed { notes, .. }), _) if app.jobs.open.is_none() => {
+            &notes[..]
+        }
+        (Mode::Jobs, ..) => &[],
+        _ => &app.snap.notes[..],
+    };
+    if let Some(first) = notes.first() {
+        s.push_str(&format!("   ({} notes: {first})", notes.len()));
     }
     Line::from(s)
 }
@@ -231,6 +336,15 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
     ])
     .areas(f.area());
     f.render_widget(Paragraph::new(title(app)), top);
+    if app.mode == Mode::Jobs {
+        f.render_widget(Paragraph::new(jobs_totals(app)), totals);
+        match &app.jobs.open {
+            None => draw_jobs(f, app, body),
+            Some(id) => draw_job(f, app, id, body),
+        }
+        f.render_widget(Paragraph::new(footer(app)), foot);
+        return;
+    }
     f.render_widget(Paragraph::new(totals_text(&app.snap)), totals);
     match &app.mode {
         Mode::Cluster => {
@@ -239,14 +353,15 @@ pub fn draw(f: &mut Frame<'_>, app: &App) {
             let [nodes, procs] =
                 Layout::vertical([Constraint::Length(node_h), Constraint::Min(3)]).areas(body);
             draw_nodes(f, app, nodes);
-            draw_procs(f, app, None, procs);
+            draw_procs(f, &app.snap, app.sort, None, " Processes", procs);
         }
         Mode::Node(name) => {
             let [detail, procs] =
                 Layout::vertical([Constraint::Length(6), Constraint::Min(3)]).areas(body);
             draw_node_detail(f, app, name, detail);
-            draw_procs(f, app, Some(name), procs);
+            draw_procs(f, &app.snap, app.sort, Some(name), " Processes", procs);
         }
+        Mode::Jobs => {}
     }
     f.render_widget(Paragraph::new(footer(app)), foot);
 }
@@ -351,9 +466,126 @@ fn draw_node_detail(f: &mut Frame<'_>, app: &App, name: &str, area: Rect) {
     );
 }
 
-fn draw_procs(f: &mut Frame<'_>, app: &App, node: Option<&str>, area: Rect) {
+/// The totals line of the jobs view: the jobs listed and their sums, or
+/// the open job's.
+fn jobs_totals(app: &App) -> String {
+    match (&app.jobs.open, &app.jobs.procs) {
+        (Some(id), procs) => {
+            let mut line = match procs {
+                Some(JobProcs::Listed(t)) => job_summary(id, t),
+                _ => format!("Job {id}"),
+            };
+            if let Some(r) = app.jobs.open_row() {
+                line.push_str(&format!("   User: {}   Nodes: {}", r.user, r.nodes));
+            }
+            line
+        }
+        (None, _) => {
+            let rows = app.jobs.rows();
+            format!(
+                "Jobs: {}   Procs: {}   %CPU: {:.1}   RSS: {}",
+                rows.len(),
+                rows.iter().map(|r| r.procs).sum::<u64>(),
+                rows.iter().map(|r| r.cpu_tenths).sum::<u64>() as f64 / 10.0,
+                human_kb(rows.iter().map(|r| r.rss_kb).sum())
+            )
+        }
+    }
+}
+
+/// A message in place of a table.
+fn draw_message(f: &mut Frame<'_>, title: String, msg: String, style: Style, area: Rect) {
+    f.render_widget(
+        Paragraph::new(Line::from(Span::styled(msg, style))).block(Block::bordered().title(title)),
+        area,
+    );
+}
+
+fn draw_jobs(f: &mut Frame<'_>, app: &App, area: Rect) {
+    let rows = match &app.jobs.list {
+        None => {
+            let msg = "reading /jobs ...".to_string();
+            return draw_message(f, " Jobs ".into(), msg, Style::new(), area);
+        }
+        Some(JobList::NotServed) => {
+            let msg = no_jobs(&app.server);
+            let style = Style::new().fg(Color::Yellow);
+            return draw_message(f, " Jobs ".into(), msg, style, area);
+        }
+        Some(JobList::Listed { rows, .. }) => rows,
+    };
+    let lines = rows.iter().map(|r| {
+        Row::new(vec![
+            r.job.clone(),
+            r.user.clone(),
+            r.nnodes.to_string(),
+            r.procs.to_string(),
+            format!("{:.1}", r.cpu()),
+            human_kb(r.rss_kb),
+            states_text(r),
+            if r.nodes.is_empty() {
+                "-".into()
+            } else {
+                r.nodes.clone()
+            },
+        ])
+    });
+    let widths = [
+        Constraint::Length(14),
+        Constraint::Length(14),
+        Constraint::Length(6),
+        Constraint::Length(7),
+        Constraint::Length(9),
+        Constraint::Length(7),
+        Constraint::Length(14),
+        Constraint::Min(10),
+    ];
+    let header = Row::new(vec![
+        "JOBID", "USER", "NNODES", "PROCS", "%CPU", "RSS", "STATES", "NODES",
+    ])
+    .style(header_style());
+    let key = match app.sort {
+        SortKey::Cpu => "%CPU",
+        SortKey::Mem => "RSS",
+    };
+    let table = Table::new(lines, widths)
+        .header(header)
+        .block(Block::bordered().title(format!(" Jobs by {key} ({}) ", rows.len())))
+        .row_highlight_style(Style::new().add_modifier(Modifier::REVERSED))
+        .highlight_symbol("> ");
+    let mut state = TableState::default().with_selected(Some(app.jobs.selected));
+    f.render_stateful_widget(table, area, &mut state);
+}
+
+fn draw_job(f: &mut Frame<'_>, app: &App, id: &str, area: Rect) {
+    let title = format!(" Job {id} ");
+    match &app.jobs.procs {
+        None => {
+            let msg = format!("reading /job/{id}/ps ...");
+            draw_message(f, title, msg, Style::new(), area);
+        }
+        Some(JobProcs::Gone) => {
+            let msg = format!("{}   (Esc: back to the jobs)", job_gone(id));
+            let style = Style::new().fg(Color::Yellow);
+            draw_message(f, title, msg, style, area);
+        }
+        Some(JobProcs::Listed(t)) => {
+            let title = format!(" Job {id}: processes");
+            draw_procs(f, t, app.sort, None, &title, area);
+        }
+    }
+}
+
+fn draw_procs(
+    f: &mut Frame<'_>,
+    snap: &ClusterTables,
+    sort: SortKey,
+    node: Option<&str>,
+    what: &str,
+    area: Rect,
+) {
     let n = area.height.saturating_sub(3) as usize;
-    let top = app.snap.top(app.sort, node, n);
+    let top = snap.top(sort, node, n);
     let rows = top.iter().map(|p| {
         Row::new(vec![
             p.node.clone(),
@@ -389,13 +621,12 @@ fn draw_procs(f: &mut Frame<'_>, app: &App, node: Option<&str>, area: Rect) {
         "COMMAND",
     ])
     .style(header_style());
-    let total = app
-        .snap
+    let total = snap
         .procs
         .iter()
         .filter(|p| node.is_none_or(|name| p.node == name))
         .count();
-    let title = format!(" Processes by {} ({total}) ", app.sort.label());
+    let title = format!("{what} by {} ({total}) ", sort.label());
     f.render_widget(
         Table::new(rows, widths)
             .header(header)
@@ -490,6 +721,82 @@ mod tests {
             a.key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)),
             Action::Quit
         );
+    }
+
+    #[test]
+    fn the_jobs_view_drills_into_a_job_and_back() {
+        use crate::top::model::tests::{JOB_PS, JOBS};
+        let mut a = app();
+        assert_eq!(a.want(), Want::Cluster);
+        assert!(screen(&a).contains("J jobs"), "the key is on the footer");
+        assert_eq!(press(&mut a, KeyCode::Char('J')), Action::Refresh);
+        assert_eq!((a.mode.clone(), a.want()), (Mode::Jobs, Want::Jobs));
+        assert!(screen(&a).contains("reading /jobs"));
+        a.apply(Fetched::Jobs(JobList::parse(JOBS)));
+        let s = screen(&a);
+        for want in [
+            "Jobs by %CPU (3)",
+            "1234",
+            "n[001-064]",
+            "R128,S2",
+            "Jobs: 3",
+        ] {
+            assert!(s.contains(want), "{want:?} missing:\n{s}");
+        }
+        assert!(s.find("1250").unwrap() < s.find("carol").unwrap(), "{s}");
+        press(&mut a, KeyCode::Char('m'));
+        let s = screen(&a);
+        assert!(s.find("carol").unwrap() < s.find("1250").unwrap(), "{s}");
+        let sel = |a: &App| a.jobs.selected_row().map(|r| r.job.clone());
+        assert_eq!(sel(&a).as_deref(), Some("1234"), "follows its job");
+        press(&mut a, KeyCode::Down);
+        assert_eq!(sel(&a).as_deref(), Some("1250"));
+        press(&mut a, KeyCode::Up);
+        assert_eq!(sel(&a).as_deref(), Some("1234"));
+        assert_eq!(press(&mut a, KeyCode::Enter), Action::Refresh);
+        assert_eq!(a.want(), Want::Job("1234".into()));
+        a.apply(Fetched::Job("1234".into(), JobProcs::parse(JOB_PS)));
+        let s = screen(&a);
+        for want in [
+            "job 1234",
+            "Job 1234: processes by %MEM (3)",
+            "Job 1234: 3 procs on 2 nodes",
+            "User: alice",
+            "./sim --rank 2",
+            "Esc back to jobs",
+        ] {
+            assert!(s.contains(want), "{want:?} missing:\n{s}");
+        }
+        // The job ends while shown.
+        a.apply(Fetched::Job("1234".into(), JobProcs::Gone));
+        let s = screen(&a);
+        assert!(s.contains("job 1234: no such job: it ended"), "{s}");
+        assert_eq!(press(&mut a, KeyCode::Esc), Action::Refresh);
+        assert_eq!((a.mode.clone(), a.want()), (Mode::Jobs, Want::Jobs));
+        assert_eq!(press(&mut a, KeyCode::Esc), Action::Refresh);
+        assert_eq!(a.mode, Mode::Cluster);
+        // An aggregator without /jobs.
+        press(&mut a, KeyCode::Char('J'));
+        a.apply(Fetched::Jobs(JobList::NotServed));
+        let s = screen(&a);
+        assert!(
+            s.contains("the aggregator at agg:5640 has no /jobs: upgrade it"),
+            "{s}"
+        );
+        assert_eq!(press(&mut a, KeyCode::Enter), Action::Ignore);
+        assert_eq!(press(&mut a, KeyCode::Char('J')), Action::Refresh);
+        assert_eq!(a.mode, Mode::Cluster);
+    }
+
+    #[test]
+    fn starting_on_a_job() {
+        let mut a = app();
+        a.start_at(&Want::Job("77".into()));
+        assert_eq!(a.want(), Want::Job("77".into()));
+        assert!(screen(&a).contains("reading /job/77/ps"));
+        // Back from it: the jobs list, read next.
+        press(&mut a, KeyCode::Backspace);
+        assert_eq!(a.want(), Want::Jobs);
     }
 
     #[test]
