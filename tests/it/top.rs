@@ -198,7 +198,7 @@ async fn plain_jobs_and_one_jobs_processes_on_the_simulator() {
         out.lines().nth(1),
         Some(format!("Jobs: {}", jobs.rows.len()).as_str())
     );
-    let got = rows_after(&out, "JOBID USER PROCS NNODES %CPU RSS STATES START NODES");
+    let got = rows_after(&out, gproc::format::table::JOBS_HEADER);
     let mut want: Vec<&str> = jobs_text
         .lines()
         .skip(1)

@@ -66,7 +66,7 @@ enum Command {
     Sim(sim::SimArgs),
     /// A simulated cluster with an aggregator over it, in one command.
     Demo(demo::DemoArgs),
-    /// A live view of the cluster: nodes, totals, top processes.
+    /// A live view of the cluster: nodes, totals, top processes, jobs.
     Top(top::TopArgs),
     /// Write the manual pages (gproc.1, gproc-ps.1, ...) into a directory.
     Man(docs::ManArgs),

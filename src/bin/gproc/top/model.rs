@@ -266,25 +266,12 @@ impl JobProcs {
     }
 }
 
-/// Whether `id` can name a job in a path (`/job/<id>/ps`): not empty, no
-/// `/`, not `.` or `..`, nothing unprintable. Checked before any read so
-/// that a job id cannot walk elsewhere in the tree.
+/// Whether `id` can name a job in a path (`/job/<id>/ps`): what a job id
+/// may be ([`gproc::format::jobs::is_valid_id`]: no `/`, no `..`, nothing
+/// unprintable). Checked before any read so that a job id cannot walk
+/// elsewhere in the tree.
 pub fn valid_job_id(id: &str) -> bool {
-    !id.is_empty()
-        && id != "."
-        && id != ".."
-        && id.len() <= 256
-        && id.chars().all(|c| c.is_ascii_graphic() && c != '/')
-}
-
-/// Job ids in order: numbers by value, before other text.
-fn job_id_cmp(a: &str, b: &str) -> Ordering {
-    match (a.parse::<u64>(), b.parse::<u64>()) {
-        (Ok(x), Ok(y)) => x.cmp(&y).then_with(|| a.cmp(b)),
-        (Ok(_), Err(_)) => Ordering::Less,
-        (Err(_), Ok(_)) => Ordering::Greater,
-        (Err(_), Err(_)) => a.cmp(b),
-    }
+    gproc::format::jobs::is_valid_id(id)
 }
 
 /// Jobs ranked by `key` like processes: summed %CPU or RSS, highest first;
@@ -300,7 +287,7 @@ pub fn job_cmp(key: SortKey, a: &JobRow, b: &JobRow) -> Ordering {
             .cmp(&a.rss_kb)
             .then(b.cpu_tenths.cmp(&a.cpu_tenths)),
     };
-    primary.then_with(|| job_id_cmp(&a.job, &b.job))
+    primary.then_with(|| gproc::tree::tables::job_order(&a.job, &b.job))
 }
 
 /// Most of a job's node names looked at to match a hostlist filter: its

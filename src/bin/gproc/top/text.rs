@@ -11,7 +11,7 @@ use super::Fetched;
 use super::model::{
     ClusterTables, Filter, JobList, JobProcs, SortKey, Want, human_mb, job_cmp, job_shown,
 };
-use gproc::format::table::{JobRow, Note, PsRow, format_cputime, format_start};
+use gproc::format::table::{JobRow, Note, PsRow, Row, format_cputime};
 
 /// What the plain form shows and how often.
 #[derive(Debug, Clone)]
@@ -91,21 +91,11 @@ pub fn render_jobs(server: &str, rows: &[JobRow], notes: &[Note], sort: SortKey)
     let when = humantime::format_rfc3339_seconds(std::time::SystemTime::now());
     let _ = writeln!(out, "gproc top {server} {when} jobs sort {}", sort.label());
     let _ = writeln!(out, "Jobs: {}", rows.len());
-    let _ = writeln!(out, "JOBID USER PROCS NNODES %CPU RSS STATES START NODES");
+    // As /jobs writes them (its header and lines), so a script reads both
+    // alike.
+    let _ = writeln!(out, "{}", gproc::format::table::JOBS_HEADER);
     for r in rows {
-        let _ = writeln!(
-            out,
-            "{} {} {} {} {:.1} {} {} {} {}",
-            r.job,
-            r.user,
-            r.procs,
-            r.nnodes,
-            r.cpu(),
-            r.rss_kb,
-            states_text(r),
-            format_start(r.start),
-            if r.nodes.is_empty() { "-" } else { &r.nodes }
-        );
+        let _ = writeln!(out, "{}", r.line());
     }
     for n in notes {
         let _ = writeln!(out, "# {n}");
@@ -269,10 +259,10 @@ mod tests {
         assert_eq!(
             body(&s),
             [
-                "JOBID USER PROCS NNODES %CPU RSS STATES START NODES",
-                "1234 alice 130 64 6399.0 104857600 R128,S2 2026-11-26T05:07:16Z n[001-064]",
-                "1250 bob 1 1 50.0 50000 R1 2026-11-26T05:07:16Z n1",
-                "99 carol 3 2 0.5 200000000 S3 2026-11-26T05:07:16Z n[1-2]",
+                "JOBID USER PROCS NNODES %CPU RSS STATES START GPUS NODES",
+                "1234 alice 130 64 6399.0 104857600 R128,S2 2026-11-26T05:07:16Z 0 n[001-064]",
+                "1250 bob 1 1 50.0 50000 R1 2026-11-26T05:07:16Z 0 n1",
+                "99 carol 3 2 0.5 200000000 S3 2026-11-26T05:07:16Z 0 n[1-2]",
                 "# missing n3: connection refused",
             ],
             "every job, whatever --limit"
