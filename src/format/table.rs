@@ -610,6 +610,26 @@ impl JobRow {
     pub fn cpu(&self) -> f64 {
         self.cpu_tenths as f64 / 10.0
     }
+
+    /// The state counts as `/jobs` writes them (`R128,S2`; `-` for none),
+    /// a state letter that could split the cell made `?`.
+    pub fn states_cell(&self) -> String {
+        if self.states.is_empty() {
+            return "-".to_string();
+        }
+        self.states
+            .iter()
+            .map(|(c, n)| {
+                let c = if c.is_whitespace() || hostile(*c) || *c == ',' {
+                    '?'
+                } else {
+                    *c
+                };
+                format!("{c}{n}")
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// A percentage as a `/ps` row prints it (`{:.1}`), in tenths: what sums
@@ -643,22 +663,7 @@ impl Row for JobRow {
     const REQUIRED: &'static [&'static str] = &["JOBID"];
 
     fn line(&self) -> String {
-        let states = if self.states.is_empty() {
-            "-".to_string()
-        } else {
-            self.states
-                .iter()
-                .map(|(c, n)| {
-                    let c = if c.is_whitespace() || hostile(*c) || *c == ',' {
-                        '?'
-                    } else {
-                        *c
-                    };
-                    format!("{c}{n}")
-                })
-                .collect::<Vec<_>>()
-                .join(",")
-        };
+        let states = self.states_cell();
         format!(
             "{} {} {} {} {} {} {states} {} {}{} {}",
             cell(&self.job),

@@ -116,17 +116,6 @@ fn select(a: &JobsArgs, sort: &[(Key, bool)], mut rows: Vec<JobRow>) -> Vec<JobR
     rows
 }
 
-fn states_text(r: &JobRow) -> String {
-    if r.states.is_empty() {
-        return "-".into();
-    }
-    r.states
-        .iter()
-        .map(|(c, n)| format!("{c}{n}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// Aligned columns, numbers to the right; the node list last, unpadded.
 fn write_table(out: &mut impl Write, rows: &[JobRow], header: bool) -> std::io::Result<()> {
     const HEAD: [&str; 10] = [
@@ -145,7 +134,7 @@ fn write_table(out: &mut impl Write, rows: &[JobRow], header: bool) -> std::io::
                 r.nnodes.to_string(),
                 format!("{:.1}", r.cpu()),
                 r.rss_kb.to_string(),
-                states_text(r),
+                r.states_cell(),
                 format_start(r.start),
                 format!("{}{}", r.gpus, if r.gpus_truncated { "+" } else { "" }),
                 if r.nodes.is_empty() {

@@ -72,18 +72,6 @@ pub fn job_gone(id: &str) -> String {
     )
 }
 
-/// A job's state counts as `/jobs` writes them (`R128,S2`; `-` for none).
-pub fn states_text(r: &JobRow) -> String {
-    if r.states.is_empty() {
-        return "-".into();
-    }
-    r.states
-        .iter()
-        .map(|(c, n)| format!("{c}{n}"))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// The jobs table: title, then one line per job in `/jobs`'s columns,
 /// ranked by `sort`, then the notes.
 pub fn render_jobs(server: &str, rows: &[JobRow], notes: &[Note], sort: SortKey) -> String {

@@ -18,7 +18,7 @@ use super::Fetched;
 use super::model::{
     ClusterTables, Filter, JobList, JobProcs, JobsState, SortKey, Want, human_kb, human_mb,
 };
-use super::text::{job_gone, job_summary, no_jobs, states_text, totals_text};
+use super::text::{job_gone, job_summary, no_jobs, totals_text};
 use gproc::format::table::format_cputime;
 
 /// What the screen shows.
@@ -522,7 +522,7 @@ fn draw_jobs(f: &mut Frame<'_>, app: &App, area: Rect) {
             r.procs.to_string(),
             format!("{:.1}", r.cpu()),
             human_kb(r.rss_kb),
-            states_text(r),
+            r.states_cell(),
             if r.nodes.is_empty() {
                 "-".into()
             } else {
