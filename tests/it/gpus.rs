@@ -32,7 +32,6 @@ use gproc::format::summary;
 use gproc::format::table::{PsRow, Table};
 use gproc::net::Address;
 use gproc::sim::{SimCluster, SimOptions};
-use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
@@ -378,16 +377,7 @@ async fn simulated_gpu_columns_are_the_nodes_summaries() {
     })
     .await
     .unwrap();
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\n\n\
-         [cache]\n[[cache.rule]]\npath = \"/**\"\nttl = \"120s\"\n\n{}",
-        cluster.config_toml()
-    );
-    let cfg = gproc::config::Config::from_str(&text, "sim.toml").unwrap();
-    let stop = CancellationToken::new();
-    let agg = gproc::aggregator::Aggregator::start(&cfg, stop.clone())
-        .await
-        .unwrap();
+    let (agg, stop, _) = aggregate_sim(&cluster, KEEP_FOR_THE_TEST).await;
     let c = Client::connect(&agg.addresses[0], opts()).await.unwrap();
     let root = c.attach("root", "", Some(0)).await.unwrap();
     let ps = String::from_utf8(root.read_all("ps").await.unwrap().to_vec()).unwrap();

@@ -22,7 +22,6 @@ use gproc::format::table::{
 };
 use gproc::proto::errno;
 use gproc::sim::{SimCluster, SimOptions};
-use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
@@ -100,16 +99,7 @@ async fn simulated_jobs_sum_their_ps_rows_and_hold_their_processes() {
     .unwrap();
     // Summaries and files kept for the test's length: /ps and the job
     // tree are built from the same summaries throughout.
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\n\n\
-         [cache]\n[[cache.rule]]\npath = \"/**\"\nttl = \"120s\"\n\n{}",
-        cluster.config_toml()
-    );
-    let cfg = gproc::config::Config::from_str(&text, "sim.toml").unwrap();
-    let stop = CancellationToken::new();
-    let agg = gproc::aggregator::Aggregator::start(&cfg, stop.clone())
-        .await
-        .unwrap();
+    let (agg, stop, _) = aggregate_sim(&cluster, KEEP_FOR_THE_TEST).await;
     let c = Client::connect(&agg.addresses[0], opts()).await.unwrap();
     let root = c.attach("root", "", Some(0)).await.unwrap();
     let read = |p: &'static str| {

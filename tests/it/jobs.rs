@@ -28,7 +28,6 @@ use gproc::format::summary;
 use gproc::format::table::{JobRow, PsRow, Table};
 use gproc::net::Address;
 use gproc::sim::{SimCluster, SimOptions};
-use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
@@ -524,20 +523,7 @@ async fn simulated_jobs_across_nodes_select_with_ps_and_kill() {
         .collect();
     assert!(!no_summary.is_empty());
     // Summaries and files kept for the test's length: one /ps throughout.
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\n\n\
-         [cache]\n[[cache.rule]]\npath = \"/**\"\nttl = \"120s\"\n\n{}",
-        cluster.config_toml()
-    );
-    let cfg = gproc::config::Config::from_str(&text, "sim.toml").unwrap();
-    let stop = CancellationToken::new();
-    let agg = gproc::aggregator::Aggregator::start(&cfg, stop.clone())
-        .await
-        .unwrap();
-    let server = match &agg.addresses[0] {
-        Address::Tcp(a) => a.clone(),
-        a => panic!("{a:?}"),
-    };
+    let (agg, stop, server) = aggregate_sim(&cluster, KEEP_FOR_THE_TEST).await;
     let c = Client::connect(&agg.addresses[0], opts()).await.unwrap();
     let root = c.attach("root", "", Some(0)).await.unwrap();
     let read_ps = || async {

@@ -8,9 +8,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use gproc::client::{Client, ClientOptions, OpenMode};
-use gproc::net::Address;
 use gproc::sim::{SimCluster, SimOptions};
-use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
@@ -26,19 +24,7 @@ async fn watch_off_a_terminal_is_one_json_document_per_refresh() {
     .await
     .unwrap();
     let sim = cluster.sim().clone();
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\n\n{}",
-        cluster.config_toml()
-    );
-    let cfg = gproc::config::Config::from_str(&text, "sim.toml").unwrap();
-    let stop = CancellationToken::new();
-    let agg = gproc::aggregator::Aggregator::start(&cfg, stop.clone())
-        .await
-        .unwrap();
-    let server = match &agg.addresses[0] {
-        Address::Tcp(a) => a.clone(),
-        a => panic!("{a:?}"),
-    };
+    let (agg, stop, server) = aggregate_sim(&cluster, "").await;
     let node = &cluster.nodes()[0];
     let p = sim
         .processes(0)

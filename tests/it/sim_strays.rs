@@ -7,9 +7,7 @@ use std::collections::BTreeSet;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
 
-use gproc::net::Address;
 use gproc::sim::{Sim, SimCluster, SimOptions, SimProcess};
-use tokio_util::sync::CancellationToken;
 
 use crate::common::*;
 
@@ -55,19 +53,7 @@ async fn strays_disk_sleep_and_zombies_are_the_simulators() {
     .await
     .unwrap();
     let sim = cluster.sim().clone();
-    let text = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\n\n{}",
-        cluster.config_toml()
-    );
-    let cfg = gproc::config::Config::from_str(&text, "sim.toml").unwrap();
-    let stop = CancellationToken::new();
-    let agg = gproc::aggregator::Aggregator::start(&cfg, stop.clone())
-        .await
-        .unwrap();
-    let server = match &agg.addresses[0] {
-        Address::Tcp(a) => a.clone(),
-        a => panic!("{a:?}"),
-    };
+    let (agg, stop, server) = aggregate_sim(&cluster, "").await;
     let run = |args: &'static [&'static str]| {
         let server = server.clone();
         tokio::task::spawn_blocking(move || listed(&server, args))

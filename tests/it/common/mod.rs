@@ -317,3 +317,36 @@ pub async fn serve_proc(
     });
     (bound, token)
 }
+
+/// An aggregator in this process over a simulated cluster, on a loopback
+/// port without authentication; `extra` is config put before the nodes
+/// (a `[cache]` section, say). Returns it, its stop token, and its TCP
+/// address as `gproc --server` takes it.
+pub async fn aggregate_sim(
+    cluster: &gproc::sim::SimCluster,
+    extra: &str,
+) -> (
+    gproc::aggregator::Aggregator,
+    tokio_util::sync::CancellationToken,
+    String,
+) {
+    let text = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\n\n{extra}\n{}",
+        cluster.config_toml()
+    );
+    let cfg = gproc::config::Config::from_str(&text, "sim.toml").unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let agg = gproc::aggregator::Aggregator::start(&cfg, stop.clone())
+        .await
+        .unwrap();
+    let server = match &agg.addresses[0] {
+        gproc::net::Address::Tcp(a) => a.clone(),
+        a => panic!("an in-process aggregator listens on TCP, not {a:?}"),
+    };
+    (agg, stop, server)
+}
+
+/// The `[cache]` rule that keeps every summary and file for a test's
+/// length, so that tables read at different moments are built from the
+/// same summaries.
+pub const KEEP_FOR_THE_TEST: &str = "[cache]\n[[cache.rule]]\npath = \"/**\"\nttl = \"120s\"\n";
