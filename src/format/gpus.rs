@@ -31,7 +31,7 @@
 //! An item this build does not know (a newer agent's) is kept as written
 //! if it is a short lowercase name, and shown.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
 /// NVIDIA's character major: minor N is `/dev/nvidiaN`.
 pub const NVIDIA_MAJOR: u32 = 195;
@@ -152,14 +152,29 @@ impl Gpus {
     /// The summary's field: items and flags joined by `,`; empty when
     /// [`Gpus::is_empty`].
     pub fn token(&self) -> String {
-        let mut items: Vec<String> = self.devices.iter().map(Gpu::to_string).collect();
+        let mut out = String::new();
+        self.write_items(&mut out, true);
+        out
+    }
+
+    /// The items of [`Self::token`], with or without the `!` flag.
+    fn write_items(&self, out: &mut String, restricted: bool) {
+        let mut sep = "";
+        for d in &self.devices {
+            out.push_str(sep);
+            // Writing to a String cannot fail.
+            let _ = write!(out, "{d}");
+            sep = ",";
+        }
         if self.truncated {
-            items.push("+".into());
+            out.push_str(sep);
+            out.push('+');
+            sep = ",";
         }
-        if self.restricted {
-            items.push("!".into());
+        if restricted && self.restricted {
+            out.push_str(sep);
+            out.push('!');
         }
-        items.join(",")
     }
 
     /// Reads [`Gpus::token`] (the empty string is the empty list); `None`
@@ -184,11 +199,12 @@ impl Gpus {
     /// The `GPU` column: the devices and `+`, without the `!` flag;
     /// `None` (shown `-`) for no device and nothing left out.
     pub fn display(&self) -> Option<String> {
-        let shown = Gpus {
-            restricted: false,
-            ..self.clone()
-        };
-        (!shown.is_empty()).then(|| shown.token())
+        if self.devices.is_empty() && !self.truncated {
+            return None;
+        }
+        let mut out = String::new();
+        self.write_items(&mut out, false);
+        Some(out)
     }
 }
 

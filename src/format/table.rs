@@ -640,6 +640,9 @@ pub fn cpu_tenths(cpu: f64) -> u64 {
     if !cpu.is_finite() || cpu <= 0.0 {
         return 0;
     }
+    if let Some(t) = tenths_far_from_tie(cpu) {
+        return t;
+    }
     let printed = format!("{cpu:.1}");
     let (int, frac) = printed.split_once('.').unwrap_or((&printed, "0"));
     let int: u64 = int.parse().unwrap_or(u64::MAX / 10);
@@ -893,19 +896,27 @@ fn cputime_into(out: &mut String, secs: u64) {
 /// from `v * 10` when that is far enough from a tie for its rounding
 /// error not to matter, else by `format!`'s exact method.
 fn tenths_into(out: &mut String, v: f64) {
-    if v.is_sign_positive() && v < 1e9 {
-        let t = v * 10.0;
-        let frac = t - t.floor();
-        if (frac - 0.5).abs() > 1e-6 {
-            let r = t.round() as u64;
-            out.push_str(itoa::Buffer::new().format(r / 10));
-            out.push('.');
-            out.push(char::from(b'0' + (r % 10) as u8));
-            return;
-        }
+    if let Some(r) = tenths_far_from_tie(v) {
+        out.push_str(itoa::Buffer::new().format(r / 10));
+        out.push('.');
+        out.push(char::from(b'0' + (r % 10) as u8));
+        return;
     }
     // Writing to a String cannot fail.
     let _ = write!(out, "{v:.1}");
+}
+
+/// `v` in tenths as `{v:.1}` prints it, when `v * 10` is far enough from a
+/// tie for its rounding error not to matter; `None` near a tie (and for
+/// negative, huge or non-finite `v`), where only the exact decimal
+/// method of `format!` gives the printed digits.
+fn tenths_far_from_tie(v: f64) -> Option<u64> {
+    if !(v.is_sign_positive() && v < 1e9) {
+        return None;
+    }
+    let t = v * 10.0;
+    let frac = t - t.floor();
+    ((frac - 0.5).abs() > 1e-6).then(|| t.round() as u64)
 }
 
 fn parse_cputime(s: &str) -> Option<u64> {
@@ -2134,6 +2145,23 @@ mod tests {
             let mut out = String::new();
             tenths_into(&mut out, v);
             prop_assert_eq!(out, format!("{v:.1}"));
+        }
+
+        /// The sums' tenths are the printed digits, with or without the
+        /// fast path.
+        #[test]
+        fn cpu_tenths_are_the_printed_digits(v in hard_float()) {
+            let expected = if v.is_finite() && v > 0.0 {
+                let printed = format!("{v:.1}");
+                let (int, frac) = printed.split_once('.').unwrap_or((&printed, "0"));
+                int.parse::<u64>()
+                    .unwrap_or(u64::MAX / 10)
+                    .saturating_mul(10)
+                    .saturating_add(frac.parse().unwrap_or(0))
+            } else {
+                0
+            };
+            prop_assert_eq!(cpu_tenths(v), expected);
         }
 
         #[test]

@@ -133,8 +133,8 @@ impl Kind for JobsKind {
 /// for it.
 ///
 /// `rows` holds each Linux node's lines (in `g.ok`'s order), written once
-/// per summary for every view; only a job's rows are also made a
-/// [`PsRow`](crate::format::table::PsRow) for its sums.
+/// per summary for every view; a job's processes are also added to its
+/// sums.
 fn build(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> JobIndex {
     struct Acc {
         sums: JobSums,
@@ -158,13 +158,12 @@ fn build(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> JobIndex {
             };
             all.push_str(line);
             let Some(job) = &p.job else { continue };
-            let row = tables::ps_row(&n.name, s, p, view);
             let a = acc.entry(job.id.as_str()).or_insert_with(|| Acc {
                 sums: JobSums::default(),
                 lines: String::new(),
                 procs: Vec::new(),
             });
-            a.sums.add(&row);
+            a.sums.add_proc(&n.name, s, p, view);
             a.lines.push_str(line);
             let pin = Pin {
                 pid: p.pid,

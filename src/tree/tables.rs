@@ -298,26 +298,75 @@ pub struct JobSums {
     gpus: Vec<(BTreeSet<String>, bool)>,
 }
 
+/// The cells of one `/ps` row that a job's sums read.
+struct JobCells<'a> {
+    node: &'a str,
+    user: &'a str,
+    state: char,
+    cpu: f64,
+    mem: f64,
+    rss_kb: u64,
+    start: u64,
+    gpu: Option<&'a str>,
+}
+
 impl JobSums {
     /// Adds one `/ps` row of the job.
     pub fn add(&mut self, r: &PsRow) {
+        self.add_cells(&JobCells {
+            node: &r.node,
+            user: &r.user,
+            state: r.state,
+            cpu: r.cpu,
+            mem: r.mem,
+            rss_kb: r.rss_kb,
+            start: r.start,
+            gpu: r.gpu.as_deref(),
+        });
+    }
+
+    /// Adds one process of a node's summary, as `view` is shown it: what
+    /// [`Self::add`] of its [`ps_row`] adds, without making the row (the
+    /// aggregator sums every job's processes on each cold `/ps`).
+    pub fn add_proc(&mut self, node: &str, s: &NodeSummary, p: &ProcEntry, view: &View) {
+        let n = ps_numbers(s, p);
+        let mut uid = itoa::Buffer::new();
+        let gpu = gpus_shown(view, p);
+        self.add_cells(&JobCells {
+            node,
+            user: if p.user.is_empty() {
+                uid.format(p.euid)
+            } else {
+                &p.user
+            },
+            state: p.state,
+            cpu: n.cpu,
+            mem: n.mem,
+            rss_kb: n.rss_kb,
+            start: n.start,
+            gpu: gpu.as_deref(),
+        });
+    }
+
+    fn add_cells(&mut self, r: &JobCells<'_>) {
         let cpu = cpu_tenths(r.cpu);
         self.procs += 1;
         self.cpu_tenths += cpu;
         self.rss_kb += r.rss_kb;
         *self.states.entry(r.state).or_default() += 1;
         self.start = Some(self.start.map_or(r.start, |s| s.min(r.start)));
-        if !self.users.contains(&r.user) {
-            self.users.insert(r.user.clone());
+        if !self.users.contains(r.user) {
+            self.users.insert(r.user.to_string());
         }
-        let i = match self.node_at.get(&r.node) {
+        let i = match self.node_at.get(r.node) {
             Some(i) => *i,
             None => {
                 self.nodes.push(JobNodeRow {
-                    node: r.node.clone(),
+                    node: r.node.to_string(),
                     ..JobNodeRow::default()
                 });
-                self.node_at.insert(r.node.clone(), self.nodes.len() - 1);
+                self.node_at
+                    .insert(r.node.to_string(), self.nodes.len() - 1);
                 self.nodes.len() - 1
             }
         };
@@ -326,23 +375,33 @@ impl JobSums {
         n.cpu_tenths += cpu;
         n.mem_tenths += cpu_tenths(r.mem);
         n.rss_kb += r.rss_kb;
-        if let Some(list) = r.gpu.as_deref().filter(|l| !l.is_empty()) {
+        if let Some(list) = r.gpu.filter(|l| !l.is_empty()) {
             let count = self.nodes.len();
             self.gpus.resize_with(count, Default::default);
             let (devices, cut) = &mut self.gpus[i];
+            let mut changed = false;
             for item in list.split(',') {
                 match item {
-                    "+" => *cut = true,
+                    "+" => {
+                        changed |= !*cut;
+                        *cut = true;
+                    }
                     d => {
-                        devices.insert(d.to_string());
+                        if !devices.contains(d) {
+                            devices.insert(d.to_string());
+                            changed = true;
+                        }
                     }
                 }
             }
-            let mut shown: Vec<&str> = devices.iter().map(String::as_str).collect();
-            if *cut {
-                shown.push("+");
+            // Written again only when the node's set grew.
+            if changed || self.nodes[i].gpu.is_none() {
+                let mut shown: Vec<&str> = devices.iter().map(String::as_str).collect();
+                if *cut {
+                    shown.push("+");
+                }
+                self.nodes[i].gpu = Some(shown.join(","));
             }
-            self.nodes[i].gpu = Some(shown.join(","));
         }
     }
 
@@ -460,6 +519,65 @@ mod tests {
         two.add(&row("n1", 1, "bob", 'S', 0.0, 1));
         two.add(&row("n1", 2, "alice", 'S', 0.0, 1));
         assert_eq!(two.row("7").user, "alice,bob");
+    }
+
+    /// Summing a job from the summary gives what summing its `/ps` rows
+    /// gives, GPUs included, for each kind of reader.
+    #[test]
+    fn job_sums_of_processes_are_those_of_their_rows() {
+        use crate::format::gpus::{Gpu, Gpus};
+        use crate::format::jobs::JobRef;
+        let s = NodeSummary {
+            boot_time: 1_700_000_000,
+            clk_tck: 100,
+            page_size: 4096,
+            time: 1_700_100_000.5,
+            cpus: 8,
+            mem_total_kb: 1 << 20,
+            procs: (0..40)
+                .map(|i: u32| ProcEntry {
+                    pid: 100 + i as i32,
+                    ruid: 1000 + i % 3,
+                    euid: 1000 + i % 2,
+                    user: if i % 5 == 0 {
+                        String::new()
+                    } else {
+                        format!("u{}", i % 2)
+                    },
+                    state: ['R', 'S', 'D'][i as usize % 3],
+                    utime: u64::from(i) * 997,
+                    stime: u64::from(i) * 13,
+                    rss_pages: u64::from(i) * 311,
+                    start_ticks: u64::from(i) * 50_000,
+                    job: Some(JobRef {
+                        id: "42".into(),
+                        step: None,
+                    }),
+                    gpus: (i % 4 != 0).then(|| {
+                        let mut g = Gpus::new([Gpu::Nvidia(i % 3), Gpu::Render(i % 2)], i % 7 == 0);
+                        g.restricted = i % 6 == 0;
+                        g
+                    }),
+                    ..ProcEntry::default()
+                })
+                .collect(),
+            ..NodeSummary::default()
+        };
+        for view in [
+            View::admin(),
+            View::user(1000, Vec::new()),
+            View::user(1001, Vec::new()),
+        ] {
+            let (mut by_rows, mut by_procs) = (JobSums::default(), JobSums::default());
+            for node in ["n1", "n2"] {
+                for p in &s.procs {
+                    by_rows.add(&ps_row(node, &s, p, &view));
+                    by_procs.add_proc(node, &s, p, &view);
+                }
+            }
+            assert_eq!(by_rows.row("42"), by_procs.row("42"));
+            assert_eq!(by_rows.node_rows(), by_procs.node_rows());
+        }
     }
 
     #[test]

@@ -63,6 +63,10 @@ pub enum BenchCmd {
         /// takes (10,000 nodes: 30s) so the warm row is a cache hit.
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         summary_ttl: std::time::Duration,
+        /// Cold `/ps` reads to measure (each after the summaries expired,
+        /// so each is a whole rebuild); the CPU column shows their median.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
+        cold_rounds: u32,
         /// 2: the nodes behind `--racks` rack aggregators under a top one,
         /// against the same nodes flat, in one run (first `--nodes` only).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
@@ -183,6 +187,7 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
             naive_concurrency,
             naive_max_nodes,
             summary_ttl,
+            cold_rounds,
             ..
         } => {
             let b = bench::cluster::ClusterBench {
@@ -191,6 +196,7 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
                 naive_concurrency,
                 naive_max_nodes,
                 summary_ttl,
+                cold_rounds: cold_rounds as usize,
             };
             bench::cluster::run(b).await?;
         }
