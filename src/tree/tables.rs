@@ -539,7 +539,7 @@ mod tests {
                     pid: 100 + i as i32,
                     ruid: 1000 + i % 3,
                     euid: 1000 + i % 2,
-                    user: if i % 5 == 0 {
+                    user: if i.is_multiple_of(5) {
                         String::new()
                     } else {
                         format!("u{}", i % 2)
@@ -553,9 +553,12 @@ mod tests {
                         id: "42".into(),
                         step: None,
                     }),
-                    gpus: (i % 4 != 0).then(|| {
-                        let mut g = Gpus::new([Gpu::Nvidia(i % 3), Gpu::Render(i % 2)], i % 7 == 0);
-                        g.restricted = i % 6 == 0;
+                    gpus: (!i.is_multiple_of(4)).then(|| {
+                        let mut g = Gpus::new(
+                            [Gpu::Nvidia(i % 3), Gpu::Render(i % 2)],
+                            i.is_multiple_of(7),
+                        );
+                        g.restricted = i.is_multiple_of(6);
                         g
                     }),
                     ..ProcEntry::default()
