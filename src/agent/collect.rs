@@ -196,7 +196,7 @@ fn cmdline_of(o: Outcome) -> Vec<Vec<u8>> {
 /// unreadable or vanished: no job; kernel threads: not read).
 fn collect_proc(
     p: &Process,
-    users: &mut HashMap<u32, String>,
+    users: &mut HashMap<u32, std::sync::Arc<str>>,
     jobs: Option<&JobRules>,
 ) -> Option<ProcEntry> {
     // `stat` is world-readable: failing to read it means the process is gone.
@@ -220,7 +220,7 @@ fn collect_proc(
     });
     let user = users
         .entry(euid)
-        .or_insert_with(|| crate::sys::users::user_label(euid))
+        .or_insert_with(|| crate::sys::users::user_label(euid).into())
         .clone();
     Some(ProcEntry {
         pid: p.pid(),
@@ -237,7 +237,7 @@ fn collect_proc(
         threads: stat.threads,
         comm: stat.comm,
         cmdline: Vec::new(),
-        job,
+        job: job.map(std::sync::Arc::new),
         gpus: None,
     })
 }
@@ -467,7 +467,7 @@ mod tests {
         // SAFETY: getuid/geteuid cannot fail.
         let (uid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
         assert_eq!((p.ruid, p.euid), (uid, euid));
-        assert_eq!(p.user, crate::sys::users::user_label(euid));
+        assert_eq!(&*p.user, crate::sys::users::user_label(euid));
         assert!(p.threads >= 1);
         let argv0 = std::env::args_os().next().unwrap();
         assert_eq!(p.cmdline[0], argv0.as_encoded_bytes());
@@ -538,15 +538,15 @@ mod tests {
             (4242, 1, 7, 3, 2)
         );
         assert_eq!(
-            (p.start_ticks, p.vsize, p.rss_pages, p.user.as_str()),
+            (p.start_ticks, p.vsize, p.rss_pages, &*p.user),
             (900, 4096, 10, "root")
         );
         assert_eq!(
             p.job,
-            Some(crate::format::jobs::JobRef {
+            Some(std::sync::Arc::new(crate::format::jobs::JobRef {
                 id: "55".into(),
                 step: Some("batch".into())
-            })
+            }))
         );
         let no_jobs = collect_with(root, None, None).unwrap();
         assert_eq!(no_jobs.procs[0].job, None);

@@ -436,10 +436,10 @@ mod tests {
     fn round_trip() {
         let mut a = summary("n1", &[1, 42]);
         // A process's batch job travels up with its node's summary.
-        a.procs[1].job = Some(crate::format::jobs::JobRef {
+        a.procs[1].job = Some(std::sync::Arc::new(crate::format::jobs::JobRef {
             id: "4242".into(),
             step: Some("batch".into()),
-        });
+        }));
         // And the GPUs it holds (the other's are none: the agent looked).
         use crate::format::gpus::{Gpu, Gpus};
         a.procs[0].gpus = Some(Gpus::default());

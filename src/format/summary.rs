@@ -138,6 +138,7 @@
 use std::borrow::Cow;
 use std::fmt::Display;
 use std::io::Write;
+use std::sync::Arc;
 
 use crate::format::gpus::{self, Gpus};
 use crate::format::jobs::JobRef;
@@ -269,7 +270,7 @@ pub struct ProcEntry {
     pub euid: u32,
     /// Name of `euid` on the node (decimal uid when it has none): names are
     /// resolved where the password database is.
-    pub user: String,
+    pub user: Arc<str>,
     /// State letter from `stat` (`R`, `S`, `D`, `Z`, `T`, `I`, ...).
     pub state: char,
     /// User-mode CPU time, clock ticks.
@@ -290,7 +291,7 @@ pub struct ProcEntry {
     pub cmdline: Vec<Vec<u8>>,
     /// The batch job (and step) the process runs in; `None` outside any
     /// job, and from agents that do not say.
-    pub job: Option<JobRef>,
+    pub job: Option<Arc<JobRef>>,
     /// The GPU devices it has open; `None` when unknown (an agent that
     /// did not look, a scan that failed or did not finish in time).
     pub gpus: Option<Gpus>,
@@ -739,13 +740,63 @@ struct Header {
     gpu_scan: bool,
 }
 
+/// Strings many processes of one summary share (user names, job ids),
+/// each allocated once per summary: a node's hundreds of processes run as
+/// a handful of users in a few jobs.
+#[derive(Default)]
+struct Shared {
+    users: Vec<Arc<str>>,
+    jobs: Vec<Arc<JobRef>>,
+}
+
+/// Past this many distinct values a summary's strings are not shared
+/// (a linear search stays cheap, and a hostile node gains nothing).
+const SHARED_MAX: usize = 32;
+
+impl Shared {
+    /// `user` as an `Arc<str>` equal to the last one of the same bytes.
+    fn user(&mut self, raw: &[u8]) -> Option<Arc<str>> {
+        if let Some(u) = self.users.iter().find(|u| u.as_bytes() == raw) {
+            return Some(u.clone());
+        }
+        let bytes = unescape(raw)?;
+        let u: Arc<str> = String::from_utf8(bytes)
+            .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+            .into();
+        // Kept only when the token was the name itself (no escapes), so
+        // that the comparison above stays on raw bytes.
+        if self.users.len() < SHARED_MAX && u.as_bytes() == raw {
+            self.users.push(u.clone());
+        }
+        Some(u)
+    }
+
+    /// The job `id` (and `step`), shared with earlier processes in it.
+    fn job(&mut self, id: String, step: Option<String>) -> Arc<JobRef> {
+        if let Some(j) = self.jobs.iter().find(|j| j.id == id && j.step == step) {
+            return j.clone();
+        }
+        let j = Arc::new(JobRef { id, step });
+        if self.jobs.len() < SHARED_MAX {
+            self.jobs.push(j.clone());
+        }
+        j
+    }
+}
+
 /// One `p` line, and whether it lacks the `gpu` field.
-fn parse_proc(f: &mut Fields<'_>) -> Result<(ProcEntry, bool), SummaryError> {
+fn parse_proc(f: &mut Fields<'_>, shared: &mut Shared) -> Result<(ProcEntry, bool), SummaryError> {
     let pid = f.num("pid")?;
     let ppid = f.num("ppid")?;
     let ruid = f.num("ruid")?;
     let euid = f.num("euid")?;
-    let user = f.string("user")?;
+    let raw = f.token("user")?;
+    let user = shared.user(raw).ok_or_else(|| {
+        f.err(format!(
+            "expected user (escaped as \\\\ \\s \\t \\n \\xHH \\-), found {}",
+            quote(raw)
+        ))
+    })?;
     let state = f.char("state")?;
     let utime = f.num("utime (ticks)")?;
     let stime = f.num("stime (ticks)")?;
@@ -767,10 +818,7 @@ fn parse_proc(f: &mut Fields<'_>) -> Result<(ProcEntry, bool), SummaryError> {
     let step = f.optional("step")?;
     let job = id
         .filter(|id| crate::format::jobs::is_valid_id(id))
-        .map(|id| JobRef {
-            id,
-            step: step.filter(|s| crate::format::jobs::is_valid_id(s)),
-        });
+        .map(|id| shared.job(id, step.filter(|s| crate::format::jobs::is_valid_id(s))));
     let gpu = match f.toks.clone().next() {
         None => GpuField::Absent,
         Some(t) if t == gpus::UNKNOWN.as_bytes() => GpuField::Unknown,
@@ -856,6 +904,7 @@ pub fn parse(bytes: &[u8]) -> Result<NodeSummary, SummaryError> {
     let mut h = Header::default();
     let mut procs: Vec<ProcEntry> = Vec::new();
     let mut gpu_absent = Vec::new();
+    let mut shared = Shared::default();
     let mut end_line = None;
     let mut last_line = 1;
     for (line, n) in lines {
@@ -869,7 +918,7 @@ pub fn parse(bytes: &[u8]) -> Result<NodeSummary, SummaryError> {
         };
         match tag {
             b"p" => {
-                let (p, no_gpu) = parse_proc(&mut f)?;
+                let (p, no_gpu) = parse_proc(&mut f, &mut shared)?;
                 if no_gpu {
                     gpu_absent.push(procs.len());
                 }
@@ -1072,10 +1121,10 @@ pub(crate) mod tests {
                     threads: 8,
                     comm: b"my job".to_vec(),
                     cmdline: vec![b"./my job".to_vec(), b"--name".to_vec(), Vec::new()],
-                    job: Some(JobRef {
+                    job: Some(Arc::new(JobRef {
                         id: "1234".into(),
                         step: Some("0".into()),
-                    }),
+                    })),
                     gpus: None,
                 },
             ],
@@ -1228,10 +1277,10 @@ pub(crate) mod tests {
         assert_eq!(s.procs[0].job, None);
         assert_eq!(
             s.procs[1].job,
-            Some(JobRef {
+            Some(Arc::new(JobRef {
                 id: "77".into(),
                 step: None
-            })
+            }))
         );
         // Ids no cgroup pattern could give are no job (or no step).
         for (id, step, want) in [
@@ -1245,9 +1294,11 @@ pub(crate) mod tests {
         ] {
             let line = old.replace(" sh 0\n", &format!(" sh 0 {id} {step}\n"));
             let s = parse(line.as_bytes()).unwrap();
-            let want = want.map(|(i, st): (&str, Option<&str>)| JobRef {
-                id: i.into(),
-                step: st.map(Into::into),
+            let want = want.map(|(i, st): (&str, Option<&str>)| {
+                Arc::new(JobRef {
+                    id: i.into(),
+                    step: st.map(Into::into),
+                })
             });
             assert_eq!(s.procs[1].job, want, "{id} {step}");
         }
@@ -1284,10 +1335,10 @@ pub(crate) mod tests {
         assert_eq!(back.procs[0].gpus, None);
         assert_eq!(back.procs[2].gpus, s.procs[2].gpus);
         // A job without a step keeps the step's place.
-        s.procs[2].job = Some(JobRef {
+        s.procs[2].job = Some(Arc::new(JobRef {
             id: "9".into(),
             step: None,
-        });
+        }));
         let text = String::from_utf8(s.encode()).unwrap();
         assert!(text.contains(" \\- 9 \\- nvidia0,nvidia3,+\n"), "{text}");
         assert_eq!(parse(text.as_bytes()).unwrap(), s);
@@ -1541,7 +1592,7 @@ pub(crate) mod tests {
                     ppid,
                     ruid,
                     euid,
-                    user,
+                    user: user.into(),
                     state,
                     utime,
                     stime,
@@ -1551,7 +1602,7 @@ pub(crate) mod tests {
                     threads,
                     comm,
                     cmdline,
-                    job: job.map(|(id, step)| JobRef { id, step }),
+                    job: job.map(|(id, step)| Arc::new(JobRef { id, step })),
                     gpus: gpus.map(|(devs, truncated, restricted)| Gpus {
                         restricted,
                         ..Gpus::new(

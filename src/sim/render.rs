@@ -9,6 +9,7 @@
 //! processes' RSS grows towards 1.5 times its start value.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use crate::format::gpus::{Gpu, Gpus};
 use crate::format::jobs::JobRef;
@@ -1202,7 +1203,7 @@ pub(crate) fn summary(sim: &Sim, node: &NodeModel, snap: &NodeAt, hostname: Stri
                 ppid: p.ppid as i32,
                 ruid: p.uid,
                 euid: p.uid,
-                user: user_name(p.uid),
+                user: user_name(p.uid).into(),
                 state: state(&c),
                 utime,
                 stime,
@@ -1212,7 +1213,7 @@ pub(crate) fn summary(sim: &Sim, node: &NodeModel, snap: &NodeAt, hostname: Stri
                 threads: i64::from(p.threads),
                 comm: cmd.comm.as_bytes().to_vec(),
                 cmdline: split_cmdline(&cmdline(&c)),
-                job: job(node, sim, p),
+                job: job(node, sim, p).map(Arc::new),
                 gpus: Some(gpus(node, p)),
             }
         })

@@ -495,7 +495,7 @@ mod tests {
             ppid: 1,
             ruid: uid,
             euid: uid,
-            user: format!("u{uid}"),
+            user: format!("u{uid}").into(),
             state: 'R',
             utime,
             stime: 0,
@@ -505,9 +505,11 @@ mod tests {
             threads: 1,
             comm: b"a".to_vec(),
             cmdline: vec![b"./a".to_vec()],
-            job: job.map(|j| JobRef {
-                id: j.into(),
-                step: Some("0".into()),
+            job: job.map(|j| {
+                Arc::new(JobRef {
+                    id: j.into(),
+                    step: Some("0".into()),
+                })
             }),
             gpus: None,
         }

@@ -227,7 +227,7 @@ impl Tree {
             ppid: st.ppid,
             ruid,
             euid,
-            user: self.user_name(euid),
+            user: self.user_name(euid).into(),
             state: st.state,
             utime: st.utime,
             stime: st.stime,
@@ -237,7 +237,7 @@ impl Tree {
             threads: st.num_threads,
             comm: st.comm.into_bytes(),
             cmdline,
-            job,
+            job: job.map(std::sync::Arc::new),
             gpus: None,
         }))
     }

@@ -62,7 +62,7 @@ pub fn ps_row(node: &str, s: &NodeSummary, p: &ProcEntry, view: &View) -> PsRow 
         user: if p.user.is_empty() {
             p.euid.to_string()
         } else {
-            p.user.clone()
+            p.user.to_string()
         },
         state: p.state,
         cpu: n.cpu,
@@ -95,7 +95,7 @@ pub fn write_ps_line(
     let user = if p.user.is_empty() {
         uid.format(p.euid)
     } else {
-        p.user.as_str()
+        &p.user
     };
     PsFields {
         node,
@@ -540,19 +540,19 @@ mod tests {
                     ruid: 1000 + i % 3,
                     euid: 1000 + i % 2,
                     user: if i.is_multiple_of(5) {
-                        String::new()
+                        "".into()
                     } else {
-                        format!("u{}", i % 2)
+                        format!("u{}", i % 2).into()
                     },
                     state: ['R', 'S', 'D'][i as usize % 3],
                     utime: u64::from(i) * 997,
                     stime: u64::from(i) * 13,
                     rss_pages: u64::from(i) * 311,
                     start_ticks: u64::from(i) * 50_000,
-                    job: Some(JobRef {
+                    job: Some(std::sync::Arc::new(JobRef {
                         id: "42".into(),
                         step: None,
-                    }),
+                    })),
                     gpus: (!i.is_multiple_of(4)).then(|| {
                         let mut g = Gpus::new(
                             [Gpu::Nvidia(i % 3), Gpu::Render(i % 2)],

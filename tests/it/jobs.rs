@@ -258,7 +258,8 @@ async fn real_cgroups_name_jobs_at_the_agent_the_aggregator_and_the_cli() {
             .find(|e| e.pid == pid(p))
             .unwrap_or_else(|| panic!("pid {} in the summary", pid(p)))
             .job
-            .clone()
+            .as_deref()
+            .cloned()
     };
     assert_eq!(job_at_agent(&in_v2), job(&v2_job, Some("0")));
     assert_eq!(job_at_agent(&in_site), job(&site_job, None));
