@@ -746,7 +746,8 @@ struct Header {
 #[derive(Default)]
 struct Shared {
     users: Vec<Arc<str>>,
-    jobs: Vec<Arc<JobRef>>,
+    /// The `job` and `step` fields as written, and what they decoded to.
+    jobs: Vec<(Vec<u8>, Option<Vec<u8>>, Option<Arc<JobRef>>)>,
 }
 
 /// Past this many distinct values a summary's strings are not shared
@@ -771,16 +772,20 @@ impl Shared {
         Some(u)
     }
 
-    /// The job `id` (and `step`), shared with earlier processes in it.
-    fn job(&mut self, id: String, step: Option<String>) -> Arc<JobRef> {
-        if let Some(j) = self.jobs.iter().find(|j| j.id == id && j.step == step) {
-            return j.clone();
-        }
-        let j = Arc::new(JobRef { id, step });
+    /// The job of the fields `id` and `step` as written, if an earlier
+    /// process had the same (`Some(None)`: they name no valid job).
+    fn job(&self, id: &[u8], step: Option<&[u8]>) -> Option<Option<Arc<JobRef>>> {
+        self.jobs
+            .iter()
+            .find(|(i, s, _)| i.as_slice() == id && s.as_deref() == step)
+            .map(|(_, _, j)| j.clone())
+    }
+
+    /// Keeps what the fields `id` and `step` decoded to.
+    fn remember_job(&mut self, id: &[u8], step: Option<&[u8]>, job: Option<Arc<JobRef>>) {
         if self.jobs.len() < SHARED_MAX {
-            self.jobs.push(j.clone());
+            self.jobs.push((id.to_vec(), step.map(<[u8]>::to_vec), job));
         }
-        j
     }
 }
 
@@ -814,11 +819,30 @@ fn parse_proc(f: &mut Fields<'_>, shared: &mut Shared) -> Result<(ProcEntry, boo
     // Optional fields; absent ones are none. An id no pattern could have
     // taken from a cgroup path (a `/`, a control character, too long) is
     // no job: ids become names in the tree and cells of tables.
-    let id = f.optional("job")?;
-    let step = f.optional("step")?;
-    let job = id
-        .filter(|id| crate::format::jobs::is_valid_id(id))
-        .map(|id| shared.job(id, step.filter(|s| crate::format::jobs::is_valid_id(s))));
+    let raw_id = f.toks.clone().next();
+    let raw_step = f.toks.clone().nth(1);
+    let job = match raw_id.and_then(|id| shared.job(id, raw_step)) {
+        Some(job) => {
+            f.toks.nth(usize::from(raw_step.is_some()));
+            job
+        }
+        None => {
+            let id = f.optional("job")?;
+            let step = f.optional("step")?;
+            let job = id
+                .filter(|id| crate::format::jobs::is_valid_id(id))
+                .map(|id| {
+                    Arc::new(JobRef {
+                        id,
+                        step: step.filter(|s| crate::format::jobs::is_valid_id(s)),
+                    })
+                });
+            if let Some(id) = raw_id {
+                shared.remember_job(id, raw_step, job.clone());
+            }
+            job
+        }
+    };
     let gpu = match f.toks.clone().next() {
         None => GpuField::Absent,
         Some(t) if t == gpus::UNKNOWN.as_bytes() => GpuField::Unknown,
