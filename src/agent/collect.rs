@@ -370,6 +370,8 @@ pub fn collect_with(
         procs,
         // The agent's walk resolves `<pid>.<start>` (see `agent::walk`).
         pinned_walk: true,
+        // The agent serves the file as `Contents::Fresh` (see its `open`).
+        fresh_at_zero: true,
     })
 }
 

@@ -854,7 +854,9 @@ impl Filesystem for ProcFs {
                             .map_err(|e| FsError::IO.with(format!("node summary: {e}")))
                     })
                     .await?;
-                Ok(Contents::File(Bytes::from(data)))
+                // Taken again by a read at 0, as `/proc`'s files are:
+                // the summary says so (`fresh_at_zero`).
+                Ok(Contents::Fresh(Bytes::from(data)))
             }
             Place::Ctl(p) => {
                 if flags.read {
@@ -1071,7 +1073,7 @@ mod tests {
     async fn read_all(fs: &ProcFs, path: &str) -> FsResult<Vec<u8>> {
         let f = walk_path(fs, path).await?;
         match open(fs, &f).await? {
-            Contents::File(b) => Ok(b.to_vec()),
+            Contents::File(b) | Contents::Fresh(b) => Ok(b.to_vec()),
             c => panic!("{path}: not a file: {c:?}"),
         }
     }

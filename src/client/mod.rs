@@ -528,6 +528,12 @@ impl FidHandle {
         &self.client
     }
 
+    /// Whether `other` is a fid of the same connection (a fid is only
+    /// meaningful on the session that made it).
+    pub fn same_connection(&self, other: &FidHandle) -> bool {
+        Arc::ptr_eq(&self.client.conn, &other.client.conn)
+    }
+
     /// The file's qid (the opened file's, once opened).
     pub fn qid(&self) -> Qid {
         self.qid
@@ -780,6 +786,32 @@ impl FidHandle {
             return Err(e);
         }
         Ok(r.count)
+    }
+
+    /// Reads a file kept open from offset 0 again, for a file its server
+    /// takes anew on a read at 0 and answers in full until its end (gproc's
+    /// node summary where it says `fresh_at_zero`): a short read is the end,
+    /// so a file that fits one read costs one message.
+    ///
+    /// # Errors
+    /// More than `limit` bytes ([`ClientError::TooLarge`]), or a read fails.
+    pub async fn reread(&self, limit: u64) -> Result<Bytes> {
+        let io = self.io_size();
+        let mut out = BytesMut::new();
+        loop {
+            let data = self.read_at(out.len() as u64, io).await?;
+            if out.is_empty() && data.len() < io as usize && data.len() as u64 <= limit {
+                // The common case: one read, no copy.
+                return Ok(data);
+            }
+            out.extend_from_slice(&data);
+            if out.len() as u64 > limit {
+                return Err(self.too_large(limit));
+            }
+            if data.len() < io as usize {
+                return Ok(out.freeze());
+            }
+        }
     }
 
     /// Reads an opened file from offset 0 until an empty read (/proc files

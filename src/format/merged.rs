@@ -343,6 +343,8 @@ pub fn parse(bytes: &[u8]) -> Result<Merged, SummaryError> {
                 n.data = match summary::parse(body) {
                     Ok(mut s) => {
                         s.pinned_walk = true;
+                        // A node's own file's property, not the merged one's.
+                        s.fresh_at_zero = false;
                         NodeData::Summary {
                             summary: Arc::new(s),
                             stale,
@@ -415,6 +417,7 @@ mod tests {
                 })
                 .collect(),
             pinned_walk: false,
+            fresh_at_zero: false,
         }
     }
 

@@ -58,6 +58,13 @@
 //!   the process with that pid *and* that start time, so a reader that
 //!   learnt a process from this summary never reaches another process that
 //!   reused its pid.
+//!   `fresh_at_zero 1` (optional, default 0) says the node serves this
+//!   file as `/proc` serves its own: a read at offset 0 of an open fid,
+//!   after its first read, takes a new summary, and every read returns as
+//!   many bytes as asked until the end (a short read is the end). A reader
+//!   may then keep the file open and read it from 0 for each refresh: one
+//!   message instead of a walk, an open, two reads and a clunk. Without
+//!   the line, a kept fid would serve the summary of its open forever.
 //! - `p` lines are processes, in pid order, with these fields:
 //!   `pid ppid ruid euid user state utime stime rss vsize start threads comm
 //!   argc arg1 ... argN`: `user` is the name of the *effective* uid as
@@ -254,6 +261,9 @@ pub struct NodeSummary {
     pub procs: Vec<ProcEntry>,
     /// The node resolves [`pinned_name`]s (`pinned_walk 1`).
     pub pinned_walk: bool,
+    /// The node serves the summary anew on a read at offset 0 of an open
+    /// fid (`fresh_at_zero 1`).
+    pub fresh_at_zero: bool,
 }
 
 /// One process as the summary carries it; units are the node's (see
@@ -476,6 +486,9 @@ impl NodeSummary {
         }
         if self.pinned_walk {
             let _ = writeln!(out, "pinned_walk 1");
+        }
+        if self.fresh_at_zero {
+            let _ = writeln!(out, "fresh_at_zero 1");
         }
         if gpu_scan {
             let _ = writeln!(out, "gpu_scan 1");
@@ -737,6 +750,7 @@ struct Header {
     mem_available_kb: Option<u64>,
     loadavg: Option<LoadAvg>,
     pinned_walk: bool,
+    fresh_at_zero: bool,
     gpu_scan: bool,
 }
 
@@ -747,8 +761,11 @@ struct Header {
 struct Shared {
     users: Vec<Arc<str>>,
     /// The `job` and `step` fields as written, and what they decoded to.
-    jobs: Vec<(Vec<u8>, Option<Vec<u8>>, Option<Arc<JobRef>>)>,
+    jobs: Vec<SharedJob>,
 }
+
+/// The `job` and `step` fields as written, and what they decoded to.
+type SharedJob = (Vec<u8>, Option<Vec<u8>>, Option<Arc<JobRef>>);
 
 /// Past this many distinct values a summary's strings are not shared
 /// (a linear search stays cheap, and a hostile node gains nothing).
@@ -962,6 +979,7 @@ pub fn parse(bytes: &[u8]) -> Result<NodeSummary, SummaryError> {
             b"mem_free_kb" => h.mem_free_kb = Some(f.num("MemFree (kB)")?),
             b"mem_available_kb" => h.mem_available_kb = Some(f.num("MemAvailable (kB)")?),
             b"pinned_walk" => h.pinned_walk = f.num::<u8>("pinned_walk (0 or 1)")? == 1,
+            b"fresh_at_zero" => h.fresh_at_zero = f.num::<u8>("fresh_at_zero (0 or 1)")? == 1,
             b"gpu_scan" => h.gpu_scan = f.num::<u8>("gpu_scan (0 or 1)")? == 1,
             b"loadavg" => {
                 h.loadavg = Some(LoadAvg {
@@ -1019,7 +1037,24 @@ pub fn parse(bytes: &[u8]) -> Result<NodeSummary, SummaryError> {
         loadavg: h.loadavg.ok_or_else(|| missing("loadavg"))?,
         procs,
         pinned_walk: h.pinned_walk,
+        fresh_at_zero: h.fresh_at_zero,
     })
+}
+
+/// Whether a summary's header says `fresh_at_zero 1`, without parsing it
+/// (the header is a few lines; a reader decides from it whether to keep
+/// the file open).
+pub fn says_fresh_at_zero(bytes: &[u8]) -> bool {
+    let mut lines = bytes.split(|&b| b == b'\n');
+    // A node's own summary only: a lower aggregator's merged file holds
+    // its nodes' headers, and is not taken anew.
+    let first = lines.next().unwrap_or_default();
+    if check_first_line(first, MAGIC, VERSION, "a gproc node summary").is_err() {
+        return false;
+    }
+    lines
+        .take_while(|l| !l.starts_with(b"p ") && !l.starts_with(b"end"))
+        .any(|l| l.trim_ascii_end() == b"fresh_at_zero 1")
 }
 
 /// The name a process directory is walked by so that it resolves only to
@@ -1153,6 +1188,7 @@ pub(crate) mod tests {
                 },
             ],
             pinned_walk: false,
+            fresh_at_zero: false,
         }
     }
 
@@ -1251,6 +1287,24 @@ pub(crate) mod tests {
 
     /// Every addition the module doc allows a newer writer is read by this
     /// build as if it were not there.
+    #[test]
+    fn fresh_at_zero_is_read_from_a_node_summary_header_only() {
+        let mut s = sample();
+        assert!(!says_fresh_at_zero(&s.encode()));
+        s.fresh_at_zero = true;
+        let bytes = s.encode();
+        assert!(says_fresh_at_zero(&bytes));
+        assert!(parse(&bytes).unwrap().fresh_at_zero);
+        // Not from a process's argument, nor from another file's header.
+        let text = String::from_utf8(bytes).unwrap();
+        assert!(!says_fresh_at_zero(
+            text.replace("gproc-ps 1", "gproc-merged 1").as_bytes()
+        ));
+        let mut arg = sample();
+        arg.procs[0].cmdline = vec![b"fresh_at_zero".to_vec(), b"1".to_vec()];
+        assert!(!says_fresh_at_zero(&arg.encode()));
+    }
+
     #[test]
     fn forward_compatible() {
         let text = String::from_utf8(sample().encode()).unwrap();

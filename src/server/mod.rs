@@ -159,6 +159,13 @@ impl OpenFlags {
 pub enum Contents {
     /// A file's bytes.
     File(Bytes),
+    /// A file that, like `/proc`'s own, is made anew when it is read again
+    /// from offset 0: after the fid's first read, a read at offset 0 calls
+    /// [`Filesystem::open`] again (as the same identity) and serves the new
+    /// bytes. A reader can then keep the file open and read it from 0 for
+    /// the current content: one message per refresh instead of a walk, an
+    /// open, reads and a clunk. Charged as [`Contents::File`].
+    Fresh(Bytes),
     /// A file's bytes held anyway by a cache bounded by its own byte limit,
     /// so holding them costs nothing more: not charged.
     Shared(Bytes),

@@ -1002,11 +1002,13 @@ impl<F: Filesystem> Shared<F> {
                     let data = self.dir_read(&e, r.offset, count, d).await?;
                     return ok(Rmessage::Read(proto::Rread { data }));
                 }
-                let data = e
-                    .snap
-                    .as_ref()
-                    .ok_or(FsError::BADF)?
-                    .read(r.offset, count)?;
+                let snap = e.snap.as_ref().ok_or(FsError::BADF)?;
+                if snap.wants_fresh(r.offset) {
+                    let flags = e.opened.unwrap_or(OpenFlags::READ);
+                    let contents = self.fs.open(&e.who, &e.node, flags).await?;
+                    snap.refresh(contents, &self.budget(&e.who))?;
+                }
+                let data = snap.read(r.offset, count)?;
                 ok(Rmessage::Read(proto::Rread { data }))
             }
             T::Readdir(r) => {

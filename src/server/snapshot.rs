@@ -149,9 +149,20 @@ pub(crate) struct Snapshot {
     _charge: Option<Charge>,
 }
 
+/// A [`Contents::Fresh`] file: its bytes now, replaced on a read at 0.
+#[derive(Debug)]
+struct FreshFile {
+    bytes: Bytes,
+    charge: Charge,
+    /// Whether a read was served from these bytes: the first read at 0
+    /// after the open is served from what the open took.
+    read: bool,
+}
+
 #[derive(Debug)]
 enum Body {
     File(Bytes),
+    Fresh(std::sync::Mutex<FreshFile>),
     /// Entry `i` carries cookie `i + 1`.
     Dir(Vec<DirEntry>),
 }
@@ -173,6 +184,15 @@ impl Snapshot {
                 (Body::File(b), Some(charge))
             }
             Contents::Shared(b) => (Body::File(b), None),
+            Contents::Fresh(bytes) => {
+                let charge = budget.charge(bytes.len())?;
+                let f = FreshFile {
+                    bytes,
+                    charge,
+                    read: false,
+                };
+                (Body::Fresh(std::sync::Mutex::new(f)), None)
+            }
             Contents::Dir(mut ents) => {
                 let bytes = ents.iter().map(|e| DIR_ENTRY_COST + e.name.len()).sum();
                 let charge = budget.charge(bytes)?;
@@ -193,14 +213,53 @@ impl Snapshot {
     /// # Errors
     /// EISDIR for a directory.
     pub(crate) fn read(&self, offset: u64, count: u32) -> FsResult<Bytes> {
+        let slice = |b: &Bytes| {
+            let start = offset.min(b.len() as u64) as usize;
+            let end = start.saturating_add(count as usize).min(b.len());
+            b.slice(start..end)
+        };
         match &self.body {
-            Body::File(b) => {
-                let start = offset.min(b.len() as u64) as usize;
-                let end = start.saturating_add(count as usize).min(b.len());
-                Ok(b.slice(start..end))
+            Body::File(b) => Ok(slice(b)),
+            Body::Fresh(f) => {
+                let mut f = crate::sys::lock(f);
+                f.read = true;
+                Ok(slice(&f.bytes))
             }
             Body::Dir(_) => Err(FsError::ISDIR),
         }
+    }
+
+    /// Whether a read at `offset` must first take the file anew
+    /// ([`Contents::Fresh`], read before, and `offset` 0).
+    pub(crate) fn wants_fresh(&self, offset: u64) -> bool {
+        match &self.body {
+            Body::Fresh(f) => offset == 0 && crate::sys::lock(f).read,
+            _ => false,
+        }
+    }
+
+    /// Replaces a fresh file's bytes with what `open` returned again,
+    /// charged to `budget` in place of the old ones.
+    ///
+    /// # Errors
+    /// EMFILE past the budget (the old bytes stay); EIO if the file
+    /// system answered the new open with anything but a file.
+    pub(crate) fn refresh(&self, contents: Contents, budget: &SnapshotBudget) -> FsResult<()> {
+        let Body::Fresh(f) = &self.body else {
+            return Ok(());
+        };
+        let bytes = match contents {
+            Contents::Fresh(b) | Contents::File(b) | Contents::Shared(b) => b,
+            Contents::Dir(_) => {
+                return Err(FsError::IO.with("a file opened again was a directory"));
+            }
+        };
+        let mut f = crate::sys::lock(f);
+        // The old charge is released once the new one is held.
+        f.charge = budget.charge(bytes.len())?;
+        f.bytes = bytes;
+        f.read = false;
+        Ok(())
     }
 
     /// The entries of a directory after cookie `offset` (0: all of them).
@@ -210,7 +269,7 @@ impl Snapshot {
     pub(crate) fn entries(&self, offset: u64) -> FsResult<&[DirEntry]> {
         match &self.body {
             Body::Dir(ents) => Ok(&ents[offset.min(ents.len() as u64) as usize..]),
-            Body::File(_) => Err(FsError::NOTDIR),
+            Body::File(_) | Body::Fresh(_) => Err(FsError::NOTDIR),
         }
     }
 }

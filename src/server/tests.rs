@@ -60,7 +60,7 @@ impl Filesystem for TestFs {
                 .rsplit_once('/')
                 .map(|(a, _)| a.to_string())
                 .unwrap_or_default(),
-            ("", "a" | "d" | "slow" | "boom") => name.to_string(),
+            ("", "a" | "d" | "slow" | "boom" | "fresh") => name.to_string(),
             ("d", "b") => "d/b".to_string(),
             _ => return Err(FsError::NOENT),
         };
@@ -95,6 +95,11 @@ impl Filesystem for TestFs {
             "" => &["a", "d", "slow", "boom"],
             "d" => &["b"],
             "a" => return Ok(Contents::File(Bytes::from_static(b"hello"))),
+            "fresh" => {
+                static OPENS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = OPENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+                return Ok(Contents::Fresh(Bytes::from(format!("open {n}"))));
+            }
             _ => return Ok(Contents::File(Bytes::new())),
         };
         Ok(Contents::Dir(
@@ -308,6 +313,45 @@ async fn walk_rules() {
     // Cloning with no names, and walking in place.
     assert!(matches!(c.walk(4, 5, &[]).await, Rmessage::Walk(w) if w.wqids.is_empty()));
     assert!(matches!(c.walk(5, 5, &["b"]).await, Rmessage::Walk(w) if w.wqids == vec![q("d/b")]));
+}
+
+/// A fresh file is taken again by a read at 0 after the first read, and
+/// only then: the first read serves what the open took, reads past 0 the
+/// same bytes as the read at 0 before them.
+#[tokio::test]
+async fn a_fresh_file_is_taken_again_by_a_read_at_zero() {
+    let mut c = start();
+    c.version("9P2000.L").await;
+    c.attach(0).await;
+    c.walk(0, 1, &["fresh"]).await;
+    assert!(matches!(
+        c.rpc(3, Tmessage::Lopen(Tlopen { fid: 1, flags: 0 })).await,
+        Rmessage::Lopen(_)
+    ));
+    let mut read = async |offset| match c
+        .rpc(
+            3,
+            Tmessage::Read(Tread {
+                fid: 1,
+                offset,
+                count: 100,
+            }),
+        )
+        .await
+    {
+        Rmessage::Read(r) => String::from_utf8(r.data.to_vec()).unwrap(),
+        m => panic!("{m:?}"),
+    };
+    let first = read(0).await;
+    let n: u64 = first.strip_prefix("open ").unwrap().parse().unwrap();
+    assert_eq!(
+        read(5).await,
+        n.to_string(),
+        "a read past 0 keeps the bytes"
+    );
+    assert_eq!(read(0).await, format!("open {}", n + 1));
+    assert_eq!(read(5).await, (n + 1).to_string());
+    assert_eq!(read(0).await, format!("open {}", n + 2));
 }
 
 #[tokio::test]

@@ -267,7 +267,7 @@ mod tests {
                 .await
                 .unwrap()
             {
-                Contents::File(b) => b.to_vec(),
+                Contents::File(b) | Contents::Fresh(b) => b.to_vec(),
                 _ => panic!("stat is a file"),
             },
         )

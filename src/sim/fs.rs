@@ -618,7 +618,13 @@ impl Filesystem for SimNodeFs {
                 } else {
                     this.contents(e)?
                 };
-                Ok(Contents::File(Bytes::from(data)))
+                Ok(if matches!(e, Entry::Summary) {
+                    // Taken again by a read at 0, as the agent's is (the
+                    // summary says `fresh_at_zero`).
+                    Contents::Fresh(Bytes::from(data))
+                } else {
+                    Contents::File(Bytes::from(data))
+                })
             }
         }
     }

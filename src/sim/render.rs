@@ -1236,5 +1236,7 @@ pub(crate) fn summary(sim: &Sim, node: &NodeModel, snap: &NodeAt, hostname: Stri
         procs,
         // The simulated node resolves `<pid>.<start>` (see `fs`).
         pinned_walk: true,
+        // Its `open` serves the file as `Contents::Fresh`.
+        fresh_at_zero: true,
     }
 }

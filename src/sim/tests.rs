@@ -46,7 +46,7 @@ async fn open(fs: &SimNodeFs, f: &SimNode) -> crate::server::FsResult<Contents> 
 
 async fn read(fs: &SimNodeFs, path: &str) -> crate::server::FsResult<Vec<u8>> {
     match open(fs, &walk(fs, path).await?).await? {
-        Contents::File(b) => Ok(b.to_vec()),
+        Contents::File(b) | Contents::Fresh(b) => Ok(b.to_vec()),
         c => panic!("{path}: not a file: {c:?}"),
     }
 }

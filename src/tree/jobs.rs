@@ -486,6 +486,7 @@ mod tests {
             },
             procs,
             pinned_walk: true,
+            fresh_at_zero: false,
         })
     }
 

@@ -99,6 +99,9 @@ pub struct Tree {
     rows: rows::RowsCache,
     /// Job ids' numbers in the job tree's qids.
     job_numbers: Mutex<qid::JobNumbers>,
+    /// Each pool node's summary file, kept open where the node takes it
+    /// anew on a read at 0 (`fresh_at_zero`): a refresh is one read.
+    summary_fids: reads::KeptFiles,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -123,6 +126,7 @@ impl Tree {
             signal_times: Mutex::new(HashMap::new()),
             rows: rows::RowsCache::default(),
             job_numbers: Mutex::new(qid::JobNumbers::default()),
+            summary_fids: reads::KeptFiles::default(),
         }
     }
 

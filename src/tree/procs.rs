@@ -123,6 +123,7 @@ impl Tree {
             },
             procs: Vec::new(),
             pinned_walk: false,
+            fresh_at_zero: false,
         };
         if let Ok(b) = stat {
             // Only two facts are needed; parsing by hand avoids procfs's

@@ -11,12 +11,13 @@ use std::time::Duration;
 use bytes::Bytes;
 
 use crate::cache::{Freshness, Key, Kind};
-use crate::client::DirEntryInfo;
 use crate::client::pool::{Node, Pool, PoolError, User};
+use crate::client::{ClientError, DirEntryInfo, FidHandle, OpenMode};
 use crate::format::merged::{self, Merged, MergedNode};
 use crate::format::summary::{self, NodeSummary};
 use crate::proto::{Metadata, errno};
 use crate::server::{FsError, FsResult};
+use crate::sys;
 
 use super::Tree;
 use super::members::Member;
@@ -129,6 +130,63 @@ impl Kind for Parsed {
                     }
                 })
                 .sum(),
+        }
+    }
+}
+
+/// Open summary files by pool node, kept where the node takes the file
+/// anew on a read at 0 (`fresh_at_zero`), so that a refresh is one read
+/// instead of a walk, an open, two reads and a clunk. Each is the service
+/// identity's, as every summary read is, and is used only on the
+/// connection that opened it.
+#[derive(Clone, Default)]
+pub(super) struct KeptFiles(Arc<std::sync::Mutex<HashMap<u32, Arc<FidHandle>>>>);
+
+impl KeptFiles {
+    /// Reads the summary at `path` of pool node `idx` through `root`: on
+    /// the kept fid when it is `root`'s connection's, else (or when that
+    /// read fails) by walking and opening it, kept if its header says
+    /// `fresh_at_zero`.
+    async fn read(
+        self,
+        root: Arc<FidHandle>,
+        idx: u32,
+        path: String,
+    ) -> Result<Bytes, ClientError> {
+        let limit = root.client().options().max_read_bytes;
+        let held = sys::lock(&self.0).get(&idx).cloned();
+        if let Some(f) = held {
+            if f.same_connection(&root)
+                && let Ok(b) = f.reread(limit).await
+            {
+                return Ok(b);
+            }
+            // Another connection's, or it failed: open it again.
+            let mut map = sys::lock(&self.0);
+            if map.get(&idx).is_some_and(|k| Arc::ptr_eq(k, &f)) {
+                map.remove(&idx);
+            }
+        }
+        let mut f = root.walk(&path).await?;
+        f.open(OpenMode::Read).await?;
+        let bytes = f.read_to_end(limit).await?;
+        if summary::says_fresh_at_zero(&bytes) {
+            sys::lock(&self.0).insert(idx, Arc::new(f));
+        }
+        Ok(bytes)
+    }
+
+    /// The file kept for pool node `idx`.
+    #[cfg(test)]
+    pub(super) fn held(&self, idx: u32) -> Option<Arc<FidHandle>> {
+        sys::lock(&self.0).get(&idx).cloned()
+    }
+
+    /// Drops the kept files of pool nodes a reload removed.
+    pub(super) fn forget(&self, removed: &[u32]) {
+        let mut map = sys::lock(&self.0);
+        for idx in removed {
+            map.remove(idx);
         }
     }
 }
@@ -287,6 +345,7 @@ impl Tree {
         node: &Arc<Node>,
     ) -> FsResult<(Fetched, Option<Duration>)> {
         let direct = Member::direct(node);
+        let kept = self.summary_fids.clone();
         let (f, fresh) = self
             .cached(
                 Parsed,
@@ -295,7 +354,7 @@ impl Tree {
                 None,
                 |pool, n, p, _| async move {
                     let bytes = pool
-                        .with_node(&n, |root| async move { root.read_all(&p).await })
+                        .with_node(&n, |root| kept.read(root, n.index, p))
                         .await
                         .map_err(pool_err)?;
                     let name = n.spec.name.clone();

@@ -116,7 +116,9 @@ async fn open(t: &Tree, f: &TreeNode) -> FsResult<Contents> {
 
 async fn read(t: &Tree, root: &TreeNode, path: &str) -> FsResult<String> {
     match open(t, &walk(t, root, path).await?).await? {
-        Contents::File(b) | Contents::Shared(b) => Ok(String::from_utf8_lossy(&b).into_owned()),
+        Contents::File(b) | Contents::Shared(b) | Contents::Fresh(b) => {
+            Ok(String::from_utf8_lossy(&b).into_owned())
+        }
         Contents::Dir(_) => Err(FsError::ISDIR),
     }
 }
@@ -424,6 +426,52 @@ async fn tables_are_kept_per_view_for_the_summary_ttl() {
     tokio::time::sleep(ttl + Duration::from_millis(100)).await;
     read(&t, &root, "ps").await.unwrap();
     assert_eq!(built().await - start, 4, "rebuilt after the TTL");
+}
+
+/// A node whose summary says `fresh_at_zero` (the agent) has its summary
+/// file kept open, and each refresh reads that fid again from 0 and gets
+/// the node as it is then, not as it was at the open.
+#[tokio::test]
+async fn a_kept_summary_file_is_read_again_fresh() {
+    let policy = CachePolicy {
+        rules: vec![
+            CacheRule::new(
+                crate::format::summary::FILE_PATH,
+                Ttl::For(Duration::from_millis(200)),
+                None,
+            )
+            .unwrap(),
+        ],
+        ..CachePolicy::default()
+    };
+    let t = tree(vec![spec("n1", node("/proc").await)], policy);
+    let (root, _) = t.attach(&req(None, 0, "")).await.unwrap();
+    let pids = |ps: String| -> Vec<i32> {
+        Table::<PsRow>::parse(&ps)
+            .unwrap()
+            .rows
+            .iter()
+            .map(|r| r.pid)
+            .collect()
+    };
+    let before = pids(read(&t, &root, "ps").await.unwrap());
+    let idx = t.pool().nodes()[0].index;
+    let kept = t
+        .summary_fids
+        .held(idx)
+        .expect("the agent's summary is kept open");
+    let mut child = std::process::Command::new("sleep")
+        .arg("60")
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    assert!(!before.contains(&pid));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let after = pids(read(&t, &root, "ps").await.unwrap());
+    let _ = (child.kill(), child.wait());
+    assert!(after.contains(&pid), "the refresh is the node now");
+    let again = t.summary_fids.held(idx).expect("still kept");
+    assert!(Arc::ptr_eq(&kept, &again), "read through the same fid");
 }
 
 /// A process owned by `uid`, for view tests (we run as root in CI).
