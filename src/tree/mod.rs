@@ -34,7 +34,8 @@
 //! (`tables`), each node's `/ps` lines written once per summary for every
 //! view (`rows`), the job tree (`jobs`), the synthesized files rendered
 //! through the cache (`render`),
-//! the Prometheus exposition (`metrics`) and the [`Filesystem`] impl (`fs`).
+//! the Prometheus exposition (`metrics`), node fids a getattr walked, kept
+//! for the open that follows (`walked`), and the [`Filesystem`] impl (`fs`).
 //!
 //! [`Filesystem`]: crate::server::Filesystem
 
@@ -50,6 +51,7 @@ mod reads;
 mod render;
 mod rows;
 pub mod tables;
+mod walked;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -99,6 +101,8 @@ pub struct Tree {
     rows: rows::RowsCache,
     /// Job ids' numbers in the job tree's qids.
     job_numbers: Mutex<qid::JobNumbers>,
+    /// Node fids metadata reads walked, kept for the open that follows.
+    walked: Arc<walked::Walked>,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -123,6 +127,7 @@ impl Tree {
             signal_times: Mutex::new(HashMap::new()),
             rows: rows::RowsCache::default(),
             job_numbers: Mutex::new(qid::JobNumbers::default()),
+            walked: Arc::default(),
         }
     }
 
