@@ -12,11 +12,11 @@ use bytes::Bytes;
 
 use crate::cache::{Freshness, Key, Kind};
 use crate::client::pool::{Node, Pool, PoolError, User};
-use crate::client::{DirEntryInfo, OpenMode};
+use crate::client::{ClientError, DirEntryInfo, FidHandle, OpenMode};
 use crate::config::Ttl;
 use crate::format::merged::{self, Merged, MergedNode};
 use crate::format::summary::{self, NodeSummary};
-use crate::proto::{Metadata, errno};
+use crate::proto::{IOHDRSZ, Metadata, errno};
 use crate::server::{FsError, FsResult};
 
 use super::Tree;
@@ -134,6 +134,35 @@ impl Kind for Parsed {
     }
 }
 
+/// Whether the node behind a node-relative `path` is a gproc server, whose
+/// open takes a snapshot of the file that reads then slice: a path whose
+/// first component is a pinned `<pid>.<start>` name, which only our agent
+/// resolves (and a lower aggregator passes through to it; both serve
+/// files that way).
+fn serves_snapshots(path: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next();
+    first.is_some_and(|f| summary::parse_pinned_name(f).is_some())
+}
+
+/// The bytes of an opened file `f`. From a server that serves snapshots
+/// ([`serves_snapshots`]), one read of a whole message that comes back
+/// short is the whole file, so the empty read that would say so is not
+/// sent (one node round trip of the four a small file costs); anything
+/// else reads until an empty read.
+async fn read_opened(f: &FidHandle, snapshot: bool) -> Result<Bytes, ClientError> {
+    let limit = f.client().options().max_read_bytes;
+    if snapshot {
+        // Our servers' iounit is msize - IOHDRSZ, which is what a read
+        // of that many bytes is clamped to: shorter means the end.
+        let whole = f.client().msize().saturating_sub(IOHDRSZ);
+        let b = f.read_at(0, whole).await?;
+        if b.len() < whole as usize {
+            return Ok(b);
+        }
+    }
+    f.read_to_end(limit).await
+}
+
 /// Summary files at least this big are parsed on a blocking thread.
 const OFFLOAD_PARSE_BYTES: usize = 1 << 20;
 
@@ -186,19 +215,21 @@ impl Tree {
         user: Option<&User>,
     ) -> FsResult<Bytes> {
         let walked = self.walked.clone();
+        let snapshot = serves_snapshots(path);
         self.cached(Data, node, path, user, |pool, n, p, u| async move {
             let kept = walked.take(n.index, u.as_ref().map(|u| u.uid), &p);
             pool.with_node_as(&n, u.as_ref(), |root| async move {
                 if let Some(mut f) = kept {
-                    let limit = f.client().options().max_read_bytes;
                     // Any failure: the path walked afresh answers.
                     if f.open(OpenMode::Read).await.is_ok()
-                        && let Ok(b) = f.read_to_end(limit).await
+                        && let Ok(b) = read_opened(&f, snapshot).await
                     {
                         return Ok(b);
                     }
                 }
-                root.read_all(&p).await
+                let mut f = root.walk(&p).await?;
+                f.open(OpenMode::Read).await?;
+                read_opened(&f, snapshot).await
             })
             .await
             .map_err(pool_err)

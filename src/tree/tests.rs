@@ -900,3 +900,53 @@ async fn a_walked_fid_serves_only_the_identity_that_walked_it() {
     t2.getattr(&who(&f), &f).await.unwrap();
     assert_eq!(t2.walked.len(), 0);
 }
+
+/// A process's file is read from our agent without the closing empty
+/// read when one message holds it, and whole when it takes several: the
+/// bytes are the kernel's either way (a stopped child's `environ`, read
+/// with the smallest msize, under and over one message).
+#[tokio::test]
+async fn process_files_from_a_snapshot_server_are_read_whole() {
+    let t = Tree::new(
+        Pool::new(
+            vec![spec("n1", node("/proc").await)],
+            PoolOptions {
+                msize: crate::proto::MIN_MSIZE,
+                ..opts()
+            },
+        ),
+        Cache::new(CachePolicy::default()),
+        Duration::from_secs(3),
+        Views::off(),
+    );
+    let (root, _) = t.attach(&req(None, 0, "")).await.unwrap();
+    for len in [100, 3000, 20_000] {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env_clear()
+            .env("PAD", "x".repeat(len))
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let local = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        // Wait for the child to be in the node's summary (pinned walks).
+        let mut got = None;
+        for _ in 0..50 {
+            match read(&t, &root, &format!("n1/{pid}/environ")).await {
+                Ok(s) => {
+                    got = Some(s);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            got.expect("the child's environ through the tree")
+                .as_bytes(),
+            &local[..],
+            "{len} bytes of environment"
+        );
+    }
+}
