@@ -66,12 +66,23 @@ impl Default for Walked {
 }
 
 impl Inner {
-    fn sweep(&mut self, now: Instant) {
+    /// Takes out the expired entries (at most once per [`SWEEP_EVERY`]),
+    /// for the caller to drop once it let go of the lock.
+    fn sweep(&mut self, now: Instant) -> Vec<FidHandle> {
         if now.saturating_duration_since(self.swept) < SWEEP_EVERY {
-            return;
+            return Vec::new();
         }
         self.swept = now;
-        self.fids.retain(|_, (_, until)| *until > now);
+        let expired: Vec<Slot> = self
+            .fids
+            .iter()
+            .filter(|(_, (_, until))| *until <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        expired
+            .iter()
+            .filter_map(|k| self.fids.remove(k).map(|(f, _)| f))
+            .collect()
     }
 }
 
@@ -92,32 +103,35 @@ impl Walked {
             return;
         }
         let now = Instant::now();
-        // Dropped outside the lock: a drop clunks.
-        let old;
-        {
+        // Whatever is let go is dropped outside the lock: a drop clunks.
+        let _gone = {
             let mut g = sys::lock(&self.inner);
-            g.sweep(now);
+            let expired = g.sweep(now);
             let slot = (node, user, path.to_string());
-            if g.fids.len() >= MAX_FIDS && !g.fids.contains_key(&slot) {
-                return;
-            }
-            old = g.fids.insert(slot, (fid, now + ttl));
-        }
-        drop(old);
+            let left = if g.fids.len() >= MAX_FIDS && !g.fids.contains_key(&slot) {
+                Some(fid)
+            } else {
+                g.fids.insert(slot, (fid, now + ttl)).map(|(f, _)| f)
+            };
+            (expired, left)
+        };
     }
 
     /// The fid kept for (`node`, `user`, `path`), taken out, if its time
     /// is not up.
     pub(super) fn take(&self, node: u32, user: Option<u32>, path: &str) -> Option<FidHandle> {
         let now = Instant::now();
-        let (fid, until) = {
+        let (_expired, found) = {
             let mut g = sys::lock(&self.inner);
-            g.sweep(now);
-            if g.fids.is_empty() {
-                return None;
-            }
-            g.fids.remove(&(node, user, path.to_string()))?
+            let expired = g.sweep(now);
+            let found = if g.fids.is_empty() {
+                None
+            } else {
+                g.fids.remove(&(node, user, path.to_string()))
+            };
+            (expired, found)
         };
+        let (fid, until) = found?;
         (until > now).then_some(fid)
     }
 
