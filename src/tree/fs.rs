@@ -459,10 +459,17 @@ impl Tree {
         Ok(out)
     }
 
-    /// The qid of a node path: from the parent's (cached) listing, which
-    /// serves every sibling lookup with one node read; a name the listing
-    /// lacks (a process newer than it) is asked of the node, and a "no"
+    /// The qid of a node path. At a node's root, from its (cached)
+    /// listing, which serves every pid lookup with one node read. Deeper,
+    /// from the parent's listing if the cache holds one (a `find` just
+    /// listed it), else from the path's own metadata: one walk and
+    /// getattr, which the getattr that follows a lookup then finds cached
+    /// and the open after it reuses the fid of ([`Walked`]), instead of a
+    /// listing of the whole directory per file. A name the listing lacks
+    /// (a process newer than it) is asked of the node, and a "no"
     /// remembered for a moment.
+    ///
+    /// [`Walked`]: super::walked::Walked
     async fn lookup_qid(
         &self,
         node: &Arc<Member>,
@@ -473,8 +480,13 @@ impl Tree {
     ) -> FsResult<Qid> {
         let parent = Self::parent_path(path).unwrap_or_else(|| "/".into());
         let name = path.rsplit('/').next().unwrap_or_default();
-        let ents = self.node_list(node, &wire_path(&parent, pin), user).await?;
-        if let Some(e) = ents.iter().find(|e| e.name == name) {
+        let wire_parent = wire_path(&parent, pin);
+        let ents = if parent == "/" {
+            Some(self.node_list(node, &wire_parent, user).await?)
+        } else {
+            self.node_list_kept(node, &wire_parent, user).await
+        };
+        if let Some(e) = ents.iter().flat_map(|v| v.iter()).find(|e| e.name == name) {
             return Ok(map_qid(kind, node.index, e.qid, node.is_below()));
         }
         let wire = wire_path(path, pin);

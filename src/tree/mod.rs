@@ -34,7 +34,8 @@
 //! (`tables`), each node's `/ps` lines written once per summary for every
 //! view (`rows`), the job tree (`jobs`), the synthesized files rendered
 //! through the cache (`render`),
-//! the Prometheus exposition (`metrics`) and the [`Filesystem`] impl (`fs`).
+//! the Prometheus exposition (`metrics`), node fids a getattr walked, kept
+//! for the open that follows (`walked`), and the [`Filesystem`] impl (`fs`).
 //!
 //! [`Filesystem`]: crate::server::Filesystem
 
@@ -50,6 +51,7 @@ mod reads;
 mod render;
 mod rows;
 pub mod tables;
+mod walked;
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
@@ -102,6 +104,8 @@ pub struct Tree {
     /// Each pool node's summary file, kept open where the node takes it
     /// anew on a read at 0 (`fresh_at_zero`): a refresh is one read.
     summary_fids: reads::KeptFiles,
+    /// Node fids metadata reads walked, kept for the open that follows.
+    walked: Arc<walked::Walked>,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -127,6 +131,7 @@ impl Tree {
             rows: rows::RowsCache::default(),
             job_numbers: Mutex::new(qid::JobNumbers::default()),
             summary_fids: reads::KeptFiles::default(),
+            walked: Arc::default(),
         }
     }
 

@@ -13,9 +13,10 @@ use bytes::Bytes;
 use crate::cache::{Freshness, Key, Kind};
 use crate::client::pool::{Node, Pool, PoolError, User};
 use crate::client::{ClientError, DirEntryInfo, FidHandle, OpenMode};
+use crate::config::Ttl;
 use crate::format::merged::{self, Merged, MergedNode};
 use crate::format::summary::{self, NodeSummary};
-use crate::proto::{Metadata, errno};
+use crate::proto::{IOHDRSZ, Metadata, errno};
 use crate::server::{FsError, FsResult};
 use crate::sys;
 
@@ -191,6 +192,35 @@ impl KeptFiles {
     }
 }
 
+/// Whether the node behind a node-relative `path` is a gproc server, whose
+/// open takes a snapshot of the file that reads then slice: a path whose
+/// first component is a pinned `<pid>.<start>` name, which only our agent
+/// resolves (and a lower aggregator passes through to it; both serve
+/// files that way).
+fn serves_snapshots(path: &str) -> bool {
+    let first = path.trim_start_matches('/').split('/').next();
+    first.is_some_and(|f| summary::parse_pinned_name(f).is_some())
+}
+
+/// The bytes of an opened file `f`. From a server that serves snapshots
+/// ([`serves_snapshots`]), one read of a whole message that comes back
+/// short is the whole file, so the empty read that would say so is not
+/// sent (one node round trip of the four a small file costs); anything
+/// else reads until an empty read.
+async fn read_opened(f: &FidHandle, snapshot: bool) -> Result<Bytes, ClientError> {
+    let limit = f.client().options().max_read_bytes;
+    if snapshot {
+        // Our servers' iounit is msize - IOHDRSZ, which is what a read
+        // of that many bytes is clamped to: shorter means the end.
+        let whole = f.client().msize().saturating_sub(IOHDRSZ);
+        let b = f.read_at(0, whole).await?;
+        if b.len() < whole as usize {
+            return Ok(b);
+        }
+    }
+    f.read_to_end(limit).await
+}
+
 /// Summary files at least this big are parsed on a blocking thread.
 const OFFLOAD_PARSE_BYTES: usize = 1 << 20;
 
@@ -234,18 +264,31 @@ impl Tree {
 
     /// A node file's bytes, through the cache, read on behalf of `user`
     /// (`None`: the service identity; the same for the accessors below).
+    /// A fid the metadata read just walked for the same asker and path is
+    /// opened instead of walking again ([`Walked`](super::walked::Walked)).
     pub(super) async fn node_read(
         &self,
         node: &Member,
         path: &str,
         user: Option<&User>,
     ) -> FsResult<Bytes> {
+        let walked = self.walked.clone();
+        let snapshot = serves_snapshots(path);
         self.cached(Data, node, path, user, |pool, n, p, u| async move {
-            pool.with_node_as(
-                &n,
-                u.as_ref(),
-                |root| async move { root.read_all(&p).await },
-            )
+            let kept = walked.take(n.index, u.as_ref().map(|u| u.uid), &p);
+            pool.with_node_as(&n, u.as_ref(), |root| async move {
+                if let Some(mut f) = kept {
+                    // Any failure: the path walked afresh answers.
+                    if f.open(OpenMode::Read).await.is_ok()
+                        && let Ok(b) = read_opened(&f, snapshot).await
+                    {
+                        return Ok(b);
+                    }
+                }
+                let mut f = root.walk(&p).await?;
+                f.open(OpenMode::Read).await?;
+                read_opened(&f, snapshot).await
+            })
             .await
             .map_err(pool_err)
         })
@@ -253,20 +296,29 @@ impl Tree {
         .map(|(v, _)| v)
     }
 
-    /// A node directory's entries (without `.` and `..`), through the cache.
+    /// A node directory's entries (without `.` and `..`), through the
+    /// cache; like [`Self::node_read`], on a just walked fid if one is kept.
     pub(super) async fn node_list(
         &self,
         node: &Member,
         path: &str,
         user: Option<&User>,
     ) -> FsResult<Arc<Vec<DirEntryInfo>>> {
+        let walked = self.walked.clone();
         self.cached(Listing, node, path, user, |pool, n, p, u| async move {
+            let kept = walked.take(n.index, u.as_ref().map(|u| u.uid), &p);
             let mut v = pool
-                .with_node_as(
-                    &n,
-                    u.as_ref(),
-                    |root| async move { root.read_dir(&p).await },
-                )
+                .with_node_as(&n, u.as_ref(), |root| async move {
+                    if let Some(mut f) = kept {
+                        let limit = f.client().options().max_read_bytes;
+                        if f.open(OpenMode::Read).await.is_ok()
+                            && let Ok(v) = f.list(limit).await
+                        {
+                            return Ok(v);
+                        }
+                    }
+                    root.read_dir(&p).await
+                })
                 .await
                 .map_err(pool_err)?;
             v.retain(|e| e.name != "." && e.name != "..");
@@ -276,19 +328,49 @@ impl Tree {
         .map(|(v, _)| v)
     }
 
-    /// A node file's metadata, through the cache.
+    /// The listing of a node directory the cache holds now for `user`,
+    /// whatever its age (at most its TTL and stale bound plus a second),
+    /// without reading anything.
+    pub(super) async fn node_list_kept(
+        &self,
+        node: &Member,
+        path: &str,
+        user: Option<&User>,
+    ) -> Option<Arc<Vec<DirEntryInfo>>> {
+        let key = Key {
+            kind: Listing,
+            node: node.index,
+            path: path.into(),
+            user: user.map(|u| u.uid),
+        };
+        self.cache.peek(&key).await
+    }
+
+    /// A node file's metadata, through the cache. The fid walked for it is
+    /// kept for the open that usually follows, for the path's cache TTL
+    /// (capped; never for a path the rules never cache).
     pub(super) async fn node_meta(
         &self,
         node: &Member,
         path: &str,
         user: Option<&User>,
     ) -> FsResult<Arc<Metadata>> {
+        let (walked, policy, rel) = (self.walked.clone(), self.cache.policy(), path.to_owned());
         self.cached(Attr, node, path, user, |pool, n, p, u| async move {
-            pool.with_node_as(
-                &n,
-                u.as_ref(),
-                |root| async move { root.metadata(&p).await },
-            )
+            let (index, uid) = (n.index, u.as_ref().map(|u| u.uid));
+            let keep_for = match policy.ttl_for(&rel).ttl {
+                Ttl::For(d) => d,
+                Ttl::Never => Duration::ZERO,
+            };
+            pool.with_node_as(&n, u.as_ref(), |root| async move {
+                if p.trim_matches('/').is_empty() || keep_for.is_zero() {
+                    return root.metadata(&p).await;
+                }
+                let f = root.walk(&p).await?;
+                let m = f.getattr().await?;
+                walked.keep(index, uid, &p, f, keep_for);
+                Ok(m)
+            })
             .await
             .map(Arc::new)
             .map_err(pool_err)

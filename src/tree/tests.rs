@@ -883,3 +883,120 @@ fn error_replies_carry_the_errno_never_the_context() {
         assert!(!r.contains("4242") && !r.contains("secret"), "{d:?}: {r}");
     }
 }
+
+/// The node fid a getattr walked is kept for the open that follows, per
+/// asker: what the service identity walked (for an administrator) never
+/// serves a user's open, which the node then judges as that user.
+#[tokio::test]
+async fn a_walked_fid_serves_only_the_identity_that_walked_it() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("!!! SKIPPED: needs root for the node to read as another uid");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("d")).unwrap();
+    let secret = dir.path().join("d/secret");
+    std::fs::write(&secret, "s3cret").unwrap();
+    std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let text = "[[nodes]]\nnames = \"n1\"\naddress = \"{name}:1\"\n\
+                [views]\nadmin_users = [\"root\"]\n\
+                [[views.allot]]\nuser = 64000\nnodes = \"n1\"\n";
+    let views = Views::new(
+        crate::config::Config::from_str(text, "t.toml")
+            .unwrap()
+            .views,
+    );
+    let t = Tree::new(
+        Pool::new(
+            vec![spec("n1", node(dir.path().to_str().unwrap()).await)],
+            opts(),
+        ),
+        Cache::new(CachePolicy::default()),
+        Duration::from_secs(3),
+        views,
+    );
+    let (adm, _) = t.attach(&req(Some(0), 0, "")).await.unwrap();
+    let (u, _) = t.attach(&req(Some(64000), 0, "")).await.unwrap();
+    assert!(adm.view.admin && !u.view.admin);
+
+    // Each lookup keeps its own walk: the administrator's as the service
+    // identity, the user's as the user (who may stat, not read, the file).
+    let fa = walk(&t, &adm, "n1/d/secret").await.unwrap();
+    assert_eq!(t.walked.len(), 1);
+    let fu = walk(&t, &u, "n1/d/secret").await.unwrap();
+    assert_eq!(t.walked.len(), 2);
+    t.getattr(&who(&fu), &fu).await.unwrap();
+    // The user's open takes the user's fid, and the node says no.
+    assert_eq!(open(&t, &fu).await.unwrap_err().errno, errno::EACCES);
+    assert_eq!(t.walked.len(), 1, "the user's fid was used, not another");
+    // The administrator's open takes the administrator's.
+    match open(&t, &fa).await.unwrap() {
+        Contents::File(b) => assert_eq!(&b[..], b"s3cret"),
+        _ => panic!("a file"),
+    }
+    assert_eq!(t.walked.len(), 0);
+
+    // A path the rules never cache keeps no fid.
+    let t2 = tree(
+        vec![spec("n1", node(dir.path().to_str().unwrap()).await)],
+        CachePolicy {
+            rules: vec![CacheRule::new("/d/*", Ttl::Never, None).unwrap()],
+            ..CachePolicy::default()
+        },
+    );
+    let (root, _) = t2.attach(&req(None, 0, "")).await.unwrap();
+    let f = walk(&t2, &root, "n1/d/secret").await.unwrap();
+    t2.getattr(&who(&f), &f).await.unwrap();
+    assert_eq!(t2.walked.len(), 0);
+}
+
+/// A process's file is read from our agent without the closing empty
+/// read when one message holds it, and whole when it takes several: the
+/// bytes are the kernel's either way (a stopped child's `environ`, read
+/// with the smallest msize, under and over one message).
+#[tokio::test]
+async fn process_files_from_a_snapshot_server_are_read_whole() {
+    let t = Tree::new(
+        Pool::new(
+            vec![spec("n1", node("/proc").await)],
+            PoolOptions {
+                msize: crate::proto::MIN_MSIZE,
+                ..opts()
+            },
+        ),
+        Cache::new(CachePolicy::default()),
+        Duration::from_secs(3),
+        Views::off(),
+    );
+    let (root, _) = t.attach(&req(None, 0, "")).await.unwrap();
+    for len in [100, 3000, 20_000] {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env_clear()
+            .env("PAD", "x".repeat(len))
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let local = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+        // Wait for the child to be in the node's summary (pinned walks).
+        let mut got = None;
+        for _ in 0..50 {
+            match read(&t, &root, &format!("n1/{pid}/environ")).await {
+                Ok(s) => {
+                    got = Some(s);
+                    break;
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(
+            got.expect("the child's environ through the tree")
+                .as_bytes(),
+            &local[..],
+            "{len} bytes of environment"
+        );
+    }
+}
