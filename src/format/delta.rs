@@ -479,6 +479,16 @@ pub struct History<K> {
     by_reader: VecDeque<(K, VecDeque<(Token, Arc<[u8]>)>)>,
 }
 
+impl<K> fmt::Debug for History<K> {
+    /// Short: the summaries themselves are large.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("History")
+            .field("epoch", &format_args!("{:016x}", self.epoch))
+            .field("readers", &self.by_reader.len())
+            .finish()
+    }
+}
+
 impl<K: Eq + Clone> History<K> {
     /// An empty history for a server started with `epoch` (drawn at
     /// random by the server: see the module doc).

@@ -66,6 +66,7 @@ use crate::view::Views;
 
 pub use fs::TreeNode;
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+pub use reads::SummaryReads;
 
 /// The aggregator's tree.
 pub struct Tree {
@@ -99,6 +100,8 @@ pub struct Tree {
     rows: rows::RowsCache,
     /// Job ids' numbers in the job tree's qids.
     job_numbers: Mutex<qid::JobNumbers>,
+    /// Each node's last summary and generation, for deltas.
+    held: Arc<reads::Held>,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -123,6 +126,7 @@ impl Tree {
             signal_times: Mutex::new(HashMap::new()),
             rows: rows::RowsCache::default(),
             job_numbers: Mutex::new(qid::JobNumbers::default()),
+            held: Arc::default(),
         }
     }
 

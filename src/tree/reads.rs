@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -13,12 +14,14 @@ use bytes::Bytes;
 use crate::cache::{Freshness, Key, Kind};
 use crate::client::DirEntryInfo;
 use crate::client::pool::{Node, Pool, PoolError, User};
+use crate::format::delta::{self, Token};
 use crate::format::merged::{self, Merged, MergedNode};
 use crate::format::summary::{self, NodeSummary};
 use crate::proto::{Metadata, errno};
 use crate::server::{FsError, FsResult};
 
 use super::Tree;
+use crate::sys;
 use super::members::Member;
 
 /// A node file's bytes.
@@ -130,6 +133,56 @@ impl Kind for Parsed {
                 })
                 .sum(),
         }
+    }
+}
+
+/// Each pool node's last summary and its generation, outside the cache
+/// (which evicts): a refresh asks the node for what changed since then
+/// ([`crate::format::delta`]) and falls back to a whole read on any error.
+#[derive(Default)]
+pub(super) struct Held {
+    by_node: Mutex<HashMap<u32, (Token, Arc<NodeSummary>)>>,
+    /// Every refresh reads whole (to compare, in a benchmark).
+    whole_only: AtomicBool,
+    deltas: AtomicU64,
+    wholes: AtomicU64,
+    fallbacks: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// How the aggregator's summary reads went (counters since it started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SummaryReads {
+    /// Refreshes made by applying a delta.
+    pub deltas: u64,
+    /// Whole reads of a summary file (node or merged).
+    pub wholes: u64,
+    /// Deltas asked for that failed (unknown token, restarted node, a
+    /// delta that did not apply), each followed by a whole read.
+    pub fallbacks: u64,
+    /// Bytes of summary files and deltas read.
+    pub bytes: u64,
+}
+
+impl Held {
+    fn get(&self, node: u32) -> Option<(Token, Arc<NodeSummary>)> {
+        if self.whole_only.load(Ordering::Relaxed) {
+            return None;
+        }
+        sys::lock(&self.by_node).get(&node).cloned()
+    }
+
+    fn put(&self, node: u32, held: Option<(Token, Arc<NodeSummary>)>) {
+        let mut m = sys::lock(&self.by_node);
+        match held {
+            Some(h) => m.insert(node, h),
+            None => m.remove(&node),
+        };
+    }
+
+    fn count(&self, c: &AtomicU64, bytes: usize) {
+        c.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
     }
 }
 
@@ -279,14 +332,41 @@ impl Tree {
         }
     }
 
+    /// Whether refreshes of node summaries ask for deltas (on by default;
+    /// off: every refresh reads whole, as a benchmark's comparison).
+    pub fn set_summary_deltas(&self, on: bool) {
+        self.held.whole_only.store(!on, Ordering::Relaxed);
+        if !on {
+            sys::lock(&self.held.by_node).clear();
+        }
+    }
+
+    /// How summary reads went so far: deltas applied, whole reads, failed
+    /// deltas, bytes.
+    pub fn summary_reads(&self) -> SummaryReads {
+        let h = &self.held;
+        SummaryReads {
+            deltas: h.deltas.load(Ordering::Relaxed),
+            wholes: h.wholes.load(Ordering::Relaxed),
+            fallbacks: h.fallbacks.load(Ordering::Relaxed),
+            bytes: h.bytes.load(Ordering::Relaxed),
+        }
+    }
+
     /// A pool node's summary file, parsed (a node's or a lower
     /// aggregator's), and, when a `stale` rule let the cache serve it past
     /// its TTL, its age. What the pool node was found to be is recorded.
+    ///
+    /// A node's summary that carried a generation is kept ([`Held`]); the
+    /// next load asks the node for the delta since it and applies it, and
+    /// reads whole on any error, so the result is always what a whole read
+    /// gives.
     pub(super) async fn fetch_summary(
         &self,
         node: &Arc<Node>,
     ) -> FsResult<(Fetched, Option<Duration>)> {
         let direct = Member::direct(node);
+        let held = self.held.clone();
         let (f, fresh) = self
             .cached(
                 Parsed,
@@ -294,6 +374,33 @@ impl Tree {
                 summary::FILE_PATH,
                 None,
                 |pool, n, p, _| async move {
+                    if let Some((token, base)) = held.get(n.index) {
+                        let since = delta::since_path(token);
+                        let got = pool
+                            .with_node(&n, |root| async move { root.read_all(&since).await })
+                            .await;
+                        let applied = match got {
+                            Ok(d) => {
+                                let len = d.len();
+                                tokio::spawn(async move { delta::apply(&base, token, &d) })
+                                    .await
+                                    .ok()
+                                    .and_then(Result::ok)
+                                    .map(|r| (r, len))
+                            }
+                            Err(_) => None,
+                        };
+                        match applied {
+                            Some(((t, s), len)) => {
+                                held.count(&held.deltas, len);
+                                let s = Arc::new(s);
+                                held.put(n.index, Some((t, s.clone())));
+                                return Ok(Fetched::Node(s));
+                            }
+                            // Whatever went wrong, a whole read below.
+                            None => held.count(&held.fallbacks, 0),
+                        }
+                    }
                     let bytes = pool
                         .with_node(&n, |root| async move { root.read_all(&p).await })
                         .await
@@ -310,19 +417,25 @@ impl Tree {
                             n.spec.aname
                         )));
                     }
+                    held.count(&held.wholes, bytes.len());
                     let small = bytes.len() < OFFLOAD_PARSE_BYTES;
+                    let index = n.index;
                     let parse = move || {
                         let bad = |e| {
                             FsError::new(errno::EPROTO).with(format!("{name}: bad summary: {e}"))
                         };
                         if merged::is_merged(&bytes) {
+                            held.put(index, None);
                             merged::parse(&bytes)
                                 .map(|m| Fetched::Merged(Arc::new(MergedIndex::new(m))))
                                 .map_err(bad)
                         } else {
-                            summary::parse(&bytes)
-                                .map(|s| Fetched::Node(Arc::new(s)))
-                                .map_err(bad)
+                            let s = Arc::new(summary::parse(&bytes).map_err(bad)?);
+                            // A node that serves deltas says its summary's
+                            // generation; one that does not is read whole.
+                            let token = delta::generation(&bytes);
+                            held.put(index, token.map(|t| (t, s.clone())));
+                            Ok(Fetched::Node(s))
                         }
                     };
                     // A node's summary is parsed in a task of its own, so
