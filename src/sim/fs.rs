@@ -277,7 +277,7 @@ impl SimNodeFs {
             }
             (Entry::GprocDir, "..") => Entry::Root,
             (Entry::GprocDir, SUMMARY_FILE) => Entry::Summary,
-            (Entry::GprocDir, SINCE_DIR) => Entry::SinceDir,
+            (Entry::GprocDir, SINCE_DIR) if self.node().deltas => Entry::SinceDir,
             (Entry::SinceDir, "..") => Entry::GprocDir,
             (Entry::SinceDir, _) => Entry::Since(Token::parse(name.as_bytes()).ok_or_else(noent)?),
             (
@@ -354,7 +354,9 @@ impl SimNodeFs {
             }
             Entry::GprocDir => {
                 out.push(dirent(Entry::Summary.qid(), dt::REG, SUMMARY_FILE));
-                out.push(dirent(Entry::SinceDir.qid(), dt::DIR, SINCE_DIR));
+                if self.node().deltas {
+                    out.push(dirent(Entry::SinceDir.qid(), dt::DIR, SINCE_DIR));
+                }
             }
             // Tokens are a reader's own: none is listed.
             Entry::SinceDir => {}
@@ -448,6 +450,9 @@ impl SimNodeFs {
     /// generation kept for deltas.
     fn served_summary(&self, who: &Identity) -> Arc<[u8]> {
         let bytes = self.summary().encode();
+        if !self.node().deltas {
+            return bytes.into();
+        }
         crate::sys::lock(&self.history).record(&who.uid, &bytes)
     }
 
