@@ -201,7 +201,7 @@ fn new_epoch() -> u64 {
     // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
     let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
     if n == 8 {
-        return u64::from_ne_bytes(b);
+        return u64::from_le_bytes(b);
     }
     let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -790,7 +790,11 @@ impl Filesystem for ProcFs {
             (Place::SinceDir, "..") => Place::GprocDir,
             // Only a token of a summary served to these credentials.
             (Place::SinceDir, _) => match Token::parse(name.as_bytes()) {
-                Some(t) if crate::sys::lock(&self.history).get(&reader_of(who), t).is_some() => {
+                Some(t)
+                    if crate::sys::lock(&self.history)
+                        .get(&reader_of(who), t)
+                        .is_some() =>
+                {
                     Place::Since(t)
                 }
                 _ => return Err(FsError::NOENT),
@@ -1405,6 +1409,55 @@ mod tests {
         assert!(walk_as(&tfs, &u, "42/status").await.is_ok());
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// Deltas are per reader credentials. A user handed the token of
+    /// root's summary gets ENOENT, not a delta against root's view (whose
+    /// `x PID` lines would name processes root saw and the user may not,
+    /// e.g. under `hidepid`), and root cannot use a user's token either;
+    /// each one's own works, and a restarted agent knows neither.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delta_is_only_for_the_credentials_that_read_its_base() {
+        use crate::format::delta;
+        let fs = ProcFs::new("/proc").unwrap();
+        let whole = read_all(&fs, ".gproc/ps").await.unwrap();
+        let t = delta::generation(&whole).unwrap();
+        let d = read_all(&fs, &format!(".gproc/since/{t}")).await.unwrap();
+        let (t2, s) = delta::apply(&summary::parse(&whole).unwrap(), t, &d).unwrap();
+        assert!(s.procs.iter().any(|p| p.pid == std::process::id() as i32));
+        // A restarted agent: another epoch.
+        let again = ProcFs::new("/proc").unwrap();
+        let e = walk_path(&again, &format!(".gproc/since/{t2}"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno, errno::ENOENT);
+        if !can_switch() {
+            eprintln!("SKIP (the other users): needs root with CAP_SETUID/CAP_SETGID");
+            return;
+        }
+        let u = user(4242);
+        let e = walk_as(&fs, &u, &format!(".gproc/since/{t2}"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno, errno::ENOENT, "root's token is not the user's");
+        let f = walk_as(&fs, &u, ".gproc/ps").await.unwrap();
+        let Contents::File(mine) = fs.open(&u, &f, OpenFlags::READ).await.unwrap() else {
+            panic!("a file");
+        };
+        let tu = delta::generation(&mine).unwrap();
+        let e = walk_path(&fs, &format!(".gproc/since/{tu}"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno, errno::ENOENT, "the user's token is not root's");
+        let f = walk_as(&fs, &u, &format!(".gproc/since/{tu}"))
+            .await
+            .unwrap();
+        let Contents::File(d) = fs.open(&u, &f, OpenFlags::READ).await.unwrap() else {
+            panic!("a file");
+        };
+        assert!(delta::apply(&summary::parse(&mine).unwrap(), tu, &d).is_ok());
+        // Root's token still works for root.
+        assert!(read_all(&fs, &format!(".gproc/since/{t2}")).await.is_ok());
     }
 
     /// The service's isolated requests that never finish occupy at most

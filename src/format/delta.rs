@@ -468,6 +468,9 @@ fn permute(mut z: u64) -> u64 {
     z ^ (z >> 31)
 }
 
+/// One reader's summaries, oldest first, each as served.
+type Kept = VecDeque<(Token, Arc<[u8]>)>;
+
 /// The last summaries a node served, per reader identity `K`: a delta is
 /// only ever made between two summaries built for the same identity, so a
 /// reader never learns from one what another identity's summary held.
@@ -476,7 +479,7 @@ pub struct History<K> {
     key: u64,
     counter: u64,
     /// Most recently served identity last.
-    by_reader: VecDeque<(K, VecDeque<(Token, Arc<[u8]>)>)>,
+    by_reader: VecDeque<(K, Kept)>,
 }
 
 impl<K> fmt::Debug for History<K> {

@@ -665,10 +665,17 @@ async fn deltas_applied_give_the_whole_summary_of_the_same_instant() {
             let d = read(&fs, &format!(".gproc/since/{token}")).await.unwrap();
             let (t, s) = delta::apply(&held, token, &d).unwrap();
             let whole = read(&fs, ".gproc/ps").await.unwrap();
-            assert_eq!(s, summary::parse(&whole).unwrap(), "node {i} after {step} s");
+            assert_eq!(
+                s,
+                summary::parse(&whole).unwrap(),
+                "node {i} after {step} s"
+            );
             if step == 1 {
                 lines += s.procs.len();
-                changed += d.split(|&b| b == b'\n').filter(|l| l.starts_with(b"p ")).count();
+                changed += d
+                    .split(|&b| b == b'\n')
+                    .filter(|l| l.starts_with(b"p "))
+                    .count();
             }
             (token, held) = (t, s);
         }

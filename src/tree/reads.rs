@@ -21,8 +21,8 @@ use crate::proto::{Metadata, errno};
 use crate::server::{FsError, FsResult};
 
 use super::Tree;
-use crate::sys;
 use super::members::Member;
+use crate::sys;
 
 /// A node file's bytes.
 pub(super) struct Data;
