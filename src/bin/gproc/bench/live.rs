@@ -166,6 +166,101 @@ async fn agent_share(secs: usize, deltas: bool) -> Result<(f64, f64, f64)> {
     r
 }
 
+/// This thread's CPU time, seconds.
+fn thread_cpu() -> f64 {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes only the struct passed.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
+}
+
+/// The reader's and the node's work per node without the network:
+/// simulated nodes' summaries one second apart, parsed whole against a
+/// delta made (the node's work) and applied (the reader's). Prints the
+/// table; returns nothing else.
+async fn in_process(nodes: usize, procs: usize) -> Result<()> {
+    use gproc::format::{delta, summary};
+    use gproc::sim::{Sim, SimNodeFs, SimOptions};
+    let sim = std::sync::Arc::new(
+        Sim::new(SimOptions {
+            nodes,
+            procs_per_node: procs,
+            ..SimOptions::default()
+        })
+        .context("cannot build the simulated cluster")?,
+    );
+    let fs: Vec<SimNodeFs> = (0..nodes).map(|i| SimNodeFs::new(sim.clone(), i)).collect();
+    let tok = |g| delta::Token {
+        epoch: 1,
+        generation: g,
+    };
+    let before: Vec<Vec<u8>> = fs
+        .iter()
+        .map(|f| delta::with_generation(&f.summary().encode(), tok(1)))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let after: Vec<Vec<u8>> = fs
+        .iter()
+        .map(|f| delta::with_generation(&f.summary().encode(), tok(2)))
+        .collect();
+    let held: Vec<summary::NodeSummary> = before
+        .iter()
+        .map(|b| summary::parse(b))
+        .collect::<Result<_, _>>()?;
+    // Node by node, the three in turn, in this thread's CPU time: the
+    // machine's other load weighs on none of them more than the others.
+    let (mut parse, mut diff, mut apply) = (0.0, 0.0, 0.0);
+    let mut deltas = Vec::with_capacity(nodes);
+    for ((b, a), h) in before.iter().zip(&after).zip(&held) {
+        let t = thread_cpu();
+        std::hint::black_box(summary::parse(a)?);
+        let t1 = thread_cpu();
+        let d = delta::diff(b, a)?;
+        let t2 = thread_cpu();
+        std::hint::black_box(delta::apply(h, tok(1), &d)?);
+        let t3 = thread_cpu();
+        (parse, diff, apply) = (parse + t1 - t, diff + t2 - t1, apply + t3 - t2);
+        deltas.push(d);
+    }
+    let count = |v: &[Vec<u8>]| -> usize {
+        v.iter()
+            .map(|b| {
+                b.split(|&c| c == b'\n')
+                    .filter(|l| l.starts_with(b"p "))
+                    .count()
+            })
+            .sum()
+    };
+    let (lines, changed) = (count(&after), count(&deltas));
+    let bytes = |v: &[Vec<u8>]| v.iter().map(Vec::len).sum::<usize>() as f64 / nodes as f64;
+    let us = |s: f64| format!("{:.1}", s * 1e6 / nodes as f64);
+    println!(
+        "\nPer node, in this process, {nodes} simulated nodes one second apart \
+         ({changed} of {lines} process lines changed, {:.0}%):\n",
+        changed as f64 * 100.0 / lines.max(1) as f64
+    );
+    print_table(
+        &["work", "CPU us per node", "bytes per node"],
+        &[
+            vec![
+                "reader: parse the whole summary".into(),
+                us(parse),
+                format!("{:.0}", bytes(&after)),
+            ],
+            vec![
+                "reader: apply the delta".into(),
+                us(apply),
+                format!("{:.0}", bytes(&deltas)),
+            ],
+            vec!["node: make the delta".into(), us(diff), "-".into()],
+        ],
+    );
+    Ok(())
+}
+
 /// Runs the benchmark and prints its tables.
 ///
 /// # Errors
@@ -245,6 +340,7 @@ pub async fn run(b: LiveBench) -> Result<()> {
         ],
         &rows,
     );
+    in_process(b.nodes, b.procs_per_node).await?;
     if b.agent_seconds > 0 {
         let mut rows = Vec::new();
         for deltas in [true, false] {
