@@ -547,19 +547,19 @@ impl<K: Eq + Clone> History<K> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::format::summary::tests::{arb_proc, sample};
     use proptest::prelude::*;
 
-    fn tok(g: u64) -> Token {
+    pub(crate) fn tok(g: u64) -> Token {
         Token {
             epoch: 7,
             generation: g,
         }
     }
 
-    fn served(s: &NodeSummary, g: u64) -> Vec<u8> {
+    pub(crate) fn served(s: &NodeSummary, g: u64) -> Vec<u8> {
         with_generation(&s.encode(), tok(g))
     }
 
@@ -718,7 +718,7 @@ mod tests {
 
     /// Random churn: processes gone, new, changed, and pids reused by a
     /// process started later.
-    fn churn() -> impl Strategy<Value = (NodeSummary, NodeSummary)> {
+    pub(crate) fn churn() -> impl Strategy<Value = (NodeSummary, NodeSummary)> {
         (
             proptest::collection::vec(arb_proc(), 0..12),
             proptest::collection::vec((0u8..5, arb_proc()), 0..12),
