@@ -9,7 +9,7 @@
 //! | module | its one job | may import |
 //! |---|---|---|
 //! | [`proto`] | 9P2000, 9P2000.u and 9P2000.L messages, encode/decode, framing, the one metadata type and errno mapping. Pure: no I/O | nothing |
-//! | [`format`](mod@format) | the text formats gproc binaries exchange, each writer beside its parser: the node summary (`/.gproc/ps`) and the `/ps` `/load` `/nodes` `/jobs` tables, with their extension rules; the cgroup patterns that name a process's batch job; GPU devices by device number. Pure | nothing |
+//! | [`format`](mod@format) | the text formats gproc binaries exchange, each writer beside its parser: the node summary (`/.gproc/ps`) and its deltas since a generation, the `/ps` `/load` `/nodes` `/jobs` tables, with their extension rules; the cgroup patterns that name a process's batch job; GPU devices by device number. Pure | nothing |
 //! | [`sys`] | OS helpers: the user database (NSS), acting as another user on dedicated threads, the open-file limit, poison-tolerant locks, the one pseudo-random generator | nothing |
 //! | [`net`] | endpoint addresses (`host:port`, `unix:/path`) | nothing |
 //! | [`auth`] | MUNGE credentials (libmunge loaded at run time) | `sys` |

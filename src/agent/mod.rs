@@ -1,7 +1,8 @@
 //! The node agent: a read-only [`Filesystem`] over a local Linux `/proc`
 //! (or any directory given as the root), plus the synthesized node summary
 //! file `/.gproc/ps` (format in [`crate::format::summary`], built by
-//! [`collect`]).
+//! [`collect`]) and the deltas since a summary it served
+//! (`/.gproc/since/TOKEN`, [`crate::format::delta`]).
 //!
 //! Rules that make /proc work over 9P:
 //! - a file is read whole when it is opened, and reads are served from that
@@ -62,6 +63,7 @@ use bytes::Bytes;
 use rustix::fs::{Mode, OFlags};
 
 use crate::format::ctl;
+use crate::format::delta::{self, History, SINCE_DIR, Token};
 use crate::format::summary::{self, GPROC_DIR, SUMMARY_FILE};
 use crate::proto::{
     DirEntry, Metadata, Qid, dt, errno, qid_type_from_mode, qt, s_if, time_from_wire,
@@ -93,6 +95,10 @@ enum Place {
     GprocDir,
     /// `/.gproc/ps`.
     Summary,
+    /// `/.gproc/since`.
+    SinceDir,
+    /// `/.gproc/since/TOKEN`: the delta since that summary.
+    Since(Token),
     /// `<pid>/ctl` (with control on): the process directory's path.
     Ctl(PathBuf),
 }
@@ -175,6 +181,32 @@ pub struct ProcFs {
     job_rules: Arc<crate::format::jobs::JobRules>,
     /// How the summary finds the GPUs processes hold (and what it keeps).
     gpu_scan: Arc<gpus::GpuScan>,
+    /// The summaries served lately, per reader credentials: a delta is
+    /// made only between two summaries built with the same credentials.
+    history: Arc<Mutex<History<Reader>>>,
+}
+
+/// The credentials a summary was built with: what a delta's base must
+/// have been built with too.
+type Reader = (u32, Option<u32>, Vec<u32>);
+
+fn reader_of(who: &Identity) -> Reader {
+    (who.uid, who.gid, who.gids.clone())
+}
+
+/// A new random epoch for this agent's tokens (so a restarted agent never
+/// takes a token of its previous run).
+fn new_epoch() -> u64 {
+    let mut b = [0u8; 8];
+    // SAFETY: getrandom writes at most `b.len()` bytes into `b`.
+    let n = unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    if n == 8 {
+        return u64::from_le_bytes(b);
+    }
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    crate::sys::rng::hash(&[nanos, u64::from(std::process::id())])
 }
 
 /// Threads acting as users, and how many requests may wait for them.
@@ -280,6 +312,7 @@ impl ProcFs {
             control: false,
             job_rules: Arc::default(),
             gpu_scan: Arc::default(),
+            history: Arc::new(Mutex::new(History::new(new_epoch()))),
         })
     }
 
@@ -448,6 +481,17 @@ impl ProcFs {
                 version: 0,
                 path: SYNTH_QID | 1,
             },
+            Place::SinceDir => Qid {
+                ty: qt::DIR,
+                version: 0,
+                path: SYNTH_QID | 3,
+            },
+            // Distinct per token, apart from the other synthesized files.
+            Place::Since(t) => Qid {
+                ty: qt::FILE,
+                version: 0,
+                path: SYNTH_QID | 1 << 62 | t.generation >> 2,
+            },
             _ => Qid {
                 ty: qt::FILE,
                 version: 0,
@@ -489,8 +533,14 @@ impl ProcFs {
     }
 
     fn synth_meta(&self, node: &Place) -> Metadata {
+        let token;
         let (mode, name) = match node {
             Place::GprocDir => (s_if::DIR | 0o555, GPROC_DIR),
+            Place::SinceDir => (s_if::DIR | 0o555, SINCE_DIR),
+            Place::Since(t) => {
+                token = t.to_string();
+                (s_if::REG | 0o444, token.as_str())
+            }
             _ => (s_if::REG | 0o444, SUMMARY_FILE),
         };
         Metadata::synthetic(
@@ -526,6 +576,21 @@ impl ProcFs {
         );
         md.qid = ctl_qid(dir);
         md
+    }
+
+    /// The summary built now as `who` (the collector sees what they may),
+    /// as served: with a new generation, kept for `who`'s deltas.
+    async fn served_summary(&self, who: &Identity) -> FsResult<Arc<[u8]>> {
+        let root = self.root.clone();
+        let rules = self.job_rules.clone();
+        let gpus = self.gpu_scan.clone();
+        let data = self
+            .run(who, Class::Isolated, move || {
+                collect::generate_with(&root, Some(&rules), Some(&gpus))
+                    .map_err(|e| FsError::IO.with(format!("node summary: {e}")))
+            })
+            .await?;
+        Ok(crate::sys::lock(&self.history).record(&reader_of(who), &data))
     }
 
     /// Whether `who` is this agent's own uid (its signals need no switch).
@@ -721,6 +786,19 @@ impl Filesystem for ProcFs {
             (Place::Real(p), _) => Place::Real(p.join(name)),
             (Place::GprocDir, "..") => Place::Real(PathBuf::new()),
             (Place::GprocDir, SUMMARY_FILE) => Place::Summary,
+            (Place::GprocDir, SINCE_DIR) => Place::SinceDir,
+            (Place::SinceDir, "..") => Place::GprocDir,
+            // Only a token of a summary served to these credentials.
+            (Place::SinceDir, _) => match Token::parse(name.as_bytes()) {
+                Some(t)
+                    if crate::sys::lock(&self.history)
+                        .get(&reader_of(who), t)
+                        .is_some() =>
+                {
+                    Place::Since(t)
+                }
+                _ => return Err(FsError::NOENT),
+            },
             _ => return Err(FsError::NOENT),
         };
         if let Place::Ctl(p) = &place {
@@ -844,20 +922,24 @@ impl Filesystem for ProcFs {
         }
         match &node.place {
             Place::Summary => {
-                // Generated as the asker: the collector sees what they may.
-                let root = self.root.clone();
-                let rules = self.job_rules.clone();
-                let gpus = self.gpu_scan.clone();
-                let data = self
-                    .run(who, Class::Isolated, move || {
-                        collect::generate_with(&root, Some(&rules), Some(&gpus))
-                            .map_err(|e| FsError::IO.with(format!("node summary: {e}")))
-                    })
-                    .await?;
+                let data = self.served_summary(who).await?;
                 // Taken again by a read at 0, as `/proc`'s files are:
                 // the summary says so (`fresh_at_zero`).
-                Ok(Contents::Fresh(Bytes::from(data)))
+                Ok(Contents::Fresh(Bytes::from(data.to_vec())))
             }
+            Place::Since(t) => {
+                let base = crate::sys::lock(&self.history)
+                    .get(&reader_of(who), *t)
+                    .ok_or_else(|| FsError::NOENT.with(format!("no summary {t} here")))?;
+                let new = self.served_summary(who).await?;
+                let d = delta::diff(&base, &new)
+                    .map_err(|e| FsError::IO.with(format!("node summary delta: {e}")))?;
+                Ok(Contents::File(Bytes::from(d)))
+            }
+            Place::SinceDir => Ok(Contents::Dir(vec![
+                dirent(node.qid, dt::DIR, "."),
+                dirent(Self::synth_qid(&Place::GprocDir), dt::DIR, ".."),
+            ])),
             Place::Ctl(p) => {
                 if flags.read {
                     return Err(FsError::ACCES.with(
@@ -871,6 +953,7 @@ impl Filesystem for ProcFs {
                 dirent(node.qid, dt::DIR, "."),
                 dirent(node.qid, dt::DIR, ".."),
                 dirent(Self::synth_qid(&Place::Summary), dt::REG, SUMMARY_FILE),
+                dirent(Self::synth_qid(&Place::SinceDir), dt::DIR, SINCE_DIR),
             ])),
             Place::Real(p) => {
                 if node.qid.is_symlink() {
@@ -1328,6 +1411,55 @@ mod tests {
         assert!(walk_as(&tfs, &u, "42/status").await.is_ok());
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// Deltas are per reader credentials. A user handed the token of
+    /// root's summary gets ENOENT, not a delta against root's view (whose
+    /// `x PID` lines would name processes root saw and the user may not,
+    /// e.g. under `hidepid`), and root cannot use a user's token either;
+    /// each one's own works, and a restarted agent knows neither.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_delta_is_only_for_the_credentials_that_read_its_base() {
+        use crate::format::delta;
+        let fs = ProcFs::new("/proc").unwrap();
+        let whole = read_all(&fs, ".gproc/ps").await.unwrap();
+        let t = delta::generation(&whole).unwrap();
+        let d = read_all(&fs, &format!(".gproc/since/{t}")).await.unwrap();
+        let (t2, s) = delta::apply(&summary::parse(&whole).unwrap(), t, &d).unwrap();
+        assert!(s.procs.iter().any(|p| p.pid == std::process::id() as i32));
+        // A restarted agent: another epoch.
+        let again = ProcFs::new("/proc").unwrap();
+        let e = walk_path(&again, &format!(".gproc/since/{t2}"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno, errno::ENOENT);
+        if !can_switch() {
+            eprintln!("SKIP (the other users): needs root with CAP_SETUID/CAP_SETGID");
+            return;
+        }
+        let u = user(4242);
+        let e = walk_as(&fs, &u, &format!(".gproc/since/{t2}"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno, errno::ENOENT, "root's token is not the user's");
+        let f = walk_as(&fs, &u, ".gproc/ps").await.unwrap();
+        let Contents::Fresh(mine) = fs.open(&u, &f, OpenFlags::READ).await.unwrap() else {
+            panic!("a file");
+        };
+        let tu = delta::generation(&mine).unwrap();
+        let e = walk_path(&fs, &format!(".gproc/since/{tu}"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno, errno::ENOENT, "the user's token is not root's");
+        let f = walk_as(&fs, &u, &format!(".gproc/since/{tu}"))
+            .await
+            .unwrap();
+        let Contents::File(d) = fs.open(&u, &f, OpenFlags::READ).await.unwrap() else {
+            panic!("a file");
+        };
+        assert!(delta::apply(&summary::parse(&mine).unwrap(), tu, &d).is_ok());
+        // Root's token still works for root.
+        assert!(read_all(&fs, &format!(".gproc/since/{t2}")).await.is_ok());
     }
 
     /// The service's isolated requests that never finish occupy at most

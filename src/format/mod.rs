@@ -2,6 +2,8 @@
 //!
 //! - [`summary`]: the node summary file `/.gproc/ps` an agent (or the
 //!   simulator) serves and the aggregator reads;
+//! - [`delta`]: what changed in a node summary since a generation the
+//!   reader holds (`/.gproc/since/TOKEN`), for live refresh;
 //! - [`merged`]: the merged summary a gproc aggregator serves at the same
 //!   path, every node below it in one read, for the aggregator above it;
 //! - [`table`]: the aggregator's `/ps`, `/load`, `/nodes` and `/jobs`
@@ -16,6 +18,7 @@
 //! its format may grow without breaking older readers.
 
 pub mod ctl;
+pub mod delta;
 pub mod gpus;
 pub mod jobs;
 pub mod merged;

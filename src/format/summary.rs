@@ -65,6 +65,9 @@
 //!   may then keep the file open and read it from 0 for each refresh: one
 //!   message instead of a walk, an open, two reads and a clunk. Without
 //!   the line, a kept fid would serve the summary of its open forever.
+//!   `generation EPOCH.GEN` (optional) names this summary for a reader
+//!   that will ask the node what changed since it
+//!   ([`crate::format::delta`]); a node that serves no deltas writes none.
 //! - `p` lines are processes, in pid order, with these fields:
 //!   `pid ppid ruid euid user state utime stime rss vsize start threads comm
 //!   argc arg1 ... argN`: `user` is the name of the *effective* uid as
@@ -133,6 +136,11 @@
 //!   and the listed fields stay, with their meaning and syntax, for as long
 //!   as the major version does; a new fact that some nodes cannot provide
 //!   is optional, as `mem_available_kb` is;
+//! - a new header key that changes how `p` lines read (as `gpu_scan`
+//!   does): nothing more to do, deltas ([`crate::format::delta`]) send
+//!   every `p` line when such a key changes. A new key that is a plain
+//!   value, meaning nothing for `p` lines, may be added to the delta's
+//!   list of value-only keys, so that its changing alone does not;
 //! - another major version on line 1: rejected ([`SummaryError::Version`]),
 //!   so an incompatible change (removing or reordering fields, changing a
 //!   unit) is a new major version, which old readers refuse rather than

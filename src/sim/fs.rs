@@ -1,10 +1,12 @@
 //! [`SimNodeFs`]: one simulated node's `/proc` as a [`Filesystem`], with
 //! the agent's shapes: length 0 and `qid.version` 0 for files, readdir
 //! cookies = index + 1 with `.` and `..` first, symlinks that are read
-//! with readlink and never opened, the `/.gproc/ps` summary, ENOENT for a
-//! process that exited (or whose pid was reused) since it was walked to.
+//! with readlink and never opened, the `/.gproc/ps` summary (with its
+//! generation) and the deltas since one (`/.gproc/since/TOKEN`,
+//! [`crate::format::delta`]), ENOENT for a process that exited (or whose
+//! pid was reused) since it was walked to.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +16,7 @@ use super::model::{Hold, NodeAt, NodeModel, ProcRec, Sim};
 use super::render::{self, NodeFile, ProcCtx, ProcFile};
 use super::tables::{Role, user_name};
 use crate::format::ctl;
+use crate::format::delta::{self, History, SINCE_DIR, Token};
 use crate::format::summary::{self, GPROC_DIR, SUMMARY_FILE};
 use crate::proto::{
     DirEntry, Metadata, Qid, dt, errno, qid_type_from_mode, qt, s_if, time_from_wire,
@@ -35,6 +38,10 @@ enum Entry {
     SelfLink,
     GprocDir,
     Summary,
+    /// `/.gproc/since`.
+    SinceDir,
+    /// `/.gproc/since/TOKEN`: the delta since that summary.
+    Since(Token),
     /// Something of process `pid` (started at `start`, so a reused pid is
     /// a different process); `tid` 0 is the process level, otherwise
     /// `task/<tid>`.
@@ -136,6 +143,10 @@ impl Entry {
             Entry::SelfLink => (qt::SYMLINK, 0x1ff),
             Entry::GprocDir => (qt::DIR, SYNTH_QID | 1),
             Entry::Summary => (qt::FILE, SYNTH_QID | 2),
+            Entry::SinceDir => (qt::DIR, SYNTH_QID | 3),
+            // Distinct per token (the low bits of a generation are a
+            // permutation's), and apart from the other synthesized files.
+            Entry::Since(t) => (qt::FILE, SYNTH_QID | 1 << 62 | t.generation >> 2),
             Entry::Proc { pid, tid, item, .. } => (
                 item.qtype(),
                 1 << 62
@@ -175,6 +186,8 @@ impl SimNode {
 pub struct SimNodeFs {
     sim: Arc<Sim>,
     index: usize,
+    /// The summaries served lately, per reader uid, for deltas.
+    history: Arc<Mutex<History<u32>>>,
 }
 
 impl SimNodeFs {
@@ -184,7 +197,17 @@ impl SimNodeFs {
     /// `index` is not a node of `sim`.
     pub fn new(sim: Arc<Sim>, index: usize) -> Self {
         assert!(index < sim.nodes.len(), "node {index} out of range");
-        Self { sim, index }
+        // A new epoch per start, so a restarted simulator never takes a
+        // token of its previous run.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64);
+        let epoch = crate::sys::rng::hash(&[nanos, u64::from(std::process::id()), index as u64]);
+        Self {
+            sim,
+            index,
+            history: Arc::new(Mutex::new(History::new(epoch))),
+        }
     }
 
     fn node(&self) -> &NodeModel {
@@ -254,6 +277,9 @@ impl SimNodeFs {
             }
             (Entry::GprocDir, "..") => Entry::Root,
             (Entry::GprocDir, SUMMARY_FILE) => Entry::Summary,
+            (Entry::GprocDir, SINCE_DIR) if self.node().deltas => Entry::SinceDir,
+            (Entry::SinceDir, "..") => Entry::GprocDir,
+            (Entry::SinceDir, _) => Entry::Since(Token::parse(name.as_bytes()).ok_or_else(noent)?),
             (
                 Entry::Proc {
                     pid,
@@ -326,7 +352,14 @@ impl SimNodeFs {
                     out.push(dirent(pe.qid(), dt::DIR, &p.pid.to_string()));
                 }
             }
-            Entry::GprocDir => out.push(dirent(Entry::Summary.qid(), dt::REG, SUMMARY_FILE)),
+            Entry::GprocDir => {
+                out.push(dirent(Entry::Summary.qid(), dt::REG, SUMMARY_FILE));
+                if self.node().deltas {
+                    out.push(dirent(Entry::SinceDir.qid(), dt::DIR, SINCE_DIR));
+                }
+            }
+            // Tokens are a reader's own: none is listed.
+            Entry::SinceDir => {}
             Entry::Proc {
                 pid,
                 start,
@@ -380,7 +413,7 @@ impl SimNodeFs {
                 let snap = self.node().snapshot(&self.sim);
                 Ok(render::node_file(&self.sim, self.node(), &snap, f))
             }
-            Entry::Summary => Ok(self.summary_at(&self.node().snapshot(&self.sim)).encode()),
+            Entry::Summary | Entry::Since(_) => Err(FsError::IO.with("served by open")),
             Entry::Proc {
                 pid,
                 start,
@@ -411,6 +444,27 @@ impl SimNodeFs {
             }
             _ => Err(FsError::ISDIR),
         }
+    }
+
+    /// `/.gproc/ps` as served to `who`: the summary now, with a new
+    /// generation kept for deltas.
+    fn served_summary(&self, who: &Identity) -> Arc<[u8]> {
+        let bytes = self.summary().encode();
+        if !self.node().deltas {
+            return bytes.into();
+        }
+        crate::sys::lock(&self.history).record(&who.uid, &bytes)
+    }
+
+    /// `/.gproc/since/TOKEN` for `who`: the delta from the summary of
+    /// `token` they were served to the summary now (which becomes theirs);
+    /// ENOENT for a token that is not theirs or forgotten.
+    fn served_delta(&self, who: &Identity, token: Token) -> FsResult<Vec<u8>> {
+        let base = crate::sys::lock(&self.history)
+            .get(&who.uid, token)
+            .ok_or_else(|| FsError::NOENT.with(format!("no summary {token} here")))?;
+        let new = self.served_summary(who);
+        delta::diff(&base, &new).map_err(|e| FsError::IO.with(format!("delta: {e}")))
     }
 
     fn summary_at(&self, snap: &NodeAt) -> crate::format::summary::NodeSummary {
@@ -445,6 +499,8 @@ impl SimNodeFs {
             Entry::SelfLink => root_meta(e.qid(), "self", s_if::LNK | 0o777, wall(0)),
             Entry::GprocDir => root_meta(e.qid(), GPROC_DIR, s_if::DIR | 0o555, now),
             Entry::Summary => root_meta(e.qid(), SUMMARY_FILE, s_if::REG | 0o444, now),
+            Entry::SinceDir => root_meta(e.qid(), SINCE_DIR, s_if::DIR | 0o555, now),
+            Entry::Since(t) => root_meta(e.qid(), &t.to_string(), s_if::REG | 0o444, now),
             Entry::Proc {
                 pid,
                 start,
@@ -575,7 +631,7 @@ impl Filesystem for SimNodeFs {
         self.meta(fid.entry)
     }
 
-    async fn open(&self, _who: &Identity, fid: &SimNode, flags: OpenFlags) -> FsResult<Contents> {
+    async fn open(&self, who: &Identity, fid: &SimNode, flags: OpenFlags) -> FsResult<Contents> {
         let e = fid.entry;
         let ctl = matches!(
             e,
@@ -607,6 +663,10 @@ impl Filesystem for SimNodeFs {
                 Err(FsError::new(errno::ELOOP).with("symlinks are read with readlink, not opened"))
             }
             _ if e.is_dir() => Ok(Contents::Dir(self.listing(e)?)),
+            Entry::Summary => Ok(Contents::File(Bytes::from(
+                self.served_summary(who).to_vec(),
+            ))),
+            Entry::Since(t) => Ok(Contents::File(Bytes::from(self.served_delta(who, t)?))),
             _ => {
                 // Huge files take a while to render: off the async threads.
                 let this = self.clone();

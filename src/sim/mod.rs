@@ -115,6 +115,10 @@ pub struct SimOptions {
     /// Fraction of nodes without `/.gproc/ps` (like diod exporting
     /// `/proc`): the aggregator must read their per-process files.
     pub no_summary: f64,
+    /// Fraction of the nodes with a summary whose summary has no
+    /// `generation` and who serve no deltas (an agent from before them,
+    /// [`crate::format::delta`]): readers always read them whole.
+    pub no_deltas: f64,
     /// Port every node listens on (each node has its own address); 0 takes
     /// a free port per node, which tests use to run side by side.
     pub base_port: u16,
@@ -155,6 +159,7 @@ impl Default for SimOptions {
             refuse: 0.0,
             huge: 0.0,
             no_summary: 0.0,
+            no_deltas: 0.0,
             base_port: 5640,
             first_address: Ipv4Addr::new(127, 1, 0, 1),
             name_prefix: "sim".into(),
@@ -208,6 +213,7 @@ impl SimOptions {
             ("refuse", self.refuse),
             ("huge", self.huge),
             ("no-summary", self.no_summary),
+            ("no-deltas", self.no_deltas),
         ];
         for (name, f) in fracs {
             if !(f.is_finite() && (0.0..=1.0).contains(&f)) {

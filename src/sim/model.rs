@@ -314,6 +314,8 @@ pub(crate) struct NodeModel {
     pub(crate) fault: Fault,
     /// Serves `/.gproc/ps` (else it looks like diod: per-process reads).
     pub(crate) summary: bool,
+    /// Its summary has a generation and it serves deltas since one.
+    pub(crate) deltas: bool,
     /// The process whose `maps` is huge (huge nodes only), else 0.
     pub(crate) huge_pid: u32,
     /// Target of `self`: the gproc agent daemon, else init.
@@ -376,6 +378,7 @@ const K_HW: u64 = 0x6877;
 const K_NODE: u64 = 0x6e6f6465;
 const K_FAULT: u64 = 0x6661756c74;
 const K_SUMMARY: u64 = 0x73756d6d;
+const K_DELTAS: u64 = 0x64656c74;
 const K_CHURN: u64 = 0x636875726e;
 const K_SLOW: u64 = 0x736c6f77;
 const K_FLAVOR: u64 = 0x666c6176;
@@ -417,6 +420,13 @@ impl Sim {
         {
             summary[i as usize] = false;
         }
+        let mut deltas = vec![true; n];
+        for &i in shuffled(n, &[seed, K_DELTAS])
+            .iter()
+            .take(fraction_count(opts.no_deltas, n))
+        {
+            deltas[i as usize] = false;
+        }
 
         let mut nodes = Vec::with_capacity(n);
         let mut job_cursor = 0usize;
@@ -444,6 +454,7 @@ impl Sim {
                 uptime0,
                 fault,
                 summary: summary[i as usize],
+                deltas: deltas[i as usize],
                 huge_pid: if fault == Fault::Huge {
                     built.huge_pid
                 } else {

@@ -70,22 +70,36 @@ fn node(sim: &Arc<Sim>, i: usize) -> SimNodeFs {
     SimNodeFs::new(sim.clone(), i)
 }
 
+/// A file's bytes without the summary's `generation` line: the one line
+/// a seed does not decide (its epoch is drawn per start, so a restarted
+/// simulator never takes an old token).
+async fn read_fixed(fs: &SimNodeFs, path: &str) -> Vec<u8> {
+    let b = read(fs, path).await.unwrap();
+    match crate::format::delta::generation(&b) {
+        Some(t) => String::from_utf8(b)
+            .unwrap()
+            .replace(&format!("generation {t}\n"), "")
+            .into_bytes(),
+        None => b,
+    }
+}
+
 #[tokio::test(start_paused = true)]
 async fn same_seed_same_bytes() {
     let a = Arc::new(Sim::new(opts(8)).unwrap());
     let b = Arc::new(Sim::new(opts(8)).unwrap());
     for i in 0..8 {
         for path in ["1/status", ".gproc/ps", "loadavg", "stat", "meminfo"] {
-            let x = read(&node(&a, i), path).await.unwrap();
-            let y = read(&node(&b, i), path).await.unwrap();
+            let x = read_fixed(&node(&a, i), path).await;
+            let y = read_fixed(&node(&b, i), path).await;
             assert_eq!(x, y, "node {i} {path}");
         }
     }
     let c = Arc::new(Sim::new(SimOptions { seed: 2, ..opts(8) }).unwrap());
     let mut differ = false;
     for i in 0..8 {
-        differ |= read(&node(&a, i), ".gproc/ps").await.unwrap()
-            != read(&node(&c, i), ".gproc/ps").await.unwrap();
+        differ |= read_fixed(&node(&a, i), ".gproc/ps").await
+            != read_fixed(&node(&c, i), ".gproc/ps").await;
     }
     assert!(differ, "another seed gives another cluster");
 }
@@ -361,9 +375,9 @@ async fn churn_starts_and_ends_processes_deterministically() {
     tokio::time::advance(Duration::from_secs(600)).await;
     let mut changed = 0;
     for (i, (before, loadavg)) in before.iter().enumerate() {
-        let x = read(&node(&a, i), ".gproc/ps").await.unwrap();
+        let x = read_fixed(&node(&a, i), ".gproc/ps").await;
         // `b` is read at the same instant: same bytes.
-        let y = read(&node(&b, i), ".gproc/ps").await.unwrap();
+        let y = read_fixed(&node(&b, i), ".gproc/ps").await;
         assert_eq!(x, y);
         let ps = summary::parse(&x).unwrap();
         let now: Vec<i32> = ps.procs.iter().map(|p| p.pid).collect();
@@ -628,4 +642,87 @@ async fn gpus_in_the_summary_match_the_modelled_devices() {
         "{holders} {step0_without}"
     );
     assert_eq!(sizes, [4, 8].into_iter().collect(), "4- and 8-GPU nodes");
+}
+
+/// Live refresh (issue 13): a delta since a summary the reader holds,
+/// applied to it, is the summary read whole at the same instant, whether
+/// one second or ten minutes (with churn) passed, and also when another
+/// read came in between (a skipped generation). Tokens of another run or
+/// another reader are ENOENT.
+#[tokio::test(start_paused = true)]
+async fn deltas_applied_give_the_whole_summary_of_the_same_instant() {
+    use crate::format::delta;
+    let sim = Arc::new(
+        Sim::new(SimOptions {
+            churn_per_min: 30.0,
+            ..opts(4)
+        })
+        .unwrap(),
+    );
+    let (mut lines, mut changed) = (0usize, 0usize);
+    for i in 0..4 {
+        let fs = node(&sim, i);
+        let first = read(&fs, ".gproc/ps").await.unwrap();
+        let mut token = delta::generation(&first).unwrap();
+        let mut held = summary::parse(&first).unwrap();
+        for step in [1, 1, 5, 60, 600] {
+            tokio::time::advance(Duration::from_secs(step)).await;
+            let d = read(&fs, &format!(".gproc/since/{token}")).await.unwrap();
+            let (t, s) = delta::apply(&held, token, &d).unwrap();
+            let whole = read(&fs, ".gproc/ps").await.unwrap();
+            assert_eq!(
+                s,
+                summary::parse(&whole).unwrap(),
+                "node {i} after {step} s"
+            );
+            if step == 1 {
+                lines += s.procs.len();
+                changed += d
+                    .split(|&b| b == b'\n')
+                    .filter(|l| l.starts_with(b"p "))
+                    .count();
+            }
+            (token, held) = (t, s);
+        }
+        // Another run's token, and a token never served.
+        let other = delta::Token {
+            epoch: token.epoch ^ 1,
+            ..token
+        };
+        let never = delta::Token {
+            generation: token.generation ^ 1,
+            ..token
+        };
+        for t in [other, never] {
+            let e = read(&fs, &format!(".gproc/since/{t}")).await.unwrap_err();
+            assert_eq!(e.errno, errno::ENOENT, "{t}");
+        }
+        // The token works here, and a restarted node does not know it.
+        assert!(read(&fs, &format!(".gproc/since/{token}")).await.is_ok());
+        let e = read(&node(&sim, i), &format!(".gproc/since/{token}"))
+            .await
+            .unwrap_err();
+        assert_eq!(e.errno, errno::ENOENT);
+    }
+    assert!(changed > 0 && changed < lines, "{changed} of {lines}");
+    eprintln!("sim: {changed} of {lines} process lines changed in one second");
+}
+
+/// A node told to be an agent from before deltas: no generation, no
+/// `since` directory.
+#[tokio::test(start_paused = true)]
+async fn a_node_without_deltas_says_no_generation() {
+    let sim = Arc::new(
+        Sim::new(SimOptions {
+            no_deltas: 1.0,
+            ..opts(2)
+        })
+        .unwrap(),
+    );
+    let fs = node(&sim, 0);
+    let b = read(&fs, ".gproc/ps").await.unwrap();
+    assert!(summary::parse(&b).is_ok());
+    assert_eq!(crate::format::delta::generation(&b), None);
+    assert_eq!(list(&fs, ".gproc").await, [".", "..", "ps"]);
+    assert!(walk(&fs, ".gproc/since").await.is_err());
 }

@@ -383,6 +383,6 @@ impl super::Tree {
         for idx in removed.iter().chain(&gone) {
             self.cache.forget_node(*idx);
         }
-        self.summary_fids.forget(removed);
+        self.summary_fids.forget(Some(removed));
     }
 }

@@ -68,6 +68,7 @@ use crate::view::Views;
 
 pub use fs::TreeNode;
 pub use metrics::CONTENT_TYPE as METRICS_CONTENT_TYPE;
+pub use reads::{SummaryReads, SummaryRefresh};
 
 /// The aggregator's tree.
 pub struct Tree {
@@ -106,6 +107,8 @@ pub struct Tree {
     summary_fids: reads::KeptFiles,
     /// Node fids metadata reads walked, kept for the open that follows.
     walked: Arc<walked::Walked>,
+    /// Each node's last summary and generation, for deltas.
+    held: Arc<reads::Held>,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -132,6 +135,7 @@ impl Tree {
             job_numbers: Mutex::new(qid::JobNumbers::default()),
             summary_fids: reads::KeptFiles::default(),
             walked: Arc::default(),
+            held: Arc::default(),
         }
     }
 

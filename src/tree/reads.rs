@@ -5,7 +5,8 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -14,6 +15,7 @@ use crate::cache::{Freshness, Key, Kind};
 use crate::client::pool::{Node, Pool, PoolError, User};
 use crate::client::{ClientError, DirEntryInfo, FidHandle, OpenMode};
 use crate::config::Ttl;
+use crate::format::delta::{self, Token};
 use crate::format::merged::{self, Merged, MergedNode};
 use crate::format::summary::{self, NodeSummary};
 use crate::proto::{IOHDRSZ, Metadata, errno};
@@ -147,20 +149,20 @@ impl KeptFiles {
     /// Reads the summary at `path` of pool node `idx` through `root`: on
     /// the kept fid when it is `root`'s connection's, else (or when that
     /// read fails) by walking and opening it, kept if its header says
-    /// `fresh_at_zero`.
+    /// `fresh_at_zero`. Also says whether the kept fid served it.
     async fn read(
         self,
         root: Arc<FidHandle>,
         idx: u32,
         path: String,
-    ) -> Result<Bytes, ClientError> {
+    ) -> Result<(Bytes, bool), ClientError> {
         let limit = root.client().options().max_read_bytes;
         let held = sys::lock(&self.0).get(&idx).cloned();
         if let Some(f) = held {
             if f.same_connection(&root)
                 && let Ok(b) = f.reread(limit).await
             {
-                return Ok(b);
+                return Ok((b, true));
             }
             // Another connection's, or it failed: open it again.
             let mut map = sys::lock(&self.0);
@@ -174,7 +176,7 @@ impl KeptFiles {
         if summary::says_fresh_at_zero(&bytes) {
             sys::lock(&self.0).insert(idx, Arc::new(f));
         }
-        Ok(bytes)
+        Ok((bytes, false))
     }
 
     /// The file kept for pool node `idx`.
@@ -183,11 +185,14 @@ impl KeptFiles {
         sys::lock(&self.0).get(&idx).cloned()
     }
 
-    /// Drops the kept files of pool nodes a reload removed.
-    pub(super) fn forget(&self, removed: &[u32]) {
+    /// Drops the kept files of pool nodes a reload removed (or all).
+    pub(super) fn forget(&self, removed: Option<&[u32]>) {
         let mut map = sys::lock(&self.0);
-        for idx in removed {
-            map.remove(idx);
+        match removed {
+            Some(r) => r.iter().for_each(|idx| {
+                map.remove(idx);
+            }),
+            None => map.clear(),
         }
     }
 }
@@ -219,6 +224,85 @@ async fn read_opened(f: &FidHandle, snapshot: bool) -> Result<Bytes, ClientError
         }
     }
     f.read_to_end(limit).await
+}
+
+/// Each pool node's last summary and its generation, outside the cache
+/// (which evicts): a refresh asks the node for what changed since then
+/// ([`crate::format::delta`]) and falls back to a whole read on any error.
+#[derive(Default)]
+pub(super) struct Held {
+    by_node: Mutex<HashMap<u32, (Token, Arc<NodeSummary>)>>,
+    /// How refreshes are made ([`SummaryRefresh`] as a number).
+    mode: AtomicU8,
+    deltas: AtomicU64,
+    rereads: AtomicU64,
+    wholes: AtomicU64,
+    fallbacks: AtomicU64,
+    bytes: AtomicU64,
+}
+
+/// How the aggregator refreshes a node's summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SummaryRefresh {
+    /// Read again from offset 0 on the fid kept open, where the node
+    /// serves the file anew there (`fresh_at_zero`): one message per
+    /// refresh, the fewest, and the least aggregator CPU measured
+    /// (BENCHMARKS.md, `gproc bench live`). Other nodes: whole reads.
+    #[default]
+    Reread = 0,
+    /// Ask the node what changed since the last summary
+    /// ([`crate::format::delta`]), where it serves deltas: a third to a
+    /// half fewer bytes, for links where bytes cost more than messages.
+    Deltas = 1,
+    /// A walk, an open and reads every time (a comparison's floor).
+    Whole = 2,
+}
+
+/// How the aggregator's summary reads went (counters since it started).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SummaryReads {
+    /// Refreshes made by applying a delta.
+    pub deltas: u64,
+    /// Whole reads made on a kept fid (one message each).
+    pub rereads: u64,
+    /// Whole reads of a summary file (node or merged).
+    pub wholes: u64,
+    /// Deltas asked for that failed (unknown token, restarted node, a
+    /// delta that did not apply), each followed by a whole read.
+    pub fallbacks: u64,
+    /// Bytes of summary files and deltas read.
+    pub bytes: u64,
+}
+
+impl Held {
+    fn mode(&self) -> SummaryRefresh {
+        match self.mode.load(Ordering::Relaxed) {
+            1 => SummaryRefresh::Deltas,
+            2 => SummaryRefresh::Whole,
+            _ => SummaryRefresh::Reread,
+        }
+    }
+
+    fn get(&self, node: u32) -> Option<(Token, Arc<NodeSummary>)> {
+        if self.mode() != SummaryRefresh::Deltas {
+            return None;
+        }
+        sys::lock(&self.by_node).get(&node).cloned()
+    }
+
+    fn put(&self, node: u32, held: Option<(Token, Arc<NodeSummary>)>) {
+        let mut m = sys::lock(&self.by_node);
+        match held {
+            Some(h) => m.insert(node, h),
+            None => m.remove(&node),
+        };
+    }
+
+    fn count(&self, c: &AtomicU64, bytes: usize) {
+        c.fetch_add(1, Ordering::Relaxed);
+        self.bytes.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
 }
 
 /// Summary files at least this big are parsed on a blocking thread.
@@ -419,15 +503,47 @@ impl Tree {
         }
     }
 
+    /// How node summaries are refreshed ([`SummaryRefresh::Reread`] by
+    /// default): what the others cost is what a benchmark compares.
+    pub fn set_summary_refresh(&self, mode: SummaryRefresh) {
+        self.held.mode.store(mode as u8, Ordering::Relaxed);
+        if mode != SummaryRefresh::Deltas {
+            sys::lock(&self.held.by_node).clear();
+        }
+        if mode != SummaryRefresh::Reread {
+            self.summary_fids.forget(None);
+        }
+    }
+
+    /// How summary reads went so far: deltas applied, whole reads, failed
+    /// deltas, bytes.
+    pub fn summary_reads(&self) -> SummaryReads {
+        let h = &self.held;
+        SummaryReads {
+            deltas: h.deltas.load(Ordering::Relaxed),
+            rereads: h.rereads.load(Ordering::Relaxed),
+            wholes: h.wholes.load(Ordering::Relaxed),
+            fallbacks: h.fallbacks.load(Ordering::Relaxed),
+            bytes: h.bytes.load(Ordering::Relaxed),
+        }
+    }
+
     /// A pool node's summary file, parsed (a node's or a lower
     /// aggregator's), and, when a `stale` rule let the cache serve it past
     /// its TTL, its age. What the pool node was found to be is recorded.
+    ///
+    /// How it is refreshed is [`SummaryRefresh`]: by default on the fid
+    /// kept open ([`KeptFiles`]); with deltas, a node's summary that
+    /// carried a generation is kept ([`Held`]), the next load asks the node
+    /// for the delta since it and applies it, and reads whole on any error.
+    /// Every way gives what a whole read gives.
     pub(super) async fn fetch_summary(
         &self,
         node: &Arc<Node>,
     ) -> FsResult<(Fetched, Option<Duration>)> {
         let direct = Member::direct(node);
         let kept = self.summary_fids.clone();
+        let held = self.held.clone();
         let (f, fresh) = self
             .cached(
                 Parsed,
@@ -435,10 +551,47 @@ impl Tree {
                 summary::FILE_PATH,
                 None,
                 |pool, n, p, _| async move {
-                    let bytes = pool
-                        .with_node(&n, |root| kept.read(root, n.index, p))
-                        .await
-                        .map_err(pool_err)?;
+                    if let Some((token, base)) = held.get(n.index) {
+                        let since = delta::since_path(token);
+                        let got = pool
+                            .with_node(&n, |root| async move { root.read_all(&since).await })
+                            .await;
+                        let applied = match got {
+                            Ok(d) => {
+                                let len = d.len();
+                                tokio::spawn(async move { delta::apply(&base, token, &d) })
+                                    .await
+                                    .ok()
+                                    .and_then(Result::ok)
+                                    .map(|r| (r, len))
+                            }
+                            Err(_) => None,
+                        };
+                        match applied {
+                            Some(((t, s), len)) => {
+                                held.count(&held.deltas, len);
+                                let s = Arc::new(s);
+                                held.put(n.index, Some((t, s.clone())));
+                                return Ok(Fetched::Node(s));
+                            }
+                            // Whatever went wrong, a whole read below.
+                            None => held.count(&held.fallbacks, 0),
+                        }
+                    }
+                    let bytes = if held.mode() == SummaryRefresh::Reread {
+                        let (bytes, kept_fid) = pool
+                            .with_node(&n, |root| kept.read(root, n.index, p))
+                            .await
+                            .map_err(pool_err)?;
+                        if kept_fid {
+                            held.count(&held.rereads, 0);
+                        }
+                        bytes
+                    } else {
+                        pool.with_node(&n, |root| async move { root.read_all(&p).await })
+                            .await
+                            .map_err(pool_err)?
+                    };
                     let name = n.spec.name.clone();
                     // Only a peer the config attaches whole (aname "", as
                     // a lower aggregator is) may speak for other nodes: a
@@ -451,19 +604,25 @@ impl Tree {
                             n.spec.aname
                         )));
                     }
+                    held.count(&held.wholes, bytes.len());
                     let small = bytes.len() < OFFLOAD_PARSE_BYTES;
+                    let index = n.index;
                     let parse = move || {
                         let bad = |e| {
                             FsError::new(errno::EPROTO).with(format!("{name}: bad summary: {e}"))
                         };
                         if merged::is_merged(&bytes) {
+                            held.put(index, None);
                             merged::parse(&bytes)
                                 .map(|m| Fetched::Merged(Arc::new(MergedIndex::new(m))))
                                 .map_err(bad)
                         } else {
-                            summary::parse(&bytes)
-                                .map(|s| Fetched::Node(Arc::new(s)))
-                                .map_err(bad)
+                            let s = Arc::new(summary::parse(&bytes).map_err(bad)?);
+                            // A node that serves deltas says its summary's
+                            // generation; one that does not is read whole.
+                            let token = delta::generation(&bytes);
+                            held.put(index, token.map(|t| (t, s.clone())));
+                            Ok(Fetched::Node(s))
                         }
                     };
                     // A node's summary is parsed in a task of its own, so

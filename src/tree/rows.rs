@@ -206,6 +206,33 @@ mod tests {
     use proptest::prelude::*;
 
     proptest! {
+        /// A node's `/ps` lines built from a summary refreshed by a delta
+        /// are those built from the same summary read whole, for every
+        /// reader (issue 13: tables byte-identical whichever path).
+        #[test]
+        fn rows_from_a_delta_are_rows_from_a_whole_read(
+            (base, new) in crate::format::delta::tests::churn(),
+            other in any::<u32>(),
+        ) {
+            use crate::format::{delta, summary};
+            use crate::format::delta::tests::{served, tok};
+            let (b, n) = (served(&base, 1), served(&new, 2));
+            let d = delta::diff(&b, &n).unwrap();
+            let (_, via) = delta::apply(&summary::parse(&b).unwrap(), tok(1), &d).unwrap();
+            let whole = summary::parse(&n).unwrap();
+            let (x, y) = (NodeRows::render("n1", &via), NodeRows::render("n1", &whole));
+            for view in [View::admin(), View::user(other, Vec::new())] {
+                for i in 0..whole.procs.len() + 1 {
+                    prop_assert_eq!(x.line(i, &view), y.line(i, &view));
+                }
+                prop_assert_eq!(x.len_for(&view), y.len_for(&view));
+            }
+            for p in &whole.procs {
+                let view = View::user(p.ruid, Vec::new());
+                prop_assert_eq!(x.len_for(&view), y.len_for(&view));
+            }
+        }
+
         /// Whoever reads it, a node's kept line is the row that reader
         /// would be shown, GPUs included or withheld.
         #[test]

@@ -31,6 +31,7 @@ mod interop;
 mod job_tree;
 mod jobs;
 mod layers;
+mod live;
 mod metrics;
 mod mount;
 mod pool;

@@ -8,6 +8,7 @@ pub mod cluster;
 pub mod faults;
 pub mod jobs;
 pub mod levels;
+pub mod live;
 pub mod load;
 pub mod summary;
 pub mod tables;

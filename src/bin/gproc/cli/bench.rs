@@ -75,6 +75,26 @@ pub enum BenchCmd {
         #[arg(long, default_value_t = 10)]
         racks: usize,
     },
+    /// Live refresh: a table over simulated nodes read once a second, the
+    /// node summaries refreshed by deltas vs whole reads (same run), and
+    /// the real agent's CPU share when read once a second.
+    Live {
+        /// Simulated nodes.
+        #[arg(long, default_value_t = 2000)]
+        nodes: usize,
+        /// Processes per node.
+        #[arg(long, default_value_t = 100)]
+        procs_per_node: usize,
+        /// Refreshes of each kind (one a second).
+        #[arg(long, default_value_t = 10)]
+        refreshes: usize,
+        /// Tables read at each refresh, comma-separated.
+        #[arg(long, default_value = "load,ps", value_delimiter = ',')]
+        tables: Vec<String>,
+        /// Seconds the agent on this machine is read (0: skip).
+        #[arg(long, default_value_t = 20)]
+        agent_seconds: usize,
+    },
     /// Reading as the user: ps and cat as an administrator vs as a user,
     /// and node reads for many users reading /ps at once vs one.
     Views {
@@ -199,6 +219,22 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
                 cold_rounds: cold_rounds as usize,
             };
             bench::cluster::run(b).await?;
+        }
+        BenchCmd::Live {
+            nodes,
+            procs_per_node,
+            refreshes,
+            tables,
+            agent_seconds,
+        } => {
+            bench::live::run(bench::live::LiveBench {
+                nodes,
+                procs_per_node,
+                refreshes,
+                tables,
+                agent_seconds,
+            })
+            .await?;
         }
         BenchCmd::Views {
             nodes,
