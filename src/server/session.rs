@@ -3,8 +3,9 @@
 //! protocol rules are checked here, once, before a [`Filesystem`] method is
 //! called.
 //!
-//! Requests run concurrently: each is a task registered in the tag table
-//! under a unique request id. A finished request *commits* under the
+//! Requests run concurrently: each is registered in the tag table under a
+//! unique request id, polled once where it was read, and given a task of
+//! its own only if it has to wait. A finished request *commits* under the
 //! session lock: if its tag is still registered it is retired, its fid
 //! effect applied and its reply queued, all at once; if `Tflush` or
 //! `Tversion` removed it first, the result is dropped. So no reply is ever
@@ -12,6 +13,7 @@
 //! binds its new fid (lib9p's ordering, `srv.c`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -607,7 +609,7 @@ impl<F: Filesystem> Shared<F> {
             _permit: permit,
         };
         let op = op_name(&msg);
-        let task = tokio::spawn(async move {
+        let mut request = Box::pin(async move {
             let started = tokio::time::Instant::now();
             let res = AssertUnwindSafe(me.handle(msg, d, msize))
                 .catch_unwind()
@@ -620,6 +622,17 @@ impl<F: Filesystem> Shared<F> {
             me.commit(tag, id, r, eff, d, msize);
             drop(slot);
         });
+        // Polled once here: a request that needs no waiting (most of an
+        // agent's: a walk, a stat, a cached table) is answered without a
+        // task of its own, so no task is made, scheduled, stolen by the
+        // other worker (waking it) and dropped for it. One that waits is
+        // spawned; its task polls it again at once, with its own waker,
+        // so nothing registered with the no-op waker here is missed.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if request.as_mut().poll(&mut cx).is_ready() {
+            return None;
+        }
+        let task = tokio::spawn(request);
         let mut st = lock(&self.state);
         if let Some((i, h)) = st.tags.get_mut(&tag)
             && *i == id
