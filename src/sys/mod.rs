@@ -36,7 +36,6 @@ where
     W: tokio::io::AsyncWrite + Unpin + ?Sized,
 {
     use bytes::Buf;
-    use tokio::io::AsyncWriteExt;
     /// Slices per system call (Linux's IOV_MAX is 1024).
     const MAX_SLICES: usize = 64;
     let mut i = 0;
@@ -47,12 +46,18 @@ where
         if i >= bufs.len() {
             return Ok(());
         }
-        let mut slices = [std::io::IoSlice::new(&[]); MAX_SLICES];
-        let k = (bufs.len() - i).min(MAX_SLICES);
-        for (slot, b) in slices.iter_mut().zip(&bufs[i..i + k]) {
-            *slot = std::io::IoSlice::new(b);
-        }
-        let mut n = wr.write_vectored(&slices[..k]).await?;
+        let rest = &bufs[i..];
+        // The slices are made inside each poll, on the stack, so the
+        // future (kept in every connection's writer task) stays small.
+        let mut n = std::future::poll_fn(|cx| {
+            let mut slices = [std::io::IoSlice::new(&[]); MAX_SLICES];
+            let k = rest.len().min(MAX_SLICES);
+            for (slot, b) in slices.iter_mut().zip(rest) {
+                *slot = std::io::IoSlice::new(b);
+            }
+            std::pin::Pin::new(&mut *wr).poll_write_vectored(cx, &slices[..k])
+        })
+        .await?;
         if n == 0 {
             return Err(std::io::ErrorKind::WriteZero.into());
         }
