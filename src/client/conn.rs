@@ -32,13 +32,16 @@ use super::error::ClientError;
 use crate::proto::{
     self, Dialect, Frame, MIN_MSIZE, Message, NOFID, NOTAG, Rmessage, Tmessage, errno, frame_size,
 };
-use crate::sys::lock;
+use crate::sys::{lock, write_all_vectored};
 
 /// Read-buffer room while requests are in flight. With none in flight the
 /// buffer is released, so an idle connection holds no read buffer at all.
 const READ_BUF: usize = 4096;
-/// A write batch buffer larger than this is not kept between batches.
-const MAX_KEPT_BATCH: usize = 64 * 1024;
+/// Read-buffer room while many requests are in flight, so that one read
+/// system call takes several replies.
+const READ_BUF_BUSY: usize = 16 * 1024;
+/// Requests in flight from which [`READ_BUF_BUSY`] is used.
+const BUSY: usize = 4;
 
 /// A fid that a request binds if it succeeds. The request owns it while in
 /// flight: whoever learns the outcome last (caller, reader, or flush)
@@ -475,7 +478,8 @@ impl Shared {
             done: false,
         };
         let expect = msg.msg_type();
-        let mut buf = BytesMut::new();
+        // Most requests fit; a longer walk grows it once or twice.
+        let mut buf = BytesMut::with_capacity(64);
         let invalid = |detail: String| ClientError::Invalid {
             server: self.server.clone(),
             path: path.to_string(),
@@ -737,7 +741,8 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut rd: R, mut buf
         if let Err(e) = routed {
             break e;
         }
-        if buf.is_empty() && lock(&shared.state).pending.is_empty() {
+        let pending = lock(&shared.state).pending.len();
+        if buf.is_empty() && pending == 0 {
             // Idle: hold no buffer. The next read allocates a small one
             // (tokio's `read_buf` reserves 64 bytes), enough for a header.
             buf = BytesMut::new();
@@ -746,7 +751,12 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut rd: R, mut buf
             // at most msize, checked above), or for a few replies.
             let want = crate::proto::declared_size(&buf)
                 .map_or(0, |size| (size as usize).saturating_sub(buf.len()));
-            buf.reserve(want.max(READ_BUF.saturating_sub(buf.len())));
+            let room = if pending >= BUSY {
+                READ_BUF_BUSY
+            } else {
+                READ_BUF
+            };
+            buf.reserve(want.max(room.saturating_sub(buf.len())));
         }
         let n = tokio::select! {
             r = rd.read_buf(&mut buf) => r,
@@ -774,32 +784,32 @@ async fn read_loop<R: AsyncRead + Unpin>(shared: Arc<Shared>, mut rd: R, mut buf
 }
 
 /// Writes queued frames: everything queued since the last write goes out
-/// as one batch.
+/// as one vectored write. Woken by a queued frame, the writer first yields
+/// once, so that callers already running queue their requests too (one
+/// system call for many requests, not one each: issue 13).
 async fn write_loop<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut wr: W) {
-    let mut batch = BytesMut::new();
+    let mut frames: Vec<Bytes> = Vec::new();
     loop {
         tokio::select! {
             biased;
             _ = shared.cancel.cancelled() => break,
             _ = shared.wake_writer.notified() => {}
         }
-        let frames = std::mem::take(&mut lock(&shared.state).outq);
-        let res = match frames.as_slice() {
-            [] => continue,
-            // One frame: write it as is, no copy.
-            [one] => write_all(&shared, &mut wr, one).await,
-            many => {
-                for f in many {
-                    batch.extend_from_slice(f);
-                }
-                let r = write_all(&shared, &mut wr, &batch).await;
-                batch.clear();
-                if batch.capacity() > MAX_KEPT_BATCH {
-                    batch = BytesMut::new();
-                }
-                r
-            }
+        tokio::task::yield_now().await;
+        // Swapped, so both vectors keep their room between batches.
+        std::mem::swap(&mut lock(&shared.state).outq, &mut frames);
+        if frames.is_empty() {
+            continue;
+        }
+        let res = tokio::select! {
+            r = async {
+                write_all_vectored(&mut wr, &mut frames).await?;
+                wr.flush().await
+            } => r.map(|()| true),
+            // A server that stopped reading must not pin the task.
+            _ = shared.cancel.cancelled() => Ok(false),
         };
+        frames.clear();
         match res {
             Ok(true) => {}
             Ok(false) => break,
@@ -810,22 +820,6 @@ async fn write_loop<W: AsyncWrite + Unpin>(shared: Arc<Shared>, mut wr: W) {
         }
     }
     let _ = wr.shutdown().await;
-}
-
-/// Writes and flushes; `Ok(false)` when the connection was cancelled
-/// meanwhile (a server that stopped reading must not pin the task).
-async fn write_all<W: AsyncWrite + Unpin>(
-    shared: &Shared,
-    wr: &mut W,
-    data: &[u8],
-) -> std::io::Result<bool> {
-    tokio::select! {
-        r = async {
-            wr.write_all(data).await?;
-            wr.flush().await
-        } => r.map(|()| true),
-        _ = shared.cancel.cancelled() => Ok(false),
-    }
 }
 
 #[cfg(test)]

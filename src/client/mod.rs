@@ -38,6 +38,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
+use futures::StreamExt;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::net::Address;
@@ -46,6 +47,12 @@ use crate::proto::{
     Tmessage, errno, getattr,
 };
 use conn::{NewFid, Shared};
+
+/// Reads in flight while a file fills whole messages (see
+/// [`FidHandle::read_to_end`]): enough to keep a loopback connection busy
+/// at a 512 KiB msize, few enough that a table read does not crowd out the
+/// connection's other requests.
+pub const READ_AHEAD: usize = 4;
 
 pub use error::ClientError;
 pub use meta::{DirEntryInfo, FileKind, Metadata, s_if};
@@ -817,24 +824,64 @@ impl FidHandle {
     /// Reads an opened file from offset 0 until an empty read (/proc files
     /// report size 0, so the size cannot be trusted).
     ///
+    /// A file whose first read fills a whole message (a cluster table) is
+    /// read with [`READ_AHEAD`] reads in flight at consecutive offsets, so
+    /// the server sends one message while the client takes the previous
+    /// one. A short read anywhere drops the reads made past it (their
+    /// offsets assumed full messages) and goes on from where it ended, so
+    /// the bytes are the same as one read after another.
+    ///
     /// # Errors
     /// More than `limit` bytes ([`ClientError::TooLarge`]), or a read fails.
     pub async fn read_to_end(&self, limit: u64) -> Result<Bytes> {
-        let mut chunks: Vec<Bytes> = Vec::new();
-        let mut total: u64 = 0;
+        let size = self.io_size();
+        let first = self.read_at(0, size).await?;
+        if first.is_empty() {
+            return Ok(first);
+        }
+        if first.len() as u64 > limit {
+            return Err(self.too_large(limit));
+        }
+        let mut total = first.len() as u64;
+        let mut chunks: Vec<Bytes> = vec![first];
+        // Whole messages so far: ask for the next ones together.
+        let mut window = if total == u64::from(size) {
+            READ_AHEAD
+        } else {
+            1
+        };
         loop {
-            let data = self.read_at(total, self.io_size()).await?;
-            if data.is_empty() {
+            let reads: futures::stream::FuturesOrdered<_> = (0..window)
+                .map(|i| self.read_at(total + i as u64 * u64::from(size), size))
+                .collect();
+            let mut reads = std::pin::pin!(reads);
+            let mut eof = false;
+            let mut short = false;
+            while let Some(r) = reads.next().await {
+                let data = r?;
+                if data.is_empty() {
+                    eof = true;
+                    break;
+                }
+                total += data.len() as u64;
+                if total > limit {
+                    return Err(self.too_large(limit));
+                }
+                short = data.len() < size as usize;
+                chunks.push(data);
+                if short {
+                    break;
+                }
+            }
+            // Reads past the end or past a short read are answered but
+            // not used: their replies are taken rather than flushed.
+            while reads.next().await.is_some() {}
+            if eof {
                 break;
             }
-            total += data.len() as u64;
-            if total > limit {
-                return Err(self.too_large(limit));
-            }
-            chunks.push(data);
+            window = if short { 1 } else { READ_AHEAD };
         }
         Ok(match chunks.len() {
-            0 => Bytes::new(),
             // The common case for /proc: one read, no copy.
             1 => chunks.pop().unwrap_or_default(),
             _ => {

@@ -476,6 +476,38 @@ impl<M: Message> Frame<M> {
     }
 }
 
+impl Frame<Rmessage> {
+    /// [`encode`](Self::encode), except that the data of an `Rread` of at
+    /// least `min_shared` bytes is not copied: everything before it goes
+    /// to `out` and the data is returned, to be written right after
+    /// `out`'s new bytes (a vectored write). The bytes on the wire are the
+    /// same; a large read reply is served from the file's snapshot without
+    /// a copy in user space. (`Rread` is valid in every dialect, so there
+    /// is no dialect to check.)
+    ///
+    /// # Errors
+    /// As [`encode`](Self::encode); `out` is left as it was.
+    pub fn encode_split(
+        &self,
+        d: Dialect,
+        out: &mut BytesMut,
+        min_shared: usize,
+    ) -> Result<Option<Bytes>, EncodeError> {
+        let data = match &self.msg {
+            Rmessage::Read(Rread { data }) if data.len() >= min_shared => data,
+            _ => return self.encode(d, out).map(|()| None),
+        };
+        let too_large = || EncodeError::TooLarge(data.len());
+        let count = u32::try_from(data.len()).map_err(|_| too_large())?;
+        let size = u32::try_from(HEADER_SIZE + 4 + data.len()).map_err(|_| too_large())?;
+        out.extend_from_slice(&size.to_le_bytes());
+        out.extend_from_slice(&[self.msg.msg_type()]);
+        out.extend_from_slice(&self.tag.to_le_bytes());
+        out.extend_from_slice(&count.to_le_bytes());
+        Ok(Some(data.clone()))
+    }
+}
+
 fn walk_names(r: &mut Reader) -> Result<Vec<String>, DecodeError> {
     // Up to 65535 names may be encoded; the session enforces MAXWELEM with a
     // proper error so the request can be answered rather than dropped.

@@ -3,8 +3,9 @@
 //! protocol rules are checked here, once, before a [`Filesystem`] method is
 //! called.
 //!
-//! Requests run concurrently: each is a task registered in the tag table
-//! under a unique request id. A finished request *commits* under the
+//! Requests run concurrently: each is registered in the tag table under a
+//! unique request id, polled once where it was read, and given a task of
+//! its own only if it has to wait. A finished request *commits* under the
 //! session lock: if its tag is still registered it is retired, its fid
 //! effect applied and its reply queued, all at once; if `Tflush` or
 //! `Tversion` removed it first, the result is dropped. So no reply is ever
@@ -12,6 +13,7 @@
 //! binds its new fid (lib9p's ordering, `srv.c`).
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +22,7 @@ use std::time::Duration;
 use bytes::{Bytes, BytesMut};
 use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, Semaphore};
 use tokio::task::AbortHandle;
 use tokio_util::codec::FramedRead;
 use tokio_util::sync::CancellationToken;
@@ -36,7 +38,7 @@ use crate::proto::{
     self, Attr, Dialect, Frame, FrameCodec, IOHDRSZ, MAXWELEM, Metadata, NOFID, Qid, Rmessage,
     Stat, Tmessage, epoch_parts, errno, parse_header, s_if,
 };
-use crate::sys::lock;
+use crate::sys::{lock, write_all_vectored};
 
 /// Per-connection limits.
 #[derive(Debug, Clone)]
@@ -163,15 +165,87 @@ struct State<S> {
     next_id: u64,
 }
 
-/// Replies queued for the writer but not yet written. They count against
-/// `max_in_flight` like running requests: a client that sends requests and
-/// never reads the replies stops being read, instead of having its replies
-/// queued without bound (issue 7, tests/it/hostile_server.rs).
+/// Read data at least this large is written from the snapshot it was
+/// sliced from (a vectored write) instead of being copied into the
+/// connection's buffer; smaller replies are cheaper copied.
+const SHARED_MIN: usize = 8 * 1024;
+
+/// Replies encoded and not yet written. Each request encodes its own reply
+/// into the queue when it commits; the writer takes the whole queue and
+/// writes it with one vectored write, so replies that finish together
+/// leave together (one system call for many, not one each: issue 13).
+///
+/// Queued replies count against `max_in_flight` like running requests: a
+/// client that sends requests and never reads the replies stops being
+/// read, instead of having its replies queued without bound (issue 7,
+/// tests/it/hostile_server.rs).
 #[derive(Default)]
-struct Backlog {
+struct Outbox {
+    queue: Mutex<Queue>,
+    /// Replies queued or being written; changed under `queue`'s lock when
+    /// queued, after the write when written.
     queued: AtomicUsize,
+    /// Signalled when a reply is queued.
+    ready: Notify,
     /// Signalled by the writer after each write.
     drained: Notify,
+}
+
+/// The bytes of the queued replies, in wire order.
+#[derive(Default)]
+struct Queue {
+    /// Filled buffers, and read data shared with the snapshot it came from.
+    segs: Vec<Bytes>,
+    /// Where small replies are appended; moved to `segs` before shared
+    /// data, and when the writer takes the queue.
+    tail: BytesMut,
+    /// Replies in `segs` and `tail`.
+    replies: usize,
+    /// The writer has stopped: later replies are dropped.
+    closed: bool,
+}
+
+impl Queue {
+    /// Encodes a reply; one that cannot be encoded or exceeds msize becomes
+    /// an error reply, so the client always gets an answer for its tag.
+    fn push(&mut self, tag: u16, msg: Rmessage, d: Dialect, msize: u32) {
+        let start = self.tail.len();
+        let fail = match (Frame { tag, msg }).encode_split(d, &mut self.tail, SHARED_MIN) {
+            Err(e) => Some(FsError::new(errno::EIO).with(format!("reply does not encode: {e}"))),
+            Ok(data)
+                if self.tail.len() - start + data.as_ref().map_or(0, Bytes::len)
+                    > msize as usize =>
+            {
+                self.tail.truncate(start);
+                Some(FsError::new(errno::EMSGSIZE).with("reply larger than msize"))
+            }
+            Ok(data) => {
+                if let Some(data) = data {
+                    self.segs.push(self.tail.split().freeze());
+                    self.segs.push(data);
+                }
+                None
+            }
+        };
+        if let Some(e) = fail {
+            warn!(tag, "{e}");
+            let _ = Frame {
+                tag,
+                msg: error_reply(d, &e),
+            }
+            .encode(d, &mut self.tail);
+        }
+        self.replies += 1;
+    }
+
+    /// Moves everything queued into `out`; returns how many replies.
+    fn take(&mut self, out: &mut Vec<Bytes>) -> usize {
+        out.append(&mut self.segs);
+        if !self.tail.is_empty() {
+            out.push(self.tail.split().freeze());
+        }
+        std::mem::take(&mut self.replies)
+    }
 }
 
 /// What a running request holds, given back when it ends or is aborted:
@@ -181,14 +255,6 @@ struct Backlog {
 struct RequestSlot {
     _share: Option<Share>,
     _permit: tokio::sync::OwnedSemaphorePermit,
-}
-
-/// A reply on its way to the writer task.
-struct Outgoing {
-    tag: u16,
-    msg: Rmessage,
-    dialect: Dialect,
-    msize: u32,
 }
 
 struct Shared<F: Filesystem> {
@@ -204,8 +270,7 @@ struct Shared<F: Filesystem> {
     /// from the TCP address to the uid at the first attach.
     slot: Mutex<Option<Share>>,
     state: Mutex<State<F::Node>>,
-    tx: mpsc::UnboundedSender<Outgoing>,
-    backlog: Arc<Backlog>,
+    outbox: Arc<Outbox>,
 }
 
 /// Serves one connection until it closes, a framing error occurs, the
@@ -238,10 +303,9 @@ pub(crate) async fn serve_connection_in_slot<F, T>(
     T: AsyncRead + AsyncWrite + Send + 'static,
 {
     let (rd, wr) = tokio::io::split(io);
-    let (tx, rx) = mpsc::unbounded_channel();
     let conn_done = shutdown.child_token();
-    let backlog = Arc::new(Backlog::default());
-    let writer = tokio::spawn(write_loop(wr, rx, conn_done.clone(), backlog.clone()));
+    let outbox = Arc::new(Outbox::default());
+    let writer = tokio::spawn(write_loop(wr, outbox.clone(), conn_done.clone()));
     let peer = Arc::new(peer);
     let shared = Arc::new(Shared {
         fs,
@@ -265,15 +329,21 @@ pub(crate) async fn serve_connection_in_slot<F, T>(
         ),
         slot: Mutex::new(slot),
         limits: limits.clone(),
-        tx,
-        backlog: backlog.clone(),
+        outbox: outbox.clone(),
     });
     let in_flight = Arc::new(Semaphore::new(limits.max_in_flight));
     let mut frames = FramedRead::new(rd, FrameCodec::new(limits.max_msize));
     // A frame left half-sent across two ticks of the partial-frame timer
     // closes the connection. FramedRead::next is cancel-safe: bytes already
-    // read stay buffered when the timer wins the select.
+    // read stay buffered when the timer wins the select. One timer for the
+    // connection, not one per frame (a timer entry per request was a
+    // measurable share of a small read's cost).
     let mut stalled = false;
+    let mut partial_tick = tokio::time::interval_at(
+        tokio::time::Instant::now() + limits.partial_frame_timeout,
+        limits.partial_frame_timeout,
+    );
+    partial_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let attach_by = tokio::time::sleep(limits.attach_timeout);
     tokio::pin!(attach_by);
     let mut attach_checked = false;
@@ -289,7 +359,7 @@ pub(crate) async fn serve_connection_in_slot<F, T>(
                     }
                     attach_checked = true;
                 }
-                _ = tokio::time::sleep(limits.partial_frame_timeout) => {
+                _ = partial_tick.tick() => {
                     if frames.read_buffer().is_empty() {
                         stalled = false;
                     } else if stalled {
@@ -322,9 +392,9 @@ pub(crate) async fn serve_connection_in_slot<F, T>(
         let Ok(permit) = in_flight.clone().acquire_owned().await else {
             break;
         };
-        while backlog.queued.load(Ordering::Acquire) >= limits.max_in_flight {
-            let drained = backlog.drained.notified();
-            if backlog.queued.load(Ordering::Acquire) < limits.max_in_flight {
+        while outbox.queued.load(Ordering::Acquire) >= limits.max_in_flight {
+            let drained = outbox.drained.notified();
+            if outbox.queued.load(Ordering::Acquire) < limits.max_in_flight {
                 break;
             }
             tokio::select! {
@@ -357,75 +427,51 @@ pub(crate) async fn serve_connection_in_slot<F, T>(
     debug!(peer = %peer.addr, "connection closed");
 }
 
-async fn write_loop<W: AsyncWrite>(
-    wr: W,
-    mut rx: mpsc::UnboundedReceiver<Outgoing>,
-    done: CancellationToken,
-    backlog: Arc<Backlog>,
-) {
+/// Writes queued replies until the connection ends. Woken by a queued
+/// reply, it first yields once, so that requests already running commit
+/// their replies too, then writes everything queued in one vectored write
+/// (flushing when no more replies are ready, as lib9p's writer does when
+/// its queue is empty). On `done` it writes what is queued and stops.
+async fn write_loop<W: AsyncWrite>(wr: W, outbox: Arc<Outbox>, done: CancellationToken) {
     let mut wr = Box::pin(wr);
-    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut segs: Vec<Bytes> = Vec::new();
     loop {
-        let first = tokio::select! {
-            m = rx.recv() => m,
-            _ = done.cancelled() => {
-                // Drain what is already queued, then stop.
-                rx.close();
-                rx.recv().await
-            }
+        let stopping = tokio::select! {
+            _ = outbox.ready.notified() => false,
+            _ = done.cancelled() => true,
         };
-        let Some(first) = first else { break };
-        encode_reply(first, &mut buf);
-        let mut n = 1;
-        // Batch whatever else is ready into one write.
-        while buf.len() < 256 * 1024 {
-            match rx.try_recv() {
-                Ok(m) => encode_reply(m, &mut buf),
-                Err(_) => break,
-            }
-            n += 1;
+        if !stopping {
+            tokio::task::yield_now().await;
         }
-        if let Err(e) = wr.write_all(&buf).await {
+        let n = {
+            let mut q = lock(&outbox.queue);
+            q.closed |= stopping;
+            q.take(&mut segs)
+        };
+        if let Err(e) = write_all_vectored(&mut wr, &mut segs).await {
             debug!("write failed, closing connection: {e}");
             done.cancel();
             break;
         }
-        buf.clear();
+        segs.clear();
         if wr.flush().await.is_err() {
             done.cancel();
             break;
         }
-        backlog.queued.fetch_sub(n, Ordering::AcqRel);
-        backlog.drained.notify_waiters();
+        outbox.queued.fetch_sub(n, Ordering::AcqRel);
+        outbox.drained.notify_waiters();
+        if stopping {
+            break;
+        }
+    }
+    {
+        let mut q = lock(&outbox.queue);
+        *q = Queue {
+            closed: true,
+            ..Queue::default()
+        };
     }
     let _ = wr.shutdown().await;
-}
-
-/// Encodes a reply; one that cannot be encoded or exceeds msize becomes an
-/// error reply, so the client always gets an answer for its tag.
-fn encode_reply(o: Outgoing, buf: &mut BytesMut) {
-    let start = buf.len();
-    let res = Frame {
-        tag: o.tag,
-        msg: o.msg,
-    }
-    .encode(o.dialect, buf);
-    let fail = match res {
-        Err(e) => Some(FsError::new(errno::EIO).with(format!("reply does not encode: {e}"))),
-        Ok(()) if buf.len() - start > o.msize as usize => {
-            buf.truncate(start);
-            Some(FsError::new(errno::EMSGSIZE).with("reply larger than msize"))
-        }
-        Ok(()) => None,
-    };
-    if let Some(e) = fail {
-        warn!(tag = o.tag, "{e}");
-        let _ = Frame {
-            tag: o.tag,
-            msg: error_reply(o.dialect, &e),
-        }
-        .encode(o.dialect, buf);
-    }
 }
 
 /// The error reply for a dialect: Rlerror in .L, Rerror with errno in .u,
@@ -463,15 +509,20 @@ pub fn op_name(msg: &Tmessage) -> &'static str {
 }
 
 impl<F: Filesystem> Shared<F> {
+    /// Queues a reply for the writer (dropped once the writer stopped:
+    /// the connection is closing).
     fn send(&self, tag: u16, msg: Rmessage, dialect: Dialect, msize: u32) {
-        // The receiver is gone only when the connection is closing.
-        self.backlog.queued.fetch_add(1, Ordering::AcqRel);
-        let _ = self.tx.send(Outgoing {
-            tag,
-            msg,
-            dialect,
-            msize,
-        });
+        {
+            let mut q = lock(&self.outbox.queue);
+            if q.closed {
+                return;
+            }
+            q.push(tag, msg, dialect, msize);
+            // Under the lock, so the writer never subtracts a reply it
+            // took before it was counted.
+            self.outbox.queued.fetch_add(1, Ordering::AcqRel);
+        }
+        self.outbox.ready.notify_one();
     }
 
     /// Handles one frame. Returns a new frame limit after `Tversion`.
@@ -558,7 +609,7 @@ impl<F: Filesystem> Shared<F> {
             _permit: permit,
         };
         let op = op_name(&msg);
-        let task = tokio::spawn(async move {
+        let mut request = Box::pin(async move {
             let started = tokio::time::Instant::now();
             let res = AssertUnwindSafe(me.handle(msg, d, msize))
                 .catch_unwind()
@@ -571,6 +622,17 @@ impl<F: Filesystem> Shared<F> {
             me.commit(tag, id, r, eff, d, msize);
             drop(slot);
         });
+        // Polled once here: a request that needs no waiting (most of an
+        // agent's: a walk, a stat, a cached table) is answered without a
+        // task of its own, so no task is made, scheduled, stolen by the
+        // other worker (waking it) and dropped for it. One that waits is
+        // spawned; its task polls it again at once, with its own waker,
+        // so nothing registered with the no-op waker here is missed.
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        if request.as_mut().poll(&mut cx).is_ready() {
+            return None;
+        }
+        let task = tokio::spawn(request);
         let mut st = lock(&self.state);
         if let Some((i, h)) = st.tags.get_mut(&tag)
             && *i == id

@@ -2,8 +2,9 @@
 //! each rule has one home: the user database ([`users`]), the open-file
 //! limit ([`raise_nofile_limit`]), poison-tolerant locks ([`lock`],
 //! [`read`], [`write()`]), the one pseudo-random generator ([`rng`]),
-//! acting as another user on dedicated threads ([`creds`]) and signalling
-//! as another user ([`signal`]).
+//! acting as another user on dedicated threads ([`creds`]), signalling
+//! as another user ([`signal`]) and writing a list of buffers whole with
+//! vectored writes ([`write_all_vectored`]).
 //!
 //! Depends on nothing else in the crate.
 
@@ -21,6 +22,55 @@ use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 /// not turn into a panic here.
 pub fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Writes `bufs` whole, in order, in as few vectored writes (`writev`) as
+/// the transport takes: many 9P messages, or a header and the data it
+/// precedes, leave in one system call without being copied together.
+/// `bufs` are consumed as they are written (left empty on success).
+///
+/// # Errors
+/// The transport fails, or takes no bytes (`WriteZero`).
+pub async fn write_all_vectored<W>(wr: &mut W, bufs: &mut [bytes::Bytes]) -> std::io::Result<()>
+where
+    W: tokio::io::AsyncWrite + Unpin + ?Sized,
+{
+    use bytes::Buf;
+    /// Slices per system call (Linux's IOV_MAX is 1024).
+    const MAX_SLICES: usize = 64;
+    let mut i = 0;
+    loop {
+        while bufs.get(i).is_some_and(bytes::Bytes::is_empty) {
+            i += 1;
+        }
+        if i >= bufs.len() {
+            return Ok(());
+        }
+        let rest = &bufs[i..];
+        // The slices are made inside each poll, on the stack, so the
+        // future (kept in every connection's writer task) stays small.
+        let mut n = std::future::poll_fn(|cx| {
+            let mut slices = [std::io::IoSlice::new(&[]); MAX_SLICES];
+            let k = rest.len().min(MAX_SLICES);
+            for (slot, b) in slices.iter_mut().zip(rest) {
+                *slot = std::io::IoSlice::new(b);
+            }
+            std::pin::Pin::new(&mut *wr).poll_write_vectored(cx, &slices[..k])
+        })
+        .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while n > 0 {
+            let Some(b) = bufs.get_mut(i) else { break };
+            let step = n.min(b.len());
+            b.advance(step);
+            n -= step;
+            if b.is_empty() {
+                i += 1;
+            }
+        }
+    }
 }
 
 /// Read-locks `l`, even if poisoned (see [`lock`]).

@@ -767,3 +767,59 @@ async fn random_replies_never_panic_the_client() {
         }
     }
 }
+
+#[tokio::test]
+async fn files_read_ahead_are_byte_identical_through_short_reads() {
+    // Large files are read with several reads in flight at offsets that
+    // assume whole messages. A server may answer any read short (read(5));
+    // the file must still come back exactly, whatever the size.
+    let io = 65536 - proto::IOHDRSZ as usize;
+    let sizes = [0, 1, io - 1, io, io + 1, 4 * io, 4 * io + 5, 9 * io + 7];
+    for short_every in [0u64, 2, 3, 5] {
+        for &size in &sizes {
+            let content: Arc<Vec<u8>> = Arc::new((0..size).map(|i| (i * 31 % 251) as u8).collect());
+            let c = content.clone();
+            let reads = Arc::new(AtomicUsize::new(0));
+            let r2 = reads.clone();
+            let addr = fake(move |_, _, m| match m {
+                Tmessage::Read(r) => {
+                    r2.fetch_add(1, Ordering::SeqCst);
+                    let start = (r.offset as usize).min(c.len());
+                    let mut n = (r.count as usize).min(c.len() - start);
+                    // Short at some offsets (a function of the offset, so
+                    // the answer does not depend on the order of reads).
+                    if short_every > 0 && (r.offset / 1000) % short_every == 0 && n > 1 {
+                        n = n / 2 + 1;
+                    }
+                    Out::Msg(Rmessage::Read(proto::Rread {
+                        data: Bytes::copy_from_slice(&c[start..start + n]),
+                    }))
+                }
+                _ => Out::Normal,
+            })
+            .await;
+            let root = root_of(&addr).await;
+            let got = bounded("read ahead", root.read_all_limited("file", 1 << 30))
+                .await
+                .unwrap_or_else(|e| panic!("size {size}, short every {short_every}: {e}"));
+            assert!(
+                got[..] == content[..],
+                "size {size}, short every {short_every}: {} bytes back, first difference at {:?}",
+                got.len(),
+                got.iter().zip(content.iter()).position(|(a, b)| a != b)
+            );
+            if size < io && short_every == 0 {
+                // A small file is one read and the empty one after it.
+                assert_eq!(reads.load(Ordering::SeqCst), if size == 0 { 1 } else { 2 });
+            }
+            // A file past the limit still stops at the limit.
+            if size > 2 * io {
+                let e = bounded("limited", root.read_all_limited("file", 2 * io as u64))
+                    .await
+                    .unwrap_err();
+                assert!(matches!(e, ClientError::TooLarge { .. }), "{e}");
+                let _ = root.walk("d").await.expect("the connection still serves");
+            }
+        }
+    }
+}
