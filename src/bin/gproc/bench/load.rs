@@ -924,6 +924,26 @@ fn ms(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1000.0)
 }
 
+/// The aggregator's config: room for every client and the benchmark's own
+/// connections. Every client attaches as the one user root, so that user
+/// may hold every connection: left unset, its share would be an eighth of
+/// `max_connections` (16 of 128), and the other clients would be refused
+/// at attach with EMFILE ("too many open files") and, while those refused
+/// connections wait for their address's share, at `Tversion`.
+fn aggregator_config(listen: &str, clients: usize, nodes_toml: &str) -> String {
+    let max = clients + 64;
+    format!(
+        "[server]\nlisten = [\"{listen}\"]\nauth = \"none\"\nmax_connections = {max}\n\
+         max_connections_per_user = {max}\n\n\
+         [pool]\nrequest_timeout = \"3s\"\ndeadline = \"3s\"\nconnect_timeout = \"2s\"\n\
+         reconnect_min = \"500ms\"\nreconnect_max = \"5s\"\nconnect = \"eager\"\n\
+         connect_concurrency = 256\nmax_in_flight = 2048\n\n\
+         # A flapping node's summary is served up to 60 s past its TTL, so\n\
+         # /ps keeps its last rows while it is down.\n\
+         [[cache.rule]]\npath = \"/.gproc/ps\"\nttl = \"2s\"\nstale = \"60s\"\n\n{nodes_toml}"
+    )
+}
+
 /// Runs the benchmark and prints its tables.
 ///
 /// # Errors
@@ -963,16 +983,7 @@ pub async fn run(b: LoadBench) -> Result<LoadReport> {
         .context("cannot find a free port")?
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let text = format!(
-        "[server]\nlisten = [\"{listen}\"]\nauth = \"none\"\nmax_connections = {}\n\n\
-         [pool]\nrequest_timeout = \"3s\"\ndeadline = \"3s\"\nconnect_timeout = \"2s\"\n\
-         reconnect_min = \"500ms\"\nreconnect_max = \"5s\"\nconnect = \"eager\"\n\
-         connect_concurrency = 256\nmax_in_flight = 2048\n\n\
-         # A flapping node's summary is served up to 60 s past its TTL, so\n\
-         # /ps keeps its last rows while it is down.\n\
-         [[cache.rule]]\npath = \"/.gproc/ps\"\nttl = \"2s\"\nstale = \"60s\"\n\n{nodes_toml}",
-        b.clients + 64
-    );
+    let text = aggregator_config(&listen, b.clients, &nodes_toml);
     Config::from_str(&text, "load.toml")
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("the benchmark's aggregator config is invalid")?;
@@ -1650,6 +1661,21 @@ mod tests {
         assert_eq!(out, ["# missing n7: gone", "# stale n8: 3s old"]);
         assert_eq!(comment_node(&out[0]), "n7");
         assert_eq!(comment_node("# other"), "");
+    }
+
+    /// The 16-of-64 clients after a restart: every client (and the
+    /// target refresher) attaches as root, so root's share of connections
+    /// must hold them all.
+    #[test]
+    fn the_aggregator_config_lets_every_client_attach_as_root() {
+        let nodes = "[[nodes]]\nnames = \"s0n0001\"\naddress = \"127.0.0.1:1\"\n";
+        for clients in [1, 64, 500] {
+            let text = aggregator_config("127.0.0.1:9", clients, nodes);
+            let c = Config::from_str(&text, "load.toml").unwrap();
+            let per_user = c.server.max_connections_per_user as usize;
+            assert!(per_user > clients, "{clients} clients, per user {per_user}");
+            assert!(c.server.max_connections as usize > clients);
+        }
     }
 
     #[test]
