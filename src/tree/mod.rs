@@ -41,6 +41,7 @@
 mod control;
 mod fs;
 mod jobs;
+mod late;
 mod members;
 mod metrics;
 mod pin;
@@ -99,6 +100,9 @@ pub struct Tree {
     rows: rows::RowsCache,
     /// Job ids' numbers in the job tree's qids.
     job_numbers: Mutex<qid::JobNumbers>,
+    /// Summary reads still going past a table's deadline, finishing into
+    /// the cache for the next table.
+    late: late::LateReads<(reads::Fetched, crate::cache::Freshness)>,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -123,6 +127,7 @@ impl Tree {
             signal_times: Mutex::new(HashMap::new()),
             rows: rows::RowsCache::default(),
             job_numbers: Mutex::new(qid::JobNumbers::default()),
+            late: late::LateReads::default(),
         }
     }
 
