@@ -78,6 +78,11 @@ pub struct LoadBench {
     /// per mille: 50, 25, 25, 100, 100, 100, 450, 150).
     #[arg(long, default_value = "")]
     pub mix: Mix,
+    /// The `gproc` binary that runs the aggregator (default: this one),
+    /// for an A/B of two builds' aggregators under the same clients and
+    /// simulator.
+    #[arg(long)]
+    pub aggregator_exe: Option<PathBuf>,
 }
 
 /// Weights of the operation kinds, in per mille by default: `ps` 50,
@@ -957,7 +962,17 @@ pub async fn run(b: LoadBench) -> Result<LoadReport> {
         (0.0..=1.0).contains(&b.flap),
         "--flap is a fraction of nodes, 0 to 1"
     );
-    let exe = std::env::current_exe().context("cannot find the gproc binary")?;
+    let exe = match &b.aggregator_exe {
+        Some(p) => {
+            anyhow::ensure!(
+                p.is_file(),
+                "--aggregator-exe {}: no such file",
+                p.display()
+            );
+            p.clone()
+        }
+        None => std::env::current_exe().context("cannot find the gproc binary")?,
+    };
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
 
     eprintln!(
@@ -992,7 +1007,10 @@ pub async fn run(b: LoadBench) -> Result<LoadReport> {
         .with_context(|| format!("cannot write {}", cfg_path.display()))?;
     let log = dir.path().join("serve.log");
 
-    eprintln!("bench load: starting the aggregator on {listen} ...");
+    eprintln!(
+        "bench load: starting the aggregator ({}) on {listen} ...",
+        exe.display()
+    );
     let agg = AggProc::spawn(&exe, &cfg_path, &log)?;
     let agg_pid = Arc::new(AtomicU32::new(agg.child.id()));
     let agg = Arc::new(Mutex::new(agg));
