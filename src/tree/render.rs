@@ -378,11 +378,11 @@ impl Tree {
                     slots.push((pos, got));
                 }
                 Some(Err(e)) => failed(e, &mut missing),
-                // Up, or not dialled yet (as every node is just after
-                // a restart), and its read still going: not lost, only
-                // late (a slow node, or this aggregator busy). Said so,
-                // not called missing; only a node known down is.
-                None if !matches!(n.status().state, NodeState::Down(_)) => failed(
+                // Up, and its read still going: not lost, only late (a
+                // slow node, or this aggregator busy, as after a
+                // restart). Said so, not called missing. Its read goes on
+                // into the cache for the next table (`super::late`).
+                None if n.status().state == NodeState::Up => failed(
                     FsError::new(errno::ETIMEDOUT)
                         .with(format!("up, no answer yet within {:?}", self.deadline)),
                     &mut pending,

@@ -117,11 +117,9 @@ async fn an_up_node_late_for_the_deadline_is_pending_not_missing() {
 /// table that gave up on it at the deadline: it finishes in the
 /// background into the cache, and a later table has the node's rows
 /// without reading it again (the summaries' TTL here outlasts the test,
-/// so every read the aggregator makes is counted once). Nothing is
-/// dialled before the first table, as just after a restart: a slow node
-/// still being dialled at the deadline (each of its replies comes 400 ms
-/// or more after the one before; a summary read is some seven) is pending
-/// too, not missing.
+/// so every read the aggregator makes is counted once). Each reply of a
+/// slow node comes 400 ms or more after the one before, and a summary
+/// read is some five: far past the 300 ms deadline.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_nodes_read_finishes_in_the_background_for_the_next_table() {
     let cluster = SimCluster::start(SimOptions {
@@ -144,6 +142,8 @@ async fn a_late_nodes_read_finishes_in_the_background_for_the_next_table() {
     let cfg = Config::from_str(&text, "sim.toml").unwrap();
     let stop = CancellationToken::new();
     let agg = Aggregator::start(&cfg, stop.clone()).await.unwrap();
+    // Every node connected (and so up) before the first table.
+    agg.tree.pool().connect_all().await;
     let c = Client::connect(&agg.addresses[0], ClientOptions::default())
         .await
         .unwrap();

@@ -202,6 +202,9 @@ pub struct LoadReport {
     /// Reads of `ps`/`load` whose table left out a live node or served its
     /// rows stale (the node did not answer within the pool's deadline).
     pub incomplete_tables: u64,
+    /// Of those, reads whose table left out a live node (`# missing`):
+    /// the issue's "live-node misses".
+    pub missing_tables: u64,
     /// Reads of `ps`/`load` that said a live node was pending: up, its
     /// data not yet in when the table was made (the aggregator busy).
     pub pending_tables: u64,
@@ -450,6 +453,7 @@ struct KindStats {
 struct ClientStats {
     kinds: [KindStats; 8],
     incomplete_tables: u64,
+    missing_tables: u64,
     /// Tables that said a live node was still pending (up, its data not
     /// yet in).
     pending_tables: u64,
@@ -748,9 +752,22 @@ async fn client(id: usize, sh: Arc<Shared>) -> ClientStats {
                 }
                 if !live.is_empty() {
                     st.incomplete_tables += 1;
+                    let missing =
+                        |l: &&String| matches!(Note::parse(l), Some(Note::Missing { .. }));
+                    if live.iter().any(missing) {
+                        st.missing_tables += 1;
+                    }
                     let mut ex = sys::lock(&sh.incomplete_examples);
-                    for l in live {
-                        if ex.len() < EXAMPLES {
+                    // Up to EXAMPLES of each kind, `# missing` first.
+                    let (miss, stale): (Vec<&String>, Vec<&String>) =
+                        live.into_iter().partition(missing);
+                    for l in miss.into_iter().chain(stale) {
+                        let is_missing = missing(&l);
+                        let same = ex
+                            .iter()
+                            .filter(|e| e.contains(": # missing ") == is_missing)
+                            .count();
+                        if same < EXAMPLES {
                             let t = sh.t0.elapsed().as_secs_f64();
                             ex.push(format!("{t:5.1} s  {path}: {l}"));
                         }
@@ -1358,6 +1375,7 @@ fn build_report(
             .map(|c| (c.name().to_string(), examples[*c as usize].clone()))
             .collect(),
         incomplete_tables: stats.iter().map(|s| s.incomplete_tables).sum(),
+        missing_tables: stats.iter().map(|s| s.missing_tables).sum(),
         pending_tables: stats.iter().map(|s| s.pending_tables).sum(),
         node_ops_split: [0, 1].map(|i| {
             let v: Vec<Duration> = stats.iter().flat_map(|s| s.node_ok[i].clone()).collect();
@@ -1463,8 +1481,9 @@ fn print_report(
         live.0, live.1, live.2, flap.0, flap.1, flap.2
     );
     println!(
-        "Tables (ps, load) that left out a live node or served its rows stale: {}",
-        r.incomplete_tables
+        "Tables (ps, load) that left out a live node or served its rows stale: {} \
+         (that left out a live node, `# missing`: {})",
+        r.incomplete_tables, r.missing_tables
     );
     for e in &r.incomplete_examples {
         println!("  {e}");
