@@ -332,6 +332,12 @@ impl Cache {
         Box::pin(self.lookup(key, load, Some(refresh))).await
     }
 
+    /// Drops `key`'s entry, so that the next reader loads or builds it
+    /// anew (a table built while some nodes' reads were still going).
+    pub async fn forget<K: Kind>(&self, key: &Key<K>) {
+        self.store.invalidate(&Slot::of(key)).await;
+    }
+
     /// The value for `key`, from the cache when it is fresh, else built by
     /// `build`, which may borrow (a value the caller derives from other
     /// cached data, such as a table of every node). Readers that find it

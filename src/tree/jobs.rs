@@ -54,6 +54,8 @@ pub(super) struct JobIndex {
     order: Vec<Arc<str>>,
     /// `/jobs`, rendered.
     pub(super) table: Bytes,
+    /// Nodes whose reads were late when it was built ([`Gathered::late`]).
+    late: usize,
 }
 
 /// One job as a view sees it.
@@ -96,6 +98,7 @@ impl Job {
 }
 
 /// The job index of one view, as a cache kind.
+#[derive(Clone, Copy)]
 struct JobsKind;
 
 impl Kind for JobsKind {
@@ -213,6 +216,7 @@ fn build(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> JobIndex {
         jobs,
         order: order.into_iter().map(Arc::from).collect(),
         table: Bytes::from(table),
+        late: g.late,
     }
 }
 
@@ -232,7 +236,7 @@ impl Tree {
         };
         let built = self
             .cache
-            .get_or_build(key, || async {
+            .get_or_build(key.clone(), || async {
                 let g = self.gather(view).await;
                 let linux: Vec<(String, Arc<summary::NodeSummary>)> =
                     g.ok.iter()
@@ -246,7 +250,14 @@ impl Tree {
             })
             .await;
         match built {
-            Ok((v, _)) => v,
+            Ok((v, _)) => {
+                if v.late > 0 {
+                    // Served to those who waited for it; the next
+                    // reader's build finds the late reads done.
+                    self.cache.forget(&key).await;
+                }
+                v
+            }
             Err(never) => match never {},
         }
     }
@@ -559,6 +570,7 @@ mod tests {
             }],
             stale: Vec::new(),
             unsure: 0,
+            late: 0,
         }
     }
 

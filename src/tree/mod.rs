@@ -42,6 +42,7 @@
 mod control;
 mod fs;
 mod jobs;
+mod late;
 mod members;
 mod metrics;
 mod pin;
@@ -109,6 +110,9 @@ pub struct Tree {
     walked: Arc<walked::Walked>,
     /// Each node's last summary and generation, for deltas.
     held: Arc<reads::Held>,
+    /// Summary reads still going past a table's deadline, finishing into
+    /// the cache for the next table.
+    late: late::LateReads<(reads::Fetched, crate::cache::Freshness)>,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -136,6 +140,7 @@ impl Tree {
             summary_fids: reads::KeptFiles::default(),
             walked: Arc::default(),
             held: Arc::default(),
+            late: late::LateReads::default(),
         }
     }
 

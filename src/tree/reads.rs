@@ -326,7 +326,25 @@ impl Tree {
     ) -> FsResult<(K::Value, Freshness)>
     where
         K: Kind,
-        F: FnOnce(Arc<Pool>, Arc<Node>, String, Option<User>) -> Fut,
+        F: FnOnce(Arc<Pool>, Arc<Node>, String, Option<User>) -> Fut + Send + 'static,
+        Fut: Future<Output = FsResult<K::Value>> + Send + 'static,
+    {
+        self.cached_owned(kind, node, path, user, load).await
+    }
+
+    /// [`Self::cached`] as a future that borrows nothing, so that it can
+    /// run on in a task of its own ([`super::late`]).
+    fn cached_owned<K, F, Fut>(
+        &self,
+        kind: K,
+        node: &Member,
+        path: &str,
+        user: Option<&User>,
+        load: F,
+    ) -> impl Future<Output = FsResult<(K::Value, Freshness)>> + Send + 'static
+    where
+        K: Kind,
+        F: FnOnce(Arc<Pool>, Arc<Node>, String, Option<User>) -> Fut + Send + 'static,
         Fut: Future<Output = FsResult<K::Value>> + Send + 'static,
     {
         let key = Key {
@@ -341,9 +359,8 @@ impl Tree {
             node.wire(path).into_owned(),
             user.cloned(),
         );
-        self.cache
-            .get_or_load(key, move || load(pool, n, p, u))
-            .await
+        let cache = self.cache.clone();
+        async move { cache.get_or_load(key, move || load(pool, n, p, u)).await }
     }
 
     /// A node file's bytes, through the cache, read on behalf of `user`
@@ -358,7 +375,7 @@ impl Tree {
     ) -> FsResult<Bytes> {
         let walked = self.walked.clone();
         let snapshot = serves_snapshots(path);
-        self.cached(Data, node, path, user, |pool, n, p, u| async move {
+        self.cached(Data, node, path, user, move |pool, n, p, u| async move {
             let kept = walked.take(n.index, u.as_ref().map(|u| u.uid), &p);
             pool.with_node_as(&n, u.as_ref(), |root| async move {
                 if let Some(mut f) = kept {
@@ -544,8 +561,9 @@ impl Tree {
         let direct = Member::direct(node);
         let kept = self.summary_fids.clone();
         let held = self.held.clone();
-        let (f, fresh) = self
-            .cached(
+        // In a task of its own: a read still going at a table's deadline
+        // finishes into the cache for the next table (`super::late`).
+        let read = self.cached_owned(
                 Parsed,
                 &direct,
                 summary::FILE_PATH,
@@ -640,8 +658,8 @@ impl Tree {
                         .await
                         .map_err(|e| FsError::IO.with(format!("parsing a summary: {e}")))?
                 },
-            )
-            .await?;
+            );
+        let (f, fresh) = self.late.run(node.index, read).await?;
         self.learn(node, &f);
         let age = match fresh {
             Freshness::Stale(age) => Some(age),

@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -72,6 +72,7 @@ impl Synth {
 }
 
 /// A rendered cluster-wide table, for one view.
+#[derive(Clone, Copy)]
 struct Table;
 
 impl Kind for Table {
@@ -131,6 +132,11 @@ pub(super) struct Gathered {
     /// Nodes that did not answer and that this view cannot name, since
     /// only their summary would say whether the user runs there.
     pub(super) unsure: usize,
+    /// Nodes up whose reads were still going at the deadline (`pending`,
+    /// or counted in `unsure` for a view that cannot be told of them):
+    /// their reads finish into the cache, so a table built from this is
+    /// not kept for the next reader, who finds them done.
+    pub(super) late: usize,
 }
 
 impl Gathered {
@@ -374,7 +380,8 @@ impl Tree {
                 Some(Err(e)) => failed(e, &mut missing),
                 // Up, and its read still going: not lost, only late (a
                 // slow node, or this aggregator busy, as after a
-                // restart). Said so, not called missing.
+                // restart). Said so, not called missing. Its read goes on
+                // into the cache for the next table (`super::late`).
                 None if n.status().state == NodeState::Up => failed(
                     FsError::new(errno::ETIMEDOUT)
                         .with(format!("up, no answer yet within {:?}", self.deadline)),
@@ -391,6 +398,7 @@ impl Tree {
         slots.sort_by_key(|(pos, _)| *pos);
         let mut ok: Vec<Answered> = slots.into_iter().flat_map(|(_, v)| v).collect();
         let mut unsure = 0;
+        let mut late = pending.len();
         if view.depends_on_processes() {
             // Only the nodes where they run exist for them: the others
             // are neither listed nor named in a note.
@@ -399,6 +407,7 @@ impl Tree {
             });
             stale.retain(|st| ok.iter().any(|(n, _)| n.name == st.node));
             unsure = missing.len() + pending.len();
+            late = pending.len();
             missing.clear();
             pending.clear();
         }
@@ -411,6 +420,7 @@ impl Tree {
             pending,
             stale,
             unsure,
+            late,
         }
     }
 
@@ -439,30 +449,54 @@ impl Tree {
             .into(),
             user: None,
         };
+        let late = AtomicUsize::new(0);
         let built = self
             .cache
-            .get_or_build(key, || async {
-                let b = self.render_now(view, s).await;
+            .get_or_build(key.clone(), || async {
+                let (b, n) = self.render_table(view, s).await;
+                late.store(n, Ordering::Relaxed);
                 self.tables_built.fetch_add(1, Ordering::Relaxed);
                 Ok::<_, std::convert::Infallible>(b)
             })
             .await;
+        if late.load(Ordering::Relaxed) > 0 {
+            // Served to those who waited for it; the next reader's build
+            // finds the late reads done ([`Gathered::late`]).
+            self.cache.forget(&key).await;
+        }
         match built {
             Ok((b, _)) => b,
             Err(never) => match never {},
         }
     }
 
+    /// `/load` or the merged summary, built now, and how many nodes were
+    /// late ([`Gathered::late`]).
+    async fn render_table(&self, view: &View, s: Synth) -> (Bytes, usize) {
+        if s == Synth::Merged {
+            return self.render_merged(view).await;
+        }
+        let mut out = String::new();
+        let late = self
+            .cluster_table(view, LOAD_HEADER, &mut out, |out, name, s| {
+                out.push_str(&tables::load_row(name, s).line());
+                out.push('\n');
+            })
+            .await;
+        (Bytes::from(out), late)
+    }
+
     /// A table built from every visible node's summary: `header`, the rows
     /// `rows` writes for each node that answered, then the notes for those
-    /// that did not or answered with a stale copy.
+    /// that did not or answered with a stale copy. Returns how many nodes
+    /// were late ([`Gathered::late`]).
     async fn cluster_table(
         &self,
         view: &View,
         header: &str,
         out: &mut String,
         mut rows: impl FnMut(&mut String, &str, &NodeSummary),
-    ) {
+    ) -> usize {
         let gathered = self.gather(view).await;
         out.push_str(header);
         out.push('\n');
@@ -472,17 +506,19 @@ impl Tree {
             }
         }
         gathered.notes(out);
+        gathered.late
     }
 
     /// The merged summary: every node this aggregator serves, with its
     /// state and its summary or why there is none, gathered as `/ps` is
     /// (through the cache, within the deadline).
-    async fn render_merged(&self, view: &View) -> Bytes {
+    async fn render_merged(&self, view: &View) -> (Bytes, usize) {
         let Gathered {
             ok,
             missing,
             pending,
             stale,
+            late,
             ..
         } = self.gather(view).await;
         let summaries: HashMap<u32, Arc<NodeSummary>> =
@@ -533,7 +569,7 @@ impl Tree {
                 None,
             );
         }
-        Bytes::from(w.finish())
+        (Bytes::from(w.finish()), late)
     }
 
     async fn render_now(&self, view: &View, s: Synth) -> Bytes {
@@ -541,7 +577,7 @@ impl Tree {
         match s {
             Synth::Metrics => return self.render_metrics(view).await,
             Synth::Jobs => return self.job_index(view).await.table.clone(),
-            Synth::Merged => return self.render_merged(view).await,
+            Synth::Merged | Synth::Load => return self.render_table(view, s).await.0,
             Synth::Nodes => {
                 out.push_str(NODES_HEADER);
                 out.push('\n');
@@ -560,13 +596,6 @@ impl Tree {
             }
             // With the jobs: they agree to the byte.
             Synth::Ps => return self.job_index(view).await.ps.clone(),
-            Synth::Load => {
-                self.cluster_table(view, LOAD_HEADER, &mut out, |out, name, s| {
-                    out.push_str(&tables::load_row(name, s).line());
-                    out.push('\n');
-                })
-                .await;
-            }
             Synth::Stats => {
                 self.cache.sync().await;
                 let (entries, bytes) = self.cache.usage();

@@ -78,6 +78,11 @@ pub struct LoadBench {
     /// per mille: 50, 25, 25, 100, 100, 100, 450, 150).
     #[arg(long, default_value = "")]
     pub mix: Mix,
+    /// The `gproc` binary that runs the aggregator (default: this one),
+    /// for an A/B of two builds' aggregators under the same clients and
+    /// simulator.
+    #[arg(long)]
+    pub aggregator_exe: Option<PathBuf>,
 }
 
 /// Weights of the operation kinds, in per mille by default: `ps` 50,
@@ -197,6 +202,9 @@ pub struct LoadReport {
     /// Reads of `ps`/`load` whose table left out a live node or served its
     /// rows stale (the node did not answer within the pool's deadline).
     pub incomplete_tables: u64,
+    /// Of those, reads whose table left out a live node (`# missing`):
+    /// the issue's "live-node misses".
+    pub missing_tables: u64,
     /// Reads of `ps`/`load` that said a live node was pending: up, its
     /// data not yet in when the table was made (the aggregator busy).
     pub pending_tables: u64,
@@ -445,6 +453,7 @@ struct KindStats {
 struct ClientStats {
     kinds: [KindStats; 8],
     incomplete_tables: u64,
+    missing_tables: u64,
     /// Tables that said a live node was still pending (up, its data not
     /// yet in).
     pending_tables: u64,
@@ -743,9 +752,22 @@ async fn client(id: usize, sh: Arc<Shared>) -> ClientStats {
                 }
                 if !live.is_empty() {
                     st.incomplete_tables += 1;
+                    let missing =
+                        |l: &&String| matches!(Note::parse(l), Some(Note::Missing { .. }));
+                    if live.iter().any(missing) {
+                        st.missing_tables += 1;
+                    }
                     let mut ex = sys::lock(&sh.incomplete_examples);
-                    for l in live {
-                        if ex.len() < EXAMPLES {
+                    // Up to EXAMPLES of each kind, `# missing` first.
+                    let (miss, stale): (Vec<&String>, Vec<&String>) =
+                        live.into_iter().partition(missing);
+                    for l in miss.into_iter().chain(stale) {
+                        let is_missing = missing(&l);
+                        let same = ex
+                            .iter()
+                            .filter(|e| e.contains(": # missing ") == is_missing)
+                            .count();
+                        if same < EXAMPLES {
                             let t = sh.t0.elapsed().as_secs_f64();
                             ex.push(format!("{t:5.1} s  {path}: {l}"));
                         }
@@ -924,6 +946,26 @@ fn ms(d: Duration) -> String {
     format!("{:.0}", d.as_secs_f64() * 1000.0)
 }
 
+/// The aggregator's config: room for every client and the benchmark's own
+/// connections. Every client attaches as the one user root, so that user
+/// may hold every connection: left unset, its share would be an eighth of
+/// `max_connections` (16 of 128), and the other clients would be refused
+/// at attach with EMFILE ("too many open files") and, while those refused
+/// connections wait for their address's share, at `Tversion`.
+fn aggregator_config(listen: &str, clients: usize, nodes_toml: &str) -> String {
+    let max = clients + 64;
+    format!(
+        "[server]\nlisten = [\"{listen}\"]\nauth = \"none\"\nmax_connections = {max}\n\
+         max_connections_per_user = {max}\n\n\
+         [pool]\nrequest_timeout = \"3s\"\ndeadline = \"3s\"\nconnect_timeout = \"2s\"\n\
+         reconnect_min = \"500ms\"\nreconnect_max = \"5s\"\nconnect = \"eager\"\n\
+         connect_concurrency = 256\nmax_in_flight = 2048\n\n\
+         # A flapping node's summary is served up to 60 s past its TTL, so\n\
+         # /ps keeps its last rows while it is down.\n\
+         [[cache.rule]]\npath = \"/.gproc/ps\"\nttl = \"2s\"\nstale = \"60s\"\n\n{nodes_toml}"
+    )
+}
+
 /// Runs the benchmark and prints its tables.
 ///
 /// # Errors
@@ -937,7 +979,17 @@ pub async fn run(b: LoadBench) -> Result<LoadReport> {
         (0.0..=1.0).contains(&b.flap),
         "--flap is a fraction of nodes, 0 to 1"
     );
-    let exe = std::env::current_exe().context("cannot find the gproc binary")?;
+    let exe = match &b.aggregator_exe {
+        Some(p) => {
+            anyhow::ensure!(
+                p.is_file(),
+                "--aggregator-exe {}: no such file",
+                p.display()
+            );
+            p.clone()
+        }
+        None => std::env::current_exe().context("cannot find the gproc binary")?,
+    };
     let dir = tempfile::tempdir().context("cannot create a temporary directory")?;
 
     eprintln!(
@@ -963,16 +1015,7 @@ pub async fn run(b: LoadBench) -> Result<LoadReport> {
         .context("cannot find a free port")?
         .port();
     let listen = format!("127.0.0.1:{port}");
-    let text = format!(
-        "[server]\nlisten = [\"{listen}\"]\nauth = \"none\"\nmax_connections = {}\n\n\
-         [pool]\nrequest_timeout = \"3s\"\ndeadline = \"3s\"\nconnect_timeout = \"2s\"\n\
-         reconnect_min = \"500ms\"\nreconnect_max = \"5s\"\nconnect = \"eager\"\n\
-         connect_concurrency = 256\nmax_in_flight = 2048\n\n\
-         # A flapping node's summary is served up to 60 s past its TTL, so\n\
-         # /ps keeps its last rows while it is down.\n\
-         [[cache.rule]]\npath = \"/.gproc/ps\"\nttl = \"2s\"\nstale = \"60s\"\n\n{nodes_toml}",
-        b.clients + 64
-    );
+    let text = aggregator_config(&listen, b.clients, &nodes_toml);
     Config::from_str(&text, "load.toml")
         .map_err(|e| anyhow::anyhow!("{e}"))
         .context("the benchmark's aggregator config is invalid")?;
@@ -981,7 +1024,10 @@ pub async fn run(b: LoadBench) -> Result<LoadReport> {
         .with_context(|| format!("cannot write {}", cfg_path.display()))?;
     let log = dir.path().join("serve.log");
 
-    eprintln!("bench load: starting the aggregator on {listen} ...");
+    eprintln!(
+        "bench load: starting the aggregator ({}) on {listen} ...",
+        exe.display()
+    );
     let agg = AggProc::spawn(&exe, &cfg_path, &log)?;
     let agg_pid = Arc::new(AtomicU32::new(agg.child.id()));
     let agg = Arc::new(Mutex::new(agg));
@@ -1329,6 +1375,7 @@ fn build_report(
             .map(|c| (c.name().to_string(), examples[*c as usize].clone()))
             .collect(),
         incomplete_tables: stats.iter().map(|s| s.incomplete_tables).sum(),
+        missing_tables: stats.iter().map(|s| s.missing_tables).sum(),
         pending_tables: stats.iter().map(|s| s.pending_tables).sum(),
         node_ops_split: [0, 1].map(|i| {
             let v: Vec<Duration> = stats.iter().flat_map(|s| s.node_ok[i].clone()).collect();
@@ -1434,8 +1481,9 @@ fn print_report(
         live.0, live.1, live.2, flap.0, flap.1, flap.2
     );
     println!(
-        "Tables (ps, load) that left out a live node or served its rows stale: {}",
-        r.incomplete_tables
+        "Tables (ps, load) that left out a live node or served its rows stale: {} \
+         (that left out a live node, `# missing`: {})",
+        r.incomplete_tables, r.missing_tables
     );
     for e in &r.incomplete_examples {
         println!("  {e}");
@@ -1650,6 +1698,21 @@ mod tests {
         assert_eq!(out, ["# missing n7: gone", "# stale n8: 3s old"]);
         assert_eq!(comment_node(&out[0]), "n7");
         assert_eq!(comment_node("# other"), "");
+    }
+
+    /// The 16-of-64 clients after a restart: every client (and the
+    /// target refresher) attaches as root, so root's share of connections
+    /// must hold them all.
+    #[test]
+    fn the_aggregator_config_lets_every_client_attach_as_root() {
+        let nodes = "[[nodes]]\nnames = \"s0n0001\"\naddress = \"127.0.0.1:1\"\n";
+        for clients in [1, 64, 500] {
+            let text = aggregator_config("127.0.0.1:9", clients, nodes);
+            let c = Config::from_str(&text, "load.toml").unwrap();
+            let per_user = c.server.max_connections_per_user as usize;
+            assert!(per_user > clients, "{clients} clients, per user {per_user}");
+            assert!(c.server.max_connections as usize > clients);
+        }
     }
 
     #[test]
