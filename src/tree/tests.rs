@@ -695,8 +695,10 @@ where
 
 #[tokio::test]
 async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
-    // A user process is needed; spawn_as says why it skips.
-    let Some(mut probe) = spawn_as(64000) else {
+    // A user process is needed; spawn_as says why it skips. The uid is
+    // this test's alone: another test's process of the same user on the
+    // real /proc would make n1 theirs.
+    let Some(mut probe) = spawn_as(64005) else {
         return;
     };
     let _ = (probe.kill(), probe.wait());
@@ -730,7 +732,7 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
         Duration::from_secs(30),
         Views::new(cfg("")),
     );
-    let (u, _) = t.attach(&req(Some(64000), 0, "")).await.unwrap();
+    let (u, _) = t.attach(&req(Some(64005), 0, "")).await.unwrap();
     // An empty admin list means no administrators but root, not everyone.
     assert!(
         !u.view.admin,
@@ -762,7 +764,7 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
     );
 
     // Their process on n1 makes n1 (and only n1) theirs.
-    let mut child = spawn_as(64000).unwrap();
+    let mut child = spawn_as(64005).unwrap();
     let pid = child.id() as i32;
     eventually("n1 appears with their process", || async {
         tops().await == ["nodes", "ps", "load", "jobs", "metrics", "pid", "job", "n1"]
@@ -790,8 +792,8 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
             "{n}"
         );
     }
-    assert!(t.attach(&req(Some(64000), 0, "/n2")).await.is_err());
-    assert!(t.attach(&req(Some(64000), 0, "/n1")).await.is_ok());
+    assert!(t.attach(&req(Some(64005), 0, "/n2")).await.is_err());
+    assert!(t.attach(&req(Some(64005), 0, "/n1")).await.is_ok());
     let ps = read(&t, &u, "ps").await.unwrap();
     let rows = Table::<PsRow>::parse(&ps).unwrap().rows;
     assert!(
