@@ -384,5 +384,8 @@ impl super::Tree {
             self.cache.forget_node(*idx);
         }
         self.summary_fids.forget(Some(removed));
+        for idx in removed {
+            self.held.put(*idx, None);
+        }
     }
 }

@@ -291,7 +291,7 @@ impl Held {
         sys::lock(&self.by_node).get(&node).cloned()
     }
 
-    fn put(&self, node: u32, held: Option<(Token, Arc<NodeSummary>)>) {
+    pub(super) fn put(&self, node: u32, held: Option<(Token, Arc<NodeSummary>)>) {
         let mut m = sys::lock(&self.by_node);
         match held {
             Some(h) => m.insert(node, h),
