@@ -638,7 +638,10 @@ impl Tree {
                             let s = Arc::new(summary::parse(&bytes).map_err(bad)?);
                             // A node that serves deltas says its summary's
                             // generation; one that does not is read whole.
-                            let token = delta::generation(&bytes);
+                            // Held only where deltas are asked for: the
+                            // summary would otherwise outlive the cache.
+                            let token = delta::generation(&bytes)
+                                .filter(|_| held.mode() == SummaryRefresh::Deltas);
                             held.put(index, token.map(|t| (t, s.clone())));
                             Ok(Fetched::Node(s))
                         }
