@@ -663,7 +663,9 @@ impl Filesystem for SimNodeFs {
                 Err(FsError::new(errno::ELOOP).with("symlinks are read with readlink, not opened"))
             }
             _ if e.is_dir() => Ok(Contents::Dir(self.listing(e)?)),
-            Entry::Summary => Ok(Contents::File(Bytes::from(
+            // Taken again by a read at 0, as the agent's is (the summary
+            // says `fresh_at_zero`).
+            Entry::Summary => Ok(Contents::Fresh(Bytes::from(
                 self.served_summary(who).to_vec(),
             ))),
             Entry::Since(t) => Ok(Contents::File(Bytes::from(self.served_delta(who, t)?))),
@@ -678,13 +680,7 @@ impl Filesystem for SimNodeFs {
                 } else {
                     this.contents(e)?
                 };
-                Ok(if matches!(e, Entry::Summary) {
-                    // Taken again by a read at 0, as the agent's is (the
-                    // summary says `fresh_at_zero`).
-                    Contents::Fresh(Bytes::from(data))
-                } else {
-                    Contents::File(Bytes::from(data))
-                })
+                Ok(Contents::File(Bytes::from(data)))
             }
         }
     }

@@ -726,3 +726,19 @@ async fn a_node_without_deltas_says_no_generation() {
     assert_eq!(list(&fs, ".gproc").await, [".", "..", "ps"]);
     assert!(walk(&fs, ".gproc/since").await.is_err());
 }
+
+/// The summary says `fresh_at_zero`, so it must be served as a file taken
+/// anew by a read at 0: a reader that keeps it open would otherwise see
+/// the node as it was at the open forever.
+#[tokio::test]
+async fn the_summary_is_served_fresh_as_its_header_says() {
+    let sim = Arc::new(Sim::new(opts(2)).unwrap());
+    let fs = node(&sim, 0);
+    match open(&fs, &walk(&fs, ".gproc/ps").await.unwrap())
+        .await
+        .unwrap()
+    {
+        Contents::Fresh(b) => assert!(summary::says_fresh_at_zero(&b)),
+        c => panic!("the summary is not served fresh: {c:?}"),
+    }
+}
