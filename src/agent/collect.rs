@@ -14,7 +14,7 @@ use super::classify::{Class, Op, classify};
 use super::deadline::{Outcome, Reads};
 use super::gpus::GpuScan;
 use crate::format::jobs::JobRules;
-use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
+use crate::format::summary::{Args, Escaped, LoadAvg, NodeSummary, ProcEntry};
 
 /// A node-wide file (`stat`, `uptime`, `meminfo`, `loadavg`) or the process
 /// directory itself could not be read: no summary is possible.
@@ -182,11 +182,11 @@ const CMDLINE: &str = "cmdline";
 /// The arguments a `cmdline` read's outcome gives a row: unreadable
 /// (permissions, or the process exiting) costs only the arguments (`ps`
 /// then shows `[comm]`); not answered in time makes them unknown (`?`).
-fn cmdline_of(o: Outcome) -> Vec<Vec<u8>> {
+fn cmdline_of(o: Outcome) -> Args {
     match o {
-        Outcome::Read(c) => split_cmdline(&c),
-        Outcome::Failed => Vec::new(),
-        Outcome::Late => ProcEntry::unknown_cmdline(),
+        Outcome::Read(c) => Args::from_cmdline(&c),
+        Outcome::Failed => Args::default(),
+        Outcome::Late => Args::unknown(),
     }
 }
 
@@ -235,8 +235,8 @@ fn collect_proc(
         vsize: stat.vsize,
         start_ticks: stat.start_ticks,
         threads: stat.threads,
-        comm: stat.comm,
-        cmdline: Vec::new(),
+        comm: Escaped::new(&stat.comm),
+        cmdline: Args::default(),
         job: job.map(std::sync::Arc::new),
         gpus: None,
     })
@@ -465,21 +465,21 @@ mod tests {
         let p = s.procs.iter().find(|p| p.pid == me).expect("self listed");
         let (ppid, comm) = direct_stat("self");
         assert_eq!(p.ppid, ppid);
-        assert_eq!(p.comm, comm);
+        assert_eq!(p.comm.decode(), comm);
         // SAFETY: getuid/geteuid cannot fail.
         let (uid, euid) = unsafe { (libc::getuid(), libc::geteuid()) };
         assert_eq!((p.ruid, p.euid), (uid, euid));
         assert_eq!(&*p.user, crate::sys::users::user_label(euid));
         assert!(p.threads >= 1);
         let argv0 = std::env::args_os().next().unwrap();
-        assert_eq!(p.cmdline[0], argv0.as_encoded_bytes());
+        assert_eq!(p.cmdline.to_vecs()[0], argv0.as_encoded_bytes());
         assert!(p.start_ticks > 0 && p.vsize > 0 && p.rss_pages > 0);
         let started = p.start_time_unix(s.boot_time, s.clk_tck);
         assert!(started <= s.time + 2.0, "{started} vs {}", s.time);
 
         let init = s.procs.iter().find(|p| p.pid == 1).expect("pid 1 listed");
         let (ppid, comm) = direct_stat("1");
-        assert_eq!((init.ppid, &init.comm), (ppid, &comm));
+        assert_eq!((init.ppid, &*init.comm.decode()), (ppid, &comm[..]));
     }
 
     #[test]
@@ -533,8 +533,11 @@ mod tests {
         assert_eq!((s.uptime, s.idle), (100.5, 180.25));
         assert_eq!(s.procs.len(), 1);
         let p = &s.procs[0];
-        assert_eq!(p.comm, b"we\xffird job");
-        assert_eq!(p.cmdline, vec![b"a\xfe".to_vec(), b"b\tc".to_vec()]);
+        assert_eq!(p.comm.decode(), &b"we\xffird job"[..]);
+        assert_eq!(
+            p.cmdline.to_vecs(),
+            vec![b"a\xfe".to_vec(), b"b\tc".to_vec()]
+        );
         assert_eq!(
             (p.pid, p.ppid, p.utime, p.stime, p.threads),
             (4242, 1, 7, 3, 2)

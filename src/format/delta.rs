@@ -69,6 +69,8 @@ use std::fmt;
 use std::io::Write;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
 use crate::format::summary::{self, NodeSummary, ProcEntry};
 
 /// First token of a delta's line 1: tells it from a summary, so no reader
@@ -412,7 +414,8 @@ pub fn apply(
         return err("truncated delta (no `end`, or a wrong count)");
     }
     let _ = writeln!(text, "end {changed}");
-    let mut fresh = summary::parse(&text).map_err(|e| DeltaError(format!("in the delta: {e}")))?;
+    let mut fresh = summary::parse_shared(&Bytes::from(text))
+        .map_err(|e| DeltaError(format!("in the delta: {e}")))?;
     let news = std::mem::take(&mut fresh.procs);
     if !increasing(base.procs.iter().map(|p| p.pid)) || !increasing(news.iter().map(|p| p.pid)) {
         return err("processes out of pid order");

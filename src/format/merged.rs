@@ -244,6 +244,13 @@ pub fn valid_node_name(name: &str) -> bool {
 /// the line. A node whose embedded summary does not parse is returned as
 /// missing (with the parse error), the others are kept.
 pub fn parse(bytes: &[u8]) -> Result<Merged, SummaryError> {
+    parse_shared(&bytes::Bytes::copy_from_slice(bytes))
+}
+
+/// [`parse`] of bytes the nodes' summaries may keep slices of
+/// ([`summary::parse_shared`]).
+pub fn parse_shared(all: &bytes::Bytes) -> Result<Merged, SummaryError> {
+    let bytes: &[u8] = all;
     let mut pos = 0;
     let mut line_no = 1usize;
     let first = next_line(bytes, &mut pos).unwrap_or_default();
@@ -340,7 +347,7 @@ pub fn parse(bytes: &[u8]) -> Result<Merged, SummaryError> {
                         f.err(format!("bad stale age {}", quote(s.as_bytes())))
                     })?)),
                 };
-                n.data = match summary::parse(body) {
+                n.data = match summary::parse_shared(&all.slice_ref(body)) {
                     Ok(mut s) => {
                         s.pinned_walk = true;
                         // A node's own file's property, not the merged one's.
@@ -411,8 +418,8 @@ mod tests {
                     pid,
                     user: "alice".into(),
                     state: 'S',
-                    comm: b"sleep".to_vec(),
-                    cmdline: vec![b"sleep".to_vec(), b"a b".to_vec()],
+                    comm: summary::Escaped::new(b"sleep"),
+                    cmdline: summary::Args::new([&b"sleep"[..], b"a b"]),
                     ..ProcEntry::default()
                 })
                 .collect(),

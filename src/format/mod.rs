@@ -2,6 +2,7 @@
 //!
 //! - [`summary`]: the node summary file `/.gproc/ps` an agent (or the
 //!   simulator) serves and the aggregator reads;
+//! - [`escaped`]: the summary's escaped string fields, kept escaped;
 //! - [`delta`]: what changed in a node summary since a generation the
 //!   reader holds (`/.gproc/since/TOKEN`), for live refresh;
 //! - [`merged`]: the merged summary a gproc aggregator serves at the same
@@ -19,6 +20,7 @@
 
 pub mod ctl;
 pub mod delta;
+pub mod escaped;
 pub mod gpus;
 pub mod jobs;
 pub mod merged;

@@ -155,6 +155,10 @@ use std::fmt::Display;
 use std::io::Write;
 use std::sync::Arc;
 
+use bytes::Bytes;
+
+pub use crate::format::escaped::{Args, Escaped};
+pub(super) use crate::format::escaped::{escape_into, unescape};
 use crate::format::gpus::{self, Gpus};
 use crate::format::jobs::JobRef;
 
@@ -303,10 +307,12 @@ pub struct ProcEntry {
     pub start_ticks: u64,
     /// Number of threads.
     pub threads: i64,
-    /// `comm` exactly as the kernel has it (any bytes; see [`Self::comm_lossy`]).
-    pub comm: Vec<u8>,
-    /// `argv` exactly, one element per argument; empty for kernel threads.
-    pub cmdline: Vec<Vec<u8>>,
+    /// `comm` exactly as the kernel has it (any bytes, kept escaped; see
+    /// [`Self::comm_lossy`]).
+    pub comm: Escaped,
+    /// `argv` exactly, one element per argument (kept escaped); empty for
+    /// kernel threads.
+    pub cmdline: Args,
     /// The batch job (and step) the process runs in; `None` outside any
     /// job, and from agents that do not say.
     pub job: Option<Arc<JobRef>>,
@@ -335,19 +341,13 @@ impl ProcEntry {
 
     /// `comm` as text, invalid UTF-8 replaced.
     pub fn comm_lossy(&self) -> Cow<'_, str> {
-        String::from_utf8_lossy(&self.comm)
-    }
-
-    /// The arguments of a process whose `cmdline` the node could not read
-    /// in time: the marker [`UNKNOWN_ARG`] alone.
-    pub fn unknown_cmdline() -> Vec<Vec<u8>> {
-        vec![UNKNOWN_ARG.to_vec()]
+        self.comm.lossy()
     }
 
     /// Whether the arguments are unknown (the node's read of `cmdline`
     /// did not finish in time), as opposed to absent.
     pub fn cmdline_unknown(&self) -> bool {
-        matches!(self.cmdline.as_slice(), [a] if a == UNKNOWN_ARG)
+        self.cmdline.is_unknown()
     }
 
     /// The command as `ps` shows it: arguments joined by spaces, `[comm]`
@@ -373,59 +373,13 @@ impl ProcEntry {
             out.push_str(&self.comm_lossy());
             out.push(']');
         } else {
-            for (i, a) in self.cmdline.iter().enumerate() {
-                if i > 0 {
-                    out.push(' ');
-                }
-                out.push_str(&String::from_utf8_lossy(a));
-            }
+            self.cmdline.lossy_into(out);
         }
     }
 }
 
 // ---------------------------------------------------------------------------
 // Encoding
-
-/// Appends `bytes` escaped as one field (see the module doc).
-pub(super) fn escape_into(out: &mut Vec<u8>, bytes: &[u8]) {
-    if bytes.is_empty() {
-        out.extend_from_slice(b"\\-");
-        return;
-    }
-    for chunk in bytes.utf8_chunks() {
-        for c in chunk.valid().chars() {
-            match c {
-                '\\' => out.extend_from_slice(b"\\\\"),
-                ' ' => out.extend_from_slice(b"\\s"),
-                '\t' => out.extend_from_slice(b"\\t"),
-                '\n' => out.extend_from_slice(b"\\n"),
-                c if c.is_control() => {
-                    let mut buf = [0u8; 4];
-                    for b in c.encode_utf8(&mut buf).bytes() {
-                        hex_escape(out, b);
-                    }
-                }
-                c => {
-                    let mut buf = [0u8; 4];
-                    out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
-                }
-            }
-        }
-        for &b in chunk.invalid() {
-            hex_escape(out, b);
-        }
-    }
-}
-
-fn hex_escape(out: &mut Vec<u8>, b: u8) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    out.extend_from_slice(&[
-        b'\\',
-        b'x',
-        HEX[usize::from(b >> 4)],
-        HEX[usize::from(b & 15)],
-    ]);
-}
 
 /// Appends ` value` (space first).
 fn put(out: &mut Vec<u8>, v: impl Display) {
@@ -529,10 +483,12 @@ impl NodeSummary {
             put(&mut out, p.vsize);
             put(&mut out, p.start_ticks);
             put(&mut out, p.threads);
-            put_esc(&mut out, &p.comm);
+            out.push(b' ');
+            out.extend_from_slice(p.comm.as_escaped());
             put(&mut out, p.cmdline.len());
-            for arg in &p.cmdline {
-                put_esc(&mut out, arg);
+            if !p.cmdline.is_empty() {
+                out.push(b' ');
+                out.extend_from_slice(p.cmdline.as_escaped());
             }
             // Optional fields: written only up to the last one that is not
             // none.
@@ -604,38 +560,6 @@ fn digits(tok: &[u8]) -> Option<u64> {
     })
 }
 
-/// Undoes [`escape_into`]; `None` on a malformed escape.
-fn unescape(tok: &[u8]) -> Option<Vec<u8>> {
-    if tok == b"\\-" {
-        return Some(Vec::new());
-    }
-    if !tok.contains(&b'\\') {
-        return Some(tok.to_vec());
-    }
-    let mut out = Vec::with_capacity(tok.len());
-    let mut it = tok.iter().copied();
-    while let Some(b) = it.next() {
-        if b != b'\\' {
-            out.push(b);
-            continue;
-        }
-        match it.next()? {
-            b'\\' => out.push(b'\\'),
-            b's' => out.push(b' '),
-            b't' => out.push(b'\t'),
-            b'n' => out.push(b'\n'),
-            b'x' => {
-                let hi = char::from(it.next()?).to_digit(16)?;
-                let lo = char::from(it.next()?).to_digit(16)?;
-                // Both digits are < 16, so the value fits a byte.
-                out.push(u8::try_from(hi * 16 + lo).ok()?);
-            }
-            _ => return None,
-        }
-    }
-    Some(out)
-}
-
 /// The tokens of one line, with the line number for errors.
 pub(super) struct Fields<'a> {
     pub(super) toks: Tokens<'a>,
@@ -686,22 +610,17 @@ impl<'a> Fields<'a> {
     }
 
     fn bytes(&mut self, what: &str) -> Result<Vec<u8>, SummaryError> {
-        self.bytes_named(|| what.to_string())
+        let tok = self.token(what)?;
+        unescape(tok).ok_or_else(|| self.bad_escape(what, tok))
     }
 
-    /// [`Self::bytes`], with the field's name made only for an error
-    /// (arguments are many; their names are not needed unless one is bad).
-    fn bytes_named(&mut self, what: impl Fn() -> String) -> Result<Vec<u8>, SummaryError> {
-        let Some(tok) = self.toks.next() else {
-            return Err(self.err(format!("expected {}, found end of line", what())));
-        };
-        unescape(tok).ok_or_else(|| {
-            self.err(format!(
-                "expected {} (escaped as \\\\ \\s \\t \\n \\xHH \\-), found {}",
-                what(),
-                quote(tok)
-            ))
-        })
+    /// The error for a string field `what` whose token `tok` is not
+    /// escaped as the format says.
+    fn bad_escape(&self, what: &str, tok: &[u8]) -> SummaryError {
+        self.err(format!(
+            "expected {what} (escaped as \\\\ \\s \\t \\n \\xHH \\-), found {}",
+            quote(tok)
+        ))
     }
 
     /// An optional trailing string field: `None` when the line ends
@@ -814,19 +733,21 @@ impl Shared {
     }
 }
 
-/// One `p` line, and whether it lacks the `gpu` field.
-fn parse_proc(f: &mut Fields<'_>, shared: &mut Shared) -> Result<(ProcEntry, bool), SummaryError> {
+/// One `p` line, and whether it lacks the `gpu` field. `all` is the
+/// summary the line is a slice of (its strings are kept as slices of it);
+/// `args` is room for the line's argument tokens, reused line to line.
+fn parse_proc<'a>(
+    f: &mut Fields<'a>,
+    all: &Bytes,
+    shared: &mut Shared,
+    args: &mut Vec<&'a [u8]>,
+) -> Result<(ProcEntry, bool), SummaryError> {
     let pid = f.num("pid")?;
     let ppid = f.num("ppid")?;
     let ruid = f.num("ruid")?;
     let euid = f.num("euid")?;
     let raw = f.token("user")?;
-    let user = shared.user(raw).ok_or_else(|| {
-        f.err(format!(
-            "expected user (escaped as \\\\ \\s \\t \\n \\xHH \\-), found {}",
-            quote(raw)
-        ))
-    })?;
+    let user = shared.user(raw).ok_or_else(|| f.bad_escape("user", raw))?;
     let state = f.char("state")?;
     let utime = f.num("utime (ticks)")?;
     let stime = f.num("stime (ticks)")?;
@@ -834,13 +755,32 @@ fn parse_proc(f: &mut Fields<'_>, shared: &mut Shared) -> Result<(ProcEntry, boo
     let vsize = f.num("vsize (bytes)")?;
     let start_ticks = f.num("start (ticks)")?;
     let threads = f.num("threads")?;
-    let comm = f.bytes("comm")?;
+    let raw = f.token("comm")?;
+    let comm = Escaped::parse(all, raw).ok_or_else(|| f.bad_escape("comm", raw))?;
     let argc: usize = f.num("argc")?;
     // No allocation sized by the untrusted argc: each argument must exist.
-    let mut cmdline = Vec::new();
+    args.clear();
     for i in 1..=argc {
-        cmdline.push(f.bytes_named(|| format!("argument {i} of {argc}"))?);
+        match f.toks.next() {
+            Some(t) => args.push(t),
+            None => {
+                return Err(f.err(format!(
+                    "expected argument {i} of {argc}, found end of line"
+                )));
+            }
+        }
     }
+    let cmdline = match Args::parse(all, args) {
+        Some(a) => a,
+        None => {
+            let (i, bad) = args
+                .iter()
+                .enumerate()
+                .find(|(_, t)| unescape(t).is_none())
+                .map_or((0, &b""[..]), |(i, t)| (i + 1, *t));
+            return Err(f.bad_escape(&format!("argument {i} of {argc}"), bad));
+        }
+    };
     // Optional fields; absent ones are none. An id no pattern could have
     // taken from a cgroup path (a `/`, a control character, too long) is
     // no job: ids become names in the tree and cells of tables.
@@ -946,14 +886,24 @@ pub(super) fn check_first_line(
 /// Decodes a summary. Never panics, whatever the bytes: a node can send
 /// anything. Errors name the line and what was expected there.
 pub fn parse(bytes: &[u8]) -> Result<NodeSummary, SummaryError> {
+    parse_shared(&Bytes::copy_from_slice(bytes))
+}
+
+/// [`parse`] of bytes the summary may keep slices of (its processes'
+/// `comm` and arguments): no copy of each string.
+pub fn parse_shared(all: &Bytes) -> Result<NodeSummary, SummaryError> {
+    let bytes: &[u8] = all;
     let mut lines = bytes.split(|&b| b == b'\n').zip(1usize..);
     let first = lines.next().map(|(l, _)| l).unwrap_or_default();
     check_first_line(first, MAGIC, VERSION, "a gproc node summary")?;
 
     let mut h = Header::default();
-    let mut procs: Vec<ProcEntry> = Vec::new();
+    // About a hundred bytes a line: room for them all at once (bounded by
+    // what the node sent).
+    let mut procs: Vec<ProcEntry> = Vec::with_capacity(bytes.len() / 128);
     let mut gpu_absent = Vec::new();
     let mut shared = Shared::default();
+    let mut args = Vec::new();
     let mut end_line = None;
     let mut last_line = 1;
     for (line, n) in lines {
@@ -967,7 +917,7 @@ pub fn parse(bytes: &[u8]) -> Result<NodeSummary, SummaryError> {
         };
         match tag {
             b"p" => {
-                let (p, no_gpu) = parse_proc(&mut f, &mut shared)?;
+                let (p, no_gpu) = parse_proc(&mut f, all, &mut shared, &mut args)?;
                 if no_gpu {
                     gpu_absent.push(procs.len());
                 }
@@ -1105,18 +1055,6 @@ pub fn stat_comm_and_start(stat: &[u8]) -> Option<(String, u64)> {
     Some((comm, stat_start_ticks(stat)?))
 }
 
-/// argv from raw `cmdline` bytes, as [`ProcEntry::cmdline`] carries it:
-/// trailing NUL padding dropped, then one argument per NUL-separated piece
-/// (empty arguments kept). The agent, the simulator and the aggregator's
-/// fallback for nodes without a summary all split this way.
-pub fn split_cmdline(raw: &[u8]) -> Vec<Vec<u8>> {
-    let end = raw.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    if end == 0 {
-        return Vec::new();
-    }
-    raw[..end].split(|&b| b == 0).map(<[u8]>::to_vec).collect()
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
@@ -1159,8 +1097,8 @@ pub(crate) mod tests {
                     vsize: 170_000_000,
                     start_ticks: 5,
                     threads: 1,
-                    comm: b"systemd".to_vec(),
-                    cmdline: vec![b"/sbin/init".to_vec(), b"splash".to_vec()],
+                    comm: Escaped::new(b"systemd"),
+                    cmdline: Args::new(vec![b"/sbin/init".to_vec(), b"splash".to_vec()]),
                     job: None,
                     gpus: None,
                 },
@@ -1170,7 +1108,7 @@ pub(crate) mod tests {
                     state: 'S',
                     start_ticks: 5,
                     threads: 1,
-                    comm: b"kthreadd".to_vec(),
+                    comm: Escaped::new(b"kthreadd"),
                     ..ProcEntry::default()
                 },
                 ProcEntry {
@@ -1186,8 +1124,8 @@ pub(crate) mod tests {
                     vsize: 2_147_483_648,
                     start_ticks: 81234,
                     threads: 8,
-                    comm: b"my job".to_vec(),
-                    cmdline: vec![b"./my job".to_vec(), b"--name".to_vec(), Vec::new()],
+                    comm: Escaped::new(b"my job"),
+                    cmdline: Args::new(vec![b"./my job".to_vec(), b"--name".to_vec(), Vec::new()]),
                     job: Some(Arc::new(JobRef {
                         id: "1234".into(),
                         step: Some("0".into()),
@@ -1287,7 +1225,7 @@ pub(crate) mod tests {
         assert_eq!(s.procs[1].cmdline_display(), "[kthreadd]");
         assert_eq!(job.cpu_seconds(0), 9012.0);
         let evil = ProcEntry {
-            cmdline: vec![b"rm\x1b[2J".to_vec(), b"\xff".to_vec()],
+            cmdline: Args::new(vec![b"rm\x1b[2J".to_vec(), b"\xff".to_vec()]),
             ..ProcEntry::default()
         };
         assert_eq!(evil.cmdline_display(), "rm?[2J \u{fffd}");
@@ -1309,7 +1247,7 @@ pub(crate) mod tests {
             text.replace("gproc-ps 1", "gproc-merged 1").as_bytes()
         ));
         let mut arg = sample();
-        arg.procs[0].cmdline = vec![b"fresh_at_zero".to_vec(), b"1".to_vec()];
+        arg.procs[0].cmdline = Args::new(vec![b"fresh_at_zero".to_vec(), b"1".to_vec()]);
         assert!(!says_fresh_at_zero(&arg.encode()));
     }
 
@@ -1574,18 +1512,18 @@ pub(crate) mod tests {
 
     #[test]
     fn cmdline_splits_at_nuls() {
-        assert_eq!(split_cmdline(b""), Vec::<Vec<u8>>::new());
-        assert_eq!(split_cmdline(b"\0\0"), Vec::<Vec<u8>>::new());
+        assert_eq!(Args::from_cmdline(b""), Args::default());
+        assert_eq!(Args::from_cmdline(b"\0\0"), Args::default());
         assert_eq!(
-            split_cmdline(b"a\0\0b c\0\0\0"),
+            Args::from_cmdline(b"a\0\0b c\0\0\0").to_vecs(),
             vec![b"a".to_vec(), Vec::new(), b"b c".to_vec()]
         );
         assert_eq!(
-            split_cmdline(b"nginx: worker"),
+            Args::from_cmdline(b"nginx: worker").to_vecs(),
             vec![b"nginx: worker".to_vec()]
         );
         assert_eq!(
-            split_cmdline(b"a\0\0b\0"),
+            Args::from_cmdline(b"a\0\0b\0").to_vecs(),
             vec![b"a".to_vec(), b"".to_vec(), b"b".to_vec()]
         );
     }
@@ -1593,7 +1531,7 @@ pub(crate) mod tests {
     #[test]
     fn unknown_arguments_are_a_marker_old_readers_show_as_a_question_mark() {
         let mut s = sample();
-        s.procs[0].cmdline = ProcEntry::unknown_cmdline();
+        s.procs[0].cmdline = Args::unknown();
         let bytes = s.encode();
         let text = String::from_utf8(bytes.clone()).unwrap();
         let line = text.lines().find(|l| l.starts_with("p ")).unwrap();
@@ -1604,7 +1542,7 @@ pub(crate) mod tests {
         assert_eq!(back.procs[0].cmdline_display(), "?");
         // What a reader without the marker's rule does: an argument whose
         // control character is shown as `?`.
-        let old_display: String = String::from_utf8_lossy(&back.procs[0].cmdline[0])
+        let old_display: String = String::from_utf8_lossy(&back.procs[0].cmdline.to_vecs()[0])
             .chars()
             .map(|c| if c.is_control() { '?' } else { c })
             .collect();
@@ -1686,8 +1624,8 @@ pub(crate) mod tests {
                     vsize,
                     start_ticks,
                     threads,
-                    comm,
-                    cmdline,
+                    comm: Escaped::new(&comm),
+                    cmdline: Args::new(cmdline),
                     job: job.map(|(id, step)| Arc::new(JobRef { id, step })),
                     gpus: gpus.map(|(devs, truncated, restricted)| Gpus {
                         restricted,
@@ -1724,7 +1662,7 @@ pub(crate) mod tests {
 
         #[test]
         fn no_real_cmdline_is_the_unknown_marker(raw in proptest::collection::vec(any::<u8>(), 0..64)) {
-            let p = ProcEntry { cmdline: split_cmdline(&raw), ..ProcEntry::default() };
+            let p = ProcEntry { cmdline: Args::from_cmdline(&raw), ..ProcEntry::default() };
             prop_assert!(!p.cmdline_unknown());
             prop_assert!(p.cmdline.iter().all(|a| !a.contains(&0)));
         }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 use crate::format::gpus::{Gpu, Gpus};
 use crate::format::jobs::JobRef;
-use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
+use crate::format::summary::{Args, LoadAvg, NodeSummary, ProcEntry};
 
 use super::model::{Arch, CpuModel, HZ, Hold, JobStep, NodeAt, NodeModel, ProcRec, Sim};
 use super::tables::{Libs, Role, user_name};
@@ -1211,8 +1211,13 @@ pub(crate) fn summary(sim: &Sim, node: &NodeModel, snap: &NodeAt, hostname: Stri
                 vsize: vsize_kb(&c) * 1024,
                 start_ticks: p.start,
                 threads: i64::from(p.threads),
-                comm: cmd.comm.as_bytes().to_vec(),
-                cmdline: split_cmdline(&cmdline(&c)),
+                comm: cmd.summary.0.clone(),
+                // A zombie's memory is gone: no arguments (`cmdline`).
+                cmdline: if p.hold == Hold::Zombie {
+                    Args::default()
+                } else {
+                    cmd.summary.1.clone()
+                },
                 job: job(node, sim, p).map(Arc::new),
                 gpus: Some(gpus(node, p)),
             }

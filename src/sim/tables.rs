@@ -9,6 +9,7 @@
 //! spaces, quotes, backslashes and non-ASCII text, a `comm` containing
 //! `") ("`, and command lines over 1 KiB.
 
+use crate::format::escaped::{Args, Escaped};
 use std::fmt::Write as _;
 
 /// First uid of the simulated users.
@@ -102,6 +103,9 @@ pub(crate) struct Cmd {
     pub(crate) cwd: Box<str>,
     /// Libraries for `maps`.
     pub(crate) libs: Libs,
+    /// `comm` and the arguments as a summary carries them (escaped once,
+    /// shared by every process running the command).
+    pub(crate) summary: (Escaped, Args),
 }
 
 /// A system daemon: a child of pid 1 on every node.
@@ -939,6 +943,7 @@ fn title(text: &str, pad: usize) -> Box<[u8]> {
 
 fn cmd(comm: &str, cmdline: Box<[u8]>, exe: &str, cwd: &str, libs: Libs) -> Cmd {
     Cmd {
+        summary: (Escaped::new(comm.as_bytes()), Args::from_cmdline(&cmdline)),
         comm: comm.into(),
         cmdline,
         exe: exe.into(),

@@ -138,7 +138,7 @@ async fn files_parse_with_procfs() {
             let st = procfs::process::Stat::from_read(&stat_b[..]).unwrap();
             assert_eq!(st.pid, p.pid);
             assert_eq!(st.ppid, p.ppid);
-            assert_eq!(st.comm.as_bytes(), &p.comm[..]);
+            assert_eq!(st.comm.as_bytes(), &*p.comm.decode());
             assert_eq!(st.state, p.state);
             assert_eq!((st.utime, st.stime), (p.utime, p.stime));
             assert_eq!(st.starttime, p.start_ticks);
@@ -146,7 +146,7 @@ async fn files_parse_with_procfs() {
             assert_eq!(st.vsize, p.vsize);
             assert_eq!(st.num_threads, p.threads);
             assert_eq!(
-                stat_b.iter().filter(|&&b| b == b' ').count() + 1 - comm_spaces(&p.comm),
+                stat_b.iter().filter(|&&b| b == b' ').count() + 1 - comm_spaces(&p.comm.decode()),
                 52
             );
             let status_b = read(&fs, &format!("{}/status", p.pid)).await.unwrap();
@@ -160,7 +160,10 @@ async fn files_parse_with_procfs() {
                 assert_eq!(s.vmrss.unwrap() / (ps.page_size / 1024), p.rss_pages);
             }
             let cmdline = read(&fs, &format!("{}/cmdline", p.pid)).await.unwrap();
-            assert_eq!(crate::format::summary::split_cmdline(&cmdline), p.cmdline);
+            assert_eq!(
+                crate::format::summary::Args::from_cmdline(&cmdline),
+                p.cmdline
+            );
             let statm = read(&fs, &format!("{}/statm", p.pid)).await.unwrap();
             let sm = procfs::process::StatM::from_read(&statm[..]).unwrap();
             assert_eq!(sm.resident, p.rss_pages);
@@ -225,7 +228,7 @@ async fn summary_matches_listing_and_tree_is_realistic() {
         assert_eq!(pids, sum_pids);
         let init = &ps.procs[0];
         assert_eq!(
-            (init.pid, init.ppid, init.comm.as_slice()),
+            (init.pid, init.ppid, &*init.comm.decode()),
             (1, 0, &b"systemd"[..])
         );
         let known: std::collections::HashSet<i32> = sum_pids.iter().copied().collect();
@@ -240,12 +243,12 @@ async fn summary_matches_listing_and_tree_is_realistic() {
                 users.insert(p.user.clone());
             }
             long_cmdline |= p.cmdline.iter().map(|a| a.len() + 1).sum::<usize>() > 1024;
-            if p.comm.starts_with(b"kworker") {
+            if p.comm.decode().starts_with(b"kworker") {
                 kworker = true;
                 assert!(p.cmdline.is_empty());
             }
         }
-        assert!(ps.procs.iter().any(|p| p.comm == b"sshd"));
+        assert!(ps.procs.iter().any(|p| p.comm.decode() == &b"sshd"[..]));
         let me = String::from_utf8(read(&fs, "1/comm").await.unwrap()).unwrap();
         assert_eq!(me, "systemd\n");
     }

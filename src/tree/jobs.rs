@@ -515,8 +515,8 @@ mod tests {
             vsize: 1 << 20,
             start_ticks: 1000 + pid as u64,
             threads: 1,
-            comm: b"a".to_vec(),
-            cmdline: vec![b"./a".to_vec()],
+            comm: crate::format::summary::Escaped::new(b"a"),
+            cmdline: crate::format::summary::Args::new([b"./a"]),
             job: job.map(|j| {
                 Arc::new(JobRef {
                     id: j.into(),

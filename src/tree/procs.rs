@@ -15,7 +15,7 @@ use procfs::FromRead;
 use crate::client::pool::Node;
 use crate::format::jobs::JobRules;
 use crate::format::merged::NodeData;
-use crate::format::summary::{LoadAvg, NodeSummary, ProcEntry, split_cmdline};
+use crate::format::summary::{Args, Escaped, LoadAvg, NodeSummary, ProcEntry};
 use crate::proto::errno;
 use crate::server::{FsError, FsResult};
 use crate::sys;
@@ -220,7 +220,7 @@ impl Tree {
             .and_then(|b| procfs::process::Status::from_read(&b[..]).ok())
             .map(|s| (s.ruid, s.euid))
             .unwrap_or((u32::MAX, u32::MAX));
-        let cmdline = cmdline.map(|b| split_cmdline(&b)).unwrap_or_default();
+        let cmdline = cmdline.map(|b| Args::from_cmdline(&b)).unwrap_or_default();
         // Unreadable (an old kernel, a node that hides it): no job.
         let job = cgroup.ok().and_then(|b| JOB_RULES.job_of(&b));
         Ok(Some(ProcEntry {
@@ -236,7 +236,7 @@ impl Tree {
             vsize: st.vsize,
             start_ticks: st.starttime,
             threads: st.num_threads,
-            comm: st.comm.into_bytes(),
+            comm: Escaped::new(st.comm.as_bytes()),
             cmdline,
             job: job.map(std::sync::Arc::new),
             gpus: None,

@@ -113,7 +113,7 @@ fn summary_weight(s: &NodeSummary) -> usize {
     256 + s
         .procs
         .iter()
-        .map(|p| 96 + p.comm.len() + p.cmdline.iter().map(Vec::len).sum::<usize>())
+        .map(|p| 96 + p.comm.as_escaped().len() + p.cmdline.bytes_len())
         .sum::<usize>()
 }
 
@@ -631,11 +631,11 @@ impl Tree {
                         };
                         if merged::is_merged(&bytes) {
                             held.put(index, None);
-                            merged::parse(&bytes)
+                            merged::parse_shared(&bytes)
                                 .map(|m| Fetched::Merged(Arc::new(MergedIndex::new(m))))
                                 .map_err(bad)
                         } else {
-                            let s = Arc::new(summary::parse(&bytes).map_err(bad)?);
+                            let s = Arc::new(summary::parse_shared(&bytes).map_err(bad)?);
                             // A node that serves deltas says its summary's
                             // generation; one that does not is read whole.
                             // Held only where deltas are asked for: the

@@ -297,7 +297,10 @@ fn busiest_node(sim: &Arc<Sim>) -> usize {
     (0..sim.len())
         .max_by_key(|&i| {
             let s = SimNodeFs::new(sim.clone(), i).summary();
-            s.procs.iter().filter(|p| p.comm == b"bash").count()
+            s.procs
+                .iter()
+                .filter(|p| p.comm.decode() == &b"bash"[..])
+                .count()
         })
         .unwrap_or(0)
 }

@@ -299,7 +299,7 @@ async fn a_process_with_a_locked_memory_map_marks_its_own_row() {
     let argv: Vec<Vec<u8>> = std::env::args_os()
         .map(|a| a.into_encoded_bytes())
         .collect();
-    assert_eq!(me.cmdline, argv, "another row is intact");
+    assert_eq!(me.cmdline.to_vecs(), argv, "another row is intact");
     let unknown: Vec<i32> = s
         .procs
         .iter()
@@ -321,7 +321,7 @@ async fn a_process_with_a_locked_memory_map_marks_its_own_row() {
         let hung = row(&s, child).expect("listed");
         assert!(hung.cmdline_unknown(), "{who}");
         assert_eq!(
-            row(&s, std::process::id() as i32).map(|p| p.cmdline),
+            row(&s, std::process::id() as i32).map(|p| p.cmdline.to_vecs()),
             Some(argv.clone()),
             "{who}"
         );
