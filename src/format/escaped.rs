@@ -97,17 +97,27 @@ pub fn unescape(tok: &[u8]) -> Option<Vec<u8>> {
 }
 
 /// Whether `tok` is spelt as [`escape_into`] spells something: printable
-/// ASCII other than a backslash (what nearly every token is, checked
-/// byte by byte), `\-`, or anything whose decoding spells back the same.
+/// ASCII and the named escapes `\\ \s \t \n` (what nearly every token is,
+/// checked byte by byte), `\-`, or anything else whose decoding spells
+/// back the same.
 fn canonical(tok: &[u8]) -> bool {
-    if !tok.is_empty()
-        && tok
-            .iter()
-            .all(|&b| (b'!'..=b'~').contains(&b) && b != b'\\')
-    {
+    if tok == EMPTY {
         return true;
     }
-    if tok == EMPTY {
+    let mut plain = !tok.is_empty();
+    let mut it = tok.iter();
+    while let Some(&b) = it.next() {
+        let ok = match b {
+            b'\\' => matches!(it.next(), Some(b'\\' | b's' | b't' | b'n')),
+            b'!'..=b'~' => true,
+            _ => false,
+        };
+        if !ok {
+            plain = false;
+            break;
+        }
+    }
+    if plain {
         return true;
     }
     match unescape(tok) {

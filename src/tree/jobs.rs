@@ -139,12 +139,17 @@ impl Kind for JobsKind {
 /// per summary for every view; a job's processes are also added to its
 /// sums.
 fn build(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> JobIndex {
+    #[derive(Default)]
     struct Acc {
         sums: JobSums,
         lines: String,
         procs: Vec<(Arc<Member>, Vec<Pin>)>,
     }
-    let mut acc: HashMap<&str, Acc> = HashMap::new();
+    let mut accs: Vec<Acc> = Vec::new();
+    let mut acc: HashMap<&str, usize> = HashMap::new();
+    // A node's processes of one job share one `JobRef` (the parser's):
+    // consecutive ones skip the map's hashing.
+    let mut last: Option<(&Arc<crate::format::jobs::JobRef>, usize)> = None;
     let linux = g.ok.iter().filter(|(_, s)| s.has_linux_facts());
     let mut all = String::with_capacity(
         PS_HEADER.len() + 1 + rows.iter().map(|r| r.len_for(view)).sum::<usize>(),
@@ -161,11 +166,19 @@ fn build(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> JobIndex {
             };
             all.push_str(line);
             let Some(job) = &p.job else { continue };
-            let a = acc.entry(job.id.as_str()).or_insert_with(|| Acc {
-                sums: JobSums::default(),
-                lines: String::new(),
-                procs: Vec::new(),
-            });
+            let k = match last {
+                Some((j, k)) if Arc::ptr_eq(j, job) || j.id == job.id => k,
+                _ => *acc.entry(job.id.as_str()).or_insert_with(|| {
+                    accs.push(Acc {
+                        sums: JobSums::default(),
+                        lines: String::new(),
+                        procs: Vec::new(),
+                    });
+                    accs.len() - 1
+                }),
+            };
+            last = Some((job, k));
+            let a = &mut accs[k];
             a.sums.add_proc(&n.name, s, p, view);
             a.lines.push_str(line);
             let pin = Pin {
@@ -186,7 +199,9 @@ fn build(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> JobIndex {
     let mut table = format!("{JOBS_HEADER}\n");
     let mut jobs = HashMap::with_capacity(order.len());
     for id in &order {
-        let Some(a) = acc.remove(id) else { continue };
+        let Some(a) = acc.get(id).map(|&k| std::mem::take(&mut accs[k])) else {
+            continue;
+        };
         table.push_str(&a.sums.row(id).line());
         table.push('\n');
         let mut ps = String::with_capacity(PS_HEADER.len() + a.lines.len() + notes.len() + 1);

@@ -646,16 +646,13 @@ impl Tree {
                             Ok(Fetched::Node(s))
                         }
                     };
-                    // A node's summary is parsed in a task of its own, so
-                    // that a fan-out's parses spread over the runtime's
-                    // workers instead of queueing in the one task that
-                    // polls them all. A lower aggregator's file is
+                    // This read runs in a task of its own (`LateReads`),
+                    // so a fan-out's parses already spread over the
+                    // runtime's workers. A lower aggregator's file is
                     // CPU-bound work of up to seconds: off the runtime's
                     // threads.
                     if small {
-                        return tokio::spawn(async move { parse() })
-                            .await
-                            .map_err(|e| FsError::IO.with(format!("parsing a summary: {e}")))?;
+                        return parse();
                     }
                     tokio::task::spawn_blocking(parse)
                         .await

@@ -358,8 +358,14 @@ impl JobSums {
         if !self.users.contains(r.user) {
             self.users.insert(r.user.to_string());
         }
-        let i = match self.node_at.get(r.node) {
-            Some(i) => *i,
+        // Rows come node by node: the last node's index needs no lookup.
+        let last = self
+            .nodes
+            .len()
+            .checked_sub(1)
+            .filter(|&i| self.nodes[i].node == r.node);
+        let i = match last.or_else(|| self.node_at.get(r.node).copied()) {
+            Some(i) => i,
             None => {
                 self.nodes.push(JobNodeRow {
                     node: r.node.to_string(),
