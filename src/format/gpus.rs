@@ -31,7 +31,7 @@
 //! An item this build does not know (a newer agent's) is kept as written
 //! if it is a short lowercase name, and shown.
 
-use std::fmt::{self, Write as _};
+use std::fmt;
 
 /// NVIDIA's character major: minor N is `/dev/nvidiaN`.
 pub const NVIDIA_MAJOR: u32 = 195;
@@ -108,14 +108,26 @@ impl Gpu {
     }
 }
 
+impl Gpu {
+    /// Appends the name [`fmt::Display`] shows, without the formatting
+    /// machinery (a table writes one per GPU a process holds).
+    fn write_into(&self, out: &mut String) {
+        let (prefix, n) = match self {
+            Gpu::Nvidia(n) => ("nvidia", *n),
+            Gpu::Render(n) => ("render", *n),
+            Gpu::Amd => return out.push_str("amd?"),
+            Gpu::Other(s) => return out.push_str(s),
+        };
+        out.push_str(prefix);
+        out.push_str(itoa::Buffer::new().format(n));
+    }
+}
+
 impl fmt::Display for Gpu {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Gpu::Nvidia(n) => write!(f, "nvidia{n}"),
-            Gpu::Render(n) => write!(f, "render{n}"),
-            Gpu::Amd => f.write_str("amd?"),
-            Gpu::Other(s) => f.write_str(s),
-        }
+        let mut s = String::new();
+        self.write_into(&mut s);
+        f.write_str(&s)
     }
 }
 
@@ -162,8 +174,7 @@ impl Gpus {
         let mut sep = "";
         for d in &self.devices {
             out.push_str(sep);
-            // Writing to a String cannot fail.
-            let _ = write!(out, "{d}");
+            d.write_into(out);
             sep = ",";
         }
         if self.truncated {

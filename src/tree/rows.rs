@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use crate::format::gpus::Gpus;
 use crate::format::summary::NodeSummary;
 use crate::sys;
 use crate::view::View;
@@ -51,12 +52,23 @@ impl NodeRows {
         let mut text = String::with_capacity(s.procs.len() * 112);
         let mut withheld = String::new();
         let mut lines = Vec::with_capacity(s.procs.len());
+        // Processes of a job on a GPU node hold the same devices, one
+        // after another: their cell is written once.
+        let mut last: Option<(&Gpus, Option<String>)> = None;
         for p in &s.procs {
-            let shown = tables::gpus_shown(&admin, p);
-            tables::write_ps_line(&mut text, name, s, p, shown.as_deref());
+            if let Some(g) = &p.gpus
+                && last.as_ref().is_none_or(|(l, _)| *l != g)
+            {
+                last = Some((g, tables::gpus_shown(&admin, p)));
+            }
+            let shown = match p.gpus {
+                Some(_) => last.as_ref().and_then(|(_, cell)| cell.as_deref()),
+                None => None,
+            };
+            tables::write_ps_line(&mut text, name, s, p, shown);
             text.push('\n');
             let gpus = shown.map(|_| {
-                let owner = tables::gpus_shown(&View::user(p.ruid, Vec::new()), p).map(|_| p.ruid);
+                let owner = tables::gpus_owner(p);
                 let start = withheld.len();
                 tables::write_ps_line(&mut withheld, name, s, p, None);
                 withheld.push('\n');

@@ -9,6 +9,7 @@ use std::time::UNIX_EPOCH;
 
 use crate::client::pool::{NodeState, NodeStatus};
 use crate::config::hostlist;
+use crate::format::gpus::Gpus;
 use crate::format::summary::{NodeSummary, ProcEntry};
 use crate::format::table::{
     JobNodeRow, JobRow, LoadRow, NodeRow, Note, PsFields, PsRow, Uptime, cpu_tenths,
@@ -131,8 +132,17 @@ pub fn write_ps_line(
 /// theirs (`sg`) is shown: under that group they could read it too.
 pub fn gpus_shown(view: &View, p: &ProcEntry) -> Option<String> {
     let g = p.gpus.as_ref()?;
-    let own = p.ruid == view.uid && p.euid == view.uid && !g.restricted;
-    (view.admin || own).then(|| g.display()).flatten()
+    (view.admin || gpus_owner(p) == Some(view.uid))
+        .then(|| g.display())
+        .flatten()
+}
+
+/// The one user besides administrators shown the GPUs of `p`'s row
+/// ([`gpus_shown`]): its owner, when its real and effective uids agree
+/// and the agent did not flag it.
+pub fn gpus_owner(p: &ProcEntry) -> Option<u32> {
+    let g = p.gpus.as_ref()?;
+    (p.ruid == p.euid && !g.restricted).then_some(p.ruid)
 }
 
 /// The `/load` row of a node (Supermon's per-node numbers).
@@ -296,6 +306,10 @@ pub struct JobSums {
     /// Per node (as `nodes`): the GPU devices its rows show, and whether a
     /// list was cut at the node's descriptor cap.
     gpus: Vec<(BTreeSet<String>, bool)>,
+    /// The devices of the last process [`Self::add_proc`] counted, and
+    /// its node's index: the next process of the job on that node
+    /// usually holds the same, already counted.
+    last_gpus: Option<(usize, Gpus)>,
 }
 
 /// The cells of one `/ps` row that a job's sums read.
@@ -331,8 +345,13 @@ impl JobSums {
     pub fn add_proc(&mut self, node: &str, s: &NodeSummary, p: &ProcEntry, view: &View) {
         let n = ps_numbers(s, p);
         let mut uid = itoa::Buffer::new();
-        let gpu = gpus_shown(view, p);
-        self.add_cells(&JobCells {
+        let on_last = |i: usize| self.nodes.get(i).is_some_and(|r| r.node == node);
+        let counted = match (&p.gpus, &self.last_gpus) {
+            (Some(g), Some((i, l))) => g == l && on_last(*i),
+            _ => false,
+        };
+        let gpu = if counted { None } else { gpus_shown(view, p) };
+        let i = self.add_cells(&JobCells {
             node,
             user: if p.user.is_empty() {
                 uid.format(p.euid)
@@ -346,9 +365,13 @@ impl JobSums {
             start: n.start,
             gpu: gpu.as_deref(),
         });
+        if gpu.is_some() {
+            self.last_gpus = p.gpus.clone().map(|g| (i, g));
+        }
     }
 
-    fn add_cells(&mut self, r: &JobCells<'_>) {
+    /// Adds one row's cells; returns its node's index in `nodes`.
+    fn add_cells(&mut self, r: &JobCells<'_>) -> usize {
         let cpu = cpu_tenths(r.cpu);
         self.procs += 1;
         self.cpu_tenths += cpu;
@@ -409,6 +432,7 @@ impl JobSums {
                 self.nodes[i].gpu = Some(shown.join(","));
             }
         }
+        i
     }
 
     /// Processes added.

@@ -12,6 +12,7 @@ pub mod live;
 pub mod load;
 pub mod summary;
 pub mod tables;
+pub mod versus;
 pub mod views;
 
 use std::time::Duration;

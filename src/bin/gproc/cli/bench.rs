@@ -74,6 +74,12 @@ pub enum BenchCmd {
         /// Rack aggregators with `--levels 2`.
         #[arg(long, default_value_t = 10)]
         racks: usize,
+        /// Compare these gproc binaries instead (comma-separated): each
+        /// runs `gproc serve` in a process of its own over the same
+        /// simulated nodes (first `--nodes` only), and its own CPU per
+        /// cold and warm `/ps` is shown, in alternating rounds.
+        #[arg(long, value_delimiter = ',')]
+        aggregator_exe: Vec<std::path::PathBuf>,
     },
     /// Live refresh: a table over simulated nodes read once a second, the
     /// node summaries refreshed by deltas vs whole reads (same run), and
@@ -208,6 +214,7 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
             naive_max_nodes,
             summary_ttl,
             cold_rounds,
+            aggregator_exe,
             ..
         } => {
             let b = bench::cluster::ClusterBench {
@@ -218,7 +225,11 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
                 summary_ttl,
                 cold_rounds: cold_rounds as usize,
             };
-            bench::cluster::run(b).await?;
+            if aggregator_exe.is_empty() {
+                bench::cluster::run(b).await?;
+            } else {
+                bench::versus::run(&b, &aggregator_exe).await?;
+            }
         }
         BenchCmd::Live {
             nodes,
