@@ -358,8 +358,12 @@ impl Args {
         }
         if !self.text.contains(&b'\\') {
             // Nothing escaped (nearly always): the tokens joined by
-            // spaces are the text itself.
-            out.push_str(&String::from_utf8_lossy(&self.text));
+            // spaces are the text itself (checked as UTF-8 in one pass
+            // first: the lossy path walks it in chunks).
+            match std::str::from_utf8(&self.text) {
+                Ok(s) => out.push_str(s),
+                Err(_) => out.push_str(&String::from_utf8_lossy(&self.text)),
+            }
             return;
         }
         for (i, a) in self.iter().enumerate() {

@@ -640,8 +640,9 @@ impl Tree {
                             // generation; one that does not is read whole.
                             // Held only where deltas are asked for: the
                             // summary would otherwise outlive the cache.
-                            let token = delta::generation(&bytes)
-                                .filter(|_| held.mode() == SummaryRefresh::Deltas);
+                            let token = (held.mode() == SummaryRefresh::Deltas)
+                                .then(|| delta::generation(&bytes))
+                                .flatten();
                             held.put(index, token.map(|t| (t, s.clone())));
                             Ok(Fetched::Node(s))
                         }
