@@ -591,6 +591,47 @@ impl FidHandle {
         self.walk_names(&names, full).await
     }
 
+    /// Walks this fid itself to `path` (`newfid == fid`): no new fid, so
+    /// nothing is left to clunk where the old place is not needed again
+    /// (a directory's fid moved on to the file looked up in it: one
+    /// message less than a clone and its clunk). Consumed either way: on
+    /// an error it is dropped, and so clunked.
+    ///
+    /// # Errors
+    /// As [`walk`](Self::walk); an opened fid cannot be walked. A path of
+    /// more than 16 names is walked to a new fid.
+    pub async fn walk_into(mut self, path: &str) -> Result<FidHandle> {
+        let names = split_path(path);
+        if names.len() > MAXWELEM {
+            return self.walk(path).await;
+        }
+        let full = join_path(&self.path, &names);
+        let reply = self
+            .shared()
+            .rpc(
+                Tmessage::Walk(proto::Twalk {
+                    fid: self.fid,
+                    newfid: self.fid,
+                    wnames: names.iter().map(|s| s.to_string()).collect(),
+                }),
+                NewFid::None,
+                "walk",
+                &full,
+            )
+            .await?;
+        match self.check_walk(reply, names.len(), &full)? {
+            Walked::All(q) => {
+                if let Some(q) = q {
+                    self.qid = q;
+                }
+                self.path = full;
+                Ok(self)
+            }
+            // The fid stayed where it was (walk(5)); dropped below.
+            Walked::Partial(_) => Err(self.client.remote("walk", &full, errno::ENOENT)),
+        }
+    }
+
     async fn walk_names(&self, names: &[&str], full: String) -> Result<FidHandle> {
         let shared = self.shared();
         let mut chunks = names.chunks(MAXWELEM);

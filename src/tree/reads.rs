@@ -464,10 +464,28 @@ impl Tree {
                 Ttl::Never => Duration::ZERO,
             };
             pool.with_node_as(&n, u.as_ref(), |root| async move {
-                if p.trim_matches('/').is_empty() || keep_for.is_zero() {
+                if p.trim_matches('/').is_empty() {
                     return root.metadata(&p).await;
                 }
-                let f = root.walk(&p).await?;
+                // The parent's fid, if a metadata read kept it (a process
+                // directory stat'ed before the file looked up in it), is
+                // walked on to this name: its clunk is saved. Any error:
+                // the path walked afresh answers.
+                let from_parent = match p.rsplit_once('/') {
+                    Some((parent, name)) if !parent.is_empty() && !name.is_empty() => walked
+                        .take(index, uid, parent)
+                        .filter(|f| f.same_connection(&root))
+                        .map(|f| (f, name)),
+                    _ => None,
+                };
+                let moved = match from_parent {
+                    Some((f, name)) => f.walk_into(name).await.ok(),
+                    None => None,
+                };
+                let f = match moved {
+                    Some(f) => f,
+                    None => root.walk(&p).await?,
+                };
                 let m = f.getattr().await?;
                 walked.keep(index, uid, &p, f, keep_for);
                 Ok(m)

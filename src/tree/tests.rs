@@ -1002,3 +1002,68 @@ async fn process_files_from_a_snapshot_server_are_read_whole() {
         );
     }
 }
+
+/// A directory's node fid kept by a metadata read is walked on to the
+/// file looked up in it, for the same asker only: a user's lookup in a
+/// directory only root may enter never rides on the fid the service
+/// identity walked there for an administrator (the node refuses the
+/// user, as `stat` there would), while the administrator's own lookup
+/// takes it and reads the file.
+#[tokio::test]
+async fn a_kept_directory_fid_is_walked_on_only_for_its_asker() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("!!! SKIPPED: needs root for the node to read as another uid");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::write(private.join("f"), "only root").unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let text = "[[nodes]]\nnames = \"n1\"\naddress = \"{name}:1\"\n\
+                [views]\nadmin_users = [\"root\"]\n\
+                [[views.allot]]\nuser = 64000\nnodes = \"n1\"\n";
+    let views = Views::new(
+        crate::config::Config::from_str(text, "t.toml")
+            .unwrap()
+            .views,
+    );
+    let t = Tree::new(
+        Pool::new(
+            vec![spec("n1", node(dir.path().to_str().unwrap()).await)],
+            opts(),
+        ),
+        Cache::new(CachePolicy::default()),
+        Duration::from_secs(3),
+        views,
+    );
+    let (adm, _) = t.attach(&req(Some(0), 0, "")).await.unwrap();
+    let (u, _) = t.attach(&req(Some(64000), 0, "")).await.unwrap();
+
+    // The administrator stats the directory: its fid is kept.
+    let d = walk(&t, &adm, "n1/private").await.unwrap();
+    t.getattr(&who(&d), &d).await.unwrap();
+    assert_eq!(t.walked.len(), 1);
+    // The user may not enter it: the node says so, the kept fid untouched.
+    let e = walk(&t, &u, "n1/private/f").await.unwrap_err();
+    assert!(
+        e.errno == errno::EACCES || e.errno == errno::ENOENT,
+        "{e:?}"
+    );
+    assert_eq!(t.walked.len(), 1, "the administrator's fid was not used");
+    // The administrator's lookup moves that fid on to the file: still one
+    // fid held (the file's), which the open then reads.
+    let f = walk(&t, &adm, "n1/private/f").await.unwrap();
+    assert_eq!(t.walked.len(), 1);
+    match open(&t, &f).await.unwrap() {
+        Contents::File(b) => assert_eq!(&b[..], b"only root"),
+        _ => panic!("a file"),
+    }
+    assert_eq!(t.walked.len(), 0);
+    // A name not there: the node's answer, moved fid or not.
+    let d = walk(&t, &adm, "n1/private").await.unwrap();
+    t.getattr(&who(&d), &d).await.unwrap();
+    let e = walk(&t, &adm, "n1/private/nothing").await.unwrap_err();
+    assert_eq!(e.errno, errno::ENOENT);
+}
