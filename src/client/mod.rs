@@ -951,6 +951,24 @@ impl FidHandle {
     /// A read fails, the listing exceeds `limit` bytes, or the server's
     /// entries are malformed or never end.
     pub async fn list(&self, limit: u64) -> Result<Vec<DirEntryInfo>> {
+        self.list_until(limit, false).await
+    }
+
+    /// [`list`](Self::list) of a directory on a server known to answer
+    /// each `Treaddir` with as many entries of an open-time snapshot as
+    /// fit (gproc's own: `proto::Rreaddir::pack`): in .L, a reply with room
+    /// left for one more entry of the longest name Linux allows is the
+    /// end, and the empty `Treaddir` that would say so is not sent.
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub async fn list_snapshot(&self, limit: u64) -> Result<Vec<DirEntryInfo>> {
+        self.list_until(limit, true).await
+    }
+
+    async fn list_until(&self, limit: u64, snapshot: bool) -> Result<Vec<DirEntryInfo>> {
+        // qid, cookie, type, name length and a NAME_MAX name.
+        const LONGEST_ENTRY: usize = 13 + 8 + 1 + 2 + 255;
         let mut out = Vec::new();
         let mut total: u64 = 0;
         let dialect = self.shared().dialect;
@@ -985,7 +1003,8 @@ impl FidHandle {
             if data.is_empty() {
                 break;
             }
-            total += data.len() as u64;
+            let got = data.len();
+            total += got as u64;
             if total > limit {
                 return Err(self.too_large(limit));
             }
@@ -1010,6 +1029,9 @@ impl FidHandle {
                         .filter(|e| e.name != "." && e.name != "..")
                         .map(DirEntryInfo::from_dirent),
                 );
+                if snapshot && got + LONGEST_ENTRY <= self.io_size() as usize {
+                    break;
+                }
             } else {
                 // read(5): the next offset is the previous plus the bytes
                 // returned.

@@ -226,6 +226,21 @@ async fn read_opened(f: &FidHandle, snapshot: bool) -> Result<Bytes, ClientError
     f.read_to_end(limit).await
 }
 
+/// The entries of an opened directory `f`: from a server that serves
+/// snapshots ([`serves_snapshots`]) without the closing empty
+/// `Treaddir` when a reply says it held the rest.
+async fn list_opened(
+    f: &FidHandle,
+    snapshot: bool,
+    limit: u64,
+) -> Result<Vec<DirEntryInfo>, ClientError> {
+    if snapshot {
+        f.list_snapshot(limit).await
+    } else {
+        f.list(limit).await
+    }
+}
+
 /// Each pool node's last summary and its generation, outside the cache
 /// (which evicts): a refresh asks the node for what changed since then
 /// ([`crate::format::delta`]) and falls back to a whole read on any error.
@@ -406,19 +421,26 @@ impl Tree {
         user: Option<&User>,
     ) -> FsResult<Arc<Vec<DirEntryInfo>>> {
         let walked = self.walked.clone();
-        self.cached(Listing, node, path, user, |pool, n, p, u| async move {
+        let snapshot = serves_snapshots(path);
+        self.cached(Listing, node, path, user, move |pool, n, p, u| async move {
             let kept = walked.take(n.index, u.as_ref().map(|u| u.uid), &p);
             let mut v = pool
                 .with_node_as(&n, u.as_ref(), |root| async move {
                     if let Some(mut f) = kept {
                         let limit = f.client().options().max_read_bytes;
                         if f.open(OpenMode::Read).await.is_ok()
-                            && let Ok(v) = f.list(limit).await
+                            && let Ok(v) = list_opened(&f, snapshot, limit).await
                         {
                             return Ok(v);
                         }
                     }
-                    root.read_dir(&p).await
+                    if !snapshot {
+                        return root.read_dir(&p).await;
+                    }
+                    let mut f = root.walk(&p).await?;
+                    f.open(OpenMode::Read).await?;
+                    let limit = f.client().options().max_read_bytes;
+                    list_opened(&f, snapshot, limit).await
                 })
                 .await
                 .map_err(pool_err)?;

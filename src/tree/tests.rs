@@ -1067,3 +1067,69 @@ async fn a_kept_directory_fid_is_walked_on_only_for_its_asker() {
     let e = walk(&t, &adm, "n1/private/nothing").await.unwrap_err();
     assert_eq!(e.errno, errno::ENOENT);
 }
+
+/// A process's directory is listed from our agent without the closing
+/// empty `Treaddir` when a reply says it held the rest, and whole when it
+/// takes several replies: the names are the kernel's either way (a
+/// child's `/proc/PID` and `/proc/PID/fd`, with the smallest msize and the
+/// default one).
+#[tokio::test]
+async fn process_directories_from_a_snapshot_server_are_listed_whole() {
+    // 300 open descriptors: its `fd` listing takes two replies at the
+    // smallest msize.
+    let mut child = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "for i in $(seq 10 310); do eval \"exec $i</dev/null\"; done; exec sleep 30",
+        ])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    for _ in 0..100 {
+        if comm() == "sleep\n" && fds() > 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(fds() > 300, "the child's descriptors");
+    let local = |rel: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}{rel}"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    for msize in [crate::proto::MIN_MSIZE, PoolOptions::default().msize] {
+        let t = Tree::new(
+            Pool::new(
+                vec![spec("n1", node("/proc").await)],
+                PoolOptions { msize, ..opts() },
+            ),
+            Cache::new(CachePolicy::default()),
+            Duration::from_secs(3),
+            Views::off(),
+        );
+        let (root, _) = t.attach(&req(None, 0, "")).await.unwrap();
+        for rel in ["", "/fd"] {
+            // Wait for the child to be in the node's summary (pinned walks).
+            let mut got = None;
+            for _ in 0..50 {
+                match list(&t, &root, &format!("n1/{pid}{rel}")).await {
+                    Ok(ents) => {
+                        got = Some(ents);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+            let mut got = names(&got.expect("the child's directory through the tree"));
+            got.sort();
+            assert_eq!(got, local(rel), "/proc/{pid}{rel} with msize {msize}");
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
