@@ -591,6 +591,47 @@ impl FidHandle {
         self.walk_names(&names, full).await
     }
 
+    /// Walks this fid itself to `path` (`newfid == fid`): no new fid, so
+    /// nothing is left to clunk where the old place is not needed again
+    /// (a directory's fid moved on to the file looked up in it: one
+    /// message less than a clone and its clunk). Consumed either way: on
+    /// an error it is dropped, and so clunked.
+    ///
+    /// # Errors
+    /// As [`walk`](Self::walk); an opened fid cannot be walked. A path of
+    /// more than 16 names is walked to a new fid.
+    pub async fn walk_into(mut self, path: &str) -> Result<FidHandle> {
+        let names = split_path(path);
+        if names.len() > MAXWELEM {
+            return self.walk(path).await;
+        }
+        let full = join_path(&self.path, &names);
+        let reply = self
+            .shared()
+            .rpc(
+                Tmessage::Walk(proto::Twalk {
+                    fid: self.fid,
+                    newfid: self.fid,
+                    wnames: names.iter().map(|s| s.to_string()).collect(),
+                }),
+                NewFid::None,
+                "walk",
+                &full,
+            )
+            .await?;
+        match self.check_walk(reply, names.len(), &full)? {
+            Walked::All(q) => {
+                if let Some(q) = q {
+                    self.qid = q;
+                }
+                self.path = full;
+                Ok(self)
+            }
+            // The fid stayed where it was (walk(5)); dropped below.
+            Walked::Partial(_) => Err(self.client.remote("walk", &full, errno::ENOENT)),
+        }
+    }
+
     async fn walk_names(&self, names: &[&str], full: String) -> Result<FidHandle> {
         let shared = self.shared();
         let mut chunks = names.chunks(MAXWELEM);
@@ -910,6 +951,24 @@ impl FidHandle {
     /// A read fails, the listing exceeds `limit` bytes, or the server's
     /// entries are malformed or never end.
     pub async fn list(&self, limit: u64) -> Result<Vec<DirEntryInfo>> {
+        self.list_until(limit, false).await
+    }
+
+    /// [`list`](Self::list) of a directory on a server known to answer
+    /// each `Treaddir` with as many entries of an open-time snapshot as
+    /// fit (gproc's own: `proto::Rreaddir::pack`): in .L, a reply with room
+    /// left for one more entry of the longest name Linux allows is the
+    /// end, and the empty `Treaddir` that would say so is not sent.
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub async fn list_snapshot(&self, limit: u64) -> Result<Vec<DirEntryInfo>> {
+        self.list_until(limit, true).await
+    }
+
+    async fn list_until(&self, limit: u64, snapshot: bool) -> Result<Vec<DirEntryInfo>> {
+        // qid, cookie, type, name length and a NAME_MAX name.
+        const LONGEST_ENTRY: usize = 13 + 8 + 1 + 2 + 255;
         let mut out = Vec::new();
         let mut total: u64 = 0;
         let dialect = self.shared().dialect;
@@ -944,7 +1003,8 @@ impl FidHandle {
             if data.is_empty() {
                 break;
             }
-            total += data.len() as u64;
+            let got = data.len();
+            total += got as u64;
             if total > limit {
                 return Err(self.too_large(limit));
             }
@@ -969,6 +1029,9 @@ impl FidHandle {
                         .filter(|e| e.name != "." && e.name != "..")
                         .map(DirEntryInfo::from_dirent),
                 );
+                if snapshot && got + LONGEST_ENTRY <= self.io_size() as usize {
+                    break;
+                }
             } else {
                 // read(5): the next offset is the previous plus the bytes
                 // returned.

@@ -226,6 +226,21 @@ async fn read_opened(f: &FidHandle, snapshot: bool) -> Result<Bytes, ClientError
     f.read_to_end(limit).await
 }
 
+/// The entries of an opened directory `f`: from a server that serves
+/// snapshots ([`serves_snapshots`]) without the closing empty
+/// `Treaddir` when a reply says it held the rest.
+async fn list_opened(
+    f: &FidHandle,
+    snapshot: bool,
+    limit: u64,
+) -> Result<Vec<DirEntryInfo>, ClientError> {
+    if snapshot {
+        f.list_snapshot(limit).await
+    } else {
+        f.list(limit).await
+    }
+}
+
 /// Each pool node's last summary and its generation, outside the cache
 /// (which evicts): a refresh asks the node for what changed since then
 /// ([`crate::format::delta`]) and falls back to a whole read on any error.
@@ -406,19 +421,26 @@ impl Tree {
         user: Option<&User>,
     ) -> FsResult<Arc<Vec<DirEntryInfo>>> {
         let walked = self.walked.clone();
-        self.cached(Listing, node, path, user, |pool, n, p, u| async move {
+        let snapshot = serves_snapshots(path);
+        self.cached(Listing, node, path, user, move |pool, n, p, u| async move {
             let kept = walked.take(n.index, u.as_ref().map(|u| u.uid), &p);
             let mut v = pool
                 .with_node_as(&n, u.as_ref(), |root| async move {
                     if let Some(mut f) = kept {
                         let limit = f.client().options().max_read_bytes;
                         if f.open(OpenMode::Read).await.is_ok()
-                            && let Ok(v) = f.list(limit).await
+                            && let Ok(v) = list_opened(&f, snapshot, limit).await
                         {
                             return Ok(v);
                         }
                     }
-                    root.read_dir(&p).await
+                    if !snapshot {
+                        return root.read_dir(&p).await;
+                    }
+                    let mut f = root.walk(&p).await?;
+                    f.open(OpenMode::Read).await?;
+                    let limit = f.client().options().max_read_bytes;
+                    list_opened(&f, snapshot, limit).await
                 })
                 .await
                 .map_err(pool_err)?;
@@ -464,10 +486,28 @@ impl Tree {
                 Ttl::Never => Duration::ZERO,
             };
             pool.with_node_as(&n, u.as_ref(), |root| async move {
-                if p.trim_matches('/').is_empty() || keep_for.is_zero() {
+                if p.trim_matches('/').is_empty() {
                     return root.metadata(&p).await;
                 }
-                let f = root.walk(&p).await?;
+                // The parent's fid, if a metadata read kept it (a process
+                // directory stat'ed before the file looked up in it), is
+                // walked on to this name: its clunk is saved. Any error:
+                // the path walked afresh answers.
+                let from_parent = match p.rsplit_once('/') {
+                    Some((parent, name)) if !parent.is_empty() && !name.is_empty() => walked
+                        .take(index, uid, parent)
+                        .filter(|f| f.same_connection(&root))
+                        .map(|f| (f, name)),
+                    _ => None,
+                };
+                let moved = match from_parent {
+                    Some((f, name)) => f.walk_into(name).await.ok(),
+                    None => None,
+                };
+                let f = match moved {
+                    Some(f) => f,
+                    None => root.walk(&p).await?,
+                };
                 let m = f.getattr().await?;
                 walked.keep(index, uid, &p, f, keep_for);
                 Ok(m)

@@ -1002,3 +1002,134 @@ async fn process_files_from_a_snapshot_server_are_read_whole() {
         );
     }
 }
+
+/// A directory's node fid kept by a metadata read is walked on to the
+/// file looked up in it, for the same asker only: a user's lookup in a
+/// directory only root may enter never rides on the fid the service
+/// identity walked there for an administrator (the node refuses the
+/// user, as `stat` there would), while the administrator's own lookup
+/// takes it and reads the file.
+#[tokio::test]
+async fn a_kept_directory_fid_is_walked_on_only_for_its_asker() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("!!! SKIPPED: needs root for the node to read as another uid");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let private = dir.path().join("private");
+    std::fs::create_dir(&private).unwrap();
+    std::fs::write(private.join("f"), "only root").unwrap();
+    std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let text = "[[nodes]]\nnames = \"n1\"\naddress = \"{name}:1\"\n\
+                [views]\nadmin_users = [\"root\"]\n\
+                [[views.allot]]\nuser = 64000\nnodes = \"n1\"\n";
+    let views = Views::new(
+        crate::config::Config::from_str(text, "t.toml")
+            .unwrap()
+            .views,
+    );
+    let t = Tree::new(
+        Pool::new(
+            vec![spec("n1", node(dir.path().to_str().unwrap()).await)],
+            opts(),
+        ),
+        Cache::new(CachePolicy::default()),
+        Duration::from_secs(3),
+        views,
+    );
+    let (adm, _) = t.attach(&req(Some(0), 0, "")).await.unwrap();
+    let (u, _) = t.attach(&req(Some(64000), 0, "")).await.unwrap();
+
+    // The administrator stats the directory: its fid is kept.
+    let d = walk(&t, &adm, "n1/private").await.unwrap();
+    t.getattr(&who(&d), &d).await.unwrap();
+    assert_eq!(t.walked.len(), 1);
+    // The user may not enter it: the node says so, the kept fid untouched.
+    let e = walk(&t, &u, "n1/private/f").await.unwrap_err();
+    assert!(
+        e.errno == errno::EACCES || e.errno == errno::ENOENT,
+        "{e:?}"
+    );
+    assert_eq!(t.walked.len(), 1, "the administrator's fid was not used");
+    // The administrator's lookup moves that fid on to the file: still one
+    // fid held (the file's), which the open then reads.
+    let f = walk(&t, &adm, "n1/private/f").await.unwrap();
+    assert_eq!(t.walked.len(), 1);
+    match open(&t, &f).await.unwrap() {
+        Contents::File(b) => assert_eq!(&b[..], b"only root"),
+        _ => panic!("a file"),
+    }
+    assert_eq!(t.walked.len(), 0);
+    // A name not there: the node's answer, moved fid or not.
+    let d = walk(&t, &adm, "n1/private").await.unwrap();
+    t.getattr(&who(&d), &d).await.unwrap();
+    let e = walk(&t, &adm, "n1/private/nothing").await.unwrap_err();
+    assert_eq!(e.errno, errno::ENOENT);
+}
+
+/// A process's directory is listed from our agent without the closing
+/// empty `Treaddir` when a reply says it held the rest, and whole when it
+/// takes several replies: the names are the kernel's either way (a
+/// child's `/proc/PID` and `/proc/PID/fd`, with the smallest msize and the
+/// default one).
+#[tokio::test]
+async fn process_directories_from_a_snapshot_server_are_listed_whole() {
+    // 300 open descriptors: its `fd` listing takes two replies at the
+    // smallest msize.
+    let mut child = std::process::Command::new("bash")
+        .args([
+            "-c",
+            "for i in $(seq 10 310); do eval \"exec $i</dev/null\"; done; exec sleep 30",
+        ])
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let fds = || std::fs::read_dir(format!("/proc/{pid}/fd")).map_or(0, |d| d.count());
+    let comm = || std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    for _ in 0..100 {
+        if comm() == "sleep\n" && fds() > 300 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(fds() > 300, "the child's descriptors");
+    let local = |rel: &str| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(format!("/proc/{pid}{rel}"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    for msize in [crate::proto::MIN_MSIZE, PoolOptions::default().msize] {
+        let t = Tree::new(
+            Pool::new(
+                vec![spec("n1", node("/proc").await)],
+                PoolOptions { msize, ..opts() },
+            ),
+            Cache::new(CachePolicy::default()),
+            Duration::from_secs(3),
+            Views::off(),
+        );
+        let (root, _) = t.attach(&req(None, 0, "")).await.unwrap();
+        for rel in ["", "/fd"] {
+            // Wait for the child to be in the node's summary (pinned walks).
+            let mut got = None;
+            for _ in 0..50 {
+                match list(&t, &root, &format!("n1/{pid}{rel}")).await {
+                    Ok(ents) => {
+                        got = Some(ents);
+                        break;
+                    }
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                }
+            }
+            let mut got = names(&got.expect("the child's directory through the tree"));
+            got.sort();
+            assert_eq!(got, local(rel), "/proc/{pid}{rel} with msize {msize}");
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}

@@ -384,6 +384,53 @@ fn agent_tree_reads_like_proc_with_unmodified_tools() {
     m.unmount();
 }
 
+/// A name looked up in a directory the mount looked up less than a TTL
+/// ago is walked on from that directory's fid: what it finds (a file, a
+/// subdirectory's file, a missing name) is what a walk from the root
+/// finds, and after the TTL the walk from the root still answers.
+#[test]
+fn lookups_in_a_directory_just_looked_up_answer_as_from_the_root() {
+    if !fuse_ready() {
+        return;
+    }
+    let (_agent, _, addr, _tmp, mp) = agent_and_mountpoint();
+    let m = Mount::start(&addr, "", &mp);
+    let s = sleeper();
+    let pid = s.0.id();
+    let dir = m.path(&pid.to_string());
+    let comm = std::fs::read(format!("/proc/{pid}/comm")).unwrap();
+    let status = |p: &str| std::fs::read(p).map(|b| b.starts_with(b"Name:\tsleep\n"));
+    for round in 0..2 {
+        // Each step after the TTL, so that the directory is looked up anew
+        // (its fid kept) and the next name is looked up in it.
+        std::thread::sleep(Duration::from_millis(1200));
+        std::fs::metadata(&dir).unwrap();
+        let missing = std::fs::read(format!("{dir}/no-such-file")).unwrap_err();
+        assert_eq!(
+            missing.kind(),
+            std::io::ErrorKind::NotFound,
+            "round {round}"
+        );
+        // The directory's fid went to that lookup: the next walks from the root.
+        assert_eq!(std::fs::read(format!("{dir}/comm")).unwrap(), comm);
+
+        std::thread::sleep(Duration::from_millis(1200));
+        std::fs::metadata(&dir).unwrap();
+        assert_eq!(std::fs::read(format!("{dir}/comm")).unwrap(), comm);
+        assert!(status(&format!("{dir}/status")).unwrap(), "round {round}");
+
+        std::thread::sleep(Duration::from_millis(1200));
+        std::fs::metadata(format!("{dir}/task")).unwrap();
+        let task_comm = std::fs::read(format!("{dir}/task/{pid}/comm")).unwrap();
+        assert_eq!(task_comm, comm, "round {round}");
+    }
+    drop(s);
+    std::thread::sleep(Duration::from_millis(1200));
+    // The process is gone: the directory and its files are too.
+    assert!(std::fs::metadata(&dir).is_err());
+    m.unmount();
+}
+
 #[test]
 fn aggregator_tree_through_the_mount() {
     if !fuse_ready() {

@@ -5,6 +5,8 @@
 //! lookup is a `Twalk` and a `Tgetattr`; without this the open walks the
 //! same path again, and a `getattr` walks and asks again. With it, the open
 //! takes the lookup's fid and sends `Tlopen` on it (one round trip less),
+//! a lookup of a name inside it walks that fid on to the name (one name to
+//! resolve instead of the whole path, and no clunk of the directory's fid),
 //! and a `getattr` within the TTL is answered from the lookup's
 //! attributes, which is what the kernel was told it may trust for that
 //! long anyway.
@@ -13,10 +15,11 @@
 //! - an entry lives at most the TTL: after it the next operation walks
 //!   from the root and sees the file as it is now (a process that exited
 //!   is ESTALE/ENOENT as before);
-//! - a fid is used once for an open (taken out of the table: an opened fid
-//!   cannot be walked or opened again), and any error on it makes the
-//!   caller fall back to walking the path, so the answer is always the
-//!   server's answer for the path;
+//! - a fid is used once, for an open or a lookup inside it (taken out of
+//!   the table: an opened or moved fid cannot serve again); an error on
+//!   an open makes the caller fall back to walking the path, and a
+//!   lookup's answer is the server's for the name in that directory, so
+//!   the answer is always the server's answer for the path;
 //! - one identity: a mount attaches once, as the mounting user, and every
 //!   fid here was walked from that attach, so no fid is ever used for
 //!   another user (the FUSE session admits only its owner). The table

@@ -214,20 +214,50 @@ impl Inner {
             let ino = sys::lock(&self.inodes).lookup(parent, &path, meta.qid, meta.kind());
             return Ok(self.attr(ino, &meta));
         }
-        let (fid, meta) = self
-            .remote
-            .call(|root| async move {
-                let f = root.walk(p).await?;
-                let meta = f.getattr().await?;
-                Ok((f, meta))
-            })
-            .await
-            .map_err(|e| errno_of(&e))?;
+        let (fid, meta) = match self.lookup_from_parent(parent, name).await {
+            Some(found) => found.map_err(|e| errno_of(&e))?,
+            None => self
+                .remote
+                .call(|root| async move {
+                    let f = root.walk(p).await?;
+                    let meta = f.getattr().await?;
+                    Ok((f, meta))
+                })
+                .await
+                .map_err(|e| errno_of(&e))?,
+        };
         let ino = sys::lock(&self.inodes).lookup(parent, &path, meta.qid, meta.kind());
         let attr = self.attr(ino, &meta);
         // Kept for the open or getattr that usually follows at once.
         sys::lock(&self.fids).insert(ino, fid, meta, Instant::now());
         Ok(attr)
+    }
+
+    /// A lookup of `name` in `parent` on the fid the parent's own lookup
+    /// kept, moved on to `name` (one name to walk instead of the whole
+    /// path, and no clunk of the parent's fid later): `None` when there is
+    /// none or the connection failed (the caller walks from the root).
+    /// The server's own error for the name is the answer: the parent was
+    /// looked up less than a TTL ago, as the kernel itself trusts.
+    async fn lookup_from_parent(
+        &self,
+        parent: u64,
+        name: &str,
+    ) -> Option<Result<(FidHandle, Metadata), ClientError>> {
+        if name == "." || name == ".." {
+            return None;
+        }
+        let f = sys::lock(&self.fids).take_fid(parent, Instant::now())?;
+        let walked = match f.walk_into(name).await {
+            Ok(f) => f,
+            Err(e @ ClientError::Remote { .. }) => return Some(Err(e)),
+            Err(_) => return None,
+        };
+        match walked.getattr().await {
+            Ok(meta) => Some(Ok((walked, meta))),
+            Err(e @ ClientError::Remote { .. }) => Some(Err(e)),
+            Err(_) => None,
+        }
     }
 
     async fn getattr(&self, ino: u64) -> Result<FileAttr, Errno> {

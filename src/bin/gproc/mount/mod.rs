@@ -19,7 +19,8 @@
 //!   (`--ttl`): long enough that `ls -l` does not stat twice, short enough
 //!   that processes appear and vanish as on a local /proc; a lookup's fid
 //!   and attributes are kept for the same TTL ([`fids`]), so the open or
-//!   stat that follows it costs one round trip less;
+//!   stat that follows it costs one round trip less, and a lookup inside
+//!   a directory just looked up walks on from that directory's fid;
 //! - the connection is re-dialled and re-attached on the first operation
 //!   after it is lost ([`connection`], a [`Redialer`]); nothing on the
 //!   server outlives an operation, so nothing needs replaying.
