@@ -335,7 +335,7 @@ pub fn collect_with(
     if let Some(round) = gpu_round {
         let mut held = round.finish();
         for p in &mut procs {
-            p.gpus = held.remove(&p.pid).flatten();
+            p.gpus = held.remove(&p.pid).flatten().map(std::sync::Arc::new);
         }
     }
     procs.sort_by_key(|p| p.pid);

@@ -612,7 +612,7 @@ pub(crate) mod tests {
     fn a_header_that_changes_meaning_sends_every_line() {
         let base = sample();
         let mut new = base.clone();
-        new.procs[0].gpus = Some(crate::format::gpus::Gpus::default());
+        new.procs[0].gpus = Some(Arc::default());
         let d = check(&base, &new).unwrap();
         let text = String::from_utf8(d).unwrap();
         assert_eq!(text.lines().filter(|l| l.starts_with("p ")).count(), 3);
@@ -758,7 +758,7 @@ pub(crate) mod tests {
                 keep.sort_by_key(|p| p.pid);
                 keep.dedup_by_key(|p| p.pid);
                 if gpu_flip && let Some(p) = keep.first_mut() {
-                    p.gpus = Some(crate::format::gpus::Gpus::default());
+                    p.gpus = Some(Arc::default());
                 }
                 new.procs = keep;
                 (base, new)

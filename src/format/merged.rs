@@ -452,8 +452,8 @@ mod tests {
         }));
         // And the GPUs it holds (the other's are none: the agent looked).
         use crate::format::gpus::{Gpu, Gpus};
-        a.procs[0].gpus = Some(Gpus::default());
-        a.procs[1].gpus = Some(Gpus::new([Gpu::Nvidia(3)], false));
+        a.procs[0].gpus = Some(std::sync::Arc::new(Gpus::default()));
+        a.procs[1].gpus = Some(std::sync::Arc::new(Gpus::new([Gpu::Nvidia(3)], false)));
         let mut w = Writer::new("rack 1");
         let n1 = node(
             "n1",

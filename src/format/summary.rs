@@ -318,7 +318,7 @@ pub struct ProcEntry {
     pub job: Option<Arc<JobRef>>,
     /// The GPU devices it has open; `None` when unknown (an agent that
     /// did not look, a scan that failed or did not finish in time).
-    pub gpus: Option<Gpus>,
+    pub gpus: Option<Arc<Gpus>>,
 }
 
 impl ProcEntry {
@@ -714,7 +714,7 @@ struct Shared {
     jobs: Vec<SharedJob>,
     /// The last `gpu` field as written, and what it decoded to: a job's
     /// processes on a GPU node hold the same devices, one after another.
-    gpu: Option<(Vec<u8>, Gpus)>,
+    gpu: Option<(Vec<u8>, Arc<Gpus>)>,
 }
 
 /// The `job` and `step` fields as written, and what they decoded to.
@@ -850,6 +850,7 @@ fn parse_proc<'a>(
                         quote(s.as_bytes())
                     ))
                 })?;
+                let g = Arc::new(g);
                 shared.gpu = Some((raw.to_vec(), g.clone()));
                 GpuField::Known(g)
             }
@@ -885,7 +886,7 @@ fn parse_proc<'a>(
 enum GpuField {
     Absent,
     Unknown,
-    Known(Gpus),
+    Known(Arc<Gpus>),
 }
 
 /// Checks that line 1 (`first`) is `magic version`: another magic is a
@@ -1007,7 +1008,7 @@ pub fn parse_shared(all: &Bytes) -> Result<NodeSummary, SummaryError> {
     if h.gpu_scan {
         // The agent looked: a process without the field holds none.
         for i in gpu_absent {
-            procs[i].gpus = Some(Gpus::default());
+            procs[i].gpus = Some(Arc::default());
         }
     }
     let missing = |key: &str| SummaryError::Parse {
@@ -1374,9 +1375,12 @@ pub(crate) mod tests {
     #[test]
     fn gpus_round_trip_with_their_header() {
         let mut s = sample();
-        s.procs[0].gpus = Some(Gpus::default());
+        s.procs[0].gpus = Some(Arc::default());
         s.procs[1].gpus = None;
-        s.procs[2].gpus = Some(Gpus::new([Gpu::Nvidia(3), Gpu::Nvidia(0)], true));
+        s.procs[2].gpus = Some(std::sync::Arc::new(Gpus::new(
+            [Gpu::Nvidia(3), Gpu::Nvidia(0)],
+            true,
+        )));
         let text = String::from_utf8(s.encode()).unwrap();
         assert!(text.contains("\ngpu_scan 1\n"), "{text}");
         let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("p ")).collect();
@@ -1419,9 +1423,12 @@ pub(crate) mod tests {
     fn older_readers_read_summaries_with_gpus_unchanged() {
         let mut new = sample();
         for p in &mut new.procs {
-            p.gpus = Some(Gpus::default());
+            p.gpus = Some(std::sync::Arc::new(Gpus::default()));
         }
-        new.procs[2].gpus = Some(Gpus::new([Gpu::Render(1), Gpu::Amd], false));
+        new.procs[2].gpus = Some(std::sync::Arc::new(Gpus::new(
+            [Gpu::Render(1), Gpu::Amd],
+            false,
+        )));
         let text = String::from_utf8(new.encode()).unwrap();
         // What that reader sees: the listed fields and job and step only.
         let cut: String = text
@@ -1663,16 +1670,18 @@ pub(crate) mod tests {
                     comm: Escaped::new(&comm),
                     cmdline: Args::new(cmdline),
                     job: job.map(|(id, step)| Arc::new(JobRef { id, step })),
-                    gpus: gpus.map(|(devs, truncated, restricted)| Gpus {
-                        restricted,
-                        ..Gpus::new(
-                            devs.into_iter().map(|(n, kind)| match kind {
-                                0 => Gpu::Nvidia(n),
-                                1 => Gpu::Render(n),
-                                _ => Gpu::Amd,
-                            }),
-                            truncated,
-                        )
+                    gpus: gpus.map(|(devs, truncated, restricted)| {
+                        Arc::new(Gpus {
+                            restricted,
+                            ..Gpus::new(
+                                devs.into_iter().map(|(n, kind)| match kind {
+                                    0 => Gpu::Nvidia(n),
+                                    1 => Gpu::Render(n),
+                                    _ => Gpu::Amd,
+                                }),
+                                truncated,
+                            )
+                        })
                     }),
                 },
             )

@@ -1219,7 +1219,7 @@ pub(crate) fn summary(sim: &Sim, node: &NodeModel, snap: &NodeAt, hostname: Stri
                     cmd.summary.1.clone()
                 },
                 job: job(node, sim, p).map(Arc::new),
-                gpus: Some(gpus(node, p)),
+                gpus: Some(Arc::new(gpus(node, p))),
             }
         })
         .collect();

@@ -627,7 +627,7 @@ async fn gpus_in_the_summary_match_the_modelled_devices() {
             };
             let got = p.gpus.as_ref().expect("the simulated agent looked");
             assert_eq!(
-                got,
+                &**got,
                 &Gpus::new(want.clone(), false),
                 "node {i} pid {}",
                 p.pid

@@ -57,9 +57,9 @@ impl NodeRows {
         let mut last: Option<(&Gpus, Option<String>)> = None;
         for p in &s.procs {
             if let Some(g) = &p.gpus
-                && last.as_ref().is_none_or(|(l, _)| *l != g)
+                && last.as_ref().is_none_or(|(l, _)| **l != **g)
             {
-                last = Some((g, tables::gpus_shown(&admin, p)));
+                last = Some((&**g, tables::gpus_shown(&admin, p)));
             }
             let shown = match p.gpus {
                 Some(_) => last.as_ref().and_then(|(_, cell)| cell.as_deref()),

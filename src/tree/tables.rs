@@ -9,6 +9,8 @@ use std::time::UNIX_EPOCH;
 
 use crate::client::pool::{NodeState, NodeStatus};
 use crate::config::hostlist;
+use std::sync::Arc;
+
 use crate::format::gpus::Gpus;
 use crate::format::summary::{NodeSummary, ProcEntry};
 use crate::format::table::{
@@ -309,7 +311,7 @@ pub struct JobSums {
     /// The devices of the last process [`Self::add_proc`] counted, and
     /// its node's index: the next process of the job on that node
     /// usually holds the same, already counted.
-    last_gpus: Option<(usize, Gpus)>,
+    last_gpus: Option<(usize, Arc<Gpus>)>,
 }
 
 /// The cells of one `/ps` row that a job's sums read.
@@ -589,7 +591,7 @@ mod tests {
                             i.is_multiple_of(7),
                         );
                         g.restricted = i.is_multiple_of(6);
-                        g
+                        Arc::new(g)
                     }),
                     ..ProcEntry::default()
                 })

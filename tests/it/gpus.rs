@@ -225,7 +225,8 @@ async fn a_process_holding_an_nvidia_numbered_node_shows_that_gpu() {
             .find(|e| e.pid == pid(p))
             .unwrap_or_else(|| panic!("pid {} in the summary", pid(p)))
             .gpus
-            .clone()
+            .as_deref()
+            .cloned()
     };
     let nvidia3 = Gpus::new([Gpu::Nvidia(3)], false);
     assert_eq!(at_agent(&holds), Some(nvidia3.clone()));
@@ -397,7 +398,7 @@ async fn simulated_gpu_columns_are_the_nodes_summaries() {
         assert_eq!(mine.len(), s.procs.len(), "{}", n.name);
         for r in mine {
             let p = s.procs.iter().find(|p| p.pid == r.pid).unwrap();
-            let want = p.gpus.as_ref().and_then(Gpus::display);
+            let want = p.gpus.as_deref().and_then(Gpus::display);
             assert_eq!(r.gpu, want, "{} pid {}", n.name, r.pid);
             if let Some(g) = &r.gpu {
                 assert_eq!(r.step.as_deref(), Some("0"), "{} pid {}", n.name, r.pid);
