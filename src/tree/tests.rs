@@ -102,6 +102,29 @@ fn who(n: &TreeNode) -> Identity {
     Identity::lookup(n.view.uid, Proof::Peer)
 }
 
+/// A tree over one real agent (`n1`) serving `root`, and two askers
+/// attached to it: root (an administrator) and uid 64000 (a user allotted
+/// `n1`), for tests of what one identity's kept state gives another.
+async fn admin_and_user_over(root: &std::path::Path) -> (Tree, TreeNode, TreeNode) {
+    let text = "[[nodes]]\nnames = \"n1\"\naddress = \"{name}:1\"\n\
+                [views]\nadmin_users = [\"root\"]\n\
+                [[views.allot]]\nuser = 64000\nnodes = \"n1\"\n";
+    let views = Views::new(
+        crate::config::Config::from_str(text, "t.toml")
+            .unwrap()
+            .views,
+    );
+    let t = Tree::new(
+        Pool::new(vec![spec("n1", node(root.to_str().unwrap()).await)], opts()),
+        Cache::new(CachePolicy::default()),
+        Duration::from_secs(3),
+        views,
+    );
+    let (adm, _) = t.attach(&req(Some(0), 0, "")).await.unwrap();
+    let (u, _) = t.attach(&req(Some(64000), 0, "")).await.unwrap();
+    (t, adm, u)
+}
+
 async fn walk(t: &Tree, root: &TreeNode, path: &str) -> FsResult<TreeNode> {
     let mut f = root.clone();
     for n in path.split('/').filter(|s| !s.is_empty()) {
@@ -901,25 +924,7 @@ async fn a_walked_fid_serves_only_the_identity_that_walked_it() {
     let secret = dir.path().join("d/secret");
     std::fs::write(&secret, "s3cret").unwrap();
     std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let text = "[[nodes]]\nnames = \"n1\"\naddress = \"{name}:1\"\n\
-                [views]\nadmin_users = [\"root\"]\n\
-                [[views.allot]]\nuser = 64000\nnodes = \"n1\"\n";
-    let views = Views::new(
-        crate::config::Config::from_str(text, "t.toml")
-            .unwrap()
-            .views,
-    );
-    let t = Tree::new(
-        Pool::new(
-            vec![spec("n1", node(dir.path().to_str().unwrap()).await)],
-            opts(),
-        ),
-        Cache::new(CachePolicy::default()),
-        Duration::from_secs(3),
-        views,
-    );
-    let (adm, _) = t.attach(&req(Some(0), 0, "")).await.unwrap();
-    let (u, _) = t.attach(&req(Some(64000), 0, "")).await.unwrap();
+    let (t, adm, u) = admin_and_user_over(dir.path()).await;
     assert!(adm.view.admin && !u.view.admin);
 
     // Each lookup keeps its own walk: the administrator's as the service
@@ -1021,25 +1026,7 @@ async fn a_kept_directory_fid_is_walked_on_only_for_its_asker() {
     std::fs::create_dir(&private).unwrap();
     std::fs::write(private.join("f"), "only root").unwrap();
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).unwrap();
-    let text = "[[nodes]]\nnames = \"n1\"\naddress = \"{name}:1\"\n\
-                [views]\nadmin_users = [\"root\"]\n\
-                [[views.allot]]\nuser = 64000\nnodes = \"n1\"\n";
-    let views = Views::new(
-        crate::config::Config::from_str(text, "t.toml")
-            .unwrap()
-            .views,
-    );
-    let t = Tree::new(
-        Pool::new(
-            vec![spec("n1", node(dir.path().to_str().unwrap()).await)],
-            opts(),
-        ),
-        Cache::new(CachePolicy::default()),
-        Duration::from_secs(3),
-        views,
-    );
-    let (adm, _) = t.attach(&req(Some(0), 0, "")).await.unwrap();
-    let (u, _) = t.attach(&req(Some(64000), 0, "")).await.unwrap();
+    let (t, adm, u) = admin_and_user_over(dir.path()).await;
 
     // The administrator stats the directory: its fid is kept.
     let d = walk(&t, &adm, "n1/private").await.unwrap();

@@ -24,7 +24,7 @@ use anyhow::{Context, Result};
 use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use super::{cpu_seconds, print_table, rss_kib};
+use super::{cpu_seconds, median, print_table, rss_kib};
 use gproc::aggregator::Aggregator;
 use gproc::client::{Client, ClientOptions};
 use gproc::config::Config;
@@ -284,10 +284,6 @@ pub async fn run(b: ClusterBench) -> Result<()> {
             read(&addr, "ps").await?;
             warm.push((t.elapsed().as_secs_f64() * 1000.0, cpu_seconds(me) - cpu0));
         }
-        let median = |mut v: Vec<f64>| {
-            v.sort_by(f64::total_cmp);
-            v[v.len() / 2]
-        };
         let warm_ms = median(warm.iter().map(|w| w.0).collect());
         let cpu_warm = median(warm.iter().map(|w| w.1).collect());
         let rss_after = rss_kib(me).saturating_sub(rss0);

@@ -63,11 +63,6 @@ async fn list(addr: &Address, job: &str, tree: bool) -> Result<(usize, usize)> {
     Ok((n, b.len()))
 }
 
-fn median_ms(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
-
 /// Runs the benchmark and prints its table.
 ///
 /// # Errors
@@ -123,7 +118,7 @@ pub async fn run(b: JobsBench) -> Result<()> {
             list(&addr, &job.job, tree).await?;
             warm.push(t.elapsed().as_secs_f64() * 1000.0);
         }
-        let warm = median_ms(warm);
+        let warm = super::median(warm);
         warm_of.push(warm);
         rows.push(vec![
             name.to_string(),

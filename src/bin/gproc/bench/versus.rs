@@ -16,7 +16,7 @@ use anyhow::{Context, Result};
 
 use super::cluster::{ClusterBench, start_sims};
 use super::load::{AggProc, wait_for_port};
-use super::{cpu_seconds, print_table, rss_kib};
+use super::{cpu_seconds, median, print_table, rss_kib};
 use gproc::client::{Client, ClientOptions, FidHandle};
 use gproc::config::Config;
 use gproc::net::Address;
@@ -32,11 +32,6 @@ struct Contender {
 
 /// Warm reads per binary; the median is shown.
 const WARM_READS: usize = 5;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v.get(v.len() / 2).copied().unwrap_or(0.0)
-}
 
 /// `/ps` read whole by root: its wall time (ms), the aggregator's CPU
 /// seconds for it, and its data rows.
