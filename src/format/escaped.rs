@@ -146,7 +146,8 @@ fn respell(line: &Bytes, tok: &[u8]) -> Option<Bytes> {
 /// `part` as a slice of `line`, if it is one (else a caller copies).
 fn sub(line: &Bytes, part: &[u8]) -> Option<Bytes> {
     let off = (part.as_ptr() as usize).checked_sub(line.as_ptr() as usize)?;
-    (off + part.len() <= line.len()).then(|| line.slice(off..off + part.len()))
+    let end = off.checked_add(part.len()).filter(|&e| e <= line.len())?;
+    Some(line.slice(off..end))
 }
 
 /// Decoded bytes as text for a person: invalid UTF-8 replaced.

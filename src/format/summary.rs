@@ -184,6 +184,10 @@ pub const VERSION: u32 = 1;
 /// module doc): a NUL byte, which no real argument can hold.
 pub const UNKNOWN_ARG: &[u8] = b"\0";
 
+/// Most process entries a parse reserves room for before reading them;
+/// a node with more grows the vector as its lines come.
+const PROCS_RESERVED_MAX: usize = 4096;
+
 /// Longest piece of hostile input quoted back in an error message.
 const QUOTE_MAX: usize = 40;
 
@@ -934,10 +938,11 @@ pub fn parse_shared(all: &Bytes) -> Result<NodeSummary, SummaryError> {
     check_first_line(first, MAGIC, VERSION, "a gproc node summary")?;
 
     let mut h = Header::default();
-    // Room for every line at once (a count the compiler vectorizes; no
-    // growth and copy of the vector as lines come).
-    let lines_max = memchr::memchr_iter(b'\n', bytes).count();
-    let mut procs: Vec<ProcEntry> = Vec::with_capacity(lines_max);
+    // Room for the process lines at once (no growth and copy of the vector
+    // as they come), but never more than a big node's: bytes that are
+    // mostly `p` tags (a hostile node) must not reserve gigabytes.
+    let p_lines = memchr::memmem::find_iter(bytes, b"\np ").count();
+    let mut procs: Vec<ProcEntry> = Vec::with_capacity(p_lines.min(PROCS_RESERVED_MAX));
     let mut gpu_absent = Vec::new();
     let mut shared = Shared::default();
     let mut args = Vec::new();

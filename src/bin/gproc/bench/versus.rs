@@ -58,6 +58,7 @@ async fn timed_ps(c: &Contender) -> Result<(f64, f64, usize)> {
 /// # Errors
 /// The simulator or an aggregator does not start, or a read fails.
 pub async fn run(b: &ClusterBench, exes: &[PathBuf]) -> Result<()> {
+    anyhow::ensure!(!exes.is_empty(), "--aggregator-exe: no binary given");
     let n = b.sizes.first().copied().unwrap_or(2000);
     for e in exes {
         anyhow::ensure!(
@@ -155,7 +156,9 @@ pub async fn run(b: &ClusterBench, exes: &[PathBuf]) -> Result<()> {
             c.warm.push((ms, cpu));
         }
     }
-    let base = median(all[0].cold.iter().map(|x| x.1).collect());
+    let base = all
+        .first()
+        .map_or(0.0, |c| median(c.cold.iter().map(|x| x.1).collect()));
     let mut rows = Vec::new();
     for c in &all {
         let cpu = median(c.cold.iter().map(|x| x.1).collect());
