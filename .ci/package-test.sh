@@ -71,7 +71,11 @@ start_unit() {
             fail "$1: ExecStartPre failed: $(cat "$log")"
     fi
     echo "  $1 $(grep '^ExecStart=' "$unit")"
-    eval "$(python3 .ci/unit-exec.py "$unit" ExecStart)" >>"$log" 2>&1 &
+    # `exec`: the background job becomes the service itself (prlimit,
+    # setpriv and env exec in turn), so its pid is the one to stop; a
+    # subshell left in between was killed alone and the service outlived
+    # the test.
+    eval "exec $(python3 .ci/unit-exec.py "$unit" ExecStart)" >>"$log" 2>&1 &
     pids+=($!)
 }
 
