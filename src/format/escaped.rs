@@ -212,11 +212,6 @@ impl Escaped {
     pub fn lossy(&self) -> Cow<'_, str> {
         lossy(self.decode())
     }
-
-    /// Whether it is the empty string.
-    pub fn is_empty(&self) -> bool {
-        self.0.as_ref() == EMPTY
-    }
 }
 
 impl fmt::Debug for Escaped {
@@ -455,7 +450,7 @@ mod tests {
             vec![b"a".to_vec(), vec![], b"b c".to_vec()]
         );
         assert_eq!(Escaped::default(), Escaped::new(b""));
-        assert!(Escaped::default().is_empty());
+        assert!(Escaped::default().decode().is_empty());
     }
 
     proptest! {

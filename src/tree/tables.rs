@@ -5,12 +5,11 @@
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 use std::time::UNIX_EPOCH;
 
 use crate::client::pool::{NodeState, NodeStatus};
 use crate::config::hostlist;
-use std::sync::Arc;
-
 use crate::format::gpus::Gpus;
 use crate::format::summary::{NodeSummary, ProcEntry};
 use crate::format::table::{

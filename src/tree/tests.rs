@@ -402,20 +402,7 @@ async fn concurrent_readers_of_an_expired_table_build_it_once() {
 
 #[tokio::test]
 async fn tables_are_kept_per_view_for_the_summary_ttl() {
-    let text = "[[nodes]]\nnames = \"n1\"\naddress = \"{name}:1\"\n\
-                [views]\nadmin_users = [\"root\"]\n\
-                [[views.allot]]\nuser = 64000\nnodes = \"n1\"\n";
-    let views = Views::new(
-        crate::config::Config::from_str(text, "t.toml")
-            .unwrap()
-            .views,
-    );
-    let t = Tree::new(
-        Pool::new(vec![spec("n1", node("/proc").await)], opts()),
-        Cache::new(CachePolicy::default()),
-        Duration::from_secs(3),
-        views,
-    );
+    let (t, root, other) = admin_and_user_over(std::path::Path::new("/proc")).await;
     let ttl = match CachePolicy::default()
         .ttl_for(crate::format::summary::FILE_PATH)
         .ttl
@@ -423,8 +410,6 @@ async fn tables_are_kept_per_view_for_the_summary_ttl() {
         Ttl::For(d) => d,
         Ttl::Never => panic!("the built-in rules cache the summary"),
     };
-    let (root, _) = t.attach(&req(None, 0, "")).await.unwrap();
-    let (other, _) = t.attach(&req(None, 64000, "")).await.unwrap();
     let built = || async {
         let stats = read(&t, &root, "stats").await.unwrap();
         stats
