@@ -168,6 +168,7 @@ impl Tree {
         // when the location is a job's node directory).
         if let Some(j) = fid.loc.job() {
             let index = self.job_index(&view).await;
+            let index = index.jobs().await;
             let job = index.get(j).ok_or(FsError::NOENT)?;
             if let Loc::JobNode(_, n) = &fid.loc
                 && job.on(&n.name).is_none()
@@ -350,6 +351,7 @@ impl Tree {
             }
             Loc::JobDir => {
                 let index = self.job_index(view).await;
+                let index = index.jobs().await;
                 for id in index.ids() {
                     out.push(DirEntry {
                         qid: job_qid(JobPart::Dir, self.job_number(id), 0),
@@ -361,6 +363,7 @@ impl Tree {
             }
             Loc::Job(id) => {
                 let index = self.job_index(view).await;
+                let index = index.jobs().await;
                 let job = index.get(id).ok_or(FsError::NOENT)?;
                 let num = self.job_number(id);
                 let mut parts = vec![JobPart::Ps, JobPart::Nodes];
@@ -386,6 +389,7 @@ impl Tree {
             }
             Loc::JobNode(id, node) => {
                 let index = self.job_index(view).await;
+                let index = index.jobs().await;
                 let (_, pins) = index
                     .get(id)
                     .and_then(|j| j.on(&node.name))
@@ -602,6 +606,7 @@ impl Filesystem for Tree {
                     (Loc::Root, synth_qid(ROOT_QID, true))
                 } else {
                     let index = self.job_index(&view).await;
+                    let index = index.jobs().await;
                     let id = index.id(name).ok_or(FsError::NOENT)?;
                     let q = job_qid(JobPart::Dir, self.job_number(&id), 0);
                     (Loc::Job(id), q)
@@ -625,6 +630,7 @@ impl Filesystem for Tree {
                     ),
                     _ => {
                         let index = self.job_index(&view).await;
+                        let index = index.jobs().await;
                         let (node, _) = index
                             .get(id)
                             .and_then(|j| j.on(name))
@@ -644,6 +650,7 @@ impl Filesystem for Tree {
                     // it had in the summaries the job was found in.
                     let pid: i32 = name.parse().map_err(|_| FsError::NOENT)?;
                     let index = self.job_index(&view).await;
+                    let index = index.jobs().await;
                     let pin = index
                         .get(id)
                         .and_then(|j| j.on(&node.name))
@@ -900,6 +907,7 @@ impl Filesystem for Tree {
             Loc::File(s) => Ok(Contents::Shared(Box::pin(self.render(&view, *s)).await)),
             Loc::JobFile(id, part) => {
                 let index = self.job_index(&view).await;
+                let index = index.jobs().await;
                 let job = index.get(id).ok_or(FsError::NOENT)?;
                 Ok(Contents::Shared(match part {
                     JobPart::Nodes => job.nodes.clone(),

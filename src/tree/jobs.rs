@@ -44,18 +44,31 @@ use super::tables::{self, JobSums};
 /// Signals of one `/job/<id>/ctl` write in flight at once.
 const JOB_SIGNAL_CONCURRENCY: usize = 32;
 
-/// One view's `/ps` and jobs.
+/// One view's `/ps`, and its jobs built from the same gather when a job
+/// file is first asked for: most readers of a cold `/ps` never look at a
+/// job, and the job sums cost a seventh of the table's CPU.
 pub(super) struct JobIndex {
     /// `/ps`, rendered.
     pub(super) ps: Bytes,
+    /// Nodes whose reads were late when it was built ([`Gathered::late`]).
+    late: usize,
+    /// The jobs, once built.
+    jobs: tokio::sync::OnceCell<Jobs>,
+    /// What `/ps` was built from, for the jobs: the same summaries and
+    /// lines, so the two agree to the byte whenever the jobs are built.
+    view: View,
+    gathered: Gathered,
+    rows: Vec<Arc<NodeRows>>,
+}
+
+/// One view's jobs.
+pub(super) struct Jobs {
     /// By id.
     jobs: HashMap<Arc<str>, Job>,
     /// The ids in `/jobs` order.
     order: Vec<Arc<str>>,
     /// `/jobs`, rendered.
     pub(super) table: Bytes,
-    /// Nodes whose reads were late when it was built ([`Gathered::late`]).
-    late: usize,
 }
 
 /// One job as a view sees it.
@@ -69,6 +82,18 @@ pub(super) struct Job {
 }
 
 impl JobIndex {
+    /// The jobs, built on the first call.
+    pub(super) async fn jobs(&self) -> &Jobs {
+        self.jobs.get_or_init(|| async { self.build_jobs() }).await
+    }
+
+    /// Builds the jobs from what `/ps` was built from.
+    fn build_jobs(&self) -> Jobs {
+        build_jobs(&self.view, &self.gathered, &self.rows)
+    }
+}
+
+impl Jobs {
     /// Job `id`, if the view sees a process of it.
     pub(super) fn get(&self, id: &str) -> Option<&Job> {
         self.jobs.get(id)
@@ -104,21 +129,12 @@ struct JobsKind;
 impl Kind for JobsKind {
     type Value = Arc<JobIndex>;
 
+    /// `/ps` twice: once for itself and once for the jobs it may yet
+    /// build (their `ps` files hold its lines again; their sums and pins
+    /// are smaller). The summaries and lines it holds are the cache's
+    /// own, counted there.
     fn weight(v: &Arc<JobIndex>) -> usize {
-        v.table.len()
-            + v.ps.len()
-            + v.jobs
-                .iter()
-                .map(|(id, j)| {
-                    id.len()
-                        + j.ps.len()
-                        + j.nodes.len()
-                        + j.procs
-                            .iter()
-                            .map(|(_, p)| 16 + p.len() * 24)
-                            .sum::<usize>()
-                })
-                .sum::<usize>()
+        2 * v.ps.len()
     }
 
     /// As long as the summaries it is built from, as `/ps`.
@@ -132,13 +148,42 @@ impl Kind for JobsKind {
     const NODE_READS: bool = false;
 }
 
-/// Builds a view's `/ps` and jobs from what [`Tree::gather`] collected
-/// for it.
+/// Builds a view's `/ps` from what [`Tree::gather`] collected for it.
 ///
 /// `rows` holds each Linux node's lines (in `g.ok`'s order), written once
-/// per summary for every view; a job's processes are also added to its
-/// sums.
-fn build(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> JobIndex {
+/// per summary for every view.
+fn build(view: &View, g: Gathered, rows: Vec<Arc<NodeRows>>) -> JobIndex {
+    let linux = g.ok.iter().filter(|(_, s)| s.has_linux_facts());
+    let mut all = String::with_capacity(
+        PS_HEADER.len() + 1 + rows.iter().map(|r| r.len_for(view)).sum::<usize>(),
+    );
+    all.push_str(PS_HEADER);
+    all.push('\n');
+    for ((_, s), lines) in linux.zip(&rows) {
+        for (i, p) in s.procs.iter().enumerate() {
+            if !view.sees_process(p.ruid, p.euid) {
+                continue;
+            }
+            if let Some(line) = lines.line(i, view) {
+                all.push_str(line);
+            }
+        }
+    }
+    g.notes(&mut all);
+    JobIndex {
+        ps: Bytes::from(all),
+        late: g.late,
+        jobs: tokio::sync::OnceCell::new(),
+        view: view.clone(),
+        gathered: g,
+        rows,
+    }
+}
+
+/// Builds a view's jobs from what its `/ps` was built from ([`build`]):
+/// each job's processes are the `/ps` lines of the processes in it, in
+/// `/ps` order, and its sums are over those.
+fn build_jobs(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> Jobs {
     #[derive(Default)]
     struct Acc {
         sums: JobSums,
@@ -151,29 +196,19 @@ fn build(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> JobIndex {
     // consecutive ones skip the map's hashing.
     let mut last: Option<(&Arc<crate::format::jobs::JobRef>, usize)> = None;
     let linux = g.ok.iter().filter(|(_, s)| s.has_linux_facts());
-    let mut all = String::with_capacity(
-        PS_HEADER.len() + 1 + rows.iter().map(|r| r.len_for(view)).sum::<usize>(),
-    );
-    all.push_str(PS_HEADER);
-    all.push('\n');
     for ((n, s), lines) in linux.zip(rows) {
         for (i, p) in s.procs.iter().enumerate() {
+            let Some(job) = &p.job else { continue };
             if !view.sees_process(p.ruid, p.euid) {
                 continue;
             }
             let Some(line) = lines.line(i, view) else {
                 continue;
             };
-            all.push_str(line);
-            let Some(job) = &p.job else { continue };
             let k = match last {
                 Some((j, k)) if Arc::ptr_eq(j, job) || j.id == job.id => k,
                 _ => *acc.entry(job.id.as_str()).or_insert_with(|| {
-                    accs.push(Acc {
-                        sums: JobSums::default(),
-                        lines: String::new(),
-                        procs: Vec::new(),
-                    });
+                    accs.push(Acc::default());
                     accs.len() - 1
                 }),
             };
@@ -225,13 +260,10 @@ fn build(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> JobIndex {
         );
     }
     table.push_str(&notes);
-    all.push_str(&notes);
-    JobIndex {
-        ps: Bytes::from(all),
+    Jobs {
         jobs,
         order: order.into_iter().map(Arc::from).collect(),
         table: Bytes::from(table),
-        late: g.late,
     }
 }
 
@@ -261,7 +293,7 @@ impl Tree {
                 let rows = self.rows.rows_for(&linux).await;
                 self.tables_built
                     .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                Ok::<_, std::convert::Infallible>(Arc::new(build(view, &g, &rows)))
+                Ok::<_, std::convert::Infallible>(Arc::new(build(view, g, rows)))
             })
             .await;
         match built {
@@ -303,7 +335,7 @@ impl Tree {
         data: Bytes,
     ) -> FsResult<u32> {
         let index = self.job_index(view).await;
-        let job = index.get(id).ok_or(FsError::NOENT)?;
+        let job = index.jobs().await.get(id).ok_or(FsError::NOENT)?;
         let audit = |signal: &str, processes: usize, result: &str| {
             tracing::info!(
                 target: "gproc::audit",
@@ -592,8 +624,9 @@ mod tests {
     #[test]
     fn the_index_is_ps_and_the_jobs_in_one_and_sums_what_the_view_sees() {
         let g = gathered();
-        let admin = build(&View::admin(), &g, &rows_of(&g));
-        let ps = String::from_utf8(admin.ps.to_vec()).unwrap();
+        let admin_index = build(&View::admin(), gathered(), rows_of(&g));
+        let admin = admin_index.build_jobs();
+        let ps = String::from_utf8(admin_index.ps.to_vec()).unwrap();
         let rows = Table::<PsRow>::parse(&ps).unwrap();
         assert_eq!(rows.rows.len(), 5);
         assert!(ps.ends_with("# missing n3: Connection refused\n"), "{ps}");
@@ -636,7 +669,8 @@ mod tests {
 
         // User 1000: their rows only; job 8 does not exist for them, and
         // job 7 sums their two processes, not user 1001's third.
-        let mine = build(&View::user(1000, Vec::new()), &g, &rows_of(&g));
+        let mine_index = build(&View::user(1000, Vec::new()), gathered(), rows_of(&g));
+        let mine = mine_index.build_jobs();
         assert_eq!(mine.ids(), [Arc::from("7")]);
         assert!(mine.get("8").is_none() && mine.id("8").is_none());
         let jobs = Table::<JobRow>::parse(&String::from_utf8_lossy(&mine.table)).unwrap();
@@ -644,7 +678,7 @@ mod tests {
         let (m, a) = (&jobs.rows[0], &all.rows[0]);
         assert_eq!((m.procs, m.user.as_str()), (2, "u1000"));
         assert!(m.cpu_tenths < a.cpu_tenths && m.rss_kb < a.rss_kb);
-        let theirs = Table::<PsRow>::parse(&String::from_utf8_lossy(&mine.ps)).unwrap();
+        let theirs = Table::<PsRow>::parse(&String::from_utf8_lossy(&mine_index.ps)).unwrap();
         assert!(theirs.rows.iter().all(|r| r.user == "u1000"));
         let job_ps =
             Table::<PsRow>::parse(&String::from_utf8_lossy(&mine.get("7").unwrap().ps)).unwrap();

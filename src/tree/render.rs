@@ -576,7 +576,7 @@ impl Tree {
         let mut out = String::new();
         match s {
             Synth::Metrics => return self.render_metrics(view).await,
-            Synth::Jobs => return self.job_index(view).await.table.clone(),
+            Synth::Jobs => return self.job_index(view).await.jobs().await.table.clone(),
             Synth::Merged | Synth::Load => return self.render_table(view, s).await.0,
             Synth::Nodes => {
                 out.push_str(NODES_HEADER);
