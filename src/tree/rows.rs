@@ -19,6 +19,10 @@ use crate::view::View;
 
 use super::tables;
 
+/// Bytes of a `/ps` line before its command and node name, a little
+/// more than most take (a sizing hint only).
+const ROW_CELLS_BYTES: usize = 112;
+
 /// A node's `/ps` lines, each with the uids that decide who sees it.
 ///
 /// A line is written as an administrator sees it. Where that shows GPUs
@@ -49,7 +53,20 @@ impl NodeRows {
     /// The lines of `s`'s processes on node `name`.
     pub(super) fn render(name: &str, s: &NodeSummary) -> Self {
         let admin = View::admin();
-        let mut text = String::with_capacity(s.procs.len() * 112);
+        // Sized once: a line is its cells (under 100 bytes but for long
+        // names) and its command, about as long as its tokens in the
+        // summary. Growing the string instead copies it and touches fresh
+        // pages at every doubling.
+        let estimate: usize = s
+            .procs
+            .iter()
+            .map(|p| {
+                ROW_CELLS_BYTES
+                    + name.len()
+                    + p.cmdline.bytes_len().max(p.comm.as_escaped().len() + 2)
+            })
+            .sum();
+        let mut text = String::with_capacity(estimate);
         let mut withheld = String::new();
         let mut lines = Vec::with_capacity(s.procs.len());
         // Processes of a job on a GPU node hold the same devices, one
