@@ -10,6 +10,7 @@
 //! 9P2000, 9P2000.u or 9P2000.L replies.
 
 mod access;
+mod chunks;
 pub mod fair;
 pub mod listener;
 pub mod session;
@@ -22,6 +23,7 @@ use thiserror::Error;
 use crate::proto::{self, DirEntry, Metadata, Qid, Statfs, errno};
 
 pub use access::{AccessPolicy, Claim, Identity, Proof};
+pub use chunks::Chunks;
 pub use fair::{Principal, Refused, Share, Shares};
 pub use listener::{Server, ServerConfig};
 pub use snapshot::{Charge, Meter, SnapshotBudget};
@@ -169,6 +171,9 @@ pub enum Contents {
     /// A file's bytes held anyway by a cache bounded by its own byte limit,
     /// so holding them costs nothing more: not charged.
     Shared(Bytes),
+    /// A file held, as [`Contents::Shared`], by a cache, in several
+    /// buffers ([`Chunks`]): not charged, and not joined into one.
+    Chunks(std::sync::Arc<Chunks>),
     /// A directory's entries in listing order, `.` and `..` included where
     /// the tree wants them (9P2000 directory reads skip them). Their
     /// `offset` is ignored: the session numbers them.

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use bytes::Bytes;
 
 use super::fair::{self, Principal, Share, Shares};
-use super::{Contents, FsError, FsResult};
+use super::{Chunks, Contents, FsError, FsResult};
 use crate::proto::{DirEntry, errno};
 
 /// A count of bytes held by open snapshots against a limit.
@@ -162,6 +162,7 @@ struct FreshFile {
 #[derive(Debug)]
 enum Body {
     File(Bytes),
+    Chunks(Arc<Chunks>),
     Fresh(std::sync::Mutex<FreshFile>),
     /// Entry `i` carries cookie `i + 1`.
     Dir(Vec<DirEntry>),
@@ -184,6 +185,7 @@ impl Snapshot {
                 (Body::File(b), Some(charge))
             }
             Contents::Shared(b) => (Body::File(b), None),
+            Contents::Chunks(c) => (Body::Chunks(c), None),
             Contents::Fresh(bytes) => {
                 let charge = budget.charge(bytes.len())?;
                 let f = FreshFile {
@@ -220,6 +222,7 @@ impl Snapshot {
         };
         match &self.body {
             Body::File(b) => Ok(slice(b)),
+            Body::Chunks(c) => Ok(c.read(offset, count as usize)),
             Body::Fresh(f) => {
                 let mut f = crate::sys::lock(f);
                 f.read = true;
@@ -250,6 +253,7 @@ impl Snapshot {
         };
         let bytes = match contents {
             Contents::Fresh(b) | Contents::File(b) | Contents::Shared(b) => b,
+            Contents::Chunks(c) => c.to_bytes(),
             Contents::Dir(_) => {
                 return Err(FsError::IO.with("a file opened again was a directory"));
             }
@@ -269,7 +273,7 @@ impl Snapshot {
     pub(crate) fn entries(&self, offset: u64) -> FsResult<&[DirEntry]> {
         match &self.body {
             Body::Dir(ents) => Ok(&ents[offset.min(ents.len() as u64) as usize..]),
-            Body::File(_) | Body::Fresh(_) => Err(FsError::NOTDIR),
+            Body::File(_) | Body::Chunks(_) | Body::Fresh(_) => Err(FsError::NOTDIR),
         }
     }
 }

@@ -904,6 +904,10 @@ impl Filesystem for Tree {
                 Box::pin(self.render(&view, Synth::Metrics)).await,
             )),
             // Rendered tables are cached per view; the session shares them.
+            // Served in the nodes' own buffers, not joined.
+            Loc::File(Synth::Ps) => Ok(Contents::Chunks(
+                Box::pin(self.job_index(&view)).await.ps.clone(),
+            )),
             Loc::File(s) => Ok(Contents::Shared(Box::pin(self.render(&view, *s)).await)),
             Loc::JobFile(id, part) => {
                 let index = self.job_index(&view).await;

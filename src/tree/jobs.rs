@@ -30,7 +30,7 @@ use crate::format::ctl;
 use crate::format::summary;
 use crate::format::table::{JOB_NODES_HEADER, JOBS_HEADER, PS_HEADER, Row};
 use crate::proto::errno;
-use crate::server::{FsError, FsResult, Identity};
+use crate::server::{Chunks, FsError, FsResult, Identity};
 use crate::sys;
 use crate::view::View;
 
@@ -48,8 +48,8 @@ const JOB_SIGNAL_CONCURRENCY: usize = 32;
 /// file is first asked for: most readers of a cold `/ps` never look at a
 /// job, and the job sums cost a seventh of the table's CPU.
 pub(super) struct JobIndex {
-    /// `/ps`, rendered.
-    pub(super) ps: Bytes,
+    /// `/ps`, rendered: for an administrator, the nodes' own lines.
+    pub(super) ps: Arc<Chunks>,
     /// Nodes whose reads were late when it was built ([`Gathered::late`]).
     late: usize,
     /// The jobs, once built.
@@ -153,25 +153,33 @@ impl Kind for JobsKind {
 /// `rows` holds each Linux node's lines (in `g.ok`'s order), written once
 /// per summary for every view.
 fn build(view: &View, g: Gathered, rows: Vec<Arc<NodeRows>>) -> JobIndex {
-    let linux = g.ok.iter().filter(|(_, s)| s.has_linux_facts());
-    let mut all = String::with_capacity(
-        PS_HEADER.len() + 1 + rows.iter().map(|r| r.len_for(view)).sum::<usize>(),
-    );
-    all.push_str(PS_HEADER);
-    all.push('\n');
-    for ((_, s), lines) in linux.zip(&rows) {
-        for (i, p) in s.procs.iter().enumerate() {
-            if !view.sees_process(p.ruid, p.euid) {
-                continue;
-            }
-            if let Some(line) = lines.line(i, view) {
-                all.push_str(line);
+    let mut ps = Chunks::new();
+    ps.push(Bytes::from(format!("{PS_HEADER}\n")));
+    if view.admin {
+        // Every line of every node: the nodes' own text, not a copy.
+        for r in &rows {
+            ps.push(r.text.clone());
+        }
+    } else {
+        let linux = g.ok.iter().filter(|(_, s)| s.has_linux_facts());
+        let mut mine = Vec::with_capacity(rows.iter().map(|r| r.len_for(view)).sum::<usize>());
+        for ((_, s), lines) in linux.zip(&rows) {
+            for (i, p) in s.procs.iter().enumerate() {
+                if !view.sees_process(p.ruid, p.euid) {
+                    continue;
+                }
+                if let Some(line) = lines.line(i, view) {
+                    mine.extend_from_slice(line);
+                }
             }
         }
+        ps.push(Bytes::from(mine));
     }
-    g.notes(&mut all);
+    let mut notes = String::new();
+    g.notes(&mut notes);
+    ps.push(Bytes::from(notes));
     JobIndex {
-        ps: Bytes::from(all),
+        ps: Arc::new(ps),
         late: g.late,
         jobs: tokio::sync::OnceCell::new(),
         view: view.clone(),
@@ -187,7 +195,7 @@ fn build_jobs(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> Jobs {
     #[derive(Default)]
     struct Acc {
         sums: JobSums,
-        lines: String,
+        lines: Vec<u8>,
         procs: Vec<(Arc<Member>, Vec<Pin>)>,
     }
     let mut accs: Vec<Acc> = Vec::new();
@@ -215,7 +223,7 @@ fn build_jobs(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> Jobs {
             last = Some((job, k));
             let a = &mut accs[k];
             a.sums.add_proc(&n.name, s, p, view);
-            a.lines.push_str(line);
+            a.lines.extend_from_slice(line);
             let pin = Pin {
                 pid: p.pid,
                 start: p.start_ticks,
@@ -239,11 +247,11 @@ fn build_jobs(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> Jobs {
         };
         table.push_str(&a.sums.row(id).line());
         table.push('\n');
-        let mut ps = String::with_capacity(PS_HEADER.len() + a.lines.len() + notes.len() + 1);
-        ps.push_str(PS_HEADER);
-        ps.push('\n');
-        ps.push_str(&a.lines);
-        ps.push_str(&notes);
+        let mut ps = Vec::with_capacity(PS_HEADER.len() + 1 + a.lines.len() + notes.len());
+        ps.extend_from_slice(PS_HEADER.as_bytes());
+        ps.push(b'\n');
+        ps.extend_from_slice(&a.lines);
+        ps.extend_from_slice(notes.as_bytes());
         let mut nodes = format!("{JOB_NODES_HEADER}\n");
         for r in a.sums.node_rows() {
             nodes.push_str(&r.line());
@@ -626,7 +634,7 @@ mod tests {
         let g = gathered();
         let admin_index = build(&View::admin(), gathered(), rows_of(&g));
         let admin = admin_index.build_jobs();
-        let ps = String::from_utf8(admin_index.ps.to_vec()).unwrap();
+        let ps = String::from_utf8(admin_index.ps.to_bytes().to_vec()).unwrap();
         let rows = Table::<PsRow>::parse(&ps).unwrap();
         assert_eq!(rows.rows.len(), 5);
         assert!(ps.ends_with("# missing n3: Connection refused\n"), "{ps}");
@@ -678,7 +686,8 @@ mod tests {
         let (m, a) = (&jobs.rows[0], &all.rows[0]);
         assert_eq!((m.procs, m.user.as_str()), (2, "u1000"));
         assert!(m.cpu_tenths < a.cpu_tenths && m.rss_kb < a.rss_kb);
-        let theirs = Table::<PsRow>::parse(&String::from_utf8_lossy(&mine_index.ps)).unwrap();
+        let theirs =
+            Table::<PsRow>::parse(&String::from_utf8_lossy(&mine_index.ps.to_bytes())).unwrap();
         assert!(theirs.rows.iter().all(|r| r.user == "u1000"));
         let job_ps =
             Table::<PsRow>::parse(&String::from_utf8_lossy(&mine.get("7").unwrap().ps)).unwrap();

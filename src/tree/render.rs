@@ -595,7 +595,7 @@ impl Tree {
                 }
             }
             // With the jobs: they agree to the byte.
-            Synth::Ps => return self.job_index(view).await.ps.clone(),
+            Synth::Ps => return self.job_index(view).await.ps.to_bytes(),
             Synth::Stats => {
                 self.cache.sync().await;
                 let (entries, bytes) = self.cache.usage();

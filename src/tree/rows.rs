@@ -12,6 +12,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, Weak};
 
+use bytes::Bytes;
+
 use crate::format::gpus::Gpus;
 use crate::format::summary::NodeSummary;
 use crate::sys;
@@ -29,8 +31,9 @@ const ROW_CELLS_BYTES: usize = 112;
 /// a user may not be shown ([`tables::gpus_shown`]), the line without
 /// them is kept too, and a user is given the one their uid allows.
 pub(super) struct NodeRows {
-    /// Every line, each ending in `\n`.
-    text: String,
+    /// Every line, each ending in `\n`: shared, not copied, by an
+    /// administrator's `/ps`.
+    pub(super) text: Bytes,
     /// Per line: where it ends in `text`, its (real, effective) uid, and
     /// for a line with GPUs, the user shown them (if any) and where its
     /// line without them is in `withheld`.
@@ -99,7 +102,7 @@ impl NodeRows {
             });
         }
         Self {
-            text,
+            text: Bytes::from(text),
             lines,
             withheld,
         }
@@ -108,13 +111,13 @@ impl NodeRows {
     /// The line of the summary's `i`th process as `view` is shown it
     /// (with its `\n`), if it has one; whether `view` sees the process is
     /// the caller's to decide.
-    pub(super) fn line(&self, i: usize, view: &View) -> Option<&str> {
+    pub(super) fn line(&self, i: usize, view: &View) -> Option<&[u8]> {
         let l = self.lines.get(i)?;
         if let Some((owner, start, end)) = l.gpus
             && !view.admin
             && owner != Some(view.uid)
         {
-            return self.withheld.get(start..end);
+            return self.withheld.as_bytes().get(start..end);
         }
         let start = i.checked_sub(1).map_or(0, |j| self.lines[j].end);
         self.text.get(start..l.end)
@@ -280,7 +283,7 @@ mod tests {
                     View::user(other, Vec::new()),
                 ] {
                     let want = format!("{}\n", tables::ps_row("n1", &s, p, &view).line());
-                    prop_assert_eq!(rows.line(i, &view), Some(want.as_str()));
+                    prop_assert_eq!(rows.line(i, &view), Some(want.as_bytes()));
                 }
             }
         }

@@ -142,6 +142,7 @@ async fn read(t: &Tree, root: &TreeNode, path: &str) -> FsResult<String> {
         Contents::File(b) | Contents::Shared(b) | Contents::Fresh(b) => {
             Ok(String::from_utf8_lossy(&b).into_owned())
         }
+        Contents::Chunks(c) => Ok(String::from_utf8_lossy(&c.to_bytes()).into_owned()),
         Contents::Dir(_) => Err(FsError::ISDIR),
     }
 }
