@@ -46,6 +46,9 @@ pub struct ClusterBench {
     pub summary_ttl: Duration,
     /// Cold `/ps` reads per size (each after the summaries expired).
     pub cold_rounds: usize,
+    /// Live refreshes (`gproc top`'s tables once a second) per binary
+    /// (`--aggregator-exe` only).
+    pub live_refreshes: usize,
 }
 
 /// Warm `/ps` reads per size; the median is shown.

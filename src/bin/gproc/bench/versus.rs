@@ -7,7 +7,9 @@
 //! is the aggregator's alone: not this benchmark's client, which reads
 //! the table. Rounds alternate the binaries' order; each cold read comes
 //! after the summaries of that aggregator expired (the rule's TTL), so
-//! each is a whole rebuild.
+//! each is a whole rebuild. With `--live-refreshes`, each then serves
+//! `gproc top`'s three tables once a second for a while: its CPU per such
+//! refresh is the cores a live view of the cluster costs it.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -28,6 +30,8 @@ struct Contender {
     root: FidHandle,
     cold: Vec<(f64, f64)>,
     warm: Vec<(f64, f64)>,
+    /// Live refreshes: their count and the aggregator's CPU seconds.
+    live: (usize, f64),
 }
 
 /// Warm reads per binary; the median is shown.
@@ -51,6 +55,26 @@ async fn timed_ps(c: &Contender) -> Result<(f64, f64, usize)> {
         .count()
         .saturating_sub(1);
     Ok((ms, cpu_seconds(pid) - cpu0, rows))
+}
+
+/// `n` refreshes of `gproc top`'s tables through `c`, one a second: the
+/// aggregator's CPU seconds for them.
+async fn live_block(c: &Contender, n: usize) -> Result<f64> {
+    let pid = c.agg.child.id();
+    let cpu0 = cpu_seconds(pid);
+    for i in 0..n {
+        let t = Instant::now();
+        for table in ["load", "ps", "nodes"] {
+            c.root
+                .read_all_limited(table, gproc::format::table::MAX_TABLE_BYTES)
+                .await
+                .with_context(|| format!("{}: reading /{table}", c.exe.display()))?;
+        }
+        if i + 1 < n {
+            tokio::time::sleep_until((t + Duration::from_secs(1)).into()).await;
+        }
+    }
+    Ok(cpu_seconds(pid) - cpu0)
 }
 
 /// Runs the comparison on the first of `b.sizes`.
@@ -116,6 +140,7 @@ pub async fn run(b: &ClusterBench, exes: &[PathBuf]) -> Result<()> {
             root,
             cold: Vec::new(),
             warm: Vec::new(),
+            live: (0, 0.0),
         });
     }
     // Every node up in each (eager connect), then one untimed /ps each:
@@ -156,6 +181,28 @@ pub async fn run(b: &ClusterBench, exes: &[PathBuf]) -> Result<()> {
             c.warm.push((ms, cpu));
         }
     }
+    // Live refreshes in two blocks per binary, the order reversed in the
+    // second.
+    for block in 0..2 {
+        let n_block = b.live_refreshes.div_ceil(2);
+        if n_block == 0 {
+            break;
+        }
+        let order: Vec<usize> = if block == 0 {
+            (0..all.len()).collect()
+        } else {
+            (0..all.len()).rev().collect()
+        };
+        for i in order {
+            eprintln!(
+                "bench cluster: {}: {n_block} live refreshes ...",
+                all[i].exe.display()
+            );
+            let cpu = live_block(&all[i], n_block).await?;
+            let l = &mut all[i].live;
+            *l = (l.0 + n_block, l.1 + cpu);
+        }
+    }
     let base = all
         .first()
         .map_or(0.0, |c| median(c.cold.iter().map(|x| x.1).collect()));
@@ -176,26 +223,40 @@ pub async fn run(b: &ClusterBench, exes: &[PathBuf]) -> Result<()> {
             format!("{:.3}", median(c.warm.iter().map(|x| x.1).collect())),
             format!("{:.1}", rss_kib(c.agg.child.id()) as f64 / n as f64),
         ]);
+        if b.live_refreshes > 0 {
+            let (k, cpu) = c.live;
+            if let Some(r) = rows.last_mut() {
+                r.push(format!("{:.3}", cpu / k.max(1) as f64));
+            }
+        }
     }
     println!(
         "\nAggregators over the same {n} simulated nodes ({} processes each), each its own \
          process; CPU is the aggregator's alone; medians of {} cold and {WARM_READS} warm reads:\n",
         b.procs_per_node, b.cold_rounds
     );
-    print_table(
-        &[
-            "aggregator",
-            "nodes",
-            "processes",
-            "ps cold ms",
-            "CPU s per cold ps",
-            "cold CPU range",
-            "CPU / first",
-            "ps warm ms",
-            "CPU s per warm ps",
-            "RSS KiB/node",
-        ],
-        &rows,
-    );
+    let mut header = vec![
+        "aggregator",
+        "nodes",
+        "processes",
+        "ps cold ms",
+        "CPU s per cold ps",
+        "cold CPU range",
+        "CPU / first",
+        "ps warm ms",
+        "CPU s per warm ps",
+        "RSS KiB/node",
+    ];
+    if b.live_refreshes > 0 {
+        header.push("CPU s per live refresh");
+    }
+    print_table(&header, &rows);
+    if b.live_refreshes > 0 {
+        println!(
+            "\nA live refresh reads /load, /ps and /nodes as `gproc top` does, once a second \
+             (its CPU seconds are the cores it takes at that rate); the summary TTL was {} ms.",
+            b.summary_ttl.as_millis()
+        );
+    }
     Ok(())
 }

@@ -67,6 +67,13 @@ pub enum BenchCmd {
         /// so each is a whole rebuild); the CPU column shows their median.
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=50))]
         cold_rounds: u32,
+        /// With `--aggregator-exe`: refreshes of `gproc top`'s tables
+        /// (`/load`, `/ps`, `/nodes`) once a second per binary, after the
+        /// cold rounds: each aggregator's CPU per refresh. Use a summary
+        /// TTL under a second (`--summary-ttl 500ms`) so that every
+        /// refresh reads every node again, as a live view does.
+        #[arg(long, default_value_t = 0)]
+        live_refreshes: usize,
         /// 2: the nodes behind `--racks` rack aggregators under a top one,
         /// against the same nodes flat, in one run (first `--nodes` only).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=2))]
@@ -214,6 +221,7 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
             naive_max_nodes,
             summary_ttl,
             cold_rounds,
+            live_refreshes,
             aggregator_exe,
             ..
         } => {
@@ -224,6 +232,7 @@ pub async fn run(c: BenchCmd) -> Result<ExitCode> {
                 naive_max_nodes,
                 summary_ttl,
                 cold_rounds: cold_rounds as usize,
+                live_refreshes,
             };
             if aggregator_exe.is_empty() {
                 bench::cluster::run(b).await?;
