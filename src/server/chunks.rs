@@ -7,7 +7,7 @@
 use bytes::{Bytes, BytesMut};
 
 /// Buffers read as one file, in order.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub struct Chunks {
     parts: Vec<Bytes>,
     /// Where each part ends in the file.
@@ -75,14 +75,6 @@ impl Chunks {
             [one] => one.clone(),
             _ => self.read(0, self.len()),
         }
-    }
-}
-
-impl From<Bytes> for Chunks {
-    fn from(b: Bytes) -> Self {
-        let mut c = Chunks::new();
-        c.push(b);
-        c
     }
 }
 

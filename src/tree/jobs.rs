@@ -158,7 +158,7 @@ fn build(view: &View, g: Gathered, rows: Vec<Arc<NodeRows>>) -> JobIndex {
     if view.admin {
         // Every line of every node: the nodes' own text, not a copy.
         for r in &rows {
-            ps.push(r.text.clone());
+            ps.push(r.all());
         }
     } else {
         let linux = g.ok.iter().filter(|(_, s)| s.has_linux_facts());

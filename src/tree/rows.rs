@@ -31,9 +31,8 @@ const ROW_CELLS_BYTES: usize = 112;
 /// a user may not be shown ([`tables::gpus_shown`]), the line without
 /// them is kept too, and a user is given the one their uid allows.
 pub(super) struct NodeRows {
-    /// Every line, each ending in `\n`: shared, not copied, by an
-    /// administrator's `/ps`.
-    pub(super) text: Bytes,
+    /// Every line, each ending in `\n`.
+    text: Bytes,
     /// Per line: where it ends in `text`, its (real, effective) uid, and
     /// for a line with GPUs, the user shown them (if any) and where its
     /// line without them is in `withheld`.
@@ -121,6 +120,12 @@ impl NodeRows {
         }
         let start = i.checked_sub(1).map_or(0, |j| self.lines[j].end);
         self.text.get(start..l.end)
+    }
+
+    /// Every line as an administrator sees it, in order: what an
+    /// administrator's `/ps` shares instead of copying the lines.
+    pub(super) fn all(&self) -> Bytes {
+        self.text.clone()
     }
 
     /// Bytes of the lines `view` may see (to size the table once).
@@ -286,6 +291,12 @@ mod tests {
                     prop_assert_eq!(rows.line(i, &view), Some(want.as_bytes()));
                 }
             }
+            // All of them at once: an administrator's lines, in order.
+            let admin = View::admin();
+            let each: Vec<u8> = (0..s.procs.len())
+                .flat_map(|i| rows.line(i, &admin).unwrap_or_default().to_vec())
+                .collect();
+            prop_assert_eq!(&rows.all()[..], &each[..]);
         }
     }
 }
