@@ -126,7 +126,9 @@ impl Aggregator {
         let cache = Cache::new(cfg.cache.clone());
         let views = Views::new(views_config(cfg));
         views.spawn_refresher(shutdown.clone());
+        let gauges = Arc::new(crate::server::Gauges::default());
         let tree = Tree::new(pool.clone(), cache, cfg.pool.deadline, views)
+            .with_server_gauges(gauges.clone())
             .with_control(cfg.control.clone())
             .with_name(&own_name(cfg));
         if cfg.control.enabled {
@@ -142,6 +144,7 @@ impl Aggregator {
             unix_mode: cfg.server.socket_mode,
             ..ServerConfig::default()
         };
+        scfg.limits.gauges = gauges;
         scfg.limits.max_msize = cfg.server.msize;
         scfg.limits.attach_timeout = cfg.server.attach_timeout;
         let bytes = |b: crate::config::ByteSize| usize::try_from(b.bytes()).unwrap_or(usize::MAX);

@@ -12,6 +12,7 @@
 mod access;
 mod chunks;
 pub mod fair;
+mod gauges;
 pub mod listener;
 pub mod session;
 mod snapshot;
@@ -25,6 +26,7 @@ use crate::proto::{self, DirEntry, Metadata, Qid, Statfs, errno};
 pub use access::{AccessPolicy, Claim, Identity, Proof};
 pub use chunks::Chunks;
 pub use fair::{Principal, Refused, Share, Shares};
+pub use gauges::{Gauges, Level};
 pub use listener::{Server, ServerConfig};
 pub use snapshot::{Charge, Meter, SnapshotBudget};
 

@@ -29,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::fair::{Principal, Share, Shares};
+use super::gauges::{Gauges, Holding};
 use super::snapshot::Snapshot;
 use super::{
     AccessPolicy, AttachRequest, Claim, Filesystem, FsError, FsResult, Identity, OpenFlags, Peer,
@@ -77,6 +78,10 @@ pub struct SessionLimits {
     /// share per identity and a reserve for the service identities: shared
     /// by every connection served with clones of these limits.
     pub snapshot_bytes: Arc<Shares>,
+    /// What the sessions hold and have read, together: shared, like
+    /// `snapshot_bytes`, by every connection served with clones of these
+    /// limits.
+    pub gauges: Arc<Gauges>,
 }
 
 /// Identities' share of a server's snapshot bytes by default: an eighth
@@ -99,6 +104,7 @@ impl Default for SessionLimits {
             access: AccessPolicy::default(),
             snapshot_bytes_per_connection: 64 << 20,
             snapshot_bytes: snapshot_shares(1 << 30, 128 << 20),
+            gauges: Arc::default(),
         }
     }
 }
@@ -119,11 +125,13 @@ struct FidEntry<S> {
     /// A tokio mutex: held across the filesystem calls of one read, which
     /// serializes reads of one directory fid as the protocol requires.
     dir_cursor: tokio::sync::Mutex<(u64, u64)>,
+    /// Its count in the server's fids.
+    _counted: Holding,
 }
 
 impl<S> FidEntry<S> {
     /// A walked (unopened) fid.
-    fn walked(node: S, who: Arc<Identity>, qid: Qid) -> Arc<Self> {
+    fn walked(node: S, who: Arc<Identity>, qid: Qid, gauges: &Arc<Gauges>) -> Arc<Self> {
         Arc::new(Self {
             node,
             who,
@@ -131,6 +139,7 @@ impl<S> FidEntry<S> {
             opened: None,
             snap: None,
             dir_cursor: tokio::sync::Mutex::new((0, 0)),
+            _counted: gauges.fid(),
         })
     }
 }
@@ -302,10 +311,16 @@ pub(crate) async fn serve_connection_in_slot<F, T>(
     F: Filesystem,
     T: AsyncRead + AsyncWrite + Send + 'static,
 {
+    let _counted = limits.gauges.connection();
     let (rd, wr) = tokio::io::split(io);
     let conn_done = shutdown.child_token();
     let outbox = Arc::new(Outbox::default());
-    let writer = tokio::spawn(write_loop(wr, outbox.clone(), conn_done.clone()));
+    let writer = tokio::spawn(write_loop(
+        wr,
+        outbox.clone(),
+        limits.gauges.clone(),
+        conn_done.clone(),
+    ));
     let peer = Arc::new(peer);
     let shared = Arc::new(Shared {
         fs,
@@ -374,7 +389,10 @@ pub(crate) async fn serve_connection_in_slot<F, T>(
         stalled = false;
         let frame = match next {
             None => break,
-            Some(Ok(f)) => f,
+            Some(Ok(f)) => {
+                limits.gauges.read_frame();
+                f
+            }
             Some(Err(e)) => {
                 // A client that exits with replies unread resets the
                 // connection: routine, not worth a warning.
@@ -432,7 +450,12 @@ pub(crate) async fn serve_connection_in_slot<F, T>(
 /// their replies too, then writes everything queued in one vectored write
 /// (flushing when no more replies are ready, as lib9p's writer does when
 /// its queue is empty). On `done` it writes what is queued and stops.
-async fn write_loop<W: AsyncWrite>(wr: W, outbox: Arc<Outbox>, done: CancellationToken) {
+async fn write_loop<W: AsyncWrite>(
+    wr: W,
+    outbox: Arc<Outbox>,
+    gauges: Arc<Gauges>,
+    done: CancellationToken,
+) {
     let mut wr = Box::pin(wr);
     let mut segs: Vec<Bytes> = Vec::new();
     loop {
@@ -459,6 +482,7 @@ async fn write_loop<W: AsyncWrite>(wr: W, outbox: Arc<Outbox>, done: Cancellatio
             break;
         }
         outbox.queued.fetch_sub(n, Ordering::AcqRel);
+        gauges.wrote_replies(n);
         outbox.drained.notify_waiters();
         if stopping {
             break;
@@ -470,6 +494,9 @@ async fn write_loop<W: AsyncWrite>(wr: W, outbox: Arc<Outbox>, done: Cancellatio
             closed: true,
             ..Queue::default()
         };
+        // Replies counted and never written (a failed write, replies
+        // queued as it stopped): no more are counted once it is closed.
+        gauges.wrote_replies(outbox.queued.swap(0, Ordering::AcqRel));
     }
     let _ = wr.shutdown().await;
 }
@@ -521,6 +548,7 @@ impl<F: Filesystem> Shared<F> {
             // Under the lock, so the writer never subtracts a reply it
             // took before it was counted.
             self.outbox.queued.fetch_add(1, Ordering::AcqRel);
+            self.limits.gauges.queue_reply();
         }
         self.outbox.ready.notify_one();
     }
@@ -1042,7 +1070,10 @@ impl<F: Filesystem> Shared<F> {
                 let (node, qid) = self.fs.attach(&req).await?;
                 Ok((
                     Ok(Rmessage::Attach(proto::Rattach { qid })),
-                    Effect::Insert(a.fid, FidEntry::walked(node, Arc::new(req.who), qid)),
+                    Effect::Insert(
+                        a.fid,
+                        FidEntry::walked(node, Arc::new(req.who), qid, &self.limits.gauges),
+                    ),
                 ))
             }
             T::Walk(w) => self.walk(w, d).await,
@@ -1239,7 +1270,7 @@ impl<F: Filesystem> Shared<F> {
         if !full {
             return Ok((reply, Effect::None));
         }
-        let entry = FidEntry::walked(cur, e.who.clone(), qid);
+        let entry = FidEntry::walked(cur, e.who.clone(), qid, &self.limits.gauges);
         let eff = if w.newfid == w.fid {
             Effect::Replace(w.fid, e, entry)
         } else {
@@ -1305,6 +1336,7 @@ impl<F: Filesystem> Shared<F> {
             opened: Some(flags),
             snap: Some(snap),
             dir_cursor: tokio::sync::Mutex::new((0, 0)),
+            _counted: self.limits.gauges.fid(),
         });
         let reply = match d {
             Dialect::P2000L => Rmessage::Lopen(proto::Rlopen { qid, iounit }),

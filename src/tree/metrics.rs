@@ -138,6 +138,8 @@ pub(super) struct Health<'a> {
     pub(super) max_in_flight: usize,
     /// Cluster-wide tables built so far.
     pub(super) tables_built: u64,
+    /// What the 9P server's sessions hold.
+    pub(super) server: &'a crate::server::Gauges,
 }
 
 fn state_name(s: &NodeState) -> &'static str {
@@ -397,6 +399,30 @@ pub(super) fn render(nodes: &[NodeFacts], health: Option<(&Health<'_>, &Requests
             "Bound on requests to nodes in flight ([pool] max_in_flight)",
             h.max_in_flight as u64,
         );
+        gauge(
+            &mut reg,
+            "9p_connections",
+            "9P connections being served",
+            h.server.connections.now() as u64,
+        );
+        gauge(
+            &mut reg,
+            "9p_fids",
+            "Fids the 9P connections hold (in fid tables and requests running)",
+            h.server.fids.now() as u64,
+        );
+        gauge(
+            &mut reg,
+            "9p_replies_queued",
+            "9P replies encoded and not yet written to their connection",
+            h.server.queued_replies.now() as u64,
+        );
+        counter(
+            &mut reg,
+            "9p_frames_read",
+            "9P messages read from clients",
+            h.server.frames_read(),
+        );
         reg.register_with_unit(
             "9p_request_duration",
             "9P requests answered by the aggregator, by operation, and how long each took",
@@ -467,6 +493,7 @@ impl Tree {
             in_flight: self.pool.in_flight(),
             max_in_flight: self.pool.options().max_in_flight,
             tables_built: self.tables_built.load(Ordering::Relaxed),
+            server: &self.server_gauges,
         };
         Bytes::from(render(&nodes, Some((&health, &self.requests))))
     }
@@ -632,6 +659,7 @@ mod tests {
             in_flight: 2,
             max_in_flight: 1024,
             tables_built: 9,
+            server: &crate::server::Gauges::default(),
         };
         let t = render(&nodes, Some((&h, &req)));
         assert_eq!(value(&t, "gproc_cache_hits_total"), Some(7.0), "{t}");
@@ -641,6 +669,8 @@ mod tests {
         assert_eq!(value(&t, "gproc_pool_connections"), Some(1.0));
         assert_eq!(value(&t, "gproc_pool_in_flight"), Some(2.0));
         assert_eq!(value(&t, "gproc_tables_built_total"), Some(9.0));
+        assert_eq!(value(&t, "gproc_9p_connections"), Some(0.0));
+        assert_eq!(value(&t, "gproc_9p_frames_read_total"), Some(0.0));
         assert_eq!(
             value(&t, "gproc_9p_request_duration_seconds_count{op=\"walk\"}"),
             Some(2.0)

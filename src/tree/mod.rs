@@ -113,6 +113,8 @@ pub struct Tree {
     /// Summary reads still going past a table's deadline, finishing into
     /// the cache for the next table.
     late: late::LateReads<(reads::Fetched, crate::cache::Freshness)>,
+    /// What the 9P server's sessions hold, for `/metrics`.
+    server_gauges: Arc<crate::server::Gauges>,
 }
 
 /// How long a node without a summary file is not asked for it again.
@@ -140,6 +142,7 @@ impl Tree {
             summary_fids: reads::KeptFiles::default(),
             walked: Arc::default(),
             held: Arc::default(),
+            server_gauges: Arc::default(),
             late: late::LateReads::default(),
         }
     }
@@ -148,6 +151,13 @@ impl Tree {
     /// aggregator above it (`[server] name`; the host name by default).
     pub fn with_name(mut self, name: &str) -> Self {
         self.name = name.to_string();
+        self
+    }
+
+    /// Shows in `/metrics` what the sessions of the server serving this
+    /// tree hold (`SessionLimits::gauges`).
+    pub fn with_server_gauges(mut self, gauges: Arc<crate::server::Gauges>) -> Self {
+        self.server_gauges = gauges;
         self
     }
 

@@ -295,6 +295,16 @@ fn metrics_parse_match_load_and_follow_views() {
             &[("op", "walk")],
         );
         assert!(walks.is_some_and(|w| w >= 1.0), "{text}");
+        // This read's own connection and fid are among what the 9P
+        // server holds, and its messages among those it read.
+        for held in ["gproc_9p_connections", "gproc_9p_fids"] {
+            assert!(
+                value(&s, held, &[]).is_some_and(|v| v >= 1.0),
+                "{held}: {text}"
+            );
+        }
+        let frames = value(&s, "gproc_9p_frames_read_total", &[]);
+        assert!(frames.is_some_and(|f| f >= 3.0), "{text}");
     }
 
     // Over HTTP: what an administrator sees, whoever asks.
