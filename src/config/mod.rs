@@ -118,6 +118,9 @@ pub struct ServerConfig {
     /// (the service identity of an aggregator above this one): they are
     /// administrators here, since they could name root anyway.
     pub service_users: Vec<Ident>,
+    /// Worker threads of the aggregator's runtime; `None`: one per
+    /// [`crate::sys::NODES_PER_WORKER`] nodes ([`Config::worker_threads`]).
+    pub threads: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -136,6 +139,7 @@ impl Default for ServerConfig {
             msize: DEFAULT_MSIZE,
             name: None,
             service_users: Vec::new(),
+            threads: None,
         }
     }
 }
@@ -367,6 +371,15 @@ impl Config {
             }
             _ => Err(ConfigErrors(errors)),
         }
+    }
+
+    /// Worker threads for the aggregator's runtime: `[server] threads`,
+    /// or one per [`crate::sys::NODES_PER_WORKER`] nodes.
+    pub fn worker_threads(&self) -> usize {
+        self.server.threads.map_or_else(
+            || crate::sys::workers_for_nodes(self.nodes.len()),
+            |n| n as usize,
+        )
     }
 
     /// Reads and validates a configuration file.

@@ -160,6 +160,7 @@ pub(crate) struct RawServer {
     pub(crate) msize: Opt<Scalar>,
     pub(crate) name: Opt<String>,
     pub(crate) service_users: Opt<OneOrMany>,
+    pub(crate) threads: Opt<i64>,
 }
 
 #[derive(Debug, Default, Deserialize)]

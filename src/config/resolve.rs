@@ -500,6 +500,10 @@ fn server(cx: &mut Cx<'_, '_>, raw: &RawServer) -> ServerConfig {
             .service_users
             .as_ref()
             .map_or_else(Vec::new, |v| idents(cx, v, "server.service_users")),
+        threads: raw.threads.as_ref().map(|_| {
+            let n = cx.int(&raw.threads, "server.threads", 1, 1..1025);
+            u32::try_from(n).unwrap_or(1)
+        }),
     }
 }
 

@@ -15,6 +15,24 @@ pub mod users;
 
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+/// Nodes per runtime worker thread of a process that serves or simulates
+/// many nodes. A 9P request is a chain of tiny tasks, and a multi-thread
+/// runtime wakes an idle worker for each one made runnable: on a few
+/// cores shared with other processes, those thread switches cost more
+/// than the work (44% of an aggregator's CPU while browsing a 200-node
+/// mount, BENCHMARKS.md). Parallelism pays only for fan-out work that
+/// grows with the nodes, about 0.12 ms of CPU per node per cold table:
+/// one worker per 4,000 nodes keeps each worker's share of a cold table
+/// near half a second.
+pub const NODES_PER_WORKER: usize = 4000;
+
+/// Worker threads for `nodes` nodes: one per [`NODES_PER_WORKER`], at
+/// least one, at most the cores this process may use.
+pub fn workers_for_nodes(nodes: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    nodes.div_ceil(NODES_PER_WORKER).clamp(1, cores)
+}
+
 /// Locks `m`, even if a thread panicked while holding it.
 ///
 /// Every lock in gproc guards state that each critical section leaves

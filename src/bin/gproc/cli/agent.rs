@@ -97,6 +97,12 @@ pub struct AgentArgs {
     /// rescans spread; a new process is scanned at once).
     #[arg(long, default_value_t = gproc::agent::gpus::DEFAULT_RESCAN.as_secs(), value_name = "SECONDS")]
     gpu_rescan: u64,
+    /// Worker threads of the agent's runtime (1 to 64). One serves a
+    /// node's readers: reads that can block on another process's memory
+    /// run on threads of their own anyway, and fewer threads mean less
+    /// noise on a compute node.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: u16,
 }
 
 fn parse_job_pattern(s: &str) -> Result<String, String> {

@@ -111,10 +111,7 @@ pub fn main() -> ExitCode {
     } else {
         "info"
     });
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let rt = match runtime(&cli.cmd) {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gproc: cannot start the async runtime: {e}");
@@ -162,6 +159,27 @@ pub fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The runtime `cmd` runs on. A client (`ps`, `cat`, `top`, `mount`,
+/// ...) waits on one server at a time and the agent serves one node: one
+/// worker does their work, and more only add thread switches to every
+/// request (see [`gproc::sys::NODES_PER_WORKER`]). The aggregator and the
+/// simulator get one worker per that many nodes, or what they are told;
+/// the benchmarks and the demo, which host both, one per core.
+fn runtime(cmd: &Command) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers = match cmd {
+        Command::Agent(a) => Some(usize::from(a.threads)),
+        Command::Serve(a) => Some(a.worker_threads()),
+        Command::Sim(a) => Some(a.worker_threads()),
+        Command::Bench(_) | Command::Demo(_) => None,
+        _ => Some(1),
+    };
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = workers {
+        b.worker_threads(n.max(1));
+    }
+    b.enable_all().build()
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

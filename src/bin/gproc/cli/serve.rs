@@ -22,6 +22,16 @@ pub struct ServeArgs {
     config: PathBuf,
 }
 
+impl ServeArgs {
+    /// The runtime's worker threads: `[server] threads` of the
+    /// configuration, or one per [`gproc::sys::NODES_PER_WORKER`] of its
+    /// nodes. Read once, at start: a reload does not change it. A file
+    /// that does not load gets one worker; [`run`] reports why it failed.
+    pub fn worker_threads(&self) -> usize {
+        gproc::config::Config::load(&self.config).map_or(1, |c| c.worker_threads())
+    }
+}
+
 /// Runs the aggregator until SIGINT/SIGTERM; SIGHUP reloads the config.
 pub async fn run(a: ServeArgs) -> Result<ExitCode> {
     gproc::aggregator::run(a.config).await?;

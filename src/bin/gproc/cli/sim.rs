@@ -72,6 +72,20 @@ pub struct SimArgs {
     /// Write the aggregator configuration here instead of to stdout.
     #[arg(long, value_name = "FILE")]
     config_out: Option<PathBuf>,
+    /// Worker threads of the simulator's runtime (1 to 1024). Default: one
+    /// per 4,000 nodes, at most one per core; each simulated node stands
+    /// for an agent, which runs one.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    threads: Option<u16>,
+}
+
+impl SimArgs {
+    /// The runtime's worker threads: `--threads`, or one per
+    /// [`gproc::sys::NODES_PER_WORKER`] nodes.
+    pub fn worker_threads(&self) -> usize {
+        self.threads
+            .map_or_else(|| gproc::sys::workers_for_nodes(self.nodes), usize::from)
+    }
 }
 
 /// Starts the cluster and serves until SIGINT/SIGTERM.
