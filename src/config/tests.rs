@@ -530,6 +530,15 @@ fn server_socket_mode_and_limits() {
         &format!("{NODES}[server]\nmax_connections = 0\n"),
         "t.toml:5:19: server.max_connections: 0 is out of range: expected 1 to 1000000",
     );
+    one_error(
+        &format!("{NODES}[server]\nthreads = 0\n"),
+        "t.toml:5:11: server.threads: 0 is out of range: expected 1 to 1024",
+    );
+    let c = ok(&format!("{NODES}[server]\nthreads = 3\n"));
+    assert_eq!((c.server.threads, c.worker_threads()), (Some(3), 3));
+    let d = ok(NODES);
+    assert_eq!(d.server.threads, None);
+    assert_eq!(d.worker_threads(), 1, "one worker for a few nodes");
 }
 
 #[test]

@@ -154,6 +154,15 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_worker_per_nodes_per_worker_within_the_cores() {
+        let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+        assert_eq!(workers_for_nodes(0), 1);
+        assert_eq!(workers_for_nodes(NODES_PER_WORKER), 1);
+        assert_eq!(workers_for_nodes(NODES_PER_WORKER + 1), 2.min(cores));
+        assert_eq!(workers_for_nodes(usize::MAX), cores);
+    }
+
+    #[test]
     fn nofile_limit_is_raised_or_explained() {
         assert!(raise_nofile_limit(16).is_ok());
         let e = raise_nofile_limit(u64::MAX).unwrap_err();
