@@ -632,6 +632,69 @@ impl FidHandle {
         }
     }
 
+    /// Walks to `path` and asks its attributes in one round trip: the
+    /// `Tgetattr` on the new fid leaves right behind the `Twalk`, without
+    /// waiting for its reply. A server that takes a connection's requests
+    /// in order (gproc's) answers both. One that does not may answer the
+    /// early getattr with an error, and the attributes are then asked
+    /// again after the walk. Never wrong: the new fid is bound by nothing
+    /// before this walk (fids are reused only after their `Rclunk`), so the
+    /// early getattr can fail but never describe another file.
+    ///
+    /// # Errors
+    /// As [`walk`](Self::walk), then as [`getattr`](Self::getattr).
+    pub async fn walk_getattr(&self, path: &str) -> Result<(FidHandle, Metadata)> {
+        let names = split_path(path);
+        let shared = self.shared();
+        if shared.dialect != Dialect::P2000L || names.is_empty() || names.len() > MAXWELEM {
+            let f = self.walk(path).await?;
+            let m = f.getattr().await?;
+            return Ok((f, m));
+        }
+        let full = join_path(&self.path, &names);
+        let newfid = shared.alloc_fid()?;
+        let walk = shared.rpc(
+            Tmessage::Walk(proto::Twalk {
+                fid: self.fid,
+                newfid,
+                wnames: names.iter().map(|s| s.to_string()).collect(),
+            }),
+            NewFid::Walk {
+                fid: newfid,
+                nwname: names.len(),
+            },
+            "walk",
+            &full,
+        );
+        let attr = shared.rpc(
+            Tmessage::Getattr(proto::Tgetattr {
+                fid: newfid,
+                request_mask: getattr::BASIC,
+            }),
+            NewFid::None,
+            "getattr",
+            &full,
+        );
+        let (walked, attr) = futures::join!(walk, attr);
+        let qid = match self.check_walk(walked?, names.len(), &full)? {
+            Walked::All(q) => q,
+            Walked::Partial(k) => return Err(self.why_not(&names, k, &full).await),
+        };
+        let h = FidHandle {
+            client: self.client.clone(),
+            fid: newfid,
+            qid: qid.unwrap_or(self.qid),
+            path: full,
+            iounit: None,
+            live: true,
+        };
+        let m = match attr {
+            Ok(Rmessage::Getattr(r)) => Metadata::from_attr(&r.attr),
+            _ => h.getattr().await?,
+        };
+        Ok((h, m))
+    }
+
     async fn walk_names(&self, names: &[&str], full: String) -> Result<FidHandle> {
         let shared = self.shared();
         let mut chunks = names.chunks(MAXWELEM);

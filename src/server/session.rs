@@ -164,6 +164,9 @@ struct State<S> {
     afids: HashMap<u32, Arc<Mutex<Vec<u8>>>>,
     /// In-flight requests: tag -> (request id, abort handle once spawned).
     tags: HashMap<u16, (u64, Option<AbortHandle>)>,
+    /// New fids that walks in flight may bind: a request naming one waits
+    /// for its walk ([`Shared::await_walk`]).
+    walking: HashMap<u32, Arc<Notify>>,
     /// A service uid this connection proved with a verified credential:
     /// its later attaches may name users without credentials of their own
     /// (the aggregator's per-user attaches over TCP).
@@ -331,6 +334,7 @@ pub(crate) async fn serve_connection_in_slot<F, T>(
             attached: false,
             afids: HashMap::new(),
             tags: HashMap::new(),
+            walking: HashMap::new(),
             proven_service: None,
             dialect: None,
             msize: limits.max_msize,
@@ -501,6 +505,67 @@ async fn write_loop<W: AsyncWrite>(
     let _ = wr.shutdown().await;
 }
 
+/// The fid a request works on, for the requests a client may pipeline
+/// behind the walk that creates it.
+fn fid_named(msg: &Tmessage) -> Option<u32> {
+    use Tmessage as T;
+    match msg {
+        T::Walk(t) => Some(t.fid),
+        T::Getattr(t) => Some(t.fid),
+        T::Lopen(t) => Some(t.fid),
+        T::Open(t) => Some(t.fid),
+        T::Read(t) => Some(t.fid),
+        T::Readdir(t) => Some(t.fid),
+        T::Readlink(t) => Some(t.fid),
+        T::Stat(t) => Some(t.fid),
+        T::Statfs(t) => Some(t.fid),
+        _ => None,
+    }
+}
+
+/// A walk in flight to a new fid, registered in the session's `walking`
+/// set; dropped (the walk committed, was flushed, or its connection
+/// closed) it leaves the set and wakes the requests waiting for it.
+struct WalkInFlight<F: Filesystem> {
+    shared: Arc<Shared<F>>,
+    fid: u32,
+    notify: Arc<Notify>,
+}
+
+impl<F: Filesystem> WalkInFlight<F> {
+    /// Registers a walk to `fid`, unless that fid is bound already or
+    /// another walk to it is in flight (the client's error: the walk
+    /// answers it).
+    fn register(shared: &Arc<Shared<F>>, fid: u32) -> Option<Self> {
+        let mut st = lock(&shared.state);
+        if st.fids.contains_key(&fid) || st.walking.contains_key(&fid) {
+            return None;
+        }
+        let notify = Arc::new(Notify::new());
+        st.walking.insert(fid, notify.clone());
+        Some(Self {
+            shared: shared.clone(),
+            fid,
+            notify,
+        })
+    }
+}
+
+impl<F: Filesystem> Drop for WalkInFlight<F> {
+    fn drop(&mut self) {
+        let mut st = lock(&self.shared.state);
+        if st
+            .walking
+            .get(&self.fid)
+            .is_some_and(|n| Arc::ptr_eq(n, &self.notify))
+        {
+            st.walking.remove(&self.fid);
+        }
+        drop(st);
+        self.notify.notify_waiters();
+    }
+}
+
 /// The error reply for a dialect: Rlerror in .L, Rerror with errno in .u,
 /// Rerror string in 9P2000.
 pub fn error_reply(d: Dialect, e: &FsError) -> Rmessage {
@@ -631,6 +696,13 @@ impl<F: Filesystem> Shared<F> {
             st.tags.insert(tag, (id, None));
             id
         };
+        // A walk to a new fid: a request naming that fid that comes while
+        // the walk runs waits for it, so a client may send its getattr or
+        // open right behind the walk instead of a round trip later.
+        let walking = match &msg {
+            Tmessage::Walk(w) if w.newfid != w.fid => WalkInFlight::register(self, w.newfid),
+            _ => None,
+        };
         let me = self.clone();
         let slot = RequestSlot {
             _share: share,
@@ -648,6 +720,8 @@ impl<F: Filesystem> Shared<F> {
             });
             me.fs.request_done(op, started.elapsed(), r.is_ok());
             me.commit(tag, id, r, eff, d, msize);
+            // After the commit: the fid is bound (or not) when waiters wake.
+            drop(walking);
             drop(slot);
         });
         // Polled once here: a request that needs no waiting (most of an
@@ -1017,7 +1091,31 @@ impl<F: Filesystem> Shared<F> {
         Ok(e)
     }
 
+    /// Waits while a walk in flight may bind `fid` (a request pipelined
+    /// right behind the walk that creates its fid). Bounded by the walk:
+    /// it ends, is flushed or its connection closes.
+    async fn await_walk(&self, fid: u32) {
+        loop {
+            let n: Arc<Notify>;
+            let woken;
+            {
+                let st = lock(&self.state);
+                n = match st.walking.get(&fid) {
+                    Some(n) => n.clone(),
+                    None => return,
+                };
+                // Made under the lock: the walk's end, which takes the
+                // lock to remove the entry, cannot slip in before it.
+                woken = n.notified();
+            }
+            woken.await;
+        }
+    }
+
     async fn handle(&self, msg: Tmessage, d: Dialect, msize: u32) -> Reply<F::Node> {
+        if let Some(fid) = fid_named(&msg) {
+            self.await_walk(fid).await;
+        }
         match self.handle_inner(msg, d, msize).await {
             Ok(r) => r,
             Err(e) => (Err(e), Effect::None),

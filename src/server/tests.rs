@@ -15,7 +15,8 @@ use super::*;
 use crate::proto::{self, *};
 
 /// `/` holds `a` (file "hello"), `d/` (holding `b`), `slow` (a file whose
-/// open waits for `release`) and `boom` (whose open panics).
+/// open waits for `release`), `lazy` (a file whose walk waits for it) and
+/// `boom` (whose open panics).
 struct TestFs {
     release: Arc<Notify>,
 }
@@ -61,6 +62,10 @@ impl Filesystem for TestFs {
                 .map(|(a, _)| a.to_string())
                 .unwrap_or_default(),
             ("", "a" | "d" | "slow" | "boom" | "fresh") => name.to_string(),
+            ("", "lazy") => {
+                self.release.notified().await;
+                name.to_string()
+            }
             ("d", "b") => "d/b".to_string(),
             _ => return Err(FsError::NOENT),
         };
@@ -633,6 +638,58 @@ async fn flush_cancels_and_rflush_comes_after_no_reply() {
         c.rpc(13, Tmessage::Flush(Tflush { oldtag: 999 })).await,
         Rmessage::Flush
     );
+}
+
+/// A request naming the fid that a walk in flight creates waits for that
+/// walk, so a client may send its getattr right behind the walk; behind a
+/// walk that fails it finds no such fid. Other requests are not held up.
+#[tokio::test]
+async fn requests_pipelined_behind_a_walk_wait_for_its_fid() {
+    let mut c = start();
+    c.version("9P2000.L").await;
+    c.attach(0).await;
+    let getattr = |fid| {
+        Tmessage::Getattr(Tgetattr {
+            fid,
+            request_mask: getattr::BASIC,
+        })
+    };
+    let walk = |newfid, name: &str| {
+        Tmessage::Walk(Twalk {
+            fid: 0,
+            newfid,
+            wnames: vec![name.to_string()],
+        })
+    };
+    c.send(10, walk(1, "lazy")).await;
+    c.send(11, getattr(1)).await;
+    c.send(12, Tmessage::Lopen(Tlopen { fid: 1, flags: 0 }))
+        .await;
+    // The walk waits for `release`; a walk to another fid is answered.
+    assert!(matches!(c.walk(0, 3, &["a"]).await, Rmessage::Walk(_)));
+    c.release.notify_one();
+    let mut replies = std::collections::HashMap::new();
+    for _ in 0..3 {
+        let r = c.recv().await.expect("a reply");
+        replies.insert(r.tag, r.msg);
+    }
+    assert!(matches!(&replies[&10], Rmessage::Walk(w) if w.wqids.len() == 1));
+    match &replies[&11] {
+        Rmessage::Getattr(g) => assert_eq!(g.attr.qid, q("lazy")),
+        m => panic!("the getattr waited for its fid: {m:?}"),
+    }
+    assert!(
+        matches!(&replies[&12], Rmessage::Lopen(_)),
+        "{:?}",
+        replies[&12]
+    );
+    // Behind a walk that fails, the fid does not exist.
+    c.send(20, walk(4, "nothing")).await;
+    c.send(21, getattr(4)).await;
+    let (a, b) = (c.recv().await.unwrap(), c.recv().await.unwrap());
+    let (w, g) = if a.tag == 20 { (a, b) } else { (b, a) };
+    assert_eq!(errno_of(&w.msg), errno::ENOENT);
+    assert_eq!(errno_of(&g.msg), errno::EBADF);
 }
 
 #[tokio::test]

@@ -489,10 +489,11 @@ impl Tree {
                 if p.trim_matches('/').is_empty() {
                     return root.metadata(&p).await;
                 }
-                // The parent's fid, if a metadata read kept it (a process
-                // directory stat'ed before the file looked up in it), is
-                // walked on to this name: its clunk is saved. Any error:
-                // the path walked afresh answers.
+                // From the parent's fid, if a metadata read kept it (a
+                // process directory stat'ed before the file looked up in
+                // it): a shorter walk. Any error: the path walked afresh
+                // answers. Walk and getattr go out together (one round
+                // trip, not two); the parent's fid is clunked once dropped.
                 let from_parent = match p.rsplit_once('/') {
                     Some((parent, name)) if !parent.is_empty() && !name.is_empty() => walked
                         .take(index, uid, parent)
@@ -501,14 +502,13 @@ impl Tree {
                     _ => None,
                 };
                 let moved = match from_parent {
-                    Some((f, name)) => f.walk_into(name).await.ok(),
+                    Some((f, name)) => f.walk_getattr(name).await.ok(),
                     None => None,
                 };
-                let f = match moved {
-                    Some(f) => f,
-                    None => root.walk(&p).await?,
+                let (f, m) = match moved {
+                    Some(fm) => fm,
+                    None => root.walk_getattr(&p).await?,
                 };
-                let m = f.getattr().await?;
                 walked.keep(index, uid, &p, f, keep_for);
                 Ok(m)
             })

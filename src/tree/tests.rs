@@ -1025,8 +1025,8 @@ async fn a_kept_directory_fid_is_walked_on_only_for_its_asker() {
         "{e:?}"
     );
     assert_eq!(t.walked.len(), 1, "the administrator's fid was not used");
-    // The administrator's lookup moves that fid on to the file: still one
-    // fid held (the file's), which the open then reads.
+    // The administrator's lookup walks on from that fid to the file: still
+    // one fid held (the file's), which the open then reads.
     let f = walk(&t, &adm, "n1/private/f").await.unwrap();
     assert_eq!(t.walked.len(), 1);
     match open(&t, &f).await.unwrap() {

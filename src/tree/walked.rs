@@ -18,8 +18,8 @@
 //!   (capped at [`MAX_KEEP`]): a `never` path (`environ`, `mem`) is walked
 //!   afresh by every read;
 //! - a fid is used once (taken out): opened and read at once, or walked
-//!   on to a name looked up in it (a process directory's fid to its
-//!   `status`: its clunk saved); the data is the node's answer now, and
+//!   on to a name looked up in it (a process directory's fid to a new fid
+//!   for its `status`, a shorter walk); the data is the node's answer now, and
 //!   any error on it makes the caller walk the path again, so the answer
 //!   is the node's for the path as it is;
 //! - bounded: at most [`MAX_FIDS`] held; past that nothing more is kept.

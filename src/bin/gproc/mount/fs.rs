@@ -218,11 +218,7 @@ impl Inner {
             Some(found) => found.map_err(|e| errno_of(&e))?,
             None => self
                 .remote
-                .call(|root| async move {
-                    let f = root.walk(p).await?;
-                    let meta = f.getattr().await?;
-                    Ok((f, meta))
-                })
+                .call(|root| async move { root.walk_getattr(p).await })
                 .await
                 .map_err(|e| errno_of(&e))?,
         };
@@ -233,12 +229,14 @@ impl Inner {
         Ok(attr)
     }
 
-    /// A lookup of `name` in `parent` on the fid the parent's own lookup
-    /// kept, moved on to `name` (one name to walk instead of the whole
-    /// path, and no clunk of the parent's fid later): `None` when there is
-    /// none or the connection failed (the caller walks from the root).
-    /// The server's own error for the name is the answer: the parent was
-    /// looked up less than a TTL ago, as the kernel itself trusts.
+    /// A lookup of `name` in `parent` from the fid the parent's own lookup
+    /// kept (one name to walk instead of the whole path): `None` when
+    /// there is none or the connection failed (the caller walks from the
+    /// root). The server's own error for the name is the answer: the
+    /// parent was looked up less than a TTL ago, as the kernel itself
+    /// trusts. The walk is to a new fid, so that the getattr can go out
+    /// with it ([`FidHandle::walk_getattr`]); the parent's fid is clunked
+    /// in the background when dropped.
     async fn lookup_from_parent(
         &self,
         parent: u64,
@@ -248,13 +246,8 @@ impl Inner {
             return None;
         }
         let f = sys::lock(&self.fids).take_fid(parent, Instant::now())?;
-        let walked = match f.walk_into(name).await {
-            Ok(f) => f,
-            Err(e @ ClientError::Remote { .. }) => return Some(Err(e)),
-            Err(_) => return None,
-        };
-        match walked.getattr().await {
-            Ok(meta) => Some(Ok((walked, meta))),
+        match f.walk_getattr(name).await {
+            Ok(found) => Some(Ok(found)),
             Err(e @ ClientError::Remote { .. }) => Some(Err(e)),
             Err(_) => None,
         }
