@@ -18,7 +18,7 @@ use crate::config::Ttl;
 use crate::format::delta::{self, Token};
 use crate::format::merged::{self, Merged, MergedNode};
 use crate::format::summary::{self, NodeSummary};
-use crate::proto::{IOHDRSZ, Metadata, errno};
+use crate::proto::{Metadata, errno};
 use crate::server::{FsError, FsResult};
 use crate::sys;
 
@@ -215,15 +215,10 @@ fn serves_snapshots(path: &str) -> bool {
 async fn read_opened(f: &FidHandle, snapshot: bool) -> Result<Bytes, ClientError> {
     let limit = f.client().options().max_read_bytes;
     if snapshot {
-        // Our servers' iounit is msize - IOHDRSZ, which is what a read
-        // of that many bytes is clamped to: shorter means the end.
-        let whole = f.client().msize().saturating_sub(IOHDRSZ);
-        let b = f.read_at(0, whole).await?;
-        if b.len() < whole as usize {
-            return Ok(b);
-        }
+        f.read_snapshot(limit).await
+    } else {
+        f.read_to_end(limit).await
     }
-    f.read_to_end(limit).await
 }
 
 /// The entries of an opened directory `f`: from a server that serves

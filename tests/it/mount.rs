@@ -247,6 +247,14 @@ fn agent_tree_reads_like_proc_with_unmodified_tools() {
         via_gproc.lines().next(),
         "Name: line"
     );
+    // A file of several messages (more than the 512 KiB msize), read
+    // as a snapshot: the first full read goes on to the end.
+    let local = std::fs::read("/proc/kallsyms").unwrap();
+    if local.len() > 1 << 20 {
+        let through = std::fs::read(m.path("kallsyms")).unwrap();
+        assert_eq!(through.len(), local.len(), "kallsyms through the mount");
+        assert!(through == local, "kallsyms differs through the mount");
+    }
     // Reads in 7-byte chunks give the same bytes (direct_io, snapshot).
     let chunked = sh(&format!("dd if={} bs=7 status=none", m.path("version"))).stdout;
     assert_eq!(chunked, std::fs::read("/proc/version").unwrap());

@@ -66,6 +66,9 @@ struct Inner {
     gid: u32,
     /// Largest file or listing snapshot.
     max_bytes: u64,
+    /// The server serves open-time snapshots (gproc's): files and listings
+    /// are read without the closing empty read.
+    snapshots: bool,
 }
 
 /// The mount's `fuser::Filesystem`.
@@ -85,6 +88,33 @@ pub struct FuseSettings {
     pub gid: u32,
     /// Largest snapshot of one file or listing.
     pub max_bytes: u64,
+    /// The server is a gproc agent or aggregator, which serves every open
+    /// file and listing as a snapshot taken at open: a short read is the
+    /// end ([`FidHandle::read_snapshot`], [`FidHandle::list_snapshot`]).
+    pub snapshots: bool,
+}
+
+/// An opened file's bytes, without the closing empty read on a server
+/// that serves snapshots.
+async fn read_whole(f: &FidHandle, max: u64, snapshots: bool) -> Result<Bytes, ClientError> {
+    if snapshots {
+        f.read_snapshot(max).await
+    } else {
+        f.read_to_end(max).await
+    }
+}
+
+/// An opened directory's entries, likewise.
+async fn list_whole(
+    d: &FidHandle,
+    max: u64,
+    snapshots: bool,
+) -> Result<Vec<DirEntryInfo>, ClientError> {
+    if snapshots {
+        d.list_snapshot(max).await
+    } else {
+        d.list(max).await
+    }
 }
 
 fn errno_of(e: &ClientError) -> Errno {
@@ -304,10 +334,10 @@ impl Inner {
     /// Reads the whole file into a new handle's snapshot.
     async fn open(&self, ino: u64) -> Result<u64, Errno> {
         let node = self.inode(ino)?;
-        let max = self.max_bytes;
+        let (max, snapshots) = (self.max_bytes, self.snapshots);
         let cached = match self.open_cached(ino).await {
             // Dropping `f` clunks it in the background.
-            Some(f) => f.read_to_end(max).await.ok(),
+            Some(f) => read_whole(&f, max, snapshots).await.ok(),
             None => None,
         };
         let data = match cached {
@@ -323,7 +353,7 @@ impl Inner {
                         // Dropping `f` clunks it in the background: the
                         // snapshot is all we keep, and the reply need not
                         // wait for that.
-                        Ok((walked, f.read_to_end(max).await?))
+                        Ok((walked, read_whole(&f, max, snapshots).await?))
                     })
                     .await
                     .map_err(|e| errno_for_inode(&e))?;
@@ -376,9 +406,9 @@ impl Inner {
     /// Lists the directory into a new handle's snapshot.
     async fn opendir(&self, ino: u64) -> Result<u64, Errno> {
         let node = self.inode(ino)?;
-        let max = self.max_bytes;
+        let (max, snapshots) = (self.max_bytes, self.snapshots);
         let cached = match self.open_cached(ino).await {
-            Some(d) => d.list(max).await.ok(),
+            Some(d) => list_whole(&d, max, snapshots).await.ok(),
             None => None,
         };
         let entries: Vec<DirEntryInfo> = match cached {
@@ -391,7 +421,7 @@ impl Inner {
                         let mut d = root.walk(p).await?;
                         let walked = d.qid();
                         d.open(OpenMode::Read).await?;
-                        Ok((walked, d.list(max).await?))
+                        Ok((walked, list_whole(&d, max, snapshots).await?))
                     })
                     .await
                     .map_err(|e| errno_for_inode(&e))?;
@@ -444,6 +474,7 @@ impl GprocFuse {
             uid: s.uid,
             gid: s.gid,
             max_bytes: s.max_bytes,
+            snapshots: s.snapshots,
         });
         if !s.ttl.is_zero() {
             // An idle mount holds no fid on the server for long: expired

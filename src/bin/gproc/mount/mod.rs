@@ -12,6 +12,13 @@
 //!   take at its word, and a reader in chunks never sees a torn file;
 //! - a directory is listed whole at `opendir`; readdir cookies are indexes
 //!   into that snapshot, so resuming with any buffer size is exact;
+//! - from a gproc server (its root has `.gproc`), which serves every open
+//!   file and listing as a snapshot, a short read or listing is the end:
+//!   the closing empty read is not sent;
+//! - a lookup sends its walk and getattr together (one round trip with a
+//!   gproc server, which holds a request on a fid until the walk making
+//!   it is done; two with a server that answers the early getattr with
+//!   an error);
 //! - errors carry the server's errno ([`ClientError::errno`]); an inode
 //!   whose path is gone or now names another file answers ESTALE, which
 //!   makes the kernel look the name up again;
@@ -87,6 +94,10 @@ pub async fn mount(req: MountRequest, ready: impl FnOnce()) -> Result<()> {
             req.target.aname
         );
     }
+    // A gproc agent or aggregator has `/.gproc` (an aggregator shows it
+    // to its administrators): it serves snapshots, read without the
+    // closing empty read. Any other server is read to its empty read.
+    let snapshots = root.walk(".gproc").await.is_ok();
     drop(root);
     // SAFETY: getegid/geteuid have no preconditions and cannot fail.
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
@@ -99,6 +110,7 @@ pub async fn mount(req: MountRequest, ready: impl FnOnce()) -> Result<()> {
             uid,
             gid,
             max_bytes: req.target.opts.max_read_bytes,
+            snapshots,
         },
     );
     let mut config = Config::default();
