@@ -653,19 +653,7 @@ impl FidHandle {
         }
         let full = join_path(&self.path, &names);
         let newfid = shared.alloc_fid()?;
-        let walk = shared.rpc(
-            Tmessage::Walk(proto::Twalk {
-                fid: self.fid,
-                newfid,
-                wnames: names.iter().map(|s| s.to_string()).collect(),
-            }),
-            NewFid::Walk {
-                fid: newfid,
-                nwname: names.len(),
-            },
-            "walk",
-            &full,
-        );
+        let walk = self.walk_rpc(newfid, &names, &full);
         let attr = shared.rpc(
             Tmessage::Getattr(proto::Tgetattr {
                 fid: newfid,
@@ -676,18 +664,9 @@ impl FidHandle {
             &full,
         );
         let (walked, attr) = futures::join!(walk, attr);
-        let qid = match self.check_walk(walked?, names.len(), &full)? {
-            Walked::All(q) => q,
-            Walked::Partial(k) => return Err(self.why_not(&names, k, &full).await),
-        };
-        let h = FidHandle {
-            client: self.client.clone(),
-            fid: newfid,
-            qid: qid.unwrap_or(self.qid),
-            path: full,
-            iounit: None,
-            live: true,
-        };
+        let h = self
+            .walked_to(walked?, names.len(), &names, newfid, full)
+            .await?;
         let m = match attr {
             Ok(Rmessage::Getattr(r)) => Metadata::from_attr(&r.attr),
             _ => h.getattr().await?,
@@ -695,38 +674,63 @@ impl FidHandle {
         Ok((h, m))
     }
 
-    async fn walk_names(&self, names: &[&str], full: String) -> Result<FidHandle> {
-        let shared = self.shared();
-        let mut chunks = names.chunks(MAXWELEM);
-        let first = chunks.next().unwrap_or(&[]);
-        let newfid = shared.alloc_fid()?;
-        let reply = shared
-            .rpc(
-                Tmessage::Walk(proto::Twalk {
-                    fid: self.fid,
-                    newfid,
-                    wnames: first.iter().map(|s| s.to_string()).collect(),
-                }),
-                NewFid::Walk {
-                    fid: newfid,
-                    nwname: first.len(),
-                },
-                "walk",
-                &full,
-            )
-            .await?;
-        let qid = match self.check_walk(reply, first.len(), &full)? {
+    /// The `Twalk` of `names` (at most [`MAXWELEM`]) from this fid to
+    /// `newfid`.
+    fn walk_rpc<'a>(
+        &'a self,
+        newfid: u32,
+        names: &[&str],
+        full: &'a str,
+    ) -> impl Future<Output = Result<Rmessage>> + 'a {
+        self.shared().rpc(
+            Tmessage::Walk(proto::Twalk {
+                fid: self.fid,
+                newfid,
+                wnames: names.iter().map(|s| s.to_string()).collect(),
+            }),
+            NewFid::Walk {
+                fid: newfid,
+                nwname: names.len(),
+            },
+            "walk",
+            full,
+        )
+    }
+
+    /// The handle of `newfid` from the reply to a walk of the first
+    /// `asked` of `names`; a partial walk is the error of the name where
+    /// it stopped.
+    async fn walked_to(
+        &self,
+        reply: Rmessage,
+        asked: usize,
+        names: &[&str],
+        newfid: u32,
+        full: String,
+    ) -> Result<FidHandle> {
+        let qid = match self.check_walk(reply, asked, &full)? {
             Walked::All(q) => q,
             Walked::Partial(k) => return Err(self.why_not(names, k, &full).await),
         };
-        let mut h = FidHandle {
+        Ok(FidHandle {
             client: self.client.clone(),
             fid: newfid,
             qid: qid.unwrap_or(self.qid),
             path: full,
             iounit: None,
             live: true,
-        };
+        })
+    }
+
+    async fn walk_names(&self, names: &[&str], full: String) -> Result<FidHandle> {
+        let shared = self.shared();
+        let mut chunks = names.chunks(MAXWELEM);
+        let first = chunks.next().unwrap_or(&[]);
+        let newfid = shared.alloc_fid()?;
+        let reply = self.walk_rpc(newfid, first, &full).await?;
+        let mut h = self
+            .walked_to(reply, first.len(), names, newfid, full)
+            .await?;
         for (i, chunk) in chunks.enumerate() {
             // In place: newfid == fid moves the fid only if every name is
             // walked (walk(5)); on failure `h` is dropped and clunked.
@@ -946,6 +950,19 @@ impl FidHandle {
         self.read_to_end(limit).await
     }
 
+    /// [`read_snapshot`](Self::read_snapshot) if the server is known to
+    /// serve snapshots, else [`read_to_end`](Self::read_to_end).
+    ///
+    /// # Errors
+    /// As [`read_to_end`](Self::read_to_end).
+    pub async fn read_whole(&self, limit: u64, snapshots: bool) -> Result<Bytes> {
+        if snapshots {
+            self.read_snapshot(limit).await
+        } else {
+            self.read_to_end(limit).await
+        }
+    }
+
     /// Reads an opened file from offset 0 until an empty read (/proc files
     /// report size 0, so the size cannot be trusted).
     ///
@@ -1036,6 +1053,19 @@ impl FidHandle {
     /// entries are malformed or never end.
     pub async fn list(&self, limit: u64) -> Result<Vec<DirEntryInfo>> {
         self.list_until(limit, false).await
+    }
+
+    /// [`list_snapshot`](Self::list_snapshot) if the server is known to
+    /// serve snapshots, else [`list`](Self::list).
+    ///
+    /// # Errors
+    /// As [`list`](Self::list).
+    pub async fn list_whole(&self, limit: u64, snapshots: bool) -> Result<Vec<DirEntryInfo>> {
+        if snapshots {
+            self.list_snapshot(limit).await
+        } else {
+            self.list(limit).await
+        }
     }
 
     /// [`list`](Self::list) of a directory on a server known to answer

@@ -207,35 +207,6 @@ fn serves_snapshots(path: &str) -> bool {
     first.is_some_and(|f| summary::parse_pinned_name(f).is_some())
 }
 
-/// The bytes of an opened file `f`. From a server that serves snapshots
-/// ([`serves_snapshots`]), one read of a whole message that comes back
-/// short is the whole file, so the empty read that would say so is not
-/// sent (one node round trip of the four a small file costs); anything
-/// else reads until an empty read.
-async fn read_opened(f: &FidHandle, snapshot: bool) -> Result<Bytes, ClientError> {
-    let limit = f.client().options().max_read_bytes;
-    if snapshot {
-        f.read_snapshot(limit).await
-    } else {
-        f.read_to_end(limit).await
-    }
-}
-
-/// The entries of an opened directory `f`: from a server that serves
-/// snapshots ([`serves_snapshots`]) without the closing empty
-/// `Treaddir` when a reply says it held the rest.
-async fn list_opened(
-    f: &FidHandle,
-    snapshot: bool,
-    limit: u64,
-) -> Result<Vec<DirEntryInfo>, ClientError> {
-    if snapshot {
-        f.list_snapshot(limit).await
-    } else {
-        f.list(limit).await
-    }
-}
-
 /// Each pool node's last summary and its generation, outside the cache
 /// (which evicts): a refresh asks the node for what changed since then
 /// ([`crate::format::delta`]) and falls back to a whole read on any error.
@@ -388,17 +359,20 @@ impl Tree {
         self.cached(Data, node, path, user, move |pool, n, p, u| async move {
             let kept = walked.take(n.index, u.as_ref().map(|u| u.uid), &p);
             pool.with_node_as(&n, u.as_ref(), |root| async move {
+                // From a gproc server ([`serves_snapshots`]) without the
+                // closing empty read: one node round trip less.
+                let limit = root.client().options().max_read_bytes;
                 if let Some(mut f) = kept {
                     // Any failure: the path walked afresh answers.
                     if f.open(OpenMode::Read).await.is_ok()
-                        && let Ok(b) = read_opened(&f, snapshot).await
+                        && let Ok(b) = f.read_whole(limit, snapshot).await
                     {
                         return Ok(b);
                     }
                 }
                 let mut f = root.walk(&p).await?;
                 f.open(OpenMode::Read).await?;
-                read_opened(&f, snapshot).await
+                f.read_whole(limit, snapshot).await
             })
             .await
             .map_err(pool_err)
@@ -424,7 +398,7 @@ impl Tree {
                     if let Some(mut f) = kept {
                         let limit = f.client().options().max_read_bytes;
                         if f.open(OpenMode::Read).await.is_ok()
-                            && let Ok(v) = list_opened(&f, snapshot, limit).await
+                            && let Ok(v) = f.list_whole(limit, snapshot).await
                         {
                             return Ok(v);
                         }
@@ -435,7 +409,7 @@ impl Tree {
                     let mut f = root.walk(&p).await?;
                     f.open(OpenMode::Read).await?;
                     let limit = f.client().options().max_read_bytes;
-                    list_opened(&f, snapshot, limit).await
+                    f.list_whole(limit, snapshot).await
                 })
                 .await
                 .map_err(pool_err)?;

@@ -94,29 +94,6 @@ pub struct FuseSettings {
     pub snapshots: bool,
 }
 
-/// An opened file's bytes, without the closing empty read on a server
-/// that serves snapshots.
-async fn read_whole(f: &FidHandle, max: u64, snapshots: bool) -> Result<Bytes, ClientError> {
-    if snapshots {
-        f.read_snapshot(max).await
-    } else {
-        f.read_to_end(max).await
-    }
-}
-
-/// An opened directory's entries, likewise.
-async fn list_whole(
-    d: &FidHandle,
-    max: u64,
-    snapshots: bool,
-) -> Result<Vec<DirEntryInfo>, ClientError> {
-    if snapshots {
-        d.list_snapshot(max).await
-    } else {
-        d.list(max).await
-    }
-}
-
 fn errno_of(e: &ClientError) -> Errno {
     Errno::from_i32(i32::try_from(e.errno()).unwrap_or(libc::EIO))
 }
@@ -337,7 +314,7 @@ impl Inner {
         let (max, snapshots) = (self.max_bytes, self.snapshots);
         let cached = match self.open_cached(ino).await {
             // Dropping `f` clunks it in the background.
-            Some(f) => read_whole(&f, max, snapshots).await.ok(),
+            Some(f) => f.read_whole(max, snapshots).await.ok(),
             None => None,
         };
         let data = match cached {
@@ -353,7 +330,7 @@ impl Inner {
                         // Dropping `f` clunks it in the background: the
                         // snapshot is all we keep, and the reply need not
                         // wait for that.
-                        Ok((walked, read_whole(&f, max, snapshots).await?))
+                        Ok((walked, f.read_whole(max, snapshots).await?))
                     })
                     .await
                     .map_err(|e| errno_for_inode(&e))?;
@@ -408,7 +385,7 @@ impl Inner {
         let node = self.inode(ino)?;
         let (max, snapshots) = (self.max_bytes, self.snapshots);
         let cached = match self.open_cached(ino).await {
-            Some(d) => list_whole(&d, max, snapshots).await.ok(),
+            Some(d) => d.list_whole(max, snapshots).await.ok(),
             None => None,
         };
         let entries: Vec<DirEntryInfo> = match cached {
@@ -421,7 +398,7 @@ impl Inner {
                         let mut d = root.walk(p).await?;
                         let walked = d.qid();
                         d.open(OpenMode::Read).await?;
-                        Ok((walked, list_whole(&d, max, snapshots).await?))
+                        Ok((walked, d.list_whole(max, snapshots).await?))
                     })
                     .await
                     .map_err(|e| errno_for_inode(&e))?;
