@@ -947,7 +947,8 @@ impl FidHandle {
             }
             return Ok(b);
         }
-        self.read_to_end(limit).await
+        // A whole message: more may follow, read on from there.
+        self.read_rest(b, limit).await
     }
 
     /// [`read_snapshot`](Self::read_snapshot) if the server is known to
@@ -976,8 +977,14 @@ impl FidHandle {
     /// # Errors
     /// More than `limit` bytes ([`ClientError::TooLarge`]), or a read fails.
     pub async fn read_to_end(&self, limit: u64) -> Result<Bytes> {
+        let first = self.read_at(0, self.io_size()).await?;
+        self.read_rest(first, limit).await
+    }
+
+    /// The file whose first read (at offset 0) gave `first`, read on to
+    /// its end as [`read_to_end`](Self::read_to_end) does.
+    async fn read_rest(&self, first: Bytes, limit: u64) -> Result<Bytes> {
         let size = self.io_size();
-        let first = self.read_at(0, size).await?;
         if first.is_empty() {
             return Ok(first);
         }

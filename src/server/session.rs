@@ -696,11 +696,8 @@ impl<F: Filesystem> Shared<F> {
             st.tags.insert(tag, (id, None));
             id
         };
-        // A walk to a new fid: a request naming that fid that comes while
-        // the walk runs waits for it, so a client may send its getattr or
-        // open right behind the walk instead of a round trip later.
-        let walking = match &msg {
-            Tmessage::Walk(w) if w.newfid != w.fid => WalkInFlight::register(self, w.newfid),
+        let walk_to = match &msg {
+            Tmessage::Walk(w) if w.newfid != w.fid => Some(w.newfid),
             _ => None,
         };
         let me = self.clone();
@@ -720,8 +717,6 @@ impl<F: Filesystem> Shared<F> {
             });
             me.fs.request_done(op, started.elapsed(), r.is_ok());
             me.commit(tag, id, r, eff, d, msize);
-            // After the commit: the fid is bound (or not) when waiters wake.
-            drop(walking);
             drop(slot);
         });
         // Polled once here: a request that needs no waiting (most of an
@@ -734,7 +729,17 @@ impl<F: Filesystem> Shared<F> {
         if request.as_mut().poll(&mut cx).is_ready() {
             return None;
         }
-        let task = tokio::spawn(request);
+        // A walk to a new fid that did not finish at once: a request
+        // naming that fid that comes while it runs waits for it, so a
+        // client may send its getattr or open right behind the walk
+        // instead of a round trip later. Registered before the next frame
+        // is read; left once the request committed (or was dropped:
+        // flushed, reset, connection closed).
+        let walking = walk_to.and_then(|fid| WalkInFlight::register(self, fid));
+        let task = tokio::spawn(async move {
+            request.await;
+            drop(walking);
+        });
         let mut st = lock(&self.state);
         if let Some((i, h)) = st.tags.get_mut(&tag)
             && *i == id
