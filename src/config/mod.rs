@@ -45,7 +45,7 @@ pub use views::{AllotCommand, Allotment, Ident, Principal, Unallotted, ViewsConf
 /// the aggregator serves its own files there. Names starting with `.` are
 /// reserved too (see [`check_node_name`]).
 pub const RESERVED_NAMES: &[&str] = &[
-    "nodes", "ps", "load", "pid", "stats", "metrics", "jobs", "job",
+    "nodes", "ps", "load", "pid", "stats", "metrics", "jobs", "job", "top",
 ];
 
 /// Where the aggregator listens when `server.listen` is absent: the Unix

@@ -10,6 +10,8 @@
 //! - [`table`]: the aggregator's `/ps`, `/load`, `/nodes` and `/jobs`
 //!   tables (and a job's `nodes`) that `gproc ps`, `gproc jobs`, `gproc
 //!   top`, the benchmarks and scripts read;
+//! - [`rank`]: the name of a ranked excerpt of `/ps` (`/top/<query>`)
+//!   and its count line;
 //! - [`ctl`]: the commands written to a process's `ctl` file (signals);
 //! - [`jobs`]: the batch job a process runs in, from its cgroup paths;
 //! - [`gpus`]: the GPU devices a process has open, by device number.
@@ -24,5 +26,6 @@ pub mod escaped;
 pub mod gpus;
 pub mod jobs;
 pub mod merged;
+pub mod rank;
 pub mod summary;
 pub mod table;

@@ -797,6 +797,16 @@ fn cell_into(out: &mut String, s: &str) {
     }
 }
 
+/// A cell's text as a table prints it ([`cell`]), borrowed when it needs
+/// no change (nearly always).
+pub fn cell_text(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.is_empty() && s.bytes().all(|b| (b'!'..=b'~').contains(&b)) {
+        std::borrow::Cow::Borrowed(s)
+    } else {
+        std::borrow::Cow::Owned(cell(s))
+    }
+}
+
 /// Free text at the end of a line (an error, a note's reason): [`hostile`]
 /// characters, newlines included, become spaces.
 fn one_line(s: &str) -> String {

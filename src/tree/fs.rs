@@ -6,6 +6,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use crate::client::pool::User;
+use crate::format::rank::{RankKey, RankQuery};
 use crate::format::summary::{self, GPROC_DIR};
 use crate::proto::{DirEntry, Metadata, Qid, dt, errno, s_if};
 use crate::server::{AttachRequest, Contents, Filesystem, FsError, FsResult, Identity, OpenFlags};
@@ -16,7 +17,8 @@ use super::members::Member;
 use super::pin::{Pin, wire_path};
 use super::qid::{
     FIRST_FILE_QID, GPROC_DIR_QID, JOBDIR_QID, JobPart, KIND_ALIAS, KIND_JOB, KIND_NODE,
-    PIDDIR_QID, ROOT_QID, alias_qid, job_qid, map_qid, node_root_qid, synth_qid,
+    PIDDIR_QID, ROOT_QID, TOP_DIR_QID, alias_qid, job_qid, map_qid, node_root_qid, synth_qid,
+    top_qid,
 };
 use super::render::Synth;
 
@@ -30,6 +32,10 @@ enum Loc {
     GprocDir,
     /// `/job`: the visible jobs.
     JobDir,
+    /// `/top`: the rankings of `/ps` ([`crate::format::rank`]).
+    TopDir,
+    /// `/top/<query>`.
+    Top(Arc<RankQuery>),
     /// `/job/<id>`.
     Job(Arc<str>),
     /// `/job/<id>/ps`, `nodes` or `ctl`.
@@ -113,6 +119,8 @@ impl std::fmt::Debug for TreeNode {
             Loc::PidDir => "/pid".to_string(),
             Loc::GprocDir => "/.gproc".to_string(),
             Loc::JobDir => "/job".to_string(),
+            Loc::TopDir => "/top".to_string(),
+            Loc::Top(q) => format!("/top/{q}"),
             Loc::Job(j) => format!("/job/{j}"),
             Loc::JobFile(j, p) => format!("/job/{j}/{}", job_file_name(*p)),
             Loc::JobNode(j, n) => format!("/job/{j}/{}", n.name),
@@ -180,7 +188,7 @@ impl Tree {
             return Ok((view, generation));
         }
         let visible = match &fid.loc {
-            Loc::Root | Loc::PidDir | Loc::JobDir => true,
+            Loc::Root | Loc::PidDir | Loc::JobDir | Loc::TopDir | Loc::Top(_) => true,
             Loc::Job(_) | Loc::JobFile(..) | Loc::JobNode(..) => true,
             Loc::GprocDir => false,
             Loc::File(s) => !matches!(s, Synth::Stats | Synth::Merged),
@@ -325,6 +333,12 @@ impl Tree {
                     ty: dt::DIR,
                     name: "job".into(),
                 });
+                out.push(DirEntry {
+                    qid: synth_qid(TOP_DIR_QID, true),
+                    offset: 0,
+                    ty: dt::DIR,
+                    name: "top".into(),
+                });
                 // `/.gproc` (administrators) is walked to, never listed:
                 // it is for the aggregator above, not for browsing.
                 for n in self.visible_nodes(view).await {
@@ -452,13 +466,24 @@ impl Tree {
                     });
                 }
             }
+            Loc::TopDir => {
+                for key in RankKey::ALL {
+                    let q = RankQuery::new(key);
+                    out.push(DirEntry {
+                        qid: top_qid(&q.to_string()),
+                        offset: 0,
+                        ty: dt::REG,
+                        name: q.to_string(),
+                    });
+                }
+            }
             Loc::GprocDir => out.push(DirEntry {
                 qid: file_qid(Synth::Merged),
                 offset: 0,
                 ty: dt::REG,
                 name: Synth::Merged.name().into(),
             }),
-            Loc::File(_) => return Err(FsError::NOTDIR),
+            Loc::File(_) | Loc::Top(_) => return Err(FsError::NOTDIR),
         }
         Ok(out)
     }
@@ -584,6 +609,8 @@ impl Filesystem for Tree {
                     (Loc::PidDir, synth_qid(PIDDIR_QID, true))
                 } else if name == "job" {
                     (Loc::JobDir, synth_qid(JOBDIR_QID, true))
+                } else if name == "top" {
+                    (Loc::TopDir, synth_qid(TOP_DIR_QID, true))
                 } else if name == GPROC_DIR && view.admin {
                     (Loc::GprocDir, synth_qid(GPROC_DIR_QID, true))
                 } else {
@@ -710,6 +737,18 @@ impl Filesystem for Tree {
                     )
                 }
             }
+            Loc::TopDir => {
+                if name == ".." {
+                    (Loc::Root, synth_qid(ROOT_QID, true))
+                } else {
+                    // Any well-formed query is there; a name that is not
+                    // one is not (ENOENT, as an older aggregator answers).
+                    let q = RankQuery::parse(name)
+                        .map_err(|e| FsError::NOENT.with(format!("/top/{name}: {e}")))?;
+                    let qid = top_qid(&q.to_string());
+                    (Loc::Top(Arc::new(q)), qid)
+                }
+            }
             Loc::GprocDir => match name {
                 ".." => (Loc::Root, synth_qid(ROOT_QID, true)),
                 n if n == Synth::Merged.name() => {
@@ -717,7 +756,7 @@ impl Filesystem for Tree {
                 }
                 _ => return Err(FsError::NOENT),
             },
-            Loc::File(_) => return Err(FsError::NOTDIR),
+            Loc::File(_) | Loc::Top(_) => return Err(FsError::NOTDIR),
             Loc::Node {
                 node,
                 path,
@@ -830,6 +869,8 @@ impl Filesystem for Tree {
             Loc::GprocDir => Ok(synth_meta(fid.qid, GPROC_DIR)),
             Loc::File(s) => Ok(synth_meta(fid.qid, s.name())),
             Loc::JobDir => Ok(synth_meta(fid.qid, "job")),
+            Loc::TopDir => Ok(synth_meta(fid.qid, "top")),
+            Loc::Top(q) => Ok(synth_meta(fid.qid, q.key.name())),
             Loc::Job(id) => Ok(synth_meta(fid.qid, id)),
             Loc::JobNode(_, n) => Ok(synth_meta(fid.qid, &n.name)),
             Loc::JobFile(_, JobPart::Ctl) => {
@@ -909,6 +950,10 @@ impl Filesystem for Tree {
                 Box::pin(self.job_index(&view)).await.ps.clone(),
             )),
             Loc::File(s) => Ok(Contents::Shared(Box::pin(self.render(&view, *s)).await)),
+            // Ranked per open, for this reader.
+            Loc::Top(q) => Ok(Contents::File(
+                Box::pin(self.render_ranked(&view, q)).await?,
+            )),
             Loc::JobFile(id, part) => {
                 let index = self.job_index(&view).await;
                 let index = index.jobs().await;

@@ -9,6 +9,8 @@
 //! /metrics            the same and per-node state, load and memory, in the
 //!                     Prometheus/OpenMetrics text format, per view
 //! /jobs               one line per visible batch job: user, nodes, sums
+//! /top/<query>        the first rows of /ps ranked by %CPU or memory
+//!                     (`cpu`, `mem:rows=40:users=a+b:hosts=n[1-9]`)
 //! /job/<id>/ps        that job's rows of /ps
 //! /job/<id>/nodes     the nodes it runs on, with its sums on each
 //! /job/<id>/<node>/<pid>/...  its processes, as /<node>/<pid>/...
@@ -31,7 +33,7 @@
 //! to it (`pin`), the `qid.path` scheme (`qid`), node data read through
 //! the cache, one typed kind per sort of read (`reads`), per-node process
 //! tables from the summary or per-process files (`procs`), table rows
-//! (`tables`), each node's `/ps` lines written once per summary for every
+//! (`tables`), the rankings of `/ps` under `/top` (`rank`), each node's `/ps` lines written once per summary for every
 //! view (`rows`), the job tree (`jobs`), the synthesized files rendered
 //! through the cache (`render`),
 //! the Prometheus exposition (`metrics`), node fids a getattr walked, kept
@@ -48,6 +50,7 @@ mod metrics;
 mod pin;
 mod procs;
 mod qid;
+mod rank;
 mod reads;
 mod render;
 mod rows;

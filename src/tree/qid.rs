@@ -45,6 +45,23 @@ pub(super) const PIDDIR_QID: u64 = 2;
 pub(super) const GPROC_DIR_QID: u64 = 100;
 /// `/job`'s qid.path.
 pub(super) const JOBDIR_QID: u64 = 101;
+/// `/top`'s qid.path.
+pub(super) const TOP_DIR_QID: u64 = 102;
+/// The rankings under `/top`: bit 60 of the synthesized namespace, below
+/// it a hash of the query's canonical name.
+const TOP_AREA: u64 = 1 << 60;
+
+/// The qid of the ranking `/top/<canonical>` (the same query by any
+/// spelling has one qid).
+pub(super) fn top_qid(canonical: &str) -> Qid {
+    // FNV-1a: stable across builds and runs, as a qid must be.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in canonical.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    synth_qid(TOP_AREA | (h & (TOP_AREA - 1)), false)
+}
+
 /// The first synthesized file's qid.path; the others follow.
 pub(super) const FIRST_FILE_QID: u64 = 3;
 

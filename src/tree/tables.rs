@@ -53,6 +53,13 @@ fn ps_numbers(s: &NodeSummary, p: &ProcEntry) -> PsNumbers {
     }
 }
 
+/// What a process is ranked by in `/top` ([`crate::format::rank`]): its
+/// `%CPU` in tenths as its row prints it, and its RSS in KiB.
+pub(super) fn rank_numbers(s: &NodeSummary, p: &ProcEntry) -> (u64, u64) {
+    let n = ps_numbers(s, p);
+    (cpu_tenths(n.cpu), n.rss_kb)
+}
+
 /// The `/ps` row for one process of a node's summary, as `view` is shown
 /// it (the caller has decided that the view sees the process).
 pub fn ps_row(node: &str, s: &NodeSummary, p: &ProcEntry, view: &View) -> PsRow {

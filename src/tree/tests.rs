@@ -176,7 +176,8 @@ async fn merged_tree_over_two_nodes_and_a_dead_one() {
     assert_eq!(
         top,
         [
-            "nodes", "ps", "load", "jobs", "stats", "metrics", "pid", "job", "n1", "n2", "down1"
+            "nodes", "ps", "load", "jobs", "stats", "metrics", "pid", "job", "top", "n1", "n2",
+            "down1"
         ]
     );
 
@@ -524,7 +525,9 @@ async fn users_see_only_their_processes_on_their_nodes() {
     assert!(!u.view.admin);
     assert_eq!(
         names(&list(&t, &u, "/").await.unwrap()),
-        ["nodes", "ps", "load", "jobs", "metrics", "pid", "job", "n1"]
+        [
+            "nodes", "ps", "load", "jobs", "metrics", "pid", "job", "top", "n1"
+        ]
     );
     // .gproc/ps is every user's command lines (issue 12 finding 1).
     for hidden in [
@@ -776,7 +779,10 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
     let mut child = spawn_as(64005).unwrap();
     let pid = child.id() as i32;
     eventually("n1 appears with their process", || async {
-        tops().await == ["nodes", "ps", "load", "jobs", "metrics", "pid", "job", "n1"]
+        tops().await
+            == [
+                "nodes", "ps", "load", "jobs", "metrics", "pid", "job", "top", "n1",
+            ]
     })
     .await;
     let held = walk(&t, &u, "n1/loadavg").await.unwrap();

@@ -292,3 +292,158 @@ async fn plain_jobs_and_one_jobs_processes_on_the_simulator() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("has no /jobs: upgrade it"), "{err}");
 }
+
+/// `/top/<query>` is the reader's own `/ps` ranked: for an administrator
+/// and for a user, each query's rows are the first of that reader's `/ps`
+/// rows (filtered as asked) in `gproc top`'s order, byte for byte, then
+/// how many matched, then `/ps`'s notes. Names that are not queries do
+/// not exist; a bad hostlist is an error at open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rankings_are_the_readers_ps_sorted() {
+    use std::cmp::Ordering;
+    use std::net::Ipv4Addr;
+    use std::time::Duration;
+
+    use gproc::client::{Client, ClientOptions};
+    use gproc::config::Hostlist;
+    use gproc::config::hostlist::natural_cmp;
+    use gproc::format::rank::{RankKey, RankQuery, count_line};
+    use gproc::format::table::{PS_HEADER, PsRow, Table};
+    use gproc::sim::{SimCluster, SimOptions};
+    use tokio_util::sync::CancellationToken;
+
+    let cluster = SimCluster::start(SimOptions {
+        nodes: 12,
+        procs_per_node: 60,
+        base_port: 0,
+        first_address: Ipv4Addr::new(127, 25, 0, 1),
+        churn_per_min: 0.0,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let names: Vec<String> = cluster.nodes().iter().map(|n| n.name.clone()).collect();
+    // Files kept for the test's length: `/ps` and `/top` read the same
+    // summaries. The simulated users (uids 1000 to 1019) are allotted
+    // half the nodes.
+    let allot: String = (1000..1020)
+        .map(|u| {
+            format!(
+                "[[views.allot]]\nuser = {u}\nnodes = \"{}\"\n",
+                names[..6].join(",")
+            )
+        })
+        .collect();
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\n\n\
+         [cache]\n[[cache.rule]]\npath = \"/**\"\nttl = \"120s\"\n\n\
+         [views]\nadmin_users = [\"root\"]\n{allot}\n{}",
+        cluster.config_toml()
+    );
+    let cfg = gproc::config::Config::from_str(&config, "sim.toml").unwrap();
+    let stop = CancellationToken::new();
+    let agg = gproc::aggregator::Aggregator::start(&cfg, stop.clone())
+        .await
+        .unwrap();
+    let opts = ClientOptions {
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(20),
+        ..ClientOptions::default()
+    };
+    let c = Client::connect(&agg.addresses[0], opts).await.unwrap();
+    let two = format!("{},{}", names[1], names[4]);
+    // The simulated user with the most processes on those nodes.
+    let mut most = (0, 1000);
+    for uid in 1000..1020 {
+        let r = c.attach("u", "", Some(uid)).await.unwrap();
+        let ps = r.read_all("ps").await.unwrap();
+        let n = ps
+            .split(|&b| b == b'\n')
+            .filter(|l| !l.starts_with(b"#"))
+            .count();
+        most = most.max((n, uid));
+    }
+    for (uname, uid) in [("root", 0), ("a user", most.1)] {
+        let root = c.attach(uname, "", Some(uid)).await.unwrap();
+        let read = |p: String| {
+            let root = &root;
+            async move { String::from_utf8(root.read_all(&p).await.unwrap().to_vec()).unwrap() }
+        };
+        let ps = read("ps".into()).await;
+        let lines: Vec<&str> = ps
+            .lines()
+            .filter(|l| !l.starts_with('#') && *l != PS_HEADER)
+            .collect();
+        let rows = Table::<PsRow>::parse(&ps).unwrap().rows;
+        assert_eq!(rows.len(), lines.len(), "every line a row");
+        assert!(rows.len() > 20, "{uname} sees processes:\n{ps}");
+        let notes: String = ps
+            .lines()
+            .filter(|l| l.starts_with('#'))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let listed: Vec<String> = root
+            .read_dir("top")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|e| e.name)
+            .filter(|n| n != "." && n != "..")
+            .collect();
+        assert_eq!(listed, ["cpu", "mem"]);
+        for name in [
+            "cpu".to_string(),
+            "mem:rows=7".into(),
+            "cpu:rows=100000".into(),
+            "mem:users=alice+bob:rows=5".into(),
+            format!("cpu:hosts={two}"),
+            format!("mem:hosts={two}:users=root+alice"),
+            "cpu:users=nobody-at-all".into(),
+        ] {
+            let q = RankQuery::parse(&name).unwrap();
+            let hosts = q.hosts.as_deref().map(|h| Hostlist::parse(h).unwrap());
+            let mut want: Vec<(&PsRow, &str)> = rows
+                .iter()
+                .zip(lines.iter().copied())
+                .filter(|(r, _)| q.users.is_empty() || q.users.contains(&r.user))
+                .filter(|(r, _)| hosts.as_ref().is_none_or(|h| h.contains(&r.node)))
+                .collect();
+            let matched = want.len();
+            // `gproc top`'s order: the key, the other, node, pid.
+            want.sort_by(|(a, _), (b, _)| {
+                let (x, y) = match q.key {
+                    RankKey::Cpu => (b.cpu.total_cmp(&a.cpu), b.rss_kb.cmp(&a.rss_kb)),
+                    RankKey::Mem => (b.rss_kb.cmp(&a.rss_kb), b.cpu.total_cmp(&a.cpu)),
+                };
+                x.then(y)
+                    .then_with(|| natural_cmp(&a.node, &b.node))
+                    .then(a.pid.cmp(&b.pid))
+                    .then(Ordering::Equal)
+            });
+            want.truncate(q.rows);
+            let mut expect = format!("{PS_HEADER}\n");
+            for (_, l) in &want {
+                expect.push_str(l);
+                expect.push('\n');
+            }
+            expect.push_str(&count_line(matched));
+            expect.push_str(&notes);
+            let got = read(format!("top/{name}")).await;
+            assert_eq!(got, expect, "{uname}: /top/{name}");
+        }
+        assert_eq!(
+            root.walk("top/rss").await.unwrap_err().errno(),
+            gproc::proto::errno::ENOENT
+        );
+        assert_eq!(
+            root.read_all("top/cpu:hosts=n[[1")
+                .await
+                .unwrap_err()
+                .errno(),
+            gproc::proto::errno::EINVAL
+        );
+    }
+    stop.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(6), agg.task).await;
+    cluster.shutdown().await;
+}

@@ -41,6 +41,7 @@ use tokio::time::MissedTickBehavior;
 
 use gproc::client::ClientError;
 use gproc::client::redial::Redialer;
+use gproc::format::rank::RankQuery;
 use gproc::format::table::MAX_TABLE_BYTES;
 use gproc::proto::errno;
 pub use model::{ClusterTables, Filter, JobList, JobProcs, SortKey, Want};
@@ -58,29 +59,57 @@ impl Source {
         Source { remote }
     }
 
-    /// Reads `/load`, `/ps` and then `/nodes` (after the others, so that
-    /// nodes contacted for them show as up rather than idle).
+    /// Reads `/load`, the processes and then `/nodes` (after the others,
+    /// so that nodes contacted for them show as up rather than idle). The
+    /// processes are the `rankings` under `/top` when given and the
+    /// aggregator serves them (a live view shows a few dozen rows of up
+    /// to a million), else `/ps` whole.
     ///
     /// # Errors
     /// The aggregator cannot be reached or refuses a read.
-    pub async fn fetch(&self) -> Result<ClusterTables, ClientError> {
-        let (load, ps) = self
+    pub async fn fetch(
+        &self,
+        rankings: Option<&[RankQuery]>,
+    ) -> Result<ClusterTables, ClientError> {
+        let (load, ps, ranked) = self
             .remote
             .call(|root| async move {
-                tokio::try_join!(
-                    root.read_all_limited("load", MAX_TABLE_BYTES),
-                    root.read_all_limited("ps", MAX_TABLE_BYTES)
-                )
+                let root = &root;
+                let load = root.read_all_limited("load", MAX_TABLE_BYTES);
+                let procs = async move {
+                    if let Some(qs) = rankings {
+                        let reads = qs.iter().map(|q| {
+                            let path = format!("top/{q}");
+                            async move { root.read_all_limited(&path, MAX_TABLE_BYTES).await }
+                        });
+                        match futures::future::try_join_all(reads).await {
+                            Ok(v) => return Ok((v, true)),
+                            // An aggregator from before `/top`.
+                            Err(e) if e.errno() == errno::ENOENT => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                    let ps = root.read_all_limited("ps", MAX_TABLE_BYTES).await?;
+                    Ok((vec![ps], false))
+                };
+                let (load, (ps, ranked)) = tokio::try_join!(load, procs)?;
+                Ok((load, ps, ranked))
             })
             .await?;
         let nodes = self
             .remote
             .call(|root| async move { root.read_all_limited("nodes", MAX_TABLE_BYTES).await })
             .await?;
-        Ok(ClusterTables::parse(
+        let ps: Vec<String> = ps
+            .iter()
+            .map(|b| String::from_utf8_lossy(b).into_owned())
+            .collect();
+        let ps: Vec<&str> = ps.iter().map(String::as_str).collect();
+        Ok(ClusterTables::parse_ranked(
             &String::from_utf8_lossy(&nodes),
             &String::from_utf8_lossy(&load),
-            &String::from_utf8_lossy(&ps),
+            &ps,
+            ranked,
         ))
     }
 }
@@ -141,9 +170,13 @@ impl Source {
     ///
     /// # Errors
     /// As [`Source::fetch`], [`Source::jobs`] and [`Source::job`].
-    pub async fn fetch_want(&self, want: &Want) -> Result<Fetched, ClientError> {
+    pub async fn fetch_want(
+        &self,
+        want: &Want,
+        rankings: Option<&[RankQuery]>,
+    ) -> Result<Fetched, ClientError> {
         Ok(match want {
-            Want::Cluster => Fetched::Cluster(self.fetch().await?),
+            Want::Cluster => Fetched::Cluster(self.fetch(rankings).await?),
             Want::Jobs => Fetched::Jobs(self.jobs().await?),
             Want::Job(id) => Fetched::Job(id.clone(), self.job(id).await?),
         })
@@ -169,7 +202,10 @@ pub async fn run_text(
     let mut printed = 0u64;
     loop {
         tick.tick().await;
-        match source.fetch_want(&view.want).await {
+        match source
+            .fetch_want(&view.want, view.rankings().as_deref())
+            .await
+        {
             Ok(f) => match view.render(f) {
                 Ok(block) => {
                     if printed > 0 {
@@ -323,7 +359,10 @@ pub async fn run_tui(source: Arc<Source>, mut app: App, iterations: Option<u64>)
             _ = tick.tick(), if pending.is_none() => {
                 let s = source.clone();
                 let want = app.want();
-                pending = Some(tokio::spawn(async move { s.fetch_want(&want).await }));
+                let rankings = app.rankings();
+                pending = Some(tokio::spawn(async move {
+                    s.fetch_want(&want, rankings.as_deref()).await
+                }));
             }
             r = finished(&mut pending), if pending.is_some() => {
                 pending = None;

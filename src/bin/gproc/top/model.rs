@@ -9,6 +9,7 @@ use std::time::SystemTime;
 
 use gproc::config::Hostlist;
 use gproc::config::hostlist::natural_cmp;
+use gproc::format::rank::{self, RankKey, RankQuery};
 use gproc::format::table::{JobRow, LoadRow, NodeRow, Note, PsRow, Table};
 
 /// How processes are ranked.
@@ -32,6 +33,14 @@ impl SortKey {
             "cpu" | "pcpu" | "c" => Some(SortKey::Cpu),
             "mem" | "pmem" | "rss" | "m" => Some(SortKey::Mem),
             _ => None,
+        }
+    }
+
+    /// The aggregator's ranking by the same key (`/top/cpu`, `/top/mem`).
+    pub fn rank_key(self) -> RankKey {
+        match self {
+            SortKey::Cpu => RankKey::Cpu,
+            SortKey::Mem => RankKey::Mem,
         }
     }
 
@@ -65,6 +74,36 @@ pub struct Filter {
     pub hosts: Option<Hostlist>,
 }
 
+/// The rankings a refresh reads instead of the whole `/ps`: the first
+/// `rows` processes by `key` that `f` lets through, and, for the node view,
+/// those of `node`. `None` when the filter cannot be put in a query name
+/// (a user name with `:`, too long a hostlist): then `/ps` is read whole.
+pub fn rankings(
+    key: SortKey,
+    f: &Filter,
+    node: Option<&str>,
+    rows: usize,
+) -> Option<Vec<RankQuery>> {
+    let rows = rows.min(rank::MAX_ROWS);
+    let cluster = RankQuery {
+        key: key.rank_key(),
+        rows,
+        users: f.users.clone(),
+        hosts: f.hosts.as_ref().map(|h| h.as_str().to_string()),
+    };
+    let mut out = vec![cluster.clone()];
+    if let Some(n) = node {
+        out.push(RankQuery {
+            hosts: Some(n.to_string()),
+            ..cluster
+        });
+    }
+    // Each must read back as itself.
+    out.iter()
+        .all(|q| RankQuery::parse(&q.to_string()).as_ref() == Ok(q))
+        .then_some(out)
+}
+
 impl Filter {
     /// Whether node `name` is shown.
     pub fn node(&self, name: &str) -> bool {
@@ -89,6 +128,10 @@ pub struct ClusterTables {
     /// The tables' `#` notes (nodes missing from a table and why), once
     /// each.
     pub notes: Vec<Note>,
+    /// How many processes the rankings read matched (the cluster's, the
+    /// first), when `procs` holds only the first of them; `None` when
+    /// `procs` is every process (`/ps` read whole).
+    pub matched: Option<usize>,
     /// When it was read.
     pub taken: Option<SystemTime>,
 }
@@ -118,21 +161,46 @@ impl ClusterTables {
     /// Parses the three files' texts. A text that is not such a table
     /// counts as empty, and lines that are not rows are skipped.
     pub fn parse(nodes: &str, load: &str, ps: &str) -> ClusterTables {
+        Self::parse_ranked(nodes, load, &[ps], false)
+    }
+
+    /// As [`ClusterTables::parse`], with the process rows of several
+    /// `/ps`-like tables: the rankings of `/top` (`ranked`: the first's
+    /// count line is the number of processes), each process once.
+    pub fn parse_ranked(nodes: &str, load: &str, ps: &[&str], ranked: bool) -> ClusterTables {
         let nodes = Table::<NodeRow>::parse(nodes).unwrap_or_default();
         let load = Table::<LoadRow>::parse(load).unwrap_or_default();
-        let ps = Table::<PsRow>::parse(ps).unwrap_or_default();
+        let matched = ps
+            .first()
+            .filter(|_| ranked)
+            .and_then(|t| t.lines().find_map(rank::parse_count_line));
+        let mut procs: Vec<PsRow> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         // `/load` and `/ps` both report a missing node: once is enough.
         let mut notes: Vec<Note> = Vec::new();
-        for n in load.notes.into_iter().chain(ps.notes) {
-            if !notes.contains(&n) {
+        let mut note = |n: Note| {
+            let count =
+                matches!(&n, Note::Other(t) if rank::parse_count_line(&format!("# {t}")).is_some());
+            if !count && !notes.contains(&n) {
                 notes.push(n);
             }
+        };
+        load.notes.into_iter().for_each(&mut note);
+        for t in ps {
+            let t = Table::<PsRow>::parse(t).unwrap_or_default();
+            for r in t.rows {
+                if seen.insert((r.node.clone(), r.pid)) {
+                    procs.push(r);
+                }
+            }
+            t.notes.into_iter().for_each(&mut note);
         }
         ClusterTables {
             nodes: nodes.rows,
             load: load.rows,
-            procs: ps.rows,
+            procs,
             notes,
+            matched,
             taken: Some(SystemTime::now()),
         }
     }
@@ -159,6 +227,8 @@ impl ClusterTables {
                 .cloned()
                 .collect(),
             notes: self.notes.clone(),
+            // The rankings were read with the same filter.
+            matched: self.matched,
             taken: self.taken,
         }
     }
@@ -169,7 +239,7 @@ impl ClusterTables {
             nodes: self.nodes.len(),
             up: self.nodes.iter().filter(|n| n.is_up()).count(),
             down: self.nodes.iter().filter(|n| n.is_down()).count(),
-            procs: self.procs.len(),
+            procs: self.matched.unwrap_or(self.procs.len()),
             cpus: self.load.iter().map(|l| l.cpus).sum(),
             mem_total_mb: self.load.iter().map(|l| l.mem_total_mb).sum(),
             mem_used_mb: self.load.iter().map(|l| l.mem_used_mb).sum(),
@@ -647,6 +717,44 @@ pub(crate) mod tests {
             }]
         );
         assert_eq!(s.node_names(), vec!["n1", "n2", "n3"]);
+    }
+
+    /// Rankings read for the node view: each process once, the count of
+    /// the first (the cluster's) is the total, and the count lines are no
+    /// notes.
+    #[test]
+    fn ranked_reads_merge_and_count() {
+        let lines: Vec<&str> = PS.lines().collect();
+        let header = lines[0];
+        let cluster = format!(
+            "{header}\n{}\n{}\n# matched 5\n# missing n3: connection refused\n",
+            lines[2], lines[3]
+        );
+        let node = format!("{header}\n{}\n{}\n# matched 2\n", lines[5], lines[4]);
+        let t = ClusterTables::parse_ranked(NODES, LOAD, &[&cluster, &node], true);
+        assert_eq!(t.procs.len(), 4);
+        assert_eq!(t.matched, Some(5));
+        assert_eq!(t.totals().procs, 5);
+        assert_eq!(t.notes.len(), 1, "{:?}", t.notes);
+        // The node view ranks n2's own.
+        let n2 = t.top(SortKey::Cpu, Some("n2"), 10);
+        assert_eq!(n2.iter().map(|p| p.pid).collect::<Vec<_>>(), [77, 1]);
+        // `/ps` read whole counts its rows.
+        let whole = ClusterTables::parse(NODES, LOAD, PS);
+        assert_eq!((whole.matched, whole.totals().procs), (None, 5));
+        let f = Filter {
+            users: vec!["alice".into()],
+            hosts: Some(Hostlist::parse("n[1-2]").unwrap()),
+        };
+        let r = rankings(SortKey::Mem, &f, Some("n2"), 40).unwrap();
+        assert_eq!(r[0].to_string(), "mem:rows=40:users=alice:hosts=n[1-2]");
+        assert_eq!(r[1].to_string(), "mem:rows=40:users=alice:hosts=n2");
+        // A user name a query cannot carry: `/ps` whole.
+        let odd = Filter {
+            users: vec!["a:b".into()],
+            hosts: None,
+        };
+        assert_eq!(rankings(SortKey::Cpu, &odd, None, 40), None);
     }
 
     #[test]

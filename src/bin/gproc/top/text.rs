@@ -11,6 +11,7 @@ use super::Fetched;
 use super::model::{
     ClusterTables, Filter, JobList, JobProcs, SortKey, Want, human_mb, job_cmp, job_shown,
 };
+use gproc::format::rank::RankQuery;
 use gproc::format::table::{JobRow, Note, PsRow, Row, format_cputime};
 
 /// What the plain form shows and how often.
@@ -32,6 +33,11 @@ pub struct Plain {
 }
 
 impl Plain {
+    /// The rankings a cluster refresh reads ([`super::model::rankings`]).
+    pub fn rankings(&self) -> Option<Vec<RankQuery>> {
+        super::model::rankings(self.sort, &self.filter, None, self.limit)
+    }
+
     /// One refresh as text, or why there is none to show (no `/jobs` on
     /// this aggregator, the job is not there).
     pub fn render(&self, f: Fetched) -> Result<String, String> {

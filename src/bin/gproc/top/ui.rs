@@ -19,7 +19,11 @@ use super::model::{
     ClusterTables, Filter, JobList, JobProcs, JobsState, SortKey, Want, human_kb, human_mb,
 };
 use super::text::{job_gone, job_summary, no_jobs, totals_text};
+use gproc::format::rank::RankQuery;
 use gproc::format::table::format_cputime;
+
+/// Process rows a refresh asks for: more than any terminal shows.
+const VIEW_ROWS: usize = 300;
 
 /// What the screen shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,6 +102,17 @@ impl App {
     }
 
     /// What the next refresh reads.
+    /// The rankings a cluster or node refresh reads: enough rows for any
+    /// terminal ([`VIEW_ROWS`]), and the selected node's in the node view.
+    pub fn rankings(&self) -> Option<Vec<RankQuery>> {
+        let node = match &self.mode {
+            Mode::Node(n) => Some(n.as_str()),
+            _ => None,
+        };
+        super::model::rankings(self.sort, &self.filter, node, VIEW_ROWS)
+    }
+
+    /// What a refresh reads in the current mode.
     pub fn want(&self) -> Want {
         match self.mode {
             Mode::Cluster | Mode::Node(_) => Want::Cluster,
@@ -147,15 +162,16 @@ impl App {
         let n = self.snap.node_names().len();
         match k.code {
             KeyCode::Char('q') => Action::Quit,
+            // Read again: the rows held are the first by the other key.
             KeyCode::Char('c') => {
                 self.sort = SortKey::Cpu;
                 self.jobs.resort(self.sort);
-                Action::Redraw
+                Action::Refresh
             }
             KeyCode::Char('m') => {
                 self.sort = SortKey::Mem;
                 self.jobs.resort(self.sort);
-                Action::Redraw
+                Action::Refresh
             }
             KeyCode::Char('r') => Action::Refresh,
             KeyCode::Char('J') => {
@@ -698,8 +714,12 @@ mod tests {
     #[test]
     fn keys_sort_select_and_drill_down() {
         let mut a = app();
-        assert_eq!(press(&mut a, KeyCode::Char('m')), Action::Redraw);
+        // The rows held are the first by %CPU: read the memory ranking.
+        assert_eq!(press(&mut a, KeyCode::Char('m')), Action::Refresh);
         assert_eq!(a.sort, SortKey::Mem);
+        let r = a.rankings().unwrap();
+        assert_eq!(r.len(), 1);
+        assert_eq!(r[0].to_string(), format!("mem:rows={VIEW_ROWS}"));
         let s = screen(&a);
         assert!(
             s.find("python train.py").unwrap() < s.find("./sim --big").unwrap(),
@@ -709,6 +729,20 @@ mod tests {
         assert_eq!(a.selected_node().as_deref(), Some("n2"));
         press(&mut a, KeyCode::Enter);
         assert_eq!(a.mode, Mode::Node("n2".into()));
+        // The cluster's ranking (its count is the totals') and the node's.
+        let r: Vec<String> = a
+            .rankings()
+            .unwrap()
+            .iter()
+            .map(|q| q.to_string())
+            .collect();
+        assert_eq!(
+            r,
+            [
+                format!("mem:rows={VIEW_ROWS}"),
+                format!("mem:rows={VIEW_ROWS}:hosts=n2")
+            ]
+        );
         let s = screen(&a);
         assert!(s.contains("Node n2"), "{s}");
         assert!(s.contains("uptime 3d+02:00"), "{s}");
