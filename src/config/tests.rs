@@ -429,6 +429,7 @@ fn reserved_and_malformed_node_names() {
         ("stats", "is reserved"),
         ("jobs", "is reserved"),
         ("job", "is reserved"),
+        ("top", "is reserved"),
         (".gproc", "starts with '.'"),
         (".hidden", "starts with '.'"),
         ("a/b", "contains '/'"),

@@ -756,7 +756,10 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
     // Nothing of theirs runs anywhere: no node exists for them, and the
     // dead node (which might be theirs) is not named.
     eventually("no node without a process", || async {
-        tops().await == ["nodes", "ps", "load", "jobs", "metrics", "pid", "job"]
+        tops().await
+            == [
+                "nodes", "ps", "load", "jobs", "metrics", "pid", "job", "top",
+            ]
     })
     .await;
     for n in ["n1", "n2", "down1", "n1/loadavg"] {
@@ -837,7 +840,9 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
     assert_eq!(open(&t, &held).await.unwrap_err().errno, errno::ENOENT);
     assert_eq!(
         tops().await,
-        ["nodes", "ps", "load", "jobs", "metrics", "pid", "job"]
+        [
+            "nodes", "ps", "load", "jobs", "metrics", "pid", "job", "top"
+        ]
     );
     t.views().set_config(cfg(""));
     assert!(open(&t, &held).await.is_ok());
@@ -852,7 +857,9 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
     .await;
     assert_eq!(
         tops().await,
-        ["nodes", "ps", "load", "jobs", "metrics", "pid", "job"]
+        [
+            "nodes", "ps", "load", "jobs", "metrics", "pid", "job", "top"
+        ]
     );
 
     // An allotment replaces the nodes where they run: 64001 sees n2 and
@@ -862,7 +869,7 @@ async fn unallotted_users_see_the_nodes_where_they_run_and_no_more() {
     assert_eq!(
         names(&list(&t, &v, "/").await.unwrap()),
         [
-            "nodes", "ps", "load", "jobs", "metrics", "pid", "job", "n2", "down1"
+            "nodes", "ps", "load", "jobs", "metrics", "pid", "job", "top", "n2", "down1"
         ]
     );
     let ps = read(&t, &v, "ps").await.unwrap();

@@ -291,6 +291,9 @@ async fn simulated_jobs_sum_their_ps_rows_and_hold_their_processes() {
         "job".to_string(),
         "jobs".to_string(),
         "ps".to_string(),
+        "top".to_string(),
+        "top/cpu".to_string(),
+        "top/mem".to_string(),
         format!("{node}/{pid}"),
         format!("pid/{pid}@{node}"),
     ] {

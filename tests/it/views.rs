@@ -112,7 +112,9 @@ fn unix_socket_peers_get_their_own_view() {
     let (_, ls, _) = as_user(NOBODY, &["ls", "--server", &c.unix, "/"]);
     assert_eq!(
         ls.lines().collect::<Vec<_>>(),
-        ["job", "jobs", "load", "metrics", "n1", "nodes", "pid", "ps"]
+        [
+            "job", "jobs", "load", "metrics", "n1", "nodes", "pid", "ps", "top"
+        ]
     );
     // Guessing paths to others' things gives "does not exist".
     for p in [
@@ -348,7 +350,9 @@ fn an_empty_admin_list_is_no_admins_and_unallotted_users_see_where_they_run() {
     let (_, ls, err) = as_user(NOBODY, &["ls", "--server", &unix, "/"]);
     assert_eq!(
         ls.lines().collect::<Vec<_>>(),
-        ["job", "jobs", "load", "metrics", "n1", "nodes", "pid", "ps"],
+        [
+            "job", "jobs", "load", "metrics", "n1", "nodes", "pid", "ps", "top"
+        ],
         "{err}"
     );
     for p in ["n2/loadavg", "n1/1/status", "stats"] {
@@ -361,7 +365,9 @@ fn an_empty_admin_list_is_no_admins_and_unallotted_users_see_where_they_run() {
     let (_, ls, err) = as_user(USER2, &["ls", "--server", &unix, "/"]);
     assert_eq!(
         ls.lines().collect::<Vec<_>>(),
-        ["job", "jobs", "load", "metrics", "nodes", "pid", "ps"],
+        [
+            "job", "jobs", "load", "metrics", "nodes", "pid", "ps", "top"
+        ],
         "{err}"
     );
     let (_, nodes, _) = as_user(USER2, &["cat", "--server", &unix, "nodes"]);
