@@ -30,8 +30,11 @@ struct Contender {
     root: FidHandle,
     cold: Vec<(f64, f64)>,
     warm: Vec<(f64, f64)>,
-    /// Live refreshes: their count and the aggregator's CPU seconds.
+    /// Live refreshes as `gproc top` makes them: their count and the
+    /// aggregator's CPU seconds.
     live: (usize, f64),
+    /// The same with `/ps` read whole.
+    live_ps: (usize, f64),
 }
 
 /// Warm reads per binary; the median is shown.
@@ -57,22 +60,37 @@ async fn timed_ps(c: &Contender) -> Result<(f64, f64, usize)> {
     Ok((ms, cpu_seconds(pid) - cpu0, rows))
 }
 
+/// What `gproc top` reads for its process rows: the ranking of the first
+/// rows by %CPU, as many as a terminal shows.
+const TOP_QUERY: &str = "top/cpu:rows=300";
+
 /// `n` refreshes of `gproc top`'s tables through `c`, one a second: the
-/// aggregator's CPU seconds for them.
-async fn live_block(c: &Contender, n: usize) -> Result<f64> {
+/// aggregator's CPU seconds for them. `ranked`: the processes as `gproc
+/// top` reads them (`/top`, or `/ps` from an aggregator without it);
+/// else `/ps` whole, as a repeated `gproc ps` or an older `top` does.
+async fn live_block(c: &Contender, n: usize, ranked: bool) -> Result<f64> {
     let pid = c.agg.child.id();
     let cpu0 = cpu_seconds(pid);
     for i in 0..n {
         let t = Instant::now();
-        // As `gproc top`: `/load` and `/ps` at once, then `/nodes`.
         let read = |table: &'static str| async move {
             c.root
                 .read_all_limited(table, gproc::format::table::MAX_TABLE_BYTES)
                 .await
-                .with_context(|| format!("{}: reading /{table}", c.exe.display()))
         };
-        tokio::try_join!(read("load"), read("ps"))?;
-        read("nodes").await?;
+        let procs = async {
+            if ranked {
+                match read(TOP_QUERY).await {
+                    Err(e) if e.errno() == gproc::proto::errno::ENOENT => {}
+                    r => return r,
+                }
+            }
+            read("ps").await
+        };
+        // As `gproc top`: `/load` and the processes at once, then `/nodes`.
+        tokio::try_join!(read("load"), procs)
+            .and(read("nodes").await)
+            .with_context(|| format!("{}: a live refresh", c.exe.display()))?;
         if i + 1 < n {
             tokio::time::sleep_until((t + Duration::from_secs(1)).into()).await;
         }
@@ -144,6 +162,7 @@ pub async fn run(b: &ClusterBench, exes: &[PathBuf]) -> Result<()> {
             cold: Vec::new(),
             warm: Vec::new(),
             live: (0, 0.0),
+            live_ps: (0, 0.0),
         });
     }
     // Every node up in each (eager connect), then one untimed /ps each:
@@ -201,9 +220,15 @@ pub async fn run(b: &ClusterBench, exes: &[PathBuf]) -> Result<()> {
                 "bench cluster: {}: {n_block} live refreshes ...",
                 all[i].exe.display()
             );
-            let cpu = live_block(&all[i], n_block).await?;
-            let l = &mut all[i].live;
-            *l = (l.0 + n_block, l.1 + cpu);
+            for ranked in [true, false] {
+                let cpu = live_block(&all[i], n_block, ranked).await?;
+                let l = if ranked {
+                    &mut all[i].live
+                } else {
+                    &mut all[i].live_ps
+                };
+                *l = (l.0 + n_block, l.1 + cpu);
+            }
         }
     }
     let base = all
@@ -227,9 +252,10 @@ pub async fn run(b: &ClusterBench, exes: &[PathBuf]) -> Result<()> {
             format!("{:.1}", rss_kib(c.agg.child.id()) as f64 / n as f64),
         ]);
         if b.live_refreshes > 0 {
-            let (k, cpu) = c.live;
             if let Some(r) = rows.last_mut() {
-                r.push(format!("{:.3}", cpu / k.max(1) as f64));
+                for (k, cpu) in [c.live, c.live_ps] {
+                    r.push(format!("{:.3}", cpu / k.max(1) as f64));
+                }
             }
         }
     }
@@ -252,12 +278,15 @@ pub async fn run(b: &ClusterBench, exes: &[PathBuf]) -> Result<()> {
     ];
     if b.live_refreshes > 0 {
         header.push("CPU s per live refresh");
+        header.push("same, /ps whole");
     }
     print_table(&header, &rows);
     if b.live_refreshes > 0 {
         println!(
-            "\nA live refresh reads /load, /ps and /nodes as `gproc top` does, once a second \
-             (its CPU seconds are the cores it takes at that rate); the summary TTL was {} ms.",
+            "\nA live refresh reads /load, the first 300 processes by %CPU ({TOP_QUERY}; /ps from \
+             an aggregator without /top) and /nodes as `gproc top` does, once a second (its CPU \
+             seconds are the cores it takes at that rate); \"same, /ps whole\" reads /ps instead, \
+             as a repeated `gproc ps` does. The summary TTL was {} ms.",
             b.summary_ttl.as_millis()
         );
     }
