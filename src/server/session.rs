@@ -595,7 +595,7 @@ impl<F: Filesystem> FidChangeInFlight<F> {
         st.changing.insert(fid, change.clone());
         Some(Self {
             shared: shared.clone(),
-            fid: fid,
+            fid,
             change,
         })
     }
