@@ -493,6 +493,54 @@ fn join_path(base: &str, names: &[&str]) -> String {
     out
 }
 
+/// The request that opens `fid` in dialect `d`.
+fn open_request(d: Dialect, fid: u32, mode: OpenMode) -> Tmessage {
+    match d {
+        Dialect::P2000L => Tmessage::Lopen(proto::Tlopen {
+            fid,
+            flags: mode.linux_flags(),
+        }),
+        _ => Tmessage::Open(proto::Topen {
+            fid,
+            mode: mode.nine_mode(),
+        }),
+    }
+}
+
+/// The request that reads `count` bytes at `offset` of `fid`.
+fn read_request(fid: u32, offset: u64, count: u32) -> Tmessage {
+    Tmessage::Read(proto::Tread { fid, offset, count })
+}
+
+/// A new fid's number while requests pipelined behind the walk that binds
+/// it are in flight: given back only once all are answered, so no other
+/// walk can bind the number meanwhile and have those requests reach its
+/// file. Dropped armed (cancelled midway, or the walk's fate unknown), it
+/// clunks the fid; the number is free again on the server's answer.
+struct FidReserve<'a> {
+    shared: &'a Shared,
+    fid: u32,
+    armed: bool,
+}
+
+impl FidReserve<'_> {
+    /// Gives the number back: nothing binds it on the server.
+    fn release(&mut self) {
+        if self.armed {
+            self.armed = false;
+            self.shared.release_fid_number(self.fid);
+        }
+    }
+}
+
+impl Drop for FidReserve<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.shared.clunk_detached(self.fid);
+        }
+    }
+}
+
 /// A fid on the server: a file walked to, possibly opened. Dropping the
 /// handle clunks the fid in the background, so fids never leak; use
 /// [`clunk`](Self::clunk) to wait for it.
@@ -809,20 +857,16 @@ impl FidHandle {
     /// The server refuses (permission, a symlink our agent will not
     /// follow, already open).
     pub async fn open(&mut self, mode: OpenMode) -> Result<()> {
-        let msg = match self.shared().dialect {
-            Dialect::P2000L => Tmessage::Lopen(proto::Tlopen {
-                fid: self.fid,
-                flags: mode.linux_flags(),
-            }),
-            _ => Tmessage::Open(proto::Topen {
-                fid: self.fid,
-                mode: mode.nine_mode(),
-            }),
-        };
+        let msg = open_request(self.shared().dialect, self.fid, mode);
         let reply = self
             .shared()
             .rpc(msg, NewFid::None, "open", &self.path)
             .await?;
+        self.take_open(reply)
+    }
+
+    /// Takes the reply to this fid's open.
+    fn take_open(&mut self, reply: Rmessage) -> Result<()> {
         let (qid, iounit) = match reply {
             Rmessage::Lopen(r) => (r.qid, r.iounit),
             Rmessage::Open(r) => (r.qid, r.iounit),
@@ -844,16 +888,17 @@ impl FidHandle {
         let reply = self
             .shared()
             .rpc(
-                Tmessage::Read(proto::Tread {
-                    fid: self.fid,
-                    offset,
-                    count,
-                }),
+                read_request(self.fid, offset, count),
                 NewFid::None,
                 "read",
                 &self.path,
             )
             .await?;
+        self.take_read(reply, count)
+    }
+
+    /// Takes the reply to a read of `count` bytes of this fid.
+    fn take_read(&self, reply: Rmessage, count: u32) -> Result<Bytes> {
         let Rmessage::Read(r) = reply else {
             return Err(self.client.unexpected("read", &self.path));
         };
@@ -939,8 +984,154 @@ impl FidHandle {
     /// # Errors
     /// As [`read_to_end`](Self::read_to_end).
     pub async fn read_snapshot(&self, limit: u64) -> Result<Bytes> {
-        let whole = self.client.msize().saturating_sub(IOHDRSZ);
+        let whole = self.snapshot_read_size();
         let b = self.read_at(0, whole).await?;
+        self.snapshot_from(b, whole, limit).await
+    }
+
+    /// Opens the fid for reading and reads it as
+    /// [`read_snapshot`](Self::read_snapshot) does, in one round trip for
+    /// a file that fits a message: the first read, at offset 0, leaves
+    /// right behind the open without waiting for its reply. For servers
+    /// that take a connection's requests to one fid in order (gproc's,
+    /// which a `snapshots` caller knows it talks to); one that does not
+    /// may answer the early read with an error, and it is then read again
+    /// after the open. Never wrong: the early read names this fid only,
+    /// and no other open of it can come between.
+    ///
+    /// # Errors
+    /// As [`open`](Self::open), then as [`read_snapshot`](Self::read_snapshot).
+    pub async fn open_read_snapshot(&mut self, limit: u64) -> Result<Bytes> {
+        let whole = self.snapshot_read_size();
+        let shared = self.shared();
+        let open = shared.rpc(
+            open_request(shared.dialect, self.fid, OpenMode::Read),
+            NewFid::None,
+            "open",
+            &self.path,
+        );
+        let read = shared.rpc(
+            read_request(self.fid, 0, whole),
+            NewFid::None,
+            "read",
+            &self.path,
+        );
+        let (opened, first) = futures::join!(open, read);
+        self.take_open(opened?)?;
+        self.early_snapshot(first, whole, limit).await
+    }
+
+    /// Walks to `path`, opens it for reading and reads it as
+    /// [`read_snapshot`](Self::read_snapshot) does, all in one round trip
+    /// for a file that fits a message: `Twalk`, `Tlopen` and the first
+    /// `Tread` leave together (see [`walk_getattr`](Self::walk_getattr)
+    /// and [`open_read_snapshot`](Self::open_read_snapshot), for servers
+    /// that take them in order). The new fid's number is not reused before
+    /// all three are answered, so the open and the read can fail but never
+    /// reach another file. Returns the opened handle, the qid the walk
+    /// reached and the contents.
+    ///
+    /// # Errors
+    /// As [`walk`](Self::walk), [`open`](Self::open) and
+    /// [`read_snapshot`](Self::read_snapshot).
+    pub async fn walk_open_read_snapshot(
+        &self,
+        path: &str,
+        limit: u64,
+    ) -> Result<(FidHandle, Qid, Bytes)> {
+        let names = split_path(path);
+        if names.is_empty() || names.len() > MAXWELEM {
+            let mut f = self.walk(path).await?;
+            let walked = f.qid();
+            let b = f.open_read_snapshot(limit).await?;
+            return Ok((f, walked, b));
+        }
+        let shared = self.shared();
+        let full = join_path(&self.path, &names);
+        let whole = self.snapshot_read_size();
+        let newfid = shared.alloc_fid()?;
+        // Declared before the requests, so dropped after them: a batch
+        // cancelled midway is flushed before the fid is clunked.
+        let mut reserve = FidReserve {
+            shared,
+            fid: newfid,
+            armed: true,
+        };
+        let walk = shared.rpc(
+            Tmessage::Walk(proto::Twalk {
+                fid: self.fid,
+                newfid,
+                wnames: names.iter().map(|s| s.to_string()).collect(),
+            }),
+            // Bound or not, the number is the reserve's to give back.
+            NewFid::None,
+            "walk",
+            &full,
+        );
+        let open = shared.rpc(
+            open_request(shared.dialect, newfid, OpenMode::Read),
+            NewFid::None,
+            "open",
+            &full,
+        );
+        let read = shared.rpc(read_request(newfid, 0, whole), NewFid::None, "read", &full);
+        let (walked, opened, first) = futures::join!(walk, open, read);
+        // Every request naming the fid is answered now.
+        let walked = match walked {
+            Ok(r) => r,
+            // The server answered: nothing bound.
+            Err(e @ ClientError::Remote { .. }) => {
+                reserve.release();
+                return Err(e);
+            }
+            // Bound or not, not known: the reserve clunks it.
+            Err(e) => return Err(e),
+        };
+        let bound = matches!(&walked, Rmessage::Walk(w) if w.wqids.len() == names.len());
+        if bound {
+            // The handle owns the fid from here.
+            reserve.armed = false;
+        } else {
+            reserve.release();
+        }
+        let mut h = self
+            .walked_to(walked, names.len(), &names, newfid, full)
+            .await?;
+        let walked = h.qid();
+        h.take_open(opened?)?;
+        let b = h.early_snapshot(first, whole, limit).await?;
+        Ok((h, walked, b))
+    }
+
+    /// The snapshot of an opened fid whose first read (at offset 0, of
+    /// `whole` bytes) was sent right behind its open and answered `first`:
+    /// a server that took the read before the open answered it with an
+    /// error, so it is read again.
+    async fn early_snapshot(
+        &self,
+        first: Result<Rmessage>,
+        whole: u32,
+        limit: u64,
+    ) -> Result<Bytes> {
+        match first {
+            Ok(r) => {
+                let b = self.take_read(r, whole)?;
+                self.snapshot_from(b, whole, limit).await
+            }
+            Err(ClientError::Remote { .. }) => self.read_snapshot(limit).await,
+            Err(e) => Err(e),
+        }
+    }
+
+    /// What [`read_snapshot`](Self::read_snapshot) asks in its first
+    /// read: a whole message.
+    fn snapshot_read_size(&self) -> u32 {
+        self.client.msize().saturating_sub(IOHDRSZ)
+    }
+
+    /// The snapshot whose first read (at offset 0, of `whole` bytes) gave
+    /// `b`: `b` itself if short, else read on.
+    async fn snapshot_from(&self, b: Bytes, whole: u32, limit: u64) -> Result<Bytes> {
         if b.len() < whole as usize {
             if b.len() as u64 > limit {
                 return Err(self.too_large(limit));

@@ -15,7 +15,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -164,9 +164,11 @@ struct State<S> {
     afids: HashMap<u32, Arc<Mutex<Vec<u8>>>>,
     /// In-flight requests: tag -> (request id, abort handle once spawned).
     tags: HashMap<u16, (u64, Option<AbortHandle>)>,
-    /// New fids that walks in flight may bind: a request naming one waits
-    /// for its walk ([`Shared::await_walk`]).
-    walking: HashMap<u32, Arc<Notify>>,
+    /// For each fid, the latest request in flight that changes it (a walk
+    /// that creates it, an open that opens it) and did not finish when it
+    /// came: a request naming the fid waits for the one here when it comes
+    /// ([`FidChange::wait`]). At most one entry per request in flight.
+    changing: HashMap<u32, Arc<FidChange>>,
     /// A service uid this connection proved with a verified credential:
     /// its later attaches may name users without credentials of their own
     /// (the aggregator's per-user attaches over TCP).
@@ -334,7 +336,7 @@ pub(crate) async fn serve_connection_in_slot<F, T>(
             attached: false,
             afids: HashMap::new(),
             tags: HashMap::new(),
-            walking: HashMap::new(),
+            changing: HashMap::new(),
             proven_service: None,
             dialect: None,
             msize: limits.max_msize,
@@ -506,7 +508,7 @@ async fn write_loop<W: AsyncWrite>(
 }
 
 /// The fid a request works on, for the requests a client may pipeline
-/// behind the walk that creates it.
+/// behind the walk that creates it or the open that opens it.
 fn fid_named(msg: &Tmessage) -> Option<u32> {
     use Tmessage as T;
     match msg {
@@ -523,46 +525,95 @@ fn fid_named(msg: &Tmessage) -> Option<u32> {
     }
 }
 
-/// A walk in flight to a new fid, registered in the session's `walking`
-/// set; dropped (the walk committed, was flushed, or its connection
-/// closed) it leaves the set and wakes the requests waiting for it.
-struct WalkInFlight<F: Filesystem> {
-    shared: Arc<Shared<F>>,
-    fid: u32,
-    notify: Arc<Notify>,
+/// The fid a request changes once it commits, for the requests that a
+/// client may pipeline others behind: a walk to a new fid creates it, an
+/// open opens it.
+fn fid_changed(msg: &Tmessage) -> Option<u32> {
+    use Tmessage as T;
+    match msg {
+        T::Walk(w) if w.newfid != w.fid => Some(w.newfid),
+        T::Lopen(t) => Some(t.fid),
+        T::Open(t) => Some(t.fid),
+        _ => None,
+    }
 }
 
-impl<F: Filesystem> WalkInFlight<F> {
-    /// Registers a walk to `fid`, unless that fid is bound already or
-    /// another walk to it is in flight (the client's error: the walk
-    /// answers it).
-    fn register(shared: &Arc<Shared<F>>, fid: u32) -> Option<Self> {
+/// A request in flight that changes a fid, as the session's `changing`
+/// map holds it. A request naming the fid that comes while it is the
+/// latest one waits until it is `done`: committed (the fid table shows
+/// its effect), failed, flushed, or its connection closed.
+struct FidChange {
+    /// Set under the session's lock, with the entry's removal.
+    done: AtomicBool,
+    notify: Notify,
+}
+
+impl FidChange {
+    /// Waits until this change is done. Bounded by the request that made
+    /// it: it commits, is flushed or its connection closes.
+    async fn wait<F: Filesystem>(&self, shared: &Shared<F>) {
+        loop {
+            let woken;
+            {
+                let _st = lock(&shared.state);
+                if self.done.load(Ordering::Relaxed) {
+                    return;
+                }
+                // Made under the lock: the change's end, which takes the
+                // lock to set `done`, cannot slip in before it.
+                woken = self.notify.notified();
+            }
+            woken.await;
+        }
+    }
+}
+
+/// The guard of a [`FidChange`] in flight: dropped (its request committed,
+/// was flushed, or its connection closed) it marks the change done, leaves
+/// the map unless a later change to the fid replaced it there, and wakes
+/// the requests waiting for it.
+struct FidChangeInFlight<F: Filesystem> {
+    shared: Arc<Shared<F>>,
+    fid: u32,
+    change: Arc<FidChange>,
+}
+
+impl<F: Filesystem> FidChangeInFlight<F> {
+    /// Registers `msg`'s change to its fid as the latest. A walk to a
+    /// fid that is bound or being created already is not registered (the
+    /// client's error: the walk answers it); an open always is, after
+    /// whatever it waits for itself.
+    fn register(shared: &Arc<Shared<F>>, fid: u32, creates: bool) -> Option<Self> {
         let mut st = lock(&shared.state);
-        if st.fids.contains_key(&fid) || st.walking.contains_key(&fid) {
+        if creates && (st.fids.contains_key(&fid) || st.changing.contains_key(&fid)) {
             return None;
         }
-        let notify = Arc::new(Notify::new());
-        st.walking.insert(fid, notify.clone());
+        let change = Arc::new(FidChange {
+            done: AtomicBool::new(false),
+            notify: Notify::new(),
+        });
+        st.changing.insert(fid, change.clone());
         Some(Self {
             shared: shared.clone(),
             fid,
-            notify,
+            change,
         })
     }
 }
 
-impl<F: Filesystem> Drop for WalkInFlight<F> {
+impl<F: Filesystem> Drop for FidChangeInFlight<F> {
     fn drop(&mut self) {
         let mut st = lock(&self.shared.state);
+        self.change.done.store(true, Ordering::Relaxed);
         if st
-            .walking
+            .changing
             .get(&self.fid)
-            .is_some_and(|n| Arc::ptr_eq(n, &self.notify))
+            .is_some_and(|c| Arc::ptr_eq(c, &self.change))
         {
-            st.walking.remove(&self.fid);
+            st.changing.remove(&self.fid);
         }
         drop(st);
-        self.notify.notify_waiters();
+        self.change.notify.notify_waiters();
     }
 }
 
@@ -682,8 +733,11 @@ impl<F: Filesystem> Shared<F> {
             }
         };
         // Register the tag before spawning so that a fast request cannot
-        // commit before it is known.
-        let id = {
+        // commit before it is known. A request naming a fid that a request
+        // in flight changes waits for the latest such change there is now
+        // (an open behind a walk waits for the walk, a read behind the
+        // open for the open), never for one that comes after it.
+        let (id, after) = {
             let mut st = lock(&self.state);
             if st.tags.contains_key(&tag) {
                 drop(st);
@@ -694,12 +748,10 @@ impl<F: Filesystem> Shared<F> {
             st.next_id += 1;
             let id = st.next_id;
             st.tags.insert(tag, (id, None));
-            id
+            let after = fid_named(&msg).and_then(|fid| st.changing.get(&fid).cloned());
+            (id, after)
         };
-        let walk_to = match &msg {
-            Tmessage::Walk(w) if w.newfid != w.fid => Some(w.newfid),
-            _ => None,
-        };
+        let changes = fid_changed(&msg).map(|fid| (fid, matches!(msg, Tmessage::Walk(_))));
         let me = self.clone();
         let slot = RequestSlot {
             _share: share,
@@ -708,7 +760,7 @@ impl<F: Filesystem> Shared<F> {
         let op = op_name(&msg);
         let mut request = Box::pin(async move {
             let started = tokio::time::Instant::now();
-            let res = AssertUnwindSafe(me.handle(msg, d, msize))
+            let res = AssertUnwindSafe(me.handle(msg, after, d, msize))
                 .catch_unwind()
                 .await;
             let (r, eff) = res.unwrap_or_else(|_| {
@@ -729,16 +781,18 @@ impl<F: Filesystem> Shared<F> {
         if request.as_mut().poll(&mut cx).is_ready() {
             return None;
         }
-        // A walk to a new fid that did not finish at once: a request
-        // naming that fid that comes while it runs waits for it, so a
-        // client may send its getattr or open right behind the walk
-        // instead of a round trip later. Registered before the next frame
-        // is read; left once the request committed (or was dropped:
-        // flushed, reset, connection closed).
-        let walking = walk_to.and_then(|fid| WalkInFlight::register(self, fid));
+        // A walk to a new fid or an open that did not finish at once: a
+        // request naming that fid that comes while it runs waits for it,
+        // so a client may send its getattr or open right behind the walk,
+        // and its first read right behind the open, instead of a round
+        // trip later. Registered before the next frame is read; done once
+        // the request committed (or was dropped: flushed, reset,
+        // connection closed).
+        let changing =
+            changes.and_then(|(fid, creates)| FidChangeInFlight::register(self, fid, creates));
         let task = tokio::spawn(async move {
             request.await;
-            drop(walking);
+            drop(changing);
         });
         let mut st = lock(&self.state);
         if let Some((i, h)) = st.tags.get_mut(&tag)
@@ -1096,30 +1150,17 @@ impl<F: Filesystem> Shared<F> {
         Ok(e)
     }
 
-    /// Waits while a walk in flight may bind `fid` (a request pipelined
-    /// right behind the walk that creates its fid). Bounded by the walk:
-    /// it ends, is flushed or its connection closes.
-    async fn await_walk(&self, fid: u32) {
-        loop {
-            let n: Arc<Notify>;
-            let woken;
-            {
-                let st = lock(&self.state);
-                n = match st.walking.get(&fid) {
-                    Some(n) => n.clone(),
-                    None => return,
-                };
-                // Made under the lock: the walk's end, which takes the
-                // lock to remove the entry, cannot slip in before it.
-                woken = n.notified();
-            }
-            woken.await;
-        }
-    }
-
-    async fn handle(&self, msg: Tmessage, d: Dialect, msize: u32) -> Reply<F::Node> {
-        if let Some(fid) = fid_named(&msg) {
-            self.await_walk(fid).await;
+    /// Answers a request, once the change to its fid in flight when it
+    /// came (`after`) is done.
+    async fn handle(
+        &self,
+        msg: Tmessage,
+        after: Option<Arc<FidChange>>,
+        d: Dialect,
+        msize: u32,
+    ) -> Reply<F::Node> {
+        if let Some(change) = after {
+            change.wait(self).await;
         }
         match self.handle_inner(msg, d, msize).await {
             Ok(r) => r,

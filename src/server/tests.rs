@@ -16,7 +16,8 @@ use crate::proto::{self, *};
 
 /// `/` holds `a` (file "hello"), `d/` (holding `b`), `slow` (a file whose
 /// open waits for `release`), `lazy` (a file whose walk waits for it) and
-/// `boom` (whose open panics).
+/// `boom` (whose open panics); `shut`, walked to but not listed, is a file
+/// whose open waits for `release` and then fails.
 struct TestFs {
     release: Arc<Notify>,
 }
@@ -61,7 +62,7 @@ impl Filesystem for TestFs {
                 .rsplit_once('/')
                 .map(|(a, _)| a.to_string())
                 .unwrap_or_default(),
-            ("", "a" | "d" | "slow" | "boom" | "fresh") => name.to_string(),
+            ("", "a" | "d" | "slow" | "boom" | "fresh" | "shut") => name.to_string(),
             ("", "lazy") => {
                 self.release.notified().await;
                 name.to_string()
@@ -93,6 +94,10 @@ impl Filesystem for TestFs {
     async fn open(&self, _who: &Identity, fid: &TFid, _flags: OpenFlags) -> FsResult<Contents> {
         match fid.path.as_str() {
             "slow" => self.release.notified().await,
+            "shut" => {
+                self.release.notified().await;
+                return Err(FsError::ACCES);
+            }
             "boom" => panic!("test panic"),
             _ => {}
         }
@@ -100,6 +105,8 @@ impl Filesystem for TestFs {
             "" => &["a", "d", "slow", "boom"],
             "d" => &["b"],
             "a" => return Ok(Contents::File(Bytes::from_static(b"hello"))),
+            "slow" => return Ok(Contents::File(Bytes::from_static(b"slow data"))),
+            "lazy" => return Ok(Contents::File(Bytes::from_static(b"lazy data"))),
             "fresh" => {
                 static OPENS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 let n = OPENS.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
@@ -690,6 +697,83 @@ async fn requests_pipelined_behind_a_walk_wait_for_its_fid() {
     let (w, g) = if a.tag == 20 { (a, b) } else { (b, a) };
     assert_eq!(errno_of(&w.msg), errno::ENOENT);
     assert_eq!(errno_of(&g.msg), errno::EBADF);
+}
+
+/// A read sent right behind the open of its fid waits for that open, even
+/// when the open does not finish at once or waits for the walk that
+/// creates the fid: it reads what the open took. Behind an open that
+/// fails it finds the fid not open. Other fids' requests are not held up.
+#[tokio::test]
+async fn a_read_pipelined_behind_an_open_waits_for_it() {
+    let mut c = start();
+    c.version("9P2000.L").await;
+    c.attach(0).await;
+    let lopen = |fid| Tmessage::Lopen(Tlopen { fid, flags: 0 });
+    let read = |fid| {
+        Tmessage::Read(Tread {
+            fid,
+            offset: 0,
+            count: 100,
+        })
+    };
+    let data = |m: &Rmessage| match m {
+        Rmessage::Read(r) => r.data.clone(),
+        m => panic!("the read waited for the open: {m:?}"),
+    };
+    // Replies to two requests sent together, by tag.
+    async fn two(c: &mut Conn) -> std::collections::HashMap<u16, Rmessage> {
+        let mut replies = std::collections::HashMap::new();
+        for _ in 0..2 {
+            let r = c.recv().await.expect("a reply");
+            replies.insert(r.tag, r.msg);
+        }
+        replies
+    }
+
+    // An open that waits for `release`, a read right behind it.
+    assert!(matches!(c.walk(0, 1, &["slow"]).await, Rmessage::Walk(_)));
+    c.send(10, lopen(1)).await;
+    c.send(11, read(1)).await;
+    // Meanwhile, another fid's requests are answered.
+    assert!(matches!(c.walk(0, 2, &["a"]).await, Rmessage::Walk(_)));
+    assert!(matches!(c.rpc(3, lopen(2)).await, Rmessage::Lopen(_)));
+    assert_eq!(data(&c.rpc(4, read(2)).await), &b"hello"[..]);
+    c.release.notify_one();
+    let replies = two(&mut c).await;
+    assert!(matches!(&replies[&10], Rmessage::Lopen(_)), "{replies:?}");
+    assert_eq!(data(&replies[&11]), &b"slow data"[..]);
+
+    // Behind an open that fails, the fid is not open.
+    assert!(matches!(c.walk(0, 5, &["shut"]).await, Rmessage::Walk(_)));
+    c.send(20, lopen(5)).await;
+    c.send(21, read(5)).await;
+    assert!(matches!(c.walk(0, 6, &["a"]).await, Rmessage::Walk(_)));
+    c.release.notify_one();
+    let replies = two(&mut c).await;
+    assert_eq!(errno_of(&replies[&20]), errno::EACCES);
+    assert_eq!(errno_of(&replies[&21]), errno::EBADF);
+
+    // Walk, open and read in one go: the open waits for the walk, the
+    // read for the open.
+    c.send(30, walk_to(0, 7, "lazy")).await;
+    c.send(31, lopen(7)).await;
+    c.send(32, read(7)).await;
+    assert!(matches!(c.walk(0, 8, &["a"]).await, Rmessage::Walk(_)));
+    c.release.notify_one();
+    let mut replies = two(&mut c).await;
+    let r = c.recv().await.expect("a reply");
+    replies.insert(r.tag, r.msg);
+    assert!(matches!(&replies[&30], Rmessage::Walk(w) if w.wqids.len() == 1));
+    assert!(matches!(&replies[&31], Rmessage::Lopen(_)), "{replies:?}");
+    assert_eq!(data(&replies[&32]), &b"lazy data"[..]);
+}
+
+fn walk_to(fid: u32, newfid: u32, name: &str) -> Tmessage {
+    Tmessage::Walk(Twalk {
+        fid,
+        newfid,
+        wnames: vec![name.to_string()],
+    })
 }
 
 #[tokio::test]

@@ -360,19 +360,31 @@ impl Tree {
             let kept = walked.take(n.index, u.as_ref().map(|u| u.uid), &p);
             pool.with_node_as(&n, u.as_ref(), |root| async move {
                 // From a gproc server ([`serves_snapshots`]) without the
-                // closing empty read: one node round trip less.
+                // closing empty read, and with the open and the first read
+                // (and the walk) sent together: one node round trip
+                // instead of three.
                 let limit = root.client().options().max_read_bytes;
                 if let Some(mut f) = kept {
                     // Any failure: the path walked afresh answers.
-                    if f.open(OpenMode::Read).await.is_ok()
-                        && let Ok(b) = f.read_whole(limit, snapshot).await
-                    {
+                    let read = if snapshot {
+                        f.open_read_snapshot(limit).await
+                    } else {
+                        match f.open(OpenMode::Read).await {
+                            Ok(()) => f.read_whole(limit, false).await,
+                            Err(e) => Err(e),
+                        }
+                    };
+                    if let Ok(b) = read {
                         return Ok(b);
                     }
                 }
+                if snapshot {
+                    let (_f, _, b) = root.walk_open_read_snapshot(&p, limit).await?;
+                    return Ok(b);
+                }
                 let mut f = root.walk(&p).await?;
                 f.open(OpenMode::Read).await?;
-                f.read_whole(limit, snapshot).await
+                f.read_whole(limit, false).await
             })
             .await
             .map_err(pool_err)

@@ -286,6 +286,21 @@ impl Inner {
         Some(f)
     }
 
+    /// The contents of the file behind the fid a lookup of `ino` walked
+    /// less than a TTL ago, as [`open_cached`](Self::open_cached) then a
+    /// whole read; from a gproc server, the open and the first read leave
+    /// together ([`FidHandle::open_read_snapshot`]).
+    async fn read_cached(&self, ino: u64) -> Option<Bytes> {
+        let max = self.max_bytes;
+        if !self.snapshots {
+            let f = self.open_cached(ino).await?;
+            return f.read_whole(max, false).await.ok();
+        }
+        let mut f = sys::lock(&self.fids).take_fid(ino, Instant::now())?;
+        // Dropping `f` clunks it in the background.
+        f.open_read_snapshot(max).await.ok()
+    }
+
     async fn readlink(&self, ino: u64) -> Result<String, Errno> {
         let node = self.inode(ino)?;
         let p = &*node.path;
@@ -312,18 +327,19 @@ impl Inner {
     async fn open(&self, ino: u64) -> Result<u64, Errno> {
         let node = self.inode(ino)?;
         let (max, snapshots) = (self.max_bytes, self.snapshots);
-        let cached = match self.open_cached(ino).await {
-            // Dropping `f` clunks it in the background.
-            Some(f) => f.read_whole(max, snapshots).await.ok(),
-            None => None,
-        };
-        let data = match cached {
+        let data = match self.read_cached(ino).await {
             Some(data) => data,
             None => {
                 let p = &*node.path;
                 let (qid, data) = self
                     .remote
                     .call(|root| async move {
+                        if snapshots {
+                            // Walk, open and first read in one round trip;
+                            // dropping the handle clunks it.
+                            let (_f, walked, data) = root.walk_open_read_snapshot(p, max).await?;
+                            return Ok((walked, data));
+                        }
                         let mut f = root.walk(p).await?;
                         let walked = f.qid();
                         f.open(OpenMode::Read).await?;
