@@ -57,7 +57,7 @@ pub(super) struct JobIndex {
     /// What `/ps` was built from, for the jobs: the same summaries and
     /// lines, so the two agree to the byte whenever the jobs are built.
     view: View,
-    gathered: Gathered,
+    gathered: Arc<Gathered>,
     rows: Vec<Arc<NodeRows>>,
 }
 
@@ -152,7 +152,7 @@ impl Kind for JobsKind {
 ///
 /// `rows` holds each Linux node's lines (in `g.ok`'s order), written once
 /// per summary for every view.
-fn build(view: &View, g: Gathered, rows: Vec<Arc<NodeRows>>) -> JobIndex {
+fn build(view: &View, g: Arc<Gathered>, rows: Vec<Arc<NodeRows>>) -> JobIndex {
     let mut ps = Chunks::new();
     ps.push(Bytes::from(format!("{PS_HEADER}\n")));
     if view.admin {
@@ -292,7 +292,7 @@ impl Tree {
         let built = self
             .cache
             .get_or_build(key.clone(), || async {
-                let g = self.gather(view).await;
+                let g = self.gathered(view).await;
                 let linux: Vec<(String, Arc<summary::NodeSummary>)> =
                     g.ok.iter()
                         .filter(|(_, s)| s.has_linux_facts())
@@ -632,7 +632,7 @@ mod tests {
     #[test]
     fn the_index_is_ps_and_the_jobs_in_one_and_sums_what_the_view_sees() {
         let g = gathered();
-        let admin_index = build(&View::admin(), gathered(), rows_of(&g));
+        let admin_index = build(&View::admin(), Arc::new(gathered()), rows_of(&g));
         let admin = admin_index.build_jobs();
         let ps = String::from_utf8(admin_index.ps.to_bytes().to_vec()).unwrap();
         let rows = Table::<PsRow>::parse(&ps).unwrap();
@@ -677,7 +677,11 @@ mod tests {
 
         // User 1000: their rows only; job 8 does not exist for them, and
         // job 7 sums their two processes, not user 1001's third.
-        let mine_index = build(&View::user(1000, Vec::new()), gathered(), rows_of(&g));
+        let mine_index = build(
+            &View::user(1000, Vec::new()),
+            Arc::new(gathered()),
+            rows_of(&g),
+        );
         let mine = mine_index.build_jobs();
         assert_eq!(mine.ids(), [Arc::from("7")]);
         assert!(mine.get("8").is_none() && mine.id("8").is_none());

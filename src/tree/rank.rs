@@ -45,7 +45,7 @@ impl Tree {
                 })?),
                 None => None,
             };
-        let g = self.gather(view).await;
+        let g = self.gathered(view).await;
         // The nodes that pass, and their rank among themselves for ties
         // (natural order of names, as `gproc top` sorts).
         let nodes: Vec<usize> = (0..g.ok.len())

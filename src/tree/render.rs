@@ -95,6 +95,33 @@ impl Kind for Table {
     const NODE_READS: bool = false;
 }
 
+/// One view's gather, shared by the reads that come while it is made: the
+/// tables of one `gproc top` refresh (`/load`, `/top`, read at once) fan
+/// out to the nodes once, not once each. Forgotten as soon as it is made,
+/// so it never outlives the reads that waited for it: a later read
+/// gathers afresh, and no table is built from an older gather than it
+/// would be alone.
+#[derive(Clone, Copy)]
+struct GatherKind;
+
+impl Kind for GatherKind {
+    type Value = Arc<Gathered>;
+
+    /// Its summaries count themselves; this is its own vectors.
+    fn weight(g: &Arc<Gathered>) -> usize {
+        64 * (g.ok.len() + g.missing.len() + g.pending.len() + g.stale.len() + 1)
+    }
+
+    fn lifetime(policy: &CachePolicy, _path: &str) -> Lifetime {
+        Lifetime {
+            max_entry_bytes: usize::MAX,
+            ..Lifetime::of(policy, summary::FILE_PATH)
+        }
+    }
+
+    const NODE_READS: bool = false;
+}
+
 /// A node left out of a table, and why.
 pub(super) struct MissingNode {
     /// Its name.
@@ -234,6 +261,32 @@ impl Tree {
     /// read per pool node: a lower aggregator's merged summary covers every
     /// node below it); the nodes that failed with why; and notes for nodes
     /// whose summary is a stale copy (allowed by a `stale` rule).
+    /// [`gather`](Self::gather), shared with the reads of the same view
+    /// that come while it is made ([`GatherKind`]).
+    pub(super) async fn gathered(&self, view: &View) -> Arc<Gathered> {
+        let key = Key {
+            kind: GatherKind,
+            node: CLUSTER,
+            path: format!(
+                "/gather?admin={}&uid={}&generation={}",
+                view.admin, view.uid, view.generation
+            )
+            .into(),
+            user: None,
+        };
+        let built = self
+            .cache
+            .get_or_build(key.clone(), || async {
+                Ok::<_, std::convert::Infallible>(Arc::new(self.gather(view).await))
+            })
+            .await;
+        self.cache.forget(&key).await;
+        match built {
+            Ok((g, _)) => g,
+            Err(never) => match never {},
+        }
+    }
+
     pub(super) async fn gather(&self, view: &View) -> Gathered {
         let pool_nodes = self.pool.nodes();
         // Lower aggregators and pool nodes of unknown kind are always read
@@ -497,7 +550,7 @@ impl Tree {
         out: &mut String,
         mut rows: impl FnMut(&mut String, &str, &NodeSummary),
     ) -> usize {
-        let gathered = self.gather(view).await;
+        let gathered = self.gathered(view).await;
         out.push_str(header);
         out.push('\n');
         for (n, s) in &gathered.ok {

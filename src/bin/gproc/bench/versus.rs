@@ -251,11 +251,11 @@ pub async fn run(b: &ClusterBench, exes: &[PathBuf]) -> Result<()> {
             format!("{:.3}", median(c.warm.iter().map(|x| x.1).collect())),
             format!("{:.1}", rss_kib(c.agg.child.id()) as f64 / n as f64),
         ]);
-        if b.live_refreshes > 0 {
-            if let Some(r) = rows.last_mut() {
-                for (k, cpu) in [c.live, c.live_ps] {
-                    r.push(format!("{:.3}", cpu / k.max(1) as f64));
-                }
+        if b.live_refreshes > 0
+            && let Some(r) = rows.last_mut()
+        {
+            for (k, cpu) in [c.live, c.live_ps] {
+                r.push(format!("{:.3}", cpu / k.max(1) as f64));
             }
         }
     }
