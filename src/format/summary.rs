@@ -576,6 +576,26 @@ pub(super) fn quote(bytes: &[u8]) -> String {
     }
 }
 
+/// The first token of `rest` when it is 1 to 19 ASCII digits, as a
+/// number, and what follows it; `None` for anything else (the general
+/// path then reads the token, with its error).
+fn leading_digits(rest: &[u8]) -> Option<(u64, &[u8])> {
+    let start = rest.iter().position(|&b| b != b' ')?;
+    let mut v: u64 = 0;
+    let mut i = start;
+    while let Some(&b) = rest.get(i) {
+        if b == b' ' {
+            break;
+        }
+        if !b.is_ascii_digit() || i - start == 19 {
+            return None;
+        }
+        v = v * 10 + u64::from(b - b'0');
+        i += 1;
+    }
+    (i > start).then(|| (v, &rest[i..]))
+}
+
 /// A token of ASCII digits only, as a number; `None` for anything else
 /// (signs, overflow), which then takes `FromStr`'s slower, same answer.
 fn digits(tok: &[u8]) -> Option<u64> {
@@ -612,6 +632,14 @@ impl<'a> Fields<'a> {
         &mut self,
         what: &str,
     ) -> Result<T, SummaryError> {
+        // Nearly every number is plain digits: read them in the one pass
+        // that finds the token's end.
+        if let Some((v, rest)) = leading_digits(self.toks.rest)
+            && let Ok(v) = T::try_from(v)
+        {
+            self.toks.rest = rest;
+            return Ok(v);
+        }
         let tok = self.token(what)?;
         digits(tok)
             .and_then(|v| T::try_from(v).ok())
