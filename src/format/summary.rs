@@ -1721,6 +1721,31 @@ pub(crate) mod tests {
     }
 
     proptest! {
+        /// A number field reads as it did before its fast path: the token
+        /// parsed as the type, or the same error.
+        #[test]
+        fn number_fields_read_as_the_token_parses(
+            tok in "[ ]{0,2}(-?[0-9]{0,22}|[0-9a-z+.-]{1,6})",
+            tail in "( [a-z0-9]{1,4}){0,2}",
+        ) {
+            let line = format!("{tok}{tail}");
+            let mut f = Fields { toks: Tokens { rest: line.as_bytes() }, line: 1 };
+            let got = f.num::<u32>("n").ok();
+            let rest = String::from_utf8_lossy(f.toks.rest).into_owned();
+            let first = line.split(' ').find(|t| !t.is_empty());
+            let want = first.and_then(|t| t.parse::<u32>().ok().or_else(|| {
+                digits(t.as_bytes()).and_then(|v| u32::try_from(v).ok())
+            }));
+            prop_assert_eq!(got, want, "{:?}", line);
+            if got.is_some() {
+                prop_assert_eq!(rest.trim_start(), tail.trim_start());
+            }
+            let mut f = Fields { toks: Tokens { rest: line.as_bytes() }, line: 1 };
+            let wide = f.num::<u64>("n").ok();
+            let want = first.and_then(|t| t.parse::<u64>().ok());
+            prop_assert_eq!(wide, want, "{:?}", line);
+        }
+
         #[test]
         fn arbitrary_procs_round_trip(
             procs in proptest::collection::vec(arb_proc(), 0..6),
