@@ -24,7 +24,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use futures::StreamExt;
 
-use crate::cache::{CLUSTER, Key, Kind, Lifetime};
+use crate::cache::{Kind, Lifetime};
 use crate::config::CachePolicy;
 use crate::format::ctl;
 use crate::format::summary;
@@ -37,7 +37,7 @@ use crate::view::View;
 use super::Tree;
 use super::members::Member;
 use super::pin::Pin;
-use super::render::Gathered;
+use super::render::{Gathered, view_key};
 use super::rows::NodeRows;
 use super::tables::{self, JobSums};
 
@@ -278,17 +278,7 @@ fn build_jobs(view: &View, g: &Gathered, rows: &[Arc<NodeRows>]) -> Jobs {
 impl Tree {
     /// The `/ps` and jobs `view` sees, through the cache.
     pub(super) async fn job_index(&self, view: &View) -> Arc<JobIndex> {
-        let key = Key {
-            kind: JobsKind,
-            node: CLUSTER,
-            // Per view, as decided at its generation (as `/ps`).
-            path: format!(
-                "/jobs?admin={}&uid={}&generation={}",
-                view.admin, view.uid, view.generation
-            )
-            .into(),
-            user: None,
-        };
+        let key = view_key(JobsKind, "jobs", view);
         let built = self
             .cache
             .get_or_build(key.clone(), || async {

@@ -122,6 +122,22 @@ impl Kind for GatherKind {
     const NODE_READS: bool = false;
 }
 
+/// The cache key of something built for one view: per view as decided at
+/// its generation, so that nothing built before an allotment changed is
+/// served after.
+pub(super) fn view_key<K: Kind>(kind: K, name: &str, view: &View) -> Key<K> {
+    Key {
+        kind,
+        node: CLUSTER,
+        path: format!(
+            "/{name}?admin={}&uid={}&generation={}",
+            view.admin, view.uid, view.generation
+        )
+        .into(),
+        user: None,
+    }
+}
+
 /// A node left out of a table, and why.
 pub(super) struct MissingNode {
     /// Its name.
@@ -257,23 +273,10 @@ impl Tree {
         self.node_visible(view, &node).await.then_some(node)
     }
 
-    /// Summaries of every visible node, gathered within the deadline (one
-    /// read per pool node: a lower aggregator's merged summary covers every
-    /// node below it); the nodes that failed with why; and notes for nodes
-    /// whose summary is a stale copy (allowed by a `stale` rule).
     /// [`gather`](Self::gather), shared with the reads of the same view
     /// that come while it is made ([`GatherKind`]).
     pub(super) async fn gathered(&self, view: &View) -> Arc<Gathered> {
-        let key = Key {
-            kind: GatherKind,
-            node: CLUSTER,
-            path: format!(
-                "/gather?admin={}&uid={}&generation={}",
-                view.admin, view.uid, view.generation
-            )
-            .into(),
-            user: None,
-        };
+        let key = view_key(GatherKind, "gather", view);
         let built = self
             .cache
             .get_or_build(key.clone(), || async {
@@ -287,6 +290,10 @@ impl Tree {
         }
     }
 
+    /// Summaries of every visible node, gathered within the deadline (one
+    /// read per pool node: a lower aggregator's merged summary covers every
+    /// node below it); the nodes that failed with why; and notes for nodes
+    /// whose summary is a stale copy (allowed by a `stale` rule).
     pub(super) async fn gather(&self, view: &View) -> Gathered {
         let pool_nodes = self.pool.nodes();
         // Lower aggregators and pool nodes of unknown kind are always read
@@ -483,25 +490,12 @@ impl Tree {
         if !matches!(s, Synth::Load | Synth::Merged) {
             return self.render_now(view, s).await;
         }
-        let key = Key {
-            kind: Table,
-            node: CLUSTER,
-            // Per view, as decided at its generation: a table built before
-            // an allotment changed is not served after.
-            path: format!(
-                "/{}?admin={}&uid={}&generation={}",
-                if s == Synth::Merged {
-                    summary::FILE_PATH.trim_start_matches('/')
-                } else {
-                    s.name()
-                },
-                view.admin,
-                view.uid,
-                view.generation
-            )
-            .into(),
-            user: None,
+        let name = if s == Synth::Merged {
+            summary::FILE_PATH.trim_start_matches('/')
+        } else {
+            s.name()
         };
+        let key = view_key(Table, name, view);
         let late = AtomicUsize::new(0);
         let built = self
             .cache

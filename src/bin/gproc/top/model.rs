@@ -77,14 +77,18 @@ pub struct Filter {
 /// The rankings a refresh reads instead of the whole `/ps`: the first
 /// `rows` processes by `key` that `f` lets through, and, for the node view,
 /// those of `node`. `None` when the filter cannot be put in a query name
-/// (a user name with `:`, too long a hostlist): then `/ps` is read whole.
+/// (a user name with `:`, too long a hostlist) or `rows` is more than a
+/// ranking serves: then `/ps` is read whole.
 pub fn rankings(
     key: SortKey,
     f: &Filter,
     node: Option<&str>,
     rows: usize,
 ) -> Option<Vec<RankQuery>> {
-    let rows = rows.min(rank::MAX_ROWS);
+    // More rows than a ranking serves: `/ps` whole has them all.
+    if rows > rank::MAX_ROWS {
+        return None;
+    }
     let cluster = RankQuery {
         key: key.rank_key(),
         rows,
@@ -755,6 +759,10 @@ pub(crate) mod tests {
             hosts: None,
         };
         assert_eq!(rankings(SortKey::Cpu, &odd, None, 40), None);
+        assert_eq!(
+            rankings(SortKey::Cpu, &Filter::default(), None, usize::MAX),
+            None
+        );
     }
 
     #[test]
