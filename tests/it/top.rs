@@ -115,6 +115,56 @@ fn plain_output_over_an_aggregator() {
     );
 }
 
+/// A simulated cluster of 12 nodes (`procs` processes each, no churn) on
+/// `first`'s addresses, an aggregator over it whose files are kept for
+/// the test's length (so the test and what it compares read the same
+/// tables) with `extra` config after the cluster's names are known, and
+/// a client of the aggregator.
+async fn sim_cluster_and_aggregator(
+    first: std::net::Ipv4Addr,
+    procs: usize,
+    extra: impl FnOnce(&gproc::sim::SimCluster) -> String,
+) -> (
+    gproc::sim::SimCluster,
+    gproc::aggregator::Aggregator,
+    tokio_util::sync::CancellationToken,
+    gproc::client::Client,
+) {
+    use std::time::Duration;
+
+    use gproc::client::{Client, ClientOptions};
+    use gproc::sim::{SimCluster, SimOptions};
+
+    let cluster = SimCluster::start(SimOptions {
+        nodes: 12,
+        procs_per_node: procs,
+        base_port: 0,
+        first_address: first,
+        churn_per_min: 0.0,
+        ..SimOptions::default()
+    })
+    .await
+    .unwrap();
+    let config = format!(
+        "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\n\n\
+         [cache]\n[[cache.rule]]\npath = \"/**\"\nttl = \"120s\"\n\n{}\n{}",
+        extra(&cluster),
+        cluster.config_toml()
+    );
+    let cfg = gproc::config::Config::from_str(&config, "sim.toml").unwrap();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let agg = gproc::aggregator::Aggregator::start(&cfg, stop.clone())
+        .await
+        .unwrap();
+    let opts = ClientOptions {
+        connect_timeout: Duration::from_secs(5),
+        request_timeout: Duration::from_secs(20),
+        ..ClientOptions::default()
+    };
+    let c = Client::connect(&agg.addresses[0], opts).await.unwrap();
+    (cluster, agg, stop, c)
+}
+
 /// `gproc top` run from async code (the aggregator runs in this process).
 async fn top_async(addr: &str, extra: &[&str]) -> Output {
     tokio::process::Command::new("timeout")
@@ -145,41 +195,17 @@ fn rows_after<'a>(out: &'a str, head: &str) -> Vec<&'a str> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn plain_jobs_and_one_jobs_processes_on_the_simulator() {
     use std::net::Ipv4Addr;
-    use std::time::Duration;
 
-    use gproc::client::{Client, ClientOptions};
     use gproc::format::table::{JobRow, PsRow, Table, format_cputime};
-    use gproc::sim::{SimCluster, SimOptions};
-    use tokio_util::sync::CancellationToken;
+    use gproc::sim::SimOptions;
 
-    let cluster = SimCluster::start(SimOptions {
-        nodes: 12,
-        base_port: 0,
-        first_address: Ipv4Addr::new(127, 24, 0, 1),
-        churn_per_min: 0.0,
-        ..SimOptions::default()
-    })
-    .await
-    .unwrap();
-    // Files kept for the test's length: the test and gproc top read the
-    // same tables.
-    let config = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\n\n\
-         [cache]\n[[cache.rule]]\npath = \"/**\"\nttl = \"120s\"\n\n{}",
-        cluster.config_toml()
-    );
-    let cfg = gproc::config::Config::from_str(&config, "sim.toml").unwrap();
-    let stop = CancellationToken::new();
-    let agg = gproc::aggregator::Aggregator::start(&cfg, stop.clone())
-        .await
-        .unwrap();
+    let (_cluster, agg, stop, c) = sim_cluster_and_aggregator(
+        Ipv4Addr::new(127, 24, 0, 1),
+        SimOptions::default().procs_per_node,
+        |_| String::new(),
+    )
+    .await;
     let addr = agg.addresses[0].to_string();
-    let opts = ClientOptions {
-        connect_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(20),
-        ..ClientOptions::default()
-    };
-    let c = Client::connect(&agg.addresses[0], opts).await.unwrap();
     let root = c.attach("root", "", Some(0)).await.unwrap();
     let read = |p: String| {
         let root = &root;
@@ -304,53 +330,28 @@ async fn rankings_are_the_readers_ps_sorted() {
     use std::net::Ipv4Addr;
     use std::time::Duration;
 
-    use gproc::client::{Client, ClientOptions};
     use gproc::config::Hostlist;
     use gproc::config::hostlist::natural_cmp;
     use gproc::format::rank::{RankKey, RankQuery, count_line};
     use gproc::format::table::{PS_HEADER, PsRow, Table};
-    use gproc::sim::{SimCluster, SimOptions};
-    use tokio_util::sync::CancellationToken;
 
-    let cluster = SimCluster::start(SimOptions {
-        nodes: 12,
-        procs_per_node: 60,
-        base_port: 0,
-        first_address: Ipv4Addr::new(127, 25, 0, 1),
-        churn_per_min: 0.0,
-        ..SimOptions::default()
-    })
-    .await
-    .unwrap();
-    let names: Vec<String> = cluster.nodes().iter().map(|n| n.name.clone()).collect();
-    // Files kept for the test's length: `/ps` and `/top` read the same
-    // summaries. The simulated users (uids 1000 to 1019) are allotted
-    // half the nodes.
-    let allot: String = (1000..1020)
-        .map(|u| {
-            format!(
-                "[[views.allot]]\nuser = {u}\nnodes = \"{}\"\n",
-                names[..6].join(",")
-            )
+    // `/ps` and `/top` read the same summaries. The simulated users (uids
+    // 1000 to 1019) are allotted half the nodes.
+    let mut names: Vec<String> = Vec::new();
+    let (cluster, agg, stop, c) =
+        sim_cluster_and_aggregator(Ipv4Addr::new(127, 25, 0, 1), 60, |cluster| {
+            names = cluster.nodes().iter().map(|n| n.name.clone()).collect();
+            let allot: String = (1000..1020)
+                .map(|u| {
+                    format!(
+                        "[[views.allot]]\nuser = {u}\nnodes = \"{}\"\n",
+                        names[..6].join(",")
+                    )
+                })
+                .collect();
+            format!("[views]\nadmin_users = [\"root\"]\n{allot}")
         })
-        .collect();
-    let config = format!(
-        "[server]\nlisten = [\"127.0.0.1:0\"]\nauth = \"none\"\n\n\
-         [cache]\n[[cache.rule]]\npath = \"/**\"\nttl = \"120s\"\n\n\
-         [views]\nadmin_users = [\"root\"]\n{allot}\n{}",
-        cluster.config_toml()
-    );
-    let cfg = gproc::config::Config::from_str(&config, "sim.toml").unwrap();
-    let stop = CancellationToken::new();
-    let agg = gproc::aggregator::Aggregator::start(&cfg, stop.clone())
-        .await
-        .unwrap();
-    let opts = ClientOptions {
-        connect_timeout: Duration::from_secs(5),
-        request_timeout: Duration::from_secs(20),
-        ..ClientOptions::default()
-    };
-    let c = Client::connect(&agg.addresses[0], opts).await.unwrap();
+        .await;
     let two = format!("{},{}", names[1], names[4]);
     // The simulated user with the most processes on those nodes.
     let mut most = (0, 1000);
