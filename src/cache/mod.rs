@@ -18,6 +18,9 @@
 //!   caller learns the age).
 //! - `ttl = "never"` paths bypass the cache: every read goes to the node.
 //! - Errors are never cached.
+//! - Kinds with one value per node that every table needs (a node's
+//!   summary, [`Kind::PER_NODE`]) are kept in slots of their own
+//!   ([`slots`]), replaced in place, outside the byte bound.
 
 use std::any::{Any, TypeId};
 use std::collections::HashSet;
@@ -31,6 +34,9 @@ use tokio::time::Instant;
 
 use crate::config::{CachePolicy, Ttl};
 use crate::sys;
+
+mod slots;
+use slots::{Slots, Waited};
 
 /// What an entry holds. Each kind is its own type with its own value type,
 /// and the kind is part of the key, so the value read under a key is always
@@ -52,6 +58,13 @@ pub trait Kind: Send + Sync + 'static {
     /// Whether loads of this kind are node reads, counted in [`Stats`]
     /// (values derived from several nodes' data are not).
     const NODE_READS: bool = true;
+
+    /// One value per node that the tables need of every node, refreshed
+    /// as often as they are (a node's summary): kept in a slot replaced
+    /// in place ([`slots`]), neither evicted by the byte bound nor
+    /// expired, and dropped when its node is forgotten. Freshness, stale
+    /// rules, the entry bound and coalescing are as for other kinds.
+    const PER_NODE: bool = false;
 }
 
 /// Cache key: what kind of value, of which node, at which path.
@@ -225,6 +238,8 @@ pub struct Cache {
     /// Keys with a background refresh in flight, so a stale entry read by
     /// many clients triggers one refresh.
     refreshing: Arc<Mutex<HashSet<Slot>>>,
+    /// The values of [`Kind::PER_NODE`] kinds.
+    slots: Arc<Slots>,
 }
 
 /// moka's expiry: drop an entry once it is past TTL + stale on the wall
@@ -268,6 +283,7 @@ impl Cache {
             policy: Arc::new(RwLock::new(Arc::new(policy))),
             stats: Arc::new(Stats::default()),
             refreshing: Arc::default(),
+            slots: Arc::new(Slots::new()),
         }
     }
 
@@ -288,9 +304,13 @@ impl Cache {
         &self.stats
     }
 
-    /// Entries and weighted bytes held now.
+    /// Entries and weighted bytes held now (per-node slots included).
     pub fn usage(&self) -> (u64, u64) {
-        (self.store.entry_count(), self.store.weighted_size())
+        let (n, bytes) = self.slots.usage();
+        (
+            self.store.entry_count() + n,
+            self.store.weighted_size() + bytes,
+        )
     }
 
     /// Runs moka's pending maintenance (evictions), for exact numbers.
@@ -301,13 +321,20 @@ impl Cache {
     /// Drops everything of one node (it was removed from the config).
     pub fn forget_node(&self, node: u32) {
         let _ = self.store.invalidate_entries_if(move |k, _| k.node == node);
+        self.slots.forget_node(node);
     }
 
     /// The value kept for `key`, whatever its age, without loading or
     /// counting a read: facts shown beside live state (a node's machine
     /// in `/nodes`), gone once the store drops the entry.
     pub async fn peek<K: Kind>(&self, key: &Key<K>) -> Option<K::Value> {
-        self.store.get(&Slot::of(key)).await.map(|e| e.value::<K>())
+        let slot = Slot::of(key);
+        let e = if K::PER_NODE {
+            self.slots.get(&slot)
+        } else {
+            self.store.get(&slot).await
+        };
+        e.map(|e| e.value::<K>())
     }
 
     /// The value for `key`, from the cache when its kind's
@@ -335,7 +362,11 @@ impl Cache {
     /// Drops `key`'s entry, so that the next reader loads or builds it
     /// anew (a table built while some nodes' reads were still going).
     pub async fn forget<K: Kind>(&self, key: &Key<K>) {
-        self.store.invalidate(&Slot::of(key)).await;
+        if K::PER_NODE {
+            self.slots.remove(&Slot::of(key));
+        } else {
+            self.store.invalidate(&Slot::of(key)).await;
+        }
     }
 
     /// The value for `key`, from the cache when it is fresh, else built by
@@ -391,6 +422,11 @@ impl Cache {
             return r.map(|v| (v, Freshness::Loaded));
         };
         let slot = Slot::of(&key);
+        if K::PER_NODE {
+            return self
+                .lookup_slot::<K, E, Fut>(slot, load, refresh, life, ttl, stats, built)
+                .await;
+        }
         if let Some(e) = self.store.get(&slot).await {
             let age = e.loaded.elapsed();
             if age <= e.ttl {
@@ -446,6 +482,70 @@ impl Cache {
         }
     }
 
+    /// [`Self::lookup`] of a [`Kind::PER_NODE`] kind: the same rules over
+    /// its slot.
+    #[allow(clippy::too_many_arguments)]
+    async fn lookup_slot<K, E, Fut>(
+        &self,
+        slot: Slot,
+        load: impl FnOnce() -> Fut,
+        refresh: Option<impl FnOnce(Slot, Fut, Lifetime, Counted)>,
+        life: Lifetime,
+        ttl: Duration,
+        stats: Counted,
+        built: bool,
+    ) -> Result<(K::Value, Freshness), E>
+    where
+        K: Kind,
+        E: Clone + Send + Sync + 'static,
+        Fut: Future<Output = Result<K::Value, E>>,
+    {
+        let cell = self.slots.cell(&slot);
+        let (held, loads) = cell.seen();
+        if let Some(e) = held {
+            let age = e.loaded.elapsed();
+            if age <= e.ttl {
+                bump(&stats, |s| &s.hits);
+                return Ok((e.value::<K>(), Freshness::Fresh));
+            }
+            if let Some(refresh) = refresh
+                && age <= e.ttl + e.stale
+            {
+                bump(&stats, |s| &s.stale_hits);
+                if sys::lock(&self.refreshing).insert(slot.clone()) {
+                    refresh(slot, load(), life, stats);
+                }
+                return Ok((e.value::<K>(), Freshness::Stale(age)));
+            }
+            cell.expired(e.loaded);
+        }
+        bump(&stats, |s| &s.misses);
+        // Another reader's load of this slot, if one is going: wait for it
+        // and take what it got.
+        let (_loading, waited) = cell.wait::<E>(loads).await;
+        match waited {
+            Waited::Value(e) => return Ok((e.value::<K>(), Freshness::Fresh)),
+            Waited::Failed(e) => return Err(e),
+            Waited::Load => {}
+        }
+        bump(&stats, |s| &s.node_reads);
+        let started = Instant::now();
+        match load().await {
+            Ok(v) => {
+                let at = if built { started } else { Instant::now() };
+                let e = Entry::new::<K>(v.clone(), at, ttl, life.stale);
+                // Served once, not kept, when over the entry bound.
+                cell.loaded((e.weight <= life.max_entry_bytes).then_some(e));
+                Ok((v, Freshness::Loaded))
+            }
+            Err(e) => {
+                bump(&stats, |s| &s.errors);
+                cell.failed(e.clone());
+                Err(e)
+            }
+        }
+    }
+
     /// Reloads a stale entry in the background; the caller has put `slot`
     /// in `refreshing`, which this takes it out of when done.
     fn refresh<K, E, Fut>(&self, slot: Slot, fut: Fut, life: Lifetime, stats: Counted)
@@ -464,7 +564,11 @@ impl Cache {
             match fut.await {
                 Ok(v) if K::weight(&v) <= life.max_entry_bytes => {
                     let e = Entry::new::<K>(v, Instant::now(), ttl, life.stale);
-                    me.store.insert(slot.clone(), e).await;
+                    if K::PER_NODE {
+                        me.slots.cell(&slot).refreshed(e);
+                    } else {
+                        me.store.insert(slot.clone(), e).await;
+                    }
                 }
                 Ok(_) => {}
                 Err(_) => bump(&stats, |s| &s.errors),

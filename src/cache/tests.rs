@@ -20,6 +20,18 @@ impl Kind for Text {
     }
 }
 
+/// The per-node test kind: a node's summary, in a slot of its own.
+#[derive(Clone)]
+struct PerNode;
+
+impl Kind for PerNode {
+    type Value = Val;
+    fn weight(v: &Val) -> usize {
+        v.0.len()
+    }
+    const PER_NODE: bool = true;
+}
+
 fn policy(rules: &[(&str, Ttl, Option<Duration>)]) -> CachePolicy {
     CachePolicy {
         default_ttl: Ttl::For(Duration::from_secs(1)),
@@ -63,8 +75,30 @@ fn key(path: &str) -> Key<Text> {
     }
 }
 
+fn per_node(path: &str) -> Key<PerNode> {
+    Key {
+        kind: PerNode,
+        node: 1,
+        path: path.into(),
+        user: None,
+    }
+}
+
+/// Runs a rule's test over the byte-bounded store and over per-node
+/// slots: the rules are the same for both.
+macro_rules! both_stores {
+    ($body:ident) => {
+        $body(key).await;
+        $body(per_node).await;
+    };
+}
+
 #[tokio::test(start_paused = true)]
 async fn cached_path_serves_cached_bytes_until_its_ttl_ends() {
+    both_stores!(ttl_ends);
+}
+
+async fn ttl_ends<K: Kind<Value = Val>>(key: fn(&str) -> Key<K>) {
     let c = Cache::new(policy(&[(
         "/*/status",
         Ttl::For(Duration::from_secs(2)),
@@ -98,24 +132,44 @@ async fn never_path_always_reads_the_node() {
 
 #[tokio::test(start_paused = true)]
 async fn concurrent_readers_cause_one_node_read() {
+    both_stores!(one_read);
+}
+
+async fn one_read<K: Kind<Value = Val>>(key: fn(&str) -> Key<K>) {
     let c = Cache::new(policy(&[]));
     let n = Node::default();
-    let mut tasks = Vec::new();
-    for _ in 0..50 {
-        let (c, n) = (c.clone(), n.clone());
-        tasks.push(tokio::spawn(async move {
-            c.get_or_load(key("/loadavg"), || n.load()).await.unwrap().0
-        }));
+    for fail in [true, false] {
+        n.fail.store(fail, Ordering::SeqCst);
+        n.reads.store(0, Ordering::SeqCst);
+        let mut tasks = Vec::new();
+        for _ in 0..50 {
+            let (c, n) = (c.clone(), n.clone());
+            tasks.push(tokio::spawn(async move {
+                c.get_or_load(key("/loadavg"), || n.load())
+                    .await
+                    .map(|r| r.0)
+            }));
+        }
+        for t in tasks {
+            let want = if fail {
+                Err("node down".to_string())
+            } else {
+                Ok(Val("v0".into()))
+            };
+            assert_eq!(t.await.unwrap(), want);
+        }
+        // Waiters take the one load's value, or its error.
+        assert_eq!(n.reads.load(Ordering::SeqCst), 1, "fail: {fail}");
     }
-    for t in tasks {
-        assert_eq!(t.await.unwrap(), Val("v0".into()));
-    }
-    assert_eq!(n.reads.load(Ordering::SeqCst), 1);
-    assert_eq!(c.stats().node_reads.load(Ordering::Relaxed), 1);
+    assert_eq!(c.stats().node_reads.load(Ordering::Relaxed), 2);
 }
 
 #[tokio::test(start_paused = true)]
 async fn errors_are_not_cached() {
+    both_stores!(not_cached);
+}
+
+async fn not_cached<K: Kind<Value = Val>>(key: fn(&str) -> Key<K>) {
     let c = Cache::new(policy(&[]));
     let n = Node::default();
     n.fail.store(true, Ordering::SeqCst);
@@ -127,6 +181,10 @@ async fn errors_are_not_cached() {
 
 #[tokio::test(start_paused = true)]
 async fn stale_rule_serves_old_data_while_refreshing_and_while_the_node_is_down() {
+    both_stores!(stale_served);
+}
+
+async fn stale_served<K: Kind<Value = Val>>(key: fn(&str) -> Key<K>) {
     let c = Cache::new(policy(&[(
         "/*/stat",
         Ttl::For(Duration::from_secs(1)),
@@ -177,6 +235,10 @@ async fn the_byte_bound_holds() {
 
 #[tokio::test]
 async fn entries_over_the_entry_bound_are_served_but_not_kept() {
+    both_stores!(over_bound);
+}
+
+async fn over_bound<K: Kind<Value = Val>>(key: fn(&str) -> Key<K>) {
     let c = Cache::new(policy(&[]));
     let n = AtomicU64::new(0);
     for _ in 0..2 {
@@ -188,6 +250,8 @@ async fn entries_over_the_entry_bound_are_served_but_not_kept() {
             .unwrap();
         assert_eq!((got.0.len(), f), (5000, Freshness::Loaded));
     }
+    c.sync().await;
+    assert_eq!(c.usage().0, 0);
 }
 
 /// Another kind at the same paths: a length, derived, not a node read.
@@ -267,4 +331,62 @@ async fn forgetting_a_node_drops_its_entries_of_every_kind() {
     };
     let (_, f) = c.get_or_load(k, || n.load()).await.unwrap();
     assert_eq!(f, Freshness::Loaded);
+}
+
+/// Per-node slots are outside the byte bound (one value per node, which
+/// every table needs), count in the usage, are forgotten with their node,
+/// and do not hold a node's old value while its next one is read.
+#[tokio::test(start_paused = true)]
+async fn per_node_slots_hold_one_value_per_node() {
+    let mut p = policy(&[]);
+    p.max_bytes = ByteSize(10_000);
+    let c = Cache::new(p);
+    for node in 0..100 {
+        let k = Key {
+            node,
+            ..per_node("/.gproc/ps")
+        };
+        let v = Val("s".repeat(900));
+        c.get_or_load(k, || async move { Ok::<_, String>(v) })
+            .await
+            .unwrap();
+    }
+    c.sync().await;
+    let (entries, bytes) = c.usage();
+    assert_eq!(entries, 100);
+    assert!(bytes >= 90_000, "{bytes}");
+    // Expired: the next load does not hold the old value meanwhile.
+    tokio::time::advance(Duration::from_secs(2)).await;
+    let k = per_node("/.gproc/ps");
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let c2 = c.clone();
+    let k2 = k.clone();
+    let load = tokio::spawn(async move {
+        c2.get_or_load(k2, || async move {
+            let _ = rx.await;
+            Ok::<_, String>(Val("new".into()))
+        })
+        .await
+    });
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        c.peek(&k).await,
+        None,
+        "the old value is dropped before the load"
+    );
+    let _ = tx.send(());
+    assert_eq!(load.await.unwrap().unwrap().0, Val("new".into()));
+    assert_eq!(c.peek(&k).await, Some(Val("new".into())));
+    c.forget_node(1);
+    assert_eq!(c.peek(&k).await, None);
+    assert_eq!(c.usage().0, 99);
+    // Past TTL + stale + 1 s, values are dropped at the next sweep (made
+    // by any lookup), as the store's are.
+    tokio::time::advance(Duration::from_secs(3)).await;
+    c.get_or_load(per_node("/.gproc/ps"), || async {
+        Ok::<_, String>(Val("x".into()))
+    })
+    .await
+    .unwrap();
+    assert_eq!(c.usage().0, 1);
 }

@@ -130,7 +130,9 @@ pub struct CacheDecision {
 pub struct CachePolicy {
     /// TTL for paths no rule matches.
     pub default_ttl: Ttl,
-    /// Bound on the bytes held by the whole cache.
+    /// Bound on the bytes held by the whole cache, but for the one
+    /// summary per node that every table needs (held beside it, see
+    /// [`crate::cache::Kind::PER_NODE`]).
     pub max_bytes: ByteSize,
     /// Files larger than this are served but not kept.
     pub max_entry_bytes: ByteSize,

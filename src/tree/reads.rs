@@ -119,6 +119,7 @@ fn summary_weight(s: &NodeSummary) -> usize {
 
 impl Kind for Parsed {
     type Value = Fetched;
+    const PER_NODE: bool = true;
     fn weight(f: &Fetched) -> usize {
         match f {
             Fetched::Node(s) => summary_weight(s),
