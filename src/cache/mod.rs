@@ -366,6 +366,7 @@ impl Cache {
             self.slots.remove(&Slot::of(key));
         } else {
             self.store.invalidate(&Slot::of(key)).await;
+            self.store.run_pending_tasks().await;
         }
     }
 
@@ -464,6 +465,13 @@ impl Cache {
                 Ok::<_, E>(Entry::new::<K>(v, at, ttl, stale))
             })
             .await;
+        if built {
+            // A value built from many nodes' (a table, a gather) replaced
+            // an older one, which holds every node's older summary until
+            // the store's upkeep lets it go: let it go now, not at the
+            // next burst of operations.
+            self.store.run_pending_tasks().await;
+        }
         match loaded {
             Ok(e) => {
                 if e.weight > life.max_entry_bytes {
@@ -500,6 +508,12 @@ impl Cache {
         E: Clone + Send + Sync + 'static,
         Fut: Future<Output = Result<K::Value, E>>,
     {
+        if self.slots.sweep_if_due() {
+            // The store's own upkeep runs on its operations, which per-node
+            // kinds no longer make: without this, tables past their time
+            // (and the old summaries they hold) wait there for the next.
+            self.store.run_pending_tasks().await;
+        }
         let cell = self.slots.cell(&slot);
         let (held, loads) = cell.seen();
         if let Some(e) = held {

@@ -87,12 +87,12 @@ impl Slots {
     }
 
     /// Drops the values past their TTL and stale time by [`KEEP_AFTER`],
-    /// when the last sweep is [`SWEEP_EVERY`] old.
-    fn sweep_if_due(&self) {
+    /// when the last sweep is [`SWEEP_EVERY`] old; says whether it swept.
+    pub(super) fn sweep_if_due(&self) -> bool {
         {
             let mut at = sys::lock(&self.swept);
             if at.elapsed() < SWEEP_EVERY {
-                return;
+                return false;
             }
             *at = Instant::now();
         }
@@ -111,6 +111,7 @@ impl Slots {
                 }
             }
         }
+        true
     }
 
     fn shard(&self, slot: &Slot) -> &Shard {
@@ -119,7 +120,6 @@ impl Slots {
 
     /// The slot of `slot`, made empty if new.
     pub(super) fn cell(&self, slot: &Slot) -> Arc<Cell> {
-        self.sweep_if_due();
         let mut m = sys::lock(self.shard(slot));
         if let Some(c) = m.get(slot) {
             return c.clone();
