@@ -61,9 +61,10 @@ pub trait Kind: Send + Sync + 'static {
 
     /// One value per node that the tables need of every node, refreshed
     /// as often as they are (a node's summary): kept in a slot replaced
-    /// in place ([`slots`]), neither evicted by the byte bound nor
-    /// expired, and dropped when its node is forgotten. Freshness, stale
-    /// rules, the entry bound and coalescing are as for other kinds.
+    /// in place ([`slots`]), outside the byte bound, dropped a second
+    /// after it can no longer be served (as the store's are) and when its
+    /// node is forgotten. Freshness, stale rules, the entry bound and
+    /// coalescing are as for other kinds.
     const PER_NODE: bool = false;
 }
 
