@@ -424,12 +424,24 @@ impl Cache {
             return r.map(|v| (v, Freshness::Loaded));
         };
         let slot = Slot::of(&key);
-        if K::PER_NODE {
-            return self
-                .lookup_slot::<K, E, Fut>(slot, load, refresh, life, ttl, stats, built)
-                .await;
-        }
-        if let Some(e) = self.store.get(&slot).await {
+        // A per-node kind's slot, or the store.
+        let cell = if K::PER_NODE {
+            if self.slots.sweep_if_due() {
+                // The store's own upkeep runs on its operations, which
+                // per-node kinds no longer make: without this, tables past
+                // their time (and the old summaries they hold) wait there
+                // for the next.
+                self.store.run_pending_tasks().await;
+            }
+            Some(self.slots.cell(&slot))
+        } else {
+            None
+        };
+        let (held, loads) = match &cell {
+            Some(c) => c.seen(),
+            None => (self.store.get(&slot).await, 0),
+        };
+        if let Some(e) = held {
             let age = e.loaded.elapsed();
             if age <= e.ttl {
                 bump(&stats, |s| &s.hits);
@@ -446,11 +458,18 @@ impl Cache {
                 }
                 return Ok((e.value::<K>(), Freshness::Stale(age)));
             }
-            // Too old to serve: drop it and load below. Another reader may
-            // do the same; moka coalesces the loads that follow.
-            self.store.invalidate(&slot).await;
+            // Too old to serve: drop it (a node's old summary is not held
+            // while its next is read) and load below. Another reader may
+            // do the same; the loads that follow are coalesced.
+            match &cell {
+                Some(c) => c.expired(e.loaded),
+                None => self.store.invalidate(&slot).await,
+            }
         }
         bump(&stats, |s| &s.misses);
+        if let Some(cell) = cell {
+            return load_slot::<K, E, Fut>(&cell, loads, load, life, ttl, stats, built).await;
+        }
         let fut = load();
         let ran = Arc::new(AtomicBool::new(false));
         let ran2 = ran.clone();
@@ -491,76 +510,6 @@ impl Cache {
         }
     }
 
-    /// [`Self::lookup`] of a [`Kind::PER_NODE`] kind: the same rules over
-    /// its slot.
-    #[allow(clippy::too_many_arguments)]
-    async fn lookup_slot<K, E, Fut>(
-        &self,
-        slot: Slot,
-        load: impl FnOnce() -> Fut,
-        refresh: Option<impl FnOnce(Slot, Fut, Lifetime, Counted)>,
-        life: Lifetime,
-        ttl: Duration,
-        stats: Counted,
-        built: bool,
-    ) -> Result<(K::Value, Freshness), E>
-    where
-        K: Kind,
-        E: Clone + Send + Sync + 'static,
-        Fut: Future<Output = Result<K::Value, E>>,
-    {
-        if self.slots.sweep_if_due() {
-            // The store's own upkeep runs on its operations, which per-node
-            // kinds no longer make: without this, tables past their time
-            // (and the old summaries they hold) wait there for the next.
-            self.store.run_pending_tasks().await;
-        }
-        let cell = self.slots.cell(&slot);
-        let (held, loads) = cell.seen();
-        if let Some(e) = held {
-            let age = e.loaded.elapsed();
-            if age <= e.ttl {
-                bump(&stats, |s| &s.hits);
-                return Ok((e.value::<K>(), Freshness::Fresh));
-            }
-            if let Some(refresh) = refresh
-                && age <= e.ttl + e.stale
-            {
-                bump(&stats, |s| &s.stale_hits);
-                if sys::lock(&self.refreshing).insert(slot.clone()) {
-                    refresh(slot, load(), life, stats);
-                }
-                return Ok((e.value::<K>(), Freshness::Stale(age)));
-            }
-            cell.expired(e.loaded);
-        }
-        bump(&stats, |s| &s.misses);
-        // Another reader's load of this slot, if one is going: wait for it
-        // and take what it got.
-        let (_loading, waited) = cell.wait::<E>(loads).await;
-        match waited {
-            Waited::Value(e) => return Ok((e.value::<K>(), Freshness::Fresh)),
-            Waited::Failed(e) => return Err(e),
-            Waited::Load => {}
-        }
-        bump(&stats, |s| &s.node_reads);
-        let started = Instant::now();
-        match load().await {
-            Ok(v) => {
-                let at = if built { started } else { Instant::now() };
-                let e = Entry::new::<K>(v.clone(), at, ttl, life.stale);
-                // Served once, not kept, when over the entry bound.
-                cell.loaded((e.weight <= life.max_entry_bytes).then_some(e));
-                Ok((v, Freshness::Loaded))
-            }
-            Err(e) => {
-                bump(&stats, |s| &s.errors);
-                cell.failed(e.clone());
-                Err(e)
-            }
-        }
-    }
-
     /// Reloads a stale entry in the background; the caller has put `slot`
     /// in `refreshing`, which this takes it out of when done.
     fn refresh<K, E, Fut>(&self, slot: Slot, fut: Fut, life: Lifetime, stats: Counted)
@@ -590,6 +539,48 @@ impl Cache {
             }
             sys::lock(&me.refreshing).remove(&slot);
         });
+    }
+}
+
+/// The load of a [`Kind::PER_NODE`] kind's slot `cell` whose value is
+/// missing or too old, by a reader that saw `loads` loads finished: the
+/// value of a load by another reader that finished meanwhile, or its
+/// error, else `load`'s, kept unless over the entry bound.
+async fn load_slot<K, E, Fut>(
+    cell: &slots::Cell,
+    loads: u64,
+    load: impl FnOnce() -> Fut,
+    life: Lifetime,
+    ttl: Duration,
+    stats: Counted,
+    built: bool,
+) -> Result<(K::Value, Freshness), E>
+where
+    K: Kind,
+    E: Clone + Send + Sync + 'static,
+    Fut: Future<Output = Result<K::Value, E>>,
+{
+    let (_loading, waited) = cell.wait::<E>(loads).await;
+    match waited {
+        Waited::Value(e) => return Ok((e.value::<K>(), Freshness::Fresh)),
+        Waited::Failed(e) => return Err(e),
+        Waited::Load => {}
+    }
+    bump(&stats, |s| &s.node_reads);
+    let started = Instant::now();
+    match load().await {
+        Ok(v) => {
+            let at = if built { started } else { Instant::now() };
+            let e = Entry::new::<K>(v.clone(), at, ttl, life.stale);
+            // Served once, not kept, when over the entry bound.
+            cell.loaded((e.weight <= life.max_entry_bytes).then_some(e));
+            Ok((v, Freshness::Loaded))
+        }
+        Err(e) => {
+            bump(&stats, |s| &s.errors);
+            cell.failed(e.clone());
+            Err(e)
+        }
     }
 }
 
