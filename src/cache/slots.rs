@@ -21,6 +21,7 @@
 
 use std::any::Any;
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,12 +40,16 @@ type Shard = Mutex<HashMap<Slot, Arc<Cell>>>;
 /// The slots of every per-node kind.
 pub(super) struct Slots {
     shards: Box<[Shard]>,
-    /// When values past their time were last dropped.
-    swept: Mutex<Instant>,
+    /// When the slots were made: the clock's origin for `swept`.
+    born: Instant,
+    /// When values past their time were last dropped, in ms after `born`:
+    /// checked by every lookup, so an atomic rather than one more lock
+    /// every node's lookup takes.
+    swept: AtomicU64,
 }
 
-/// How often values past their time are looked for.
-const SWEEP_EVERY: Duration = Duration::from_secs(1);
+/// How often values past their time are looked for, in ms.
+const SWEEP_EVERY_MS: u64 = 1000;
 
 /// A value is dropped this long after it can no longer be served.
 const KEEP_AFTER: Duration = Duration::from_secs(1);
@@ -82,19 +87,25 @@ impl Slots {
     pub(super) fn new() -> Self {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::default()).collect(),
-            swept: Mutex::new(Instant::now()),
+            born: Instant::now(),
+            swept: AtomicU64::new(0),
         }
     }
 
     /// Drops the values past their TTL and stale time by [`KEEP_AFTER`],
-    /// when the last sweep is [`SWEEP_EVERY`] old; says whether it swept.
+    /// when the last sweep is [`SWEEP_EVERY_MS`] old; says whether it
+    /// swept.
     pub(super) fn sweep_if_due(&self) -> bool {
+        let now = u64::try_from(self.born.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let last = self.swept.load(Ordering::Relaxed);
+        // One caller sweeps: the one whose exchange succeeds.
+        if now.saturating_sub(last) < SWEEP_EVERY_MS
+            || self
+                .swept
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_err()
         {
-            let mut at = sys::lock(&self.swept);
-            if at.elapsed() < SWEEP_EVERY {
-                return false;
-            }
-            *at = Instant::now();
+            return false;
         }
         for s in self.shards.iter() {
             let cells: Vec<Arc<Cell>> = sys::lock(s).values().cloned().collect();
